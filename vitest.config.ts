@@ -24,6 +24,7 @@ export default defineConfig({
         test: {
           name: 'qemu',
           include: ['qemu-tests/**/*.test.ts'],
+          globalSetup: ['qemu-tests/global-setup.ts'],
           testTimeout: 180_000,
           hookTimeout: 900_000,
           fileParallelism: false,

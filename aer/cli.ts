@@ -1,0 +1,10 @@
+// aer: the Aurae CLI. Thin main: everything is in cli/program.ts. (No top-level await: bundled as CJS.)
+import { runAer } from './cli/program';
+
+void runAer(process.argv.slice(2), {
+  out: (text) => void process.stdout.write(text + '\n'),
+  err: (text) => void process.stderr.write(text + '\n'),
+  env: process.env,
+}).then((code) => {
+  process.exitCode = code;
+});

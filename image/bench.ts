@@ -1,0 +1,190 @@
+// `npm run bench` (not a test): boot → API ready for the Node image versus a busybox /init baseline on the SAME
+// kernel in the same run, image sizes, and memory (PSS and RSS) of init + auraed after boot. Writes BENCHMARKS.md.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { connect } from '../aer/sdk';
+import { DebugShell } from '../qemu-tests/fixture/debug-shell';
+import { detectAccel, launchVm, type VmSpec } from '../supervisor/vms';
+import { buildBaselineInitramfs } from './baseline';
+import { assembleInitramfs, buildImage, REPO_ROOT, type BuiltImage } from './build';
+
+const RUNS = Number(process.env.AURAE_BENCH_RUNS ?? 3);
+const say = (line: string) => console.error(`[bench] ${line}`);
+
+function spec(kernel: string, initrd: string, append: string, dir: string, port: number, debug: boolean): VmSpec {
+  return {
+    kernel,
+    initrd,
+    append,
+    memoryMiB: 1024,
+    cpus: 1,
+    accel: detectAccel(),
+    machine: 'microvm',
+    forwards: [{ hostPort: port, guestPort: 8443 }],
+    qmpSocket: path.join(dir, 'qmp.sock'),
+    debugConsoleSocket: debug ? path.join(dir, 'hvc0.sock') : null,
+    noReboot: true,
+    disks: [],
+  };
+}
+
+interface BootSample {
+  readyLine: number;
+  apiReady: number | null;
+}
+
+async function freePort(): Promise<number> {
+  const { freePort: fp } = await import('../qemu-tests/fixture/node');
+  return fp();
+}
+
+/** One boot: seconds from QEMU start to the READY line, and (for the node) to the first Health answer. */
+async function bootOnce(kernel: string, initrd: string, image: BuiltImage | null): Promise<BootSample> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-bench-'));
+  const port = await freePort();
+  const t0 = performance.now();
+  const vm = await launchVm(spec(kernel, initrd, image ? image.manifest.cmdline : 'panic=-1 quiet', dir, port, false));
+  try {
+    await vm.waitForConsole(/AURAE_READY \{.*\}/, 180_000);
+    const readyLine = (performance.now() - t0) / 1000;
+    let apiReady: number | null = null;
+    if (image) {
+      const client = connect({ config: image.clientConfig, address: `127.0.0.1:${port}` });
+      try {
+        const deadline = Date.now() + 60_000;
+        while (apiReady === null && Date.now() < deadline) {
+          try {
+            if ((await client.health.check('')).status === 'SERVING') apiReady = (performance.now() - t0) / 1000;
+          } catch {
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        }
+      } finally {
+        client.close();
+      }
+      await (await vm.qmp()).systemPowerdown();
+    }
+    await vm.waitForExit(60_000).catch(() => vm.kill());
+    return { readyLine, apiReady };
+  } finally {
+    await vm.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+interface MemorySample {
+  process: string;
+  pssMiB: number;
+  rssMiB: number;
+}
+
+async function memory(image: BuiltImage): Promise<MemorySample[]> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-bench-'));
+  const vm = await launchVm(spec(image.kernel, image.initramfs, `${image.manifest.cmdline} aurae.debug_shell=/dev/hvc0`, dir, await freePort(), true));
+  try {
+    await vm.waitForConsole(/AURAE_READY \{.*\}/, 180_000);
+    await new Promise((r) => setTimeout(r, 3000)); // let start-up garbage settle
+    const sh = await DebugShell.connect(path.join(dir, 'hvc0.sock'));
+    const out: MemorySample[] = [];
+    for (const [name, pidExpr] of [['init (PID 1)', '1'], ['auraed', '$(cat /run/aurae/auraed.pid)']] as const) {
+      const text = await sh.ok(`cat /proc/${pidExpr}/smaps_rollup`);
+      const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
+      out.push({ process: name, pssMiB: kb('Pss') / 1024, rssMiB: kb('Rss') / 1024 });
+    }
+    sh.close();
+    await (await vm.qmp()).systemPowerdown();
+    await vm.waitForExit(60_000).catch(() => vm.kill());
+    return out;
+  } finally {
+    await vm.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const fmt = (x: number | null) => (x === null || Number.isNaN(x) ? 'n/a' : x.toFixed(2));
+
+async function main(): Promise<void> {
+  const image = await buildImage({ log: say });
+  const benchDir = path.join(REPO_ROOT, 'out', 'bench');
+  fs.mkdirSync(benchDir, { recursive: true });
+  const baseline = await buildBaselineInitramfs(benchDir);
+  // Variant: the same initramfs uncompressed (boots faster, ships bigger).
+  const variants: { name: string; initrd: string; image: BuiltImage | null }[] = [
+    { name: 'busybox /init (baseline)', initrd: baseline, image: null },
+    { name: `Node PID 1 + auraed, initramfs ${image.manifest.inputs.compression as string}`, initrd: image.initramfs, image },
+  ];
+  const uncompressed = path.join(benchDir, 'initramfs-uncompressed.cpio');
+  if (image.manifest.inputs.compression !== 'none' && image.initramfsInputs) {
+    say('writing an uncompressed copy of the initramfs for comparison');
+    await assembleInitramfs(image.initramfsInputs, uncompressed, 'none', image.manifest.sourceDateEpoch, say);
+    variants.push({ name: 'Node PID 1 + auraed, initramfs uncompressed', initrd: uncompressed, image });
+  }
+
+  const results: { name: string; samples: BootSample[] }[] = [];
+  for (const v of variants) {
+    const samples: BootSample[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const s = await bootOnce(image.kernel, v.initrd, v.image);
+      say(`${v.name}: run ${i + 1}/${RUNS}: READY ${fmt(s.readyLine)} s, API ${fmt(s.apiReady)} s`);
+      samples.push(s);
+    }
+    results.push({ name: v.name, samples });
+  }
+  const mem = await memory(image);
+
+  const base = mean(results[0]!.samples.map((s) => s.readyLine));
+  const nodeApi = mean(results[1]!.samples.map((s) => s.apiReady ?? NaN));
+  const kernelMB = image.manifest.outputs.kernel.size / 1e6;
+  const initrdMB = image.manifest.outputs.initramfs.size / 1e6;
+  const pss = mem.reduce((a, m) => a + m.pssMiB, 0);
+  const rss = mem.reduce((a, m) => a + m.rssMiB, 0);
+  const accel = detectAccel();
+  const lines = [
+    '# Benchmarks',
+    '',
+    `Written by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)} (${os.cpus().length} CPUs, QEMU ${accel.toUpperCase()}, microvm, 1 vCPU, 1 GiB). ` +
+      `Each boot is timed from QEMU's start; means of ${RUNS} runs. These are measurements, not tests.`,
+    '',
+    '## Boot → ready (same kernel, same run)',
+    '',
+    '| /init | READY line (s) | API answers Health over mTLS (s) | runs (READY / API) |',
+    '|---|---|---|---|',
+    ...results.map(
+      (r) =>
+        `| ${r.name} | ${fmt(mean(r.samples.map((s) => s.readyLine)))} | ${r.samples[0]!.apiReady === null ? '—' : fmt(mean(r.samples.map((s) => s.apiReady ?? NaN)))} | ${r.samples
+          .map((s) => `${fmt(s.readyLine)}/${s.apiReady === null ? '—' : fmt(s.apiReady)}`)
+          .join(', ')} |`,
+    ),
+    '',
+    `API ready ÷ busybox baseline: **${(nodeApi / base).toFixed(2)}×** (target ≤ 2.0×).`,
+    '',
+    '## Size',
+    '',
+    '| artifact | MB |',
+    '|---|---|',
+    `| kernel (bzImage) | ${kernelMB.toFixed(1)} |`,
+    `| initramfs (${image.manifest.inputs.compression as string}) | ${initrdMB.toFixed(1)} |`,
+    `| **total** | **${(kernelMB + initrdMB).toFixed(1)}** (target ≤ 28) |`,
+    '',
+    '## Memory after boot (from /proc/PID/smaps_rollup)',
+    '',
+    '| process | PSS (MiB) | RSS (MiB) |',
+    '|---|---|---|',
+    ...mem.map((m) => `| ${m.process} | ${m.pssMiB.toFixed(1)} | ${m.rssMiB.toFixed(1)} |`),
+    `| **init + auraed** | **${pss.toFixed(1)}** | **${rss.toFixed(1)}** (target ≤ 60) |`,
+    '',
+    'PSS splits the pages the two Node processes share (the runtime\'s text) between them; RSS counts them twice.',
+    '',
+  ];
+  const notesFile = path.join(REPO_ROOT, 'image', 'bench-notes.md');
+  if (fs.existsSync(notesFile)) lines.push(fs.readFileSync(notesFile, 'utf8'));
+  fs.writeFileSync(path.join(REPO_ROOT, 'BENCHMARKS.md'), lines.join('\n'));
+  console.log(lines.join('\n'));
+}
+
+main().catch((err: Error) => {
+  say(`failed: ${err.message}`);
+  process.exit(1);
+});

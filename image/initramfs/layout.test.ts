@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { initramfsLayout, INIT_SCRIPT, type InitramfsInputs } from './layout';
+
+const inputs: InitramfsInputs = {
+  node: '/c/node',
+  libs: ['/lib/x86_64-linux-gnu/libc.so.6', '/lib64/ld-linux-x86-64.so.2'],
+  bundles: { 'init.cjs': '/o/init.cjs', 'auraed.cjs': '/o/auraed.cjs', 'aer.cjs': '/o/aer.cjs' },
+  syscallsAddon: '/o/syscalls.node',
+  sqliteAddon: '/o/better_sqlite3.node',
+  busybox: '/bin/busybox',
+  busyboxApplets: ['bin/sh', 'usr/bin/awk', 'sbin/init', 'bin/busybox'],
+  configJson: '{}',
+  pki: { caCert: '/p/ca.crt', nodeCert: '/p/node.crt', nodeKey: '/p/node.key' },
+};
+
+describe('initramfsLayout', () => {
+  const entries = initramfsLayout(inputs);
+  const byPath = new Map(entries.map((e) => [e.path, e]));
+
+  it('boots /init as a node script that loads the init bundle', () => {
+    expect(byPath.get('init')).toMatchObject({ type: 'file', mode: 0o755 });
+    expect(INIT_SCRIPT.startsWith('#!/usr/bin/node\n')).toBe(true);
+    expect(byPath.get('usr/lib/aurae/init.cjs')?.data).toEqual({ file: '/o/init.cjs' });
+  });
+
+  it('has /dev/console so PID 1 gets stdio before devtmpfs', () => {
+    expect(byPath.get('dev/console')).toMatchObject({ type: 'char', rdevMajor: 5, rdevMinor: 1 });
+  });
+
+  it('keeps the node key private and libraries at their host paths', () => {
+    expect(byPath.get('etc/aurae/pki/node.key')?.mode).toBe(0o600);
+    expect(byPath.get('lib64/ld-linux-x86-64.so.2')?.data).toEqual({ file: '/lib64/ld-linux-x86-64.so.2' });
+  });
+
+  it('links busybox applets relatively and never over a real file', () => {
+    expect(byPath.get('bin/sh')).toMatchObject({ type: 'symlink', target: 'busybox' });
+    expect(byPath.get('usr/bin/awk')).toMatchObject({ type: 'symlink', target: '../../bin/busybox' });
+    expect(byPath.get('bin/busybox')?.type).toBe('file');
+  });
+});

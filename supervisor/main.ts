@@ -1,0 +1,69 @@
+// auraed: the Aurae node daemon. Started by aurae init (or by hand/tests): `auraed --config PATH`.
+// Exit codes: 0 after a clean stop on SIGTERM/SIGINT, 1 when startup fails, 2 for usage or config errors.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { parseNodeConfigText } from './config';
+import { shutdownTimeoutMs, startAuraed } from './daemon';
+import { initChannelFromProcess } from './ipc';
+import { createJsonLogger } from './log';
+
+process.title = 'auraed';
+const log = createJsonLogger({ subsystem: 'auraed' });
+
+function loadConfig() {
+  let path: string | undefined;
+  try {
+    path = parseArgs({ options: { config: { type: 'string' } }, strict: true }).values.config;
+  } catch (err) {
+    return usage((err as Error).message);
+  }
+  if (!path) return usage('missing --config PATH');
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    return fail(`cannot read config ${path} (${(err as NodeJS.ErrnoException).code}): pass the node config file with --config`);
+  }
+  try {
+    return parseNodeConfigText(text, path);
+  } catch (err) {
+    return fail((err as Error).message);
+  }
+}
+
+function usage(message: string): never {
+  return fail(`${message}\nusage: auraed --config PATH`);
+}
+
+function fail(message: string): never {
+  process.stderr.write(`auraed: ${message}\n`);
+  process.exit(2);
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const init = initChannelFromProcess();
+  const auraed = await startAuraed({ config, log, init });
+  const { type: _type, ...ready } = auraed.ready;
+  log.info('ready', { ...ready, pid: process.pid, underInit: init !== null });
+  await init?.send(auraed.ready);
+
+  let stopping = false;
+  const stop = async (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('stopping', { why });
+    const how = await auraed.stop(shutdownTimeoutMs(config));
+    log.info('stopped', { how });
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  // Without init auraed would be an orphan nobody supervises: stop rather than linger.
+  if (init) process.on('disconnect', () => void stop('aurae init closed the IPC channel'));
+}
+
+main().catch((err: unknown) => {
+  log.error('auraed failed to start', { err: err instanceof Error ? err.message : String(err) });
+  process.exit(1);
+});

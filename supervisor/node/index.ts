@@ -1,0 +1,4 @@
+// Node: aurae.node.v0.NodeService (power off / reboot through aurae init).
+export { MAX_REASON_CHARS, NOT_UNDER_INIT, type PowerControl, createPowerControl, validateReason } from './power';
+export { createNodeService } from './node-service';
+export { NodeServiceService } from '../gen/aurae/node/v0/node';

@@ -1,0 +1,197 @@
+// Certificate issuing for the node's small private PKI: one CA, a server certificate per node and client
+// certificates per identity. ECDSA P-256 with SHA-256 throughout (small, fast under QEMU TCG, accepted by
+// grpc-js/OpenSSL). Pure functions over PEM strings; writing files is ensure-pki.ts's job.
+import './reflect-metadata';
+import { isIP } from 'node:net';
+import { webcrypto } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
+
+/** A PEM certificate and its PEM ("PRIVATE KEY", PKCS#8) private key. */
+export interface CertifiedKey {
+  certPem: string;
+  /** PKCS#8 ("BEGIN PRIVATE KEY"). */
+  keyPem: string;
+}
+
+/** The CA's certificate and signing key. Keep `keyPem` secret: anyone holding it can mint admin certificates. */
+export type CertificateAuthority = CertifiedKey;
+
+export interface IssueOptions {
+  /** Issue time (tests pin it); default now. notBefore is backdated an hour to tolerate guest clock skew. */
+  now?: Date;
+  /** Validity in days from `now`. */
+  validityDays?: number;
+}
+
+export interface ServerCertRequest extends IssueOptions {
+  /** The node name (a DNS label); becomes the CN and the first DNS SAN, and is the TLS server name clients use. */
+  nodeName: string;
+  /** Extra SANs beside the defaults (nodeName, localhost, 127.0.0.1, ::1); IPs are recognised, the rest are DNS. */
+  sans?: string[];
+}
+
+export interface ClientCertRequest extends IssueOptions {
+  /** The caller identity auraed sees (CN), e.g. "admin". 1-64 printable ASCII characters. */
+  identity: string;
+}
+
+export class PkiError extends Error {
+  constructor(
+    readonly code: 'PKI_INVALID_REQUEST' | 'PKI_INVALID_CA' | 'PKI_INCONSISTENT',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'PkiError';
+  }
+}
+
+export const CA_VALIDITY_DAYS = 20 * 365;
+export const LEAF_VALIDITY_DAYS = 10 * 365;
+const CLOCK_SKEW_MS = 60 * 60 * 1000;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+// Node's WebCrypto; passed explicitly so no library-global provider has to be configured.
+type CryptoKey = webcrypto.CryptoKey;
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
+const crypto = webcrypto;
+const KEY_ALGORITHM: webcrypto.EcKeyGenParams = { name: 'ECDSA', namedCurve: 'P-256' };
+const SIGNING_ALGORITHM: webcrypto.EcdsaParams = { name: 'ECDSA', hash: 'SHA-256' };
+
+const DNS_NAME = /^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
+const IDENTITY = /^[\x21-\x7e]([\x20-\x7e]{0,62}[\x21-\x7e])?$/;
+
+/** Create a self-signed CA (CN = name) that may sign end-entity certificates only (pathLength 0). */
+export async function createCa(name: string, options: IssueOptions = {}): Promise<CertificateAuthority> {
+  if (!IDENTITY.test(name)) {
+    throw new PkiError('PKI_INVALID_REQUEST', `CA name ${JSON.stringify(name)} is invalid: use 1-64 printable ASCII characters`);
+  }
+  const keys = await generateKeyPair();
+  const { notBefore, notAfter } = validity(options, CA_VALIDITY_DAYS);
+  const cert = await x509.X509CertificateGenerator.createSelfSigned(
+    {
+      serialNumber: randomSerial(),
+      name: [{ CN: [name] }],
+      notBefore,
+      notAfter,
+      keys,
+      signingAlgorithm: SIGNING_ALGORITHM,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, 0, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
+      ],
+    },
+    crypto,
+  );
+  return { certPem: cert.toString('pem') + '\n', keyPem: await exportPrivateKey(keys.privateKey) };
+}
+
+/** The SANs a node's server certificate carries, in order, without duplicates. */
+export function serverCertSans(nodeName: string, extra: string[] = []): x509.JsonGeneralName[] {
+  const names = [nodeName, 'localhost', '127.0.0.1', '::1', ...extra];
+  const seen = new Set<string>();
+  const sans: x509.JsonGeneralName[] = [];
+  for (const name of names) {
+    if (seen.has(name)) continue;
+    seen.add(name);
+    if (isIP(name)) sans.push({ type: 'ip', value: name });
+    else if (DNS_NAME.test(name)) sans.push({ type: 'dns', value: name });
+    else throw new PkiError('PKI_INVALID_REQUEST', `SAN ${JSON.stringify(name)} is neither an IP address nor a DNS name`);
+  }
+  return sans;
+}
+
+/** Issue the node's TLS server certificate (EKU serverAuth). */
+export async function issueServerCert(ca: CertificateAuthority, request: ServerCertRequest): Promise<CertifiedKey> {
+  const sans = serverCertSans(request.nodeName, request.sans);
+  return issueLeaf(ca, request.nodeName, request, [
+    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
+    new x509.SubjectAlternativeNameExtension(sans, false),
+  ]);
+}
+
+/** Issue a client certificate for `identity` (CN = identity, EKU clientAuth). */
+export async function issueClientCert(ca: CertificateAuthority, request: ClientCertRequest): Promise<CertifiedKey> {
+  if (!IDENTITY.test(request.identity)) {
+    throw new PkiError(
+      'PKI_INVALID_REQUEST',
+      `client identity ${JSON.stringify(request.identity)} is invalid: use 1-64 printable ASCII characters, no leading or trailing space`,
+    );
+  }
+  return issueLeaf(ca, request.identity, request, [
+    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false),
+  ]);
+}
+
+async function issueLeaf(
+  ca: CertificateAuthority,
+  commonName: string,
+  options: IssueOptions,
+  extensions: x509.Extension[],
+): Promise<CertifiedKey> {
+  const { caCert, caKey } = await loadCa(ca);
+  const caKeyId = caCert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
+  const keys = await generateKeyPair();
+  const { notBefore, notAfter } = validity(options, LEAF_VALIDITY_DAYS);
+  const cert = await x509.X509CertificateGenerator.create(
+    {
+      serialNumber: randomSerial(),
+      subject: [{ CN: [commonName] }],
+      issuer: caCert.subjectName,
+      notBefore,
+      notAfter,
+      publicKey: keys.publicKey,
+      signingKey: caKey,
+      signingAlgorithm: SIGNING_ALGORITHM,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        ...extensions,
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
+        ...(caKeyId ? [new x509.AuthorityKeyIdentifierExtension(caKeyId, false)] : []),
+      ],
+    },
+    crypto,
+  );
+  return { certPem: cert.toString('pem') + '\n', keyPem: await exportPrivateKey(keys.privateKey) };
+}
+
+async function loadCa(ca: CertificateAuthority): Promise<{ caCert: x509.X509Certificate; caKey: CryptoKey }> {
+  let caCert: x509.X509Certificate;
+  try {
+    caCert = new x509.X509Certificate(ca.certPem);
+  } catch (err) {
+    throw new PkiError('PKI_INVALID_CA', `CA certificate is not a valid PEM certificate (${(err as Error).message})`);
+  }
+  if (!caCert.getExtension(x509.BasicConstraintsExtension)?.ca) {
+    throw new PkiError('PKI_INVALID_CA', `certificate "${caCert.subject}" is not a CA (basicConstraints CA:FALSE or missing)`);
+  }
+  let caKey: CryptoKey;
+  try {
+    caKey = await crypto.subtle.importKey('pkcs8', x509.PemConverter.decodeFirst(ca.keyPem), KEY_ALGORITHM, false, ['sign']);
+  } catch (err) {
+    throw new PkiError('PKI_INVALID_CA', `CA key is not a PEM PKCS#8 ECDSA P-256 private key (${(err as Error).message})`);
+  }
+  return { caCert, caKey };
+}
+
+async function generateKeyPair(): Promise<CryptoKeyPair> {
+  return crypto.subtle.generateKey(KEY_ALGORITHM, true, ['sign', 'verify']);
+}
+
+async function exportPrivateKey(key: CryptoKey): Promise<string> {
+  return x509.PemConverter.encode(await crypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY') + '\n';
+}
+
+function validity(options: IssueOptions, defaultDays: number): { notBefore: Date; notAfter: Date } {
+  const now = (options.now ?? new Date()).getTime();
+  const days = options.validityDays ?? defaultDays;
+  return { notBefore: new Date(now - CLOCK_SKEW_MS), notAfter: new Date(now + days * DAY_MS) };
+}
+
+/** 16 random bytes as hex, first bit clear so the DER INTEGER is positive without padding (RFC 5280 §4.1.2.2). */
+function randomSerial(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[0] = (bytes[0]! & 0x7f) | 0x01;
+  return Buffer.from(bytes).toString('hex');
+}

@@ -1,0 +1,7 @@
+// The API server layer: mTLS grpc-js server, caller identity, handler wrappers, error → status mapping.
+export { type Caller, type CallerSource, callerFromCall } from './caller';
+export { type ServerPki, mtlsServerCredentials, requireTls13 } from './credentials';
+export { type ListenTarget, ListenError, listenTargets, prepareUnixSocket, withPort } from './listeners';
+export { type Access, type RpcContext, type ServerStreamSpec, type UnarySpec, serverStream, unary } from './rpc';
+export { type RunningServer, type ServerOptions, type ServiceBinding, startServer } from './server';
+export { type GrpcError, toGrpcError } from './status';

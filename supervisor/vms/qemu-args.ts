@@ -1,0 +1,97 @@
+// Pure planner: a VmSpec (what we want) → the QEMU argv that boots it.
+// One place decides machine type, devices and flags, so `npm start`, the boot tests, the benchmarks and
+// (later) auraed's VM service all boot the image the same way.
+
+export type Accel = 'kvm' | 'tcg';
+
+export interface PortForward {
+  /** Port on the host's loopback (127.0.0.1). */
+  hostPort: number;
+  guestPort: number;
+}
+
+export interface VmSpec {
+  kernel: string;
+  initrd: string;
+  /** Kernel command line, without console= (added here to match the serial setup). */
+  append: string;
+  memoryMiB: number;
+  cpus: number;
+  accel: Accel;
+  /** microvm (virtio-mmio, fastest) or pc (i440fx, ACPI, PCI). */
+  machine: 'microvm' | 'pc';
+  /** Forwarded TCP ports on a restricted user-mode network (the guest cannot reach out). */
+  forwards: PortForward[];
+  /** Unix socket path for QMP (the control channel), or null. */
+  qmpSocket: string | null;
+  /** Unix socket path for a virtio console (/dev/hvc0 in the guest), or null. */
+  debugConsoleSocket: string | null;
+  /** Exit QEMU instead of resetting when the guest reboots. */
+  noReboot: boolean;
+  /** Extra raw disks (virtio-blk), in order (vda, vdb, ...). */
+  disks: { path: string; readOnly: boolean; format: 'raw' }[];
+}
+
+export class VmSpecError extends Error {
+  readonly code = 'INVALID_ARGUMENT';
+}
+
+/** Validate the parts of a spec that QEMU would otherwise reject with an obscure message. */
+export function validateVmSpec(spec: VmSpec): void {
+  const bad = (field: string, allowed: string): never => {
+    throw new VmSpecError(`vm spec: ${field} is invalid: expected ${allowed}`);
+  };
+  if (!Number.isInteger(spec.memoryMiB) || spec.memoryMiB < 128 || spec.memoryMiB > 65536) bad('memoryMiB', 'an integer 128..65536');
+  if (!Number.isInteger(spec.cpus) || spec.cpus < 1 || spec.cpus > 64) bad('cpus', 'an integer 1..64');
+  for (const [i, f] of spec.forwards.entries()) {
+    for (const key of ['hostPort', 'guestPort'] as const) {
+      const port = f[key];
+      if (!Number.isInteger(port) || port < 1 || port > 65535) bad(`forwards[${i}].${key}`, 'a port 1..65535');
+    }
+  }
+  if (/[\n\0]/.test(spec.append)) bad('append', 'a single line');
+}
+
+export function qemuArgs(spec: VmSpec): string[] {
+  validateVmSpec(spec);
+  const machine =
+    spec.machine === 'microvm'
+      ? // isa-serial for an early console; rtc for wall time; no option ROMs (they only slow the boot).
+        'microvm,x-option-roms=off,isa-serial=on,rtc=on'
+      : 'pc';
+  // virtio-mmio devices on microvm, virtio-pci on pc.
+  const dev = (name: string) => (spec.machine === 'microvm' ? `${name}-device` : `${name}-pci`);
+  const args = [
+    '-M', machine,
+    // -cpu max exposes RDRAND (fast getrandom at boot) and, under TCG, AMD-V for nested KVM guests.
+    '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
+    '-accel', spec.accel,
+    '-m', String(spec.memoryMiB),
+    '-smp', String(spec.cpus),
+    '-nodefaults', '-no-user-config',
+    '-display', 'none',
+    '-serial', 'stdio',
+    '-kernel', spec.kernel,
+    '-initrd', spec.initrd,
+    '-append', `console=ttyS0 ${spec.append}`.trim(),
+  ];
+  if (spec.noReboot) args.push('-no-reboot');
+  const hostfwd = spec.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`).join('');
+  // restrict=on: the guest reaches nothing outside; forwarded ports still come in.
+  args.push('-netdev', `user,id=net0,restrict=on${hostfwd}`, '-device', `${dev('virtio-net')},netdev=net0`);
+  if (spec.qmpSocket) args.push('-qmp', `unix:${spec.qmpSocket},server=on,wait=off`);
+  if (spec.debugConsoleSocket) {
+    args.push(
+      '-device', dev('virtio-serial'),
+      '-chardev', `socket,id=dbg0,path=${spec.debugConsoleSocket},server=on,wait=off`,
+      '-device', 'virtconsole,chardev=dbg0',
+    );
+  }
+  for (const [i, disk] of spec.disks.entries()) {
+    args.push(
+      '-drive', `if=none,id=disk${i},file=${disk.path},format=${disk.format},readonly=${disk.readOnly ? 'on' : 'off'}`,
+      '-device', `${dev('virtio-blk')},drive=disk${i}`,
+    );
+  }
+  return args;
+}

@@ -1,0 +1,181 @@
+// A small typed QMP client: the QEMU Machine Protocol over a Unix socket.
+// QEMU greets, we negotiate capabilities, then send {"execute", "id"} commands and match replies by id;
+// everything without an id is an asynchronous event.
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+
+export interface QmpEvent {
+  event: string;
+  data?: Record<string, unknown>;
+  timestamp?: { seconds: number; microseconds: number };
+}
+
+export interface QmpStatus {
+  running: boolean;
+  status: string;
+}
+
+export class QmpError extends Error {
+  constructor(
+    readonly command: string,
+    readonly errorClass: string,
+    desc: string,
+  ) {
+    super(`qmp ${command}: ${errorClass}: ${desc}`);
+    this.name = 'QmpError';
+  }
+}
+
+type Pending = { command: string; resolve: (value: unknown) => void; reject: (err: Error) => void };
+
+export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
+  private nextId = 1;
+  private readonly pending = new Map<string, Pending>();
+  private buffer = '';
+  private closed = false;
+
+  private constructor(private readonly socket: net.Socket) {
+    super();
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => this.onData(chunk));
+    socket.on('close', () => this.onClose());
+    socket.on('error', () => this.onClose());
+  }
+
+  /** Connect, wait for the greeting, and negotiate capabilities. Retries until `timeoutMs` (QEMU may still be starting). */
+  static async connect(path: string, timeoutMs = 10_000): Promise<QmpClient> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        const socket = await new Promise<net.Socket>((resolve, reject) => {
+          const s = net.connect(path);
+          s.once('connect', () => resolve(s));
+          s.once('error', reject);
+        });
+        const client = new QmpClient(socket);
+        await client.greeting(Math.max(1000, deadline - Date.now()));
+        await client.execute('qmp_capabilities');
+        return client;
+      } catch (err) {
+        if (Date.now() > deadline) {
+          throw new Error(`qmp: cannot connect to ${path}: ${(err as Error).message}: is QEMU running with -qmp unix:${path},server=on?`);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+
+  private greetingWaiter: { resolve: () => void; reject: (e: Error) => void } | null = null;
+  private greeted = false;
+
+  private greeting(timeoutMs: number): Promise<void> {
+    if (this.greeted) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no QMP greeting')), timeoutMs);
+      this.greetingWaiter = {
+        resolve: () => (clearTimeout(timer), resolve()),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      };
+    });
+  }
+
+  private onData(chunk: string): void {
+    this.buffer += chunk;
+    let nl: number;
+    while ((nl = this.buffer.indexOf('\n')) >= 0) {
+      const line = this.buffer.slice(0, nl).trim();
+      this.buffer = this.buffer.slice(nl + 1);
+      if (line) this.onMessage(line);
+    }
+  }
+
+  private onMessage(line: string): void {
+    let msg: Record<string, unknown>;
+    try {
+      msg = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      return; // QEMU only sends JSON; ignore a torn line rather than crash the caller.
+    }
+    if ('QMP' in msg) {
+      this.greeted = true;
+      this.greetingWaiter?.resolve();
+      return;
+    }
+    if (typeof msg.event === 'string') {
+      this.emit('event', msg as unknown as QmpEvent);
+      return;
+    }
+    const id = typeof msg.id === 'string' ? msg.id : undefined;
+    const waiter = id ? this.pending.get(id) : undefined;
+    if (!waiter || !id) return;
+    this.pending.delete(id);
+    if ('error' in msg) {
+      const e = msg.error as { class?: string; desc?: string };
+      waiter.reject(new QmpError(waiter.command, e.class ?? 'GenericError', e.desc ?? 'unknown error'));
+    } else {
+      waiter.resolve(msg.return);
+    }
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.greetingWaiter?.reject(new Error('QMP socket closed'));
+    for (const waiter of this.pending.values()) waiter.reject(new Error(`qmp ${waiter.command}: QEMU closed the connection`));
+    this.pending.clear();
+    this.emit('close');
+  }
+
+  execute<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {
+    if (this.closed) return Promise.reject(new Error(`qmp ${command}: connection is closed`));
+    const id = `aurae-${this.nextId++}`;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { command, resolve: resolve as (v: unknown) => void, reject });
+      this.socket.write(JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id }) + '\n');
+    });
+  }
+
+  queryStatus(): Promise<QmpStatus> {
+    return this.execute<QmpStatus>('query-status');
+  }
+
+  /** ACPI power button: the guest's init shuts down gracefully. */
+  systemPowerdown(): Promise<void> {
+    return this.execute<void>('system_powerdown');
+  }
+
+  systemReset(): Promise<void> {
+    return this.execute<void>('system_reset');
+  }
+
+  /** Stop QEMU at once (no guest shutdown). The connection closes as QEMU exits. */
+  async quit(): Promise<void> {
+    await this.execute<void>('quit').catch((err: Error) => {
+      if (!/closed/.test(err.message)) throw err;
+    });
+  }
+
+  /** Resolve with the first event named `name` (and matching `filter`), or reject after `timeoutMs`. */
+  waitForEvent(name: string, timeoutMs: number, filter: (e: QmpEvent) => boolean = () => true): Promise<QmpEvent> {
+    return new Promise((resolve, reject) => {
+      const onEvent = (e: QmpEvent) => {
+        if (e.event !== name || !filter(e)) return;
+        cleanup();
+        resolve(e);
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`qmp: no ${name} event within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.off('event', onEvent);
+      };
+      this.on('event', onEvent);
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
