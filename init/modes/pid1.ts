@@ -1,0 +1,139 @@
+// PID-1 mode: the appliance's init. One function per duty, in boot order (tini/u-root):
+// signals and the fatal path first, so anything that goes wrong later shuts down cleanly.
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadSyscalls, type Syscalls } from '../../native';
+import { IMAGE_CONFIG_PATH, RUNTIME_CONFIG_PATH, type NodeConfig } from '../../supervisor/config';
+import { resolveNodeConfig } from '../cmdline';
+import { createDebugShell, debugShellSpec, type DebugShell } from '../debug-shell';
+import { bootClock, createConsoleLogger, errorMessage, type Logger } from '../log';
+import { applyMounts, enableCgroupControllers, mountTable, unmountPlan } from '../mounts';
+import { applyNetwork, networkPlan } from '../net';
+import { watchPowerButton, type PowerButtonWatcher } from '../power-button';
+import { createReaper, procReader, remainingProcesses, scanProc } from '../reaper';
+import { createAuraedService, locateAuraed, type AuraedService } from '../service';
+import { createShutdown, hangForever, killAllProcesses, type PowerAction } from '../shutdown';
+import { installSignalHandlers, PID1_SIGNALS } from '../signals';
+import { installFatalHandlers, readOrNull, sleep, writeStdout } from './common';
+
+const AURAED_PID_FILE = '/run/aurae/auraed.pid';
+const REAPER_BACKSTOP_MS = 5_000;
+
+export async function runPid1(): Promise<void> {
+  process.title = 'init';
+  process.umask(0o022);
+  // The kernel starts init with almost no environment; auraed and the shell need a PATH.
+  process.env.PATH ??= '/bin:/usr/bin:/sbin:/usr/sbin';
+  const log = createConsoleLogger({ clock: bootClock(), write: writeStdout, debug: process.env.AURAE_INIT_DEBUG === '1' });
+  log.info(`aurae init starting (Node ${process.version}, pid ${process.pid})`);
+
+  let syscalls: Syscalls;
+  try {
+    syscalls = loadSyscalls();
+  } catch (err) {
+    // Without the addon init can neither mount nor reboot; exiting would panic the
+    // kernel, so park here with the reason on the console.
+    log.error(`${errorMessage(err)}; cannot continue, halting (the image is missing syscalls.node)`);
+    return hangForever();
+  }
+
+  const tracked = new Set<number>();
+  const reader = procReader();
+  const reaper = createReaper({ reader, syscalls, tracked, selfPid: process.pid, log });
+  const state: { config?: NodeConfig; service?: AuraedService; shell?: DebugShell; button?: PowerButtonWatcher } = {};
+
+  const shutdown = createShutdown({
+    log,
+    graceMs: () => state.config?.shutdown.graceMs ?? 5_000,
+    stopAuraed: (graceMs) => state.service?.stop(graceMs) ?? Promise.resolve(),
+    stopRespawners: () => {
+      state.shell?.stop();
+      state.button?.stop();
+    },
+    killAll: killAllProcesses,
+    remaining: () => remainingProcesses(scanProc(reader), process.pid).map((p) => p.pid),
+    reapOrphans: () => reaper.reapNow(),
+    syscalls,
+    unmountPlan: unmountPlan(mountTable()),
+    clock: { now: Date.now, sleep },
+    hang: hangForever,
+  });
+  const fatal = (reason: string) => void shutdown.request(state.config?.node.onFatal ?? 'reboot', reason);
+  const power = (action: PowerAction, reason: string) => void shutdown.request(action, reason);
+
+  installFatalHandlers(log, fatal);
+  installSignalHandlers(PID1_SIGNALS, {
+    poweroff: (signal) => power('poweroff', `signal ${signal}`),
+    reboot: (signal) => power('reboot', `signal ${signal}`),
+    reap: () => reaper.reapNow(),
+  });
+
+  try {
+    mountFilesystems(syscalls, log);
+    try {
+      syscalls.setCtrlAltDel(false);
+    } catch (err) {
+      log.warn(`ctrl-alt-del will reboot at once, not gracefully: ${errorMessage(err)}`);
+    }
+
+    const config = readConfig(log);
+    if (!config) return power('reboot', 'the node config could not be read');
+    state.config = config;
+
+    try {
+      syscalls.sethostname(config.node.name);
+      log.info(`hostname: ${config.node.name}`);
+    } catch (err) {
+      log.warn(`setting the hostname to ${config.node.name} failed: ${errorMessage(err)}`);
+    }
+    applyNetwork(networkPlan(config.network), { syscalls, log });
+    mkdirSync('/run/aurae', { recursive: true, mode: 0o755 });
+    writeFileSync(RUNTIME_CONFIG_PATH, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+
+    reaper.reapNow();
+    reaper.startBackstop(REAPER_BACKSTOP_MS);
+    state.button = watchPowerButton({ log, onPress: (device) => power('poweroff', `power button (${device})`) });
+    if (config.debug.shell) {
+      state.shell = createDebugShell({ spec: debugShellSpec(config.debug.shell), tracked, log });
+      state.shell.start();
+    }
+
+    state.service = createAuraedService({
+      argv: locateAuraed(process.env, RUNTIME_CONFIG_PATH),
+      policy: config.supervise,
+      pidFile: AURAED_PID_FILE,
+      files: { write: (path, text) => writeFileSync(path, text), remove: (path) => rmSync(path, { force: true }) },
+      tracked,
+      log,
+      onPower: (action, by) => power(action, `requested by ${by} via auraed`),
+    });
+    state.service.start();
+  } catch (err) {
+    log.error(`boot failed: ${(err as Error)?.stack ?? errorMessage(err)}`);
+    fatal(`boot failed: ${errorMessage(err)}`);
+  }
+}
+
+function mountFilesystems(syscalls: Syscalls, log: Logger): void {
+  applyMounts(mountTable(), {
+    syscalls,
+    mkdir: (path, mode) => mkdirSync(path, { recursive: true, mode }),
+    readMountinfo: () => readOrNull('/proc/self/mountinfo'),
+    log,
+  });
+  enableCgroupControllers({
+    readFile: (path) => readFileSync(path, 'utf8'),
+    writeFile: (path, text) => writeFileSync(path, text),
+    log,
+  });
+}
+
+/** The image config with the kernel command line applied; null (logged) when unusable. */
+function readConfig(log: Logger): NodeConfig | null {
+  try {
+    const text = readFileSync(IMAGE_CONFIG_PATH, 'utf8');
+    return resolveNodeConfig(text, IMAGE_CONFIG_PATH, readOrNull('/proc/cmdline') ?? '', log);
+  } catch (err) {
+    log.error(`${errorMessage(err)}\nthe image's ${IMAGE_CONFIG_PATH} must be a valid node config; rebuild the image`);
+    return null;
+  }
+}

@@ -1,0 +1,75 @@
+// Which command starts auraed (notes/common.md, init → auraed):
+//   AURAE_AURAED_CMD (JSON argv array) if set, else
+//   node /usr/lib/aurae/auraed.cjs            (the image: auraed.cjs beside init.cjs), else
+//   node --import tsx supervisor/main.ts      (a dev checkout)
+// followed by `--config <path>`.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+export interface AuraedCommandInputs {
+  /** Value of AURAE_AURAED_CMD, if set. */
+  override?: string | undefined;
+  /** auraed.cjs beside the running bundle, when it exists. */
+  bundledEntry: string | null;
+  /** tsx loader URL + supervisor/main.ts, when running from a checkout. */
+  devEntry: { tsxLoader: string; mainTs: string } | null;
+  nodePath: string;
+  configPath: string;
+}
+
+/** The argv (argv[0] is the program). Throws saying how to fix a bad override or a missing auraed. */
+export function auraedCommand(inputs: AuraedCommandInputs): string[] {
+  const config = ['--config', inputs.configPath];
+  if (inputs.override !== undefined && inputs.override !== '') {
+    let argv: unknown;
+    try {
+      argv = JSON.parse(inputs.override);
+    } catch {
+      argv = undefined;
+    }
+    if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string' && a.length > 0)) {
+      throw new Error(
+        `AURAE_AURAED_CMD must be a non-empty JSON array of strings, e.g. ["/usr/bin/node","/path/auraed.cjs"]; got ${inputs.override}`,
+      );
+    }
+    return [...(argv as string[]), ...config];
+  }
+  if (inputs.bundledEntry) return [inputs.nodePath, inputs.bundledEntry, ...config];
+  if (inputs.devEntry) return [inputs.nodePath, '--import', inputs.devEntry.tsxLoader, inputs.devEntry.mainTs, ...config];
+  throw new Error(
+    'auraed not found: no auraed.cjs beside the init bundle and no supervisor/main.ts checkout; ' +
+      'set AURAE_AURAED_CMD to a JSON argv array',
+  );
+}
+
+/** Look around the running init for auraed (bundle first, then the source checkout). */
+export function locateAuraed(env: NodeJS.ProcessEnv, configPath: string): string[] {
+  let bundledEntry: string | null = null;
+  if (typeof __dirname === 'string') {
+    const candidate = path.join(__dirname, 'auraed.cjs');
+    if (existsSync(candidate)) bundledEntry = candidate;
+  }
+  let devEntry: AuraedCommandInputs['devEntry'] = null;
+  const repoRoot = sourceRepoRoot();
+  if (repoRoot && existsSync(path.join(repoRoot, 'supervisor', 'main.ts'))) {
+    try {
+      const tsx = createRequire(path.join(repoRoot, 'package.json')).resolve('tsx');
+      devEntry = { tsxLoader: pathToFileURL(tsx).href, mainTs: path.join(repoRoot, 'supervisor', 'main.ts') };
+    } catch {
+      devEntry = null; // No tsx installed: only the bundle or an override can work.
+    }
+  }
+  return auraedCommand({ override: env.AURAE_AURAED_CMD, bundledEntry, devEntry, nodePath: process.execPath, configPath });
+}
+
+/** The checkout this file lives in when run from source (tsx/vitest); undefined when bundled. */
+function sourceRepoRoot(): string | undefined {
+  try {
+    const url = import.meta.url;
+    return url ? path.resolve(path.dirname(fileURLToPath(url)), '..', '..') : undefined;
+  } catch {
+    return undefined;
+  }
+}
