@@ -11,6 +11,7 @@ describe('debug shell', () => {
   it('runs /bin/sh with the device as stdin/stdout/stderr, tracks it and respawns it', () => {
     const spawned: Array<{ cmd: string; opts: unknown; child: EventEmitter & { pid: number } }> = [];
     const closed: number[] = [];
+    const killed: string[] = [];
     const tracked = new Set<number>();
     const log = createMemoryLogger();
     const shell = createDebugShell({
@@ -23,7 +24,7 @@ describe('debug shell', () => {
       },
       close: (fd) => closed.push(fd),
       spawn: (cmd, _args, opts) => {
-        const child = Object.assign(new EventEmitter(), { pid: 500 + spawned.length });
+        const child = Object.assign(new EventEmitter(), { pid: 500 + spawned.length, kill: (sig: string) => killed.push(sig) });
         spawned.push({ cmd, opts, child });
         return child as unknown as ChildProcess;
       },
@@ -47,7 +48,9 @@ describe('debug shell', () => {
     expect(shell.pid).toBe(501);
 
     shell.stop();
-    spawned[1]!.child.emit('exit', null, 'SIGTERM');
+    // An interactive shell ignores SIGTERM: stop() hangs it up instead of letting it hold the shutdown.
+    expect(killed).toEqual(['SIGHUP']);
+    spawned[1]!.child.emit('exit', null, 'SIGHUP');
     vi.advanceTimersByTime(60_000);
     expect(spawned).toHaveLength(2);
   });

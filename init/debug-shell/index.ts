@@ -35,7 +35,10 @@ export interface DebugShellDeps {
 
 export interface DebugShell {
   start(): void;
-  /** Stop respawning (shutdown); the running shell is left to the SIGTERM to all processes. */
+  /**
+   * Stop respawning and end the running shell (shutdown). An interactive shell ignores SIGTERM, so it gets
+   * SIGHUP (a hang-up, which it honours) rather than holding the shutdown for the whole grace period.
+   */
   stop(): void;
   readonly pid: number | undefined;
 }
@@ -110,6 +113,7 @@ export function createDebugShell(deps: DebugShellDeps): DebugShell {
       stopped = true;
       if (timer) clearTimeout(timer);
       timer = undefined;
+      child?.kill('SIGHUP');
     },
     get pid() {
       return child?.pid;

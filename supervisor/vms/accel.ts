@@ -29,3 +29,14 @@ export function detectAccel(probe: AccelProbe = realAccelProbe, env = process.en
   const hasVirt = /\b(vmx|svm)\b/.test(flags);
   return hasVirt && probe.canOpenKvm() ? 'kvm' : 'tcg';
 }
+
+/**
+ * The host's TSC frequency in kHz when it is constant (so a TCG guest's TSC runs at that rate), else null.
+ * Read from "cpu MHz" in /proc/cpuinfo, which on a constant-TSC machine is the TSC rate.
+ */
+export function hostTscKhz(cpuinfo: string = realAccelProbe.readCpuinfo()): number | null {
+  const flags = /^flags\s*:(.*)$/m.exec(cpuinfo)?.[1] ?? '';
+  const mhz = Number(/^cpu MHz\s*:\s*([\d.]+)/m.exec(cpuinfo)?.[1]);
+  if (!/\bconstant_tsc\b/.test(flags) || !Number.isFinite(mhz) || mhz <= 0) return null;
+  return Math.round(mhz * 1000);
+}

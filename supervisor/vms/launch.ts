@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
+import { hostTscKhz } from './accel';
 import { qemuArgs, type VmSpec } from './qemu-args';
 import { QmpClient } from './qmp';
 
@@ -139,6 +140,7 @@ export async function launchVm(spec: VmSpec, options: LaunchOptions = {}): Promi
     if (!fs.existsSync(file)) throw new Error(`vm: ${what} ${file} does not exist: run \`npm run image\` first`);
   }
   for (const sock of [spec.qmpSocket, spec.debugConsoleSocket]) if (sock) fs.rmSync(sock, { force: true });
+  if (spec.tscKhz === undefined) spec = { ...spec, tscKhz: spec.accel === 'tcg' ? hostTscKhz() : null };
   const binary = options.qemuBinary ?? 'qemu-system-x86_64';
   const child = spawn(binary, qemuArgs(spec), { stdio: ['pipe', 'pipe', 'pipe'] });
   const spawned = once(child, 'spawn').then(() => null);

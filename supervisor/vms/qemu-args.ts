@@ -30,6 +30,12 @@ export interface VmSpec {
   noReboot: boolean;
   /** Extra raw disks (virtio-blk), in order (vda, vdb, ...). */
   disks: { path: string; readOnly: boolean; format: 'raw' }[];
+  /**
+   * The TSC frequency to tell the guest kernel (tsc_early_khz=). Under TCG on a busy host the kernel's own
+   * calibration against the PIT fails now and then and the boot hangs silently; microvm has no other timer to
+   * calibrate against. launchVm fills it from the host when omitted for a TCG boot.
+   */
+  tscKhz?: number | null;
 }
 
 export class VmSpecError extends Error {
@@ -50,6 +56,7 @@ export function validateVmSpec(spec: VmSpec): void {
     }
   }
   if (/[\n\0]/.test(spec.append)) bad('append', 'a single line');
+  if (spec.tscKhz != null && (!Number.isInteger(spec.tscKhz) || spec.tscKhz < 1000 || spec.tscKhz > 10_000_000)) bad('tscKhz', 'an integer 1000..10000000 (kHz)');
 }
 
 export function qemuArgs(spec: VmSpec): string[] {
@@ -73,7 +80,7 @@ export function qemuArgs(spec: VmSpec): string[] {
     '-serial', 'stdio',
     '-kernel', spec.kernel,
     '-initrd', spec.initrd,
-    '-append', `console=ttyS0 ${spec.append}`.trim(),
+    '-append', kernelCmdline(spec),
   ];
   if (spec.noReboot) args.push('-no-reboot');
   const hostfwd = spec.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`).join('');
@@ -94,4 +101,14 @@ export function qemuArgs(spec: VmSpec): string[] {
     );
   }
   return args;
+}
+
+/** The guest kernel command line: console first, then what the machine needs, then the caller's parameters. */
+export function kernelCmdline(spec: VmSpec): string {
+  const parts = ['console=ttyS0'];
+  // microvm has no PCI bus; without pci=off the kernel prints a "PCI: Fatal" line on every boot.
+  if (spec.machine === 'microvm') parts.push('pci=off');
+  if (spec.tscKhz != null) parts.push(`tsc_early_khz=${spec.tscKhz}`);
+  if (spec.append.trim()) parts.push(spec.append.trim());
+  return parts.join(' ');
 }
