@@ -4,28 +4,31 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import en from 'zod/v4/locales/en.js';
+
+z.config(en());
 
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** "unix:///abs/path" or "host:port" / "[v6]:port". */
-export const AddressSchema = z
-  .string()
-  .refine(
+export const AddressSchema = z.string().check(
+  z.refine(
     (s) => /^unix:\/\/\/./.test(s) || /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(s),
     'expected unix:///path/to/aurae.sock or host:port, e.g. 127.0.0.1:8443',
-  )
-  .refine((s) => s.startsWith('unix:') || (Number(s.slice(s.lastIndexOf(':') + 1)) >= 1 && Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535), 'port must be between 1 and 65535');
+  ),
+  z.refine((s) => s.startsWith('unix:') || (Number(s.slice(s.lastIndexOf(':') + 1)) >= 1 && Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535), 'port must be between 1 and 65535'),
+);
 
 export const ClientConfigSchema = z.strictObject({
   version: z.literal(1),
   /** The node's name: the TLS server name checked against the server certificate. */
-  node: z.string().regex(DNS_LABEL, 'expected the node name (a DNS label), e.g. node-1'),
+  node: z.string().check(z.regex(DNS_LABEL, 'expected the node name (a DNS label), e.g. node-1')),
   address: AddressSchema,
   /** PEM files: the node CA, our client certificate and its key. */
-  ca: z.string().min(1, 'expected a path to the node CA certificate (PEM)'),
-  cert: z.string().min(1, 'expected a path to the client certificate (PEM)'),
-  key: z.string().min(1, 'expected a path to the client private key (PEM)'),
+  ca: z.string().check(z.minLength(1, 'expected a path to the node CA certificate (PEM)')),
+  cert: z.string().check(z.minLength(1, 'expected a path to the client certificate (PEM)')),
+  key: z.string().check(z.minLength(1, 'expected a path to the client private key (PEM)')),
 });
 
 export type ClientConfig = z.infer<typeof ClientConfigSchema>;

@@ -1,13 +1,15 @@
 // The auraed → init IPC messages (notes/common.md), validated: auraed is a separate
 // program and a malformed message must be reported, not trusted.
-import { z } from 'zod';
+import * as z from 'zod/mini';
+// Loads the English messages zod/mini needs (one place for the whole program).
+import '../../supervisor/config';
 
 export const ReadyMessageSchema = z.object({
   type: z.literal('ready'),
   node: z.string(),
   version: z.string(),
-  socket: z.string().nullable(),
-  tcp: z.string().nullable(),
+  socket: z.nullable(z.string()),
+  tcp: z.nullable(z.string()),
 });
 
 export const PowerMessageSchema = z.object({
