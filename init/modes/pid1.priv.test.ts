@@ -4,8 +4,7 @@
 // kill(-1) reaches only the namespace and reboot(2) ends only the namespace (its init
 // dies with SIGINT for poweroff, SIGHUP for restart). The image's /etc/aurae comes from
 // an overlay on /etc inside the mount namespace; the host's /etc is untouched.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildSyscallsAddon, hostNodeIncludeDir } from '../../native/build';
@@ -13,11 +12,16 @@ import { FAKE_AURAED, initArgv, startInit, testNodeConfig, type RunningInit } fr
 
 let dir: string;
 let addon: string;
+let fakeAuraed: string;
 let running: RunningInit | undefined;
 
 beforeAll(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), 'aurae-init-pid1-'));
+  // Not under /tmp (or /run, /dev): init mounts fresh filesystems there, which would hide anything it
+  // needs later (the fake auraed it spawns after mounting). /var/tmp is outside init's mount table.
+  dir = mkdtempSync('/var/tmp/aurae-init-pid1-');
   addon = await buildSyscallsAddon({ nodeIncludeDir: hostNodeIncludeDir(), outFile: path.join(dir, 'syscalls.node') });
+  fakeAuraed = path.join(dir, 'fake-auraed.cjs');
+  copyFileSync(FAKE_AURAED, fakeAuraed);
 });
 afterEach(() => {
   if (running && running.child.exitCode === null && running.child.signalCode === null) running.child.kill('SIGKILL');
@@ -45,7 +49,7 @@ function startAsPid1(name: string, fakeEnv: Record<string, string>, configText =
     {
       ...process.env,
       AURAE_SYSCALLS_ADDON: addon,
-      AURAE_AURAED_CMD: JSON.stringify([process.execPath, FAKE_AURAED]),
+      AURAE_AURAED_CMD: JSON.stringify([process.execPath, fakeAuraed]),
       AURAE_INIT_DEBUG: '1',
       ...fakeEnv,
     },

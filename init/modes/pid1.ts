@@ -104,7 +104,7 @@ export async function runPid1(): Promise<void> {
       files: { write: (path, text) => writeFileSync(path, text), remove: (path) => rmSync(path, { force: true }) },
       tracked,
       log,
-      onPower: (action, by) => power(action, `requested by ${by} via auraed`),
+      onPower: (action, by, reason) => power(action, `requested by ${by} via auraed${reason ? `: ${reason}` : ''}`),
     });
     state.service.start();
   } catch (err) {

@@ -16,6 +16,8 @@ export const PowerMessageSchema = z.object({
   type: z.literal('power'),
   action: z.enum(['poweroff', 'reboot']),
   by: z.string(),
+  /** Why, as the caller gave it (validated by auraed: printable, at most 256 characters). */
+  reason: z.optional(z.string().check(z.maxLength(256))),
 });
 
 export const AuraedMessageSchema = z.discriminatedUnion('type', [ReadyMessageSchema, PowerMessageSchema]);

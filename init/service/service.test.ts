@@ -35,6 +35,8 @@ describe('IPC messages', () => {
   it('accepts ready and power messages', () => {
     expect(parseAuraedMessage({ type: 'ready', node: 'n', version: '0.1.0', socket: '/run/aurae/aurae.sock', tcp: null })).toMatchObject({ type: 'ready' });
     expect(parseAuraedMessage({ type: 'power', action: 'reboot', by: 'admin' })).toEqual({ type: 'power', action: 'reboot', by: 'admin' });
+    expect(parseAuraedMessage({ type: 'power', action: 'poweroff', by: 'admin', reason: 'maintenance' })).toMatchObject({ reason: 'maintenance' });
+    expect(parseAuraedMessage({ type: 'power', action: 'poweroff', by: 'admin', reason: 'x'.repeat(257) })).toMatch(/^reason: /);
   });
 
   it('explains what is wrong with a bad message', () => {
@@ -130,7 +132,7 @@ function setup() {
     files: { write: (p, t) => files.set(p, t), remove: (p) => files.delete(p) },
     tracked,
     log,
-    onPower: (action, by) => power.push(`${action}:${by}`),
+    onPower: (action, by, reason) => power.push(`${action}:${by}${reason ? `:${reason}` : ''}`),
     timers,
     spawn: (cmd, args, opts) => {
       expect(cmd).toBe('/usr/bin/node');

@@ -33,7 +33,7 @@ export interface AuraedServiceDeps {
   /** Children Node spawned (the reaper leaves these to libuv). */
   tracked: Set<number>;
   log: Logger;
-  onPower(action: 'poweroff' | 'reboot', by: string): void;
+  onPower(action: 'poweroff' | 'reboot', by: string, reason?: string): void;
   onReady?(message: ReadyMessage, pid: number): void;
   spawn?: SpawnFn;
   timers?: Timers;
@@ -90,8 +90,9 @@ export function createAuraedService(deps: AuraedServiceDeps): AuraedService {
       deps.log.raw(readyLine(message, pid));
       deps.onReady?.(message, pid);
     } else {
-      deps.log.info(`auraed asks for ${message.action} (requested by ${message.by})`);
-      deps.onPower(message.action, message.by);
+      const why = message.reason ? `: ${message.reason}` : '';
+      deps.log.info(`auraed asks for ${message.action} (requested by ${message.by}${why})`);
+      deps.onPower(message.action, message.by, message.reason);
     }
   };
 
