@@ -1,6 +1,6 @@
 // PID-1 mode: the appliance's init. One function per duty, in boot order (tini/u-root):
 // signals and the fatal path first, so anything that goes wrong later shuts down cleanly.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { loadSyscalls, type Syscalls } from '../../native';
 import { IMAGE_CONFIG_PATH, RUNTIME_CONFIG_PATH, type NodeConfig } from '../../supervisor/config';
 import { resolveNodeConfig } from '../cmdline';
@@ -13,6 +13,7 @@ import { createReaper, procReader, remainingProcesses, scanProc } from '../reape
 import { createAuraedService, locateAuraed, type AuraedService } from '../service';
 import { createShutdown, hangForever, killAllProcesses, type PowerAction } from '../shutdown';
 import { installSignalHandlers, PID1_SIGNALS } from '../signals';
+import { mountStateDisk, STATE_MOUNTPOINT } from '../state-disk';
 import { installFatalHandlers, readOrNull, sleep, writeStdout } from './common';
 
 const AURAED_PID_FILE = '/run/aurae/auraed.pid';
@@ -53,7 +54,8 @@ export async function runPid1(): Promise<void> {
     remaining: () => remainingProcesses(scanProc(reader), process.pid).map((p) => p.pid),
     reapOrphans: () => reaper.reapNow(),
     syscalls,
-    unmountPlan: unmountPlan(mountTable()),
+    // The state disk (when mounted) goes first: its filesystem must be clean before power-off.
+    unmountPlan: unmountPlan([...mountTable(), { source: 'state', target: STATE_MOUNTPOINT, fstype: 'ext4', flags: 0, data: null, mode: 0o700, description: 'node state' }]),
     clock: { now: Date.now, sleep },
     hang: hangForever,
   });
@@ -69,6 +71,7 @@ export async function runPid1(): Promise<void> {
 
   try {
     mountFilesystems(syscalls, log);
+    mountStateDisk({ syscalls, listBlockDevices: () => readdirSync('/sys/class/block'), readHead, mkdir: (path, mode) => mkdirSync(path, { recursive: true, mode }), log });
     try {
       syscalls.setCtrlAltDel(false);
     } catch (err) {
@@ -125,6 +128,20 @@ function mountFilesystems(syscalls: Syscalls, log: Logger): void {
     writeFile: (path, text) => writeFileSync(path, text),
     log,
   });
+}
+
+/** The first 2 KiB of /dev/NAME (where filesystem superblocks live), or null. */
+function readHead(name: string): Buffer | null {
+  let fd: number | undefined;
+  try {
+    fd = openSync(`/dev/${name}`, 'r');
+    const head = Buffer.alloc(2048);
+    return readSync(fd, head, 0, head.length, 0) === head.length ? head : null;
+  } catch {
+    return null;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }
 
 /** The image config with the kernel command line applied; null (logged) when unusable. */
