@@ -45,7 +45,7 @@ function startAsPid1(name: string, fakeEnv: Record<string, string>, configText =
   writeFileSync(path.join(upper, 'aurae', 'config.json'), configText);
   const script = `mount -t overlay overlay -o lowerdir=/etc,upperdir=${upper},workdir=${work} /etc && exec "$@"`;
   running = startInit(
-    ['unshare', '--pid', '--fork', '--mount-proc', '--mount', '--uts', '--net', 'sh', '-c', script, 'sh', ...initArgv()],
+    ['unshare', '--pid', '--fork', '--kill-child', '--mount-proc', '--mount', '--uts', '--net', 'sh', '-c', script, 'sh', ...initArgv()],
     {
       ...process.env,
       AURAE_SYSCALLS_ADDON: addon,
