@@ -3,7 +3,8 @@
 // binary at load time, so the only input besides the source is a directory holding
 // node_api.h: the host's for tests, the pinned Node 24 tarball's `include/node` for the image.
 //
-// CLI: `npx tsx native/build.ts [--include DIR] [--out FILE]` builds native/build/syscalls.node.
+// CLI: `npx tsx native/build.ts [--include DIR] [--out FILE]` builds native/build/syscalls.node, and aurae-exec
+// (the cell executable launcher, aurae-exec.c) beside it.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
@@ -77,6 +78,47 @@ export async function buildSyscallsAddon(options: BuildSyscallsAddonOptions): Pr
   return outFile;
 }
 
+export const AURAE_EXEC_SOURCE = path.join(NATIVE_DIR, 'aurae-exec.c');
+export const DEFAULT_AURAE_EXEC_PATH = path.join(NATIVE_DIR, 'build', 'aurae-exec');
+
+export interface BuildAuraeExecOptions {
+  /** Where to write the executable; its directory is created. */
+  outFile: string;
+  /** C compiler; default `cc`. */
+  cc?: string;
+}
+
+/**
+ * The compiler arguments for aurae-exec: static (glibc's libc.a; it needs no NSS), so the same binary runs on
+ * the host and in the image whatever libraries the image carries; stripped, no debug info, reproducible.
+ */
+export function auraeExecCompilerArgs(outFile: string): string[] {
+  return ['-O2', '-static', '-std=gnu11', '-Wall', '-Wextra', '-Werror', '-s', '-o', outFile, 'aurae-exec.c'];
+}
+
+/** Compile native/aurae-exec.c (the cell executable launcher) into `outFile`; written atomically. */
+export async function buildAuraeExec(options: BuildAuraeExecOptions): Promise<string> {
+  const outFile = path.resolve(options.outFile);
+  await mkdir(path.dirname(outFile), { recursive: true });
+  const tmp = `${outFile}.tmp-${process.pid}`;
+  const cc = options.cc ?? 'cc';
+  try {
+    await execFileAsync(cc, auraeExecCompilerArgs(tmp), {
+      cwd: NATIVE_DIR,
+      env: { ...process.env, LC_ALL: 'C', SOURCE_DATE_EPOCH: '0' },
+    });
+  } catch (err) {
+    await rm(tmp, { force: true });
+    const e = err as NodeJS.ErrnoException & { stderr?: string };
+    if (e.code === 'ENOENT') {
+      throw new Error(`building aurae-exec: C compiler "${cc}" not found: install build-essential`);
+    }
+    throw new Error(`building aurae-exec: ${cc} failed (a static build needs libc.a from libc6-dev):\n${e.stderr ?? e.message}`);
+  }
+  await rename(tmp, outFile);
+  return outFile;
+}
+
 /**
  * Headers for the host build: /usr/include/node (Debian's nodejs package), else the
  * `include/node` beside the running node binary (official tarballs). Throws saying what to install.
@@ -112,6 +154,9 @@ async function cli(argv: string[]): Promise<void> {
   }
   const built = await buildSyscallsAddon({ nodeIncludeDir: include ?? hostNodeIncludeDir(), outFile: out });
   process.stdout.write(`built ${built}\n`);
+  // The cell launcher beside it (native/build/aurae-exec), for auraed run from a checkout.
+  const exec = await buildAuraeExec({ outFile: path.join(path.dirname(out), 'aurae-exec') });
+  process.stdout.write(`built ${exec}\n`);
 }
 
 // Run as a script (`npx tsx native/build.ts`), not when imported by the image build.

@@ -63,3 +63,6 @@ export const silentLogger: Logger = {
   error() {},
   child: () => silentLogger,
 };
+
+export { type LogRing, type LogRingEntry, type LogRingOptions, createLogRing, truncateLine } from './log-ring';
+export { RingBuffer } from './ring-buffer';

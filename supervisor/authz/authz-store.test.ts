@@ -1,0 +1,99 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { type Db, openDatabase } from '../store';
+import { type AuditEntry, createAuthzStore } from './authz-store';
+
+const dbs: Db[] = [];
+const memory = () => {
+  const db = openDatabase(':memory:');
+  dbs.push(db);
+  return db;
+};
+afterEach(() => {
+  for (const db of dbs.splice(0)) db.close();
+});
+
+const entry = (n: number, over: Partial<AuditEntry> = {}): AuditEntry => ({
+  time: new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString(),
+  identity: n % 2 ? 'nova' : 'admin',
+  method: n % 3 ? 'aurae.node.v0.NodeService/Reboot' : 'aurae.authz.v0.AuthzService/Allow',
+  code: n % 2 ? 'PERMISSION_DENIED' : 'OK',
+  detail: `call ${n}`,
+  peer: '127.0.0.1:5000',
+  ...over,
+});
+
+describe('authz store', () => {
+  it('migrates once and keeps API rules, idempotently, in a stable order', () => {
+    const db = memory();
+    const store = createAuthzStore(db, { auditMaxRecords: 10 });
+    const by = { createdBy: 'admin', createdAt: '2026-01-01T00:00:00.000Z' };
+    expect(store.addRule({ identity: 'nova', effect: 'deny', pattern: 'a.B/*', ...by })).toBe(true);
+    expect(store.addRule({ identity: 'nova', effect: 'allow', pattern: 'a.B/C', ...by })).toBe(true);
+    expect(store.addRule({ identity: 'nova', effect: 'allow', pattern: 'a.B/C', ...by })).toBe(false);
+    expect(store.addRule({ identity: 'ci', effect: 'allow', pattern: '*', ...by })).toBe(true);
+    expect(store.rules().map((r) => `${r.identity} ${r.effect} ${r.pattern} ${r.source} ${r.createdBy}`)).toEqual([
+      'ci allow * api admin',
+      'nova allow a.B/C api admin',
+      'nova deny a.B/* api admin',
+    ]);
+    // A second store over the same database (a restart) sees the same rules and does not re-migrate.
+    expect(createAuthzStore(db, { auditMaxRecords: 10 }).rules()).toHaveLength(3);
+    expect(db.prepare("SELECT COUNT(*) AS n FROM schema_migrations WHERE subsystem = 'authz'").get()).toEqual({ n: 1 });
+  });
+
+  it('removes one rule, one pattern (both effects) or all of an identity', () => {
+    const store = createAuthzStore(memory(), { auditMaxRecords: 10 });
+    const by = { createdBy: 'admin', createdAt: 't' };
+    for (const [effect, pattern] of [['allow', 'a.B/C'], ['deny', 'a.B/C'], ['allow', 'x.Y/*'], ['deny', '*']] as const) {
+      store.addRule({ identity: 'nova', effect, pattern, ...by });
+    }
+    store.addRule({ identity: 'ci', effect: 'allow', pattern: '*', ...by });
+    expect(store.removeRule('nova', 'deny', '*')).toBe(true);
+    expect(store.removeRule('nova', 'deny', '*')).toBe(false);
+    expect(store.removeRules('nova', 'a.B/C')).toBe(2);
+    expect(store.removeRules('nova', null)).toBe(1);
+    expect(store.removeRules('nova', null)).toBe(0);
+    expect(store.rules().map((r) => r.identity)).toEqual(['ci']);
+  });
+
+  it('keeps only the newest N audit records', () => {
+    const store = createAuthzStore(memory(), { auditMaxRecords: 5 });
+    for (let n = 1; n <= 12; n++) store.appendAudit(entry(n));
+    expect(store.auditCount()).toBe(5);
+    const records = store.listAudit({ limit: 100 });
+    expect(records.map((r) => r.id)).toEqual([12, 11, 10, 9, 8]);
+    expect(records[0]).toEqual({ id: 12, ...entry(12) });
+  });
+
+  it('a smaller bound after a restart trims on the next write', () => {
+    const db = memory();
+    const big = createAuthzStore(db, { auditMaxRecords: 100 });
+    for (let n = 1; n <= 20; n++) big.appendAudit(entry(n));
+    const small = createAuthzStore(db, { auditMaxRecords: 3 });
+    expect(small.auditCount()).toBe(20);
+    small.appendAudit(entry(21));
+    expect(small.listAudit({ limit: 10 }).map((r) => r.id)).toEqual([21, 20, 19]);
+  });
+
+  it('filters by identity, method (exact or Service/*), code, and pages with beforeId', () => {
+    const store = createAuthzStore(memory(), { auditMaxRecords: 100 });
+    for (let n = 1; n <= 12; n++) store.appendAudit(entry(n));
+    // A method with "_" must not act as a LIKE wildcard.
+    store.appendAudit(entry(13, { method: 'a.B_C/D' }));
+    store.appendAudit(entry(14, { method: 'a.BxC/D' }));
+    const ids = (q: Parameters<ReturnType<typeof createAuthzStore>['listAudit']>[0]) => store.listAudit(q).map((r) => r.id);
+    expect(ids({ limit: 3 })).toEqual([14, 13, 12]);
+    expect(ids({ limit: 100, identity: 'nova' })).toEqual([13, 11, 9, 7, 5, 3, 1]);
+    expect(ids({ limit: 100, method: 'aurae.authz.v0.AuthzService/Allow' })).toEqual([12, 9, 6, 3]);
+    expect(ids({ limit: 100, method: 'aurae.authz.v0.AuthzService/*' })).toEqual([12, 9, 6, 3]);
+    expect(ids({ limit: 100, method: 'a.B_C/*' })).toEqual([13]);
+    expect(ids({ limit: 100, method: '*' })).toHaveLength(14);
+    expect(ids({ limit: 100, code: 'OK', identity: 'admin' })).toEqual([14, 12, 10, 8, 6, 4, 2]);
+    expect(ids({ limit: 2, beforeId: 10 })).toEqual([9, 8]);
+    expect(ids({ limit: 100, identity: 'nobody' })).toEqual([]);
+  });
+
+  it('refuses a bound that is not a positive integer', () => {
+    expect(() => createAuthzStore(memory(), { auditMaxRecords: 0 })).toThrow('auditMaxRecords must be a positive integer (got 0)');
+  });
+});

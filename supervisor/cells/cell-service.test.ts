@@ -1,0 +1,269 @@
+// CellService handlers over the real CellRuntime, with fakes underneath: the in-memory cgroupfs, a fake process
+// launcher whose processes live in the fake cgroups, an in-memory event bus and log store.
+import { EventEmitter } from 'node:events';
+import { type ServerUnaryCall, status } from '@grpc/grpc-js';
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
+import { describe, expect, it } from 'vitest';
+import { FakeClock, FakeLauncher, flush, MemoryEventBus, MemoryLogStore } from '../executables/testing';
+import { type CellServiceServer, ExecutableState, RestartMode } from '../gen/aurae/cells/v0/cells';
+import { silentLogger } from '../log';
+import { openDatabase } from '../store';
+import { CellServiceDefinition, createCellService } from './cell-service';
+import { CgroupTree } from './cgroups';
+import { CellRuntime } from './runtime';
+import { type CellStore, memoryCellStore, sqliteCellStore } from './store';
+import { FakeCgroupFs } from './testing';
+import { validateCell } from './spec';
+import { validateExecutable } from '../executables';
+
+const ROOT = '/sys/fs/cgroup';
+
+function world(options: { store?: CellStore; fs?: FakeCgroupFs; cgroupV2?: boolean } = {}) {
+  const fs = options.fs ?? new FakeCgroupFs(ROOT);
+  if (options.cgroupV2 === false) fs.rmdir = () => {};
+  const launcher = new FakeLauncher();
+  // aurae-exec joins the leaf first: the fake process appears in the cgroup named by --cgroup.
+  launcher.onLaunch = (p) => {
+    fs.addProc(p.plan.args[1]!, p.pid);
+    void p.exited.then(() => fs.removeProc(p.pid));
+  };
+  fs.onKill = (pids) => pids.forEach((pid) => launcher.byPid(pid)?.signal('SIGKILL'));
+  const events = new MemoryEventBus();
+  const logs = new MemoryLogStore();
+  const clock = new FakeClock();
+  const store = options.store ?? memoryCellStore();
+  const cgroups = new CgroupTree({ fs, root: options.cgroupV2 === false ? '/nonexistent' : ROOT, log: silentLogger, sleep: async () => {} });
+  const runtime = new CellRuntime({ cgroups, store, events, logs, log: silentLogger, launcher, clock, helper: '/usr/lib/aurae/aurae-exec', signal: launcher.signal });
+  const service = createCellService({ log: silentLogger, admins: new Set(['admin']) }, runtime);
+  return { fs, launcher, events, logs, clock, store, runtime, service };
+}
+
+type Result<Res> = { code: number; details: string; value?: Res };
+
+function call<K extends keyof CellServiceServer>(service: CellServiceServer, method: K, request: unknown, cn = 'admin'): Promise<Result<any>> {
+  const c = Object.assign(new EventEmitter(), {
+    request,
+    getPeer: () => '127.0.0.1:1',
+    getAuthContext: () => ({ transportSecurityType: 'ssl', sslPeerCertificate: { subject: { CN: cn } } }),
+  }) as unknown as ServerUnaryCall<unknown, unknown>;
+  return new Promise((resolve) => {
+    (service[method] as (call: unknown, cb: (err: { code: number; details: string } | null, value?: unknown) => void) => void)(c, (err, value) =>
+      resolve(err ? { code: err.code, details: err.details } : { code: 0, details: '', value }),
+    );
+  });
+}
+
+const cell = (name: string, extra: Record<string, unknown> = {}) => ({ cell: { name, isolateProcess: false, isolateNetwork: false, ...extra } });
+const exe = (name: string, extra: Record<string, unknown> = {}) => ({ name, command: '', description: '', args: ['/bin/server', '--port', '80'], env: {}, cwd: '', ...extra });
+
+async function ready(w: ReturnType<typeof world>) {
+  await w.runtime.init();
+  return w;
+}
+
+describe('CellService', () => {
+  it('allocates nested cells into cgroups and lists them as a tree with state and usage', async () => {
+    const w = await ready(world());
+    expect(await call(w.service, 'allocate', cell('a', { memory: { max: 1 << 20 } }))).toMatchObject({ code: 0, value: { cellName: 'a', cgroupV2: true } });
+    expect(await call(w.service, 'allocate', cell('a/b', { pids: { max: 16 } }))).toMatchObject({ code: 0 });
+    expect(w.fs.read(`${ROOT}/aurae/a/memory.max`)).toBe('1048576\n');
+    expect(w.fs.read(`${ROOT}/aurae/a/b/pids.max`)).toBe('16\n');
+    const list = await call(w.service, 'list', {});
+    expect(list.value.cells).toHaveLength(1);
+    expect(list.value.cells[0]).toMatchObject({ cell: { name: 'a', memory: { max: 1 << 20 } }, status: { state: 'allocated', pidsCurrent: 0 }, children: [{ cell: { name: 'a/b' } }] });
+    expect((await call(w.service, 'get', { cellName: 'a/b' })).value.cell.cell.pids).toEqual({ max: 16 });
+    expect(w.events.kinds()).toEqual(['cell_allocated', 'cell_allocated']);
+  });
+
+  it('refuses duplicates, orphans and unknown cells with the right codes', async () => {
+    const w = await ready(world());
+    await call(w.service, 'allocate', cell('a'));
+    expect(await call(w.service, 'allocate', cell('a'))).toMatchObject({ code: status.ALREADY_EXISTS });
+    expect(await call(w.service, 'allocate', cell('x/y'))).toMatchObject({ code: status.FAILED_PRECONDITION, details: expect.stringMatching(/parent cell "x" does not exist/) });
+    expect(await call(w.service, 'free', { cellName: 'nope' })).toMatchObject({ code: status.NOT_FOUND });
+    expect(await call(w.service, 'get', { cellName: 'nope' })).toMatchObject({ code: status.NOT_FOUND });
+    expect(await call(w.service, 'start', { cellName: 'nope', executable: exe('w') })).toMatchObject({ code: status.NOT_FOUND });
+    expect(await call(w.service, 'stop', { cellName: 'a', executableName: 'nope' })).toMatchObject({ code: status.NOT_FOUND });
+  });
+
+  it('starts an executable in its leaf, streams its output to the log store, stops it and records the exit', async () => {
+    const w = await ready(world());
+    await call(w.service, 'allocate', cell('a', { isolateProcess: true }));
+    const started = await call(w.service, 'start', { cellName: 'a', executable: exe('web') });
+    expect(started).toMatchObject({ code: 0, value: { pid: w.launcher.last.pid } });
+    expect(w.launcher.last.plan.args).toEqual([
+      '--cgroup', `${ROOT}/aurae/a/exe.web`, '--pid', '--mount', '--uts', 'a', '--ipc', '--cwd', '/', '--status-fd', '3', '--', '/bin/server', '--port', '80',
+    ]);
+    expect(w.fs.read(`${ROOT}/aurae/a/exe.web/cgroup.procs`)).toBe(`${w.launcher.last.pid}\n`);
+    w.launcher.last.emit('stdout', 'listening');
+    expect(await w.logs.read('a', 'web')).toMatchObject([{ line: 'listening' }]);
+    let got = (await call(w.service, 'get', { cellName: 'a' })).value.cell.executables[0];
+    expect(got).toMatchObject({ state: ExecutableState.EXECUTABLE_STATE_RUNNING, pid: w.launcher.last.pid, desiredRunning: true, executable: { name: 'web', args: ['/bin/server', '--port', '80'] } });
+    expect(await call(w.service, 'start', { cellName: 'a', executable: exe('web') })).toMatchObject({ code: status.ALREADY_EXISTS });
+
+    const stopped = await call(w.service, 'stop', { cellName: 'a', executableName: 'web', gracePeriodMs: 1000 });
+    expect(stopped).toMatchObject({ code: 0, value: { exit: { signal: 'SIGTERM', oomKilled: false } } });
+    got = (await call(w.service, 'get', { cellName: 'a' })).value.cell.executables[0];
+    expect(got).toMatchObject({ state: ExecutableState.EXECUTABLE_STATE_STOPPED, pid: 0, desiredRunning: false, lastExit: { signal: 'SIGTERM' } });
+    expect(w.events.kinds()).toEqual(['cell_allocated', 'executable_started', 'executable_exited']);
+    // Starting the same name again replaces the stopped one.
+    expect(await call(w.service, 'start', { cellName: 'a', executable: exe('web', { args: [], command: 'echo hi' }) })).toMatchObject({ code: 0 });
+    expect(w.launcher.last.plan.args.slice(-3)).toEqual(['/bin/sh', '-c', 'echo hi']);
+  });
+
+  it('a program that cannot be executed fails Start with the helper\'s message; List shows the failure', async () => {
+    const w = await ready(world());
+    await call(w.service, 'allocate', cell('a'));
+    w.launcher.autoExecute = false;
+    const pending = call(w.service, 'start', { cellName: 'a', executable: exe('web', { restart: { mode: RestartMode.RESTART_MODE_ALWAYS } }) });
+    await flush();
+    w.launcher.last.setupFailed('executing /bin/server failed: No such file or directory (ENOENT): check the path', 127);
+    expect(await pending).toMatchObject({ code: status.FAILED_PRECONDITION, details: expect.stringMatching(/could not be started: executing \/bin\/server failed/) });
+    const got = (await call(w.service, 'get', { cellName: 'a' })).value.cell.executables[0];
+    expect(got).toMatchObject({ state: ExecutableState.EXECUTABLE_STATE_FAILED, lastExit: { code: 127 } });
+  });
+
+  it('free refuses while executables run or child cells exist, naming them; force leaves nothing behind', async () => {
+    const w = await ready(world());
+    await call(w.service, 'allocate', cell('a'));
+    await call(w.service, 'allocate', cell('a/b'));
+    await call(w.service, 'start', { cellName: 'a', executable: exe('web', { restart: { mode: RestartMode.RESTART_MODE_ALWAYS } }) });
+    await call(w.service, 'start', { cellName: 'a/b', executable: exe('db') });
+    const pids = w.launcher.processes.map((p) => p.pid);
+    // A grandchild of web's in its leaf.
+    w.fs.addProc(`${ROOT}/aurae/a/exe.web`, 9999);
+
+    expect(await call(w.service, 'free', { cellName: 'a/b' })).toMatchObject({ code: status.FAILED_PRECONDITION, details: expect.stringMatching(/running executables: a\/b\/db \(running\): stop them first, or free with force/) });
+    expect(await call(w.service, 'free', { cellName: 'a' })).toMatchObject({ code: status.FAILED_PRECONDITION, details: expect.stringMatching(/has child cells \(a\/b\)/) });
+
+    expect(await call(w.service, 'free', { cellName: 'a', force: true })).toMatchObject({ code: 0 });
+    expect(w.fs.dirsUnder(`${ROOT}/aurae`)).toEqual([]);
+    expect(pids.every((pid) => !w.launcher.byPid(pid)!.alive)).toBe(true);
+    expect(w.store.cells()).toEqual([]);
+    expect(w.logs.removed.sort()).toEqual(['a', 'a/b']);
+    expect(w.events.kinds().filter((k) => k === 'cell_freed')).toHaveLength(2);
+    // Nothing restarts a freed executable.
+    await w.clock.advance(120_000);
+    expect(w.launcher.processes).toHaveLength(2);
+    expect((await call(w.service, 'list', {})).value.cells).toEqual([]);
+  });
+
+  it('an idle cell is freed without force', async () => {
+    const w = await ready(world());
+    await call(w.service, 'allocate', cell('a'));
+    await call(w.service, 'start', { cellName: 'a', executable: exe('job') });
+    w.launcher.last.exit(0, null);
+    await flush();
+    expect(await call(w.service, 'free', { cellName: 'a' })).toMatchObject({ code: 0 });
+    expect(w.fs.exists(`${ROOT}/aurae/a`)).toBe(false);
+  });
+
+  it('mutations are for admins; reads for every certificate', async () => {
+    const w = await ready(world());
+    expect(await call(w.service, 'allocate', cell('a'), 'viewer')).toMatchObject({ code: status.PERMISSION_DENIED });
+    expect(await call(w.service, 'list', {}, 'viewer')).toMatchObject({ code: 0 });
+  });
+
+  it('without cgroup v2 every call fails with FAILED_PRECONDITION saying why', async () => {
+    const w = await ready(world({ cgroupV2: false }));
+    expect(await call(w.service, 'allocate', cell('a'))).toMatchObject({ code: status.FAILED_PRECONDITION, details: expect.stringMatching(/no cgroup v2 hierarchy/) });
+    expect(await call(w.service, 'list', {})).toMatchObject({ code: status.FAILED_PRECONDITION });
+  });
+
+  describe('bad input is INVALID_ARGUMENT naming the field, and the service keeps serving', () => {
+    const huge = 'a'.repeat(100_000);
+    const cases: [keyof CellServiceServer, unknown, RegExp][] = [
+      ['allocate', {}, /^cell: required/],
+      ['allocate', cell(''), /^cell\.name: required/],
+      ['allocate', cell(huge), /^cell\.name: too long/],
+      ['allocate', cell('../../etc'), /^cell\.name: /],
+      ['allocate', cell('a/./b'), /^cell\.name: /],
+      ['allocate', cell('caf\u00e9'), /^cell\.name: /],
+      ['allocate', cell('a\u200bb'), /^cell\.name: /],
+      ['allocate', cell('a', { cpu: { weight: -1 } }), /^cell\.cpu\.weight: -1 is out of range: allowed 1\.\.10000/],
+      ['allocate', cell('a', { memory: { max: -4096 } }), /^cell\.memory\.max: -4096 is out of range/],
+      ['allocate', cell('a', { pids: { max: 1e12 } }), /^cell\.pids\.max: .*allowed 1\.\.4194304/],
+      ['allocate', cell('a', { cpuset: { cpus: huge } }), /^cell\.cpuset\.cpus: too long/],
+      ['free', { cellName: '' }, /^cell_name: required/],
+      ['free', { cellName: '/' }, /^cell_name: /],
+      ['get', { cellName: '..' }, /^cell_name: /],
+      ['start', { cellName: 'a' }, /^executable: required/],
+      ['start', { cellName: '', executable: exe('w') }, /^cell_name: required/],
+      ['start', { cellName: 'a', executable: exe('') }, /^executable\.name: required/],
+      ['start', { cellName: 'a', executable: exe('W\u0301') }, /^executable\.name: /],
+      ['start', { cellName: 'a', executable: exe('w', { args: [huge, huge, huge] }) }, /^executable\.args: too long/],
+      ['start', { cellName: 'a', executable: exe('w', { cwd: '/../..' }) }, /^executable\.cwd: /],
+      ['start', { cellName: 'a', executable: exe('w', { uid: -1 }) }, /^executable\.uid: -1 is out of range: allowed 0\.\.4294967294/],
+      ['start', { cellName: 'a', executable: exe('w', { env: { '': 'x' } }) }, /^executable\.env: "" is not a variable name/],
+      ['start', { cellName: 'a', executable: exe('w', { description: '\u202eevil' }) }, /^executable\.description: /],
+      ['stop', { cellName: 'a', executableName: '' }, /^executable_name: required/],
+      ['stop', { cellName: 'a', executableName: 'w', gracePeriodMs: 400_000 }, /^grace_period_ms: 400000 is out of range: allowed 0\.\.300000/],
+      ['stop', { cellName: 'a', executableName: '../w' }, /^executable_name: /],
+    ];
+    it.each(cases.map(([m, r, p], i) => [i, m, r, p] as const))('case %i: %s', async (_i, method, request, pattern) => {
+      const w = await ready(world());
+      await call(w.service, 'allocate', cell('a'));
+      const result = await call(w.service, method, request);
+      expect(result.code).toBe(status.INVALID_ARGUMENT);
+      expect(result.details).toMatch(pattern);
+      expect((await call(w.service, 'list', {})).code).toBe(0);
+    });
+
+    it('an undecodable request (int64 beyond 2^53) is INVALID_ARGUMENT, not INTERNAL', async () => {
+      const w = await ready(world());
+      // CellServiceAllocateRequest { cell (1) { name (1): "a", memory (4) { max (4): 2^60 } } }
+      const memory = new BinaryWriter().uint32(32).int64(2n ** 60n).finish();
+      const inner = new BinaryWriter().uint32(10).string('a').uint32(34).bytes(memory).finish();
+      const bytes = new BinaryWriter().uint32(10).bytes(inner).finish();
+      const request = CellServiceDefinition.allocate.requestDeserialize(Buffer.from(bytes));
+      const result = await call(w.service, 'allocate', request);
+      expect(result).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/^request: could not be decoded \(Value is larger than Number\.MAX_SAFE_INTEGER\)/) });
+    });
+  });
+});
+
+describe('CellRuntime reconcile at start', () => {
+  it('recreates stored cells, removes strays (killing their processes), restarts what should run', async () => {
+    const db = openDatabase(':memory:');
+    const store = sqliteCellStore(db);
+    store.insertCell(validateCell({ name: 'a', pids: { max: 7 }, isolateProcess: false, isolateNetwork: false }));
+    store.insertCell(validateCell({ name: 'a/b', isolateProcess: false, isolateNetwork: false }));
+    const web = validateExecutable(exe('web', { restart: { mode: RestartMode.RESTART_MODE_ALWAYS } }));
+    const done = validateExecutable(exe('done'));
+    store.putExecutable({ cell: 'a', spec: web, desiredRunning: true, state: 'running', restarts: 3, lastExit: null });
+    store.putExecutable({ cell: 'a', spec: done, desiredRunning: true, state: 'exited', restarts: 0, lastExit: { code: 0, signal: null, oomKilled: false, time: 1 } });
+
+    // What the previous auraed left: cell a (but not a/b), web's leaf with an old process, a stray cell with one.
+    const fs = new FakeCgroupFs(ROOT);
+    const boot = new CgroupTree({ fs, root: ROOT, log: silentLogger });
+    boot.ensureBase();
+    boot.createCell(validateCell({ name: 'a', pids: { max: 7 }, isolateProcess: false, isolateNetwork: false }));
+    boot.createCell(validateCell({ name: 'stray', isolateProcess: false, isolateNetwork: false }));
+    boot.leaf('a', 'web').prepare();
+    boot.leaf('stray', 'x').prepare();
+    fs.addProc(`${ROOT}/aurae/a/exe.web`, 500);
+    fs.addProc(`${ROOT}/aurae/stray/exe.x`, 501);
+
+    const w = world({ store, fs });
+    const killed: number[] = [];
+    const onKill = fs.onKill;
+    fs.onKill = (pids) => {
+      killed.push(...pids);
+      for (const pid of pids) fs.removeProc(pid);
+      onKill(pids);
+    };
+    const plan = await w.runtime.init();
+    await flush();
+    expect(plan.map((a) => a.kind)).toEqual(['remove_stray', 'create_cell', 'clear_leaf', 'restore_executable', 'restore_executable']);
+    expect(killed.sort()).toEqual([500, 501]);
+    expect(fs.dirsUnder(`${ROOT}/aurae`)).toEqual(['a', 'a/b', 'a/exe.web']);
+    expect(w.launcher.processes).toHaveLength(1);
+    expect(w.launcher.last.plan.args[1]).toBe(`${ROOT}/aurae/a/exe.web`);
+    const view = w.runtime.get('a');
+    expect(view.executables.map((e) => [e.spec.name, e.state, e.restarts])).toEqual([
+      ['done', 'exited', 0],
+      ['web', 'running', 3],
+    ]);
+    expect(store.executables().find((e) => e.spec.name === 'web')).toMatchObject({ state: 'running', desiredRunning: true });
+  });
+});

@@ -1,0 +1,110 @@
+// CellSpec: a cell as allocated, validated. Plain data (stored as JSON), with the API message on both sides.
+import { checkInt, type IsolationSpec, invalid, show } from '../executables';
+import type { Cell } from '../gen/aurae/cells/v0/cells';
+import { validateCellName } from './names';
+
+export interface CellSpec {
+  name: string;
+  cpu?: { weight?: number; max?: number; period?: number };
+  cpuset?: { cpus?: string; mems?: string };
+  memory?: { min?: number; low?: number; high?: number; max?: number; swapMax?: number };
+  pids?: { max?: number };
+  io?: { weight?: number };
+  isolation: IsolationSpec;
+}
+
+/** The allowed ranges, named in every validation error. */
+export const RANGES = {
+  cpuWeight: [1, 10_000],
+  // The kernel accepts a quota of at least 1 ms; 10^12 µs per period is far beyond any real limit.
+  cpuMax: [1_000, 1_000_000_000_000],
+  cpuPeriod: [1_000, 1_000_000],
+  // Bytes, up to what a JavaScript number holds exactly.
+  memory: [0, Number.MAX_SAFE_INTEGER],
+  // PID_MAX_LIMIT on 64-bit Linux.
+  pidsMax: [1, 4_194_304],
+  ioWeight: [1, 10_000],
+  // NR_CPUS is at most 8192; MAX_NUMNODES at most 1024.
+  cpuId: [0, 8_191],
+  memNode: [0, 1_023],
+} as const satisfies Record<string, readonly [number, number]>;
+
+export const DEFAULT_CPU_PERIOD = 100_000;
+
+const range = (field: string, value: number | undefined, r: readonly [number, number]) => checkInt(field, value, r[0], r[1]);
+
+/** "0-3,6" style lists: comma-separated ids or ascending ranges, each id within `r`. */
+export function checkIdList(field: string, value: string | undefined, r: readonly [number, number]): string | undefined {
+  if (value === undefined) return undefined;
+  const rule = `a list such as "0-3,6" (ids ${r[0]}..${r[1]}, ranges ascending)`;
+  if (value.length > 1024) throw invalid(field, `too long: at most 1024 characters of ${rule}`);
+  if (!/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(value)) throw invalid(field, `${show(value)} is not ${rule}`);
+  for (const part of value.split(',')) {
+    const [a, b] = part.split('-').map(Number) as [number, number | undefined];
+    if (a < r[0] || a > r[1] || (b !== undefined && (b < a || b > r[1]))) throw invalid(field, `${show(part)} is out of range: ${rule}`);
+  }
+  return value;
+}
+
+const defined = <T extends object>(o: T): T | undefined => (Object.values(o).some((v) => v !== undefined) ? o : undefined);
+
+/** Validate the Allocate request's cell. Throws INVALID_ARGUMENT naming the field and the allowed range. */
+export function validateCell(message: Cell | undefined, field = 'cell'): CellSpec {
+  if (!message) throw invalid(field, 'required');
+  const name = validateCellName(message.name, `${field}.name`);
+  const cpu = message.cpu && {
+    weight: range(`${field}.cpu.weight`, message.cpu.weight, RANGES.cpuWeight),
+    max: range(`${field}.cpu.max`, message.cpu.max, RANGES.cpuMax),
+    period: range(`${field}.cpu.period`, message.cpu.period, RANGES.cpuPeriod),
+  };
+  const cpuset = message.cpuset && {
+    cpus: checkIdList(`${field}.cpuset.cpus`, message.cpuset.cpus, RANGES.cpuId),
+    mems: checkIdList(`${field}.cpuset.mems`, message.cpuset.mems, RANGES.memNode),
+  };
+  const m = message.memory;
+  const memory = m && {
+    min: range(`${field}.memory.min`, m.min, RANGES.memory),
+    low: range(`${field}.memory.low`, m.low, RANGES.memory),
+    high: range(`${field}.memory.high`, m.high, RANGES.memory),
+    max: range(`${field}.memory.max`, m.max, RANGES.memory),
+    swapMax: range(`${field}.memory.swap_max`, m.swapMax, RANGES.memory),
+  };
+  if (memory?.max !== undefined) {
+    for (const key of ['min', 'low', 'high'] as const) {
+      const v = memory[key];
+      if (v !== undefined && v > memory.max) throw invalid(`${field}.memory.${key}`, `${v} is above memory.max (${memory.max}): allowed 0..${memory.max}`);
+    }
+  }
+  const pids = message.pids && { max: range(`${field}.pids.max`, message.pids.max, RANGES.pidsMax) };
+  const io = message.io && { weight: range(`${field}.io.weight`, message.io.weight, RANGES.ioWeight) };
+  const iso = message.isolation;
+  const spec: CellSpec = {
+    name,
+    isolation: {
+      pid: message.isolateProcess || !!iso?.pid,
+      mount: message.isolateProcess || !!iso?.mount,
+      uts: message.isolateProcess || !!iso?.uts,
+      ipc: message.isolateProcess || !!iso?.ipc,
+      network: message.isolateNetwork || !!iso?.network,
+    },
+  };
+  const parts = { cpu: cpu && defined(cpu), cpuset: cpuset && defined(cpuset), memory: memory && defined(memory), pids: pids && defined(pids), io: io && defined(io) };
+  for (const [key, value] of Object.entries(parts)) if (value) Object.assign(spec, { [key]: value });
+  return spec;
+}
+
+/** The API message for a stored spec. */
+export function cellToProto(spec: CellSpec): Cell {
+  const iso = spec.isolation;
+  return {
+    name: spec.name,
+    cpu: spec.cpu && { ...spec.cpu },
+    cpuset: spec.cpuset && { ...spec.cpuset },
+    memory: spec.memory && { ...spec.memory },
+    pids: spec.pids && { ...spec.pids },
+    io: spec.io && { ...spec.io },
+    isolateProcess: iso.pid && iso.mount && iso.uts && iso.ipc,
+    isolateNetwork: iso.network,
+    isolation: { ...iso },
+  };
+}

@@ -1,0 +1,115 @@
+// The process side of an executable: spawn aurae-exec with the plan, split its stdout/stderr into lines, read
+// the status descriptor, report the exit. An adapter (ProcessLauncher) so the supervisor is unit-tested with
+// a fake.
+import { spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import { AuraeError } from '../errors';
+import type { LogStream } from '../observe/types';
+import type { LaunchPlan } from './launch-plan';
+
+export interface ProcessExit {
+  code: number | null;
+  signal: string | null;
+}
+
+export type ExecOutcome = { executed: true } | { executed: false; message: string };
+
+export interface LaunchedProcess {
+  pid: number;
+  /** Resolves once the program was executed, or with the helper's message when its setup failed. */
+  outcome: Promise<ExecOutcome>;
+  /** Resolves when the process (aurae-exec or the program it became) exited. */
+  exited: Promise<ProcessExit>;
+}
+
+export interface ProcessLauncher {
+  /** Spawn; rejects (FAILED_PRECONDITION) when the helper cannot be spawned at all. */
+  launch(plan: LaunchPlan, onLine: (stream: LogStream, line: string) => void): Promise<LaunchedProcess>;
+}
+
+/** Longest line kept whole; longer ones are cut into pieces of this size (a runaway line must not grow unbounded). */
+export const MAX_LINE_CHARS = 16 * 1024;
+
+/** Splits a stream of text into lines (without the newline); long lines are cut at MAX_LINE_CHARS. */
+export class LineSplitter {
+  private pending = '';
+  constructor(
+    private readonly emit: (line: string) => void,
+    private readonly maxChars = MAX_LINE_CHARS,
+  ) {}
+
+  push(chunk: string): void {
+    let text = this.pending + chunk;
+    let nl = text.indexOf('\n');
+    while (nl >= 0) {
+      this.emitCut(text.slice(0, nl));
+      text = text.slice(nl + 1);
+      nl = text.indexOf('\n');
+    }
+    while (text.length >= this.maxChars) {
+      this.emit(text.slice(0, this.maxChars));
+      text = text.slice(this.maxChars);
+    }
+    this.pending = text;
+  }
+
+  /** Emit what is left (a last line without newline). */
+  end(): void {
+    if (this.pending !== '') this.emitCut(this.pending);
+    this.pending = '';
+  }
+
+  private emitCut(line: string): void {
+    for (let i = 0; i < line.length || i === 0; i += this.maxChars) this.emit(line.slice(i, i + this.maxChars));
+  }
+}
+
+function pipeLines(stream: Readable | null, onLine: (line: string) => void): void {
+  if (!stream) return;
+  const splitter = new LineSplitter(onLine);
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => splitter.push(chunk));
+  stream.on('end', () => splitter.end());
+  // A read error on a pipe only means the output is cut; the exit is reported through 'exit'.
+  stream.on('error', () => splitter.end());
+}
+
+/** The real launcher: child_process.spawn, detached (own session: no signals from auraed's terminal). */
+export const spawnLauncher: ProcessLauncher = {
+  launch(plan, onLine) {
+    return new Promise((resolve, reject) => {
+      const child = spawn(plan.file, plan.args, {
+        env: plan.env,
+        stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+        detached: true,
+      });
+      const exited = new Promise<ProcessExit>((res) => child.once('exit', (code, signal) => res({ code, signal })));
+      child.once('error', (err: NodeJS.ErrnoException) => {
+        reject(
+          new AuraeError(
+            'FAILED_PRECONDITION',
+            `spawning the executable launcher ${plan.file} failed (${err.code ?? err.message}): is aurae-exec installed (the image has /usr/lib/aurae/aurae-exec)?`,
+          ),
+        );
+      });
+      child.once('spawn', () => {
+        pipeLines(child.stdout, (line) => onLine('stdout', line));
+        pipeLines(child.stderr, (line) => onLine('stderr', line));
+        const status = child.stdio[3] as Readable | null;
+        const outcome = new Promise<ExecOutcome>((res) => {
+          if (!status) return res({ executed: true });
+          let text = '';
+          status.setEncoding('utf8');
+          status.on('data', (d: string) => {
+            if (text.length < 4096) text += d;
+          });
+          const done = () => res(text === '' ? { executed: true } : { executed: false, message: text.trim() });
+          status.once('end', done);
+          status.once('close', done);
+          status.once('error', done);
+        });
+        resolve({ pid: child.pid ?? 0, outcome, exited });
+      });
+    });
+  },
+};

@@ -1,0 +1,21 @@
+// Observe: lifecycle events, executables' logs, auraed's own log stream and per-cell metrics, and the
+// aurae.observe.v0.ObserveService over them. The runtime (cells, executables) depends on ./types only.
+export type { AuraeEvent, CellPath, EventBus, LogLine, LogSink, LogStore, LogStream, StampedEvent } from './types';
+export { type EventBusOptions, createEventBus } from './event-bus';
+export { type FileLogStore, type FileLogStoreOptions, createFileLogStore } from './log-store';
+export { type LogFileHandle, type LogFs, nodeLogFs } from './log-fs';
+export { type CgroupMetrics, cgroupMetrics, parseFlatKeyed, parseIoStat, parseSingleValue } from './cgroup-stats';
+export {
+  type CellMetricsRow,
+  type CgroupFs,
+  DEFAULT_CGROUP_ROOT,
+  type MetricsReader,
+  type MetricsSnapshot,
+  createMetricsReader,
+  nodeCgroupFs,
+} from './metrics';
+export { CELL_MAX_DEPTH, CELL_MAX_LENGTH, cellPathProblem, executableNameProblem, isCellWithin, validateCellPath, validateExecutableName } from './names';
+export { MAX_TAIL } from './requests';
+export { type Observe, type ObserveOptions, type ObserveOverrides, createObserve } from './observe';
+export { createObserveService } from './observe-service';
+export { ObserveServiceService } from '../gen/aurae/observe/v0/observe';

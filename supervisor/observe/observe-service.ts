@@ -1,0 +1,101 @@
+// aurae.observe.v0.ObserveService: handlers only validate, pick the source and pump the stream; the cores
+// are the log ring, the log store, the event bus and the metrics reader.
+import type { ServerWritableStream } from '@grpc/grpc-js';
+import type {
+  GetAuraeDaemonLogStreamRequest,
+  GetAuraeDaemonLogStreamResponse,
+  GetEventsRequest,
+  GetEventsResponse,
+  GetLogsRequest,
+  GetLogsResponse,
+  GetMetricsRequest,
+  GetMetricsResponse,
+  ObserveServiceServer,
+} from '../gen/aurae/observe/v0/observe';
+import type { LogRing } from '../log';
+import { type RpcContext, serverStream, unary } from '../server';
+import type { MetricsReader } from './metrics';
+import { isCellWithin } from './names';
+import {
+  MAX_TAIL,
+  daemonLogItem,
+  eventMessage,
+  logLineItem,
+  metricsResponse,
+  validateDaemonLogRequest,
+  validateEventsRequest,
+  validateLogsRequest,
+  validateMetricsRequest,
+} from './requests';
+import { type StreamRegistry, pumpStream } from './streams';
+import type { EventBus, LogStore, StampedEvent } from './types';
+
+export interface ObserveServiceDeps {
+  daemonLog: LogRing;
+  logs: LogStore;
+  events: EventBus;
+  metrics: MetricsReader;
+  /** Open follow streams; shutdown() ends them. */
+  streams: StreamRegistry;
+  /** Live items waiting for a slow follower before its stream is cut (default in pumpStream). */
+  maxQueued?: number;
+}
+
+const SERVICE = 'aurae.observe.v0.ObserveService';
+
+export function createObserveService(ctx: RpcContext, deps: ObserveServiceDeps): ObserveServiceServer {
+  const { streams: registry, maxQueued } = deps;
+  return {
+    getAuraeDaemonLogStream: serverStream(ctx, {
+      method: `${SERVICE}/GetAuraeDaemonLogStream`,
+      access: 'read',
+      validate: validateDaemonLogRequest,
+      run: (query, call: ServerWritableStream<GetAuraeDaemonLogStreamRequest, GetAuraeDaemonLogStreamResponse>) =>
+        pumpStream(
+          call,
+          { subscribe: (listener) => deps.daemonLog.subscribe(listener), backlog: () => deps.daemonLog.recent(query.tail) },
+          { follow: query.follow, registry, maxQueued, encode: (entry) => ({ item: daemonLogItem(entry) }) },
+        ),
+    }),
+
+    getLogs: serverStream(ctx, {
+      method: `${SERVICE}/GetLogs`,
+      access: 'read',
+      validate: validateLogsRequest,
+      run: (query, call: ServerWritableStream<GetLogsRequest, GetLogsResponse>) =>
+        pumpStream(
+          call,
+          {
+            subscribe: (listener) => deps.logs.follow(query.cell, query.executable, listener),
+            // Unset means every kept line, but never more than MAX_TAIL (memory stays bounded whatever the config).
+            backlog: () => deps.logs.read(query.cell, query.executable, query.tail ?? MAX_TAIL),
+          },
+          { follow: query.follow, registry, maxQueued, encode: (line) => ({ item: logLineItem(line) }) },
+        ),
+    }),
+
+    getEvents: serverStream(ctx, {
+      method: `${SERVICE}/GetEvents`,
+      access: 'read',
+      validate: validateEventsRequest,
+      run: (query, call: ServerWritableStream<GetEventsRequest, GetEventsResponse>) => {
+        const wanted = (event: StampedEvent) => event.seq > query.sinceSeq && (query.cell === null || isCellWithin(event.cell, query.cell));
+        return pumpStream(
+          call,
+          {
+            subscribe: (listener) => deps.events.subscribe((event) => wanted(event) && listener(event)),
+            backlog: () => deps.events.recent().filter(wanted),
+          },
+          { follow: query.follow, registry, maxQueued, encode: (event) => ({ event: eventMessage(event) }) },
+        );
+      },
+    }),
+
+    getMetrics: unary(ctx, {
+      method: `${SERVICE}/GetMetrics`,
+      access: 'read',
+      validate: validateMetricsRequest,
+      run: async (cell): Promise<GetMetricsResponse> => metricsResponse(await deps.metrics(cell)),
+    }),
+  };
+}

@@ -1,0 +1,134 @@
+// Validation of ObserveService requests (every field, named in the error) and the conversions between the
+// cores' values and the wire messages. Pure.
+import { AuraeError } from '../errors';
+import {
+  type CgroupMetrics as ProtoCgroupMetrics,
+  type Event as ProtoEvent,
+  EventKind,
+  type GetAuraeDaemonLogStreamRequest,
+  type GetEventsRequest,
+  type GetLogsRequest,
+  type GetMetricsRequest,
+  type GetMetricsResponse,
+  type LogItem,
+} from '../gen/aurae/observe/v0/observe';
+import type { LogRingEntry } from '../log';
+import type { MetricsSnapshot } from './metrics';
+import { validateCellPath, validateExecutableName } from './names';
+import type { LogLine, StampedEvent } from './types';
+
+/** The most lines one request may ask for as its tail. */
+export const MAX_TAIL = 100_000;
+
+function validateTail(tail: number | undefined): number | undefined {
+  if (tail === undefined) return undefined;
+  if (!Number.isInteger(tail) || tail < 0 || tail > MAX_TAIL) {
+    throw new AuraeError('INVALID_ARGUMENT', `tail: must be between 0 and ${MAX_TAIL} lines (got ${tail}); leave it unset for every line kept`);
+  }
+  return tail;
+}
+
+export interface DaemonLogQuery {
+  tail: number | undefined;
+  follow: boolean;
+}
+
+export function validateDaemonLogRequest(request: GetAuraeDaemonLogStreamRequest): DaemonLogQuery {
+  return { tail: validateTail(request.tail), follow: request.follow };
+}
+
+export interface LogQuery extends DaemonLogQuery {
+  cell: string;
+  executable: string;
+}
+
+export function validateLogsRequest(request: GetLogsRequest): LogQuery {
+  return {
+    cell: validateCellPath('cell', request.cell),
+    executable: validateExecutableName('executable', request.executable),
+    tail: validateTail(request.tail),
+    follow: request.follow,
+  };
+}
+
+export interface EventQuery {
+  follow: boolean;
+  sinceSeq: number;
+  /** Only this cell and its children; null for all. */
+  cell: string | null;
+}
+
+export function validateEventsRequest(request: GetEventsRequest): EventQuery {
+  if (!Number.isSafeInteger(request.sinceSeq) || request.sinceSeq < 0) {
+    throw new AuraeError('INVALID_ARGUMENT', `since_seq: must be 0 or a sequence number seen before (got ${request.sinceSeq})`);
+  }
+  return { follow: request.follow, sinceSeq: request.sinceSeq, cell: request.cell === '' ? null : validateCellPath('cell', request.cell) };
+}
+
+/** The cell whose subtree to report, or null for every cell. */
+export function validateMetricsRequest(request: GetMetricsRequest): string | null {
+  return request.cell === '' ? null : validateCellPath('cell', request.cell);
+}
+
+export function logLineItem(line: LogLine): LogItem {
+  return { channel: line.stream, line: line.line, timestamp: Date.parse(line.time) };
+}
+
+export function daemonLogItem(entry: LogRingEntry): LogItem {
+  return { channel: 'auraed', line: entry.line, timestamp: entry.time };
+}
+
+const KINDS: Record<StampedEvent['kind'], EventKind> = {
+  cell_allocated: EventKind.EVENT_KIND_CELL_ALLOCATED,
+  cell_freed: EventKind.EVENT_KIND_CELL_FREED,
+  executable_started: EventKind.EVENT_KIND_EXECUTABLE_STARTED,
+  executable_exited: EventKind.EVENT_KIND_EXECUTABLE_EXITED,
+  executable_restarted: EventKind.EVENT_KIND_EXECUTABLE_RESTARTED,
+  executable_oom_killed: EventKind.EVENT_KIND_EXECUTABLE_OOM_KILLED,
+  start_limit_hit: EventKind.EVENT_KIND_START_LIMIT_HIT,
+};
+
+export function eventMessage(event: StampedEvent): ProtoEvent {
+  const message: ProtoEvent = {
+    seq: event.seq,
+    time: event.time,
+    kind: KINDS[event.kind],
+    cell: event.cell,
+    executable: 'executable' in event ? event.executable : '',
+    pid: 0,
+    attempt: 0,
+    delayMs: 0,
+    count: 0,
+    starts: 0,
+    intervalMs: 0,
+  };
+  switch (event.kind) {
+    case 'executable_started':
+      message.pid = event.pid;
+      break;
+    case 'executable_exited':
+      message.pid = event.pid;
+      if (event.code !== null) message.code = event.code;
+      if (event.signal !== null) message.signal = event.signal;
+      break;
+    case 'executable_restarted':
+      message.attempt = event.attempt;
+      message.delayMs = event.delayMs;
+      break;
+    case 'executable_oom_killed':
+      message.count = event.count;
+      break;
+    case 'start_limit_hit':
+      message.starts = event.starts;
+      message.intervalMs = event.intervalMs;
+      break;
+  }
+  return message;
+}
+
+export function metricsResponse(snapshot: MetricsSnapshot): GetMetricsResponse {
+  return {
+    timestamp: snapshot.timestamp,
+    cells: snapshot.cells.map((row) => ({ cell: row.cell, executable: row.executable ?? '', metrics: row.metrics satisfies ProtoCgroupMetrics })),
+  };
+}

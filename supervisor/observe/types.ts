@@ -1,0 +1,56 @@
+// The contracts between the runtime core (cells, executables) and observe. Implementations live beside this
+// file; the core depends only on these types.
+
+/** A cell path such as "web" or "web/cache". */
+export type CellPath = string;
+
+export type AuraeEvent =
+  | { kind: 'cell_allocated'; cell: CellPath }
+  | { kind: 'cell_freed'; cell: CellPath }
+  | { kind: 'executable_started'; cell: CellPath; executable: string; pid: number }
+  | { kind: 'executable_exited'; cell: CellPath; executable: string; pid: number; code: number | null; signal: string | null }
+  | { kind: 'executable_restarted'; cell: CellPath; executable: string; attempt: number; delayMs: number }
+  | { kind: 'executable_oom_killed'; cell: CellPath; executable: string; count: number }
+  | { kind: 'start_limit_hit'; cell: CellPath; executable: string; starts: number; intervalMs: number };
+
+/** An event as delivered: with a sequence number (monotonic per auraed run) and a timestamp (ISO 8601). */
+export type StampedEvent = AuraeEvent & { seq: number; time: string };
+
+export interface EventBus {
+  publish(event: AuraeEvent): StampedEvent;
+  /** Call `listener` for every event published from now on; returns an unsubscribe function. */
+  subscribe(listener: (event: StampedEvent) => void): () => void;
+  /** The most recent events still held (bounded), oldest first. */
+  recent(): StampedEvent[];
+}
+
+export type LogStream = 'stdout' | 'stderr';
+
+export interface LogLine {
+  stream: LogStream;
+  /** ISO 8601 time the line was received. */
+  time: string;
+  line: string;
+}
+
+/** Where an executable's output goes: bounded, rotated, persistent. */
+export interface LogSink {
+  /** Append a line (without its newline). Never throws: a failing disk is reported once and lines are dropped. */
+  write(stream: LogStream, line: string): void;
+  close(): Promise<void>;
+}
+
+export interface LogStore {
+  /** The sink for one executable (opened once per run, appending to its existing log). */
+  sink(cell: CellPath, executable: string): LogSink;
+  /**
+   * The last `tail` lines (all when undefined), oldest first. The snapshot is taken when read() is called:
+   * exactly the lines written before the call (it waits for them to reach the disk), so a follow() begun in
+   * the same tick sees every later line and none of these.
+   */
+  read(cell: CellPath, executable: string, tail?: number): Promise<LogLine[]>;
+  /** Lines written from now on, until the returned function is called. */
+  follow(cell: CellPath, executable: string, listener: (line: LogLine) => void): () => void;
+  /** Remove an executable's logs (when its cell is freed). */
+  remove(cell: CellPath, executable?: string): Promise<void>;
+}
