@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { $ } from 'zx';
-import { buildSyscallsAddon } from '../native/build';
+import { buildAuraeExec, buildSyscallsAddon } from '../native/build';
 import { parseNodeConfig, type NodeConfigInput } from '../supervisor/config';
 import { ensurePki } from '../supervisor/pki';
 import { buildBetterSqlite3, checkLoads } from './addons';
@@ -133,6 +133,12 @@ export async function buildImage(opts: BuildOptions = {}): Promise<BuiltImage> {
     await checkLoads(runtime, path.join(tmp, 'syscalls.node'));
   });
   const syscallsAddon = path.join(syscallsDir, 'syscalls.node');
+  const execSrc = fs.readFileSync(path.join(REPO_ROOT, 'native/aurae-exec.c'));
+  const execDir = path.join(cacheRoot(), 'addons', `aurae-exec-${sha256(execSrc).slice(0, 16)}`);
+  await cached(execDir, async (tmp) => {
+    await buildAuraeExec({ outFile: path.join(tmp, 'aurae-exec') });
+  });
+  const auraeExec = path.join(execDir, 'aurae-exec');
   const bundles = await buildBundles(REPO_ROOT, path.join(outRoot, 'bundle'), log);
   const pki = await ensurePki(pkiDir, { nodeName, adminIdentity: config.authz.admins[0] ?? 'admin' });
   for (const [pair, { action, reason }] of Object.entries(pki.actions)) if (action === 'create') log(`pki: created ${pair} (${reason})`);
@@ -144,6 +150,7 @@ export async function buildImage(opts: BuildOptions = {}): Promise<BuiltImage> {
       bundles,
       syscallsAddon,
       sqliteAddon,
+      auraeExec,
       busybox: '/bin/busybox',
       busyboxApplets,
       configJson: JSON.stringify(config, null, 2) + '\n',
@@ -177,6 +184,7 @@ export async function buildImage(opts: BuildOptions = {}): Promise<BuiltImage> {
       sharedLibraries: libs,
       betterSqlite3: { sha256: await sha256File(sqliteAddon) },
       syscallsAddon: { sha256: await sha256File(syscallsAddon) },
+      auraeExec: { sha256: await sha256File(auraeExec) },
       busybox: { version: busyboxVersion },
       bundles: Object.fromEntries(await Promise.all(Object.entries(bundles).map(async ([k, v]) => [k, await sha256File(v)]))),
       compression,

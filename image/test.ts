@@ -10,6 +10,7 @@ const step = (s: string) => console.error(`\n== ${s}`);
 async function main(): Promise<number> {
   step('typecheck (tsc --noEmit)');
   await $$`npx tsc --noEmit`;
+  await $$`npx tsc --noEmit -p examples`;
   step('generated gRPC code is current');
   await $$`npx tsx supervisor/proto/check-generated.ts`;
   step('syscall addon for the host (native/build/syscalls.node)');

@@ -35,9 +35,10 @@ describe('00 image', () => {
       // Same inputs includes the same PKI (keys are random only when first created).
       fs.cpSync(image.pkiDir, path.join(other, 'pki'), { recursive: true });
       const again = await buildImage({ outDir: other, log: () => {} });
+      // Inputs first: if a source changed between the builds (someone edited the tree), say that, not "not reproducible".
+      expect(again.manifest.inputs).toEqual(image.manifest.inputs);
       expect(again.manifest.outputs.kernel.sha256).toBe(image.manifest.outputs.kernel.sha256);
       expect(again.manifest.outputs.initramfs.sha256).toBe(image.manifest.outputs.initramfs.sha256);
-      expect(again.manifest.inputs).toEqual(image.manifest.inputs);
     } finally {
       fs.rmSync(other, { recursive: true, force: true });
     }

@@ -6,17 +6,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { aer } from './fixture/aer';
-import { bootNode, type BootedNode } from './fixture/node';
+import { bootNode, createStateDisk, type BootedNode } from './fixture/node';
 
 describe('04 state disk', () => {
   let dir: string;
   let disk: string;
   beforeAll(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-state-'));
-    disk = path.join(dir, 'state.img');
-    fs.writeFileSync(disk, Buffer.alloc(0));
-    fs.truncateSync(disk, 64 * 1024 * 1024);
-    execFileSync('mkfs.ext4', ['-q', '-F', '-L', 'AURAE_STATE', disk]);
+    disk = createStateDisk(dir, 64);
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 

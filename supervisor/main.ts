@@ -5,10 +5,12 @@ import { parseArgs } from 'node:util';
 import { parseNodeConfigText } from './config';
 import { shutdownTimeoutMs, startAuraed } from './daemon';
 import { initChannelFromProcess } from './ipc';
-import { createJsonLogger } from './log';
+import { createJsonLogger, createLogRing } from './log';
 
 process.title = 'auraed';
-const log = createJsonLogger({ subsystem: 'auraed' });
+// Every line also goes into a bounded ring, served by ObserveService/GetAuraeDaemonLogStream.
+const daemonLog = createLogRing();
+const log = createJsonLogger({ subsystem: 'auraed', write: daemonLog.tee((line) => void process.stdout.write(line)) });
 
 function loadConfig() {
   let path: string | undefined;
@@ -43,7 +45,7 @@ function fail(message: string): never {
 async function main(): Promise<void> {
   const config = loadConfig();
   const init = initChannelFromProcess();
-  const auraed = await startAuraed({ config, log, init });
+  const auraed = await startAuraed({ config, log, init, daemonLog });
   const { type: _type, ...ready } = auraed.ready;
   log.info('ready', { ...ready, pid: process.pid, underInit: init !== null });
   await init?.send(auraed.ready);

@@ -3,8 +3,14 @@
 import { Command, CommanderError, Option } from 'commander';
 import { type AuraeClient, type ConnectOptions, connect as sdkConnect } from '../sdk';
 import { AER_VERSION } from '../version';
+import { registerAuthzCommands } from './authz';
+import { registerCellCommands } from './cells';
+import { registerExecCommand } from './exec';
+import { registerRunCommand } from './run';
 import { describeError } from './errors';
 import { formatVersion } from './format';
+import { registerObserveCommands } from './observe';
+import { registerPkiCommands } from './pki';
 
 export interface CliIo {
   out(text: string): void;
@@ -84,6 +90,13 @@ export async function runAer(argv: string[], io: CliIo): Promise<number> {
         }),
       );
   }
+
+  registerAuthzCommands(program, withClient, print);
+  registerObserveCommands(program, withClient, print);
+  registerCellCommands(program, withClient, print);
+  registerExecCommand(program, withClient, print, io);
+  registerRunCommand(program, (code) => (exitCode = code));
+  registerPkiCommands(program, io, print);
 
   try {
     await program.parseAsync(argv, { from: 'user' });

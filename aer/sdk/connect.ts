@@ -10,8 +10,11 @@ import {
   type HealthListResponse,
   healthCheckResponse_ServingStatusToJSON,
 } from '../../supervisor/gen/grpc/health/v1/health';
+import { type AuthzApi, createAuthzApi } from './authz';
+import { type CellsApi, createCellsApi } from './cells';
 import { type ClientConfigOverrides, ClientConfigError, type ResolvedClientConfig, loadClientConfig } from './client-config';
 import { toApiError } from './errors';
+import { type ObserveApi, createObserveApi } from './observe';
 
 export interface ConnectOptions extends ClientConfigOverrides {
   /** Deadline for each unary call; default 10 s. */
@@ -49,6 +52,12 @@ export interface AuraeClient {
     shutdown(options?: PowerOptions): Promise<void>;
     reboot(options?: PowerOptions): Promise<void>;
   };
+  /** The authorization policy and the audit log (aurae.authz.v0.AuthzService). */
+  authz: AuthzApi;
+  /** Cells and their executables (aurae.cells.v0.CellService). */
+  cells: CellsApi;
+  /** Logs, lifecycle events and per-cell metrics (aurae.observe.v0.ObserveService). */
+  observe: ObserveApi;
   /** Close the channel. */
   close(): void;
 }
@@ -133,6 +142,9 @@ export function connect(options: ConnectOptions = {}): AuraeClient {
         await unary('aurae.node.v0.NodeService/Reboot', (done) => nodeClient.reboot({ reason: power.reason ?? '' }, new Metadata(), callOptions(), done));
       },
     },
+    authz: createAuthzApi({ address: config.address, credentials: channelCredentials, options: shared, unary, callOptions }),
+    cells: createCellsApi({ address: config.address, credentials: channelCredentials, options: shared, unary, callOptions }),
+    observe: createObserveApi({ address: config.address, credentials: channelCredentials, options: shared, unary, callOptions }),
     close: () => {
       // All three clients share healthClient's channel; closing it closes the connection.
       healthClient.close();

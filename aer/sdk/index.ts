@@ -14,3 +14,34 @@ export {
   parseClientConfigText,
 } from './client-config';
 export { AuraeApiError, type GrpcStatusName } from './errors';
+export {
+  type AuditQuery,
+  type AuditRecord,
+  type AuthzApi,
+  type AuthzChange,
+  type AuthzEffect,
+  type AuthzPolicy,
+  type AuthzRevocation,
+  type AuthzRule,
+  type AuthzRuleSource,
+} from './authz';
+export {
+  type CellInfo,
+  type CellSpec,
+  type CellsApi,
+  type ExecutableExit,
+  type ExecutableInfo,
+  type ExecutableSpec,
+  type ExecutableStateName,
+  type RestartModeName,
+} from './cells';
+export {
+  type CellCounters,
+  type CellMetrics,
+  type EventStreamOptions,
+  type LogEntry,
+  type LogStreamOptions,
+  type MetricsSnapshot,
+  type ObserveApi,
+  type ObservedEvent,
+} from './observe';

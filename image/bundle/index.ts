@@ -28,7 +28,8 @@ export async function buildBundles(repoRoot: string, outDir: string, log: (line:
       minify: true,
       keepNames: true, // readable stack traces and class names in logs
       legalComments: 'none',
-      external: ['*.node'],
+      // esbuild ships a native binary: `aer run` loads it from the checkout's node_modules at run time.
+      external: ['*.node', 'esbuild'],
       // import.meta.url has no CJS equivalent; give modules that use it the bundle's own URL.
       banner: { js: 'const __aurae_import_meta_url = require("url").pathToFileURL(__filename).href;' },
       define: { 'import.meta.url': '__aurae_import_meta_url' },

@@ -7,6 +7,7 @@ const inputs: InitramfsInputs = {
   bundles: { 'init.cjs': '/o/init.cjs', 'auraed.cjs': '/o/auraed.cjs', 'aer.cjs': '/o/aer.cjs' },
   syscallsAddon: '/o/syscalls.node',
   sqliteAddon: '/o/better_sqlite3.node',
+  auraeExec: '/o/aurae-exec',
   busybox: '/bin/busybox',
   busyboxApplets: ['bin/sh', 'usr/bin/awk', 'sbin/init', 'bin/busybox'],
   configJson: '{}',

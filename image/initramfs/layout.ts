@@ -11,6 +11,8 @@ export interface InitramfsInputs {
   bundles: { 'init.cjs': string; 'auraed.cjs': string; 'aer.cjs': string };
   syscallsAddon: string;
   sqliteAddon: string;
+  /** The cell executable launcher (native/aurae-exec.c, static). */
+  auraeExec: string;
   busybox: string;
   /** `busybox --list-full` output: applet paths like "bin/sh", "usr/bin/awk". */
   busyboxApplets: string[];
@@ -41,6 +43,7 @@ export function initramfsLayout(i: InitramfsInputs): CpioEntry[] {
     file('usr/lib/aurae/aer.cjs', 0o644, i.bundles['aer.cjs']),
     file('usr/lib/aurae/syscalls.node', 0o755, i.syscallsAddon),
     file('usr/lib/aurae/better_sqlite3.node', 0o755, i.sqliteAddon),
+    file('usr/lib/aurae/aurae-exec', 0o755, i.auraeExec),
     file('etc/aurae/config.json', 0o644, Buffer.from(i.configJson)),
     file('etc/aurae/pki/ca.crt', 0o644, i.pki.caCert),
     file('etc/aurae/pki/node.crt', 0o644, i.pki.nodeCert),

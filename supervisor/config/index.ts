@@ -3,6 +3,7 @@
 // and unknown fields are rejected everywhere (Firecracker-style strict structs).
 import * as z from 'zod/mini';
 import en from 'zod/v4/locales/en.js';
+import { identityProblem, methodPatternProblem } from '../authz/patterns';
 
 // zod/mini (~20 KB) rather than zod (~450 KB): init and auraed parse this on every boot, and under TCG each
 // 100 KB of JavaScript costs tens of milliseconds before the node can serve. English messages, loaded once.
@@ -28,6 +29,14 @@ const ipv4Cidr = z.string().check(
     return addr.split('.').every((o) => Number(o) <= 255) && Number(prefix) <= 32;
   }, 'octets must be 0..255 and prefix 0..32'),
 );
+/** A client certificate common name, as authz checks it. */
+const identity = z.string().check(z.superRefine((s, ctx) => void problem(ctx, s, identityProblem(s, 'identity'))));
+/** An authz method pattern: "*", "package.Service/*" or "package.Service/Method". */
+const methodPattern = z.string().check(z.superRefine((s, ctx) => void problem(ctx, s, methodPatternProblem(s, 'method pattern'))));
+function problem(ctx: { addIssue(issue: { code: 'custom'; input: unknown; message: string }): void }, input: string, message: string | null): void {
+  // The checks start with "<field>: "; here the issue path names the field.
+  if (message !== null) ctx.addIssue({ code: 'custom', input, message: message.slice(message.indexOf(': ') + 2) });
+}
 const ipv4 = z.ipv4({ message: 'expected an IPv4 address, e.g. 10.0.2.2' });
 const intIn = (min: number, max: number) => z.int().check(z.minimum(min), z.maximum(max));
 
@@ -67,10 +76,41 @@ export const NodeConfigSchema = z.strictObject({
   ),
   authz: z._default(
     z.strictObject({
-      /** Identities (client certificate common names) with full rights. */
-      admins: z._default(z.array(z.string().check(z.minLength(1), z.maxLength(64))), ['admin']),
+      /** Identities (client certificate common names) with full rights, policy edits included. */
+      admins: z._default(z.array(identity), ['admin']),
+      /**
+       * Per-identity rules; everyone not in admins is denied what no rule allows. Patterns: "*",
+       * "package.Service/*", "package.Service/Method". Deny wins over allow. Rules added through the API
+       * (AuthzService, stored in the state database) are merged with these; see supervisor/authz.
+       */
+      policy: z._default(
+        z.array(
+          z.strictObject({
+            identity,
+            allow: z._default(z.array(methodPattern), []),
+            deny: z._default(z.array(methodPattern), []),
+          }),
+        ).check(
+          z.superRefine((entries, ctx) => {
+            const seen = new Map<string, number>();
+            entries.forEach((entry, i) => {
+              const first = seen.get(entry.identity);
+              if (first === undefined) seen.set(entry.identity, i);
+              else ctx.addIssue({ code: 'custom', input: entry.identity, path: [i, 'identity'], message: `"${entry.identity}" already has an entry (authz.policy.${first}): merge them into one` });
+            });
+          }),
+        ),
+        [],
+      ),
+      audit: z._default(
+        z.strictObject({
+          /** Audit records kept in the state database (the newest; older ones are dropped). */
+          maxRecords: z._default(intIn(10, 10_000_000), 10_000),
+        }),
+        { maxRecords: 10_000 },
+      ),
     }),
-    { admins: ['admin'] },
+    { admins: ['admin'], policy: [], audit: { maxRecords: 10_000 } },
   ),
   supervise: z._default(
     z.strictObject({
@@ -87,6 +127,24 @@ export const NodeConfigSchema = z.strictObject({
       graceMs: z._default(intIn(0, 300_000), 5_000),
     }),
     { graceMs: 5_000 },
+  ),
+  state: z._default(
+    z.strictObject({
+      /** auraed's persistent state: the database <dir>/aurae.db and executables' logs under <dir>/logs/. */
+      dir: z._default(absPath, '/var/lib/aurae'),
+    }),
+    { dir: '/var/lib/aurae' },
+  ),
+  observe: z._default(
+    z.strictObject({
+      /** An executable's log file is rotated when the next line would take it past this size (bytes). */
+      logMaxBytes: z._default(intIn(4096, 64 * 1024 * 1024), 1024 * 1024),
+      /** Files kept per executable, the current one included: at most logMaxBytes × logFiles on disk. */
+      logFiles: z._default(intIn(1, 10), 3),
+      /** Lifecycle events kept in memory for GetEvents (older ones are dropped; seq shows the gap). */
+      eventHistory: z._default(intIn(16, 100_000), 1000),
+    }),
+    { logMaxBytes: 1024 * 1024, logFiles: 3, eventHistory: 1000 },
   ),
   debug: z._default(
     z.strictObject({

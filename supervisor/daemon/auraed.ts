@@ -1,13 +1,18 @@
 // The composition root of auraed: read the PKI, build the cores and their gRPC services, start listening,
 // mark everything SERVING, and hand back the ready message and a stop function.
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AuthzServiceService, createAuthz, createAuthzService, createAuthzStore, methodNames } from '../authz';
+import { CGROUP_ROOT, CellRuntime, CellServiceDefinition, CgroupTree, createCellService, nodeCgroupFs, sqliteCellStore } from '../cells';
 import type { NodeConfig } from '../config';
 import { DiscoveryServiceService, type SystemInfo, createDiscoveryService, hostSystemInfo } from '../discovery';
 import { HealthRegistry, HealthService, createHealthService } from '../health';
 import type { InitChannel, ReadyMessage } from '../ipc';
-import type { Logger } from '../log';
+import type { LogRing, Logger } from '../log';
 import { NodeServiceService, createNodeService, createPowerControl } from '../node';
+import { type ObserveOverrides, ObserveServiceService, createObserve } from '../observe';
 import { type RpcContext, type ServerPki, type ServiceBinding, listenTargets, mtlsServerCredentials, startServer } from '../server';
+import { openDatabase } from '../store';
 import { AURAED_VERSION } from './version';
 
 export interface AuraedOptions {
@@ -17,6 +22,10 @@ export interface AuraedOptions {
   init: InitChannel | null;
   version?: string;
   system?: SystemInfo;
+  /** auraed's own log lines (main.ts tees its logger into this ring) for GetAuraeDaemonLogStream. */
+  daemonLog?: LogRing;
+  /** Observe's cores, replaced in tests (dependency injection, never an RPC). */
+  observe?: ObserveOverrides;
 }
 
 export interface RunningAuraed {
@@ -26,7 +35,7 @@ export interface RunningAuraed {
 }
 
 /** Health service names: "" is the whole server; the others are the full gRPC service names. */
-export const HEALTH_SERVICE_NAMES = ['', 'aurae.discovery.v0.DiscoveryService', 'aurae.node.v0.NodeService'] as const;
+export const HEALTH_SERVICE_NAMES = ['', 'aurae.discovery.v0.DiscoveryService', 'aurae.node.v0.NodeService', 'aurae.observe.v0.ObserveService', 'aurae.authz.v0.AuthzService', 'aurae.cells.v0.CellService'] as const;
 
 export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed> {
   const { config, log } = options;
@@ -36,8 +45,29 @@ export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed
   const health = new HealthRegistry();
   for (const name of HEALTH_SERVICE_NAMES) health.set(name, 'NOT_SERVING');
 
-  const ctx: RpcContext = { log: log.child({ subsystem: 'api' }), admins: new Set(config.authz.admins) };
+  // One state database for every subsystem; each owns its tables through its own migrations.
+  const db = openDatabase(join(config.state.dir, 'aurae.db'));
+  const authz = createAuthz({
+    admins: config.authz.admins,
+    configRules: config.authz.policy,
+    store: createAuthzStore(db, { auditMaxRecords: config.authz.audit.maxRecords }),
+    knownMethods: () => methodNames(services.map((s) => s.definition)),
+    log: log.child({ subsystem: 'authz' }),
+  });
+  const ctx: RpcContext = { log: log.child({ subsystem: 'api' }), admins: new Set(config.authz.admins), authz };
   const power = createPowerControl({ init: options.init, log: log.child({ subsystem: 'node' }) });
+  // Events and logs are what cells and executables publish into; build them before those cores.
+  const observe = createObserve({ config, log: log.child({ subsystem: 'observe' }), daemonLog: options.daemonLog, overrides: options.observe });
+  // Cells: recreate stored cells' cgroups, remove strays, restart executables (in the background) before serving.
+  // Without cgroup v2 (a dev host) the runtime stays disabled and CellService answers FAILED_PRECONDITION.
+  const cells = new CellRuntime({
+    cgroups: new CgroupTree({ fs: nodeCgroupFs, root: CGROUP_ROOT, log: log.child({ subsystem: 'cells' }) }),
+    store: sqliteCellStore(db),
+    events: observe.events,
+    logs: observe.logs,
+    log: log.child({ subsystem: 'cells' }),
+  });
+  await cells.init();
   const services: ServiceBinding[] = [
     { definition: HealthService, implementation: createHealthService(ctx, health) },
     {
@@ -45,7 +75,14 @@ export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed
       implementation: createDiscoveryService(ctx, { nodeName: config.node.name, version, health, system: options.system ?? hostSystemInfo }),
     },
     { definition: NodeServiceService, implementation: createNodeService(ctx, power) },
+    { definition: ObserveServiceService, implementation: observe.createService(ctx) },
+    { definition: AuthzServiceService, implementation: createAuthzService(ctx, authz) },
+    { definition: CellServiceDefinition, implementation: createCellService(ctx, cells) },
   ];
+
+  for (const rule of authz.unmatchedConfigRules()) {
+    log.warn('authz.policy rule matches no method this auraed serves', { identity: rule.identity, effect: rule.effect, pattern: rule.pattern });
+  }
 
   const server = await startServer({
     credentials: mtlsServerCredentials(pki),
@@ -57,9 +94,14 @@ export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed
 
   return {
     ready: { type: 'ready', node: config.node.name, version, socket: server.socket, tcp: server.tcp },
-    stop: (timeoutMs) => {
+    stop: async (timeoutMs) => {
       health.shutdown();
-      return server.shutdown(timeoutMs);
+      observe.shutdown(); // follow streams end with OK, so the graceful stop need not wait for them
+      const how = await server.shutdown(timeoutMs);
+      cells.close(); // executables keep running; their later exits are not written to the closed database
+      await observe.close();
+      db.close();
+      return how;
     },
   };
 }

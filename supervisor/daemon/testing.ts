@@ -50,6 +50,8 @@ export async function prepareTestNode(options: { nodeName?: string; config?: Rec
     node: { name: nodeName },
     pki: { caCert: pki.caCert, serverCert: pki.nodeCert, serverKey: pki.nodeKey },
     listen: { socket, tcp: `127.0.0.1:${port}` },
+    // Never the node default (/var/lib/aurae): every test node keeps its state in its own temp dir.
+    state: { dir: join(dir, 'state') },
     ...options.config,
   };
   const configPath = join(dir, 'config.json');

@@ -2,6 +2,6 @@
 export { type Caller, type CallerSource, callerFromCall } from './caller';
 export { type ServerPki, mtlsServerCredentials, requireTls13 } from './credentials';
 export { type ListenTarget, ListenError, listenTargets, prepareUnixSocket, withPort } from './listeners';
-export { type Access, type RpcContext, type ServerStreamSpec, type UnarySpec, serverStream, unary } from './rpc';
+export { type Access, type AuditEvent, type Authorizer, type RpcContext, type ServerStreamSpec, type UnarySpec, serverStream, unary } from './rpc';
 export { type RunningServer, type ServerOptions, type ServiceBinding, startServer } from './server';
 export { type GrpcError, toGrpcError } from './status';

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { AuraeError } from '../errors';
 import { type LogFields, type Logger, createJsonLogger } from '../log';
 import { callerFromCall } from './caller';
-import { unary } from './rpc';
+import { type AuditEvent, type Authorizer, serverStream, unary } from './rpc';
 import { toGrpcError } from './status';
 
 function memoryLogger(): { log: Logger; records: Array<LogFields> } {
@@ -78,7 +78,7 @@ describe('unary', () => {
     expect(records).toEqual([expect.objectContaining({ msg: 'rpc', method: 'test.Svc/Do', caller: 'admin', peer: '127.0.0.1:40000' })]);
   });
 
-  it('denies admin methods to other identities with a message saying how to allow them', async () => {
+  it('without an Authorizer (unit tests of other subsystems): admin methods for admins only', async () => {
     const { log } = memoryLogger();
     let ran = false;
     const handler = unary({ log, admins: new Set(['admin']) }, spec(() => (ran = true)));
@@ -99,5 +99,125 @@ describe('unary', () => {
       fakeCall({ n: 1 }, 'admin'),
     );
     expect(boom.error?.code).toBe(status.INTERNAL);
+  });
+});
+
+describe('wrappers with an Authorizer (the policy)', () => {
+  /** A fake policy: `allowed` lists "identity method" pairs; every audit event is recorded. */
+  function fakeAuthz(allowed: string[]): Authorizer & { events: AuditEvent[]; checks: string[] } {
+    const events: AuditEvent[] = [];
+    const checks: string[] = [];
+    return {
+      events,
+      checks,
+      check: (caller, method) => {
+        checks.push(`${caller.identity} ${method}`);
+        return allowed.includes(`${caller.identity} ${method}`) ? null : { message: `no: ${caller.identity} ${method}`, detail: 'denied by fake' };
+      },
+      audit: (event) => void events.push(event),
+    };
+  }
+  const spec = (over: Record<string, unknown> = {}) => ({
+    method: 'test.Svc/Do',
+    access: 'admin' as const,
+    validate: (req: { n: number }) => {
+      if (req.n < 0) throw new AuraeError('INVALID_ARGUMENT', 'n: must be >= 0');
+      return req.n;
+    },
+    run: async (n: number) => {
+      if (n === 13) throw new AuraeError('FAILED_PRECONDITION', 'unlucky\nnumber');
+      if (n === 666) throw new Error('secret internals');
+      return { doubled: n * 2 };
+    },
+    ...over,
+  });
+
+  it('asks the policy for every call, even admins and read methods (the policy decides, not the access level)', async () => {
+    const { log } = memoryLogger();
+    const authz = fakeAuthz(['admin test.Svc/Do']);
+    const ctx = { log, admins: new Set(['admin']), authz };
+    expect((await invoke(unary(ctx, spec()), fakeCall({ n: 1 }, 'admin'))).error).toBeNull();
+    const read = await invoke(unary(ctx, spec({ access: 'read' })), fakeCall({ n: 1 }, 'viewer'));
+    expect(read.error).toEqual({ code: status.PERMISSION_DENIED, details: 'no: viewer test.Svc/Do' });
+    expect(authz.checks).toEqual(['admin test.Svc/Do', 'viewer test.Svc/Do']);
+  });
+
+  it('audits mutating calls with their outcome, and every denial; reads that pass leave no row', async () => {
+    const { log, records } = memoryLogger();
+    const authz = fakeAuthz(['admin test.Svc/Do', 'viewer test.Svc/Read']);
+    const ctx = { log, admins: new Set(['admin']), authz };
+    const mutating = unary(ctx, spec({ summary: (n: number) => `n=${n}` }));
+    await invoke(mutating, fakeCall({ n: 2 }, 'admin'));
+    await invoke(mutating, fakeCall({ n: -1 }, 'admin'));
+    await invoke(mutating, fakeCall({ n: 13 }, 'admin'));
+    await invoke(mutating, fakeCall({ n: 666 }, 'admin'));
+    await invoke(mutating, fakeCall({ n: 2 }, 'viewer'));
+    await invoke(unary(ctx, spec({ method: 'test.Svc/Read', access: 'read' })), fakeCall({ n: 2 }, 'viewer'));
+    const peer = '127.0.0.1:40000';
+    expect(authz.events).toEqual([
+      { identity: 'admin', method: 'test.Svc/Do', code: 'OK', detail: 'n=2', peer },
+      { identity: 'admin', method: 'test.Svc/Do', code: 'INVALID_ARGUMENT', detail: 'n: must be >= 0', peer },
+      { identity: 'admin', method: 'test.Svc/Do', code: 'FAILED_PRECONDITION', detail: 'unlucky number', peer },
+      { identity: 'admin', method: 'test.Svc/Do', code: 'INTERNAL', detail: 'internal error (see the auraed log)', peer },
+      { identity: 'viewer', method: 'test.Svc/Do', code: 'PERMISSION_DENIED', detail: 'denied by fake', peer },
+    ]);
+    expect(records.filter((r) => r.msg === 'rpc denied')).toEqual([expect.objectContaining({ level: 'warn', caller: 'viewer', why: 'denied by fake' })]);
+  });
+
+  it('mutates: false keeps an admin-access call out of the audit; mutates: true audits a read-access call', async () => {
+    const { log } = memoryLogger();
+    const authz = fakeAuthz(['admin test.Svc/Do']);
+    const ctx = { log, admins: new Set(['admin']), authz };
+    await invoke(unary(ctx, spec({ mutates: false })), fakeCall({ n: 1 }, 'admin'));
+    expect(authz.events).toEqual([]);
+    await invoke(unary(ctx, spec({ access: 'read', mutates: true })), fakeCall({ n: 1 }, 'admin'));
+    expect(authz.events.map((e) => e.code)).toEqual(['OK']);
+  });
+
+  it('a call without a usable certificate identity is refused UNAUTHENTICATED and audited with an empty identity', async () => {
+    const { log } = memoryLogger();
+    const authz = fakeAuthz([]);
+    const result = await invoke(unary({ log, admins: new Set(), authz }, spec()), fakeCall({ n: 1 }, ['a', 'b']));
+    expect(result.error?.code).toBe(status.UNAUTHENTICATED);
+    expect(authz.events).toEqual([{ identity: '', method: 'test.Svc/Do', code: 'UNAUTHENTICATED', detail: expect.stringContaining('2 common names'), peer: '127.0.0.1:40000' }]);
+    expect(authz.checks).toEqual([]);
+  });
+
+  it('server streams: denied before run, audited when a mutating stream ends (OK, CANCELLED or its error)', async () => {
+    const { log } = memoryLogger();
+    const authz = fakeAuthz(['admin test.Svc/Stream']);
+    const ctx = { log, admins: new Set(['admin']), authz };
+    const streamCall = (cn: string, cancelled = false) => {
+      const call = Object.assign(fakeCall({ n: 1 }, cn), { cancelled, write: () => true, end: () => {} });
+      const done = new Promise<unknown>((resolve) => {
+        call.on('error', resolve);
+        call.on('finished', () => resolve(null));
+      });
+      return { call, done };
+    };
+    let ran = 0;
+    const handler = (run: () => Promise<void>) =>
+      serverStream(ctx, { method: 'test.Svc/Stream', access: 'admin', validate: () => undefined, run: async (_input: undefined, call: { emit(e: string): void }) => {
+        ran++;
+        await run();
+        call.emit('finished');
+      } });
+
+    const denied = streamCall('viewer');
+    handler(async () => {})(denied.call as never);
+    expect(await denied.done).toMatchObject({ code: status.PERMISSION_DENIED });
+    expect(ran).toBe(0);
+
+    const ok = streamCall('admin');
+    handler(async () => {})(ok.call as never);
+    await ok.done;
+    const cancelled = streamCall('admin', true);
+    handler(async () => {})(cancelled.call as never);
+    await cancelled.done;
+    const failing = streamCall('admin');
+    handler(async () => { throw new AuraeError('NOT_FOUND', 'no such thing'); })(failing.call as never);
+    expect(await failing.done).toMatchObject({ code: status.NOT_FOUND });
+    await new Promise((r) => setImmediate(r));
+    expect(authz.events.map((e) => `${e.identity} ${e.code}`)).toEqual(['viewer PERMISSION_DENIED', 'admin OK', 'admin CANCELLED', 'admin NOT_FOUND']);
   });
 });

@@ -1,24 +1,59 @@
 // Handler wrappers: every RPC goes decode (grpc-js + generated code) → identify caller → authorize →
 // validate → core → map errors. Handlers stay declarative; no handler builds a status itself.
+// Authorization is a policy decision (supervisor/authz implements Authorizer); every mutating call and every
+// refused call is written to the audit log through the same Authorizer.
 import type { handleServerStreamingCall, handleUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
-import { AuraeError } from '../errors';
+import { AuraeError, isAuraeError } from '../errors';
 import type { Logger } from '../log';
-import { type Caller, callerFromCall } from './caller';
+import { type Caller, type CallerSource, callerFromCall } from './caller';
 import { toGrpcError } from './status';
 
 export interface RpcContext {
   log: Logger;
   /** Identities with full rights (authz.admins). */
   admins: ReadonlySet<string>;
+  /**
+   * The policy decision and the audit log. auraed always sets it. Without it (unit tests of other
+   * subsystems) the access level alone decides: 'read' for every certificate, 'admin' for admins only.
+   */
+  authz?: Authorizer;
 }
 
-/** 'read': any caller with a certificate from the node CA; 'admin': identities in authz.admins only (and logged). */
+/** One audited call, as the wrappers report it (the Authorizer stamps the time). */
+export interface AuditEvent {
+  /** "" when the call carried no usable certificate identity. */
+  identity: string;
+  method: string;
+  /** gRPC status name of the outcome: OK, PERMISSION_DENIED, INVALID_ARGUMENT, … */
+  code: string;
+  detail: string;
+  peer: string;
+}
+
+export interface Authorizer {
+  /** null when `caller` may call `method`; otherwise the PERMISSION_DENIED message and a short audit detail. */
+  check(caller: Caller, method: string): { message: string; detail: string } | null;
+  /** Record one audited call. Must not throw: a failing audit write is logged, the call's result stands. */
+  audit(event: AuditEvent): void;
+}
+
+/**
+ * What a method does, for the audit log and the fallback without an Authorizer: 'read' observes,
+ * 'admin' changes the node. Who may call it is the policy's decision (supervisor/authz), not this field's.
+ */
 export type Access = 'read' | 'admin';
 
-export interface UnarySpec<Req, In, Res> {
-  /** Full method name for logs and errors, e.g. "aurae.node.v0.NodeService/Shutdown". */
+interface CommonSpec<In> {
+  /** Full method name for the policy, logs and errors, e.g. "aurae.node.v0.NodeService/Shutdown". */
   method: string;
   access: Access;
+  /** Whether the call changes state and so goes to the audit log; default: access === 'admin'. */
+  mutates?: boolean;
+  /** Short text for the audit row of a successful call, e.g. the cell name; default none. */
+  summary?(input: In): string;
+}
+
+export interface UnarySpec<Req, In, Res> extends CommonSpec<In> {
   /** Check the decoded request and turn it into the core's input; throw AuraeError('INVALID_ARGUMENT') on bad fields. */
   validate(request: Req): In;
   run(input: In, caller: Caller): Promise<Res> | Res;
@@ -26,22 +61,27 @@ export interface UnarySpec<Req, In, Res> {
 
 export function unary<Req, In, Res>(ctx: RpcContext, spec: UnarySpec<Req, In, Res>): handleUnaryCall<Req, Res> {
   return (call, callback) => {
-    let caller: Caller | undefined;
+    const state: CallState<In> = {};
     Promise.resolve()
       .then(() => {
-        caller = authorize(ctx, spec, callerFromCall(call, ctx.admins));
-        return spec.run(spec.validate(call.request), caller);
+        state.caller = admit(ctx, spec, call);
+        state.input = spec.validate(call.request);
+        return spec.run(state.input, state.caller);
       })
       .then(
-        (response) => callback(null, response),
-        (err: unknown) => callback(toGrpcError(err, ctx.log, { method: spec.method, caller: caller?.identity })),
+        (response) => {
+          settle(ctx, spec, state, null);
+          callback(null, response);
+        },
+        (err: unknown) => {
+          settle(ctx, spec, state, err);
+          callback(toGrpcError(err, ctx.log, { method: spec.method, caller: state.caller?.identity }));
+        },
       );
   };
 }
 
-export interface ServerStreamSpec<Req, In, Res> {
-  method: string;
-  access: Access;
+export interface ServerStreamSpec<Req, In, Res> extends CommonSpec<In> {
   validate(request: Req): In;
   /** Write to `call` until done; resolve when the stream was ended or cancelled. */
   run(input: In, call: ServerWritableStream<Req, Res>, caller: Caller): Promise<void> | void;
@@ -49,31 +89,95 @@ export interface ServerStreamSpec<Req, In, Res> {
 
 export function serverStream<Req, In, Res>(ctx: RpcContext, spec: ServerStreamSpec<Req, In, Res>): handleServerStreamingCall<Req, Res> {
   return (call) => {
-    let caller: Caller | undefined;
+    const state: CallState<In> = {};
     Promise.resolve()
       .then(() => {
-        caller = authorize(ctx, spec, callerFromCall(call, ctx.admins));
-        return spec.run(spec.validate(call.request), call, caller);
+        state.caller = admit(ctx, spec, call);
+        state.input = spec.validate(call.request);
+        return spec.run(state.input, call, state.caller);
       })
-      .catch((err: unknown) => {
-        // grpc-js turns an 'error' event on a server stream into the call's final status.
-        const status = toGrpcError(err, ctx.log, { method: spec.method, caller: caller?.identity });
-        if (!call.cancelled) call.emit('error', status);
-      });
+      .then(
+        () => settle(ctx, spec, state, call.cancelled ? 'CANCELLED' : null),
+        (err: unknown) => {
+          settle(ctx, spec, state, err);
+          // grpc-js turns an 'error' event on a server stream into the call's final status.
+          const status = toGrpcError(err, ctx.log, { method: spec.method, caller: state.caller?.identity });
+          if (!call.cancelled) call.emit('error', status);
+        },
+      );
   };
 }
 
-function authorize(ctx: RpcContext, spec: { method: string; access: Access }, caller: Caller): Caller {
-  if (spec.access === 'admin') {
-    if (!caller.admin) {
-      ctx.log.warn('rpc denied', { method: spec.method, caller: caller.identity, peer: caller.peer });
-      throw new AuraeError(
-        'PERMISSION_DENIED',
-        `identity "${caller.identity}" may not call ${spec.method}: add it to authz.admins in the node config`,
-      );
-    }
-    // Every mutating call is logged with who made it.
-    ctx.log.info('rpc', { method: spec.method, caller: caller.identity, peer: caller.peer });
+interface CallState<In> {
+  /** Set once the caller is identified and admitted; unset means admit() refused (and audited) the call. */
+  caller?: Caller;
+  input?: In;
+}
+
+/** Longest audit detail kept from an error message. */
+const MAX_DETAIL_CHARS = 200;
+
+/** Identify the caller and ask the policy; a refused call is logged, audited and thrown as an AuraeError. */
+function admit(ctx: RpcContext, spec: CommonSpec<unknown>, call: CallerSource): Caller {
+  let caller: Caller;
+  try {
+    caller = callerFromCall(call, ctx.admins);
+  } catch (err) {
+    const detail = err instanceof Error ? err.message : String(err);
+    ctx.log.warn('rpc refused', { method: spec.method, peer: call.getPeer(), err: detail });
+    ctx.authz?.audit({ identity: '', method: spec.method, code: isAuraeError(err) ? err.code : 'UNAUTHENTICATED', detail: clip(detail), peer: call.getPeer() });
+    throw err;
   }
+  const refusal = ctx.authz ? ctx.authz.check(caller, spec.method) : legacyCheck(spec, caller);
+  if (refusal) {
+    ctx.log.warn('rpc denied', { method: spec.method, caller: caller.identity, peer: caller.peer, why: refusal.detail });
+    ctx.authz?.audit({ identity: caller.identity, method: spec.method, code: 'PERMISSION_DENIED', detail: refusal.detail, peer: caller.peer });
+    throw new AuraeError('PERMISSION_DENIED', refusal.message);
+  }
+  if (mutates(spec)) ctx.log.info('rpc', { method: spec.method, caller: caller.identity, peer: caller.peer });
   return caller;
+}
+
+/** After an admitted call: audit it when it mutates. `outcome` is null (OK), a status name, or the error. */
+function settle<In>(ctx: RpcContext, spec: CommonSpec<In>, state: CallState<In>, outcome: unknown): void {
+  const caller = state.caller;
+  if (!caller || !mutates(spec) || !ctx.authz) return;
+  let code = 'OK';
+  let detail = '';
+  if (outcome === null) {
+    if (spec.summary && state.input !== undefined) {
+      try {
+        detail = clip(spec.summary(state.input));
+      } catch {
+        detail = '';
+      }
+    }
+  } else if (typeof outcome === 'string') {
+    code = outcome;
+  } else if (isAuraeError(outcome)) {
+    code = outcome.code;
+    detail = clip(outcome.message);
+  } else {
+    code = 'INTERNAL';
+    detail = 'internal error (see the auraed log)';
+  }
+  ctx.authz.audit({ identity: caller.identity, method: spec.method, code, detail, peer: caller.peer });
+}
+
+function mutates(spec: CommonSpec<unknown>): boolean {
+  return spec.mutates ?? spec.access === 'admin';
+}
+
+/** Without an Authorizer: 'admin' methods for admins only (see RpcContext.authz). */
+function legacyCheck(spec: CommonSpec<unknown>, caller: Caller): { message: string; detail: string } | null {
+  if (spec.access !== 'admin' || caller.admin) return null;
+  return {
+    message: `identity "${caller.identity}" may not call ${spec.method}: add it to authz.admins in the node config`,
+    detail: 'denied: not an admin',
+  };
+}
+
+function clip(text: string): string {
+  const oneLine = text.replace(/\s+/g, ' ').trim();
+  return oneLine.length > MAX_DETAIL_CHARS ? `${oneLine.slice(0, MAX_DETAIL_CHARS - 1)}…` : oneLine;
 }

@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import { Event as ProtoEvent } from '../../supervisor/gen/aurae/observe/v0/observe';
+import { eventMessage } from '../../supervisor/observe/requests';
+import type { StampedEvent } from '../../supervisor/observe/types';
+import { fromProtoEvent } from './observe';
+
+const t = { seq: 7, time: '2026-01-01T00:00:00.000Z' };
+const every: StampedEvent[] = [
+  { kind: 'cell_allocated', ...t, cell: 'web' },
+  { kind: 'cell_freed', ...t, cell: 'web/cache' },
+  { kind: 'executable_started', ...t, cell: 'web', executable: 'api', pid: 123 },
+  { kind: 'executable_exited', ...t, cell: 'web', executable: 'api', pid: 123, code: 0, signal: null },
+  { kind: 'executable_exited', ...t, cell: 'web', executable: 'api', pid: 123, code: null, signal: 'SIGKILL' },
+  { kind: 'executable_restarted', ...t, cell: 'web', executable: 'api', attempt: 3, delayMs: 800 },
+  { kind: 'executable_oom_killed', ...t, cell: 'web', executable: 'api', count: 2 },
+  { kind: 'start_limit_hit', ...t, cell: 'web', executable: 'api', starts: 5, intervalMs: 10_000 },
+];
+
+describe('events over the wire', () => {
+  it.each(every.map((e) => [e.kind, e] as const))('%s: what auraed publishes is what the SDK yields (exit code 0 included)', (_kind, event) => {
+    const wire = ProtoEvent.decode(ProtoEvent.encode(eventMessage(event)).finish());
+    expect(fromProtoEvent(wire)).toEqual(event);
+  });
+
+  it('skips kinds it does not know (a newer auraed)', () => {
+    expect(fromProtoEvent({ ...eventMessage(every[0]!), kind: 99 as never })).toBeUndefined();
+  });
+});
