@@ -7,6 +7,8 @@ import { connect } from '../aer/sdk';
 import { DebugShell } from '../qemu-tests/fixture/debug-shell';
 import { detectAccel, launchVm, type VmSpec } from '../supervisor/vms';
 import { buildBaselineInitramfs } from './baseline';
+import { benchApi, type ApiBenchResult } from './bench/api';
+import { benchExecStart, type ExecBenchResult } from './bench/exec';
 import { assembleInitramfs, buildImage, REPO_ROOT, type BuiltImage } from './build';
 
 const RUNS = Number(process.env.AURAE_BENCH_RUNS ?? 3);
@@ -79,9 +81,11 @@ interface MemorySample {
   rssMiB: number;
 }
 
-async function memory(image: BuiltImage): Promise<MemorySample[]> {
+/** In one booted node: memory of init and auraed after boot, then executable start latency. */
+async function inGuest(image: BuiltImage): Promise<{ mem: MemorySample[]; exec: ExecBenchResult }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-bench-'));
-  const vm = await launchVm(spec(image.kernel, image.initramfs, `${image.manifest.cmdline} aurae.debug_shell=/dev/hvc0`, dir, await freePort(), true));
+  const port = await freePort();
+  const vm = await launchVm(spec(image.kernel, image.initramfs, `${image.manifest.cmdline} aurae.debug_shell=/dev/hvc0`, dir, port, true));
   try {
     await vm.waitForConsole(/AURAE_READY \{.*\}/, 180_000);
     await new Promise((r) => setTimeout(r, 3000)); // let start-up garbage settle
@@ -92,10 +96,17 @@ async function memory(image: BuiltImage): Promise<MemorySample[]> {
       const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
       out.push({ process: name, pssMiB: kb('Pss') / 1024, rssMiB: kb('Rss') / 1024 });
     }
+    const client = connect({ config: image.clientConfig, address: `127.0.0.1:${port}`, timeoutMs: 60_000 });
+    let exec: ExecBenchResult;
+    try {
+      exec = await benchExecStart(client, sh, say);
+    } finally {
+      client.close();
+    }
     sh.close();
     await (await vm.qmp()).systemPowerdown();
     await vm.waitForExit(60_000).catch(() => vm.kill());
-    return out;
+    return { mem: out, exec };
   } finally {
     await vm.kill();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -132,7 +143,10 @@ async function main(): Promise<void> {
     }
     results.push({ name: v.name, samples });
   }
-  const mem = await memory(image);
+  const { mem, exec } = await inGuest(image);
+  const runtime = image.initramfsInputs;
+  if (!runtime) throw new Error('bench: buildImage did not report its inputs');
+  const api: ApiBenchResult = await benchApi({ node: runtime.node, bundleDir: path.dirname(runtime.bundles['auraed.cjs']), sqliteAddon: runtime.sqliteAddon, log: say });
 
   const base = mean(results[0]!.samples.map((s) => s.readyLine));
   const nodeApi = mean(results[1]!.samples.map((s) => s.apiReady ?? NaN));
@@ -176,6 +190,26 @@ async function main(): Promise<void> {
     `| **init + auraed** | **${pss.toFixed(1)}** | **${rss.toFixed(1)}** (target ≤ 60) |`,
     '',
     'PSS splits the pages the two Node processes share (the runtime\'s text) between them; RSS counts them twice.',
+    '',
+    '## API (auraed bundle on the image runtime, Node 24, on this host; Unix socket, mTLS, TLS 1.3)',
+    '',
+    '| measure | value | target |',
+    '|---|---|---|',
+    `| unary Health.Check latency, ${api.sequentialCalls} sequential calls | p50 ${api.p50Ms.toFixed(3)} ms, p99 ${api.p99Ms.toFixed(3)} ms | p50 ≤ 1 ms |`,
+    `| throughput, ${api.throughputConcurrency} calls in flight on one connection | ${api.throughputPerSec.toFixed(0)} calls/s | ≥ 5,000 |`,
+    `| ${api.clients} concurrent clients (own connection each) × ${api.callsPerClient} calls | ${api.clientErrors} errors, ${api.clientsWallMs.toFixed(0)} ms | no error |`,
+    '',
+    'Measured on the host because the guest\'s emulated CPU (TCG) would time the emulator, not auraed.',
+    '',
+    '## Executable start (in the booted node, TCG)',
+    '',
+    '| measure | median of ' + exec.runs + ' (ms) |',
+    '|---|---|',
+    `| CellService.Start from the host (RPC through the forwarded port; returns once the program runs in its cell) | ${exec.startMedianMs.toFixed(1)} |`,
+    `| Health.Check over the same path (the RPC's share) | ${exec.rpcMedianMs.toFixed(1)} |`,
+    `| raw child_process.spawn of the same program inside the guest, to its 'spawn' event | ${exec.rawSpawnMedianMs.toFixed(1)} |`,
+    '',
+    `Start ÷ raw spawn: **${(exec.startMedianMs / exec.rawSpawnMedianMs).toFixed(2)}×**; without the RPC round trip: **${((exec.startMedianMs - exec.rpcMedianMs) / exec.rawSpawnMedianMs).toFixed(2)}×** (target ≤ 2×).`,
     '',
   ];
   const notesFile = path.join(REPO_ROOT, 'image', 'bench-notes.md');
