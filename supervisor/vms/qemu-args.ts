@@ -36,6 +36,8 @@ export interface VmSpec {
    * calibrate against. launchVm fills it from the host when omitted for a TCG boot.
    */
   tscKhz?: number | null;
+  /** Files handed to the guest through QEMU's fw_cfg (/sys/firmware/qemu_fw_cfg/by_name/NAME/raw in the guest). */
+  fwCfg?: { name: string; file: string }[];
 }
 
 export class VmSpecError extends Error {
@@ -56,6 +58,11 @@ export function validateVmSpec(spec: VmSpec): void {
     }
   }
   if (/[\n\0]/.test(spec.append)) bad('append', 'a single line');
+  for (const [i, f] of (spec.fwCfg ?? []).entries()) {
+    // QEMU reserves names outside opt/ for itself; a comma would split the option.
+    if (!/^opt\/[A-Za-z0-9._/-]{1,50}$/.test(f.name)) bad(`fwCfg[${i}].name`, 'opt/NAME with letters, digits, . _ / - (at most 54 characters)');
+    if (f.file.includes(',')) bad(`fwCfg[${i}].file`, 'a path without commas');
+  }
   if (spec.tscKhz != null && (!Number.isInteger(spec.tscKhz) || spec.tscKhz < 1000 || spec.tscKhz > 10_000_000)) bad('tscKhz', 'an integer 1000..10000000 (kHz)');
 }
 
@@ -94,6 +101,7 @@ export function qemuArgs(spec: VmSpec): string[] {
       '-device', 'virtconsole,chardev=dbg0',
     );
   }
+  for (const f of spec.fwCfg ?? []) args.push('-fw_cfg', `name=${f.name},file=${f.file}`);
   for (const [i, disk] of spec.disks.entries()) {
     args.push(
       '-drive', `if=none,id=disk${i},file=${disk.path},format=${disk.format},readonly=${disk.readOnly ? 'on' : 'off'}`,

@@ -59,6 +59,8 @@ describe('qemuArgs', () => {
     expect(() => qemuArgs({ ...spec, forwards: [{ hostPort: 70000, guestPort: 1 }] })).toThrow(/forwards\[0\]\.hostPort/);
     expect(() => qemuArgs({ ...spec, append: 'a\nb' })).toThrow(/append/);
     expect(() => qemuArgs({ ...spec, tscKhz: 12.5 })).toThrow(/tscKhz/);
+    expect(() => qemuArgs({ ...spec, fwCfg: [{ name: 'etc/x', file: '/f' }] })).toThrow(/fwCfg\[0\]\.name/);
+    expect(argAfter(qemuArgs({ ...spec, fwCfg: [{ name: 'opt/aurae/payload', file: '/tmp/p.json' }] }), '-fw_cfg')).toBe('name=opt/aurae/payload,file=/tmp/p.json');
   });
 });
 
