@@ -41,6 +41,18 @@ describe('authz store', () => {
     expect(db.prepare("SELECT COUNT(*) AS n FROM schema_migrations WHERE subsystem = 'authz'").get()).toEqual({ n: 1 });
   });
 
+  it('replaces the opposite rule of the same pattern in one transaction', () => {
+    const db = memory();
+    const store = createAuthzStore(db, { auditMaxRecords: 10 });
+    const by = { createdBy: 'admin', createdAt: 't' };
+    store.addRule({ identity: 'nova', effect: 'deny', pattern: 'a.B/C', ...by });
+    expect(store.replaceRule({ identity: 'nova', effect: 'allow', pattern: 'a.B/C', ...by })).toEqual({ added: true, removed: true });
+    expect(store.rules().map((r) => `${r.effect} ${r.pattern}`)).toEqual(['allow a.B/C']);
+    // A failure inside the transaction (here: the table is gone) leaves the previous rule in place.
+    db.exec('CREATE TABLE keep AS SELECT * FROM authz_rules; DROP TABLE authz_rules;');
+    expect(() => store.replaceRule({ identity: 'nova', effect: 'deny', pattern: 'a.B/C', ...by })).toThrow();
+  });
+
   it('removes one rule, one pattern (both effects) or all of an identity', () => {
     const store = createAuthzStore(memory(), { auditMaxRecords: 10 });
     const by = { createdBy: 'admin', createdAt: 't' };

@@ -71,6 +71,8 @@ export interface AuthzStore {
   addRule(rule: { identity: string; effect: Effect; pattern: string; createdBy: string; createdAt: string }): boolean;
   /** Remove one rule; false when it was not there. */
   removeRule(identity: string, effect: Effect, pattern: string): boolean;
+  /** In one transaction: remove the opposite-effect rule for the same pattern, add this one. */
+  replaceRule(rule: { identity: string; effect: Effect; pattern: string; createdBy: string; createdAt: string }): { added: boolean; removed: boolean };
   /** Remove `identity`'s rules for `pattern` (both effects), or all of its rules when pattern is null; returns how many. */
   removeRules(identity: string, pattern: string | null): number;
   /** Append one record and drop the oldest beyond the bound. */
@@ -104,6 +106,13 @@ export function createAuthzStore(db: Db, options: AuthzStoreOptions): AuthzStore
     if (id > options.auditMaxRecords) pruneAudit.run(id - options.auditMaxRecords);
   });
 
+  const replaceRule = db.transaction((r: { identity: string; effect: Effect; pattern: string; createdBy: string; createdAt: string }) => {
+    const opposite: Effect = r.effect === 'allow' ? 'deny' : 'allow';
+    const removed = deleteRule.run(r.identity, opposite, r.pattern).changes > 0;
+    const added = insertRule.run(r.identity, r.effect, r.pattern, r.createdBy, r.createdAt).changes > 0;
+    return { added, removed };
+  });
+
   return {
     rules: () =>
       (selectRules.all() as Array<{ identity: string; effect: Effect; pattern: string; created_by: string; created_at: string }>).map((r) => ({
@@ -116,6 +125,7 @@ export function createAuthzStore(db: Db, options: AuthzStoreOptions): AuthzStore
       })),
     addRule: (r) => insertRule.run(r.identity, r.effect, r.pattern, r.createdBy, r.createdAt).changes > 0,
     removeRule: (identity, effect, pattern) => deleteRule.run(identity, effect, pattern).changes > 0,
+    replaceRule: (r) => replaceRule(r),
     removeRules: (identity, pattern) => (pattern === null ? deleteIdentity.run(identity) : deletePattern.run(identity, pattern)).changes,
     appendAudit: (entry) => appendAudit(entry),
     listAudit: (query) => {

@@ -110,8 +110,8 @@ export function createAuthz(options: AuthzOptions): Authz {
     const opposite: Effect = effect === 'allow' ? 'deny' : 'allow';
     // An explicit allow replaces an API deny of exactly the same pattern, and vice versa: the latest edit
     // is what the admin means. Wider or config rules stay (see the notes).
-    const removed = store.removeRule(identity, opposite, pattern);
-    const added = store.addRule({ identity, effect, pattern, createdBy: by.identity, createdAt: clock().toISOString() });
+    // One transaction: a crash between the two would leave neither rule.
+    const { added, removed } = store.replaceRule({ identity, effect, pattern, createdBy: by.identity, createdAt: clock().toISOString() });
     policy = build();
     if (added || removed) log.info('policy changed', { by: by.identity, identity, effect, pattern, replaced: removed ? opposite : undefined });
     return { changed: added || removed, rules: rulesOf(identity), notes: ruleNotes(policy, identity, effect, pattern) };

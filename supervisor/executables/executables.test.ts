@@ -57,6 +57,7 @@ describe('validateExecutable', () => {
     rejects({ ...base, description: 'a\nb' }, /^executable\.description/);
     rejects({ ...base, description: 'x'.repeat(300) }, /^executable\.description: too long/);
     rejects({ ...base, uid: -1 }, /^executable\.uid: -1 is out of range: allowed 0\.\.4294967294/);
+    rejects({ ...base, gid: 100 }, /^executable\.gid: set uid too/);
     rejects({ ...base, gid: 4294967295 }, /^executable\.gid: .*out of range/);
     rejects({ ...base, restart: { mode: 42 as RestartMode } }, /^executable\.restart\.mode: 42 is not a restart mode/);
     rejects({ ...base, restart: { mode: RestartMode.RESTART_MODE_ALWAYS, initialDelayMs: 0 } }, /initial_delay_ms: 0 is out of range: allowed 1\.\.3600000/);

@@ -85,6 +85,8 @@ export const KILL_WAIT_MS = 10_000;
 
 interface Run {
   process: LaunchedProcess;
+  /** Node has reaped the main process: its pid may already belong to someone else. */
+  reaped: boolean;
   startedAt: number;
   oomBaseline: number;
   oomSeen: number;
@@ -191,12 +193,23 @@ export class ExecutableRunner {
   }
 
   private async terminate(run: Run, graceMs: number): Promise<RecordedExit> {
-    this.signalLeaf('SIGTERM', run.process.pid);
+    if (this.deps.isolation.pid && !run.reaped) {
+      // aurae-exec and the namespace's init forward SIGTERM to the program: signalling every process in the
+      // leaf as well would hand the program two or three SIGTERMs, which many programs read as "force quit".
+      // Anything that ignores it is killed with the cgroup when the grace period ends.
+      try {
+        this.deps.signal(run.process.pid, 'SIGTERM');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+      }
+    } else {
+      this.signalLeaf('SIGTERM', run.reaped ? 0 : run.process.pid);
+    }
     let graceOver = false;
     const cancel = this.deps.clock.setTimer(() => {
       graceOver = true;
       if (graceMs > 0) this.deps.log.info("grace period over: killing the executable's cgroup", { cell: this.deps.cell, executable: this.name, graceMs });
-      this.killLeaf(run.process.pid);
+      this.killLeaf(run.reaped ? 0 : run.process.pid);
     }, graceMs);
     try {
       return await run.done;
@@ -257,9 +270,12 @@ export class ExecutableRunner {
       await sink.close();
       throw err;
     }
-    const run: Run = { process, startedAt, oomBaseline, oomSeen: oomBaseline, sink, unwatch: () => {}, done: Promise.resolve(null as unknown as RecordedExit) };
+    const run: Run = { process, reaped: false, startedAt, oomBaseline, oomSeen: oomBaseline, sink, unwatch: () => {}, done: Promise.resolve(null as unknown as RecordedExit) };
     run.unwatch = deps.leaf.watchEvents(() => this.checkOom(run));
-    run.done = process.exited.then((exit) => this.handleExit(run, exit));
+    run.done = process.exited.then((exit) => {
+      run.reaped = true;
+      return this.handleExit(run, exit);
+    });
     this.run = run;
     this.notify();
     return run;

@@ -83,6 +83,10 @@ export function validateExecutable(message: Executable | undefined, field = 'exe
 
   const env = validateEnv(`${field}.env`, message.env ?? {});
   const cwd = validateCwd(`${field}.cwd`, message.cwd ?? '');
+  const uid = checkInt(`${field}.uid`, message.uid, 0, LIMITS.maxId) ?? null;
+  const gid = checkInt(`${field}.gid`, message.gid, 0, LIMITS.maxId) ?? null;
+  // A gid alone would drop the groups but keep uid 0: a root process the caller believed unprivileged.
+  if (gid !== null && uid === null) throw invalid(`${field}.gid`, 'set uid too: a gid without a uid would still run the program as root');
   return {
     name,
     command,
@@ -90,8 +94,8 @@ export function validateExecutable(message: Executable | undefined, field = 'exe
     description: checkText(`${field}.description`, message.description ?? '', LIMITS.descriptionChars),
     env,
     cwd,
-    uid: checkInt(`${field}.uid`, message.uid, 0, LIMITS.maxId) ?? null,
-    gid: checkInt(`${field}.gid`, message.gid, 0, LIMITS.maxId) ?? null,
+    uid,
+    gid,
     restart: validateRestart(`${field}.restart`, message.restart),
   };
 }

@@ -36,7 +36,12 @@ function nativeBinding(): string | undefined {
  */
 export function openDatabase(file: string): Db {
   try {
-    if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    if (file !== ':memory:') {
+      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      // The directory may already exist with a wider mode (the image's /var/lib/aurae, a fresh ext4 root):
+      // executables' specs (env, args) are in the database, so no other uid may read it.
+      fs.chmodSync(path.dirname(file), 0o700);
+    }
     const binding = nativeBinding();
     const db = new Database(file, binding ? { nativeBinding: binding } : {});
     db.pragma('journal_mode = WAL');
