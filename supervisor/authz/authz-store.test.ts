@@ -68,6 +68,15 @@ describe('authz store', () => {
     expect(store.rules().map((r) => r.identity)).toEqual(['ci']);
   });
 
+  it('a flood of denied calls cannot push other records out', () => {
+    const store = createAuthzStore(memory(), { auditMaxRecords: 10 });
+    store.appendAudit(entry(1, { identity: 'admin', method: 'aurae.cells.v0.CellService/Free', code: 'OK' }));
+    for (let n = 2; n <= 40; n++) store.appendAudit(entry(n, { identity: 'mallory', code: 'PERMISSION_DENIED' }));
+    const records = store.listAudit({ limit: 100 });
+    expect(records.filter((r) => r.code === 'PERMISSION_DENIED')).toHaveLength(5);
+    expect(records.find((r) => r.identity === 'admin')?.method).toBe('aurae.cells.v0.CellService/Free');
+  });
+
   it('keeps only the newest N audit records', () => {
     const store = createAuthzStore(memory(), { auditMaxRecords: 5 });
     for (let n = 1; n <= 12; n++) store.appendAudit(entry(n));
@@ -84,7 +93,8 @@ describe('authz store', () => {
     const small = createAuthzStore(db, { auditMaxRecords: 3 });
     expect(small.auditCount()).toBe(20);
     small.appendAudit(entry(21));
-    expect(small.listAudit({ limit: 10 }).map((r) => r.id)).toEqual([21, 20, 19]);
+    // Three rows stay; of them at most one (half of 3, rounded down) is a denial: 19 made way for 21.
+    expect(small.listAudit({ limit: 10 }).map((r) => r.id)).toEqual([21, 20, 18]);
   });
 
   it('filters by identity, method (exact or Service/*), code, and pages with beforeId', () => {

@@ -98,12 +98,19 @@ export function createAuthzStore(db: Db, options: AuthzStoreOptions): AuthzStore
   const deletePattern = db.prepare('DELETE FROM authz_rules WHERE identity = ? AND pattern = ?');
   const deleteIdentity = db.prepare('DELETE FROM authz_rules WHERE identity = ?');
   const insertAudit = db.prepare('INSERT INTO authz_audit (time, identity, method, code, detail, peer) VALUES (?, ?, ?, ?, ?, ?)');
-  const pruneAudit = db.prepare('DELETE FROM authz_audit WHERE id <= ?');
+  const pruneAudit = db.prepare('DELETE FROM authz_audit WHERE id IN (SELECT id FROM authz_audit ORDER BY id DESC LIMIT -1 OFFSET ?)');
   const countAudit = db.prepare('SELECT COUNT(*) AS n FROM authz_audit');
+  // Denied calls get at most half of the log: anyone with a certificate can cause them, and a flood of them
+  // must not push the admins' own records (Start, Free, Allow…) out.
+  const maxDenied = Math.max(1, Math.floor(options.auditMaxRecords / 2));
+  const pruneDenied = db.prepare(
+    "DELETE FROM authz_audit WHERE id IN (SELECT id FROM authz_audit WHERE code = 'PERMISSION_DENIED' ORDER BY id DESC LIMIT -1 OFFSET ?)",
+  );
   const appendAudit = db.transaction((e: AuditEntry) => {
     const id = Number(insertAudit.run(e.time, e.identity, e.method, e.code, e.detail, e.peer).lastInsertRowid);
-    // Ids are contiguous (AUTOINCREMENT, one writer), so the newest N are exactly the ids above id - N.
-    if (id > options.auditMaxRecords) pruneAudit.run(id - options.auditMaxRecords);
+    if (e.code === 'PERMISSION_DENIED') pruneDenied.run(maxDenied);
+    // By count, not by id: pruning denied rows leaves gaps in the ids.
+    if (id > options.auditMaxRecords) pruneAudit.run(options.auditMaxRecords);
   });
 
   const replaceRule = db.transaction((r: { identity: string; effect: Effect; pattern: string; createdBy: string; createdAt: string }) => {

@@ -147,10 +147,15 @@ describe('authorization on a real auraed', () => {
 
   it('the audit log stays bounded (authz.audit.maxRecords)', async () => {
     const viewer = as('viewer');
+    const before = (await as('admin').authz.audit({ limit: 1000 })).filter((r) => r.code !== 'PERMISSION_DENIED');
     for (let i = 0; i < 60; i++) await apiError(viewer.node.reboot());
     const records = await as('admin').authz.audit({ limit: 1000 });
-    expect(records).toHaveLength(50);
-    expect(records[0]!.id - records[49]!.id).toBe(49);
+    expect(records.length).toBeLessThanOrEqual(50);
+    // A flood of denials gets at most half of the log and cannot push the other records out.
+    const denied = records.filter((r) => r.code === 'PERMISSION_DENIED');
+    expect(denied).toHaveLength(25);
+    expect(denied[0]!.id - denied[24]!.id).toBe(24);
+    expect(records.filter((r) => r.code !== 'PERMISSION_DENIED')).toEqual(before.slice(0, 25));
   });
 
   // Last: it restarts auraed.
