@@ -76,7 +76,14 @@ export function imageNodeConfig(nodeName: string): NodeConfigInput {
   return {
     version: 1,
     node: { name: nodeName },
-    pki: { caCert: '/etc/aurae/pki/ca.crt', serverCert: '/etc/aurae/pki/node.crt', serverKey: '/etc/aurae/pki/node.key' },
+    pki: {
+      caCert: '/etc/aurae/pki/ca.crt',
+      serverCert: '/etc/aurae/pki/node.crt',
+      serverKey: '/etc/aurae/pki/node.key',
+      // The spawn CA (ensurePki; see guest/README.md) mints the certificates of the children this node spawns.
+      spawnCaCert: '/etc/aurae/pki/spawn-ca.crt',
+      spawnCaKey: '/etc/aurae/pki/spawn-ca.key',
+    },
     listen: { socket: '/run/aurae/aurae.sock', tcp: `0.0.0.0:${GUEST_API_PORT}` },
     network: { eth0: { mode: 'static', ...QEMU_USER_NET } },
   };
@@ -140,8 +147,8 @@ export async function buildImage(opts: BuildOptions = {}): Promise<BuiltImage> {
   });
   const auraeExec = path.join(execDir, 'aurae-exec');
   const bundles = await buildBundles(REPO_ROOT, path.join(outRoot, 'bundle'), log);
-  const pki = await ensurePki(pkiDir, { nodeName, adminIdentity: config.authz.admins[0] ?? 'admin' });
-  for (const [pair, { action, reason }] of Object.entries(pki.actions)) if (action === 'create') log(`pki: created ${pair} (${reason})`);
+  const pki = await ensurePki(pkiDir, { nodeName, adminIdentity: config.authz.admins[0] ?? 'admin', maxDepth: config.vms.maxDepth });
+  for (const [pair, { action, reason }] of Object.entries(pki.actions)) if (action === 'create' || action === 'recertify') log(`pki: ${action === 'create' ? 'created' : 'recertified'} ${pair} (${reason})`);
 
   const busyboxApplets = (await $({ quiet: true })`/bin/busybox --list-full`).stdout.split('\n').filter(Boolean);
   const initramfsInputs: InitramfsInputs = {
@@ -154,7 +161,7 @@ export async function buildImage(opts: BuildOptions = {}): Promise<BuiltImage> {
       busybox: '/bin/busybox',
       busyboxApplets,
       configJson: JSON.stringify(config, null, 2) + '\n',
-      pki: { caCert: pki.files.caCert, nodeCert: pki.files.nodeCert, nodeKey: pki.files.nodeKey },
+      pki: { caCert: pki.files.caCert, nodeCert: pki.files.nodeCert, nodeKey: pki.files.nodeKey, spawnCaCert: pki.files.spawnCaCert, spawnCaKey: pki.files.spawnCaKey },
   };
   const initramfs = await assembleInitramfs(initramfsInputs, path.join(imageDir, 'initramfs.cpio'), compression, epoch, log);
   const vmlinuz = path.join(imageDir, 'vmlinuz');

@@ -38,4 +38,11 @@ describe('initramfsLayout', () => {
     expect(byPath.get('usr/bin/awk')).toMatchObject({ type: 'symlink', target: '../../bin/busybox' });
     expect(byPath.get('bin/busybox')?.type).toBe('file');
   });
+
+  it('carries the spawn CA (key private) when given, and nothing of it otherwise', () => {
+    const withSpawn = new Map(initramfsLayout({ ...inputs, pki: { ...inputs.pki, spawnCaCert: '/p/spawn-ca.crt', spawnCaKey: '/p/spawn-ca.key' } }).map((e) => [e.path, e]));
+    expect(withSpawn.get('etc/aurae/pki/spawn-ca.crt')).toMatchObject({ mode: 0o644, data: { file: '/p/spawn-ca.crt' } });
+    expect(withSpawn.get('etc/aurae/pki/spawn-ca.key')).toMatchObject({ mode: 0o600, data: { file: '/p/spawn-ca.key' } });
+    expect([...byPath.keys()].filter((p) => p.includes('spawn-ca'))).toEqual([]);
+  });
 });

@@ -18,7 +18,8 @@ export interface InitramfsInputs {
   busyboxApplets: string[];
   /** Node config JSON text for /etc/aurae/config.json. */
   configJson: string;
-  pki: { caCert: string; nodeCert: string; nodeKey: string };
+  /** spawnCa*: the node's spawn CA (guest/), present when the node may spawn children (vms.maxDepth > 0). */
+  pki: { caCert: string; nodeCert: string; nodeKey: string; spawnCaCert?: string; spawnCaKey?: string };
 }
 
 const file = (p: string, mode: number, src: string | Buffer): CpioEntry => ({
@@ -48,6 +49,9 @@ export function initramfsLayout(i: InitramfsInputs): CpioEntry[] {
     file('etc/aurae/pki/ca.crt', 0o644, i.pki.caCert),
     file('etc/aurae/pki/node.crt', 0o644, i.pki.nodeCert),
     file('etc/aurae/pki/node.key', 0o600, i.pki.nodeKey),
+    ...(i.pki.spawnCaCert && i.pki.spawnCaKey
+      ? [file('etc/aurae/pki/spawn-ca.crt', 0o644, i.pki.spawnCaCert), file('etc/aurae/pki/spawn-ca.key', 0o600, i.pki.spawnCaKey)]
+      : []),
     file('etc/passwd', 0o644, Buffer.from('root:x:0:0:root:/root:/bin/sh\n')),
     file('etc/group', 0o644, Buffer.from('root:x:0:\n')),
     file('etc/hosts', 0o644, Buffer.from('127.0.0.1 localhost\n::1 localhost\n')),

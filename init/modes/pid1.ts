@@ -5,6 +5,7 @@ import { loadSyscalls, type Syscalls } from '../../native';
 import { IMAGE_CONFIG_PATH, RUNTIME_CONFIG_PATH, type NodeConfig } from '../../supervisor/config';
 import { resolveNodeConfig } from '../cmdline';
 import { createDebugShell, debugShellSpec, type DebugShell } from '../debug-shell';
+import { loadGuestConfig, realGuestModeDeps } from '../guest';
 import { bootClock, createConsoleLogger, errorMessage, type Logger } from '../log';
 import { applyMounts, enableCgroupControllers, mountTable, unmountPlan } from '../mounts';
 import { applyNetwork, networkPlan } from '../net';
@@ -78,15 +79,18 @@ export async function runPid1(): Promise<void> {
       log.warn(`ctrl-alt-del will reboot at once, not gracefully: ${errorMessage(err)}`);
     }
 
-    const config = readConfig(log);
+    // A spawned child (guest payload in fw_cfg) becomes the node its parent described; otherwise the image's.
+    const config = loadGuestConfig(realGuestModeDeps(readOrNull('/proc/cmdline') ?? '', log)) ?? readConfig(log);
     if (!config) return power('reboot', 'the node config could not be read');
     state.config = config;
 
+    // A child's name is a path (aurae/web); its hostname is its own label.
+    const hostname = config.node.name.slice(config.node.name.lastIndexOf('/') + 1);
     try {
-      syscalls.sethostname(config.node.name);
-      log.info(`hostname: ${config.node.name}`);
+      syscalls.sethostname(hostname);
+      log.info(`hostname: ${hostname}`);
     } catch (err) {
-      log.warn(`setting the hostname to ${config.node.name} failed: ${errorMessage(err)}`);
+      log.warn(`setting the hostname to ${hostname} failed: ${errorMessage(err)}`);
     }
     applyNetwork(networkPlan(config.network), { syscalls, log });
     mkdirSync('/run/aurae', { recursive: true, mode: 0o755 });

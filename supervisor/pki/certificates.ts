@@ -26,6 +26,8 @@ export interface IssueOptions {
 export interface ServerCertRequest extends IssueOptions {
   /** The node name (a DNS label); becomes the CN and the first DNS SAN, and is the TLS server name clients use. */
   nodeName: string;
+  /** CN when it differs from nodeName: a spawned child's CN is its node path (`aurae/web`), its SAN `web.aurae`. */
+  commonName?: string;
   /** Extra SANs beside the defaults (nodeName, localhost, 127.0.0.1, ::1); IPs are recognised, the rest are DNS. */
   sans?: string[];
 }
@@ -60,12 +62,113 @@ const SIGNING_ALGORITHM: webcrypto.EcdsaParams = { name: 'ECDSA', hash: 'SHA-256
 const DNS_NAME = /^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
 const IDENTITY = /^[\x21-\x7e]([\x20-\x7e]{0,62}[\x21-\x7e])?$/;
 
-/** Create a self-signed CA (CN = name) that may sign end-entity certificates only (pathLength 0). */
-export async function createCa(name: string, options: IssueOptions = {}): Promise<CertificateAuthority> {
+export interface CaOptions extends IssueOptions {
+  /**
+   * basicConstraints pathLenConstraint: how many intermediate CAs may follow below this one. Default 0 (signs
+   * end-entity certificates only); null: unconstrained (a root whose spawn CAs carry the limit).
+   */
+  pathLength?: number | null;
+}
+
+/** Create a self-signed CA (CN = name); by default it may sign end-entity certificates only (pathLength 0). */
+export async function createCa(name: string, options: CaOptions = {}): Promise<CertificateAuthority> {
+  checkCaName(name);
+  return selfSignedCa(name, await generateKeyPair(), options);
+}
+
+/**
+ * Re-issue a self-signed CA's certificate with the SAME key and subject but a new pathLength (and validity from
+ * `now`). Everything the old certificate signed still verifies against the new one; used to lift the
+ * pathLength 0 of roots made before spawn CAs existed.
+ */
+export async function recertifyCa(ca: CertificateAuthority, options: CaOptions = {}): Promise<CertificateAuthority> {
+  const { caCert, caKey } = await loadCa(ca, true);
+  const name = caCert.subjectName.getField('CN')[0];
+  if (name === undefined) throw new PkiError('PKI_INVALID_CA', `CA certificate "${caCert.subject}" has no CN`);
+  const publicKey = await caCert.publicKey.export(KEY_ALGORITHM, ['verify'], crypto);
+  const recertified = await selfSignedCa(name, { privateKey: caKey, publicKey }, options);
+  return { certPem: recertified.certPem, keyPem: ca.keyPem };
+}
+
+/**
+ * Create an intermediate CA (CN = name) signed by `issuer` with pathLenConstraint `pathLength`. Its certPem is
+ * a chain: the new certificate, then the issuer's certificate(s) unless the issuer is a self-signed root, so a
+ * server presenting `leaf + certPem` is verifiable by a client that trusts only the root.
+ */
+export async function createIntermediateCa(
+  issuer: CertificateAuthority,
+  request: IssueOptions & { name: string; pathLength: number },
+): Promise<CertificateAuthority> {
+  checkCaName(request.name);
+  if (!Number.isInteger(request.pathLength) || request.pathLength < 0) {
+    throw new PkiError('PKI_INVALID_REQUEST', `pathLength ${request.pathLength} is invalid: expected an integer >= 0`);
+  }
+  const { caCert, caKey } = await loadCa(issuer);
+  const issuerLimit = caCert.getExtension(x509.BasicConstraintsExtension)?.pathLength;
+  if (issuerLimit !== undefined && request.pathLength >= issuerLimit) {
+    throw new PkiError(
+      'PKI_INVALID_REQUEST',
+      `CA "${caCert.subject}" has pathLenConstraint ${issuerLimit}: an intermediate below it may have at most ${issuerLimit - 1} (asked ${request.pathLength})`,
+    );
+  }
+  const caKeyId = caCert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
+  const keys = await generateKeyPair();
+  const { notBefore, notAfter } = validity(request, LEAF_VALIDITY_DAYS);
+  const cert = await x509.X509CertificateGenerator.create(
+    {
+      serialNumber: randomSerial(),
+      subject: [{ CN: [request.name] }],
+      issuer: caCert.subjectName,
+      notBefore,
+      notAfter,
+      publicKey: keys.publicKey,
+      signingKey: caKey,
+      signingAlgorithm: SIGNING_ALGORITHM,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, request.pathLength, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
+        ...(caKeyId ? [new x509.AuthorityKeyIdentifierExtension(caKeyId, false)] : []),
+      ],
+    },
+    crypto,
+  );
+  return { certPem: cert.toString('pem') + '\n' + issuerChainPem(issuer.certPem), keyPem: await exportPrivateKey(keys.privateKey) };
+}
+
+/** The PEM certificates in `pem`, in order. */
+export function splitPemCertificates(pem: string): string[] {
+  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.map((c) => `${c}\n`) ?? [];
+}
+
+/**
+ * What a certificate issued by the CA `caCertPem` (a cert or chain) must be sent with: the CA's chain, minus a
+ * self-signed root (clients have that). Empty for certificates issued directly by a root.
+ */
+export function issuerChainPem(caCertPem: string): string {
+  return splitPemCertificates(caCertPem)
+    .filter((pem) => {
+      const cert = new x509.X509Certificate(pem);
+      return cert.subject !== cert.issuer;
+    })
+    .join('');
+}
+
+/** The pathLenConstraint of the first certificate in `certPem` (undefined: none or not a CA). */
+export function caPathLength(certPem: string): number | undefined {
+  const first = splitPemCertificates(certPem)[0];
+  if (first === undefined) throw new PkiError('PKI_INVALID_CA', 'no PEM certificate found');
+  return new x509.X509Certificate(first).getExtension(x509.BasicConstraintsExtension)?.pathLength;
+}
+
+function checkCaName(name: string): void {
   if (!IDENTITY.test(name)) {
     throw new PkiError('PKI_INVALID_REQUEST', `CA name ${JSON.stringify(name)} is invalid: use 1-64 printable ASCII characters`);
   }
-  const keys = await generateKeyPair();
+}
+
+async function selfSignedCa(name: string, keys: CryptoKeyPair, options: CaOptions): Promise<CertificateAuthority> {
+  const pathLength = options.pathLength === undefined ? 0 : options.pathLength;
   const { notBefore, notAfter } = validity(options, CA_VALIDITY_DAYS);
   const cert = await x509.X509CertificateGenerator.createSelfSigned(
     {
@@ -76,7 +179,7 @@ export async function createCa(name: string, options: IssueOptions = {}): Promis
       keys,
       signingAlgorithm: SIGNING_ALGORITHM,
       extensions: [
-        new x509.BasicConstraintsExtension(true, 0, true),
+        new x509.BasicConstraintsExtension(true, pathLength ?? undefined, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
       ],
@@ -104,7 +207,10 @@ export function serverCertSans(nodeName: string, extra: string[] = []): x509.Jso
 /** Issue the node's TLS server certificate (EKU serverAuth). */
 export async function issueServerCert(ca: CertificateAuthority, request: ServerCertRequest): Promise<CertifiedKey> {
   const sans = serverCertSans(request.nodeName, request.sans);
-  return issueLeaf(ca, request.nodeName, request, [
+  if (request.commonName !== undefined && !IDENTITY.test(request.commonName)) {
+    throw new PkiError('PKI_INVALID_REQUEST', `common name ${JSON.stringify(request.commonName)} is invalid: use 1-64 printable ASCII characters`);
+  }
+  return issueLeaf(ca, request.commonName ?? request.nodeName, request, [
     new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
     new x509.SubjectAlternativeNameExtension(sans, false),
   ]);
@@ -156,10 +262,12 @@ async function issueLeaf(
   return { certPem: cert.toString('pem') + '\n', keyPem: await exportPrivateKey(keys.privateKey) };
 }
 
-async function loadCa(ca: CertificateAuthority): Promise<{ caCert: x509.X509Certificate; caKey: CryptoKey }> {
+/** The CA's own (first) certificate and its signing key; `extractable` for re-certifying. */
+async function loadCa(ca: CertificateAuthority, extractable = false): Promise<{ caCert: x509.X509Certificate; caKey: CryptoKey }> {
   let caCert: x509.X509Certificate;
   try {
-    caCert = new x509.X509Certificate(ca.certPem);
+    // certPem may be a chain (an intermediate CA followed by its issuers): the CA is the first certificate.
+    caCert = new x509.X509Certificate(splitPemCertificates(ca.certPem)[0] ?? ca.certPem);
   } catch (err) {
     throw new PkiError('PKI_INVALID_CA', `CA certificate is not a valid PEM certificate (${(err as Error).message})`);
   }
@@ -168,7 +276,7 @@ async function loadCa(ca: CertificateAuthority): Promise<{ caCert: x509.X509Cert
   }
   let caKey: CryptoKey;
   try {
-    caKey = await crypto.subtle.importKey('pkcs8', x509.PemConverter.decodeFirst(ca.keyPem), KEY_ALGORITHM, false, ['sign']);
+    caKey = await crypto.subtle.importKey('pkcs8', x509.PemConverter.decodeFirst(ca.keyPem), KEY_ALGORITHM, extractable, ['sign']);
   } catch (err) {
     throw new PkiError('PKI_INVALID_CA', `CA key is not a PEM PKCS#8 ECDSA P-256 private key (${(err as Error).message})`);
   }

@@ -10,9 +10,12 @@ import {
   type CertificateAuthority,
   type CertifiedKey,
   PkiError,
+  caPathLength,
   createCa,
+  createIntermediateCa,
   issueClientCert,
   issueServerCert,
+  recertifyCa,
 } from './certificates';
 
 export interface PkiFiles {
@@ -22,6 +25,9 @@ export interface PkiFiles {
   nodeKey: string;
   adminCert: string;
   adminKey: string;
+  /** The node's spawn CA (intermediate, signed by the CA): it mints the certificates of spawned children. */
+  spawnCaCert: string;
+  spawnCaKey: string;
 }
 
 /** The file names ensurePki uses under `dir`. */
@@ -33,6 +39,8 @@ export function pkiFiles(dir: string): PkiFiles {
     nodeKey: join(dir, 'node.key'),
     adminCert: join(dir, 'admin.crt'),
     adminKey: join(dir, 'admin.key'),
+    spawnCaCert: join(dir, 'spawn-ca.crt'),
+    spawnCaKey: join(dir, 'spawn-ca.key'),
   };
 }
 
@@ -44,6 +52,11 @@ export interface EnsurePkiOptions {
   caName?: string;
   /** Extra server SANs (see issueServerCert). */
   sans?: string[];
+  /**
+   * vms.maxDepth of the nodes this PKI serves (default 2): the spawn CA gets pathLenConstraint maxDepth-1;
+   * 0 creates no spawn CA.
+   */
+  maxDepth?: number;
   /** Reissue leaf certificates that expire within this many days. Default 30. */
   renewWithinDays?: number;
   now?: Date;
@@ -51,11 +64,17 @@ export interface EnsurePkiOptions {
 
 export type PairName = 'ca' | 'node' | 'admin';
 export type PairAction = 'reuse' | 'create';
+/** 'recertify': a root made before spawn CAs (pathLenConstraint 0) re-issued with its same key, unconstrained. */
+export type CaAction = PairAction | 'recertify';
 
 export interface EnsurePkiResult {
   files: PkiFiles;
   /** What happened to each certificate/key pair, with the reason when it was (re)created. */
-  actions: Record<PairName, { action: PairAction; reason: string }>;
+  actions: Record<Exclude<PairName, 'ca'>, { action: PairAction; reason: string }> & {
+    ca: { action: CaAction; reason: string };
+    /** 'none': maxDepth 0, no spawn CA wanted (an existing one is left alone). */
+    spawnCa: { action: PairAction | 'none'; reason: string };
+  };
 }
 
 /** What was found on disk for one pair. */
@@ -136,12 +155,24 @@ export async function ensurePki(dir: string, options: EnsurePkiOptions): Promise
     (pair, ca) => checkLeafPair(pair, ca, { now, renewMs, commonName: adminIdentity }),
   );
 
+  const maxDepth = options.maxDepth ?? 2;
   let ca: CertificateAuthority;
+  let caAction: EnsurePkiResult['actions']['ca'];
   if (plan.ca.action === 'create') {
-    ca = await createCa(options.caName ?? `aurae-ca ${options.nodeName}`, issue);
+    // Unconstrained: the spawn CA below it carries the depth limit (pathLenConstraint maxDepth-1).
+    ca = await createCa(options.caName ?? `aurae-ca ${options.nodeName}`, { ...issue, pathLength: null });
     await writePair(files.caCert, files.caKey, ca);
+    caAction = { action: 'create', reason: 'missing' };
   } else {
     ca = plan.ca.pair;
+    caAction = { action: 'reuse', reason: 'valid' };
+    const limit = caPathLength(ca.certPem);
+    if (maxDepth > 0 && limit !== undefined && limit < maxDepth) {
+      // Same key and subject: every certificate it issued stays valid; only the path length limit is lifted.
+      ca = await recertifyCa(ca, { ...issue, pathLength: null });
+      await writeAtomic(files.caCert, ca.certPem, 0o644);
+      caAction = { action: 'recertify', reason: `pathLenConstraint ${limit} leaves no room for spawn CAs ${maxDepth} levels deep; same key` };
+    }
   }
   if (plan.node.action === 'create') {
     await writePair(files.nodeCert, files.nodeKey, await issueServerCert(ca, { ...issue, nodeName: options.nodeName, sans: options.sans ?? [] }));
@@ -149,18 +180,55 @@ export async function ensurePki(dir: string, options: EnsurePkiOptions): Promise
   if (plan.admin.action === 'create') {
     await writePair(files.adminCert, files.adminKey, await issueClientCert(ca, { ...issue, identity: adminIdentity }));
   }
+  let spawnCa: EnsurePkiResult['actions']['spawnCa'] = { action: 'none', reason: 'vms.maxDepth is 0' };
+  if (maxDepth > 0) {
+    const pathLength = maxDepth - 1;
+    const existing = await readPair(files.spawnCaCert, files.spawnCaKey);
+    const problem =
+      existing.kind === 'missing'
+        ? 'missing'
+        : existing.kind === 'partial'
+          ? `${existing.absent} missing`
+          : checkSpawnCaPair(existing.pair, ca, { now, renewMs, pathLength });
+    if (problem === null) {
+      spawnCa = { action: 'reuse', reason: 'valid' };
+    } else {
+      const created = await createIntermediateCa(ca, { ...issue, name: `aurae-spawn-ca ${options.nodeName}`, pathLength });
+      await writePair(files.spawnCaCert, files.spawnCaKey, created);
+      spawnCa = { action: 'create', reason: problem };
+    }
+  }
   // Reused keys keep their bytes but must not stay readable by others.
   for (const key of [files.caKey, files.nodeKey, files.adminKey]) await restrictMode(key);
+  if (maxDepth > 0) await restrictMode(files.spawnCaKey);
 
   return {
     files,
     actions: {
       // planPki only creates a CA when none exists; a broken one is an error.
-      ca: plan.ca.action === 'create' ? { action: 'create', reason: 'missing' } : { action: 'reuse', reason: 'valid' },
+      ca: caAction,
       node: plan.node,
       admin: plan.admin,
+      spawnCa,
     },
   };
+}
+
+/** Why an existing spawn CA pair cannot be reused (not signed by `ca`, wrong path length, expiring), or null. */
+export function checkSpawnCaPair(pair: CertifiedKey, ca: CertifiedKey, expect: { now: Date; renewMs: number; pathLength: number }): string | null {
+  try {
+    const cert = new X509Certificate(pair.certPem);
+    const caCert = new X509Certificate(ca.certPem);
+    if (!cert.ca) return 'not a CA certificate';
+    if (!cert.checkPrivateKey(createPrivateKey(pair.keyPem))) return 'key does not match certificate';
+    if (!cert.verify(caCert.publicKey)) return 'not issued by the current CA';
+    const limit = caPathLength(pair.certPem);
+    if (limit !== expect.pathLength) return `pathLenConstraint is ${limit ?? 'unset'}, want ${expect.pathLength} (vms.maxDepth ${expect.pathLength + 1})`;
+    if (new Date(cert.validTo).getTime() - expect.now.getTime() < expect.renewMs) return `expires ${cert.validTo}`;
+    return null;
+  } catch (err) {
+    return `unreadable (${(err as Error).message})`;
+  }
 }
 
 function checkCaPair(pair: CertifiedKey): string | null {

@@ -2,6 +2,7 @@
 // Used by the image build and by tests; auraed itself only reads the resulting PEM files.
 export {
   type CertificateAuthority,
+  type CaOptions,
   type CertifiedKey,
   type ClientCertRequest,
   type IssueOptions,
@@ -9,9 +10,14 @@ export {
   CA_VALIDITY_DAYS,
   LEAF_VALIDITY_DAYS,
   PkiError,
+  caPathLength,
   createCa,
+  createIntermediateCa,
+  issuerChainPem,
   issueClientCert,
   issueServerCert,
+  recertifyCa,
   serverCertSans,
+  splitPemCertificates,
 } from './certificates';
 export { type EnsurePkiOptions, type EnsurePkiResult, type PkiFiles, ensurePki, pkiFiles } from './ensure-pki';

@@ -1,10 +1,10 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PkiError, createCa, ensurePki, issueClientCert, issueServerCert, pkiFiles, serverCertSans } from './index';
+import { PkiError, caPathLength, createCa, createIntermediateCa, ensurePki, issueClientCert, issueServerCert, pkiFiles, recertifyCa, serverCertSans } from './index';
 
 const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
@@ -111,24 +111,25 @@ describe('certificates', () => {
 describe('ensurePki', () => {
   const snapshot = (dir: string) => Object.fromEntries(Object.entries(pkiFiles(dir)).map(([k, p]) => [k, readFileSync(p, 'utf8')]));
 
-  it('creates the six files, keys 0600, and reuses them byte for byte on the next run', async () => {
+  it('creates the eight files (spawn CA included), keys 0600, and reuses them byte for byte on the next run', async () => {
     const dir = join(scratch, 'pki-1');
     const first = await ensurePki(dir, { nodeName: 'node-1' });
     expect(first.actions).toEqual({
       ca: { action: 'create', reason: 'missing' },
       node: { action: 'create', reason: 'new CA' },
       admin: { action: 'create', reason: 'new CA' },
+      spawnCa: { action: 'create', reason: 'missing' },
     });
     const files = pkiFiles(dir);
-    expect(readdirSync(dir).sort()).toEqual(['admin.crt', 'admin.key', 'ca.crt', 'ca.key', 'node.crt', 'node.key']);
-    for (const key of [files.caKey, files.nodeKey, files.adminKey]) expect(statSync(key).mode & 0o777).toBe(0o600);
-    for (const cert of [files.caCert, files.nodeCert, files.adminCert]) expect(statSync(cert).mode & 0o777).toBe(0o644);
+    expect(readdirSync(dir).sort()).toEqual(['admin.crt', 'admin.key', 'ca.crt', 'ca.key', 'node.crt', 'node.key', 'spawn-ca.crt', 'spawn-ca.key']);
+    for (const key of [files.caKey, files.nodeKey, files.adminKey, files.spawnCaKey]) expect(statSync(key).mode & 0o777).toBe(0o600);
+    for (const cert of [files.caCert, files.nodeCert, files.adminCert, files.spawnCaCert]) expect(statSync(cert).mode & 0o777).toBe(0o644);
     const before = snapshot(dir);
     expect(opensslVerify(before.caCert!, before.nodeCert!, 'sslserver').ok).toBe(true);
     expect(opensslVerify(before.caCert!, before.adminCert!, 'sslclient').ok).toBe(true);
 
     const second = await ensurePki(dir, { nodeName: 'node-1' });
-    expect(Object.values(second.actions).map((a) => a.action)).toEqual(['reuse', 'reuse', 'reuse']);
+    expect(Object.values(second.actions).map((a) => a.action)).toEqual(['reuse', 'reuse', 'reuse', 'reuse']);
     expect(snapshot(dir)).toEqual(before);
   });
 
@@ -169,5 +170,49 @@ describe('ensurePki', () => {
     await expect(ensurePki(dir, { nodeName: 'node-1' })).rejects.toThrow(
       `found ${pkiFiles(dir).caCert} but not ${pkiFiles(dir).caKey}: restore`,
     );
+  });
+
+  it('spawn CA: reused while valid, recreated for another maxDepth, none for maxDepth 0', async () => {
+    const dir = join(scratch, 'pki-5');
+    await ensurePki(dir, { nodeName: 'node-1' });
+    const before = snapshot(dir);
+    expect(caPathLength(before.caCert!)).toBeUndefined();
+    expect(caPathLength(before.spawnCaCert!)).toBe(1);
+    const deeper = await ensurePki(dir, { nodeName: 'node-1', maxDepth: 3 });
+    expect(deeper.actions.spawnCa).toEqual({ action: 'create', reason: 'pathLenConstraint is 1, want 2 (vms.maxDepth 3)' });
+    expect(caPathLength(readFileSync(pkiFiles(dir).spawnCaCert, 'utf8'))).toBe(2);
+    const none = await ensurePki(dir, { nodeName: 'node-1', maxDepth: 0 });
+    expect(none.actions.spawnCa.action).toBe('none');
+  });
+
+  it('re-certifies a pathLen-0 root made before spawn CAs with the same key: old certificates still verify', async () => {
+    const dir = join(scratch, 'pki-6');
+    const files = pkiFiles(dir);
+    const old = await createCa('aurae-ca old'); // pathLength 0, as every root used to be
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(files.caCert, old.certPem);
+    writeFileSync(files.caKey, old.keyPem, { mode: 0o600 });
+    const node = await issueServerCert(old, { nodeName: 'node-1' });
+    writeFileSync(files.nodeCert, node.certPem);
+    writeFileSync(files.nodeKey, node.keyPem, { mode: 0o600 });
+    // Why: with the old root a spawn CA's chain fails openssl's path length check.
+    const spawnUnderOld = await createIntermediateCa(old, { name: 'spawn', pathLength: 0 }).catch((e: Error) => e);
+    expect(spawnUnderOld).toBeInstanceOf(PkiError);
+
+    const result = await ensurePki(dir, { nodeName: 'node-1' });
+    expect(result.actions.ca.action).toBe('recertify');
+    expect(result.actions.node.action).toBe('reuse');
+    const after = snapshot(dir);
+    expect(after.caKey).toBe(old.keyPem);
+    expect(caPathLength(after.caCert!)).toBeUndefined();
+    expect(opensslVerify(after.caCert!, node.certPem, 'sslserver').ok).toBe(true);
+    const child = await issueServerCert({ certPem: after.spawnCaCert!, keyPem: after.spawnCaKey! }, { nodeName: 'web.node-1', commonName: 'node-1/web' });
+    expect(opensslVerify(after.caCert! + after.spawnCaCert!, child.certPem, 'sslserver').ok).toBe(true);
+    expect(opensslVerify(old.certPem + after.spawnCaCert!, child.certPem, 'sslserver')).toMatchObject({ ok: false, out: expect.stringMatching(/path length/) });
+    // Idempotent: the next run reuses everything.
+    const again = await ensurePki(dir, { nodeName: 'node-1' });
+    expect(Object.values(again.actions).map((a) => a.action)).toEqual(['reuse', 'reuse', 'reuse', 'reuse']);
+    expect(snapshot(dir)).toEqual(after);
+    expect((await recertifyCa(old)).keyPem).toBe(old.keyPem);
   });
 });

@@ -1,0 +1,192 @@
+// The guest payload: everything a spawned child needs to become a node — its config (derived from the parent's:
+// same trust root, authz policy and defaults; its own name, certificate and parent) and its PEMs. The parent hands
+// it over through QEMU's fw_cfg (GUEST_PAYLOAD_FW_CFG); the child's init reads it from sysfs (init/guest).
+import * as z from 'zod/mini';
+import { ConfigError, type NodeConfig, type NodeConfigInput, parseNodeConfig } from '../supervisor/config';
+import { GuestError } from './errors';
+import type { ChildIdentity } from './identity';
+import { depthLeftOf, nodeDepth, parentPathOf } from './names';
+
+/** fw_cfg item name (QEMU `-fw_cfg name=opt/aurae/payload,file=…`); "opt/" is the namespace QEMU leaves to users. */
+export const GUEST_PAYLOAD_FW_CFG = 'opt/aurae/payload';
+/** Where the child's kernel exposes the payload (CONFIG_FW_CFG_SYSFS). */
+export const GUEST_PAYLOAD_SYSFS_PATH = `/sys/firmware/qemu_fw_cfg/by_name/${GUEST_PAYLOAD_FW_CFG}/raw`;
+/** Where the child's init writes the payload's PEMs (tmpfs; never in the image). */
+export const GUEST_PKI_DIR = '/run/aurae/pki';
+export const GUEST_PKI_FILES = {
+  caCert: `${GUEST_PKI_DIR}/ca.crt`,
+  serverCert: `${GUEST_PKI_DIR}/node.crt`,
+  serverKey: `${GUEST_PKI_DIR}/node.key`,
+  spawnCaCert: `${GUEST_PKI_DIR}/spawn-ca.crt`,
+  spawnCaKey: `${GUEST_PKI_DIR}/spawn-ca.key`,
+} as const;
+/** fw_cfg items are small by design; a payload is a few KB of PEM and JSON. */
+export const GUEST_PAYLOAD_MAX_BYTES = 256 * 1024;
+
+const CERT = /^(-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----\r?\n?)+$/;
+const KEY = /^-----BEGIN PRIVATE KEY-----\r?\n[A-Za-z0-9+/=\r\n]+-----END PRIVATE KEY-----\r?\n?$/;
+const certPem = z.string().check(z.regex(CERT, 'expected PEM certificate(s) ("-----BEGIN CERTIFICATE-----")'));
+const keyPem = z.string().check(z.regex(KEY, 'expected one PEM PKCS#8 private key ("-----BEGIN PRIVATE KEY-----")'));
+
+const GuestPayloadEnvelope = z.strictObject({
+  version: z.literal(1),
+  /** Validated as a node config by parseNodeConfig, so its messages name config fields. */
+  config: z.record(z.string(), z.unknown()),
+  pki: z.strictObject({
+    /** The root CA certificate the whole tree trusts (the parent's pki.caCert). */
+    caCert: certPem,
+    /** The child's server certificate, then its issuers below the root. */
+    serverCertChain: certPem,
+    serverKey: keyPem,
+    /** The child's own spawn CA (chain) and key; null when it may not spawn children. */
+    spawnCaCert: z.nullable(certPem),
+    spawnCaKey: z.nullable(keyPem),
+  }),
+});
+
+export interface GuestPayload {
+  version: 1;
+  /** The child's complete node config (defaults applied); config.guest names the parent. */
+  config: NodeConfig;
+  pki: {
+    caCert: string;
+    serverCertChain: string;
+    serverKey: string;
+    spawnCaCert: string | null;
+    spawnCaKey: string | null;
+  };
+}
+
+export interface GuestPayloadOptions {
+  /** The child's network (default: QEMU user-mode networking, 10.0.2.15/24 via 10.0.2.2). */
+  network?: NodeConfigInput['network'];
+  /** The child's debug shell device (default none: the parent's device need not exist in the child). */
+  debugShell?: string | null;
+}
+
+/** QEMU user-mode networking's fixed guest address and gateway. */
+const QEMU_USER_NET = { mode: 'static', address: '10.0.2.15/24', gateway: '10.0.2.2' } as const;
+
+/**
+ * The payload for `child` (minted by mintChildIdentity from this parent's spawn CA). The child's config is the
+ * parent's with its own name, PKI paths (under GUEST_PKI_DIR), guest section, network and debug shell; the trust
+ * root, authz (admins, policy, audit), listeners and every default are inherited. No parent key is included.
+ */
+export function buildGuestPayload(
+  parentConfig: NodeConfig,
+  parentCaCertPem: string,
+  child: ChildIdentity,
+  options: GuestPayloadOptions = {},
+): GuestPayload {
+  const parentPath = parentConfig.node.name;
+  if (parentPathOf(child.nodePath) !== parentPath) {
+    throw new GuestError('GUEST_INVALID_ARGUMENT', `child "${child.nodePath}" is not a child of node "${parentPath}": mint its identity from this node's spawn CA`);
+  }
+  if (depthLeftOf(parentConfig) < 1) {
+    throw new GuestError('GUEST_DEPTH_EXCEEDED', `node "${parentPath}" may not spawn "${child.nodePath}": vms.maxDepth ${parentConfig.vms.maxDepth} is reached`);
+  }
+  const input: NodeConfigInput = {
+    ...parentConfig,
+    node: { ...parentConfig.node, name: child.nodePath },
+    pki: {
+      caCert: GUEST_PKI_FILES.caCert,
+      serverCert: GUEST_PKI_FILES.serverCert,
+      serverKey: GUEST_PKI_FILES.serverKey,
+      spawnCaCert: child.spawnCa ? GUEST_PKI_FILES.spawnCaCert : null,
+      spawnCaKey: child.spawnCa ? GUEST_PKI_FILES.spawnCaKey : null,
+    },
+    network: options.network ?? { eth0: QEMU_USER_NET },
+    debug: { ...parentConfig.debug, shell: options.debugShell ?? null },
+    guest: { parent: parentPath, depth: nodeDepth(child.nodePath) },
+  };
+  let config: NodeConfig;
+  try {
+    config = parseNodeConfig(input, `guest payload for "${child.nodePath}"`);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new GuestError('GUEST_INVALID_ARGUMENT', err.message, err.problems);
+    throw err;
+  }
+  const payload: GuestPayload = {
+    version: 1,
+    config,
+    pki: {
+      caCert: parentCaCertPem,
+      serverCertChain: child.serverCertChainPem,
+      serverKey: child.serverKeyPem,
+      spawnCaCert: child.spawnCa?.certPem ?? null,
+      spawnCaKey: child.spawnCa?.keyPem ?? null,
+    },
+  };
+  // The same checks the child applies: a payload we build is one the child accepts.
+  return parseGuestPayload(guestPayloadText(payload), `guest payload for "${child.nodePath}"`);
+}
+
+/** The bytes to hand to fw_cfg. */
+export function guestPayloadText(payload: GuestPayload): string {
+  return `${JSON.stringify(payload)}\n`;
+}
+
+/**
+ * Parse and validate a payload (strict: unknown fields are errors). Throws GuestError GUEST_PAYLOAD_INVALID whose
+ * message starts with `source` and lists one `field: problem` per issue.
+ */
+export function parseGuestPayload(text: string | Buffer, source = 'guest payload'): GuestPayload {
+  const fail = (problems: string[]): never => {
+    throw new GuestError('GUEST_PAYLOAD_INVALID', `${source}: invalid guest payload:\n  ${problems.join('\n  ')}`, problems);
+  };
+  const size = typeof text === 'string' ? Buffer.byteLength(text) : text.length;
+  if (size > GUEST_PAYLOAD_MAX_BYTES) fail([`(root): ${size} bytes is more than the ${GUEST_PAYLOAD_MAX_BYTES} a payload may have`]);
+  let value: unknown;
+  try {
+    value = JSON.parse(typeof text === 'string' ? text : text.toString('utf8'));
+  } catch (err) {
+    fail([`(root): not valid JSON: ${(err as Error).message}`]);
+  }
+  const envelope = GuestPayloadEnvelope.safeParse(value);
+  if (!envelope.success) {
+    fail(envelope.error.issues.map((issue) => `${issue.path.length ? issue.path.join('.') : '(root)'}: ${issue.message}`));
+  }
+  const { pki, config: rawConfig } = envelope.data!;
+  let config: NodeConfig;
+  try {
+    config = parseNodeConfig(rawConfig, source);
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.problems.map((p) => `config.${p}`));
+    throw err;
+  }
+  const problems: string[] = [];
+  if (config!.guest === null) problems.push('config.guest: missing: a spawned node\'s config names its parent (guest.parent, guest.depth)');
+  for (const field of ['caCert', 'serverCert', 'serverKey', 'spawnCaCert', 'spawnCaKey'] as const) {
+    const value = config!.pki[field];
+    if (value !== null && value !== GUEST_PKI_FILES[field]) problems.push(`config.pki.${field}: must be ${GUEST_PKI_FILES[field]} (where init writes the payload's PEMs), not ${value}`);
+  }
+  if ((config!.pki.spawnCaCert === null) !== (pki.spawnCaCert === null)) {
+    problems.push(`pki.spawnCaCert: ${pki.spawnCaCert === null ? 'missing although config.pki.spawnCaCert is set' : 'present although config.pki.spawnCaCert is null'}`);
+  }
+  if ((pki.spawnCaCert === null) !== (pki.spawnCaKey === null)) problems.push('pki.spawnCaKey: spawnCaCert and spawnCaKey go together');
+  if (problems.length) fail(problems);
+  return { version: 1, config: config!, pki };
+}
+
+/** A file init writes for the payload. */
+export interface GuestFile {
+  path: string;
+  content: string;
+  mode: number;
+}
+
+/** The PEM files the child's init writes (keys 0600), at the paths its config names. Pure. */
+export function guestPkiFiles(payload: GuestPayload): GuestFile[] {
+  const files: GuestFile[] = [
+    { path: GUEST_PKI_FILES.caCert, content: payload.pki.caCert, mode: 0o644 },
+    { path: GUEST_PKI_FILES.serverCert, content: payload.pki.serverCertChain, mode: 0o644 },
+    { path: GUEST_PKI_FILES.serverKey, content: payload.pki.serverKey, mode: 0o600 },
+  ];
+  if (payload.pki.spawnCaCert !== null && payload.pki.spawnCaKey !== null) {
+    files.push(
+      { path: GUEST_PKI_FILES.spawnCaCert, content: payload.pki.spawnCaCert, mode: 0o644 },
+      { path: GUEST_PKI_FILES.spawnCaKey, content: payload.pki.spawnCaKey, mode: 0o600 },
+    );
+  }
+  return files;
+}

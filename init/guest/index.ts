@@ -1,0 +1,84 @@
+// Guest mode: a node spawned by another node finds its payload (config + PEMs, see guest/) in fw_cfg and
+// becomes the child the payload describes instead of the node its image describes. Everything it needs is in
+// the payload; the image's own identity (/etc/aurae) is only the fallback when the payload is unusable.
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { IMAGE_CONFIG_PATH, type NodeConfig } from '../../supervisor/config';
+import { GUEST_PAYLOAD_SYSFS_PATH, GUEST_PKI_DIR, guestPkiFiles, parseGuestPayload } from '../../guest/child';
+import { resolveNodeConfig } from '../cmdline';
+import { errorMessage, type Logger } from '../log';
+
+export interface GuestModeDeps {
+  /** The payload's bytes, or null when there is none (a node booted from its image, not spawned). */
+  readPayload(): Buffer | null;
+  mkdir(path: string, mode: number): void;
+  /** Write `content` with exactly `mode` (keys 0600). */
+  writeFile(path: string, content: string, mode: number): void;
+  /** Delete a file; a missing file is fine. */
+  removeFile(path: string): void;
+  /** /proc/cmdline: applied on top of the payload's config as it is on top of the image's. */
+  cmdline: string;
+  log: Logger;
+}
+
+/**
+ * The private keys the image carries for the node it was built for (image/initramfs/layout.ts). A child boots
+ * its parent's own initramfs, so they are in its root filesystem too: a child must not keep its parent's keys.
+ */
+export const IMAGE_PRIVATE_KEYS = ['/etc/aurae/pki/node.key', '/etc/aurae/pki/spawn-ca.key'] as const;
+
+/**
+ * The node config from the guest payload, with its PEMs written under /run/aurae/pki; null when there is no
+ * payload or it is unusable (logged with every problem: init then boots from the image config, so the node stays
+ * reachable for debugging).
+ */
+export function loadGuestConfig(deps: GuestModeDeps): NodeConfig | null {
+  const { log } = deps;
+  let raw: Buffer | null;
+  try {
+    raw = deps.readPayload();
+  } catch (err) {
+    log.error(`guest mode: reading ${GUEST_PAYLOAD_SYSFS_PATH} failed: ${errorMessage(err)}; ${FALLBACK}`);
+    return null;
+  }
+  if (raw === null) return null;
+  try {
+    const payload = parseGuestPayload(raw, GUEST_PAYLOAD_SYSFS_PATH);
+    const config = resolveNodeConfig(JSON.stringify(payload.config), `guest payload ${GUEST_PAYLOAD_SYSFS_PATH}`, deps.cmdline, log);
+    if (config.guest === null || config.node.name !== payload.config.node.name) {
+      throw new Error(`the kernel command line changed the node name to "${config.node.name}": a spawned node keeps the name its parent gave it (${payload.config.node.name})`);
+    }
+    deps.mkdir(GUEST_PKI_DIR, 0o700);
+    for (const file of guestPkiFiles(payload)) deps.writeFile(file.path, file.content, file.mode);
+    // Only now: had the payload been unusable, the fallback to the image config would need them.
+    for (const key of IMAGE_PRIVATE_KEYS) deps.removeFile(key);
+    log.info(`guest mode: node ${config.node.name} (parent ${config.guest.parent}, depth ${config.guest.depth})`);
+    return config;
+  } catch (err) {
+    log.error(`guest mode: ${errorMessage(err)}\n${FALLBACK}`);
+    return null;
+  }
+}
+
+const FALLBACK = `ignoring the guest payload and booting from the image config ${IMAGE_CONFIG_PATH} (reachable with the image's own identity, for debugging); the parent must rebuild the payload`;
+
+/** The real adapters (PID 1 in a guest). */
+export function realGuestModeDeps(cmdline: string, log: Logger): GuestModeDeps {
+  return {
+    readPayload: () => {
+      try {
+        return readFileSync(GUEST_PAYLOAD_SYSFS_PATH);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+        throw err;
+      }
+    },
+    mkdir: (path, mode) => mkdirSync(path, { recursive: true, mode }),
+    removeFile: (path) => rmSync(path, { force: true }),
+    writeFile: (path, content, mode) => {
+      writeFileSync(path, content, { mode });
+      chmodSync(path, mode); // an existing file keeps its old mode through writeFileSync
+    },
+    cmdline,
+    log,
+  };
+}
