@@ -11,6 +11,7 @@ import { describeError } from './errors';
 import { formatVersion } from './format';
 import { registerObserveCommands } from './observe';
 import { registerPkiCommands } from './pki';
+import { registerVmCommands } from './vms';
 
 export interface CliIo {
   out(text: string): void;
@@ -27,6 +28,16 @@ interface GlobalOptions {
   output: 'json' | 'text';
 }
 
+/**
+ * --node NAME keeps its old meaning (the TLS server name of the node connected to); --node PARENT/CHILD (a
+ * node path, always with "/") routes every call through the configured node to that descendant.
+ */
+export function connectOptions(opts: Pick<GlobalOptions, 'config' | 'address' | 'node'>, env: CliIo['env']): ConnectOptions {
+  const base = { config: opts.config, address: opts.address, env };
+  if (opts.node?.includes('/')) return { ...base, targetNode: opts.node };
+  return { ...base, node: opts.node };
+}
+
 export async function runAer(argv: string[], io: CliIo): Promise<number> {
   const connect = io.connect ?? sdkConnect;
   let exitCode = 0;
@@ -36,7 +47,7 @@ export async function runAer(argv: string[], io: CliIo): Promise<number> {
     .description('Control an Aurae node (auraed) over mTLS gRPC.')
     .option('--config <path>', 'client config (default: $AURAE_CONFIG or ~/.config/aurae/client.json)')
     .option('--address <address>', 'auraed address, unix:///path or host:port (default: $AURAE_ADDRESS or the config\'s)')
-    .option('--node <name>', 'TLS server name to expect (default: the config\'s node)')
+    .option('--node <name|path>', 'a node name: the TLS server name to expect (default: the config\'s node); a node path such as aurae/web: send every call to that child through the configured node (metadata aurae-node)')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.replace(/\n$/, '')), writeErr: (s) => io.err(s.replace(/\n$/, '')) })
@@ -48,7 +59,7 @@ export async function runAer(argv: string[], io: CliIo): Promise<number> {
     async (...args: [...A, Record<string, unknown>, Command]) => {
       const command = args[args.length - 1] as Command;
       const opts = command.optsWithGlobals<GlobalOptions>();
-      client = connect({ config: opts.config, address: opts.address, node: opts.node, env: io.env });
+      client = connect(connectOptions(opts, io.env));
       exitCode = (await run(client, opts.output, ...(args.slice(0, -1) as unknown as A))) ?? 0;
     };
   const print = (output: GlobalOptions['output'], json: unknown, text: string) => io.out(output === 'json' ? JSON.stringify(json) : text);
@@ -94,6 +105,7 @@ export async function runAer(argv: string[], io: CliIo): Promise<number> {
   registerAuthzCommands(program, withClient, print);
   registerObserveCommands(program, withClient, print);
   registerCellCommands(program, withClient, print);
+  registerVmCommands(program, withClient, print);
   registerExecCommand(program, withClient, print, io);
   registerRunCommand(program, (code) => (exitCode = code));
   registerPkiCommands(program, io, print);

@@ -1,7 +1,7 @@
 // The typed SDK: one mTLS channel to auraed, promise-based methods per service.
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
-import { type CallOptions, type ChannelOptions, Metadata, type ServiceError, credentials, status } from '@grpc/grpc-js';
+import { type CallOptions, type ChannelOptions, type Interceptor, InterceptingCall, Metadata, type ServiceError, credentials, status } from '@grpc/grpc-js';
 import { type DiscoverResponse, DiscoveryServiceClient } from '../../supervisor/gen/aurae/discovery/v0/discovery';
 import { NodeServiceClient } from '../../supervisor/gen/aurae/node/v0/node';
 import {
@@ -15,12 +15,32 @@ import { type CellsApi, createCellsApi } from './cells';
 import { type ClientConfigOverrides, ClientConfigError, type ResolvedClientConfig, loadClientConfig } from './client-config';
 import { toApiError } from './errors';
 import { type ObserveApi, createObserveApi } from './observe';
+import { type VmsApi, createVmsApi } from './vms';
 
 export interface ConnectOptions extends ClientConfigOverrides {
   /** Deadline for each unary call; default 10 s. */
   timeoutMs?: number;
   /** Environment for AURAE_CONFIG / AURAE_ADDRESS; default process.env. */
   env?: Record<string, string | undefined>;
+  /**
+   * Send every call to this node path through the configured node, e.g. "aurae/web" (a child it spawned):
+   * each call carries the metadata `aurae-node`, and the parent forwards it. Default: the node itself.
+   */
+  targetNode?: string;
+}
+
+/** Metadata that asks a node to route a call to one of its descendants. */
+export const NODE_METADATA = 'aurae-node';
+
+/** A client interceptor that adds `aurae-node: <path>` to every call (unary and streaming). */
+export function routeToNode(path: string): Interceptor {
+  return (options, nextCall) =>
+    new InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set(NODE_METADATA, path);
+        next(metadata, listener);
+      },
+    });
 }
 
 export type HealthStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
@@ -58,6 +78,8 @@ export interface AuraeClient {
   cells: CellsApi;
   /** Logs, lifecycle events and per-cell metrics (aurae.observe.v0.ObserveService). */
   observe: ObserveApi;
+  /** Child microVMs (aurae.vms.v0.VmService). */
+  vms: VmsApi;
   /** Close the channel. */
   close(): void;
 }
@@ -69,6 +91,10 @@ export interface AuraeClient {
  */
 export function connect(options: ConnectOptions = {}): AuraeClient {
   const config = loadClientConfig(options, options.env ?? process.env);
+  const target = options.targetNode;
+  if (target !== undefined && (target.length > 255 || !target.split('/').every((l) => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(l)))) {
+    throw new ClientConfigError('CLIENT_CONFIG_INVALID', `node path ${JSON.stringify(target)} is invalid: expected DNS labels joined by "/", e.g. ${config.node}/web`);
+  }
   const pem = (field: 'ca' | 'cert' | 'key') => {
     try {
       return readFileSync(config[field]);
@@ -89,6 +115,7 @@ export function connect(options: ConnectOptions = {}): AuraeClient {
   const channelOptions: ChannelOptions = {
     'grpc.ssl_target_name_override': config.node,
     'grpc.default_authority': config.node,
+    ...(options.targetNode ? { interceptors: [routeToNode(options.targetNode)] } : {}),
   };
   const healthClient = new HealthClient(config.address, channelCredentials, channelOptions);
   const shared = { ...channelOptions, channelOverride: healthClient.getChannel() };
@@ -145,6 +172,7 @@ export function connect(options: ConnectOptions = {}): AuraeClient {
     authz: createAuthzApi({ address: config.address, credentials: channelCredentials, options: shared, unary, callOptions }),
     cells: createCellsApi({ address: config.address, credentials: channelCredentials, options: shared, unary, callOptions }),
     observe: createObserveApi({ address: config.address, credentials: channelCredentials, options: shared, unary, callOptions }),
+    vms: createVmsApi({ address: config.address, credentials: channelCredentials, options: shared, unary, callOptions }),
     close: () => {
       // All three clients share healthClient's channel; closing it closes the connection.
       healthClient.close();

@@ -2,7 +2,8 @@
 //   const aurae = await connect();            // ~/.config/aurae/client.json, or AURAE_CONFIG
 //   const info = await aurae.discovery.discover();
 //   aurae.close();
-export { type AuraeClient, type ConnectOptions, type HealthStatus, type NodeInfo, type PowerOptions, connect } from './connect';
+export { type AuraeClient, type ConnectOptions, type HealthStatus, type NodeInfo, type PowerOptions, connect, NODE_METADATA, routeToNode } from './connect';
+export { type VmInfo, type VmRestartPolicy, type VmSpec, type VmStateName, type VmsApi } from './vms';
 export {
   type ClientConfig,
   type ClientConfigOverrides,

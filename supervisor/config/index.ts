@@ -9,7 +9,16 @@ import { identityProblem, methodPatternProblem } from '../authz/patterns';
 // 100 KB of JavaScript costs tens of milliseconds before the node can serve. English messages, loaded once.
 z.config(en());
 
-const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+export const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const LABEL = '[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?';
+/** Deepest node path (labels below the root node): the same bound as cell paths. */
+export const MAX_NODE_DEPTH = 8;
+/** A node path: a DNS label, or for a spawned child its parent's path + "/" + its own label (`aurae/web`). */
+export const NODE_PATH = new RegExp(`^${LABEL}(/${LABEL}){0,${MAX_NODE_DEPTH}}$`);
+const nodePath = z.string().check(
+  z.maxLength(255, 'a node path is at most 255 characters'),
+  z.regex(NODE_PATH, `expected a DNS label, or labels joined by "/" for a spawned child (e.g. aurae/web, at most ${MAX_NODE_DEPTH} below the root): each 1-63 of a-z, 0-9 and "-", not starting or ending with "-"`),
+);
 
 const portOf = (s: string) => Number(s.slice(s.lastIndexOf(':') + 1));
 
@@ -52,15 +61,32 @@ export const NetworkInterfaceSchema = z.discriminatedUnion('mode', [
 export const NodeConfigSchema = z.strictObject({
   version: z.literal(1),
   node: z.strictObject({
-    name: z.string().check(z.regex(DNS_LABEL, 'expected a DNS label: 1-63 of a-z, 0-9 and "-", not starting or ending with "-"')),
+    /** A DNS label for a node booted from an image; `parent/child` for a node spawned by another (see guest/). */
+    name: nodePath,
     /** What PID 1 does after a fatal error, once workloads are stopped. */
     onFatal: z._default(z.enum(['reboot', 'poweroff']), 'reboot'),
   }),
-  pki: z.strictObject({
-    caCert: absPath,
-    serverCert: absPath,
-    serverKey: absPath,
-  }),
+  pki: z
+    .strictObject({
+      caCert: absPath,
+      /** May hold a chain: the server certificate first, then intermediates (a child's spawn CA chain). */
+      serverCert: absPath,
+      serverKey: absPath,
+      /**
+       * The node's intermediate "spawn CA" (signed by the root CA, pathLenConstraint limits the depth below it):
+       * it mints the certificates of the children this node spawns. null: the node cannot spawn children.
+       * The certificate file may hold a chain (the spawn CA first, then its issuers below the root).
+       */
+      spawnCaCert: z._default(z.nullable(absPath), null),
+      spawnCaKey: z._default(z.nullable(absPath), null),
+    })
+    .check(
+      z.superRefine((pki, ctx) => {
+        if ((pki.spawnCaCert === null) !== (pki.spawnCaKey === null)) {
+          ctx.addIssue({ code: 'custom', input: pki, path: [pki.spawnCaCert === null ? 'spawnCaCert' : 'spawnCaKey'], message: 'spawnCaCert and spawnCaKey go together: set both or neither' });
+        }
+      }),
+    ),
   listen: z._default(
     z.strictObject({
       socket: z._default(z.nullable(absPath), '/run/aurae/aurae.sock'),
@@ -146,6 +172,40 @@ export const NodeConfigSchema = z.strictObject({
     }),
     { logMaxBytes: 1024 * 1024, logFiles: 3, eventHistory: 1000 },
   ),
+  vms: z._default(
+    z.strictObject({
+      /**
+       * The boot artifacts children are made from: the node's own kernel and initramfs (the image makes them
+       * available under /boot). A host-tier node points these at out/image.
+       */
+      kernel: z._default(absPath, '/boot/vmlinuz'),
+      initrd: z._default(absPath, '/boot/initramfs'),
+      /** Upper bound for one child's RAM (MiB); a larger request is INVALID_ARGUMENT. */
+      maxMemoryMiB: z._default(intIn(128, 65536), 2048),
+      /** Deepest node path allowed ("a/b" is depth 1): a spawn that would exceed it is FAILED_PRECONDITION. */
+      maxDepth: z._default(intIn(0, 8), 2),
+      /** How long a child may take from QEMU start to its AURAE_READY console line. */
+      bootTimeoutMs: z._default(intIn(1000, 600_000), 120_000),
+      /** Graceful stop: time after ACPI powerdown before QMP quit (then SIGKILL). */
+      stopTimeoutMs: z._default(intIn(100, 300_000), 15_000),
+    }),
+    { kernel: '/boot/vmlinuz', initrd: '/boot/initramfs', maxMemoryMiB: 2048, maxDepth: 2, bootTimeoutMs: 120_000, stopTimeoutMs: 15_000 },
+  ),
+  /**
+   * Set only in a spawned child (written by its parent into the guest payload, see guest/): who the parent is.
+   * The child trusts the aurae-on-behalf-of header only on calls whose peer identity is `parent`.
+   */
+  guest: z._default(
+    z.nullable(
+      z.strictObject({
+        /** The parent's node path, e.g. "aurae" for the child "aurae/web". */
+        parent: nodePath,
+        /** This node's depth: the number of "/" in node.name. */
+        depth: intIn(1, MAX_NODE_DEPTH),
+      }),
+    ),
+    null,
+  ),
   debug: z._default(
     z.strictObject({
       /** Device for a root shell (tests and development only), e.g. /dev/hvc0; null disables it. */
@@ -153,7 +213,21 @@ export const NodeConfigSchema = z.strictObject({
     }),
     { shell: null },
   ),
-});
+}).check(
+  z.superRefine((config, ctx) => {
+    const name = config.node.name;
+    const depth = name.split('/').length - 1;
+    const issue = (path: PropertyKey[], message: string) => ctx.addIssue({ code: 'custom', input: config, path, message });
+    if (config.guest === null) {
+      if (depth > 0) issue(['node', 'name'], `"${name}" is a child's path: a spawned node's config also names its parent (guest section)`);
+      return;
+    }
+    if (name.slice(0, name.lastIndexOf('/')) !== config.guest.parent || depth === 0) {
+      issue(['guest', 'parent'], `"${config.guest.parent}" is not the parent of node "${name}"`);
+    }
+    if (config.guest.depth !== depth) issue(['guest', 'depth'], `node "${name}" is at depth ${depth}, not ${config.guest.depth}`);
+  }),
+);
 
 export type NodeConfig = z.infer<typeof NodeConfigSchema>;
 /** What a config file may contain before defaults are applied. */

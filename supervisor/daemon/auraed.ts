@@ -11,8 +11,12 @@ import type { InitChannel, ReadyMessage } from '../ipc';
 import type { LogRing, Logger } from '../log';
 import { NodeServiceService, createNodeService, createPowerControl } from '../node';
 import { type ObserveOverrides, ObserveServiceService, createObserve } from '../observe';
-import { type RpcContext, type ServerPki, type ServiceBinding, listenTargets, mtlsServerCredentials, startServer } from '../server';
+import { type RpcContext, type ServerPki, type ServiceBinding, createIssuerCheck, listenTargets, mtlsServerCredentials, startServer, withRouting } from '../server';
 import { openDatabase } from '../store';
+import { type CertificateAuthority, splitPemCertificates } from '../pki';
+
+import { type NodeGuest, VmServiceService, childBaseConfig, createNodeVms } from '../vms';
+import { GUEST_PAYLOAD_FW_CFG, buildGuestPayload, guestPayloadText, mintChildIdentity, mintParentClientCert } from '../../guest';
 import { AURAED_VERSION } from './version';
 
 export interface AuraedOptions {
@@ -26,6 +30,8 @@ export interface AuraedOptions {
   daemonLog?: LogRing;
   /** Observe's cores, replaced in tests (dependency injection, never an RPC). */
   observe?: ObserveOverrides;
+  /** How children get their identity and payload; default guest/ (replaced in tests; null: cannot spawn). */
+  guest?: ((spawnCa: CertificateAuthority) => NodeGuest) | null;
 }
 
 export interface RunningAuraed {
@@ -35,7 +41,7 @@ export interface RunningAuraed {
 }
 
 /** Health service names: "" is the whole server; the others are the full gRPC service names. */
-export const HEALTH_SERVICE_NAMES = ['', 'aurae.discovery.v0.DiscoveryService', 'aurae.node.v0.NodeService', 'aurae.observe.v0.ObserveService', 'aurae.authz.v0.AuthzService', 'aurae.cells.v0.CellService'] as const;
+export const HEALTH_SERVICE_NAMES = ['', 'aurae.discovery.v0.DiscoveryService', 'aurae.node.v0.NodeService', 'aurae.observe.v0.ObserveService', 'aurae.authz.v0.AuthzService', 'aurae.cells.v0.CellService', 'aurae.vms.v0.VmService'] as const;
 
 export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed> {
   const { config, log } = options;
@@ -54,7 +60,16 @@ export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed
     knownMethods: () => methodNames(services.map((s) => s.definition)),
     log: log.child({ subsystem: 'authz' }),
   });
-  const ctx: RpcContext = { log: log.child({ subsystem: 'api' }), admins: new Set(config.authz.admins), authz };
+  // A spawned child honours aurae-on-behalf-of only from its parent (config.guest, written by the parent).
+  // A child's server certificate file holds its chain: [its own certificate, its parent's spawn CA, …].
+  const parentSpawnCa = config.guest ? (splitPemCertificates(pki.cert.toString('utf8'))[1] ?? null) : null;
+  const ctx: RpcContext = {
+    log: log.child({ subsystem: 'api' }),
+    admins: new Set(config.authz.admins),
+    authz,
+    parentIdentity: config.guest?.parent ?? null,
+    issuerOf: createIssuerCheck(pki.ca, parentSpawnCa),
+  };
   const power = createPowerControl({ init: options.init, log: log.child({ subsystem: 'node' }) });
   // Events and logs are what cells and executables publish into; build them before those cores.
   const observe = createObserve({ config, log: log.child({ subsystem: 'observe' }), daemonLog: options.daemonLog, overrides: options.observe });
@@ -68,6 +83,9 @@ export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed
     log: log.child({ subsystem: 'cells' }),
   });
   await cells.init();
+  // Child microVMs from this node's own kernel and initramfs, and the router that forwards calls to them.
+  const rootCaPem = pki.ca.toString('utf8');
+  const vms = await createNodeVms({ config, rootCaPem, guest: options.guest === undefined ? nodeGuest(config, rootCaPem) : options.guest, log: log.child({ subsystem: 'vms' }) });
   const services: ServiceBinding[] = [
     { definition: HealthService, implementation: createHealthService(ctx, health) },
     {
@@ -78,6 +96,7 @@ export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed
     { definition: ObserveServiceService, implementation: observe.createService(ctx) },
     { definition: AuthzServiceService, implementation: createAuthzService(ctx, authz) },
     { definition: CellServiceDefinition, implementation: createCellService(ctx, cells) },
+    { definition: VmServiceService, implementation: vms.createService(ctx) },
   ];
 
   for (const rule of authz.unmatchedConfigRules()) {
@@ -87,7 +106,8 @@ export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed
   const server = await startServer({
     credentials: mtlsServerCredentials(pki),
     targets: listenTargets(config.listen),
-    services,
+    // Every service routes calls for descendants (metadata aurae-node) to the child on the way.
+    services: services.map((s) => ({ definition: s.definition, implementation: withRouting(ctx, vms.router, s.definition, s.implementation) })),
     log: log.child({ subsystem: 'server' }),
   });
   for (const name of HEALTH_SERVICE_NAMES) health.set(name, 'SERVING');
@@ -96,6 +116,8 @@ export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed
     ready: { type: 'ready', node: config.node.name, version, socket: server.socket, tcp: server.tcp },
     stop: async (timeoutMs) => {
       health.shutdown();
+      // Children first: each gets an ACPI powerdown and up to timeoutMs before QMP quit (then SIGKILL).
+      await vms.close(timeoutMs);
       observe.shutdown(); // follow streams end with OK, so the graceful stop need not wait for them
       const how = await server.shutdown(timeoutMs);
       cells.close(); // executables keep running; their later exits are not written to the closed database
@@ -103,6 +125,20 @@ export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed
       db.close();
       return how;
     },
+  };
+}
+
+/** guest/ for this node: children's identities from its spawn CA, payloads derived from its config. */
+function nodeGuest(config: NodeConfig, rootCaPem: string): (spawnCa: CertificateAuthority) => NodeGuest {
+  return (spawnCa) => {
+    const parent = { nodePath: config.node.name, spawnCa };
+    return {
+      payloadName: GUEST_PAYLOAD_FW_CFG,
+      mintChildIdentity: (label, depthLeft) => mintChildIdentity(parent, label, depthLeft),
+      // The child inherits this node's config, except what describes this node's own machine (listeners, state dir).
+      payloadBytes: (child) => guestPayloadText(buildGuestPayload(childBaseConfig(config), rootCaPem, child)),
+      mintClientCert: () => mintParentClientCert(parent),
+    };
   };
 }
 
@@ -115,7 +151,7 @@ export function shutdownTimeoutMs(config: NodeConfig): number {
 }
 
 async function readServerPki(paths: NodeConfig['pki']): Promise<ServerPki> {
-  const read = async (field: keyof NodeConfig['pki']) => {
+  const read = async (field: 'caCert' | 'serverCert' | 'serverKey') => {
     try {
       return await readFile(paths[field]);
     } catch (err) {

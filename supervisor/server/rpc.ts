@@ -6,6 +6,7 @@ import type { handleServerStreamingCall, handleUnaryCall, ServerWritableStream }
 import { AuraeError, isAuraeError } from '../errors';
 import type { Logger } from '../log';
 import { type Caller, type CallerSource, callerFromCall } from './caller';
+import type { IssuerCheck } from './issuer';
 import { toGrpcError } from './status';
 
 export interface RpcContext {
@@ -17,6 +18,13 @@ export interface RpcContext {
    * subsystems) the access level alone decides: 'read' for every certificate, 'admin' for admins only.
    */
   authz?: Authorizer;
+  /**
+   * The identity of this node's parent (its node path, e.g. "aurae" for the child "aurae/web"), the only peer
+   * whose aurae-on-behalf-of metadata is honoured; null or unset on a node that was not spawned.
+   */
+  parentIdentity?: string | null;
+  /** Who signed a caller's certificate (see issuer.ts); auraed always sets it. */
+  issuerOf?: IssuerCheck;
 }
 
 /** One audited call, as the wrappers report it (the Authorizer stamps the time). */
@@ -117,11 +125,19 @@ interface CallState<In> {
 /** Longest audit detail kept from an error message. */
 const MAX_DETAIL_CHARS = 200;
 
+/**
+ * Identify the caller of `method` and ask the policy, as the wrappers do; for the router (server/route.ts),
+ * which authorizes a call locally before forwarding it to a child.
+ */
+export function admitCall(ctx: RpcContext, method: string, call: CallerSource): Caller {
+  return admit(ctx, { method, access: 'admin', mutates: false }, call);
+}
+
 /** Identify the caller and ask the policy; a refused call is logged, audited and thrown as an AuraeError. */
 function admit(ctx: RpcContext, spec: CommonSpec<unknown>, call: CallerSource): Caller {
   let caller: Caller;
   try {
-    caller = callerFromCall(call, ctx.admins);
+    caller = callerFromCall(call, ctx.admins, ctx.parentIdentity ?? null, ctx.issuerOf ?? null);
   } catch (err) {
     const detail = err instanceof Error ? err.message : String(err);
     ctx.log.warn('rpc refused', { method: spec.method, peer: call.getPeer(), err: detail });

@@ -1,0 +1,198 @@
+// Host tier of spawn: the real auraed (daemon mode, on this machine) spawns a child microVM from the built
+// image's kernel and initramfs, the child's API is reached through the parent (metadata aurae-node), the
+// child stops gracefully (QEMU exits by itself after the ACPI powerdown), a parent SIGTERM stops its children
+// first, and bad requests leave no QEMU process behind.
+// Needs the built image: AURAE_COMPRESSION=none npx tsx image/build.ts
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AuraeClient, AuraeApiError, connect } from '../../aer/sdk';
+import { runAer } from '../../aer/cli/program';
+import { readImage } from '../../image/build';
+import { type PreparedNode, REPO_ROOT, type RunningTestAuraed, launchAuraed, prepareTestNode } from '../daemon/testing';
+
+const MANIFEST = join(REPO_ROOT, 'out/image/manifest.json');
+
+function builtImage(): { kernel: string; initramfs: string } {
+  if (!existsSync(MANIFEST)) {
+    throw new Error(`${MANIFEST} is missing: build the image first with \`AURAE_COMPRESSION=none npx tsx image/build.ts\``);
+  }
+  const image = readImage(MANIFEST);
+  for (const f of [image.kernel, image.initramfs]) if (!existsSync(f)) throw new Error(`${f} (from ${MANIFEST}) is missing: rebuild the image`);
+  return { kernel: image.kernel, initramfs: image.initramfs };
+}
+
+/** Pids of QEMU processes whose command line mentions `marker` (the test node's temp dir). */
+function qemuPids(marker: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (cmdline.startsWith('qemu-system') && cmdline.includes(marker)) pids.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids;
+}
+
+async function startParent(config: Record<string, unknown>): Promise<{ node: PreparedNode; auraed: RunningTestAuraed }> {
+  const node = await prepareTestNode({ nodeName: 'aurae' });
+  const { writeFileSync } = await import('node:fs');
+  const base = JSON.parse(readFileSync(node.configPath, 'utf8')) as Record<string, unknown>;
+  const pki = { caCert: node.pki.caCert, serverCert: node.pki.nodeCert, serverKey: node.pki.nodeKey, spawnCaCert: node.pki.spawnCaCert, spawnCaKey: node.pki.spawnCaKey };
+  writeFileSync(node.configPath, JSON.stringify({ ...base, pki, ...config }, null, 2));
+  const auraed = launchAuraed(node.configPath);
+  await auraed.waitReady();
+  return { node, auraed };
+}
+
+describe('spawn on the host tier', () => {
+  const image = builtImage();
+  let node: PreparedNode;
+  let auraed: RunningTestAuraed;
+  let parent: AuraeClient;
+  let child: AuraeClient;
+
+  beforeAll(async () => {
+    ({ node, auraed } = await startParent({ vms: { kernel: image.kernel, initrd: image.initramfs, maxMemoryMiB: 1024, bootTimeoutMs: 90_000, stopTimeoutMs: 20_000 } }));
+    parent = connect({ config: node.clientConfigPath, timeoutMs: 20_000 });
+    child = connect({ config: node.clientConfigPath, targetNode: 'aurae/web', timeoutMs: 20_000 });
+  }, 60_000);
+
+  afterAll(async () => {
+    parent?.close();
+    child?.close();
+    await auraed?.stop(30_000);
+    const left = node ? qemuPids(node.dir) : [];
+    for (const pid of left) process.kill(pid, 'SIGKILL');
+    node?.cleanup();
+    expect(left, 'QEMU processes left behind').toEqual([]);
+  }, 60_000);
+
+  it('bad requests get clear errors and start no QEMU', async () => {
+    const refused = async (p: Promise<unknown>) => {
+      const err = await p.then(() => null, (e: unknown) => e);
+      expect(err).toBeInstanceOf(AuraeApiError);
+      return err as AuraeApiError;
+    };
+    const tooBig = await refused(parent.vms.spawn({ name: 'big', memoryMiB: 4096 }));
+    expect(tooBig.code).toBe('INVALID_ARGUMENT');
+    expect(tooBig.message).toMatch(/memory_mib 4096 is out of range: expected 128\.\.1024 \(vms\.maxMemoryMiB/);
+    const badName = await refused(parent.vms.spawn({ name: 'Web_1' }));
+    expect(badName.code).toBe('INVALID_ARGUMENT');
+    expect(badName.message).toMatch(/DNS label/);
+    expect(qemuPids(node.dir)).toEqual([]);
+    expect(await parent.vms.list()).toEqual([]);
+  });
+
+  it('spawns web from the image and reaches its API through the parent', async () => {
+    const started = Date.now();
+    const web = await parent.vms.spawn({ name: 'web', memoryMiB: 512 });
+    const spawnMs = Date.now() - started;
+    expect(web).toMatchObject({ name: 'web', nodePath: 'aurae/web', state: 'running', tlsName: 'web.aurae', memoryMiB: 512, cpus: 1 });
+    expect(web.address).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(qemuPids(node.dir)).toEqual([web.pid]);
+    const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${web.pid}/status`, 'utf8'))?.[1];
+    console.log(`spawn → child API ready: ${spawnMs} ms; QEMU RSS ${Math.round(Number(rss) / 1024)} MiB (guest RAM 512 MiB); child: ${auraed.logs.find((l) => l.msg === 'vm running')?.ready}`);
+
+    expect(await child.health.check()).toEqual({ status: 'SERVING' });
+    const info = await child.discovery.discover();
+    expect(info.nodeName).toBe('aurae/web');
+    // Every service routes: the child's own VmService answers (it has no children), and aer --node works.
+    expect(await child.vms.list()).toEqual([]);
+    const out: string[] = [];
+    const code = await runAer(['--config', node.clientConfigPath, '--node', 'aurae/web', '-o', 'json', 'version'], { out: (t) => void out.push(t), err: (t) => void out.push(t), env: {} });
+    expect(code, out.join('\n')).toBe(0);
+    expect(JSON.parse(out[0]!).auraed.nodeName).toBe('aurae/web');
+    const listed = await parent.vms.list();
+    expect(listed.map((v) => [v.name, v.state, v.pid])).toEqual([['web', 'running', web.pid]]);
+  }, 120_000);
+
+  it('a routed admin call is authorized at both ends; the child cannot spawn on the host tier (no /boot in the image)', async () => {
+    // Depth 2 needs QEMU inside the guest image, which it does not ship: the child refuses with a clear error.
+    const err = await child.vms.spawn({ name: 'db' }).then(() => null, (e: unknown) => e as AuraeApiError);
+    expect(err?.code).toBe('FAILED_PRECONDITION');
+    expect(err?.message).toMatch(/cannot spawn "db": vms\.kernel \/boot\/vmlinuz does not exist/);
+  });
+
+  it('stops web gracefully: QEMU exits by itself after the ACPI powerdown', async () => {
+    const before = auraed.logs.length;
+    const stopped = await parent.vms.stop('web');
+    expect(stopped).toMatchObject({ state: 'stopped', pid: 0, address: '', lastExit: 'QEMU exited with code 0' });
+    expect(auraed.logs.slice(before).some((l) => l.msg === 'vm stopped gracefully (ACPI powerdown)')).toBe(true);
+    expect(auraed.logs.slice(before).some((l) => l.msg === 'vm did not power down in time; quitting QEMU')).toBe(false);
+    expect(qemuPids(node.dir)).toEqual([]);
+    const err = await child.health.check().then(() => null, (e: unknown) => e as AuraeApiError);
+    expect(err?.code).toBe('UNAVAILABLE');
+    expect(err?.message).toMatch(/"aurae\/web" is stopped, not running/);
+  }, 60_000);
+
+  it('a crashed child is an event and follows its restart policy; routing follows the new address', async () => {
+    const first = await parent.vms.spawn({ name: 'crashy', memoryMiB: 512, restart: 'on-failure' });
+    const before = auraed.logs.length;
+    process.kill(first.pid, 'SIGKILL');
+    let now = first;
+    for (let i = 0; i < 300 && !(now.state === 'running' && now.restarts === 1); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      now = (await parent.vms.list()).find((v) => v.name === 'crashy')!;
+    }
+    expect(now).toMatchObject({ state: 'running', restarts: 1 });
+    expect(now.pid).not.toBe(first.pid);
+    const events = auraed.logs.slice(before).filter((l) => l.msg === 'vm event' && l.vm === 'crashy').map((l) => [l.kind, l.expected ?? null]);
+    expect(events).toEqual([['vm_exited', false], ['vm_restarted', null], ['vm_started', null]]);
+    const crashy = connect({ config: node.clientConfigPath, targetNode: 'aurae/crashy' });
+    try {
+      expect(await crashy.health.check()).toEqual({ status: 'SERVING' });
+    } finally {
+      crashy.close();
+    }
+    expect((await parent.vms.stop('crashy')).state).toBe('stopped');
+    await parent.vms.free('crashy');
+    expect((await parent.vms.list()).map((v) => v.name)).toEqual(['web']);
+  }, 120_000);
+
+  it('parent SIGTERM stops its children first', async () => {
+    const web = await parent.vms.start('web');
+    expect(web.state).toBe('running');
+    expect(await child.health.check()).toEqual({ status: 'SERVING' });
+    const exit = await auraed.stop(40_000);
+    expect(exit).toEqual({ code: 0, signal: null });
+    expect(auraed.logs.some((l) => l.msg === 'vm stopped gracefully (ACPI powerdown)' && l.vm === 'web')).toBe(true);
+    expect(qemuPids(node.dir)).toEqual([]);
+  }, 150_000);
+});
+
+describe('spawn refusals that depend on the node', () => {
+  it('a missing kernel is FAILED_PRECONDITION naming vms.kernel, and no QEMU starts', async () => {
+    const { node, auraed } = await startParent({ vms: { kernel: '/nonexistent/vmlinuz', initrd: '/nonexistent/initramfs' } });
+    const client = connect({ config: node.clientConfigPath });
+    try {
+      const err = await client.vms.spawn({ name: 'web' }).then(() => null, (e: unknown) => e as AuraeApiError);
+      expect(err?.code).toBe('FAILED_PRECONDITION');
+      expect(err?.message).toMatch(/vms\.kernel \/nonexistent\/vmlinuz does not exist/);
+      expect(qemuPids(node.dir)).toEqual([]);
+    } finally {
+      client.close();
+      await auraed.stop();
+      node.cleanup();
+    }
+  });
+
+  it('a depth of 0 refuses every spawn with FAILED_PRECONDITION', async () => {
+    const image = builtImage();
+    const { node, auraed } = await startParent({ vms: { kernel: image.kernel, initrd: image.initramfs, maxDepth: 0 } });
+    const client = connect({ config: node.clientConfigPath });
+    try {
+      const err = await client.vms.spawn({ name: 'web' }).then(() => null, (e: unknown) => e as AuraeApiError);
+      expect(err?.code).toBe('FAILED_PRECONDITION');
+      expect(err?.message).toMatch(/past vms\.maxDepth 0/);
+      expect(qemuPids(node.dir)).toEqual([]);
+    } finally {
+      client.close();
+      await auraed.stop();
+      node.cleanup();
+    }
+  });
+});

@@ -1,0 +1,181 @@
+// The VM service's pure part: names and node paths, request validation against the node's limits, the state
+// table, and the VmSpec a child boots with. No I/O here, so all of it is unit-tested without QEMU.
+import type { NodeConfig } from '../config';
+import { AuraeError } from '../errors';
+import type { Accel, VmSpec } from './qemu-args';
+
+const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+export type RestartPolicy = 'never' | 'on-failure' | 'always';
+export const RESTART_POLICIES: readonly RestartPolicy[] = ['never', 'on-failure', 'always'];
+
+/** What a caller asks for (desired). */
+export interface VmRequest {
+  name: string;
+  memoryMiB: number;
+  cpus: number;
+  restart: RestartPolicy;
+}
+
+export const DEFAULT_VM_MEMORY_MIB = 512;
+export const MIN_VM_MEMORY_MIB = 128;
+export const MAX_VM_CPUS = 16;
+
+/** The node's VM limits (config `vms`). */
+export interface VmLimits {
+  maxMemoryMiB: number;
+  maxDepth: number;
+}
+
+/**
+ * Validate a request (raw proto fields; 0/"" mean the default) against the limits. Throws INVALID_ARGUMENT
+ * naming the field; depth is checked separately (it depends on the node, not the request).
+ */
+export function validateVmRequest(raw: { name?: string; memoryMiB?: number; cpus?: number; restart?: string }, limits: VmLimits): VmRequest {
+  const name = validateVmName(raw.name ?? '');
+  const memoryMiB = raw.memoryMiB || DEFAULT_VM_MEMORY_MIB;
+  if (!Number.isInteger(memoryMiB) || memoryMiB < MIN_VM_MEMORY_MIB || memoryMiB > limits.maxMemoryMiB) {
+    throw new AuraeError(
+      'INVALID_ARGUMENT',
+      `vm "${name}": memory_mib ${memoryMiB} is out of range: expected ${MIN_VM_MEMORY_MIB}..${limits.maxMemoryMiB} (vms.maxMemoryMiB in the node config)`,
+    );
+  }
+  const cpus = raw.cpus || 1;
+  if (!Number.isInteger(cpus) || cpus < 1 || cpus > MAX_VM_CPUS) {
+    throw new AuraeError('INVALID_ARGUMENT', `vm "${name}": cpus ${cpus} is out of range: expected 1..${MAX_VM_CPUS}`);
+  }
+  const restart = (raw.restart || 'never') as RestartPolicy;
+  if (!RESTART_POLICIES.includes(restart)) {
+    throw new AuraeError('INVALID_ARGUMENT', `vm "${name}": restart "${raw.restart}" is invalid: expected one of ${RESTART_POLICIES.join(', ')}`);
+  }
+  return { name, memoryMiB, cpus, restart };
+}
+
+/** A VM name is one DNS label: it becomes a label of the child's node path and TLS name. */
+export function validateVmName(name: string, field = 'name'): string {
+  if (!DNS_LABEL.test(name)) {
+    throw new AuraeError(
+      'INVALID_ARGUMENT',
+      `vm ${field} ${JSON.stringify(name)} is invalid: expected a DNS label (1-63 of a-z, 0-9 and "-", not starting or ending with "-")`,
+    );
+  }
+  return name;
+}
+
+/** "aurae" → 0, "aurae/web" → 1. */
+export function nodeDepth(nodePath: string): number {
+  return nodePath.split('/').length - 1;
+}
+
+/** Validate a node path such as "aurae/web" (the routing metadata, aer --node). */
+export function validateNodePath(path: string, field = 'aurae-node'): string {
+  const labels = path.split('/');
+  if (path.length > 255 || labels.length > 9 || !labels.every((l) => DNS_LABEL.test(l))) {
+    throw new AuraeError('INVALID_ARGUMENT', `${field} ${JSON.stringify(path)} is invalid: expected a node path of DNS labels joined by "/", e.g. aurae/web`);
+  }
+  return path;
+}
+
+/** FAILED_PRECONDITION when a child of `parentPath` would be deeper than `maxDepth`. */
+export function checkSpawnDepth(parentPath: string, maxDepth: number): number {
+  const depth = nodeDepth(parentPath) + 1;
+  if (depth > maxDepth) {
+    throw new AuraeError(
+      'FAILED_PRECONDITION',
+      `node "${parentPath}" cannot spawn: a child would be at depth ${depth}, past vms.maxDepth ${maxDepth} (raise it in the root node's config)`,
+    );
+  }
+  return depth;
+}
+
+export type VmState = 'allocated' | 'starting' | 'running' | 'stopping' | 'stopped' | 'crashed' | 'failed';
+
+/** Allowed transitions. "crashed" is QEMU exiting without being asked; the restart policy moves on from it. */
+export const VM_TRANSITIONS: Readonly<Record<VmState, readonly VmState[]>> = {
+  allocated: ['starting'],
+  starting: ['running', 'failed', 'stopping'],
+  running: ['stopping', 'crashed'],
+  stopping: ['stopped', 'failed'],
+  stopped: ['starting'],
+  crashed: ['starting', 'failed'],
+  failed: ['starting'],
+};
+
+export function canTransition(from: VmState, to: VmState): boolean {
+  return VM_TRANSITIONS[from].includes(to);
+}
+
+/** States in which a QEMU process may exist. */
+export function isActive(state: VmState): boolean {
+  return state === 'starting' || state === 'running' || state === 'stopping';
+}
+
+/** Whether the policy restarts a VM whose QEMU exited unexpectedly with `code`. */
+export function shouldRestart(policy: RestartPolicy, exit: { code: number | null; signal: string | null }): boolean {
+  if (policy === 'always') return true;
+  if (policy === 'on-failure') return exit.code !== 0 || exit.signal !== null;
+  return false;
+}
+
+/** Restarts in a row before the VM is marked failed (bounded: a child that cannot boot must not loop forever). */
+export const MAX_RESTARTS = 5;
+export function restartDelayMs(attempt: number): number {
+  return Math.min(30_000, 1000 * 2 ** Math.max(0, attempt - 1));
+}
+
+export interface ChildBootPlan {
+  kernel: string;
+  initrd: string;
+  accel: Accel;
+  hostPort: number;
+  guestPort: number;
+  qmpSocket: string;
+  payloadFile: string;
+  payloadName: string;
+}
+
+/**
+ * The VmSpec of a child: the node's own kernel and initramfs, microvm, user-mode networking with one forwarded
+ * loopback port to the child's API (self-contained: tap + bridge would need privileges and a NIC config on the
+ * parent), a QMP socket, the guest payload as fw_cfg, and -no-reboot (a reboot inside the child ends QEMU;
+ * the restart policy decides).
+ */
+export function childVmSpec(request: VmRequest, plan: ChildBootPlan): VmSpec {
+  return {
+    kernel: plan.kernel,
+    initrd: plan.initrd,
+    // No aurae.name=: the child's name and identity come with the payload, one source of truth.
+    append: 'panic=-1 quiet',
+    memoryMiB: request.memoryMiB,
+    cpus: request.cpus,
+    accel: plan.accel,
+    machine: 'microvm',
+    forwards: [{ hostPort: plan.hostPort, guestPort: plan.guestPort }],
+    qmpSocket: plan.qmpSocket,
+    debugConsoleSocket: null,
+    noReboot: true,
+    disks: [],
+    fwCfg: [{ name: plan.payloadName, file: plan.payloadFile }],
+  };
+}
+
+/** The child's AURAE_READY console line (printed by its init once its auraed serves). */
+export const AURAE_READY_LINE = /AURAE_READY (\{.*\})/;
+
+/** Where a child's auraed listens inside the guest: what the parent's user-mode forward points at. */
+export const CHILD_API_PORT = 8443;
+
+/**
+ * The parent's config as the base of a child's (guest/ buildGuestPayload inherits everything from it), with the
+ * parts that describe the parent's own machine reset to what the child's VM has: listeners on the guest's
+ * default socket and 0.0.0.0:8443 (the forwarded port), a fresh state dir, the boot artifacts at /boot in the
+ * image. Policy, trust root, limits and every other default stay the parent's.
+ */
+export function childBaseConfig(parent: NodeConfig): NodeConfig {
+  return {
+    ...parent,
+    listen: { socket: '/run/aurae/aurae.sock', tcp: `0.0.0.0:${CHILD_API_PORT}` },
+    state: { ...parent.state, dir: '/var/lib/aurae' },
+    vms: { ...parent.vms, kernel: '/boot/vmlinuz', initrd: '/boot/initramfs' },
+  };
+}

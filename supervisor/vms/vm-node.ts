@@ -1,0 +1,87 @@
+// Composition of the VM subsystem for auraed: the core with its real adapters, the router to children and the
+// gRPC service. auraed calls createNodeVms once and closes it (children first) on shutdown.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { NodeConfig } from '../config';
+import type { Logger } from '../log';
+import type { CertificateAuthority } from '../pki';
+import type { ChildRouter, RpcContext } from '../server';
+import type { VmServiceServer } from '../gen/aurae/vms/v0/vms';
+import { CHILD_API_PORT } from './vm-model';
+import { cgroupConfiner, createChildRouter, freeLoopbackPort, hostAccel, launchQemu, nodeVmFiles } from './vm-host';
+import { type GuestAdapter, type VmEvent, VmRuntime, type VmRuntimeDeps } from './vm-runtime';
+import { createVmService } from './vm-service';
+
+export interface NodeVmsOptions {
+  config: NodeConfig;
+  rootCaPem: string;
+  /**
+   * What guest/ provides, given this node's spawn CA: the children's identities and payloads, and this node's
+   * client certificate for calls to them. Called only when the config names a spawn CA; null: cannot spawn.
+   */
+  guest: ((spawnCa: CertificateAuthority) => NodeGuest) | null;
+  log: Logger;
+  /** Replace adapters in tests. */
+  overrides?: Partial<VmRuntimeDeps>;
+}
+
+export interface NodeGuest extends GuestAdapter {
+  mintClientCert(): Promise<{ certChainPem: string; keyPem: string }>;
+}
+
+export interface NodeVms {
+  runtime: VmRuntime;
+  router: ChildRouter;
+  createService(ctx: RpcContext): VmServiceServer;
+  /** Stop every child (graceful, bounded by timeoutMs each, in parallel) and close the child clients. */
+  close(timeoutMs: number): Promise<void>;
+}
+
+export async function createNodeVms(options: NodeVmsOptions): Promise<NodeVms> {
+  const { config, log } = options;
+  const spawnCa = await readSpawnCa(config);
+  const guest = spawnCa && options.guest ? options.guest(spawnCa) : null;
+  const onEvent = (event: VmEvent) => log.info('vm event', { ...event });
+  const deps: VmRuntimeDeps = {
+    nodePath: config.node.name,
+    limits: config.vms,
+    kernel: config.vms.kernel,
+    initrd: config.vms.initrd,
+    stateDir: join(config.state.dir, 'vms'),
+    guestPort: CHILD_API_PORT,
+    guest,
+    launch: launchQemu,
+    accel: hostAccel(),
+    freePort: freeLoopbackPort,
+    files: nodeVmFiles,
+    confine: cgroupConfiner(),
+    onEvent,
+    log,
+    ...options.overrides,
+  };
+  const runtime = new VmRuntime(deps);
+  const router = createChildRouter({ nodePath: config.node.name, runtime, rootCaPem: options.rootCaPem, mintClientCert: guest ? () => guest.mintClientCert() : null, log });
+  return {
+    runtime,
+    router,
+    createService: (ctx) => createVmService(ctx, runtime, config.vms),
+    close: async (timeoutMs) => {
+      await runtime.close(timeoutMs);
+      router.close();
+    },
+  };
+}
+
+async function readSpawnCa(config: NodeConfig): Promise<CertificateAuthority | null> {
+  const { spawnCaCert, spawnCaKey } = config.pki;
+  if (spawnCaCert === null || spawnCaKey === null) return null;
+  const read = async (field: string, path: string) => {
+    try {
+      return await readFile(path, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      throw new Error(`reading pki.${field} ${path} failed (${code}): is the node's spawn CA installed (see the image build)?`);
+    }
+  };
+  return { certPem: await read('spawnCaCert', spawnCaCert), keyPem: await read('spawnCaKey', spawnCaKey) };
+}
