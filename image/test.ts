@@ -13,8 +13,11 @@ async function main(): Promise<number> {
   await $$`npx tsc --noEmit -p examples`;
   step('generated gRPC code is current');
   await $$`npx tsx supervisor/proto/check-generated.ts`;
-  step('syscall addon for the host (native/build/syscalls.node)');
+  step('syscall addon and aurae-exec for the host (native/build/)');
   await $$`npx tsx native/build.ts`;
+  // Before vitest: the priv tier's spawn test boots children from it, and the qemu tier boots it.
+  step('image (npm run image; cached stages take seconds)');
+  await $$`npx tsx image/build.ts`;
 
   const extra = process.argv.slice(2);
   const projects = ['unit', 'priv', 'qemu'];
