@@ -9,6 +9,7 @@ import { detectAccel, launchVm, type VmSpec } from '../supervisor/vms';
 import { buildBaselineInitramfs } from './baseline';
 import { benchApi, type ApiBenchResult } from './bench/api';
 import { benchExecStart, type ExecBenchResult } from './bench/exec';
+import { benchSpawn } from './bench/spawn';
 import { assembleInitramfs, buildImage, REPO_ROOT, type BuiltImage } from './build';
 
 const RUNS = Number(process.env.AURAE_BENCH_RUNS ?? 3);
@@ -146,6 +147,7 @@ async function main(): Promise<void> {
   const { mem, exec } = await inGuest(image);
   const runtime = image.initramfsInputs;
   if (!runtime) throw new Error('bench: buildImage did not report its inputs');
+  const spawnResult = await benchSpawn(image, say);
   const api: ApiBenchResult = await benchApi({ node: runtime.node, bundleDir: path.dirname(runtime.bundles['auraed.cjs']), sqliteAddon: runtime.sqliteAddon, log: say });
 
   const base = mean(results[0]!.samples.map((s) => s.readyLine));
@@ -200,6 +202,17 @@ async function main(): Promise<void> {
     `| ${api.clients} concurrent clients (own connection each) × ${api.callsPerClient} calls | ${api.clientErrors} errors, ${api.clientsWallMs.toFixed(0)} ms | no error |`,
     '',
     'Measured on the host because the guest\'s emulated CPU (TCG) would time the emulator, not auraed.',
+    '',
+    '## Spawn: child microVM from the node\'s own image (host tier, TCG)',
+    '',
+    '| measure | value |',
+    '|---|---|',
+    `| Spawn call → the child answers Health through its parent (runs) | ${spawnResult.spawnToApiMs.map((t) => (t / 1000).toFixed(2)).join(', ')} s |`,
+    `| the parent's own cold boot by \`npm start\`'s path (API ready, above) | ${fmt(nodeApi)} s |`,
+    `| ratio (mean) | **${(mean(spawnResult.spawnToApiMs) / 1000 / nodeApi).toFixed(2)}×** (target ≤ 1.5×) |`,
+    `| QEMU process for a ${spawnResult.memoryMiB} MiB guest (max over runs) | RSS ${spawnResult.qemuRssMiB.toFixed(0)} MiB, of which **${spawnResult.overheadMiB.toFixed(0)} MiB** outside the guest-RAM mapping (target ≤ 64) |`,
+    '',
+    'The nested tier (spawning inside a booted node) is not measured: the image does not ship QEMU yet.',
     '',
     '## Executable start (in the booted node, TCG)',
     '',
