@@ -36,6 +36,11 @@ export interface VmSpec {
    * calibrate against. launchVm fills it from the host when omitted for a TCG boot.
    */
   tscKhz?: number | null;
+  /**
+   * TCG's translated-code buffer in MiB (QEMU's default grows to 1 GiB and is most of a TCG guest's memory
+   * beyond its RAM); null or unset: QEMU's default. Ignored with KVM.
+   */
+  tcgTbSizeMiB?: number | null;
   /** Files handed to the guest through QEMU's fw_cfg (/sys/firmware/qemu_fw_cfg/by_name/NAME/raw in the guest). */
   fwCfg?: { name: string; file: string }[];
 }
@@ -58,6 +63,7 @@ export function validateVmSpec(spec: VmSpec): void {
     }
   }
   if (/[\n\0]/.test(spec.append)) bad('append', 'a single line');
+  if (spec.tcgTbSizeMiB != null && (!Number.isInteger(spec.tcgTbSizeMiB) || spec.tcgTbSizeMiB < 16 || spec.tcgTbSizeMiB > 2048)) bad('tcgTbSizeMiB', 'an integer 16..2048');
   for (const [i, f] of (spec.fwCfg ?? []).entries()) {
     // QEMU reserves names outside opt/ for itself; a comma would split the option.
     if (!/^opt\/[A-Za-z0-9._/-]{1,50}$/.test(f.name)) bad(`fwCfg[${i}].name`, 'opt/NAME with letters, digits, . _ / - (at most 54 characters)');
@@ -79,7 +85,7 @@ export function qemuArgs(spec: VmSpec): string[] {
     '-M', machine,
     // -cpu max exposes RDRAND (fast getrandom at boot) and, under TCG, AMD-V for nested KVM guests.
     '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
-    '-accel', spec.accel,
+    '-accel', spec.accel === 'tcg' && spec.tcgTbSizeMiB ? `tcg,tb-size=${spec.tcgTbSizeMiB}` : spec.accel,
     '-m', String(spec.memoryMiB),
     '-smp', String(spec.cpus),
     '-nodefaults', '-no-user-config',

@@ -156,8 +156,13 @@ export function childVmSpec(request: VmRequest, plan: ChildBootPlan): VmSpec {
     noReboot: true,
     disks: [],
     fwCfg: [{ name: plan.payloadName, file: plan.payloadFile }],
+    // Bound TCG's code buffer: by default it grows towards 1 GiB per child (see BENCHMARKS.md).
+    tcgTbSizeMiB: CHILD_TCG_TB_SIZE_MIB,
   };
 }
+
+/** TCG translation buffer per child, MiB (ignored under KVM). */
+export const CHILD_TCG_TB_SIZE_MIB = 64;
 
 /** The child's AURAE_READY console line (printed by its init once its auraed serves). */
 export const AURAE_READY_LINE = /AURAE_READY (\{.*\})/;

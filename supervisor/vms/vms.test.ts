@@ -60,6 +60,9 @@ describe('qemuArgs', () => {
     expect(() => qemuArgs({ ...spec, append: 'a\nb' })).toThrow(/append/);
     expect(() => qemuArgs({ ...spec, tscKhz: 12.5 })).toThrow(/tscKhz/);
     expect(() => qemuArgs({ ...spec, fwCfg: [{ name: 'etc/x', file: '/f' }] })).toThrow(/fwCfg\[0\]\.name/);
+    expect(() => qemuArgs({ ...spec, tcgTbSizeMiB: 4 })).toThrow(/tcgTbSizeMiB/);
+    expect(argAfter(qemuArgs({ ...spec, tcgTbSizeMiB: 64 }), '-accel')).toBe('tcg,tb-size=64');
+    expect(argAfter(qemuArgs({ ...spec, accel: 'kvm', tcgTbSizeMiB: 64 }), '-accel')).toBe('kvm');
     expect(argAfter(qemuArgs({ ...spec, fwCfg: [{ name: 'opt/aurae/payload', file: '/tmp/p.json' }] }), '-fw_cfg')).toBe('name=opt/aurae/payload,file=/tmp/p.json');
   });
 });
