@@ -35,10 +35,7 @@ export function qemuMemory(smaps: string, guestMiB: number): { rssMiB: number; o
 }
 
 export async function benchSpawn(image: BuiltImage, log: (l: string) => void, runs = 3): Promise<SpawnBenchResult> {
-  const node = await prepareTestNode({ nodeName: 'aurae' });
-  const base = JSON.parse(fs.readFileSync(node.configPath, 'utf8')) as Record<string, unknown>;
-  const pki = { caCert: node.pki.caCert, serverCert: node.pki.nodeCert, serverKey: node.pki.nodeKey, spawnCaCert: node.pki.spawnCaCert, spawnCaKey: node.pki.spawnCaKey };
-  fs.writeFileSync(node.configPath, JSON.stringify({ ...base, pki, vms: { kernel: image.kernel, initrd: image.initramfs, maxMemoryMiB: 1024, bootTimeoutMs: 120_000 } }));
+  const node = await prepareTestNode({ nodeName: 'aurae', vms: { kernel: image.kernel, initrd: image.initramfs, maxMemoryMiB: 1024, bootTimeoutMs: 120_000 } });
   const auraed = launchAuraed(node.configPath);
   await auraed.waitReady();
   const parent = connect({ config: node.clientConfigPath, timeoutMs: 180_000 });

@@ -39,7 +39,11 @@ export interface PreparedNode {
   cleanup(): void;
 }
 
-export async function prepareTestNode(options: { nodeName?: string; config?: Record<string, unknown> } = {}): Promise<PreparedNode> {
+/**
+ * `vms`: make the node able to spawn children (its spawn CA in the config, and this `vms` section, e.g. the built
+ * image's kernel and initrd).
+ */
+export async function prepareTestNode(options: { nodeName?: string; config?: Record<string, unknown>; vms?: Record<string, unknown> } = {}): Promise<PreparedNode> {
   const nodeName = options.nodeName ?? 'test-node';
   const dir = mkdtempSync(join(tmpdir(), 'auraed-test-'));
   const { files: pki } = await ensurePki(join(dir, 'pki'), { nodeName });
@@ -48,7 +52,13 @@ export async function prepareTestNode(options: { nodeName?: string; config?: Rec
   const config: NodeConfigInput = {
     version: 1,
     node: { name: nodeName },
-    pki: { caCert: pki.caCert, serverCert: pki.nodeCert, serverKey: pki.nodeKey },
+    pki: {
+      caCert: pki.caCert,
+      serverCert: pki.nodeCert,
+      serverKey: pki.nodeKey,
+      ...(options.vms ? { spawnCaCert: pki.spawnCaCert, spawnCaKey: pki.spawnCaKey } : {}),
+    },
+    ...(options.vms ? { vms: options.vms } : {}),
     listen: { socket, tcp: `127.0.0.1:${port}` },
     // Never the node default (/var/lib/aurae): every test node keeps its state in its own temp dir.
     state: { dir: join(dir, 'state') },

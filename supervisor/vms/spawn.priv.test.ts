@@ -37,12 +37,8 @@ function qemuPids(marker: string): number[] {
   return pids;
 }
 
-async function startParent(config: Record<string, unknown>): Promise<{ node: PreparedNode; auraed: RunningTestAuraed }> {
-  const node = await prepareTestNode({ nodeName: 'aurae' });
-  const { writeFileSync } = await import('node:fs');
-  const base = JSON.parse(readFileSync(node.configPath, 'utf8')) as Record<string, unknown>;
-  const pki = { caCert: node.pki.caCert, serverCert: node.pki.nodeCert, serverKey: node.pki.nodeKey, spawnCaCert: node.pki.spawnCaCert, spawnCaKey: node.pki.spawnCaKey };
-  writeFileSync(node.configPath, JSON.stringify({ ...base, pki, ...config }, null, 2));
+async function startParent(vms: Record<string, unknown>): Promise<{ node: PreparedNode; auraed: RunningTestAuraed }> {
+  const node = await prepareTestNode({ nodeName: 'aurae', vms });
   const auraed = launchAuraed(node.configPath);
   await auraed.waitReady();
   return { node, auraed };
@@ -56,7 +52,7 @@ describe('spawn on the host tier', () => {
   let child: AuraeClient;
 
   beforeAll(async () => {
-    ({ node, auraed } = await startParent({ vms: { kernel: image.kernel, initrd: image.initramfs, maxMemoryMiB: 1024, bootTimeoutMs: 90_000, stopTimeoutMs: 20_000 } }));
+    ({ node, auraed } = await startParent({ kernel: image.kernel, initrd: image.initramfs, maxMemoryMiB: 1024, bootTimeoutMs: 90_000, stopTimeoutMs: 20_000 }));
     parent = connect({ config: node.clientConfigPath, timeoutMs: 20_000 });
     child = connect({ config: node.clientConfigPath, targetNode: 'aurae/web', timeoutMs: 20_000 });
   }, 60_000);
@@ -166,7 +162,7 @@ describe('spawn on the host tier', () => {
 
 describe('spawn refusals that depend on the node', () => {
   it('a missing kernel is FAILED_PRECONDITION naming vms.kernel, and no QEMU starts', async () => {
-    const { node, auraed } = await startParent({ vms: { kernel: '/nonexistent/vmlinuz', initrd: '/nonexistent/initramfs' } });
+    const { node, auraed } = await startParent({ kernel: '/nonexistent/vmlinuz', initrd: '/nonexistent/initramfs' });
     const client = connect({ config: node.clientConfigPath });
     try {
       const err = await client.vms.spawn({ name: 'web' }).then(() => null, (e: unknown) => e as AuraeApiError);
@@ -182,7 +178,7 @@ describe('spawn refusals that depend on the node', () => {
 
   it('a depth of 0 refuses every spawn with FAILED_PRECONDITION', async () => {
     const image = builtImage();
-    const { node, auraed } = await startParent({ vms: { kernel: image.kernel, initrd: image.initramfs, maxDepth: 0 } });
+    const { node, auraed } = await startParent({ kernel: image.kernel, initrd: image.initramfs, maxDepth: 0 });
     const client = connect({ config: node.clientConfigPath });
     try {
       const err = await client.vms.spawn({ name: 'web' }).then(() => null, (e: unknown) => e as AuraeApiError);
