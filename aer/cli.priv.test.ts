@@ -1,17 +1,8 @@
 // aer against a real auraed on the host (see supervisor/daemon/testing.ts): the CLI end to end.
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type PreparedNode, type RunningTestAuraed, REPO_ROOT, freePort, launchAuraed, prepareTestNode } from '../supervisor/daemon/testing';
+import { type PreparedNode, type RunningTestAuraed, freePort, launchAuraed, prepareTestNode, runAer } from '../supervisor/daemon/testing';
 
-function aer(args: string[], env: Record<string, string>, launcher = false): Promise<{ code: number; stdout: string; stderr: string }> {
-  const argv = launcher ? [join(REPO_ROOT, 'aer/bin/aer.mjs'), ...args] : ['--import', 'tsx', join(REPO_ROOT, 'aer/cli.ts'), ...args];
-  return new Promise((resolve) => {
-    execFile(process.execPath, argv, { cwd: REPO_ROOT, env: { ...process.env, AURAE_ADDRESS: '', ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
+const aer = (args: string[], env: Record<string, string>, launcher = false) => runAer(args, env, { launcher });
 
 describe('aer CLI against auraed', () => {
   let node: PreparedNode;

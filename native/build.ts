@@ -57,25 +57,12 @@ export async function buildSyscallsAddon(options: BuildSyscallsAddonOptions): Pr
         `the addon is for (the image build passes the pinned Node's headers)`,
     );
   }
-  const outFile = path.resolve(options.outFile);
-  await mkdir(path.dirname(outFile), { recursive: true });
-  const tmp = `${outFile}.tmp-${process.pid}`;
-  const cc = options.cc ?? 'cc';
-  try {
-    await execFileAsync(cc, compilerArgs(path.resolve(options.nodeIncludeDir), tmp), {
-      cwd: NATIVE_DIR,
-      env: { ...process.env, LC_ALL: 'C', SOURCE_DATE_EPOCH: '0' },
-    });
-  } catch (err) {
-    await rm(tmp, { force: true });
-    const e = err as NodeJS.ErrnoException & { stderr?: string };
-    if (e.code === 'ENOENT') {
-      throw new Error(`building the syscall addon: C compiler "${cc}" not found: install build-essential`);
-    }
-    throw new Error(`building the syscall addon: ${cc} failed:\n${e.stderr ?? e.message}`);
-  }
-  await rename(tmp, outFile);
-  return outFile;
+  return compileAtomically({
+    what: 'the syscall addon',
+    cc: options.cc,
+    outFile: options.outFile,
+    args: (tmp) => compilerArgs(path.resolve(options.nodeIncludeDir), tmp),
+  });
 }
 
 export const AURAE_EXEC_SOURCE = path.join(NATIVE_DIR, 'aurae-exec.c');
@@ -98,22 +85,28 @@ export function auraeExecCompilerArgs(outFile: string): string[] {
 
 /** Compile native/aurae-exec.c (the cell executable launcher) into `outFile`; written atomically. */
 export async function buildAuraeExec(options: BuildAuraeExecOptions): Promise<string> {
-  const outFile = path.resolve(options.outFile);
+  return compileAtomically({
+    what: 'aurae-exec',
+    cc: options.cc,
+    outFile: options.outFile,
+    args: auraeExecCompilerArgs,
+    hint: ' (a static build needs libc.a from libc6-dev)',
+  });
+}
+
+/** Run the C compiler into a temp file beside `outFile`, then rename: a failed build leaves nothing half-written. */
+async function compileAtomically(o: { what: string; cc?: string; outFile: string; args: (tmp: string) => string[]; hint?: string }): Promise<string> {
+  const outFile = path.resolve(o.outFile);
   await mkdir(path.dirname(outFile), { recursive: true });
   const tmp = `${outFile}.tmp-${process.pid}`;
-  const cc = options.cc ?? 'cc';
+  const cc = o.cc ?? 'cc';
   try {
-    await execFileAsync(cc, auraeExecCompilerArgs(tmp), {
-      cwd: NATIVE_DIR,
-      env: { ...process.env, LC_ALL: 'C', SOURCE_DATE_EPOCH: '0' },
-    });
+    await execFileAsync(cc, o.args(tmp), { cwd: NATIVE_DIR, env: { ...process.env, LC_ALL: 'C', SOURCE_DATE_EPOCH: '0' } });
   } catch (err) {
     await rm(tmp, { force: true });
     const e = err as NodeJS.ErrnoException & { stderr?: string };
-    if (e.code === 'ENOENT') {
-      throw new Error(`building aurae-exec: C compiler "${cc}" not found: install build-essential`);
-    }
-    throw new Error(`building aurae-exec: ${cc} failed (a static build needs libc.a from libc6-dev):\n${e.stderr ?? e.message}`);
+    if (e.code === 'ENOENT') throw new Error(`building ${o.what}: C compiler "${cc}" not found: install build-essential`);
+    throw new Error(`building ${o.what}: ${cc} failed${o.hint ?? ''}:\n${e.stderr ?? e.message}`);
   }
   await rename(tmp, outFile);
   return outFile;

@@ -1,16 +1,8 @@
 // aer logs / events / top end to end: the real CLI process against a real auraed on the host.
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type PreparedNode, type RunningTestAuraed, REPO_ROOT, launchAuraed, prepareTestNode } from '../../supervisor/daemon/testing';
+import { type PreparedNode, type RunningTestAuraed, launchAuraed, runAer, prepareTestNode } from '../../supervisor/daemon/testing';
 
-function aer(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'aer/cli.ts'), ...args], { cwd: REPO_ROOT, env: { ...process.env, AURAE_ADDRESS: '', ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
+const aer = (args: string[], env: Record<string, string>) => runAer(args, env);
 
 describe('aer observe commands against auraed', () => {
   let node: PreparedNode;

@@ -3,7 +3,7 @@
 //
 // auraed is started as `node --import tsx supervisor/main.ts` (one process) rather than through the npx/tsx
 // wrappers, so the IPC channel, signals and the pid reach auraed itself, as they do under init.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -179,4 +179,23 @@ export function launchAuraed(configPath: string, options: { ipc?: boolean } = {}
       return result;
     },
   };
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Run the aer CLI as a separate process (from source through tsx, or through the bin launcher) with `env` on top
+ * of this process's environment; AURAE_ADDRESS is cleared unless `env` sets it.
+ */
+export function runAer(args: string[], env: Record<string, string>, options: { launcher?: boolean } = {}): Promise<CliResult> {
+  const argv = options.launcher ? [join(REPO_ROOT, 'aer/bin/aer.mjs'), ...args] : ['--import', 'tsx', join(REPO_ROOT, 'aer/cli.ts'), ...args];
+  return new Promise((resolve) => {
+    execFile(process.execPath, argv, { cwd: REPO_ROOT, env: { ...process.env, AURAE_ADDRESS: '', ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
 }
