@@ -6,6 +6,7 @@ import { AER_VERSION } from '../version';
 import { registerAuthzCommands } from './authz';
 import { registerCellCommands } from './cells';
 import { registerExecCommand } from './exec';
+import { type ImageCliIo, registerImageCommands } from './image';
 import { registerRunCommand } from './run';
 import { describeError } from './errors';
 import { formatVersion } from './format';
@@ -13,7 +14,8 @@ import { registerObserveCommands } from './observe';
 import { registerPkiCommands } from './pki';
 import { registerVmCommands } from './vms';
 
-export interface CliIo {
+/** out/err, plus the terminal facts `aer image flash` needs (ImageCliIo; absent → not a terminal). */
+export interface CliIo extends ImageCliIo {
   out(text: string): void;
   err(text: string): void;
   env: Record<string, string | undefined>;
@@ -109,6 +111,7 @@ export async function runAer(argv: string[], io: CliIo): Promise<number> {
   registerExecCommand(program, withClient, print, io);
   registerRunCommand(program, (code) => (exitCode = code));
   registerPkiCommands(program, io, print);
+  registerImageCommands(program, io, print);
 
   try {
     await program.parseAsync(argv, { from: 'user' });
