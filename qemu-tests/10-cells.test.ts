@@ -239,7 +239,7 @@ describe('10 cells', () => {
     const observe = connectAs(ObserveServiceClient);
     return new Promise((resolve, reject) => {
       const out: Event[] = [];
-      const stream = observe.getEvents({ follow: false, sinceSeq: 0, cell: '' });
+      const stream = observe.getEvents({ follow: false, sinceSeq: 0, cell: '', vm: '' });
       stream.on('data', (r: { event?: Event }) => r.event && out.push(r.event));
       stream.on('error', reject);
       stream.on('end', () => resolve(out));

@@ -99,6 +99,16 @@ describe('aer authz', () => {
       '7   2026-01-02T03:04:05.000Z  nova      aurae.node.v0.NodeService/Shutdown  PERMISSION_DENIED  127.0.0.1:5  denied: no rule allows it (default deny)',
     );
     expect(formatAudit([])).toBe('no audit records match');
+    // Forwarded (NODE, on the parent) and relayed (VIA, on the child) calls add their columns; "-" where absent.
+    const forwarded = { ...record, id: 8, code: 'OK', detail: 'web (512 MiB, 1 cpu)', node: 'aurae/web' };
+    const relayed = { ...record, id: 9, code: 'OK', detail: '', via: 'aurae' };
+    expect(formatAudit([forwarded, relayed, record]).split('\n').map((l) => l.trimEnd())).toEqual([
+      'ID  TIME                      IDENTITY  METHOD                              CODE               PEER         NODE       VIA    DETAIL',
+      '8   2026-01-02T03:04:05.000Z  nova      aurae.node.v0.NodeService/Shutdown  OK                 127.0.0.1:5  aurae/web  -      web (512 MiB, 1 cpu)',
+      '9   2026-01-02T03:04:05.000Z  nova      aurae.node.v0.NodeService/Shutdown  OK                 127.0.0.1:5  -          aurae',
+      '7   2026-01-02T03:04:05.000Z  nova      aurae.node.v0.NodeService/Shutdown  PERMISSION_DENIED  127.0.0.1:5  -          -      denied: no rule allows it (default deny)',
+    ]);
+    expect(formatAudit([relayed]).split('\n')[0]).toMatch(/ PEER +VIA +DETAIL$/); // no NODE column without a forwarded record
     expect(JSON.parse((await run(['authz', 'audit', '-o', 'json'], client)).out[0]!)).toEqual([record]);
     for (const bad of ['0', '1001', '-3', 'ten', '1.5']) {
       const usage = await run(['authz', 'audit', '--limit', bad], client);

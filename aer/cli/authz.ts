@@ -103,10 +103,24 @@ export function formatPolicy(policy: AuthzPolicy): string {
   return lines.join('\n');
 }
 
+/** The audit table; NODE (forwarded to) and VIA (relayed by the parent) columns only when a record has them. */
 export function formatAudit(records: AuditRecord[]): string {
   if (records.length === 0) return 'no audit records match';
+  const withNode = records.some((r) => r.node !== undefined);
+  const withVia = records.some((r) => r.via !== undefined);
+  const optional = (on: boolean, value: string) => (on ? [value] : []);
   return formatTable([
-    ['ID', 'TIME', 'IDENTITY', 'METHOD', 'CODE', 'PEER', 'DETAIL'],
-    ...records.map((r) => [String(r.id), r.time, r.identity || '(none)', r.method, r.code, r.peer, r.detail]),
+    ['ID', 'TIME', 'IDENTITY', 'METHOD', 'CODE', 'PEER', ...optional(withNode, 'NODE'), ...optional(withVia, 'VIA'), 'DETAIL'],
+    ...records.map((r) => [
+      String(r.id),
+      r.time,
+      r.identity || '(none)',
+      r.method,
+      r.code,
+      r.peer,
+      ...optional(withNode, r.node ?? '-'),
+      ...optional(withVia, r.via ?? '-'),
+      r.detail,
+    ]),
   ]);
 }

@@ -36,9 +36,9 @@ export function formatDaemonLine(line: string): string {
   return [String(time ?? ''), String(level ?? '').toUpperCase().padEnd(5), `${String(subsystem ?? '')}:`, msg, ...rest].join(' ');
 }
 
-/** "SEQ TIME KIND CELL[/EXECUTABLE] details". */
+/** "SEQ TIME KIND CELL[/EXECUTABLE] details", or "SEQ TIME KIND vm:NAME details" for a child VM. */
 export function formatEvent(e: ObservedEvent): string {
-  const where = 'executable' in e ? `${e.cell}/${e.executable}` : e.cell;
+  const where = 'vm' in e ? `vm:${e.vm}` : 'executable' in e ? `${e.cell}/${e.executable}` : e.cell;
   let details = '';
   switch (e.kind) {
     case 'executable_started':
@@ -55,6 +55,19 @@ export function formatEvent(e: ObservedEvent): string {
       break;
     case 'start_limit_hit':
       details = `starts=${e.starts} within=${e.intervalMs}ms`;
+      break;
+    case 'vm_started':
+      details = `pid=${e.pid} address=${e.address}`;
+      break;
+    case 'vm_exited':
+      // A crash is what an operator looks for: say so rather than leave it to expected=false.
+      details = `pid=${e.pid} ${e.signal !== null ? `signal=${e.signal}` : `code=${e.code}`} ${e.expected ? 'stopped' : 'crashed'}`;
+      break;
+    case 'vm_restarted':
+      details = `attempt=${e.attempt} after=${e.delayMs}ms`;
+      break;
+    case 'vm_failed':
+      details = `reason=${JSON.stringify(e.reason)}`;
       break;
   }
   return [String(e.seq), e.time, e.kind, where, details].filter(Boolean).join(' ');

@@ -85,6 +85,16 @@ describe('aer events', () => {
     expect(calls[0]).toEqual(['events', { follow: true, sinceSeq: 3, cell: 'web' }]);
     expect(JSON.parse((await run(['events', '-o', 'json'], client)).out[0]!)).toMatchObject({ kind: 'executable_exited', seq: 4, signal: 'SIGKILL', code: null });
   });
+
+  it('--vm filters on the node; --cell with --vm is a usage error that calls nothing', async () => {
+    const { client, calls } = fakeClient();
+    expect((await run(['events', '--vm', 'web'], client)).code).toBe(0);
+    expect(calls[0]).toEqual(['events', { follow: false, vm: 'web' }]);
+    const both = await run(['events', '--vm', 'web', '--cell', 'web'], client);
+    expect(both.code).toBe(2);
+    expect(both.err.join('\n')).toMatch(/--cell or --vm, not both/);
+    expect(calls).toHaveLength(1);
+  });
 });
 
 describe('aer top', () => {
@@ -136,6 +146,12 @@ describe('observe formatting', () => {
     expect(formatEvent({ kind: 'executable_restarted', ...t, executable: 'x', attempt: 2, delayMs: 200 })).toBe('1 T executable_restarted c/x attempt=2 after=200ms');
     expect(formatEvent({ kind: 'executable_oom_killed', ...t, executable: 'x', count: 1 })).toBe('1 T executable_oom_killed c/x count=1');
     expect(formatEvent({ kind: 'start_limit_hit', ...t, executable: 'x', starts: 5, intervalMs: 10000 })).toBe('1 T start_limit_hit c/x starts=5 within=10000ms');
+    const v = { seq: 2, time: 'T', vm: 'web' };
+    expect(formatEvent({ kind: 'vm_started', ...v, pid: 7, address: '127.0.0.1:4000' })).toBe('2 T vm_started vm:web pid=7 address=127.0.0.1:4000');
+    expect(formatEvent({ kind: 'vm_exited', ...v, pid: 7, code: 0, signal: null, expected: true })).toBe('2 T vm_exited vm:web pid=7 code=0 stopped');
+    expect(formatEvent({ kind: 'vm_exited', ...v, pid: 7, code: null, signal: 'SIGKILL', expected: false })).toBe('2 T vm_exited vm:web pid=7 signal=SIGKILL crashed');
+    expect(formatEvent({ kind: 'vm_restarted', ...v, attempt: 1, delayMs: 1000 })).toBe('2 T vm_restarted vm:web attempt=1 after=1000ms');
+    expect(formatEvent({ kind: 'vm_failed', ...v, reason: 'restart limit (5) reached' })).toBe('2 T vm_failed vm:web reason="restart limit (5) reached"');
   });
 
   it('topRows: CPU% only where both samples have the row; no cells → a plain message', () => {

@@ -44,17 +44,19 @@ export function registerObserveCommands(program: Command, withClient: WithClient
     }),
   );
 
-  program
+  const events: Command = program
     .command('events')
-    .description('show lifecycle events (cells allocated/freed, executables started, exited, restarted, OOM-killed)')
+    .description('show lifecycle events (cells allocated/freed, executables started, exited, restarted, OOM-killed; child VMs started, exited, restarted, failed)')
     .option('-f, --follow', 'keep printing new events until interrupted')
     .option('--since <seq>', 'only events after this sequence number', intIn(0, Number.MAX_SAFE_INTEGER))
     .option('--cell <cell>', 'only this cell and its child cells')
-    .action(
-      withClient(async (c, output, opts: { follow?: boolean; since?: number; cell?: string }) => {
-        for await (const event of c.observe.events({ follow: opts.follow ?? false, sinceSeq: opts.since, cell: opts.cell })) print(output, event, formatEvent(event));
-      }),
-    );
+    .option('--vm <name>', "only this child VM's events");
+  events.action(
+    withClient(async (c, output, opts: { follow?: boolean; since?: number; cell?: string; vm?: string }) => {
+      if (opts.cell !== undefined && opts.vm !== undefined) events.error('aer events takes --cell or --vm, not both', { exitCode: 2, code: 'aer.usage' });
+      for await (const event of c.observe.events({ follow: opts.follow ?? false, sinceSeq: opts.since, cell: opts.cell, vm: opts.vm })) print(output, event, formatEvent(event));
+    }),
+  );
 
   program
     .command('top')

@@ -49,6 +49,10 @@ export interface AuthzRevocation {
   notes: string[];
 }
 
+/**
+ * One audited call. `node` is set on the node that forwarded the call to a descendant (its path); `via` when the
+ * call came through this node's parent on behalf of `identity` (the parent's identity).
+ */
 export type AuditRecord = ProtoAuditRecord;
 
 export interface AuditQuery {

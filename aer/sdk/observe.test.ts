@@ -14,12 +14,22 @@ const every: StampedEvent[] = [
   { kind: 'executable_restarted', ...t, cell: 'web', executable: 'api', attempt: 3, delayMs: 800 },
   { kind: 'executable_oom_killed', ...t, cell: 'web', executable: 'api', count: 2 },
   { kind: 'start_limit_hit', ...t, cell: 'web', executable: 'api', starts: 5, intervalMs: 10_000 },
+  { kind: 'vm_started', ...t, vm: 'web', pid: 4242, address: '127.0.0.1:40001' },
+  { kind: 'vm_exited', ...t, vm: 'web', pid: 4242, code: 0, signal: null, expected: true },
+  { kind: 'vm_exited', ...t, vm: 'web', pid: 4242, code: null, signal: 'SIGKILL', expected: false },
+  { kind: 'vm_restarted', ...t, vm: 'web', attempt: 2, delayMs: 2000 },
+  { kind: 'vm_failed', ...t, vm: 'web', reason: 'restart limit (5) reached' },
 ];
 
 describe('events over the wire', () => {
   it.each(every.map((e) => [e.kind, e] as const))('%s: what auraed publishes is what the SDK yields (exit code 0 included)', (_kind, event) => {
     const wire = ProtoEvent.decode(ProtoEvent.encode(eventMessage(event)).finish());
     expect(fromProtoEvent(wire)).toEqual(event);
+  });
+
+  it('a VM event carries no cell and a cell event no vm on the wire', () => {
+    expect(eventMessage({ kind: 'vm_failed', ...t, vm: 'db', reason: 'x' })).toMatchObject({ cell: '', executable: '', vm: 'db', reason: 'x' });
+    expect(eventMessage(every[0]!)).toMatchObject({ cell: 'web', vm: '', address: '', expected: false, reason: '' });
   });
 
   it('skips kinds it does not know (a newer auraed)', () => {

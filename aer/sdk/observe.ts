@@ -37,8 +37,10 @@ export interface EventStreamOptions {
   follow?: boolean;
   /** Only events after this seq (0 or omitted: every event auraed still holds). */
   sinceSeq?: number;
-  /** Only this cell and its child cells. */
+  /** Only this cell and its child cells (VM events belong to no cell). */
   cell?: string;
+  /** Only this child VM's events (vm_started, vm_exited, vm_restarted, vm_failed); not with `cell`. */
+  vm?: string;
   signal?: AbortSignal;
 }
 
@@ -114,7 +116,7 @@ export function createObserveApi(ctx: SdkCallContext): ObserveApi {
     events: (options = {}) =>
       stream(
         'GetEvents',
-        () => client.getEvents({ follow: options.follow ?? false, sinceSeq: options.sinceSeq ?? 0, cell: options.cell ?? '' }),
+        () => client.getEvents({ follow: options.follow ?? false, sinceSeq: options.sinceSeq ?? 0, cell: options.cell ?? '', vm: options.vm ?? '' }),
         (m: { event?: ProtoEvent }) => (m.event ? fromProtoEvent(m.event) : undefined),
         options.signal,
       ),
@@ -136,6 +138,7 @@ function fromLogItem(item: LogItem): LogEntry {
 /** The wire event back to the shape auraed published (one union member per kind); unknown kinds are skipped. */
 export function fromProtoEvent(e: ProtoEvent): ObservedEvent | undefined {
   const stamp = { seq: e.seq, time: e.time, cell: e.cell };
+  const vm = { seq: e.seq, time: e.time, vm: e.vm };
   switch (e.kind) {
     case EventKind.EVENT_KIND_CELL_ALLOCATED:
       return { kind: 'cell_allocated', ...stamp };
@@ -151,6 +154,14 @@ export function fromProtoEvent(e: ProtoEvent): ObservedEvent | undefined {
       return { kind: 'executable_oom_killed', ...stamp, executable: e.executable, count: e.count };
     case EventKind.EVENT_KIND_START_LIMIT_HIT:
       return { kind: 'start_limit_hit', ...stamp, executable: e.executable, starts: e.starts, intervalMs: e.intervalMs };
+    case EventKind.EVENT_KIND_VM_STARTED:
+      return { kind: 'vm_started', ...vm, pid: e.pid, address: e.address };
+    case EventKind.EVENT_KIND_VM_EXITED:
+      return { kind: 'vm_exited', ...vm, pid: e.pid, code: e.code ?? null, signal: e.signal ?? null, expected: e.expected };
+    case EventKind.EVENT_KIND_VM_RESTARTED:
+      return { kind: 'vm_restarted', ...vm, attempt: e.attempt, delayMs: e.delayMs };
+    case EventKind.EVENT_KIND_VM_FAILED:
+      return { kind: 'vm_failed', ...vm, reason: e.reason };
     default:
       return undefined; // a newer auraed's kind: not ours to guess
   }

@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import { type ServerUnaryCall, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Effect, RuleSource } from '../gen/aurae/authz/v0/authz';
+import { AuthzServiceListAuditResponse, Effect, RuleSource } from '../gen/aurae/authz/v0/authz';
 import { silentLogger } from '../log';
 import type { RpcContext } from '../server';
 import { type Db, openDatabase } from '../store';
@@ -73,6 +73,21 @@ describe('AuthzService', () => {
       'admin Revoke OK revoke viewer (all API rules)',
       'admin Deny OK deny viewer *',
       'admin Allow OK allow viewer aurae.node.v0.NodeService/Reboot',
+    ]);
+  });
+
+  it('ListAudit carries node (forwarded to) and via (relayed by the parent) on the wire when a record has them', async () => {
+    const { call, authz } = setup();
+    const stop = { identity: 'admin', method: 'aurae.vms.v0.VmService/Stop', code: 'OK', detail: 'web', peer: 'p' };
+    authz.audit({ ...stop, node: 'aurae/web' });
+    authz.audit({ ...stop, via: 'aurae' });
+    authz.audit(stop);
+    const r = await call('listAudit', { limit: 0, identity: '', method: '', code: '', beforeId: 0 });
+    const wire = AuthzServiceListAuditResponse.decode(AuthzServiceListAuditResponse.encode(r.value as unknown as AuthzServiceListAuditResponse).finish());
+    expect(wire.records.map((x) => [x.node, x.via])).toEqual([
+      [undefined, undefined],
+      [undefined, 'aurae'],
+      ['aurae/web', undefined],
     ]);
   });
 

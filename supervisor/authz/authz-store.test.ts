@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Db, openDatabase } from '../store';
-import { type AuditEntry, createAuthzStore } from './authz-store';
+import { type Db, migrate, openDatabase } from '../store';
+import { AUTHZ_MIGRATIONS, type AuditEntry, createAuthzStore } from './authz-store';
 
 const dbs: Db[] = [];
 const memory = () => {
@@ -38,7 +38,37 @@ describe('authz store', () => {
     ]);
     // A second store over the same database (a restart) sees the same rules and does not re-migrate.
     expect(createAuthzStore(db, { auditMaxRecords: 10 }).rules()).toHaveLength(3);
-    expect(db.prepare("SELECT COUNT(*) AS n FROM schema_migrations WHERE subsystem = 'authz'").get()).toEqual({ n: 1 });
+    expect(db.prepare("SELECT COUNT(*) AS n FROM schema_migrations WHERE subsystem = 'authz'").get()).toEqual({ n: AUTHZ_MIGRATIONS.length });
+  });
+
+  it('records the node a call was forwarded to and the parent it came through; absent when local', () => {
+    const store = createAuthzStore(memory(), { auditMaxRecords: 10 });
+    store.appendAudit(entry(2));
+    store.appendAudit(entry(4, { node: 'aurae/web' }));
+    store.appendAudit(entry(6, { via: 'aurae' }));
+    store.appendAudit(entry(8, { node: 'aurae/web/db', via: 'aurae' }));
+    const records = store.listAudit({ limit: 10 });
+    expect(records.map((r) => [r.detail, r.node, r.via])).toEqual([
+      ['call 8', 'aurae/web/db', 'aurae'],
+      ['call 6', undefined, 'aurae'],
+      ['call 4', 'aurae/web', undefined],
+      ['call 2', undefined, undefined],
+    ]);
+    // Absent, not null: the wire's unset optionals.
+    expect(records[3]).not.toHaveProperty('node');
+    expect(records[3]).not.toHaveProperty('via');
+  });
+
+  it('migration 2 adds the columns to a version-1 database and keeps its records', () => {
+    const db = memory();
+    migrate(db, 'authz', AUTHZ_MIGRATIONS.slice(0, 1));
+    db.prepare("INSERT INTO authz_audit (time, identity, method, code, detail, peer) VALUES ('t', 'admin', 'a.B/C', 'OK', 'old', 'p')").run();
+    const store = createAuthzStore(db, { auditMaxRecords: 10 });
+    store.appendAudit(entry(2, { node: 'aurae/web' }));
+    expect(store.listAudit({ limit: 10 }).map((r) => [r.detail, r.node ?? null])).toEqual([
+      ['call 2', 'aurae/web'],
+      ['old', null],
+    ]);
   });
 
   it('replaces the opposite rule of the same pattern in one transaction', () => {

@@ -32,6 +32,17 @@ export const AUTHZ_MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 2,
+    description: 'audit: the node a call was forwarded to, and the parent it came through',
+    // Nullable: local calls have neither, and records written before this version stay as they were.
+    up: (db) => {
+      db.exec(`
+        ALTER TABLE authz_audit ADD COLUMN node TEXT;
+        ALTER TABLE authz_audit ADD COLUMN via TEXT;
+      `);
+    },
+  },
 ];
 
 /** One audited call, as written. */
@@ -47,6 +58,10 @@ export interface AuditEntry {
   /** Short free text: why it was denied, what failed, or what was done. */
   detail: string;
   peer: string;
+  /** On the node that forwarded the call to a descendant: the descendant's node path. */
+  node?: string;
+  /** When the call came from this node's parent on behalf of `identity`: the parent's identity. */
+  via?: string;
 }
 
 export interface AuditRecord extends AuditEntry {
@@ -97,7 +112,7 @@ export function createAuthzStore(db: Db, options: AuthzStoreOptions): AuthzStore
   const deleteRule = db.prepare('DELETE FROM authz_rules WHERE identity = ? AND effect = ? AND pattern = ?');
   const deletePattern = db.prepare('DELETE FROM authz_rules WHERE identity = ? AND pattern = ?');
   const deleteIdentity = db.prepare('DELETE FROM authz_rules WHERE identity = ?');
-  const insertAudit = db.prepare('INSERT INTO authz_audit (time, identity, method, code, detail, peer) VALUES (?, ?, ?, ?, ?, ?)');
+  const insertAudit = db.prepare('INSERT INTO authz_audit (time, identity, method, code, detail, peer, node, via) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
   const pruneAudit = db.prepare('DELETE FROM authz_audit WHERE id IN (SELECT id FROM authz_audit ORDER BY id DESC LIMIT -1 OFFSET ?)');
   const countAudit = db.prepare('SELECT COUNT(*) AS n FROM authz_audit');
   // Denied calls get at most half of the log: anyone with a certificate can cause them, and a flood of them
@@ -107,7 +122,7 @@ export function createAuthzStore(db: Db, options: AuthzStoreOptions): AuthzStore
     "DELETE FROM authz_audit WHERE id IN (SELECT id FROM authz_audit WHERE code = 'PERMISSION_DENIED' ORDER BY id DESC LIMIT -1 OFFSET ?)",
   );
   const appendAudit = db.transaction((e: AuditEntry) => {
-    const id = Number(insertAudit.run(e.time, e.identity, e.method, e.code, e.detail, e.peer).lastInsertRowid);
+    const id = Number(insertAudit.run(e.time, e.identity, e.method, e.code, e.detail, e.peer, e.node ?? null, e.via ?? null).lastInsertRowid);
     if (e.code === 'PERMISSION_DENIED') pruneDenied.run(maxDenied);
     // By count, not by id: pruning denied rows leaves gaps in the ids.
     if (id > options.auditMaxRecords) pruneAudit.run(options.auditMaxRecords);
@@ -160,8 +175,10 @@ export function createAuthzStore(db: Db, options: AuthzStoreOptions): AuthzStore
         where.push('id < ?');
         params.push(query.beforeId);
       }
-      const sql = `SELECT id, time, identity, method, code, detail, peer FROM authz_audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
-      return db.prepare(sql).all(...params, query.limit) as AuditRecord[];
+      const sql = `SELECT id, time, identity, method, code, detail, peer, node, via FROM authz_audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
+      const rows = db.prepare(sql).all(...params, query.limit) as Array<Omit<AuditRecord, 'node' | 'via'> & { node: string | null; via: string | null }>;
+      // NULL columns become absent fields (the wire's unset optionals).
+      return rows.map(({ node, via, ...rest }) => ({ ...rest, ...(node === null ? {} : { node }), ...(via === null ? {} : { via }) }));
     },
     auditCount: () => (countAudit.get() as { n: number }).n,
   };

@@ -180,6 +180,16 @@ export const NodeConfigSchema = z.strictObject({
        */
       kernel: z._default(absPath, '/boot/vmlinuz'),
       initrd: z._default(absPath, '/boot/initramfs'),
+      /**
+       * The QEMU to run; null: the one on the boot volume (/boot/qemu/qemu-system-x86_64) when present, else
+       * qemu-system-x86_64 from PATH.
+       */
+      qemu: z._default(z.nullable(absPath), null),
+      /**
+       * The boot volume given to children read-only (so they have /boot too, and can spawn in turn); null: the
+       * device mounted on /boot, if any. A host-tier node points it at out/image/esp.img.
+       */
+      bootDisk: z._default(z.nullable(absPath), null),
       /** Upper bound for one child's RAM (MiB); a larger request is INVALID_ARGUMENT. */
       maxMemoryMiB: z._default(intIn(128, 65536), 2048),
       /** Deepest node path allowed ("a/b" is depth 1): a spawn that would exceed it is FAILED_PRECONDITION. */
@@ -189,7 +199,7 @@ export const NodeConfigSchema = z.strictObject({
       /** Graceful stop: time after ACPI powerdown before QMP quit (then SIGKILL). */
       stopTimeoutMs: z._default(intIn(100, 300_000), 15_000),
     }),
-    { kernel: '/boot/vmlinuz', initrd: '/boot/initramfs', maxMemoryMiB: 2048, maxDepth: 2, bootTimeoutMs: 120_000, stopTimeoutMs: 15_000 },
+    { kernel: '/boot/vmlinuz', initrd: '/boot/initramfs', qemu: null, bootDisk: null, maxMemoryMiB: 2048, maxDepth: 2, bootTimeoutMs: 120_000, stopTimeoutMs: 15_000 },
   ),
   /**
    * Set only in a spawned child (written by its parent into the guest payload, see guest/): who the parent is.

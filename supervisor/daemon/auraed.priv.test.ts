@@ -98,7 +98,8 @@ describe('auraed on the host, not under init', () => {
     expect(await c.health.check()).toEqual({ status: 'SERVING' });
     expect(await c.health.check('aurae.node.v0.NodeService')).toEqual({ status: 'SERVING' });
     await expectApiError(c.health.check('no.Such'), 'NOT_FOUND', 'unknown service "no.Such"');
-    expect(await c.health.list()).toEqual(Object.fromEntries(HEALTH_SERVICE_NAMES.map((name) => [name, 'SERVING'])));
+    // Storage: not under aurae init (no /run/aurae/storage.json) and an intact database → SERVING.
+    expect(await c.health.list()).toEqual(Object.fromEntries([...HEALTH_SERVICE_NAMES, 'aurae.storage'].map((name) => [name, 'SERVING'])));
 
     // Watch sends the current status at once; unknown services get SERVICE_UNKNOWN (stream stays open).
     for (const [service, first] of [['', 'SERVING'], ['no.Such', 'SERVICE_UNKNOWN']] as const) {

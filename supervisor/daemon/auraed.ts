@@ -1,21 +1,22 @@
 // The composition root of auraed: read the PKI, build the cores and their gRPC services, start listening,
 // mark everything SERVING, and hand back the ready message and a stop function.
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AuthzServiceService, createAuthz, createAuthzService, createAuthzStore, methodNames } from '../authz';
 import { CGROUP_ROOT, CellRuntime, CellServiceDefinition, CgroupTree, createCellService, nodeCgroupFs, sqliteCellStore } from '../cells';
 import type { NodeConfig } from '../config';
 import { DiscoveryServiceService, type SystemInfo, createDiscoveryService, hostSystemInfo } from '../discovery';
-import { HealthRegistry, HealthService, createHealthService } from '../health';
+import { HealthRegistry, HealthService, createHealthService, STORAGE_HEALTH_SERVICE, STORAGE_STATUS_FILE, storageHealth } from '../health';
 import type { InitChannel, ReadyMessage } from '../ipc';
 import type { LogRing, Logger } from '../log';
 import { NodeServiceService, createNodeService, createPowerControl } from '../node';
 import { type ObserveOverrides, ObserveServiceService, createObserve } from '../observe';
 import { type RpcContext, type ServerPki, type ServiceBinding, createIssuerCheck, listenTargets, mtlsServerCredentials, startServer, withRouting } from '../server';
-import { openDatabase } from '../store';
+import { integrityCheck, openDatabase } from '../store';
 import { type CertificateAuthority, splitPemCertificates } from '../pki';
 
-import { type NodeGuest, VmServiceService, childBaseConfig, createNodeVms } from '../vms';
+import { type NodeGuest, VmServiceService, childBaseConfig, createNodeVms, sqliteVmStore } from '../vms';
 import { GUEST_PAYLOAD_FW_CFG, buildGuestPayload, guestPayloadText, mintChildIdentity, mintParentClientCert } from '../../guest';
 import { AURAED_VERSION } from './version';
 
@@ -32,6 +33,8 @@ export interface AuraedOptions {
   observe?: ObserveOverrides;
   /** How children get their identity and payload; default guest/ (replaced in tests; null: cannot spawn). */
   guest?: ((spawnCa: CertificateAuthority) => NodeGuest) | null;
+  /** init's storage status (tests); default: read /run/aurae/storage.json when it exists. */
+  storageStatusText?: string | null;
 }
 
 export interface RunningAuraed {
@@ -53,6 +56,10 @@ export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed
 
   // One state database for every subsystem; each owns its tables through its own migrations.
   const db = openDatabase(join(config.state.dir, 'aurae.db'));
+  // After a power cut: is every page intact? (WAL + synchronous=FULL should make this always "ok".)
+  const storage = storageHealth(options.storageStatusText ?? readStorageStatus(), integrityCheck(db));
+  if (storage.status === 'SERVING') log.info(`storage: ${storage.summary}`);
+  else log.error(`storage: degraded: ${storage.summary}`);
   const authz = createAuthz({
     admins: config.authz.admins,
     configRules: config.authz.policy,
@@ -85,7 +92,17 @@ export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed
   await cells.init();
   // Child microVMs from this node's own kernel and initramfs, and the router that forwards calls to them.
   const rootCaPem = pki.ca.toString('utf8');
-  const vms = await createNodeVms({ config, rootCaPem, guest: options.guest === undefined ? nodeGuest(config, rootCaPem) : options.guest, log: log.child({ subsystem: 'vms' }) });
+  const vms = await createNodeVms({
+    config,
+    rootCaPem,
+    guest: options.guest === undefined ? nodeGuest(config, rootCaPem) : options.guest,
+    log: log.child({ subsystem: 'vms' }),
+    store: sqliteVmStore(db),
+    events: observe.events,
+  });
+  // The previous auraed's children: its QEMUs are stopped (bounded by vms.stopTimeoutMs each) before serving;
+  // those that should run boot again in the background.
+  await vms.init();
   const services: ServiceBinding[] = [
     { definition: HealthService, implementation: createHealthService(ctx, health) },
     {
@@ -111,6 +128,7 @@ export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed
     log: log.child({ subsystem: 'server' }),
   });
   for (const name of HEALTH_SERVICE_NAMES) health.set(name, 'SERVING');
+  health.set(STORAGE_HEALTH_SERVICE, storage.status);
 
   return {
     ready: { type: 'ready', node: config.node.name, version, socket: server.socket, tcp: server.tcp },
@@ -126,6 +144,14 @@ export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed
       return how;
     },
   };
+}
+
+function readStorageStatus(): string | null {
+  try {
+    return readFileSync(STORAGE_STATUS_FILE, 'utf8');
+  } catch {
+    return null;
+  }
 }
 
 /** guest/ for this node: children's identities from its spawn CA, payloads derived from its config. */

@@ -3,6 +3,7 @@ import { type ServerUnaryCall, type ServerWritableStream, status } from '@grpc/g
 import { describe, expect, it } from 'vitest';
 import { HealthCheckResponse_ServingStatus as S } from '../gen/grpc/health/v1/health';
 import { silentLogger } from '../log';
+import { storageHealth } from './storage';
 import { HealthRegistry } from './health-registry';
 import { HEALTH_LIST_LIMIT, createHealthService } from './health-service';
 
@@ -131,5 +132,21 @@ describe('grpc.health.v1 service', () => {
     svc.watch(w.call);
     await tick();
     expect(w.events).toEqual([`error ${status.INVALID_ARGUMENT}`]);
+  });
+});
+
+describe('storageHealth', () => {
+  it('serves when the state volume is mounted (or RAM by choice) and the database is intact', () => {
+    const mounted = JSON.stringify({ state: { device: 'vda2', mounted: true, degraded: null, actions: ['created'] } });
+    expect(storageHealth(mounted, ['ok'])).toEqual({ status: 'SERVING', summary: 'state: /dev/vda2 mounted (created this boot); database integrity_check ok' });
+    expect(storageHealth(JSON.stringify({ state: { mounted: false, degraded: null } }), ['ok']).status).toBe('SERVING');
+    expect(storageHealth(null, ['ok']).status).toBe('SERVING');
+  });
+
+  it('is NOT_SERVING when degraded or when the integrity check finds problems', () => {
+    const degraded = JSON.stringify({ state: { device: 'vda2', mounted: false, degraded: 'e2fsck could not repair /dev/vda2 (exit 8)' } });
+    expect(storageHealth(degraded, ['ok'])).toEqual({ status: 'NOT_SERVING', summary: 'state volume unusable, state is in RAM: e2fsck could not repair /dev/vda2 (exit 8)' });
+    expect(storageHealth(null, ['row 3 missing from index x']).summary).toBe('state database integrity_check: row 3 missing from index x');
+    expect(storageHealth('{', ['ok']).status).toBe('NOT_SERVING');
   });
 });

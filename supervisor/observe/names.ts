@@ -48,6 +48,12 @@ export function validateExecutableName(field: string, value: string): string {
   return value;
 }
 
+/** `value` as a child VM's name (one DNS label), or AuraeError INVALID_ARGUMENT "<field>: …". */
+export function validateVmName(field: string, value: string): string {
+  if (!DNS_LABEL.test(value)) throw new AuraeError('INVALID_ARGUMENT', `${field}: ${shown(value)} is not a VM name: a DNS label (${LABEL_RULE})`);
+  return value;
+}
+
 /** Whether `cell` is `ancestor` or below it. */
 export function isCellWithin(cell: string, ancestor: string): boolean {
   return cell === ancestor || cell.startsWith(`${ancestor}/`);

@@ -193,6 +193,39 @@ describe('GetLogs', () => {
 });
 
 describe('GetEvents', () => {
+  it('VM events: in the unfiltered stream, only their VM with vm=, never under a cell filter', async () => {
+    const { svc, events } = setup();
+    events.publish({ kind: 'vm_started', vm: 'web', pid: 77, address: '127.0.0.1:40001' });
+    events.publish({ kind: 'cell_allocated', cell: 'web' });
+    events.publish({ kind: 'vm_exited', vm: 'web', pid: 77, code: null, signal: 'SIGKILL', expected: false });
+    events.publish({ kind: 'vm_failed', vm: 'db', reason: 'restart limit (5) reached' });
+    const read = async (request: { cell?: string; vm?: string }) => {
+      const s = streamCall({ follow: false, sinceSeq: 0, cell: '', vm: '', ...request });
+      svc.getEvents(s.call);
+      await tick();
+      return s.writes.map((m) => (m as { event: Record<string, unknown> }).event);
+    };
+    expect((await read({})).map((e) => e.seq)).toEqual([1, 2, 3, 4]);
+    const web = await read({ vm: 'web' });
+    expect(web.map((e) => e.seq)).toEqual([1, 3]);
+    expect(web[0]).toMatchObject({ kind: EventKind.EVENT_KIND_VM_STARTED, vm: 'web', cell: '', pid: 77, address: '127.0.0.1:40001' });
+    // The crash: QEMU's signal and expected=false.
+    expect(web[1]).toMatchObject({ kind: EventKind.EVENT_KIND_VM_EXITED, vm: 'web', pid: 77, signal: 'SIGKILL', expected: false });
+    expect((await read({ cell: 'web' })).map((e) => e.seq)).toEqual([2]);
+    expect((await read({ vm: 'db' }))[0]).toMatchObject({ kind: EventKind.EVENT_KIND_VM_FAILED, reason: 'restart limit (5) reached' });
+  });
+
+  it('vm filter: one DNS label, and not together with cell', async () => {
+    const { svc } = setup();
+    const both = streamCall({ follow: false, sinceSeq: 0, cell: 'web', vm: 'web' });
+    svc.getEvents(both.call);
+    const bad = streamCall({ follow: false, sinceSeq: 0, cell: '', vm: 'a/b' });
+    svc.getEvents(bad.call);
+    await tick();
+    expect(both.events).toEqual([expect.stringContaining(`error ${status.INVALID_ARGUMENT} cell and vm: give one of them`)]);
+    expect(bad.events).toEqual([expect.stringContaining(`error ${status.INVALID_ARGUMENT} vm: "a/b" is not a VM name`)]);
+  });
+
   it('history after since_seq, filtered by cell subtree, then live events', async () => {
     const { svc, events } = setup();
     events.publish({ kind: 'cell_allocated', cell: 'web' });
@@ -220,6 +253,10 @@ describe('GetEvents', () => {
       count: 0,
       starts: 0,
       intervalMs: 0,
+      vm: '',
+      address: '',
+      expected: false,
+      reason: '',
     });
     expect(got[1]).toMatchObject({ code: 3, pid: 8 });
     expect(got[1]).not.toHaveProperty('signal');

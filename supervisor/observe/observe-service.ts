@@ -15,10 +15,10 @@ import type {
 import type { LogRing } from '../log';
 import { type RpcContext, serverStream, unary } from '../server';
 import type { MetricsReader } from './metrics';
-import { isCellWithin } from './names';
 import {
   MAX_TAIL,
   daemonLogItem,
+  eventMatches,
   eventMessage,
   logLineItem,
   metricsResponse,
@@ -79,7 +79,7 @@ export function createObserveService(ctx: RpcContext, deps: ObserveServiceDeps):
       access: 'read',
       validate: validateEventsRequest,
       run: (query, call: ServerWritableStream<GetEventsRequest, GetEventsResponse>) => {
-        const wanted = (event: StampedEvent) => event.seq > query.sinceSeq && (query.cell === null || isCellWithin(event.cell, query.cell));
+        const wanted = (event: StampedEvent) => event.seq > query.sinceSeq && eventMatches(query, event);
         return pumpStream(
           call,
           {

@@ -14,7 +14,7 @@ import {
 } from '../gen/aurae/observe/v0/observe';
 import type { LogRingEntry } from '../log';
 import type { MetricsSnapshot } from './metrics';
-import { validateCellPath, validateExecutableName } from './names';
+import { isCellWithin, validateCellPath, validateExecutableName, validateVmName } from './names';
 import type { LogLine, StampedEvent } from './types';
 
 /** The most lines one request may ask for as its tail. */
@@ -54,15 +54,34 @@ export function validateLogsRequest(request: GetLogsRequest): LogQuery {
 export interface EventQuery {
   follow: boolean;
   sinceSeq: number;
-  /** Only this cell and its children; null for all. */
+  /** Only this cell and its children (never VM events); null for all. */
   cell: string | null;
+  /** Only this child VM's events; null for all. */
+  vm: string | null;
 }
 
 export function validateEventsRequest(request: GetEventsRequest): EventQuery {
   if (!Number.isSafeInteger(request.sinceSeq) || request.sinceSeq < 0) {
     throw new AuraeError('INVALID_ARGUMENT', `since_seq: must be 0 or a sequence number seen before (got ${request.sinceSeq})`);
   }
-  return { follow: request.follow, sinceSeq: request.sinceSeq, cell: request.cell === '' ? null : validateCellPath('cell', request.cell) };
+  // Older clients do not send vm (it decodes as ""); treat absent and empty alike.
+  const vmName = request.vm ?? '';
+  if (request.cell !== '' && vmName !== '') {
+    throw new AuraeError('INVALID_ARGUMENT', `cell and vm: give one of them (cell "${request.cell}", vm "${vmName}"): a VM's events belong to no cell`);
+  }
+  return {
+    follow: request.follow,
+    sinceSeq: request.sinceSeq,
+    cell: request.cell === '' ? null : validateCellPath('cell', request.cell),
+    vm: vmName === '' ? null : validateVmName('vm', vmName),
+  };
+}
+
+/** Whether `event` passes the query's filters (not since_seq). */
+export function eventMatches(query: Pick<EventQuery, 'cell' | 'vm'>, event: StampedEvent): boolean {
+  if (query.cell !== null) return 'cell' in event && isCellWithin(event.cell, query.cell);
+  if (query.vm !== null) return 'vm' in event && event.vm === query.vm;
+  return true;
 }
 
 /** The cell whose subtree to report, or null for every cell. */
@@ -86,6 +105,10 @@ const KINDS: Record<StampedEvent['kind'], EventKind> = {
   executable_restarted: EventKind.EVENT_KIND_EXECUTABLE_RESTARTED,
   executable_oom_killed: EventKind.EVENT_KIND_EXECUTABLE_OOM_KILLED,
   start_limit_hit: EventKind.EVENT_KIND_START_LIMIT_HIT,
+  vm_started: EventKind.EVENT_KIND_VM_STARTED,
+  vm_exited: EventKind.EVENT_KIND_VM_EXITED,
+  vm_restarted: EventKind.EVENT_KIND_VM_RESTARTED,
+  vm_failed: EventKind.EVENT_KIND_VM_FAILED,
 };
 
 export function eventMessage(event: StampedEvent): ProtoEvent {
@@ -93,7 +116,7 @@ export function eventMessage(event: StampedEvent): ProtoEvent {
     seq: event.seq,
     time: event.time,
     kind: KINDS[event.kind],
-    cell: event.cell,
+    cell: 'cell' in event ? event.cell : '',
     executable: 'executable' in event ? event.executable : '',
     pid: 0,
     attempt: 0,
@@ -101,6 +124,10 @@ export function eventMessage(event: StampedEvent): ProtoEvent {
     count: 0,
     starts: 0,
     intervalMs: 0,
+    vm: 'vm' in event ? event.vm : '',
+    address: '',
+    expected: false,
+    reason: '',
   };
   switch (event.kind) {
     case 'executable_started':
@@ -121,6 +148,23 @@ export function eventMessage(event: StampedEvent): ProtoEvent {
     case 'start_limit_hit':
       message.starts = event.starts;
       message.intervalMs = event.intervalMs;
+      break;
+    case 'vm_started':
+      message.pid = event.pid;
+      message.address = event.address;
+      break;
+    case 'vm_exited':
+      message.pid = event.pid;
+      if (event.code !== null) message.code = event.code;
+      if (event.signal !== null) message.signal = event.signal;
+      message.expected = event.expected;
+      break;
+    case 'vm_restarted':
+      message.attempt = event.attempt;
+      message.delayMs = event.delayMs;
+      break;
+    case 'vm_failed':
+      message.reason = event.reason;
       break;
   }
   return message;

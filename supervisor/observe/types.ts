@@ -1,5 +1,5 @@
-// The contracts between the runtime core (cells, executables) and observe. Implementations live beside this
-// file; the core depends only on these types.
+// The contracts between the runtime cores (cells, executables, VMs) and observe. Implementations live beside
+// this file; the cores depend only on these types.
 
 /** A cell path such as "web" or "web/cache". */
 export type CellPath = string;
@@ -11,7 +11,18 @@ export type AuraeEvent =
   | { kind: 'executable_exited'; cell: CellPath; executable: string; pid: number; code: number | null; signal: string | null }
   | { kind: 'executable_restarted'; cell: CellPath; executable: string; attempt: number; delayMs: number }
   | { kind: 'executable_oom_killed'; cell: CellPath; executable: string; count: number }
-  | { kind: 'start_limit_hit'; cell: CellPath; executable: string; starts: number; intervalMs: number };
+  | { kind: 'start_limit_hit'; cell: CellPath; executable: string; starts: number; intervalMs: number }
+  | VmLifecycleEvent;
+
+/**
+ * A child VM's lifecycle (supervisor/vms). `vm` is the VM's name on this node; `pid` is QEMU's. These carry no
+ * cell: a child VM is not a cell of this node, so a cell filter never matches them.
+ */
+export type VmLifecycleEvent =
+  | { kind: 'vm_started'; vm: string; pid: number; address: string }
+  | { kind: 'vm_exited'; vm: string; pid: number; code: number | null; signal: string | null; expected: boolean }
+  | { kind: 'vm_restarted'; vm: string; attempt: number; delayMs: number }
+  | { kind: 'vm_failed'; vm: string; reason: string };
 
 /** An event as delivered: with a sequence number (monotonic per auraed run) and a timestamp (ISO 8601). */
 export type StampedEvent = AuraeEvent & { seq: number; time: string };

@@ -8,8 +8,9 @@ import { silentLogger } from '../log';
 import { type CertificateAuthority, createCa, issueClientCert, issueServerCert } from '../pki';
 import { callerFromCall } from './caller';
 import { mtlsServerCredentials } from './credentials';
+import { AuraeError } from '../errors';
 import { type ChildRouter, routeDecision, withRouting } from './route';
-import type { Authorizer, RpcContext } from './rpc';
+import { type AuditEvent, type Authorizer, type RpcContext, unary } from './rpc';
 import { type RunningServer, startServer } from './server';
 
 describe('routeDecision', () => {
@@ -72,18 +73,49 @@ describe('callerFromCall with aurae-on-behalf-of', () => {
   });
 });
 
-/** Denies `denied` everything; records who asked for what. */
-function recordingAuthz(denied: string): Authorizer & { seen: string[] } {
+/** Denies `denied` everything; records who asked for what, and the audit rows. */
+function recordingAuthz(denied: string): Authorizer & { seen: string[]; audits: AuditEvent[] } {
   const seen: string[] = [];
+  const audits: AuditEvent[] = [];
   return {
     seen,
+    audits,
     check: (caller, method) => {
       seen.push(`${caller.identity}${caller.via ? ` via ${caller.via}` : ''} ${method}`);
       return caller.identity === denied ? { message: `identity "${denied}" may not call ${method}`, detail: 'denied' } : null;
     },
-    audit: () => undefined,
+    audit: (event) => void audits.push(event),
   };
 }
+
+// A mutating method (audited) beside Health's reads, with JSON on the wire: enough to see the audit rows.
+const json = { serialize: (v: unknown) => Buffer.from(JSON.stringify(v)), deserialize: (b: Buffer) => JSON.parse(b.toString()) as unknown };
+const PokeService = {
+  poke: {
+    path: '/test.v0.PokeService/Poke',
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: json.serialize,
+    requestDeserialize: json.deserialize,
+    responseSerialize: json.serialize,
+    responseDeserialize: json.deserialize,
+  },
+} as const;
+const pokeService = (ctx: RpcContext, where: string) => ({
+  poke: unary(ctx, {
+    method: 'test.v0.PokeService/Poke',
+    access: 'admin',
+    validate: (r: { what?: string }) => {
+      if (!r.what) throw new AuraeError('INVALID_ARGUMENT', 'what: must not be empty');
+      return r.what;
+    },
+    summary: (what) => `poked ${what}`,
+    run: (what) => {
+      if (what === 'fail') throw new AuraeError('FAILED_PRECONDITION', `cannot poke "fail" on ${where}`);
+      return { poked: what, on: where };
+    },
+  }),
+});
 
 describe('forwarding between a parent and a child (loopback mTLS)', () => {
   let ca: CertificateAuthority;
@@ -115,7 +147,10 @@ describe('forwarding between a parent and a child (loopback mTLS)', () => {
     child = await startServer({
       credentials: mtlsServerCredentials({ ca: Buffer.from(ca.certPem), cert: Buffer.from(childCert.certPem), key: Buffer.from(childCert.keyPem) }),
       targets: [{ kind: 'tcp', address: '127.0.0.1:0' }],
-      services: [{ definition: HealthService, implementation: createHealthService(childCtx, childHealth) }],
+      services: [
+        { definition: HealthService, implementation: createHealthService(childCtx, childHealth) },
+        { definition: PokeService, implementation: pokeService(childCtx, 'child') },
+      ],
       log: silentLogger,
     });
     const parentClientCert = await issueClientCert(ca, { identity: 'aurae' });
@@ -138,7 +173,10 @@ describe('forwarding between a parent and a child (loopback mTLS)', () => {
     parent = await startServer({
       credentials: mtlsServerCredentials({ ca: Buffer.from(ca.certPem), cert: Buffer.from(parentCert.certPem), key: Buffer.from(parentCert.keyPem) }),
       targets: [{ kind: 'tcp', address: '127.0.0.1:0' }],
-      services: [{ definition: HealthService, implementation: withRouting(parentCtx, router, HealthService, createHealthService(parentCtx, parentHealth)) }],
+      services: [
+        { definition: HealthService, implementation: withRouting(parentCtx, router, HealthService, createHealthService(parentCtx, parentHealth)) },
+        { definition: PokeService, implementation: withRouting(parentCtx, router, PokeService, pokeService(parentCtx, 'parent')) },
+      ],
       log: silentLogger,
     });
   });
@@ -196,6 +234,56 @@ describe('forwarding between a parent and a child (loopback mTLS)', () => {
     expect((await check(admin, 'no-such-service', 'aurae/web')).err?.code).toBe(status.NOT_FOUND);
     expect((await check(admin, '', 'elsewhere/web')).err?.code).toBe(status.NOT_FOUND);
     expect((await check(admin, '', 'aurae/Web')).err?.code).toBe(status.INVALID_ARGUMENT);
+  });
+
+  it('the parent audits forwarded mutating calls with the target node; the child audits them with via', async () => {
+    const pokeAs = async (identity: string, what: string, node?: string) => {
+      const c = await issueClientCert(ca, { identity });
+      const client = new Client(parent.tcp!, credentials.createSsl(Buffer.from(ca.certPem), Buffer.from(c.keyPem), Buffer.from(c.certPem)), {
+        'grpc.ssl_target_name_override': 'aurae',
+        'grpc.default_authority': 'aurae',
+      });
+      clients.push(client);
+      const md = new Metadata();
+      if (node) md.set('aurae-node', node);
+      return new Promise<{ err: ServiceError | null; res?: unknown }>((resolve) =>
+        client.makeUnaryRequest(PokeService.poke.path, json.serialize, json.deserialize, { what }, md, { deadline: Date.now() + 5000 }, (err, res) => resolve({ err, res })),
+      );
+    };
+    parentAuthz.audits.length = 0;
+    childAuthz.audits.length = 0;
+    expect((await pokeAs('admin', 'web', 'aurae/web')).res).toEqual({ poked: 'web', on: 'child' });
+    expect((await pokeAs('admin', 'fail', 'aurae/web')).err?.code).toBe(status.FAILED_PRECONDITION);
+    expect((await pokeAs('viewer', 'web', 'aurae/web')).err?.code).toBe(status.PERMISSION_DENIED);
+    expect((await pokeAs('admin', 'here')).res).toEqual({ poked: 'here', on: 'parent' });
+    // Reads are not audited, forwarded or not.
+    await check(await connectAs('admin', parent.tcp!, 'aurae'), 'only-on-child', 'aurae/web');
+    const peer = expect.stringMatching(/127\.0\.0\.1/);
+    const method = 'test.v0.PokeService/Poke';
+    expect(parentAuthz.audits).toEqual([
+      { identity: 'admin', method, code: 'OK', detail: 'poked web', peer, node: 'aurae/web' },
+      { identity: 'admin', method, code: 'FAILED_PRECONDITION', detail: 'cannot poke "fail" on child', peer, node: 'aurae/web' },
+      { identity: 'viewer', method, code: 'PERMISSION_DENIED', detail: 'denied', peer, node: 'aurae/web' },
+      { identity: 'admin', method, code: 'OK', detail: 'poked here', peer },
+    ]);
+    expect(childAuthz.audits).toEqual([
+      { identity: 'admin', method, code: 'OK', detail: 'poked web', peer, via: 'aurae' },
+      { identity: 'admin', method, code: 'FAILED_PRECONDITION', detail: 'cannot poke "fail" on child', peer, via: 'aurae' },
+    ]);
+  });
+
+  it('a forwarded mutating call that cannot reach its child is audited at the parent with why', async () => {
+    const ctx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz: recordingAuthz('nobody') };
+    const down: ChildRouter = { nodePath: 'aurae', clientFor: async (label) => { throw new AuraeError('UNAVAILABLE', `child "aurae/${label}" is crashed, not running`); } };
+    const routed = withRouting(ctx, down, PokeService, pokeService(ctx, 'parent'));
+    const metadata = new Metadata();
+    metadata.set('aurae-node', 'aurae/db');
+    const call = { request: { what: 'db' }, metadata, getPeer: () => '127.0.0.1:9', getAuthContext: () => ({ transportSecurityType: 'ssl', sslPeerCertificate: { subject: { CN: 'admin' } } }), getDeadline: () => Infinity };
+    const err = await new Promise((resolve) => (routed.poke as (c: unknown, cb: (e: unknown) => void) => void)(call, resolve));
+    expect(err).toMatchObject({ code: status.UNAVAILABLE });
+    expect((ctx.authz as ReturnType<typeof recordingAuthz>).audits).toEqual([
+      { identity: 'admin', method: 'test.v0.PokeService/Poke', code: 'UNAVAILABLE', detail: 'child "aurae/db" is crashed, not running', peer: '127.0.0.1:9', node: 'aurae/db' },
+    ]);
   });
 
   it('server streaming is forwarded too (Watch through the parent sees the child change)', async () => {

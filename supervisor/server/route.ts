@@ -4,6 +4,8 @@
 // Generic: the forwarding call is built from the method's service definition (path, serialize, deserialize),
 // so every service routes without per-service code. Client- and bidi-streaming methods (none so far) are not
 // forwarded: a routed call to one fails with UNIMPLEMENTED rather than running on the wrong node.
+// Auditing: a forwarded call is audited here under the same rule as a local one (mutating methods, and every
+// refusal), with the target node; the child audits it again, with `via` naming this node.
 import {
   type CallOptions,
   type Client,
@@ -19,9 +21,9 @@ import {
   status,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import { AuraeError } from '../errors';
-import { ON_BEHALF_OF_METADATA } from './caller';
-import { type RpcContext, admitCall } from './rpc';
+import { AuraeError, isAuraeError } from '../errors';
+import { type Caller, ON_BEHALF_OF_METADATA } from './caller';
+import { type RpcContext, admitCall, auditForwarded, rpcAuditInfo } from './rpc';
 import { toGrpcError } from './status';
 
 export const NODE_METADATA = 'aurae-node';
@@ -74,6 +76,14 @@ function forwardMetadata(target: string, caller: string, deadline: CallOptions['
   return { metadata, options: deadline !== undefined && deadline !== Infinity ? { deadline } : {} };
 }
 
+/** The audit outcome of a forwarding that failed on this node (no child reached, or a child status). */
+function outcomeOf(err: unknown): { code: string; details: string } {
+  if (isAuraeError(err)) return { code: err.code, details: err.message };
+  const code = (err as Partial<ServiceError>).code;
+  if (typeof code === 'number') return { code: status[code] ?? 'UNKNOWN', details: (err as ServiceError).details ?? '' };
+  return { code: 'INTERNAL', details: 'internal error (see the auraed log)' };
+}
+
 /** Pass a child's status through, naming the hop so the caller sees where it failed. */
 function childError(err: ServiceError, target: string): ServerErrorResponse {
   const details = err.code === status.UNAVAILABLE ? `child ${target} is unreachable: ${err.details}` : err.details;
@@ -90,6 +100,7 @@ export function withRouting(ctx: RpcContext, router: ChildRouter, definition: Se
     const original = implementation[key];
     if (!original) continue;
     const method = methodName(def.path);
+    const audit = rpcAuditInfo(original);
     if (def.requestStream) {
       routed[key] = refuseRoutedRequestStream(ctx, router, method, def.responseStream, original as (...args: unknown[]) => void);
       continue;
@@ -104,16 +115,23 @@ export function withRouting(ctx: RpcContext, router: ChildRouter, definition: Se
           return callback(toGrpcError(err, ctx.log, { method }));
         }
         if (route.kind === 'local') return handler(call, callback);
+        let caller: Caller | undefined;
         void (async () => {
-          const caller = admitCall(ctx, method, call);
+          caller = admitCall(ctx, method, call, route.target);
           const client = await router.clientFor(route.child);
           ctx.log.info('rpc forwarded', { method, caller: caller.identity, to: route.target });
           const { metadata, options } = forwardMetadata(route.target, caller.identity, call.getDeadline());
+          const admitted = caller;
           client.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, call.request, metadata, options, (err, response) => {
+            auditForwarded(ctx, audit, admitted, call.request, route.target, err ? outcomeOf(err) : null);
             if (err) callback(childError(err, route.target));
             else callback(null, response);
           });
-        })().catch((err: unknown) => callback(toGrpcError(err, ctx.log, { method })));
+        })().catch((err: unknown) => {
+          // Refusals were audited by admitCall; a failure after it (no such child, child down) is audited here.
+          if (caller) auditForwarded(ctx, audit, caller, call.request, route.target, outcomeOf(err));
+          callback(toGrpcError(err, ctx.log, { method }));
+        });
       }) as handleUnaryCall<unknown, unknown>;
     } else {
       const handler = original as handleServerStreamingCall<unknown, unknown>;
@@ -128,15 +146,25 @@ export function withRouting(ctx: RpcContext, router: ChildRouter, definition: Se
           return fail(err);
         }
         if (route.kind === 'local') return handler(call);
+        let caller: Caller | undefined;
+        let audited = false;
+        const settle = (outcome: { code: string; details: string } | null) => {
+          if (audited || !caller) return;
+          audited = true;
+          auditForwarded(ctx, audit, caller, call.request, route.target, outcome);
+        };
         void (async () => {
-          const caller = admitCall(ctx, method, call);
+          caller = admitCall(ctx, method, call, route.target);
           const client = await router.clientFor(route.child);
           // The caller may have gone while the client was being made: a follow stream opened now would never end.
-          if (call.cancelled) return;
+          if (call.cancelled) return settle({ code: 'CANCELLED', details: '' });
           ctx.log.info('rpc forwarded', { method, caller: caller.identity, to: route.target, stream: true });
           const { metadata, options } = forwardMetadata(route.target, caller.identity, call.getDeadline());
           const upstream = client.makeServerStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, call.request, metadata, options);
-          call.on('cancelled', () => upstream.cancel());
+          call.on('cancelled', () => {
+            settle({ code: 'CANCELLED', details: '' });
+            upstream.cancel();
+          });
           upstream.on('data', (message: unknown) => {
             // Back-pressure: pause the child while the caller's buffer drains.
             if (!call.write(message)) {
@@ -145,10 +173,17 @@ export function withRouting(ctx: RpcContext, router: ChildRouter, definition: Se
             }
           });
           upstream.on('error', (err: ServiceError) => {
+            settle(outcomeOf(err));
             if (!call.cancelled) call.emit('error', childError(err, route.target));
           });
-          upstream.on('end', () => call.end());
-        })().catch(fail);
+          upstream.on('end', () => {
+            settle(null);
+            call.end();
+          });
+        })().catch((err: unknown) => {
+          settle(outcomeOf(err));
+          fail(err);
+        });
       }) as handleServerStreamingCall<unknown, unknown>;
     }
   }

@@ -36,6 +36,10 @@ export interface AuditEvent {
   code: string;
   detail: string;
   peer: string;
+  /** Set on the node that forwarded the call to a descendant (server/route.ts): that node's path. */
+  node?: string;
+  /** Set when the call came from this node's parent on behalf of `identity` (Caller.via): the parent's identity. */
+  via?: string;
 }
 
 export interface Authorizer {
@@ -67,8 +71,59 @@ export interface UnarySpec<Req, In, Res> extends CommonSpec<In> {
   run(input: In, caller: Caller): Promise<Res> | Res;
 }
 
+/**
+ * What a wrapped handler tells the router (server/route.ts), which forwards calls for child nodes without
+ * running the handler: whether the method is audited, and the audit detail a successful call would get.
+ */
+export interface RpcAuditInfo {
+  method: string;
+  mutates: boolean;
+  /** The summary of a successful call for `request`; "" when the request does not validate on this node. */
+  summarize(request: unknown): string;
+}
+
+const AUDIT_INFO = Symbol('aurae.rpc.auditInfo');
+
+/** The audit info a unary()/serverStream() handler carries; undefined for handlers written by hand. */
+export function rpcAuditInfo(handler: unknown): RpcAuditInfo | undefined {
+  return typeof handler === 'function' ? (handler as { [AUDIT_INFO]?: RpcAuditInfo })[AUDIT_INFO] : undefined;
+}
+
+function withAuditInfo<H extends object, Req, In>(handler: H, spec: CommonSpec<In> & { validate(request: Req): In }): H {
+  const info: RpcAuditInfo = {
+    method: spec.method,
+    mutates: mutates(spec),
+    summarize: (request) => {
+      try {
+        return spec.summary ? clip(spec.summary(spec.validate(request as Req))) : '';
+      } catch {
+        return ''; // e.g. the child's limits differ from this node's: the child audits the details
+      }
+    },
+  };
+  return Object.assign(handler, { [AUDIT_INFO]: info });
+}
+
+/**
+ * Audit a call this node forwarded to a descendant (server/route.ts) under the same rule as a local call
+ * (mutating methods only), with the target node. `outcome` is null for OK, else the status name and text
+ * (the child's, or why the forwarding failed).
+ */
+export function auditForwarded(
+  ctx: RpcContext,
+  info: RpcAuditInfo | undefined,
+  caller: Caller,
+  request: unknown,
+  node: string,
+  outcome: { code: string; details: string } | null,
+): void {
+  if (!ctx.authz || !info?.mutates) return;
+  const detail = outcome ? clip(outcome.details) : info.summarize(request);
+  ctx.authz.audit({ identity: caller.identity, method: info.method, code: outcome?.code ?? 'OK', detail, peer: caller.peer, node, ...viaOf(caller) });
+}
+
 export function unary<Req, In, Res>(ctx: RpcContext, spec: UnarySpec<Req, In, Res>): handleUnaryCall<Req, Res> {
-  return (call, callback) => {
+  return withAuditInfo<handleUnaryCall<Req, Res>, Req, In>((call, callback) => {
     const state: CallState<In> = {};
     Promise.resolve()
       .then(() => {
@@ -86,7 +141,7 @@ export function unary<Req, In, Res>(ctx: RpcContext, spec: UnarySpec<Req, In, Re
           callback(toGrpcError(err, ctx.log, { method: spec.method, caller: state.caller?.identity }));
         },
       );
-  };
+  }, spec);
 }
 
 export interface ServerStreamSpec<Req, In, Res> extends CommonSpec<In> {
@@ -96,7 +151,7 @@ export interface ServerStreamSpec<Req, In, Res> extends CommonSpec<In> {
 }
 
 export function serverStream<Req, In, Res>(ctx: RpcContext, spec: ServerStreamSpec<Req, In, Res>): handleServerStreamingCall<Req, Res> {
-  return (call) => {
+  return withAuditInfo<handleServerStreamingCall<Req, Res>, Req, In>((call) => {
     const state: CallState<In> = {};
     Promise.resolve()
       .then(() => {
@@ -113,7 +168,7 @@ export function serverStream<Req, In, Res>(ctx: RpcContext, spec: ServerStreamSp
           if (!call.cancelled) call.emit('error', status);
         },
       );
-  };
+  }, spec);
 }
 
 interface CallState<In> {
@@ -127,27 +182,28 @@ const MAX_DETAIL_CHARS = 200;
 
 /**
  * Identify the caller of `method` and ask the policy, as the wrappers do; for the router (server/route.ts),
- * which authorizes a call locally before forwarding it to a child.
+ * which authorizes a call locally before forwarding it to `node` (recorded in the audit row of a refusal).
  */
-export function admitCall(ctx: RpcContext, method: string, call: CallerSource): Caller {
-  return admit(ctx, { method, access: 'admin', mutates: false }, call);
+export function admitCall(ctx: RpcContext, method: string, call: CallerSource, node?: string): Caller {
+  return admit(ctx, { method, access: 'admin', mutates: false }, call, node);
 }
 
 /** Identify the caller and ask the policy; a refused call is logged, audited and thrown as an AuraeError. */
-function admit(ctx: RpcContext, spec: CommonSpec<unknown>, call: CallerSource): Caller {
+function admit(ctx: RpcContext, spec: CommonSpec<unknown>, call: CallerSource, node?: string): Caller {
+  const target = node === undefined ? {} : { node };
   let caller: Caller;
   try {
     caller = callerFromCall(call, ctx.admins, ctx.parentIdentity ?? null, ctx.issuerOf ?? null);
   } catch (err) {
     const detail = err instanceof Error ? err.message : String(err);
     ctx.log.warn('rpc refused', { method: spec.method, peer: call.getPeer(), err: detail });
-    ctx.authz?.audit({ identity: '', method: spec.method, code: isAuraeError(err) ? err.code : 'UNAUTHENTICATED', detail: clip(detail), peer: call.getPeer() });
+    ctx.authz?.audit({ identity: '', method: spec.method, code: isAuraeError(err) ? err.code : 'UNAUTHENTICATED', detail: clip(detail), peer: call.getPeer(), ...target });
     throw err;
   }
   const refusal = ctx.authz ? ctx.authz.check(caller, spec.method) : legacyCheck(spec, caller);
   if (refusal) {
     ctx.log.warn('rpc denied', { method: spec.method, caller: caller.identity, peer: caller.peer, why: refusal.detail });
-    ctx.authz?.audit({ identity: caller.identity, method: spec.method, code: 'PERMISSION_DENIED', detail: refusal.detail, peer: caller.peer });
+    ctx.authz?.audit({ identity: caller.identity, method: spec.method, code: 'PERMISSION_DENIED', detail: refusal.detail, peer: caller.peer, ...target, ...viaOf(caller) });
     throw new AuraeError('PERMISSION_DENIED', refusal.message);
   }
   if (mutates(spec)) ctx.log.info('rpc', { method: spec.method, caller: caller.identity, peer: caller.peer });
@@ -177,7 +233,12 @@ function settle<In>(ctx: RpcContext, spec: CommonSpec<In>, state: CallState<In>,
     code = 'INTERNAL';
     detail = 'internal error (see the auraed log)';
   }
-  ctx.authz.audit({ identity: caller.identity, method: spec.method, code, detail, peer: caller.peer });
+  ctx.authz.audit({ identity: caller.identity, method: spec.method, code, detail, peer: caller.peer, ...viaOf(caller) });
+}
+
+/** The audit field for a call relayed by this node's parent (absent otherwise, so rows stay minimal). */
+function viaOf(caller: Caller): { via?: string } {
+  return caller.via === undefined ? {} : { via: caller.via };
 }
 
 function mutates(spec: CommonSpec<unknown>): boolean {

@@ -57,6 +57,11 @@ export function openDatabase(file: string): Db {
   }
 }
 
+/** SQLite's integrity_check: ['ok'] when the database is intact, else its findings (at most 20). */
+export function integrityCheck(db: Db): string[] {
+  return (db.pragma('integrity_check(20)') as { integrity_check: string }[]).map((r) => r.integrity_check);
+}
+
 /**
  * Apply `subsystem`'s migrations newer than what the database has, each in its own transaction, in order.
  * Refuses a database migrated by a newer auraed (downgrade) rather than guessing.

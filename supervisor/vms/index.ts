@@ -27,4 +27,7 @@ export { type ChildIdentity, type GuestAdapter, type VmEvent, type VmProcess, Vm
 export { createVmService, vmStatusToProto } from './vm-service';
 export { cgroupConfiner, createChildRouter, freeLoopbackPort, QEMU_OVERHEAD_MIB } from './vm-host';
 export { createNodeVms, type NodeGuest, type NodeVms, type NodeVmsOptions } from './vm-node';
+export { memoryVmStore, sqliteVmStore, type StoredVm, type VmExitRecord, type VmStore, VMS_MIGRATIONS } from './vm-store';
+export { isLeftoverQemu, shouldResumeVm, type VmReconcileAction, vmReconcilePlan } from './vm-reconcile';
+export { type LeftoverControl, procLeftovers } from './vm-leftovers';
 export { VmServiceService } from '../gen/aurae/vms/v0/vms';

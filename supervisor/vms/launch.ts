@@ -136,8 +136,11 @@ export class Vm {
 
 /** Boot `spec`. Throws at once if the kernel or initrd is missing (with what to do). */
 export async function launchVm(spec: VmSpec, options: LaunchOptions = {}): Promise<Vm> {
-  for (const [what, file] of [['kernel', spec.kernel], ['initrd', spec.initrd]] as const) {
-    if (!fs.existsSync(file)) throw new Error(`vm: ${what} ${file} does not exist: run \`npm run image\` first`);
+  const files = spec.firmware
+    ? ([['firmware', spec.firmware.code], ['firmware variables', spec.firmware.vars], ...spec.disks.slice(0, 1).map((d) => ['boot disk', d.path] as const)] as const)
+    : ([['kernel', spec.kernel], ['initrd', spec.initrd]] as const);
+  for (const [what, file] of files) {
+    if (!fs.existsSync(file)) throw new Error(`vm: ${what} ${file} does not exist: run \`npm run image\` first (firmware: apt-get install ovmf)`);
   }
   for (const sock of [spec.qmpSocket, spec.debugConsoleSocket]) if (sock) fs.rmSync(sock, { force: true });
   if (spec.tscKhz === undefined) spec = { ...spec, tscKhz: spec.accel === 'tcg' ? hostTscKhz() : null };

@@ -11,15 +11,21 @@ export interface PortForward {
 }
 
 export interface VmSpec {
+  /** Direct boot: kernel, initrd and command line. Ignored when `firmware` is set (UEFI boots from disk). */
   kernel: string;
   initrd: string;
   /** Kernel command line, without console= (added here to match the serial setup). */
   append: string;
+  /**
+   * UEFI boot (OVMF): the read-only firmware code and a writable copy of its variable store, as pflash. The
+   * firmware boots the first disk's \EFI\BOOT\BOOTX64.EFI (our UKI) the way real hardware does. Needs q35 or pc.
+   */
+  firmware?: { code: string; vars: string } | null;
   memoryMiB: number;
   cpus: number;
   accel: Accel;
-  /** microvm (virtio-mmio, fastest) or pc (i440fx, ACPI, PCI). */
-  machine: 'microvm' | 'pc';
+  /** microvm (virtio-mmio, fastest), pc (i440fx, ACPI, PCI) or q35 (PCIe; what UEFI boots use). */
+  machine: 'microvm' | 'pc' | 'q35';
   /** Forwarded TCP ports on a restricted user-mode network (the guest cannot reach out). */
   forwards: PortForward[];
   /** Unix socket path for QMP (the control channel), or null. */
@@ -69,6 +75,8 @@ export function validateVmSpec(spec: VmSpec): void {
     if (!/^opt\/[A-Za-z0-9._/-]{1,50}$/.test(f.name)) bad(`fwCfg[${i}].name`, 'opt/NAME with letters, digits, . _ / - (at most 54 characters)');
     if (f.file.includes(',')) bad(`fwCfg[${i}].file`, 'a path without commas');
   }
+  if (spec.firmware && spec.machine === 'microvm') bad('machine', 'pc or q35 with firmware (microvm has no pflash)');
+  if (spec.firmware && (spec.firmware.code.includes(',') || spec.firmware.vars.includes(','))) bad('firmware', 'paths without commas');
   if (spec.tscKhz != null && (!Number.isInteger(spec.tscKhz) || spec.tscKhz < 1000 || spec.tscKhz > 10_000_000)) bad('tscKhz', 'an integer 1000..10000000 (kHz)');
 }
 
@@ -78,7 +86,7 @@ export function qemuArgs(spec: VmSpec): string[] {
     spec.machine === 'microvm'
       ? // isa-serial for an early console; rtc for wall time; no option ROMs (they only slow the boot).
         'microvm,x-option-roms=off,isa-serial=on,rtc=on'
-      : 'pc';
+      : spec.machine;
   // virtio-mmio devices on microvm, virtio-pci on pc.
   const dev = (name: string) => (spec.machine === 'microvm' ? `${name}-device` : `${name}-pci`);
   const args = [
@@ -91,10 +99,15 @@ export function qemuArgs(spec: VmSpec): string[] {
     '-nodefaults', '-no-user-config',
     '-display', 'none',
     '-serial', 'stdio',
-    '-kernel', spec.kernel,
-    '-initrd', spec.initrd,
-    '-append', kernelCmdline(spec),
   ];
+  if (spec.firmware) {
+    args.push(
+      '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${spec.firmware.code}`,
+      '-drive', `if=pflash,format=raw,unit=1,file=${spec.firmware.vars}`,
+    );
+  } else {
+    args.push('-kernel', spec.kernel, '-initrd', spec.initrd, '-append', kernelCmdline(spec));
+  }
   if (spec.noReboot) args.push('-no-reboot');
   const hostfwd = spec.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`).join('');
   // restrict=on: the guest reaches nothing outside; forwarded ports still come in.

@@ -1,7 +1,8 @@
 // Host tier of spawn: the real auraed (daemon mode, on this machine) spawns a child microVM from the built
 // image's kernel and initramfs, the child's API is reached through the parent (metadata aurae-node), the
 // child stops gracefully (QEMU exits by itself after the ACPI powerdown), a parent SIGTERM stops its children
-// first, and bad requests leave no QEMU process behind.
+// first, and bad requests leave no QEMU process behind. Depth 2: given the boot volume, the child spawns a
+// grandchild with the QEMU from its /boot (KVM inside the TCG child, where the emulated CPU offers it).
 // Needs the built image: AURAE_COMPRESSION=none npx tsx image/build.ts
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -111,6 +112,13 @@ describe('spawn on the host tier', () => {
     const err = await child.vms.spawn({ name: 'db' }).then(() => null, (e: unknown) => e as AuraeApiError);
     expect(err?.code).toBe('FAILED_PRECONDITION');
     expect(err?.message).toMatch(/cannot spawn "db": vms\.kernel \/boot\/vmlinuz does not exist/);
+    // Audited at both ends: at the parent with the target node, at the child with the parent that relayed it.
+    const [atParent] = await parent.authz.audit({ method: 'aurae.vms.v0.VmService/Spawn', limit: 1 });
+    expect(atParent).toMatchObject({ identity: 'admin', code: 'FAILED_PRECONDITION', node: 'aurae/web' });
+    expect(atParent!.via).toBeUndefined();
+    const [atChild] = await child.authz.audit({ method: 'aurae.vms.v0.VmService/Spawn', limit: 1 });
+    expect(atChild).toMatchObject({ identity: 'admin', code: 'FAILED_PRECONDITION', via: 'aurae' });
+    expect(atChild!.node).toBeUndefined();
   });
 
   it('stops web gracefully: QEMU exits by itself after the ACPI powerdown', async () => {
@@ -138,6 +146,11 @@ describe('spawn on the host tier', () => {
     expect(now.pid).not.toBe(first.pid);
     const events = auraed.logs.slice(before).filter((l) => l.msg === 'vm event' && l.vm === 'crashy').map((l) => [l.kind, l.expected ?? null]);
     expect(events).toEqual([['vm_exited', false], ['vm_restarted', null], ['vm_started', null]]);
+    // The same on the observe event stream: the crash is an event with QEMU's signal.
+    const observed = [];
+    for await (const e of parent.observe.events({ vm: 'crashy' })) observed.push(e);
+    expect(observed.map((e) => e.kind)).toEqual(['vm_started', 'vm_exited', 'vm_restarted', 'vm_started']);
+    expect(observed[1]).toMatchObject({ kind: 'vm_exited', vm: 'crashy', pid: first.pid, signal: 'SIGKILL', expected: false });
     const crashy = connect({ config: node.clientConfigPath, targetNode: 'aurae/crashy' });
     try {
       expect(await crashy.health.check()).toEqual({ status: 'SERVING' });
@@ -149,8 +162,30 @@ describe('spawn on the host tier', () => {
     expect((await parent.vms.list()).map((v) => v.name)).toEqual(['web']);
   }, 120_000);
 
+  it("an auraed crash: the next auraed stops the orphaned QEMU (QMP quit) and boots the child again", async () => {
+    const before = await parent.vms.start('web');
+    expect(before.state).toBe('running');
+    auraed.proc.kill('SIGKILL');
+    await auraed.exited;
+    expect(qemuPids(node.dir)).toEqual([before.pid]); // orphaned, still running
+    auraed = launchAuraed(node.configPath);
+    await auraed.waitReady(60_000);
+    expect(auraed.logs.some((l) => l.msg === "stopping the previous auraed's QEMU" && l.pid === before.pid)).toBe(true);
+    expect(auraed.logs.some((l) => l.msg === 'QEMU did not quit through QMP; killing it')).toBe(false);
+    let now = (await parent.vms.list()).find((v) => v.name === 'web')!;
+    for (let i = 0; i < 900 && now.state !== 'running'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      now = (await parent.vms.list()).find((v) => v.name === 'web')!;
+    }
+    expect(now).toMatchObject({ state: 'running', nodePath: 'aurae/web' });
+    expect(now.pid).not.toBe(before.pid);
+    expect(qemuPids(node.dir)).toEqual([now.pid]);
+    expect(await child.health.check()).toEqual({ status: 'SERVING' });
+  }, 150_000);
+
   it('parent SIGTERM stops its children first', async () => {
-    const web = await parent.vms.start('web');
+    // web runs: started again by the auraed that replaced the crashed one (test above).
+    const web = (await parent.vms.list()).find((v) => v.name === 'web')!;
     expect(web.state).toBe('running');
     expect(await child.health.check()).toEqual({ status: 'SERVING' });
     const exit = await auraed.stop(40_000);
@@ -158,6 +193,40 @@ describe('spawn on the host tier', () => {
     expect(auraed.logs.some((l) => l.msg === 'vm stopped gracefully (ACPI powerdown)' && l.vm === 'web')).toBe(true);
     expect(qemuPids(node.dir)).toEqual([]);
   }, 150_000);
+});
+
+describe('depth 2 on the host tier: the child spawns from the boot volume its parent gave it', () => {
+  it('aurae → aurae/web → aurae/web/db, each reached through its parents; depth 3 is refused', async () => {
+    const image = readImage(MANIFEST);
+    // The boot volume (esp.img) goes to the child read-only: /boot there has the kernel, initramfs and QEMU.
+    const { node, auraed } = await startParent({ kernel: image.kernel, initrd: image.initramfs, bootDisk: image.esp, maxMemoryMiB: 2048, bootTimeoutMs: 180_000, stopTimeoutMs: 30_000 });
+    const parent = connect({ config: node.clientConfigPath, timeoutMs: 300_000 });
+    const web = connect({ config: node.clientConfigPath, targetNode: 'aurae/web', timeoutMs: 300_000 });
+    const db = connect({ config: node.clientConfigPath, targetNode: 'aurae/web/db', timeoutMs: 60_000 });
+    try {
+      await parent.vms.spawn({ name: 'web', memoryMiB: 1536 });
+      const started = Date.now();
+      const grandchild = await web.vms.spawn({ name: 'db', memoryMiB: 384 });
+      console.log(`depth 2: spawn aurae/web/db inside aurae/web → API ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      expect(grandchild).toMatchObject({ name: 'db', nodePath: 'aurae/web/db', state: 'running', tlsName: 'db.web.aurae' });
+      expect(await db.health.check()).toEqual({ status: 'SERVING' });
+      expect((await db.discovery.discover()).nodeName).toBe('aurae/web/db');
+      const tooDeep = await db.vms.spawn({ name: 'x' }).then(() => null, (e: unknown) => e as AuraeApiError);
+      expect(tooDeep?.code).toBe('FAILED_PRECONDITION');
+      expect(tooDeep?.message).toMatch(/past vms\.maxDepth 2/);
+      // A parent stops its children first: stopping web powers db off inside it, then web itself.
+      expect(await parent.vms.stop('web')).toMatchObject({ state: 'stopped', lastExit: 'QEMU exited with code 0' });
+    } finally {
+      parent.close();
+      web.close();
+      db.close();
+      await auraed.stop(60_000);
+      const left = qemuPids(node.dir);
+      for (const pid of left) process.kill(pid, 'SIGKILL');
+      node.cleanup();
+      expect(left, 'QEMU processes left behind').toEqual([]);
+    }
+  }, 600_000);
 });
 
 describe('spawn refusals that depend on the node', () => {

@@ -31,7 +31,32 @@ export const nodeVmFiles: VmRuntimeDeps['files'] = {
   remove: (path) => fs.rmSync(path, { recursive: true, force: true }),
 };
 
-export const launchQemu: VmRuntimeDeps['launch'] = (spec, onConsoleLine) => launchVm(spec, { onConsoleLine });
+/** QEMU as the boot volume ships it (image/disk: relocated with its own loader and libraries). */
+export const BOOT_VOLUME_QEMU = '/boot/qemu/qemu-system-x86_64';
+
+/** vms.qemu, or the boot volume's QEMU when present, or qemu-system-x86_64 from PATH. */
+export function resolveQemu(configured: string | null, exists: (path: string) => boolean = fs.existsSync): string {
+  return configured ?? (exists(BOOT_VOLUME_QEMU) ? BOOT_VOLUME_QEMU : 'qemu-system-x86_64');
+}
+
+/** vms.bootDisk, or the block device mounted on /boot (from /proc/self/mountinfo text), or null. Pure. */
+export function resolveBootDisk(configured: string | null, mountinfo: string | null): string | null {
+  if (configured) return configured;
+  for (const line of (mountinfo ?? '').split('\n')) {
+    // id parent major:minor root mountpoint options ... - fstype source superoptions
+    const [left, right] = line.split(' - ');
+    if (left?.split(' ')[4] !== '/boot' || !right) continue;
+    const source = right.split(' ')[1];
+    if (source?.startsWith('/dev/')) return source;
+  }
+  return null;
+}
+
+export function qemuLauncher(binary: string): VmRuntimeDeps['launch'] {
+  return (spec, onConsoleLine) => launchVm(spec, { onConsoleLine, qemuBinary: binary });
+}
+
+export const launchQemu: VmRuntimeDeps['launch'] = qemuLauncher('qemu-system-x86_64');
 
 /** QEMU's memory beyond the guest's RAM that its cell allows (device emulation, TCG translation cache). */
 export const QEMU_OVERHEAD_MIB = 256;

@@ -126,6 +126,8 @@ export function restartDelayMs(attempt: number): number {
 export interface ChildBootPlan {
   kernel: string;
   initrd: string;
+  /** The parent's boot volume, attached read-only (the child mounts it on /boot); null: the child has none. */
+  bootDisk: string | null;
   accel: Accel;
   hostPort: number;
   guestPort: number;
@@ -154,7 +156,7 @@ export function childVmSpec(request: VmRequest, plan: ChildBootPlan): VmSpec {
     qmpSocket: plan.qmpSocket,
     debugConsoleSocket: null,
     noReboot: true,
-    disks: [],
+    disks: plan.bootDisk ? [{ path: plan.bootDisk, readOnly: true, format: 'raw' }] : [],
     fwCfg: [{ name: plan.payloadName, file: plan.payloadFile }],
     // Bound TCG's code buffer: by default it grows towards 1 GiB per child (see BENCHMARKS.md).
     tcgTbSizeMiB: CHILD_TCG_TB_SIZE_MIB,
@@ -181,6 +183,6 @@ export function childBaseConfig(parent: NodeConfig): NodeConfig {
     ...parent,
     listen: { socket: '/run/aurae/aurae.sock', tcp: `0.0.0.0:${CHILD_API_PORT}` },
     state: { ...parent.state, dir: '/var/lib/aurae' },
-    vms: { ...parent.vms, kernel: '/boot/vmlinuz', initrd: '/boot/initramfs' },
+    vms: { ...parent.vms, kernel: '/boot/vmlinuz', initrd: '/boot/initramfs', qemu: null, bootDisk: null },
   };
 }

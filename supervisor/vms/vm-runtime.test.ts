@@ -1,6 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { silentLogger } from '../log';
-import type { VmSpec } from './qemu-args';
 import {
   canTransition,
   checkSpawnDepth,
@@ -11,7 +9,8 @@ import {
   VM_TRANSITIONS,
   type VmState,
 } from './vm-model';
-import { type GuestAdapter, type VmEvent, type VmProcess, VmRuntime, type VmRuntimeDeps } from './vm-runtime';
+import { harness } from './testing';
+import { resolveBootDisk, resolveQemu } from './vm-host';
 
 const limits = { maxMemoryMiB: 1024, maxDepth: 2 };
 
@@ -71,7 +70,7 @@ describe('childVmSpec', () => {
   it('boots the node kernel/initrd on microvm with one loopback forward, QMP, the payload as fw_cfg, no reboot', () => {
     const spec = childVmSpec(
       { name: 'web', memoryMiB: 512, cpus: 2, restart: 'never' },
-      { kernel: '/boot/vmlinuz', initrd: '/boot/initramfs', accel: 'tcg', hostPort: 40001, guestPort: 8443, qmpSocket: '/s/web/qmp.sock', payloadFile: '/s/web/payload.json', payloadName: 'opt/aurae/payload' },
+      { kernel: '/boot/vmlinuz', initrd: '/boot/initramfs', bootDisk: null, accel: 'tcg', hostPort: 40001, guestPort: 8443, qmpSocket: '/s/web/qmp.sock', payloadFile: '/s/web/payload.json', payloadName: 'opt/aurae/payload' },
     );
     expect(spec).toMatchObject({
       kernel: '/boot/vmlinuz',
@@ -83,105 +82,40 @@ describe('childVmSpec', () => {
       qmpSocket: '/s/web/qmp.sock',
       noReboot: true,
       fwCfg: [{ name: 'opt/aurae/payload', file: '/s/web/payload.json' }],
+      disks: [],
     });
+  });
+
+  it('gives the child the boot volume read-only, so it has /boot (and can spawn in turn)', () => {
+    const spec = childVmSpec(
+      { name: 'web', memoryMiB: 512, cpus: 2, restart: 'never' },
+      { kernel: '/boot/vmlinuz', initrd: '/boot/initramfs', bootDisk: '/dev/vda1', accel: 'kvm', hostPort: 40001, guestPort: 8443, qmpSocket: '/s/q', payloadFile: '/s/p', payloadName: 'opt/aurae/payload' },
+    );
+    expect(spec.disks).toEqual([{ path: '/dev/vda1', readOnly: true, format: 'raw' }]);
   });
 });
 
-// --- The core with fakes --------------------------------------------------------------------------------
+describe('resolveQemu / resolveBootDisk', () => {
+  it('prefers the config, then the boot volume, then PATH', () => {
+    expect(resolveQemu('/opt/q', () => true)).toBe('/opt/q');
+    expect(resolveQemu(null, (p) => p === '/boot/qemu/qemu-system-x86_64')).toBe('/boot/qemu/qemu-system-x86_64');
+    expect(resolveQemu(null, () => false)).toBe('qemu-system-x86_64');
+  });
 
-class FakeVm implements VmProcess {
-  readonly process: { pid: number };
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  running = true;
-  powerdowns = 0;
-  quits = 0;
-  private resolveExit!: (e: { code: number | null; signal: NodeJS.Signals | null }) => void;
-  constructor(
-    readonly spec: VmSpec,
-    pid: number,
-    private readonly behaviour: { ready: boolean; obeysPowerdown: boolean },
-  ) {
-    this.process = { pid };
-    this.exited = new Promise((r) => (this.resolveExit = r));
-  }
-  exit(code: number | null, signal: NodeJS.Signals | null = null) {
-    if (!this.running) return;
-    this.running = false;
-    this.resolveExit({ code, signal });
-  }
-  async waitForConsole(pattern: RegExp) {
-    if (!this.behaviour.ready) throw new Error('no AURAE_READY on the console within 10 ms');
-    const m = pattern.exec('AURAE_READY {"node":"aurae/web"}');
-    if (!m) throw new Error('pattern mismatch');
-    return m;
-  }
-  async waitForExit(timeoutMs: number) {
-    const timeout = new Promise<never>((_, r) => setTimeout(() => r(new Error(`QEMU did not exit within ${timeoutMs} ms`)), timeoutMs));
-    return Promise.race([this.exited, timeout]);
-  }
-  async qmp() {
-    return {
-      systemPowerdown: async () => {
-        this.powerdowns++;
-        if (this.behaviour.obeysPowerdown) setTimeout(() => this.exit(0), 1);
-      },
-      quit: async () => {
-        this.quits++;
-        this.exit(0);
-      },
-    };
-  }
-  async kill() {
-    this.quits++;
-    this.exit(null, 'SIGKILL');
-    return this.exited;
-  }
-  tail() {
-    return '(console)';
-  }
-}
+  it('finds the device mounted on /boot in mountinfo', () => {
+    const mountinfo = [
+      '22 1 0:20 / /proc rw,nosuid - proc proc rw',
+      '30 1 254:2 / /var/lib/aurae rw,nosuid,nodev,relatime - ext4 /dev/vda2 rw',
+      '31 1 254:1 / /boot ro,nosuid,nodev - vfat /dev/vda1 ro,fmask=0022',
+    ].join('\n');
+    expect(resolveBootDisk(null, mountinfo)).toBe('/dev/vda1');
+    expect(resolveBootDisk('/img/esp.img', mountinfo)).toBe('/img/esp.img');
+    expect(resolveBootDisk(null, '22 1 0:20 / /proc rw - proc proc rw')).toBeNull();
+    expect(resolveBootDisk(null, null)).toBeNull();
+  });
+});
 
-function harness(overrides: Partial<VmRuntimeDeps> = {}, behaviour = { ready: true, obeysPowerdown: true }) {
-  const launched: FakeVm[] = [];
-  const files = new Map<string, { data: string; mode: string }>();
-  const events: VmEvent[] = [];
-  let port = 40000;
-  const guest: GuestAdapter = {
-    payloadName: 'opt/aurae/payload',
-    mintChildIdentity: async (label) => ({ nodePath: `aurae/${label}`, tlsName: `${label}.aurae`, serverCertChainPem: 'CERT', serverKeyPem: 'KEY' }),
-    payloadBytes: (child) => JSON.stringify({ node: child.nodePath, key: child.serverKeyPem }),
-  };
-  const deps: VmRuntimeDeps = {
-    nodePath: 'aurae',
-    limits: { maxMemoryMiB: 1024, maxDepth: 2, bootTimeoutMs: 1000, stopTimeoutMs: 50 },
-    kernel: '/img/vmlinuz',
-    initrd: '/img/initramfs',
-    stateDir: '/state/vms',
-    guestPort: 8443,
-    guest,
-    launch: async (spec) => {
-      const vm = new FakeVm(spec, 1000 + launched.length, behaviour);
-      launched.push(vm);
-      return vm;
-    },
-    accel: () => 'tcg',
-    freePort: async () => ++port,
-    files: {
-      exists: (p) => p.startsWith('/img/'),
-      mkdirPrivate: () => undefined,
-      writePrivate: (p, d) => void files.set(p, { data: String(d), mode: '0600' }),
-      remove: (p) => {
-        for (const k of [...files.keys()]) if (k.startsWith(p)) files.delete(k);
-      },
-    },
-    confine: async () => false,
-    onEvent: (e) => void events.push(e),
-    log: silentLogger,
-    sleep: async () => undefined,
-    ...overrides,
-  };
-  return { runtime: new VmRuntime(deps), launched, files, events };
-}
+// --- The core with fakes (./testing) ---------------------------------------------------------------
 
 const web = { name: 'web', memoryMiB: 512, cpus: 1, restart: 'never' as const };
 
@@ -249,7 +183,9 @@ describe('VmRuntime', () => {
     await waitUntil(() => h.runtime.get('web').state === 'running' && h.launched.length === 2);
     expect(h.runtime.get('web')).toMatchObject({ restarts: 1, pid: 1001 });
     expect(h.events.map((e) => e.kind)).toEqual(['vm_started', 'vm_exited', 'vm_restarted', 'vm_started']);
-    expect(h.events[1]).toMatchObject({ expected: false, code: 1 });
+    expect(h.events[1]).toEqual({ kind: 'vm_exited', vm: 'web', pid: 1000, code: 1, signal: null, expected: false });
+    expect(h.events[2]).toEqual({ kind: 'vm_restarted', vm: 'web', attempt: 1, delayMs: 1000 });
+    expect(h.events[3]).toEqual({ kind: 'vm_started', vm: 'web', pid: 1001, address: '127.0.0.1:40002' });
 
     const n = harness();
     await n.runtime.spawn(web);
@@ -257,6 +193,80 @@ describe('VmRuntime', () => {
     await waitUntil(() => n.runtime.get('web').state === 'crashed');
     expect(n.runtime.get('web').lastExit).toBe('QEMU killed by SIGKILL');
     expect(() => n.runtime.route('web')).toThrow(/is crashed, not running/);
+  });
+
+  it('a child crash the policy cannot recover from ends in vm_failed: restart limit, or a restart that fails', async () => {
+    const h = harness();
+    await h.runtime.spawn({ ...web, restart: 'always' });
+    // Five crashes are restarted (backoff sleeps are instant here); the sixth reaches the limit.
+    for (let i = 0; i < 5; i++) {
+      h.launched.at(-1)!.exit(1);
+      await waitUntil(() => h.launched.length === i + 2 && h.runtime.get('web').state === 'running');
+    }
+    h.launched.at(-1)!.exit(1);
+    await waitUntil(() => h.runtime.get('web').state === 'failed');
+    expect(h.events.at(-1)).toEqual({ kind: 'vm_failed', vm: 'web', reason: 'restart limit (5) reached' });
+
+    let kernel = true;
+    const g = harness({ files: { ...h.deps.files, exists: (p) => p.startsWith('/img/') && (kernel || !p.endsWith('vmlinuz')) } });
+    await g.runtime.spawn({ ...web, restart: 'on-failure' });
+    kernel = false;
+    g.launched[0]!.exit(null, 'SIGSEGV');
+    await waitUntil(() => g.runtime.get('web').state === 'failed');
+    expect(g.events.map((e) => e.kind)).toEqual(['vm_started', 'vm_exited', 'vm_restarted', 'vm_failed']);
+    expect(g.events[3]).toMatchObject({ kind: 'vm_failed', reason: expect.stringMatching(/vms\.kernel \/img\/vmlinuz does not exist/) });
+    expect(g.runtime.get('web').lastExit).toMatch(/vms\.kernel/);
+    expect(g.launched).toHaveLength(1);
+  });
+
+  it('a stop during the restart backoff calls the restart off', async () => {
+    let release!: () => void;
+    const h = harness({ sleep: () => new Promise<void>((r) => (release = r)) });
+    await h.runtime.spawn({ ...web, restart: 'always' });
+    h.launched[0]!.exit(1);
+    await waitUntil(() => h.runtime.get('web').state === 'crashed' && release !== undefined);
+    await h.runtime.stop('web');
+    release();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(h.launched).toHaveLength(1);
+    expect(h.runtime.get('web').state).toBe('crashed');
+    expect(h.store.rows.get('web')).toMatchObject({ desiredRunning: false });
+  });
+
+  it('persists every VM: request, desired state, QEMU pid and QMP socket while it runs; free deletes the row', async () => {
+    const h = harness();
+    h.runtime.allocate({ ...web, name: 'db' });
+    expect(h.store.rows.get('db')).toMatchObject({ desiredRunning: false, state: 'allocated', pid: 0 });
+    await h.runtime.spawn({ ...web, restart: 'on-failure', cpus: 2 });
+    expect(h.store.rows.get('web')).toEqual({
+      request: { name: 'web', memoryMiB: 512, cpus: 2, restart: 'on-failure' },
+      desiredRunning: true,
+      state: 'running',
+      pid: 1000,
+      qmpSocket: '/state/vms/web/qmp.sock',
+      restarts: 0,
+      lastExit: '',
+      exit: null,
+    });
+    await h.runtime.stop('web');
+    expect(h.store.rows.get('web')).toMatchObject({ desiredRunning: false, state: 'stopped', pid: 0, exit: { code: 0, signal: null } });
+    await h.runtime.start('web');
+    // The parent's shutdown stops the child but keeps what its owner asked for: the next auraed starts it again.
+    await h.runtime.close(50);
+    expect(h.store.rows.get('web')).toMatchObject({ desiredRunning: true, state: 'stopped', pid: 0 });
+    h.runtime.free('web');
+    h.runtime.free('db');
+    expect(h.store.rows.size).toBe(0);
+  });
+
+  it('a spawn that fails leaves no row; a store that cannot write refuses the allocation', async () => {
+    const h = harness({}, { ready: false, obeysPowerdown: true });
+    await expect(h.runtime.spawn(web)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    expect(h.store.rows.size).toBe(0);
+    const broken = harness({ store: { list: () => [], put: () => { throw new Error('SQLITE_FULL: database or disk is full'); }, delete: () => undefined } });
+    await expect(broken.runtime.spawn(web)).rejects.toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/writing it to the state database failed: SQLITE_FULL/) });
+    expect(broken.launched).toEqual([]);
+    expect(broken.runtime.list()).toEqual([]);
   });
 
   it('parent shutdown stops every child and refuses new starts', async () => {

@@ -1,9 +1,11 @@
 // The VM core: the table of child VMs and their lifecycle. Spawn = allocate + start: mint the child's identity,
 // write its payload (0600) under the state dir, boot QEMU from the node's own kernel and initramfs, wait for the
 // child's AURAE_READY line, record its address. Every side effect goes through VmRuntimeDeps, so the logic is
-// unit-tested with fakes and the priv test runs it for real.
+// unit-tested with fakes and the priv test runs it for real. Each VM's request, desired state and current QEMU
+// pid are written to the store, so a restarted auraed reconciles (init) instead of forgetting its children.
 import { AuraeError, isAuraeError } from '../errors';
 import type { Logger } from '../log';
+import type { VmLifecycleEvent } from '../observe';
 import type { Accel, VmSpec } from './qemu-args';
 import type { QmpClient } from './qmp';
 import {
@@ -19,6 +21,9 @@ import {
   type VmRequest,
   type VmState,
 } from './vm-model';
+import type { LeftoverControl } from './vm-leftovers';
+import { type VmReconcileAction, isLeftoverQemu, restoredState, vmReconcilePlan } from './vm-reconcile';
+import { type StoredVm, type VmExitRecord, type VmStore, memoryVmStore } from './vm-store';
 
 /** The identity the parent mints for a child (guest/ mintChildIdentity). */
 export interface ChildIdentity {
@@ -56,6 +61,8 @@ export interface VmRuntimeDeps {
   limits: { maxMemoryMiB: number; maxDepth: number; bootTimeoutMs: number; stopTimeoutMs: number };
   kernel: string;
   initrd: string;
+  /** The node's boot volume, given to children read-only (vms.bootDisk resolved); null: none. */
+  bootDisk?: string | null;
   /** Where per-VM files go (payload, QMP socket): <state.dir>/vms. */
   stateDir: string;
   /** The guest API port the child listens on (8443). */
@@ -82,13 +89,14 @@ export interface VmRuntimeDeps {
   log: Logger;
   /** Timers, injected so tests need not wait for restart backoff. */
   sleep?(ms: number): Promise<void>;
+  /** Where VMs are persisted (SQLite in auraed); default: in memory, forgotten with this process. */
+  store?: VmStore;
+  /** How reconcile inspects and stops a previous auraed's QEMU processes; without it none are looked for. */
+  leftovers?: LeftoverControl;
 }
 
-export type VmEvent =
-  | { kind: 'vm_started'; vm: string; pid: number; address: string }
-  | { kind: 'vm_exited'; vm: string; code: number | null; signal: string | null; expected: boolean }
-  | { kind: 'vm_restarted'; vm: string; attempt: number }
-  | { kind: 'vm_failed'; vm: string; reason: string };
+/** The observe event of a VM (supervisor/observe types: the same union the event stream carries). */
+export type VmEvent = VmLifecycleEvent;
 
 /** What List shows (observed). */
 export interface VmStatus {
@@ -110,13 +118,26 @@ interface VmEntry {
   stopRequested: boolean;
   /** Serialises start/stop/free on one VM. */
   busy: boolean;
+  /** What the owner asked for (spawn/start: true, stop: false); a parent shutdown keeps it. Persisted. */
+  desiredRunning: boolean;
+  /** The QMP socket of the current (or last) run: reconcile's check that a recorded pid is still this QEMU. */
+  qmpSocket: string;
+  /** How the last run ended, for the restart decision after an auraed restart. */
+  exit: VmExitRecord | null;
 }
+
+/** How long reconcile polls for a previous auraed's QEMU to be gone after a signal or QMP quit. */
+const LEFTOVER_POLL_MS = 50;
+const LEFTOVER_KILL_WAIT_MS = 2000;
 
 export class VmRuntime {
   private readonly vms = new Map<string, VmEntry>();
+  private readonly store: VmStore;
   private closing = false;
 
-  constructor(private readonly deps: VmRuntimeDeps) {}
+  constructor(private readonly deps: VmRuntimeDeps) {
+    this.store = deps.store ?? memoryVmStore();
+  }
 
   list(): VmStatus[] {
     return [...this.vms.values()].map((e) => ({ ...e.status, request: { ...e.status.request } })).sort((a, b) => a.request.name.localeCompare(b.request.name));
@@ -146,7 +167,16 @@ export class VmRuntime {
       process: null,
       stopRequested: false,
       busy: false,
+      desiredRunning: false,
+      qmpSocket: '',
+      exit: null,
     };
+    // Stored first: a VM the store cannot hold would be forgotten by the next auraed, so it is refused now.
+    try {
+      this.store.put(storedVm(entry));
+    } catch (err) {
+      throw new AuraeError('UNAVAILABLE', `vm "${request.name}": writing it to the state database failed: ${(err as Error).message}: is the state directory writable?`);
+    }
     this.vms.set(request.name, entry);
     return { ...entry.status };
   }
@@ -158,6 +188,7 @@ export class VmRuntime {
       return await this.start(request.name);
     } catch (err) {
       this.vms.delete(request.name);
+      this.forget(request.name);
       this.deps.files.remove(this.vmDir(request.name));
       throw err;
     }
@@ -168,6 +199,10 @@ export class VmRuntime {
     if (this.closing) throw new AuraeError('UNAVAILABLE', 'auraed is shutting down: no new VMs start');
     if (entry.busy || isActive(entry.status.state)) throw new AuraeError('FAILED_PRECONDITION', `vm "${name}" is ${entry.status.state}: stop it first`);
     entry.busy = true;
+    // An explicit start is a fresh chance: the restart policy counts again from zero.
+    entry.desiredRunning = true;
+    entry.status.restarts = 0;
+    this.save(entry);
     try {
       await this.boot(entry);
       return { ...entry.status };
@@ -179,6 +214,9 @@ export class VmRuntime {
   /** Graceful stop: ACPI powerdown, wait stopTimeoutMs, QMP quit, then SIGKILL. Resolves once QEMU exited. */
   async stop(name: string, timeoutMs = this.deps.limits.stopTimeoutMs): Promise<VmStatus> {
     const entry = this.entry(name);
+    // Also for a crashed VM waiting for its restart: the owner wants it down, so the restart is called off.
+    entry.desiredRunning = false;
+    this.save(entry);
     if (!entry.process || !isActive(entry.status.state)) return { ...entry.status };
     await this.halt(entry, timeoutMs);
     return { ...entry.status };
@@ -189,10 +227,14 @@ export class VmRuntime {
     const entry = this.entry(name);
     if (entry.busy || isActive(entry.status.state)) throw new AuraeError('FAILED_PRECONDITION', `vm "${name}" is ${entry.status.state}: stop it first (\`aer vm stop ${name}\`)`);
     this.vms.delete(name);
+    this.forget(name);
     this.deps.files.remove(this.vmDir(name));
   }
 
-  /** Parent shutdown: no new starts, stop every child (in parallel, each gracefully). */
+  /**
+   * Parent shutdown: no new starts, stop every child (in parallel, each gracefully). What the owners asked for
+   * stays stored, so the children that were running start again with the next auraed (see init).
+   */
   async close(timeoutMs = this.deps.limits.stopTimeoutMs): Promise<void> {
     this.closing = true;
     await Promise.all(
@@ -238,6 +280,7 @@ export class VmRuntime {
     const spec = childVmSpec(request, {
       kernel: deps.kernel,
       initrd: deps.initrd,
+      bootDisk: deps.bootDisk ?? null,
       accel: deps.accel(),
       hostPort,
       guestPort: deps.guestPort,
@@ -245,6 +288,9 @@ export class VmRuntime {
       payloadFile,
       payloadName: guest.payloadName,
     });
+    // Checked again here: a restart or a reconcile start may have waited while the parent began shutting down.
+    if (this.closing) throw new AuraeError('UNAVAILABLE', `vm "${request.name}": auraed is shutting down: not started`);
+    entry.qmpSocket = spec.qmpSocket ?? '';
     this.transition(entry, 'starting');
     entry.stopRequested = false;
     entry.status.tlsName = identity.tlsName;
@@ -255,10 +301,13 @@ export class VmRuntime {
     } catch (err) {
       this.transition(entry, 'failed');
       entry.status.lastExit = `QEMU did not start: ${(err as Error).message}`;
+      this.save(entry);
       throw new AuraeError('FAILED_PRECONDITION', `vm "${request.name}": ${(err as Error).message}`);
     }
     entry.process = vm;
     entry.status.pid = vm.process.pid ?? 0;
+    // Recorded before anything else can fail: if auraed dies from here on, the next one finds this QEMU.
+    this.save(entry);
     try {
       entry.status.confined = await deps.confine(request.name, entry.status.pid, { memoryMiB: request.memoryMiB, cpus: request.cpus });
     } catch (err) {
@@ -266,6 +315,7 @@ export class VmRuntime {
       this.transition(entry, 'failed');
       entry.process = null;
       entry.status.pid = 0;
+      this.save(entry);
       throw err;
     }
     if (!entry.status.confined) log.warn('QEMU runs without a cell: cgroup v2 is not available, so its memory and CPU are bounded only by QEMU itself', { pid: entry.status.pid });
@@ -279,6 +329,7 @@ export class VmRuntime {
       await vm.exited;
       this.transition(entry, 'failed');
       entry.status.lastExit = 'no AURAE_READY within the boot timeout';
+      this.save(entry);
       const message = (err as Error).message.split('\n')[0];
       throw new AuraeError('UNAVAILABLE', `vm "${request.name}" did not become ready: ${message}; console tail:\n${vm.tail(20)}`);
     }
@@ -287,7 +338,7 @@ export class VmRuntime {
     }
     entry.status.address = `127.0.0.1:${hostPort}`;
     this.transition(entry, 'running');
-    log.info('vm running', { pid: entry.status.pid, address: entry.status.address, nodePath: entry.status.nodePath, ready: ready[1] });
+    log.info('vm running', { pid: entry.status.pid, address: entry.status.address, nodePath: entry.status.nodePath, accel: spec.accel, ready: ready[1] });
     deps.onEvent?.({ kind: 'vm_started', vm: request.name, pid: entry.status.pid, address: entry.status.address });
   }
 
@@ -316,14 +367,15 @@ export class VmRuntime {
     const name = entry.status.request.name;
     const expected = entry.stopRequested;
     entry.status.lastExit = exit.signal ? `QEMU killed by ${exit.signal}` : `QEMU exited with code ${exit.code}`;
-    this.deps.onEvent?.({ kind: 'vm_exited', vm: name, code: exit.code, signal: exit.signal, expected });
+    entry.exit = { code: exit.code, signal: exit.signal };
+    this.deps.onEvent?.({ kind: 'vm_exited', vm: name, pid: entry.status.pid, code: exit.code, signal: exit.signal, expected });
     if (expected) return this.settleStopped(entry, vm);
     if (entry.status.state === 'starting') return; // boot() reports it
     this.deps.log.warn('vm crashed', { vm: name, code: exit.code, signal: exit.signal });
-    this.transition(entry, 'crashed');
     entry.process = null;
     entry.status.pid = 0;
     entry.status.address = '';
+    this.transition(entry, 'crashed');
     void this.maybeRestart(entry, exit);
   }
 
@@ -337,35 +389,138 @@ export class VmRuntime {
       if (canTransition(entry.status.state, 'stopping')) this.transition(entry, 'stopping');
       this.transition(entry, 'stopped');
     }
+    this.save(entry);
   }
 
   private async maybeRestart(entry: VmEntry, exit: { code: number | null; signal: string | null }): Promise<void> {
     const name = entry.status.request.name;
-    if (this.closing || !shouldRestart(entry.status.request.restart, exit)) return;
+    if (this.closing || !entry.desiredRunning || !shouldRestart(entry.status.request.restart, exit)) return;
     if (entry.status.restarts >= MAX_RESTARTS) {
       this.transition(entry, 'failed');
       this.deps.onEvent?.({ kind: 'vm_failed', vm: name, reason: `restart limit (${MAX_RESTARTS}) reached` });
       return;
     }
     entry.status.restarts += 1;
+    this.save(entry);
+    const delayMs = restartDelayMs(entry.status.restarts);
     const sleep = this.deps.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms).unref()));
-    await sleep(restartDelayMs(entry.status.restarts));
-    if (this.closing || this.vms.get(name) !== entry || entry.status.state !== 'crashed' || entry.busy) return;
-    this.deps.onEvent?.({ kind: 'vm_restarted', vm: name, attempt: entry.status.restarts });
+    await sleep(delayMs);
+    // A stop (desired no longer running), a free, a start by hand or the parent's shutdown may have come first.
+    if (this.closing || this.vms.get(name) !== entry || entry.status.state !== 'crashed' || entry.busy || !entry.desiredRunning) return;
+    this.deps.onEvent?.({ kind: 'vm_restarted', vm: name, attempt: entry.status.restarts, delayMs });
+    await this.bootInBackground(entry, 'restart');
+  }
+
+  /** Boot an entry nobody awaits (a restart, a reconcile start); a failure is logged and becomes vm_failed. */
+  private async bootInBackground(entry: VmEntry, why: 'restart' | 'reconcile'): Promise<void> {
+    const name = entry.status.request.name;
+    if (entry.busy) return;
     entry.busy = true;
     try {
       await this.boot(entry);
     } catch (err) {
-      this.deps.log.warn('vm restart failed', { vm: name, err: isAuraeError(err) ? err.message.split('\n')[0] : String(err) });
+      const reason = (isAuraeError(err) ? err.message : String(err)).split('\n')[0]!;
+      this.deps.log.warn(why === 'restart' ? 'vm restart failed' : 'vm did not start again after the auraed restart', { vm: name, err: reason });
+      if (this.closing) return; // not a failure of the VM: its parent is going away
+      // boot() may have failed before QEMU (e.g. a limit lowered in the config): the status says why, and a
+      // crashed VM that cannot be restarted has failed.
+      entry.status.lastExit = reason;
+      if (entry.status.state === 'crashed') this.transition(entry, 'failed');
+      this.save(entry);
+      this.deps.onEvent?.({ kind: 'vm_failed', vm: name, reason });
     } finally {
       entry.busy = false;
     }
+  }
+
+  /**
+   * Reconcile with what the previous auraed left (call once, before serving, and before any spawn): stop the
+   * QEMU processes it left running (identified by the recorded pid AND its cmdline naming the VM's QMP socket),
+   * restore every stored VM, and start again, in the background, those that should run. Returns the plan.
+   */
+  async init(): Promise<VmReconcileAction[]> {
+    const { deps } = this;
+    const stored = this.store.list();
+    const processes = new Map<number, string[]>();
+    for (const vm of stored) {
+      const argv = vm.pid > 0 ? (deps.leftovers?.cmdline(vm.pid) ?? null) : null;
+      if (argv) processes.set(vm.pid, argv);
+    }
+    const plan = vmReconcilePlan(stored, processes);
+    const stopped = new Map<string, boolean>();
+    await Promise.all(
+      plan.map(async (action) => {
+        if (action.kind === 'stop_leftover') stopped.set(action.vm, await this.stopLeftover(action));
+        if (action.kind === 'ignore_pid') deps.log.warn('vm: not touching a recorded pid', { vm: action.vm, pid: action.pid, why: action.reason });
+      }),
+    );
+    const starts: VmEntry[] = [];
+    for (const action of plan) {
+      if (action.kind !== 'restore') continue;
+      const vm = stored.find((s) => s.request.name === action.vm)!;
+      const entry = restoredEntry(vm, `${deps.nodePath}/${vm.request.name}`);
+      if (stopped.has(vm.request.name)) entry.status.lastExit = 'QEMU of the previous auraed stopped when auraed started again';
+      else if (entry.status.state !== vm.state) entry.status.lastExit = 'QEMU was gone when auraed started again';
+      this.vms.set(vm.request.name, entry);
+      this.save(entry);
+      // A leftover that would not die keeps its resources: starting a second QEMU beside it would double them.
+      if (action.start && stopped.get(vm.request.name) !== false) starts.push(entry);
+      else if (action.start) deps.onEvent?.({ kind: 'vm_failed', vm: vm.request.name, reason: `QEMU of the previous auraed (pid ${vm.pid}) could not be stopped` });
+    }
+    if (plan.length) deps.log.info('vms reconciled', { actions: plan.map((a) => `${a.kind}:${a.vm}`), starting: starts.map((e) => e.status.request.name) });
+    for (const entry of starts) void this.bootInBackground(entry, 'reconcile');
+    return plan;
+  }
+
+  /** QMP quit through the recorded socket, wait; then SIGKILL, but only if the pid is still that QEMU. */
+  private async stopLeftover(action: { vm: string; pid: number; qmpSocket: string }): Promise<boolean> {
+    const leftovers = this.deps.leftovers!;
+    const log = this.deps.log.child({ vm: action.vm });
+    const isThatQemu = () => isLeftoverQemu(leftovers.cmdline(action.pid), action.qmpSocket);
+    const gone = async (timeoutMs: number) => {
+      for (let waited = 0; waited < timeoutMs && isThatQemu(); waited += LEFTOVER_POLL_MS) await leftovers.sleep(LEFTOVER_POLL_MS);
+      return !isThatQemu();
+    };
+    log.info("stopping the previous auraed's QEMU", { pid: action.pid, qmp: action.qmpSocket });
+    const quit = await leftovers.qmpQuit(action.qmpSocket, Math.min(this.deps.limits.stopTimeoutMs, 5000));
+    if (quit && (await gone(this.deps.limits.stopTimeoutMs))) return true;
+    // Checked right before the signal: the pid may have exited and been reused while we waited.
+    if (isThatQemu()) {
+      log.warn('QEMU did not quit through QMP; killing it', { pid: action.pid, qmpReached: quit });
+      try {
+        leftovers.kill(action.pid);
+      } catch (err) {
+        log.error('killing a leftover QEMU failed', { pid: action.pid, err: (err as Error).message });
+      }
+    }
+    if (await gone(LEFTOVER_KILL_WAIT_MS)) return true;
+    log.error('a QEMU of the previous auraed is still running; not starting this VM beside it', { pid: action.pid });
+    return false;
   }
 
   private transition(entry: VmEntry, to: VmState): void {
     const from = entry.status.state;
     if (!canTransition(from, to)) throw new AuraeError('INTERNAL', `vm "${entry.status.request.name}": state ${from} → ${to} is not allowed`);
     entry.status.state = to;
+    this.save(entry);
+  }
+
+  /** Write the entry's row (while it is still in the table). A failing write is logged: the VM runs on. */
+  private save(entry: VmEntry): void {
+    if (this.vms.get(entry.status.request.name) !== entry) return;
+    try {
+      this.store.put(storedVm(entry));
+    } catch (err) {
+      this.deps.log.error('vm state write failed; a restarted auraed may not know this VM as it is now', { vm: entry.status.request.name, err: (err as Error).message });
+    }
+  }
+
+  private forget(name: string): void {
+    try {
+      this.store.delete(name);
+    } catch (err) {
+      this.deps.log.error('vm row delete failed; the next auraed will list it again', { vm: name, err: (err as Error).message });
+    }
   }
 
   private entry(name: string): VmEntry {
@@ -377,4 +532,40 @@ export class VmRuntime {
   private vmDir(name: string): string {
     return `${this.deps.stateDir}/${name}`;
   }
+}
+
+function storedVm(entry: VmEntry): StoredVm {
+  return {
+    request: { ...entry.status.request },
+    desiredRunning: entry.desiredRunning,
+    state: entry.status.state,
+    pid: entry.status.pid,
+    qmpSocket: entry.qmpSocket,
+    restarts: entry.status.restarts,
+    lastExit: entry.status.lastExit,
+    exit: entry.exit,
+  };
+}
+
+/** A stored VM as the new auraed holds it: no process (reconcile stopped any leftover), the counters kept. */
+function restoredEntry(vm: StoredVm, nodePath: string): VmEntry {
+  return {
+    status: {
+      request: { ...vm.request },
+      nodePath,
+      state: restoredState(vm.state),
+      address: '',
+      tlsName: '',
+      pid: 0,
+      restarts: vm.restarts,
+      lastExit: vm.lastExit,
+      confined: false,
+    },
+    process: null,
+    stopRequested: false,
+    busy: false,
+    desiredRunning: vm.desiredRunning,
+    qmpSocket: vm.qmpSocket,
+    exit: vm.exit,
+  };
 }

@@ -48,6 +48,17 @@ describe('qemuArgs', () => {
     expect(args).not.toContain('virtconsole,chardev=dbg0');
   });
 
+  it('boots UEFI firmware from pflash instead of a kernel, on q35', () => {
+    const args = qemuArgs({ ...spec, machine: 'q35', debugConsoleSocket: null, firmware: { code: '/usr/share/OVMF/OVMF_CODE_4M.fd', vars: '/tmp/vars.fd' } });
+    expect(argAfter(args, '-M')).toBe('q35');
+    expect(args).toContain('if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd');
+    expect(args).toContain('if=pflash,format=raw,unit=1,file=/tmp/vars.fd');
+    expect(args).not.toContain('-kernel');
+    expect(args).not.toContain('-append');
+    expect(args).toContain('virtio-blk-pci,drive=disk0');
+    expect(() => qemuArgs({ ...spec, firmware: { code: '/c', vars: '/v' } })).toThrow(/machine is invalid: expected pc or q35 with firmware/);
+  });
+
   it('puts console, pci=off and the TSC frequency before the caller’s parameters', () => {
     expect(kernelCmdline(spec)).toBe('console=ttyS0 pci=off tsc_early_khz=2600000 panic=-1 quiet');
     expect(kernelCmdline({ ...spec, machine: 'pc', tscKhz: null, append: '' })).toBe('console=ttyS0');

@@ -191,6 +191,15 @@ export interface AuditRecord {
   code: string;
   detail: string;
   peer: string;
+  /**
+   * Set on the node that forwarded the call to a descendant (metadata aurae-node): that node's path, e.g.
+   * "aurae/web". The descendant audits the call too.
+   */
+  node?:
+    | string
+    | undefined;
+  /** Set when the call came from this node's parent on behalf of `identity`: the parent's identity. */
+  via?: string | undefined;
 }
 
 export interface AuthzServiceListAuditResponse {
@@ -1244,7 +1253,7 @@ export const AuthzServiceListAuditRequest: MessageFns<AuthzServiceListAuditReque
 };
 
 function createBaseAuditRecord(): AuditRecord {
-  return { id: 0, time: "", identity: "", method: "", code: "", detail: "", peer: "" };
+  return { id: 0, time: "", identity: "", method: "", code: "", detail: "", peer: "", node: undefined, via: undefined };
 }
 
 export const AuditRecord: MessageFns<AuditRecord> = {
@@ -1269,6 +1278,12 @@ export const AuditRecord: MessageFns<AuditRecord> = {
     }
     if (message.peer !== "") {
       writer.uint32(58).string(message.peer);
+    }
+    if (message.node !== undefined) {
+      writer.uint32(66).string(message.node);
+    }
+    if (message.via !== undefined) {
+      writer.uint32(74).string(message.via);
     }
     return writer;
   },
@@ -1342,6 +1357,22 @@ export const AuditRecord: MessageFns<AuditRecord> = {
             message.peer = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.via = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1363,6 +1394,8 @@ export const AuditRecord: MessageFns<AuditRecord> = {
       code: isSet(object.code) ? globalThis.String(object.code) : "",
       detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
       peer: isSet(object.peer) ? globalThis.String(object.peer) : "",
+      node: isSet(object.node) ? globalThis.String(object.node) : undefined,
+      via: isSet(object.via) ? globalThis.String(object.via) : undefined,
     };
   },
 
@@ -1389,6 +1422,12 @@ export const AuditRecord: MessageFns<AuditRecord> = {
     if (message.peer !== "") {
       obj.peer = message.peer;
     }
+    if (message.node !== undefined) {
+      obj.node = message.node;
+    }
+    if (message.via !== undefined) {
+      obj.via = message.via;
+    }
     return obj;
   },
 
@@ -1404,6 +1443,8 @@ export const AuditRecord: MessageFns<AuditRecord> = {
     message.code = object.code ?? "";
     message.detail = object.detail ?? "";
     message.peer = object.peer ?? "";
+    message.node = object.node ?? undefined;
+    message.via = object.via ?? undefined;
     return message;
   },
 };

@@ -34,6 +34,14 @@ export enum EventKind {
   EVENT_KIND_EXECUTABLE_RESTARTED = 5,
   EVENT_KIND_EXECUTABLE_OOM_KILLED = 6,
   EVENT_KIND_START_LIMIT_HIT = 7,
+  /** EVENT_KIND_VM_STARTED - A child VM's QEMU started and the child's API is ready (pid, address). */
+  EVENT_KIND_VM_STARTED = 8,
+  /** EVENT_KIND_VM_EXITED - A child VM's QEMU exited (pid, code or signal); expected is false for a crash. */
+  EVENT_KIND_VM_EXITED = 9,
+  /** EVENT_KIND_VM_RESTARTED - A crashed child VM is being started again under its restart policy (attempt, delay_ms). */
+  EVENT_KIND_VM_RESTARTED = 10,
+  /** EVENT_KIND_VM_FAILED - A child VM gave up: its restart limit was reached, or it could not be started again (reason). */
+  EVENT_KIND_VM_FAILED = 11,
   UNRECOGNIZED = -1,
 }
 
@@ -63,6 +71,18 @@ export function eventKindFromJSON(object: any): EventKind {
     case 7:
     case "EVENT_KIND_START_LIMIT_HIT":
       return EventKind.EVENT_KIND_START_LIMIT_HIT;
+    case 8:
+    case "EVENT_KIND_VM_STARTED":
+      return EventKind.EVENT_KIND_VM_STARTED;
+    case 9:
+    case "EVENT_KIND_VM_EXITED":
+      return EventKind.EVENT_KIND_VM_EXITED;
+    case 10:
+    case "EVENT_KIND_VM_RESTARTED":
+      return EventKind.EVENT_KIND_VM_RESTARTED;
+    case 11:
+    case "EVENT_KIND_VM_FAILED":
+      return EventKind.EVENT_KIND_VM_FAILED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -88,6 +108,14 @@ export function eventKindToJSON(object: EventKind): string {
       return "EVENT_KIND_EXECUTABLE_OOM_KILLED";
     case EventKind.EVENT_KIND_START_LIMIT_HIT:
       return "EVENT_KIND_START_LIMIT_HIT";
+    case EventKind.EVENT_KIND_VM_STARTED:
+      return "EVENT_KIND_VM_STARTED";
+    case EventKind.EVENT_KIND_VM_EXITED:
+      return "EVENT_KIND_VM_EXITED";
+    case EventKind.EVENT_KIND_VM_RESTARTED:
+      return "EVENT_KIND_VM_RESTARTED";
+    case EventKind.EVENT_KIND_VM_FAILED:
+      return "EVENT_KIND_VM_FAILED";
     case EventKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -142,20 +170,21 @@ export interface Event {
   /** ISO 8601 time the event was published. */
   time: string;
   kind: EventKind;
+  /** Empty for VM events. */
   cell: string;
-  /** Empty for cell events. */
+  /** Empty for cell and VM events. */
   executable: string;
-  /** executable_started, executable_exited. */
+  /** executable_started, executable_exited; vm_started, vm_exited (QEMU's pid). */
   pid: number;
-  /** executable_exited: the exit code, unset when the process died of a signal. */
+  /** executable_exited, vm_exited: the exit code, unset when the process died of a signal. */
   code?:
     | number
     | undefined;
-  /** executable_exited: the signal name (e.g. "SIGKILL"), unset when it exited with a code. */
+  /** executable_exited, vm_exited: the signal name (e.g. "SIGKILL"), unset when it exited with a code. */
   signal?:
     | string
     | undefined;
-  /** executable_restarted: which restart this is (1 = first) and the backoff that preceded it. */
+  /** executable_restarted, vm_restarted: which restart this is (1 = first) and the backoff that preceded it. */
   attempt: number;
   delayMs: number;
   /** executable_oom_killed: how many processes the kernel OOM-killed since the last report. */
@@ -163,6 +192,14 @@ export interface Event {
   /** start_limit_hit: `starts` starts within `interval_ms`. */
   starts: number;
   intervalMs: number;
+  /** VM events: the child VM's name on this node (its node path is <this node>/<vm>); empty for the others. */
+  vm: string;
+  /** vm_started: where this node reaches the child's API (host:port). */
+  address: string;
+  /** vm_exited: true when the exit was asked for (stop, parent shutdown), false for a crash. */
+  expected: boolean;
+  /** vm_failed: why the VM gave up. */
+  reason: string;
 }
 
 export interface GetEventsRequest {
@@ -170,8 +207,10 @@ export interface GetEventsRequest {
   follow: boolean;
   /** Only events with seq greater than this (0: every event still held). */
   sinceSeq: number;
-  /** Only events of this cell and its child cells (empty: all). */
+  /** Only events of this cell and its child cells (empty: all). Excludes VM events. */
   cell: string;
+  /** Only events of this child VM (empty: all). Cannot be combined with cell. */
+  vm: string;
 }
 
 export interface GetEventsResponse {
@@ -690,6 +729,10 @@ function createBaseEvent(): Event {
     count: 0,
     starts: 0,
     intervalMs: 0,
+    vm: "",
+    address: "",
+    expected: false,
+    reason: "",
   };
 }
 
@@ -733,6 +776,18 @@ export const Event: MessageFns<Event> = {
     }
     if (message.intervalMs !== 0) {
       writer.uint32(104).uint32(message.intervalMs);
+    }
+    if (message.vm !== "") {
+      writer.uint32(114).string(message.vm);
+    }
+    if (message.address !== "") {
+      writer.uint32(122).string(message.address);
+    }
+    if (message.expected !== false) {
+      writer.uint32(128).bool(message.expected);
+    }
+    if (message.reason !== "") {
+      writer.uint32(138).string(message.reason);
     }
     return writer;
   },
@@ -854,6 +909,38 @@ export const Event: MessageFns<Event> = {
             message.intervalMs = reader.uint32();
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.vm = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.expected = reader.bool();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -889,6 +976,10 @@ export const Event: MessageFns<Event> = {
         : isSet(object.interval_ms)
         ? globalThis.Number(object.interval_ms)
         : 0,
+      vm: isSet(object.vm) ? globalThis.String(object.vm) : "",
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      expected: isSet(object.expected) ? globalThis.Boolean(object.expected) : false,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
     };
   },
 
@@ -933,6 +1024,18 @@ export const Event: MessageFns<Event> = {
     if (message.intervalMs !== 0) {
       obj.intervalMs = Math.round(message.intervalMs);
     }
+    if (message.vm !== "") {
+      obj.vm = message.vm;
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.expected !== false) {
+      obj.expected = message.expected;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
     return obj;
   },
 
@@ -954,12 +1057,16 @@ export const Event: MessageFns<Event> = {
     message.count = object.count ?? 0;
     message.starts = object.starts ?? 0;
     message.intervalMs = object.intervalMs ?? 0;
+    message.vm = object.vm ?? "";
+    message.address = object.address ?? "";
+    message.expected = object.expected ?? false;
+    message.reason = object.reason ?? "";
     return message;
   },
 };
 
 function createBaseGetEventsRequest(): GetEventsRequest {
-  return { follow: false, sinceSeq: 0, cell: "" };
+  return { follow: false, sinceSeq: 0, cell: "", vm: "" };
 }
 
 export const GetEventsRequest: MessageFns<GetEventsRequest> = {
@@ -972,6 +1079,9 @@ export const GetEventsRequest: MessageFns<GetEventsRequest> = {
     }
     if (message.cell !== "") {
       writer.uint32(26).string(message.cell);
+    }
+    if (message.vm !== "") {
+      writer.uint32(34).string(message.vm);
     }
     return writer;
   },
@@ -1013,6 +1123,14 @@ export const GetEventsRequest: MessageFns<GetEventsRequest> = {
             message.cell = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.vm = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1034,6 +1152,7 @@ export const GetEventsRequest: MessageFns<GetEventsRequest> = {
         ? globalThis.Number(object.since_seq)
         : 0,
       cell: isSet(object.cell) ? globalThis.String(object.cell) : "",
+      vm: isSet(object.vm) ? globalThis.String(object.vm) : "",
     };
   },
 
@@ -1048,6 +1167,9 @@ export const GetEventsRequest: MessageFns<GetEventsRequest> = {
     if (message.cell !== "") {
       obj.cell = message.cell;
     }
+    if (message.vm !== "") {
+      obj.vm = message.vm;
+    }
     return obj;
   },
 
@@ -1059,6 +1181,7 @@ export const GetEventsRequest: MessageFns<GetEventsRequest> = {
     message.follow = object.follow ?? false;
     message.sinceSeq = object.sinceSeq ?? 0;
     message.cell = object.cell ?? "";
+    message.vm = object.vm ?? "";
     return message;
   },
 };
@@ -1830,7 +1953,8 @@ export const ObserveServiceService = {
   },
   /**
    * Lifecycle events (cells allocated and freed, executables started, exited, restarted, OOM-killed, start
-   * limits hit) still held in memory with seq > since_seq, then, with follow, every new one.
+   * limits hit, child VMs started, exited, restarted, failed) still held in memory with seq > since_seq, then,
+   * with follow, every new one.
    */
   getEvents: {
     path: "/aurae.observe.v0.ObserveService/GetEvents" as const,
@@ -1870,7 +1994,8 @@ export interface ObserveServiceServer extends UntypedServiceImplementation {
   getLogs: handleServerStreamingCall<GetLogsRequest, GetLogsResponse>;
   /**
    * Lifecycle events (cells allocated and freed, executables started, exited, restarted, OOM-killed, start
-   * limits hit) still held in memory with seq > since_seq, then, with follow, every new one.
+   * limits hit, child VMs started, exited, restarted, failed) still held in memory with seq > since_seq, then,
+   * with follow, every new one.
    */
   getEvents: handleServerStreamingCall<GetEventsRequest, GetEventsResponse>;
   /**
@@ -1907,7 +2032,8 @@ export interface ObserveServiceClient extends Client {
   ): ClientReadableStream<GetLogsResponse>;
   /**
    * Lifecycle events (cells allocated and freed, executables started, exited, restarted, OOM-killed, start
-   * limits hit) still held in memory with seq > since_seq, then, with follow, every new one.
+   * limits hit, child VMs started, exited, restarted, failed) still held in memory with seq > since_seq, then,
+   * with follow, every new one.
    */
   getEvents(request: GetEventsRequest, options?: Partial<CallOptions>): ClientReadableStream<GetEventsResponse>;
   getEvents(

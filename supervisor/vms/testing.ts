@@ -1,0 +1,138 @@
+// Test doubles for the VM core (unit tests only; not used by auraed): a QEMU process that boots and exits on
+// command, a harness wiring VmRuntime to fakes, and a fake /proc + QMP for reconcile's leftovers.
+import { silentLogger } from '../log';
+import type { VmSpec } from './qemu-args';
+import type { LeftoverControl } from './vm-leftovers';
+import { type GuestAdapter, type VmEvent, type VmProcess, VmRuntime, type VmRuntimeDeps } from './vm-runtime';
+import { memoryVmStore } from './vm-store';
+
+export class FakeVm implements VmProcess {
+  readonly process: { pid: number };
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  running = true;
+  powerdowns = 0;
+  quits = 0;
+  private resolveExit!: (e: { code: number | null; signal: NodeJS.Signals | null }) => void;
+  constructor(
+    readonly spec: VmSpec,
+    pid: number,
+    private readonly behaviour: { ready: boolean; obeysPowerdown: boolean },
+  ) {
+    this.process = { pid };
+    this.exited = new Promise((r) => (this.resolveExit = r));
+  }
+  exit(code: number | null, signal: NodeJS.Signals | null = null) {
+    if (!this.running) return;
+    this.running = false;
+    this.resolveExit({ code, signal });
+  }
+  async waitForConsole(pattern: RegExp) {
+    if (!this.behaviour.ready) throw new Error('no AURAE_READY on the console within 10 ms');
+    const m = pattern.exec('AURAE_READY {"node":"aurae/web"}');
+    if (!m) throw new Error('pattern mismatch');
+    return m;
+  }
+  async waitForExit(timeoutMs: number) {
+    const timeout = new Promise<never>((_, r) => setTimeout(() => r(new Error(`QEMU did not exit within ${timeoutMs} ms`)), timeoutMs));
+    return Promise.race([this.exited, timeout]);
+  }
+  async qmp() {
+    return {
+      systemPowerdown: async () => {
+        this.powerdowns++;
+        if (this.behaviour.obeysPowerdown) setTimeout(() => this.exit(0), 1);
+      },
+      quit: async () => {
+        this.quits++;
+        this.exit(0);
+      },
+    };
+  }
+  async kill() {
+    this.quits++;
+    this.exit(null, 'SIGKILL');
+    return this.exited;
+  }
+  tail() {
+    return '(console)';
+  }
+}
+
+export function harness(overrides: Partial<VmRuntimeDeps> = {}, behaviour = { ready: true, obeysPowerdown: true }) {
+  const launched: FakeVm[] = [];
+  const files = new Map<string, { data: string; mode: string }>();
+  const events: VmEvent[] = [];
+  let port = 40000;
+  const guest: GuestAdapter = {
+    payloadName: 'opt/aurae/payload',
+    mintChildIdentity: async (label) => ({ nodePath: `aurae/${label}`, tlsName: `${label}.aurae`, serverCertChainPem: 'CERT', serverKeyPem: 'KEY' }),
+    payloadBytes: (child) => JSON.stringify({ node: child.nodePath, key: child.serverKeyPem }),
+  };
+  const store = memoryVmStore();
+  const deps: VmRuntimeDeps = {
+    nodePath: 'aurae',
+    limits: { maxMemoryMiB: 1024, maxDepth: 2, bootTimeoutMs: 1000, stopTimeoutMs: 50 },
+    kernel: '/img/vmlinuz',
+    initrd: '/img/initramfs',
+    stateDir: '/state/vms',
+    guestPort: 8443,
+    guest,
+    launch: async (spec) => {
+      const vm = new FakeVm(spec, 1000 + launched.length, behaviour);
+      launched.push(vm);
+      return vm;
+    },
+    accel: () => 'tcg',
+    freePort: async () => ++port,
+    files: {
+      exists: (p) => p.startsWith('/img/'),
+      mkdirPrivate: () => undefined,
+      writePrivate: (p, d) => void files.set(p, { data: String(d), mode: '0600' }),
+      remove: (p) => {
+        for (const k of [...files.keys()]) if (k.startsWith(p)) files.delete(k);
+      },
+    },
+    confine: async () => false,
+    onEvent: (e) => void events.push(e),
+    log: silentLogger,
+    sleep: async () => undefined,
+    store,
+    ...overrides,
+  };
+  return { runtime: new VmRuntime(deps), launched, files, events, store: (deps.store ?? store) as typeof store, deps };
+}
+
+/** A process table as reconcile sees it: pid → argv (absent: no such process), with QMP and SIGKILL effects. */
+export class FakeProcesses implements LeftoverControl {
+  readonly table = new Map<number, string[]>();
+  readonly killed: number[] = [];
+  readonly quitSockets: string[] = [];
+  /** Pids whose QEMU ignores QMP quit (only SIGKILL ends them). */
+  readonly ignoresQuit = new Set<number>();
+  /** Pids that survive even SIGKILL (e.g. EPERM, or a D-state process). */
+  readonly unkillable = new Set<number>();
+
+  cmdline(pid: number): string[] | null {
+    return this.table.get(pid) ?? null;
+  }
+  async qmpQuit(socket: string): Promise<boolean> {
+    this.quitSockets.push(socket);
+    for (const [pid, argv] of this.table) {
+      if (!argv.some((a) => a.startsWith(`unix:${socket}`))) continue;
+      if (this.ignoresQuit.has(pid)) return true; // answered, but keeps running
+      this.table.delete(pid);
+      return true;
+    }
+    return false; // nobody listening on that socket
+  }
+  kill(pid: number): void {
+    this.killed.push(pid);
+    if (!this.unkillable.has(pid)) this.table.delete(pid);
+  }
+  async sleep(): Promise<void> {}
+}
+
+/** argv of the QEMU the runtime starts for VM `name` under the harness's state dir. */
+export function qemuArgv(name: string, stateDir = '/state/vms'): string[] {
+  return ['/usr/bin/qemu-system-x86_64', '-M', 'microvm', '-qmp', `unix:${stateDir}/${name}/qmp.sock,server=on,wait=off`, '-nographic'];
+}
