@@ -10,6 +10,7 @@ import { parseNodeConfig, type NodeConfigInput } from '../supervisor/config';
 import { ensurePki } from '../supervisor/pki';
 import { buildBetterSqlite3, checkLoads } from './addons';
 import { buildBundles } from './bundle';
+import { buildBootArtifacts } from './disk';
 import { buildKernel, sourceDateEpoch } from './kernel';
 import { compress, writeCpio, type Compression } from './initramfs/cpio';
 import { initramfsLayout, type InitramfsInputs } from './initramfs/layout';
@@ -23,6 +24,8 @@ export const DEFAULT_CMDLINE = 'panic=-1 quiet';
 /** The guest's address on QEMU user-mode networking, and its gateway. */
 export const QEMU_USER_NET = { address: '10.0.2.15/24', gateway: '10.0.2.2' } as const;
 export const GUEST_API_PORT = 8443;
+/** e2fsprogs programs the image carries (with their libraries) for the STATE partition. */
+export const E2FS_TOOLS = ['/sbin/mke2fs', '/sbin/e2fsck', '/sbin/resize2fs'];
 
 export interface Artifact {
   path: string;
@@ -37,7 +40,7 @@ export interface Manifest {
   cmdline: string;
   apiPort: number;
   inputs: Record<string, unknown>;
-  outputs: { kernel: Artifact; initramfs: Artifact; clientConfig: Artifact; caCert: Artifact };
+  outputs: { kernel: Artifact; initramfs: Artifact; clientConfig: Artifact; caCert: Artifact; uki: Artifact; esp: Artifact; disk: Artifact };
 }
 
 export interface BuildOptions {
@@ -53,6 +56,10 @@ export interface BuiltImage {
   /** Absolute paths of the outputs. */
   kernel: string;
   initramfs: string;
+  /** The UEFI boot file, the boot volume (FAT32 AURAE_BOOT: attach it to a VM to give the node /boot) and disk.raw. */
+  uki: string;
+  esp: string;
+  disk: string;
   clientConfig: string;
   pkiDir: string;
   /** What the initramfs was assembled from (only from buildImage, not readImage). */
@@ -132,6 +139,13 @@ export async function buildImage(opts: BuildOptions = {}): Promise<BuiltImage> {
   log(`kernel: ${kernel.vmlinuz}${kernel.cached ? ' (cached)' : ''}`);
   const runtime = await fetchRuntime(log);
   const libs = await sharedLibraries(runtime.node);
+  // e2fsprogs for the STATE partition: create it at first boot, repair after a power cut, grow it.
+  const tools = E2FS_TOOLS.map((t) => {
+    if (!fs.existsSync(t)) throw new Error(`image: ${t} is missing: install e2fsprogs (image/setup.sh does)`);
+    return t;
+  });
+  for (const t of tools) for (const l of await sharedLibraries(t)) if (!libs.includes(l)) libs.push(l);
+  libs.sort();
   const sqliteAddon = await buildBetterSqlite3(runtime, log);
   const syscallsSrc = fs.readFileSync(path.join(REPO_ROOT, 'native/syscalls.c'));
   const syscallsDir = path.join(cacheRoot(), 'addons', `syscalls-${sha256(syscallsSrc, runtime.version).slice(0, 16)}`);
@@ -158,6 +172,7 @@ export async function buildImage(opts: BuildOptions = {}): Promise<BuiltImage> {
       syscallsAddon,
       sqliteAddon,
       auraeExec,
+      tools,
       busybox: '/bin/busybox',
       busyboxApplets,
       configJson: JSON.stringify(config, null, 2) + '\n',
@@ -166,6 +181,16 @@ export async function buildImage(opts: BuildOptions = {}): Promise<BuiltImage> {
   const initramfs = await assembleInitramfs(initramfsInputs, path.join(imageDir, 'initramfs.cpio'), compression, epoch, log);
   const vmlinuz = path.join(imageDir, 'vmlinuz');
   fs.copyFileSync(kernel.vmlinuz, vmlinuz);
+  const boot = await buildBootArtifacts({
+    kernel: vmlinuz,
+    initramfs,
+    cmdline: DEFAULT_CMDLINE,
+    node: nodeName,
+    mtime: epoch,
+    outDir: imageDir,
+    workDir: path.join(outRoot, 'work'),
+    log,
+  });
 
   // The client config aer reads: paths relative to its own folder; the address is npm start's forwarded port.
   const clientConfig = path.join(outRoot, 'client.json');
@@ -201,12 +226,17 @@ export async function buildImage(opts: BuildOptions = {}): Promise<BuiltImage> {
       initramfs: await artifact(initramfs, imageDir),
       clientConfig: await artifact(clientConfig, imageDir),
       caCert: await artifact(pki.files.caCert, imageDir),
+      uki: await artifact(boot.uki, imageDir),
+      esp: await artifact(boot.esp, imageDir),
+      disk: await artifact(boot.disk, imageDir),
     },
   };
   const manifestPath = path.join(imageDir, 'manifest.json');
   fs.writeFileSync(manifestPath, JSON.stringify(manifest, null, 2) + '\n');
-  log(`image: ${path.relative(REPO_ROOT, manifestPath)} (kernel ${(manifest.outputs.kernel.size / 1e6).toFixed(1)} MB, initramfs ${(manifest.outputs.initramfs.size / 1e6).toFixed(1)} MB)`);
-  return { manifest, manifestPath, kernel: vmlinuz, initramfs, clientConfig, pkiDir, initramfsInputs };
+  const mb = (a: Artifact) => `${(a.size / 1e6).toFixed(1)} MB`;
+  const o = manifest.outputs;
+  log(`image: ${path.relative(REPO_ROOT, manifestPath)} (kernel ${mb(o.kernel)}, initramfs ${mb(o.initramfs)}, disk.raw ${mb(o.disk)})`);
+  return { manifest, manifestPath, kernel: vmlinuz, initramfs, uki: boot.uki, esp: boot.esp, disk: boot.disk, clientConfig, pkiDir, initramfsInputs };
 }
 
 /** Read a built image's manifest and resolve its output paths. */
@@ -220,6 +250,9 @@ export function readImage(manifestPath = path.join(DEFAULT_OUT, 'image/manifest.
     manifestPath,
     kernel: abs(manifest.outputs.kernel),
     initramfs: abs(manifest.outputs.initramfs),
+    uki: abs(manifest.outputs.uki),
+    esp: abs(manifest.outputs.esp),
+    disk: abs(manifest.outputs.disk),
     clientConfig: abs(manifest.outputs.clientConfig),
     pkiDir: path.dirname(abs(manifest.outputs.caCert)),
   };

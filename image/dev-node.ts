@@ -27,7 +27,8 @@ async function main(): Promise<void> {
       pki: { caCert: pki('ca.crt'), serverCert: pki('node.crt'), serverKey: pki('node.key'), spawnCaCert: pki('spawn-ca.crt'), spawnCaKey: pki('spawn-ca.key') },
       listen: { socket: path.join(dir, 'aurae.sock'), tcp: `127.0.0.1:${PORT}` },
       state: { dir: path.join(dir, 'state') },
-      vms: { kernel: image.kernel, initrd: image.initramfs },
+      // Children get the boot volume too (read-only): they have /boot and can spawn in turn (depth 2).
+      vms: { kernel: image.kernel, initrd: image.initramfs, bootDisk: image.esp },
     },
     'dev node config',
   );

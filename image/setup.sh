@@ -6,7 +6,8 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential bc flex bison libelf-dev libssl-dev cpio zstd xz-utils linux-source-6.1 \
-qemu-system-x86 busybox-static util-linux iproute2 openssl python3"
+qemu-system-x86 busybox-static util-linux iproute2 openssl python3 \
+fdisk e2fsprogs dosfstools mtools systemd-boot-efi ovmf"
 
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if [ "$node_major" -lt 20 ]; then

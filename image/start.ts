@@ -2,6 +2,10 @@
 // use aer against it, and on Ctrl-C shut the node down gracefully (ACPI power button, then wait).
 //   npm start                 run until Ctrl-C
 //   npm start -- --check      boot, check health, shut down cleanly, exit (a quick end-to-end demo)
+//   npm start -- --uefi       boot disk.raw the way a flashed machine does: OVMF (UEFI) on q35, from a 4 GiB
+//                             copy kept in out/uefi-disk.raw (its STATE partition persists across runs)
+// The direct boot attaches the boot volume (esp.img, read-only) as a flashed disk has it, so the node can
+// spawn children from its own image (`aer vm spawn web`).
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,6 +15,10 @@ import { detectAccel, launchVm } from '../supervisor/vms';
 import { buildImage, GUEST_API_PORT, REPO_ROOT } from './build';
 
 const check = process.argv.includes('--check');
+const uefi = process.argv.includes('--uefi');
+const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
+const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
+const UEFI_DISK_BYTES = 4 * 1024 ** 3;
 const started = Date.now();
 const say = (line: string) => console.error(`[start ${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${line}`);
 
@@ -32,21 +40,42 @@ async function main(): Promise<number> {
   const port = await pickPort(Number(process.env.AURAE_HOST_PORT ?? GUEST_API_PORT));
   const accel = detectAccel();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-start-'));
-  say(`booting ${path.relative(REPO_ROOT, image.kernel)} + ${path.relative(REPO_ROOT, image.initramfs)} in QEMU (microvm, ${accel}); API on 127.0.0.1:${port}`);
+  let firmware: { code: string; vars: string } | null = null;
+  let disks = [{ path: image.esp, readOnly: true, format: 'raw' as const }];
+  if (uefi) {
+    const disk = path.join(REPO_ROOT, 'out', 'uefi-disk.raw');
+    const stamp = `${disk}.sha256`;
+    if (!fs.existsSync(disk) || !fs.existsSync(stamp) || fs.readFileSync(stamp, 'utf8') !== image.manifest.outputs.disk.sha256) {
+      // A new image is "flashed" afresh (STATE starts empty), as aer image flash would do on hardware.
+      say(`flashing ${path.relative(REPO_ROOT, image.disk)} onto ${path.relative(REPO_ROOT, disk)} (4 GiB, sparse)`);
+      fs.copyFileSync(image.disk, disk);
+      fs.truncateSync(disk, UEFI_DISK_BYTES);
+      fs.writeFileSync(stamp, image.manifest.outputs.disk.sha256);
+    }
+    for (const f of [OVMF_CODE, OVMF_VARS]) if (!fs.existsSync(f)) throw new Error(`${f} is missing: install the ovmf package (image/setup.sh does)`);
+    firmware = { code: OVMF_CODE, vars: path.join(dir, 'OVMF_VARS.fd') };
+    fs.copyFileSync(OVMF_VARS, firmware.vars);
+    disks = [{ path: disk, readOnly: false, format: 'raw' }];
+    say(`booting out/uefi-disk.raw with UEFI firmware (OVMF, q35, ${accel}); API on 127.0.0.1:${port}`);
+  } else {
+    say(`booting ${path.relative(REPO_ROOT, image.kernel)} + ${path.relative(REPO_ROOT, image.initramfs)} in QEMU (microvm, ${accel}) with the boot volume; API on 127.0.0.1:${port}`);
+  }
   const vm = await launchVm(
     {
       kernel: image.kernel,
       initrd: image.initramfs,
       append: image.manifest.cmdline,
-      memoryMiB: 1024,
+      firmware,
+      // Room for a child or two (aer vm spawn): each takes 512 MiB by default.
+      memoryMiB: 2048,
       cpus: Math.min(2, os.cpus().length),
       accel,
-      machine: 'microvm',
+      machine: uefi ? 'q35' : 'microvm',
       forwards: [{ hostPort: port, guestPort: image.manifest.apiPort }],
       qmpSocket: path.join(dir, 'qmp.sock'),
       debugConsoleSocket: null,
       noReboot: false,
-      disks: [],
+      disks,
     },
     { onConsoleLine: (line) => console.log(`  │ ${line}`) },
   );
@@ -89,6 +118,8 @@ async function main(): Promise<number> {
       `  export AURAE_CONFIG=${cfg} AURAE_ADDRESS=127.0.0.1:${port}`,
       '  npm run -s aer -- health            # grpc.health.v1 over mTLS',
       '  npm run -s aer -- version -o json   # node name, version, uptime, kernel',
+      '  npm run -s aer -- vm spawn web      # a child microVM from this node\'s own image (nested)',
+      '  npm run -s aer -- --node aurae/web health   # reach the child through its parent',
       '  npm run -s aer -- reboot            # graceful reboot; the node comes back',
       '  npm run -s aer -- shutdown          # graceful poweroff; QEMU exits',
       'Press Ctrl-C to power the node off.',

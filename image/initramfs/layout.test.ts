@@ -8,8 +8,9 @@ const inputs: InitramfsInputs = {
   syscallsAddon: '/o/syscalls.node',
   sqliteAddon: '/o/better_sqlite3.node',
   auraeExec: '/o/aurae-exec',
+  tools: ['/sbin/mke2fs'],
   busybox: '/bin/busybox',
-  busyboxApplets: ['bin/sh', 'usr/bin/awk', 'sbin/init', 'bin/busybox'],
+  busyboxApplets: ['bin/sh', 'usr/bin/awk', 'sbin/init', 'bin/busybox', 'sbin/mke2fs'],
   configJson: '{}',
   pki: { caCert: '/p/ca.crt', nodeCert: '/p/node.crt', nodeKey: '/p/node.key' },
 };
@@ -44,5 +45,12 @@ describe('initramfsLayout', () => {
     expect(withSpawn.get('etc/aurae/pki/spawn-ca.crt')).toMatchObject({ mode: 0o644, data: { file: '/p/spawn-ca.crt' } });
     expect(withSpawn.get('etc/aurae/pki/spawn-ca.key')).toMatchObject({ mode: 0o600, data: { file: '/p/spawn-ca.key' } });
     expect([...byPath.keys()].filter((p) => p.includes('spawn-ca'))).toEqual([]);
+  });
+});
+
+describe('tools', () => {
+  it('copies host tools to the same path and never shadows them with a busybox applet', () => {
+    const mke2fs = initramfsLayout(inputs).filter((e) => e.path === 'sbin/mke2fs');
+    expect(mke2fs).toEqual([{ path: 'sbin/mke2fs', type: 'file', mode: 0o755, data: { file: '/sbin/mke2fs' } }]);
   });
 });

@@ -13,6 +13,8 @@ export interface InitramfsInputs {
   sqliteAddon: string;
   /** The cell executable launcher (native/aurae-exec.c, static). */
   auraeExec: string;
+  /** Host programs copied to the same absolute paths (e2fsprogs); their libraries are in `libs`. */
+  tools: string[];
   busybox: string;
   /** `busybox --list-full` output: applet paths like "bin/sh", "usr/bin/awk". */
   busyboxApplets: string[];
@@ -58,6 +60,7 @@ export function initramfsLayout(i: InitramfsInputs): CpioEntry[] {
     file('bin/busybox', 0o755, i.busybox),
   );
   for (const lib of i.libs) entries.push(file(lib.replace(/^\//, ''), 0o755, lib));
+  for (const tool of i.tools) entries.push(file(tool.replace(/^\//, ''), 0o755, tool));
   const taken = new Set(entries.map((e) => e.path));
   for (const applet of i.busyboxApplets) {
     const p = applet.replace(/^\//, '');

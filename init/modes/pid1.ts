@@ -1,6 +1,6 @@
 // PID-1 mode: the appliance's init. One function per duty, in boot order (tini/u-root):
 // signals and the fatal path first, so anything that goes wrong later shuts down cleanly.
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadSyscalls, type Syscalls } from '../../native';
 import { IMAGE_CONFIG_PATH, RUNTIME_CONFIG_PATH, type NodeConfig } from '../../supervisor/config';
 import { resolveNodeConfig } from '../cmdline';
@@ -14,7 +14,8 @@ import { createReaper, procReader, remainingProcesses, scanProc } from '../reape
 import { createAuraedService, locateAuraed, type AuraedService } from '../service';
 import { createShutdown, hangForever, killAllProcesses, type PowerAction } from '../shutdown';
 import { installSignalHandlers, PID1_SIGNALS } from '../signals';
-import { mountStateDisk, STATE_MOUNTPOINT } from '../state-disk';
+import { BOOT_MOUNTPOINT, mountStorage, STATE_MOUNTPOINT, STORAGE_STATUS_PATH } from '../state-disk';
+import { realStorageDeps } from '../state-disk/real';
 import { installFatalHandlers, readOrNull, sleep, writeStdout } from './common';
 
 const AURAED_PID_FILE = '/run/aurae/auraed.pid';
@@ -56,7 +57,11 @@ export async function runPid1(): Promise<void> {
     reapOrphans: () => reaper.reapNow(),
     syscalls,
     // The state disk (when mounted) goes first: its filesystem must be clean before power-off.
-    unmountPlan: unmountPlan([...mountTable(), { source: 'state', target: STATE_MOUNTPOINT, fstype: 'ext4', flags: 0, data: null, mode: 0o700, description: 'node state' }]),
+    unmountPlan: unmountPlan([
+      ...mountTable(),
+      { source: 'state', target: STATE_MOUNTPOINT, fstype: 'ext4', flags: 0, data: null, mode: 0o700, description: 'node state' },
+      { source: 'boot', target: BOOT_MOUNTPOINT, fstype: 'vfat', flags: 0, data: null, mode: 0o755, description: 'boot volume' },
+    ]),
     clock: { now: Date.now, sleep },
     hang: hangForever,
   });
@@ -72,7 +77,9 @@ export async function runPid1(): Promise<void> {
 
   try {
     mountFilesystems(syscalls, log);
-    mountStateDisk({ syscalls, listBlockDevices: () => readdirSync('/sys/class/block'), readHead, mkdir: (path, mode) => mkdirSync(path, { recursive: true, mode }), log });
+    const storage = await mountStorage(realStorageDeps(syscalls, log));
+    mkdirSync('/run/aurae', { recursive: true, mode: 0o755 });
+    writeFileSync(STORAGE_STATUS_PATH, `${JSON.stringify(storage)}\n`);
     try {
       syscalls.setCtrlAltDel(false);
     } catch (err) {
@@ -132,20 +139,6 @@ function mountFilesystems(syscalls: Syscalls, log: Logger): void {
     writeFile: (path, text) => writeFileSync(path, text),
     log,
   });
-}
-
-/** The first 2 KiB of /dev/NAME (where filesystem superblocks live), or null. */
-function readHead(name: string): Buffer | null {
-  let fd: number | undefined;
-  try {
-    fd = openSync(`/dev/${name}`, 'r');
-    const head = Buffer.alloc(2048);
-    return readSync(fd, head, 0, head.length, 0) === head.length ? head : null;
-  } catch {
-    return null;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
 }
 
 /** The image config with the kernel command line applied; null (logged) when unusable. */

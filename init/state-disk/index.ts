@@ -1,65 +1,236 @@
-// The state disk: an ext4 filesystem labelled AURAE_STATE (any virtio/SATA/NVMe disk or partition) is mounted
-// at /var/lib/aurae, so auraed's database and logs survive reboots. Without one, /var/lib/aurae stays on the
-// initramfs (RAM) and the node says so: state is then lost at every boot.
+// The node's storage at boot, in order (never throws, never hangs: every external step has a timeout):
+//  1. The boot volume: the FAT32 filesystem labelled AURAE_BOOT (the ESP of disk.raw, or the image's esp.img
+//     attached as a disk) is mounted read-only on /boot: the node's own kernel, initramfs and QEMU, from which
+//     it spawns children.
+//  2. The state volume: the ext4 filesystem labelled AURAE_STATE is mounted on /var/lib/aurae, so auraed's
+//     database and logs survive reboots. When the boot volume is a partition of a GPT disk (a flashed disk.raw),
+//     the STATE partition is created at first boot in the free space after it, filling the disk, and grown
+//     when the disk grew (init/disk plans the GPT change). e2fsck repairs it after an unclean shutdown.
+// Without a state volume /var/lib/aurae stays in RAM and the node says so; when a state volume exists or was
+// expected but cannot be used, the status is "degraded" (auraed reports it through health, aurae.storage).
 import { MOUNT_FLAGS, type Syscalls } from '../../native';
+import { gptWrites, parseGpt, PARTITION_TYPES, planStatePartition, SECTOR_SIZE } from '../disk';
 import { errorMessage, type Logger } from '../log';
+import { extLabel, fat32Label } from './labels';
+
+export { extLabel, fat32Label } from './labels';
 
 export const STATE_LABEL = 'AURAE_STATE';
 export const STATE_MOUNTPOINT = '/var/lib/aurae';
+export const BOOT_LABEL = 'AURAE_BOOT';
+export const BOOT_MOUNTPOINT = '/boot';
+/** Where init leaves the storage status for auraed (health service aurae.storage). */
+export const STORAGE_STATUS_PATH = '/run/aurae/storage.json';
 
-const EXT_SUPERBLOCK_OFFSET = 1024;
-const EXT_MAGIC_OFFSET = 56; // s_magic, u16 little endian
-const EXT_MAGIC = 0xef53;
-const EXT_LABEL_OFFSET = 120; // s_volume_name, 16 bytes, NUL padded
+/** A STATE partition is made only when at least this much space is free (and grown by at least this much). */
+export const STATE_MIN_SECTORS = (64 * 1024 * 1024) / SECTOR_SIZE;
+const FSCK_TIMEOUT_MS = 10 * 60_000;
+const MKFS_TIMEOUT_MS = 5 * 60_000;
+const PARTITION_WAIT_MS = 5_000;
 
-/** The ext2/3/4 volume label in `head` (the first 2 KiB of a block device), or null when it is not ext. Pure. */
-export function extLabel(head: Buffer): string | null {
-  if (head.length < EXT_SUPERBLOCK_OFFSET + EXT_LABEL_OFFSET + 16) return null;
-  if (head.readUInt16LE(EXT_SUPERBLOCK_OFFSET + EXT_MAGIC_OFFSET) !== EXT_MAGIC) return null;
-  const raw = head.subarray(EXT_SUPERBLOCK_OFFSET + EXT_LABEL_OFFSET, EXT_SUPERBLOCK_OFFSET + EXT_LABEL_OFFSET + 16);
-  const end = raw.indexOf(0);
-  return raw.subarray(0, end === -1 ? 16 : end).toString('utf8');
-}
-
-export interface StateDiskDeps {
+export interface StorageDeps {
   syscalls: Pick<Syscalls, 'mount'>;
   /** Block device names from /sys/class/block (vda, vda1, sr0, …). */
   listBlockDevices(): string[];
   /** The first 2 KiB of /dev/NAME, or null when it cannot be read. */
   readHead(name: string): Buffer | null;
+  /** The whole disk a partition belongs to (vda1 → vda), or null for a whole disk. */
+  parentDisk(name: string): string | null;
+  /** Size of /dev/DISK in 512-byte sectors and whether it is read-only. */
+  diskInfo(disk: string): { sectors: number; readOnly: boolean };
+  readAt(disk: string, offset: number, length: number): Buffer;
+  /** Write the ranges in order to /dev/DISK, then fsync. */
+  writeAt(disk: string, writes: { offset: number; data: Buffer }[]): void;
+  /** Run a program; code null when it could not start or timed out (output says why). */
+  run(file: string, args: string[], timeoutMs: number): { code: number | null; output: string };
+  exists(path: string): boolean;
+  sleep(ms: number): Promise<void>;
+  randomGuid(): string;
   mkdir(path: string, mode: number): void;
   log: Logger;
 }
 
-export type StateDiskResult = { mounted: true; device: string } | { mounted: false; reason: string };
+export interface StorageStatus {
+  boot: { device: string | null; mounted: boolean; reason: string | null };
+  state: {
+    device: string | null;
+    mounted: boolean;
+    /** What init did to the volume this boot. */
+    actions: ('created' | 'grown' | 'repaired')[];
+    /** Why state is in RAM although a volume exists or was expected; null when all is well (or RAM by choice). */
+    degraded: string | null;
+    reason: string | null;
+  };
+}
 
-/** Find the disk labelled AURAE_STATE and mount it at /var/lib/aurae. Never throws. */
-export function mountStateDisk(deps: StateDiskDeps): StateDiskResult {
-  let candidates: string[];
-  try {
-    candidates = deps.listBlockDevices().filter((n) => !/^(loop|ram|sr|zram)/.test(n)).sort();
-  } catch (err) {
-    candidates = [];
-    deps.log.warn(`state disk: listing block devices failed: ${errorMessage(err)}`);
+const dev = (name: string) => `/dev/${name}`;
+
+/** vda + 2 → vda2; nvme0n1 + 2 → nvme0n1p2 (the kernel's naming). */
+export function partitionName(disk: string, number: number): string {
+  return /\d$/.test(disk) ? `${disk}p${number}` : `${disk}${number}`;
+}
+
+export async function mountStorage(deps: StorageDeps): Promise<StorageStatus> {
+  const { log } = deps;
+  const status: StorageStatus = {
+    boot: { device: null, mounted: false, reason: null },
+    state: { device: null, mounted: false, actions: [], degraded: null, reason: null },
+  };
+  const labels = scanLabels(deps);
+  const boot = labels.find((l) => l.fat === BOOT_LABEL)?.name ?? null;
+  let state = labels.find((l) => l.ext === STATE_LABEL)?.name ?? null;
+  status.boot.device = boot;
+
+  // First boot of a flashed disk: STATE goes after the ESP on the same disk; a grown disk grows it.
+  let grow = false;
+  const disk = boot ? safe(() => deps.parentDisk(boot), null) : null;
+  if (disk && (state === null || deps.parentDisk(state) === disk)) {
+    const outcome = await provisionState(deps, disk, state);
+    if (outcome.kind === 'created') {
+      state = outcome.device;
+      status.state.actions.push('created');
+    } else if (outcome.kind === 'grown') {
+      grow = true;
+    } else if (outcome.kind === 'failed' && state === null) {
+      status.state.degraded = outcome.reason;
+    }
   }
-  const device = candidates.find((name) => {
+
+  if (state === null) {
+    const reason = status.state.degraded ?? `no ext4 filesystem labelled ${STATE_LABEL}`;
+    status.state.reason = reason;
+    if (status.state.degraded) log.error(`state disk: ${reason}; ${STATE_MOUNTPOINT} is in RAM and node state is lost at reboot`);
+    else log.warn(`state disk: ${reason}; ${STATE_MOUNTPOINT} is in RAM and node state is lost at reboot (attach one: mkfs.ext4 -L ${STATE_LABEL} DISK)`);
+  } else {
+    status.state.device = state;
+    mountState(deps, state, grow, status);
+  }
+
+  if (boot) mountBoot(deps, boot, status);
+  else status.boot.reason = `no FAT32 filesystem labelled ${BOOT_LABEL}`;
+  return status;
+}
+
+function scanLabels(deps: StorageDeps): { name: string; fat: string | null; ext: string | null }[] {
+  let names: string[];
+  try {
+    names = deps.listBlockDevices().filter((n) => !/^(loop|ram|sr|zram)/.test(n)).sort();
+  } catch (err) {
+    deps.log.warn(`storage: listing block devices failed: ${errorMessage(err)}`);
+    return [];
+  }
+  return names.map((name) => {
     const head = deps.readHead(name);
-    return head !== null && extLabel(head) === STATE_LABEL;
+    return { name, fat: head ? fat32Label(head) : null, ext: head ? extLabel(head) : null };
   });
-  if (!device) {
-    const reason = `no ext4 filesystem labelled ${STATE_LABEL}`;
-    deps.log.warn(`state disk: ${reason}; ${STATE_MOUNTPOINT} is in RAM and node state is lost at reboot (attach one: mkfs.ext4 -L ${STATE_LABEL} DISK)`);
-    return { mounted: false, reason };
+}
+
+type Provision = { kind: 'none' } | { kind: 'created'; device: string } | { kind: 'grown' } | { kind: 'failed'; reason: string };
+
+/** Create or grow the STATE partition on `disk` (GPT) when there is room. Failures are reported, never thrown. */
+async function provisionState(deps: StorageDeps, disk: string, existing: string | null): Promise<Provision> {
+  const { log } = deps;
+  try {
+    const { sectors, readOnly } = deps.diskInfo(disk);
+    if (readOnly) return existing ? { kind: 'none' } : { kind: 'failed', reason: `${dev(disk)} is read-only: no STATE partition can be created on it` };
+    const gpt = parseGpt((offset, length) => deps.readAt(disk, offset, length), sectors);
+    if (!gpt) return { kind: 'failed', reason: `${dev(disk)} holds ${BOOT_LABEL} but no valid GPT: cannot add a STATE partition (reflash the disk with aer image flash)` };
+    for (const problem of gpt.problems) log.warn(`state disk: ${dev(disk)}: ${problem}`);
+    const plan = planStatePartition(gpt, sectors, { name: STATE_LABEL, typeGuid: PARTITION_TYPES.linux, uniqueGuid: deps.randomGuid(), minSectors: STATE_MIN_SECTORS });
+    if (plan.action === 'none') return { kind: 'none' };
+    if (plan.action === 'refuse') {
+      log.warn(`state disk: ${dev(disk)}: ${plan.reason}`);
+      return existing ? { kind: 'none' } : { kind: 'failed', reason: `${dev(disk)}: ${plan.reason}` };
+    }
+    const part = partitionName(disk, plan.index + 1);
+    const sizeMiB = Math.floor(((plan.partition.lastLba - plan.partition.firstLba + 1) * SECTOR_SIZE) / 2 ** 20);
+    log.info(`state disk: ${plan.action === 'create' ? 'creating' : 'growing'} ${dev(part)} (${STATE_LABEL}, ${sizeMiB} MiB) on ${dev(disk)}`);
+    deps.writeAt(disk, gptWrites(plan.gpt, sectors));
+    // The kernel learns the new table only when no partition of the disk is in use: nothing is mounted yet.
+    const reread = deps.run('blockdev', ['--rereadpt', dev(disk)], 30_000);
+    if (reread.code !== 0) throw new Error(`blockdev --rereadpt ${dev(disk)} failed: ${reread.output.trim()}`);
+    await waitFor(deps, dev(part));
+    if (plan.action === 'grow') return { kind: 'grown' };
+    const mkfs = deps.run('mke2fs', ['-t', 'ext4', '-q', '-F', '-L', STATE_LABEL, dev(part)], MKFS_TIMEOUT_MS);
+    if (mkfs.code !== 0) throw new Error(`mke2fs on ${dev(part)} failed: ${mkfs.output.trim()}`);
+    return { kind: 'created', device: part };
+  } catch (err) {
+    const reason = `preparing the STATE partition on ${dev(disk)} failed: ${errorMessage(err)}`;
+    log.error(`state disk: ${reason}`);
+    return { kind: 'failed', reason };
+  }
+}
+
+async function waitFor(deps: StorageDeps, path: string): Promise<void> {
+  for (let waited = 0; !deps.exists(path); waited += 50) {
+    if (waited >= PARTITION_WAIT_MS) throw new Error(`${path} did not appear within ${PARTITION_WAIT_MS} ms after re-reading the partition table`);
+    await deps.sleep(50);
+  }
+}
+
+/** e2fsck, mount, and (after a disk grew) online resize. Falls back to RAM, marked degraded, when unusable. */
+function mountState(deps: StorageDeps, device: string, grow: boolean, status: StorageStatus): void {
+  const { log } = deps;
+  const degrade = (reason: string) => {
+    status.state.degraded = reason;
+    status.state.reason = reason;
+    log.error(`state disk: ${reason}; using RAM for ${STATE_MOUNTPOINT} (state will not persist this boot): repair it with e2fsck -f ${dev(device)} from the debug shell, or replace the disk`);
+  };
+  // -p repairs what is safe without a question (after a power cut: the journal, orphan inodes, counts);
+  // when it stops short (exit 4), -y repairs the rest. Exit 1/2 = repaired.
+  let fsck = deps.run('e2fsck', ['-p', dev(device)], FSCK_TIMEOUT_MS);
+  if (fsck.code !== null && fsck.code >= 4) {
+    log.warn(`state disk: e2fsck -p ${dev(device)} needs more (exit ${fsck.code}): running e2fsck -y\n${fsck.output.trim()}`);
+    fsck = deps.run('e2fsck', ['-y', dev(device)], FSCK_TIMEOUT_MS);
+  }
+  if (fsck.code === null) {
+    log.warn(`state disk: e2fsck did not run (${fsck.output.trim()}); mounting anyway (the journal is replayed at mount)`);
+  } else if (fsck.code >= 4) {
+    return degrade(`e2fsck could not repair ${dev(device)} (exit ${fsck.code}): ${lastLine(fsck.output)}`);
+  } else if (fsck.code > 0) {
+    status.state.actions.push('repaired');
+    log.warn(`state disk: e2fsck repaired ${dev(device)} (exit ${fsck.code}): ${lastLine(fsck.output)}`);
   }
   try {
     deps.mkdir(STATE_MOUNTPOINT, 0o700);
-    // The ext4 journal is replayed at mount, which repairs an unclean shutdown's metadata.
-    deps.syscalls.mount(`/dev/${device}`, STATE_MOUNTPOINT, 'ext4', MOUNT_FLAGS.MS_NOSUID | MOUNT_FLAGS.MS_NODEV | MOUNT_FLAGS.MS_RELATIME, null);
-    deps.log.info(`state disk: /dev/${device} (${STATE_LABEL}) mounted on ${STATE_MOUNTPOINT}`);
-    return { mounted: true, device };
+    deps.syscalls.mount(dev(device), STATE_MOUNTPOINT, 'ext4', MOUNT_FLAGS.MS_NOSUID | MOUNT_FLAGS.MS_NODEV | MOUNT_FLAGS.MS_RELATIME, null);
   } catch (err) {
-    const reason = `mounting /dev/${device} failed: ${errorMessage(err)}`;
-    deps.log.error(`state disk: ${reason}; using RAM for ${STATE_MOUNTPOINT} (state will not persist): check the disk with e2fsck`);
-    return { mounted: false, reason };
+    return degrade(`mounting ${dev(device)} failed: ${errorMessage(err)}`);
+  }
+  status.state.mounted = true;
+  log.info(`state disk: ${dev(device)} (${STATE_LABEL}) mounted on ${STATE_MOUNTPOINT}`);
+  if (grow) {
+    const resize = deps.run('resize2fs', [dev(device)], FSCK_TIMEOUT_MS);
+    if (resize.code === 0) {
+      status.state.actions.push('grown');
+      log.info(`state disk: ${dev(device)} grown to fill its partition`);
+    } else {
+      log.warn(`state disk: resize2fs ${dev(device)} failed (the partition grew, the filesystem did not): ${lastLine(resize.output)}`);
+    }
+  }
+}
+
+function mountBoot(deps: StorageDeps, device: string, status: StorageStatus): void {
+  try {
+    deps.mkdir(BOOT_MOUNTPOINT, 0o755);
+    // Read-only; fmask keeps QEMU and its loader executable (FAT has no modes of its own).
+    deps.syscalls.mount(dev(device), BOOT_MOUNTPOINT, 'vfat', MOUNT_FLAGS.MS_RDONLY | MOUNT_FLAGS.MS_NOSUID | MOUNT_FLAGS.MS_NODEV, 'fmask=0022,dmask=0022,shortname=mixed');
+    status.boot.mounted = true;
+    deps.log.info(`boot volume: ${dev(device)} (${BOOT_LABEL}) mounted read-only on ${BOOT_MOUNTPOINT}`);
+  } catch (err) {
+    status.boot.reason = `mounting ${dev(device)} failed: ${errorMessage(err)}`;
+    deps.log.error(`boot volume: ${status.boot.reason}; this node cannot spawn children from its own image`);
+  }
+}
+
+function lastLine(text: string): string {
+  return text.trim().split('\n').pop() ?? '';
+}
+
+function safe<T>(fn: () => T, fallback: T): T {
+  try {
+    return fn();
+  } catch {
+    return fallback;
   }
 }

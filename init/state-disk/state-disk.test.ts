@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { buildGpt, guidFromSeed, parseGpt, PARTITION_TYPES } from '../disk';
 import { createMemoryLogger } from '../log';
-import { extLabel, mountStateDisk, STATE_LABEL } from './index';
+import { extLabel, fat32Label, mountStorage, partitionName, STATE_LABEL, type StorageDeps } from './index';
+
+const MIB = 1024 * 1024;
 
 function extHead(label: string | null): Buffer {
   const head = Buffer.alloc(2048);
@@ -11,40 +14,171 @@ function extHead(label: string | null): Buffer {
   return head;
 }
 
-describe('state disk', () => {
-  it('reads ext labels and ignores other filesystems', () => {
+function fatHead(label: string): Buffer {
+  const head = Buffer.alloc(2048);
+  head.write('FAT32   ', 0x52, 'latin1');
+  head.write(label.padEnd(11, ' '), 0x47, 'latin1');
+  head.writeUInt16LE(0xaa55, 510);
+  return head;
+}
+
+/** A fake node: named devices with heads, one GPT disk `vda` of `diskMiB` whose partition 1 is AURAE_BOOT. */
+function fakeNode(o: { diskMiB?: number; extraHeads?: Record<string, Buffer | null>; run?: StorageDeps['run']; mountFails?: string } = {}) {
+  const diskMiB = o.diskMiB ?? 256;
+  const sectors = (diskMiB * MIB) / 512;
+  const disk = Buffer.alloc(diskMiB * MIB);
+  const gpt = buildGpt({
+    diskSectors: (64 * MIB) / 512, // built small, then "flashed" to a larger disk: the backup is not at the end
+    diskGuid: guidFromSeed('disk'),
+    partitions: [{ typeGuid: PARTITION_TYPES.esp, uniqueGuid: guidFromSeed('esp'), firstLba: 2048, lastLba: 2048 + 32 * 2048 - 1, name: 'AURAE_BOOT' }],
+  });
+  gpt.primary.copy(disk, 0);
+  gpt.backup.copy(disk, gpt.backupOffset);
+  const heads: Record<string, Buffer | null> = { vda: disk.subarray(0, 2048), vda1: fatHead('AURAE_BOOT'), ...o.extraHeads };
+  const mounts: string[][] = [];
+  const commands: string[] = [];
+  const log = createMemoryLogger();
+  const deps: StorageDeps = {
+    syscalls: {
+      mount: (source, target, fstype) => {
+        if (o.mountFails && source === o.mountFails) throw Object.assign(new Error(`mount(${source}): EUCLEAN`), { code: 'EUCLEAN' });
+        mounts.push([String(source), target, String(fstype)]);
+      },
+    },
+    listBlockDevices: () => Object.keys(heads),
+    readHead: (n) => heads[n] ?? null,
+    parentDisk: (n) => (/^vda\d+$/.test(n) ? 'vda' : null),
+    diskInfo: () => ({ sectors, readOnly: false }),
+    readAt: (_d, offset, length) => Buffer.from(disk.subarray(offset, offset + length)),
+    writeAt: (_d, writes) => {
+      for (const w of writes) w.data.copy(disk, w.offset);
+    },
+    run: (file, args, timeoutMs) => {
+      commands.push([file, ...args].join(' '));
+      if (file === 'blockdev') {
+        const table = parseGpt((off, len) => disk.subarray(off, off + len), sectors);
+        for (const p of table?.partitions ?? []) heads[`vda${p.index + 1}`] ??= Buffer.alloc(2048);
+      }
+      if (file === 'mke2fs') heads[args.at(-1)!.replace('/dev/', '')] = extHead(STATE_LABEL);
+      return o.run?.(file, args, timeoutMs) ?? { code: 0, output: '' };
+    },
+    exists: (p) => p.replace('/dev/', '') in heads,
+    sleep: async () => {},
+    randomGuid: () => guidFromSeed('state'),
+    mkdir: () => {},
+    log,
+  };
+  return { deps, disk, sectors, heads, mounts, commands, log };
+}
+
+describe('labels', () => {
+  it('reads ext and FAT32 labels and ignores other filesystems', () => {
     expect(extLabel(extHead(STATE_LABEL))).toBe('AURAE_STATE');
     expect(extLabel(extHead(''))).toBe('');
     expect(extLabel(extHead(null))).toBeNull();
     expect(extLabel(Buffer.alloc(100))).toBeNull();
+    expect(fat32Label(fatHead('AURAE_BOOT'))).toBe('AURAE_BOOT');
+    expect(fat32Label(extHead(STATE_LABEL))).toBeNull();
   });
 
-  it('mounts the labelled disk, skipping others', () => {
-    const mounts: unknown[][] = [];
-    const log = createMemoryLogger();
-    const heads: Record<string, Buffer | null> = { vda: extHead('boot'), vdb: extHead(STATE_LABEL), loop0: extHead(STATE_LABEL), vdc: null };
-    const result = mountStateDisk({
-      syscalls: { mount: (...args: unknown[]) => void mounts.push(args) } as never,
-      listBlockDevices: () => Object.keys(heads),
-      readHead: (n) => heads[n] ?? null,
-      mkdir: () => {},
-      log,
+  it('names partitions as the kernel does', () => {
+    expect(partitionName('vda', 2)).toBe('vda2');
+    expect(partitionName('nvme0n1', 2)).toBe('nvme0n1p2');
+    expect(partitionName('mmcblk0', 1)).toBe('mmcblk0p1');
+  });
+});
+
+describe('mountStorage', () => {
+  it('first boot of a flashed disk: creates STATE after the ESP, filling the disk, makes ext4, mounts both volumes', async () => {
+    const node = fakeNode();
+    const status = await mountStorage(node.deps);
+    const table = parseGpt((off, len) => node.disk.subarray(off, off + len), node.sectors)!;
+    expect(table.partitions.map((p) => [p.name, p.lastLba])).toEqual([
+      ['AURAE_BOOT', 2048 + 32 * 2048 - 1],
+      ['AURAE_STATE', node.sectors - 34],
+    ]);
+    expect(table.alternateLba).toBe(node.sectors - 1);
+    expect(node.commands).toEqual(['blockdev --rereadpt /dev/vda', 'mke2fs -t ext4 -q -F -L AURAE_STATE /dev/vda2', 'e2fsck -p /dev/vda2']);
+    expect(node.mounts).toEqual([
+      ['/dev/vda2', '/var/lib/aurae', 'ext4'],
+      ['/dev/vda1', '/boot', 'vfat'],
+    ]);
+    expect(status).toEqual({
+      boot: { device: 'vda1', mounted: true, reason: null },
+      state: { device: 'vda2', mounted: true, actions: ['created'], degraded: null, reason: null },
     });
-    expect(result).toEqual({ mounted: true, device: 'vdb' });
-    expect(mounts[0]?.slice(0, 3)).toEqual(['/dev/vdb', '/var/lib/aurae', 'ext4']);
   });
 
-  it('falls back to RAM with a warning when there is no disk or the mount fails', () => {
-    const log = createMemoryLogger();
-    expect(mountStateDisk({ syscalls: { mount: () => {} } as never, listBlockDevices: () => ['vda'], readHead: () => extHead(null), mkdir: () => {}, log })).toMatchObject({ mounted: false });
-    expect(log.lines.join('\n')).toMatch(/state is lost at reboot/);
-    const failing = mountStateDisk({
-      syscalls: { mount: () => { throw Object.assign(new Error('EUCLEAN'), { code: 'EUCLEAN' }); } } as never,
-      listBlockDevices: () => ['vda'],
-      readHead: () => extHead(STATE_LABEL),
-      mkdir: () => {},
-      log,
+  it('second boot: nothing to create; a grown disk grows the partition and then the filesystem online', async () => {
+    const node = fakeNode();
+    await mountStorage(node.deps);
+    node.commands.length = 0;
+    const again = await mountStorage(node.deps);
+    expect(again.state.actions).toEqual([]);
+    expect(node.commands).toEqual(['e2fsck -p /dev/vda2']);
+
+    const bigger = fakeNode({ diskMiB: 512 });
+    node.disk.copy(bigger.disk); // the same disk image, copied onto a larger disk
+    bigger.heads.vda2 = extHead(STATE_LABEL);
+    const grown = await mountStorage(bigger.deps);
+    expect(grown.state.actions).toEqual(['grown']);
+    expect(bigger.commands).toEqual(['blockdev --rereadpt /dev/vda', 'e2fsck -p /dev/vda2', 'resize2fs /dev/vda2']);
+    const table = parseGpt((off, len) => bigger.disk.subarray(off, off + len), bigger.sectors)!;
+    expect(table.partitions[1]?.lastLba).toBe(bigger.sectors - 34);
+  });
+
+  it('repairs with e2fsck -y when -p stops short, and reports what it did', async () => {
+    const node = fakeNode({ run: (file, args) => (file === 'e2fsck' ? { code: args[0] === '-p' ? 4 : 1, output: 'fixed' } : { code: 0, output: '' }) });
+    const status = await mountStorage(node.deps);
+    expect(node.commands.filter((c) => c.startsWith('e2fsck'))).toEqual(['e2fsck -p /dev/vda2', 'e2fsck -y /dev/vda2']);
+    expect(status.state).toMatchObject({ mounted: true, actions: ['created', 'repaired'], degraded: null });
+  });
+
+  it('an unrepairable or unmountable STATE falls back to RAM, degraded, and the boot volume still mounts', async () => {
+    const broken = fakeNode({ run: (file) => (file === 'e2fsck' ? { code: 8, output: 'e2fsck: bad superblock' } : { code: 0, output: '' }) });
+    const status = await mountStorage(broken.deps);
+    expect(status.state).toMatchObject({ mounted: false, degraded: expect.stringMatching(/e2fsck could not repair \/dev\/vda2 \(exit 8\): e2fsck: bad superblock/) });
+    expect(broken.mounts).toEqual([['/dev/vda1', '/boot', 'vfat']]);
+    expect(broken.log.lines.join('\n')).toMatch(/using RAM for \/var\/lib\/aurae/);
+
+    const unmountable = fakeNode({ mountFails: '/dev/vda2' });
+    expect((await mountStorage(unmountable.deps)).state).toMatchObject({ mounted: false, degraded: expect.stringMatching(/mounting \/dev\/vda2 failed: mount\(\/dev\/vda2\): EUCLEAN/) });
+  });
+
+  it('no room for STATE on the boot disk is degraded (the node booted from a disk but cannot keep state)', async () => {
+    const node = fakeNode({ diskMiB: 64 + 16 });
+    const status = await mountStorage(node.deps);
+    expect(status.state).toMatchObject({ mounted: false, device: null, degraded: expect.stringMatching(/\/dev\/vda: .*/) });
+    expect(node.commands).toEqual([]);
+  });
+
+  it('a failing partition re-read is reported and leaves state in RAM, degraded', async () => {
+    const node = fakeNode({ run: (file) => (file === 'blockdev' ? { code: 1, output: 'BLKRRPART: Device or resource busy' } : { code: 0, output: '' }) });
+    const status = await mountStorage(node.deps);
+    expect(status.state.degraded).toMatch(/blockdev --rereadpt \/dev\/vda failed: BLKRRPART: Device or resource busy/);
+  });
+
+  it('direct boot with separate disks: mounts the labelled volumes, creates nothing', async () => {
+    const heads: Record<string, Buffer | null> = { vda: extHead(STATE_LABEL), vdb: fatHead('AURAE_BOOT'), loop0: extHead(STATE_LABEL), vdc: null };
+    const node = fakeNode();
+    const deps: StorageDeps = { ...node.deps, listBlockDevices: () => Object.keys(heads), readHead: (n) => heads[n] ?? null, parentDisk: () => null };
+    const status = await mountStorage(deps);
+    expect(node.commands).toEqual(['e2fsck -p /dev/vda']);
+    expect(node.mounts).toEqual([
+      ['/dev/vda', '/var/lib/aurae', 'ext4'],
+      ['/dev/vdb', '/boot', 'vfat'],
+    ]);
+    expect(status.state.degraded).toBeNull();
+  });
+
+  it('no volumes at all: RAM by choice (a warning, not degraded)', async () => {
+    const node = fakeNode();
+    const deps: StorageDeps = { ...node.deps, listBlockDevices: () => ['vda'], readHead: () => extHead(null) };
+    const status = await mountStorage(deps);
+    expect(status).toEqual({
+      boot: { device: null, mounted: false, reason: 'no FAT32 filesystem labelled AURAE_BOOT' },
+      state: { device: null, mounted: false, actions: [], degraded: null, reason: 'no ext4 filesystem labelled AURAE_STATE' },
     });
-    expect(failing).toMatchObject({ mounted: false, reason: expect.stringMatching(/mounting \/dev\/vda failed/) });
+    expect(node.log.lines.join('\n')).toMatch(/state is lost at reboot \(attach one: mkfs.ext4 -L AURAE_STATE DISK\)/);
   });
 });

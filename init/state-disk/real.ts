@@ -1,0 +1,60 @@
+// The real StorageDeps on a booted node: sysfs, /dev nodes and the e2fsprogs/busybox programs in the image.
+import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, realpathSync, writeSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import type { Syscalls } from '../../native';
+import type { Logger } from '../log';
+import type { StorageDeps } from './index';
+
+export function realStorageDeps(syscalls: Pick<Syscalls, 'mount'>, log: Logger): StorageDeps {
+  return {
+    syscalls,
+    log,
+    listBlockDevices: () => readdirSync('/sys/class/block'),
+    readHead: (name) => {
+      try {
+        const head = readAt(name, 0, 2048);
+        return head.length === 2048 ? head : null;
+      } catch {
+        return null;
+      }
+    },
+    parentDisk: (name) => (existsSync(`/sys/class/block/${name}/partition`) ? basename(dirname(realpathSync(`/sys/class/block/${name}`))) : null),
+    diskInfo: (disk) => ({
+      sectors: Number(readFileSync(`/sys/class/block/${disk}/size`, 'utf8').trim()),
+      readOnly: readFileSync(`/sys/class/block/${disk}/ro`, 'utf8').trim() === '1',
+    }),
+    readAt,
+    writeAt: (disk, writes) => {
+      const fd = openSync(`/dev/${disk}`, 'r+');
+      try {
+        for (const w of writes) writeSync(fd, w.data, 0, w.data.length, w.offset);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    },
+    run: (file, args, timeoutMs) => {
+      const r = spawnSync(file, args, { timeout: timeoutMs, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      if (r.error) return { code: null, output: `${file}: ${r.error.message}` };
+      if (r.status === null) return { code: null, output: `${file} killed by ${r.signal ?? 'a signal'}` };
+      return { code: r.status, output: `${r.stdout}${r.stderr}` };
+    },
+    exists: existsSync,
+    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+    randomGuid: () => randomUUID(),
+    mkdir: (path, mode) => mkdirSync(path, { recursive: true, mode }),
+  };
+}
+
+function readAt(name: string, offset: number, length: number): Buffer {
+  const fd = openSync(`/dev/${name}`, 'r');
+  try {
+    const buf = Buffer.alloc(length);
+    const n = readSync(fd, buf, 0, length, offset);
+    return buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
+}

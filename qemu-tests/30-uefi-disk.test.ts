@@ -1,0 +1,133 @@
+// 30: the bare-metal disk image under real firmware. disk.raw (GPT + ESP with the UKI) is copied onto a larger
+// "disk" and booted by OVMF (UEFI) on q35, as a flashed machine would be: first boot creates the STATE
+// partition filling the disk; cells and executables survive a reboot; a power cut in the middle of writes leaves
+// a database that passes integrity_check with every acknowledged change present.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { AuraeClient } from '../aer/sdk';
+import { parseGpt } from '../init/disk';
+import { aer } from './fixture/aer';
+import { bootNode, testImage, type BootedNode } from './fixture/node';
+
+const DISK_BYTES = 1024 * 1024 * 1024;
+
+describe('30 UEFI disk image', () => {
+  let dir: string;
+  let disk: string;
+  let node: BootedNode | null = null;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-uefi-'));
+    disk = path.join(dir, 'disk.raw');
+    // What flashing onto a 1 GiB disk gives: the image, then unused space (sparse here).
+    fs.copyFileSync(testImage().disk, disk);
+    fs.truncateSync(disk, DISK_BYTES);
+  });
+  afterEach((ctx) => {
+    if (ctx.task.result?.state === 'fail' && node) console.error(`--- console (full log: ${node.consoleLog}) ---\n${node.vm.tail(80)}`);
+  });
+  afterAll(async () => {
+    await node?.vm.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const storageHealth = async (client: AuraeClient) => (await client.health.check('aurae.storage')).status;
+
+  it('boots with OVMF from the ESP, creates STATE filling the disk and mounts both volumes', async () => {
+    node = await bootNode({ name: '30-uefi-first-boot', uefiDisk: disk, noReboot: false, readyTimeoutMs: 240_000 });
+    const out = node.vm.console;
+    expect(out).toMatch(/BdsDxe: starting Boot\d+/); // OVMF found and started \EFI\BOOT\BOOTX64.EFI on the disk
+    expect(out).toMatch(/state disk: creating \/dev\/vda2 \(AURAE_STATE, \d+ MiB\) on \/dev\/vda/);
+    expect(out).toMatch(/state disk: \/dev\/vda2 \(AURAE_STATE\) mounted on \/var\/lib\/aurae/);
+    expect(out).toMatch(/boot volume: \/dev\/vda1 \(AURAE_BOOT\) mounted read-only on \/boot/);
+    const client = node.client();
+    try {
+      expect(await storageHealth(client)).toBe('SERVING');
+    } finally {
+      client.close();
+    }
+  });
+
+  it('keeps cells and executables across a reboot', async () => {
+    const n = node!;
+    const client = n.client();
+    try {
+      await client.cells.allocate({ name: 'kept', memory: { max: 64 * 1024 * 1024 } });
+      await client.cells.start('kept', { name: 'sleeper', args: ['/bin/sleep', '3600'], restart: { mode: 'always' } });
+    } finally {
+      client.close();
+    }
+    const from = n.vm.console.length;
+    expect((await aer(n, ['reboot'])).code).toBe(0);
+    await n.waitReady(240_000, from);
+    const second = n.vm.console.slice(from);
+    expect(second).not.toMatch(/state disk: creating/);
+    expect(second).toMatch(/state disk: \/dev\/vda2 \(AURAE_STATE\) mounted on \/var\/lib\/aurae/);
+    const again = n.client();
+    try {
+      const cells = await again.cells.list();
+      const kept = cells.find((c) => c.name === 'kept');
+      expect(kept?.executables.map((x) => x.name)).toEqual(['sleeper']);
+    } finally {
+      again.close();
+    }
+  });
+
+  it('a power cut in the middle of writes loses no acknowledged change and leaves an intact database', async () => {
+    const n = node!;
+    const client = n.client();
+    const acknowledged: string[] = [];
+    let cut = false;
+    // Writes in flight, one after another, until QEMU is killed (SIGKILL: no shutdown, no sync, no unmount).
+    const writer = (async () => {
+      for (let i = 0; i < 500 && !cut; i++) {
+        try {
+          await client.cells.allocate({ name: `w${i}` });
+          acknowledged.push(`w${i}`);
+        } catch {
+          return;
+        }
+      }
+    })();
+    const deadline = Date.now() + 60_000;
+    while (acknowledged.length < 10 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    cut = true;
+    n.vm.process.kill('SIGKILL');
+    await n.vm.exited;
+    await writer;
+    client.close();
+    expect(acknowledged.length).toBeGreaterThanOrEqual(10);
+
+    node = await bootNode({ name: '30-uefi-after-power-cut', uefiDisk: disk, noReboot: false, readyTimeoutMs: 240_000 });
+    expect(node.vm.console).toMatch(/state disk: \/dev\/vda2 \(AURAE_STATE\) mounted on \/var\/lib\/aurae/);
+    expect(node.vm.console).toMatch(/storage: state: \/dev\/vda2 mounted[^;]*; database integrity_check ok/);
+    const after = node.client();
+    try {
+      expect(await storageHealth(after)).toBe('SERVING');
+      const names = new Set((await after.cells.list()).map((c) => c.name));
+      expect(acknowledged.filter((name) => !names.has(name))).toEqual([]);
+      expect(names.has('kept')).toBe(true);
+    } finally {
+      after.close();
+    }
+    expect((await aer(node, ['shutdown'])).code).toBe(0);
+    await node.vm.waitForExit(120_000);
+    // The host agrees: a valid GPT whose STATE partition ends at the disk's last usable sector.
+    const fd = fs.openSync(disk, 'r');
+    try {
+      const table = parseGpt((offset, length) => {
+        const buf = Buffer.alloc(length);
+        return buf.subarray(0, fs.readSync(fd, buf, 0, length, offset));
+      }, DISK_BYTES / 512);
+      expect(table?.partitions.map((p) => [p.name, p.lastLba])).toEqual([
+        ['AURAE_BOOT', expect.any(Number)],
+        ['AURAE_STATE', DISK_BYTES / 512 - 34],
+      ]);
+    } finally {
+      fs.closeSync(fd);
+    }
+    expect(execFileSync('sfdisk', ['--verify', disk], { encoding: 'utf8' })).toMatch(/No errors detected/);
+  });
+});
