@@ -1,0 +1,74 @@
+// Nested spawn benchmark (not a test): inside a booted node (TCG here) with its boot volume, the node spawns a
+// child with the QEMU from /boot; time from the Spawn call (host → node over the forwarded port) until the
+// child answers Health through the node, and the child QEMU's memory beyond its guest RAM (read in the node).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { connect } from '../../aer/sdk';
+import { DebugShell } from '../../qemu-tests/fixture/debug-shell';
+import { freePort } from '../../qemu-tests/fixture/node';
+import { detectAccel, launchVm } from '../../supervisor/vms';
+import type { BuiltImage } from '../build';
+import { qemuMemory } from './spawn';
+
+export interface NestedBenchResult {
+  spawnToApiMs: number[];
+  memoryMiB: number;
+  overheadMiB: number;
+  /** The accelerator the child used inside the node (from the node's log). */
+  accel: string;
+}
+
+export async function benchNested(image: BuiltImage, log: (l: string) => void, runs = 3): Promise<NestedBenchResult> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-bench-nested-'));
+  const port = await freePort();
+  const vm = await launchVm({
+    kernel: image.kernel,
+    initrd: image.initramfs,
+    append: `${image.manifest.cmdline} aurae.debug_shell=/dev/hvc0`,
+    memoryMiB: 2048,
+    cpus: 1,
+    accel: detectAccel(),
+    machine: 'microvm',
+    forwards: [{ hostPort: port, guestPort: image.manifest.apiPort }],
+    qmpSocket: path.join(dir, 'qmp.sock'),
+    debugConsoleSocket: path.join(dir, 'hvc0.sock'),
+    noReboot: true,
+    disks: [{ path: image.esp, readOnly: true, format: 'raw' }],
+  });
+  const memoryMiB = 512;
+  const parent = connect({ config: image.clientConfig, address: `127.0.0.1:${port}`, timeoutMs: 300_000 });
+  const child = connect({ config: image.clientConfig, address: `127.0.0.1:${port}`, targetNode: `${image.manifest.node}/web`, timeoutMs: 10_000 });
+  try {
+    await vm.waitForConsole(/AURAE_READY \{.*\}/, 180_000);
+    const sh = await DebugShell.connect(path.join(dir, 'hvc0.sock'));
+    const times: number[] = [];
+    let overheadMiB = 0;
+    for (let i = 0; i < runs; i++) {
+      const t0 = performance.now();
+      const v = await parent.vms.spawn({ name: 'web', memoryMiB });
+      for (;;) {
+        try {
+          if ((await child.health.check()).status === 'SERVING') break;
+        } catch {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      times.push(performance.now() - t0);
+      overheadMiB = Math.max(overheadMiB, qemuMemory(await sh.ok(`cat /proc/${v.pid}/smaps`), memoryMiB).overheadMiB);
+      log(`nested spawn ${i + 1}/${runs}: child API ${(times.at(-1)! / 1000).toFixed(2)} s`);
+      await parent.vms.stop('web');
+      await parent.vms.free('web');
+    }
+    sh.close();
+    const accel = /"accel":"(kvm|tcg)"/.exec(vm.console)?.[1] ?? 'unknown';
+    await (await vm.qmp()).systemPowerdown();
+    await vm.waitForExit(60_000).catch(() => vm.kill());
+    return { spawnToApiMs: times, memoryMiB, overheadMiB, accel };
+  } finally {
+    parent.close();
+    child.close();
+    await vm.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
