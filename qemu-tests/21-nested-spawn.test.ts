@@ -18,7 +18,7 @@ describe('21 nested spawn', () => {
     expect(await sh.ok('/boot/qemu/qemu-system-x86_64 --version')).toMatch(/QEMU emulator version/);
   });
 
-  it('spawns aurae/web inside itself and routes calls to it; the child has /boot too; stop is graceful', async () => {
+  it('spawns aurae/web inside itself and routes calls to it; stop is graceful', async () => {
     const started = Date.now();
     const spawn = await aer(node(), ['vm', 'spawn', 'web', '--memory', '512'], 400_000);
     const seconds = ((Date.now() - started) / 1000).toFixed(1);

@@ -1,5 +1,7 @@
 // The real FlashFiles: node:fs with the open flags flash.ts asks for.
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import { promisify } from 'node:util';
 import type { FlashFiles, OpenFile, OpenMode } from './flash';
 
 const { O_RDONLY, O_WRONLY, O_EXCL, O_CREAT, O_TRUNC } = fs.constants;
@@ -23,6 +25,9 @@ export function nodeFlashFiles(): FlashFiles {
         truncate: (length) => handle.truncate(length),
         close: () => handle.close(),
       };
+    },
+    async dropCache(device) {
+      await promisify(execFile)('blockdev', ['--flushbufs', device], { timeout: 60_000 });
     },
     readText(file) {
       try {

@@ -357,6 +357,7 @@ function fakeFiles(contents: Record<string, Buffer>, clock: { t: number }, o: Fa
       };
     },
     readText: (p) => contents[p]?.toString('utf8'),
+    dropCache: async (p) => void opens.push({ path: p, mode: 'drop-cache' as OpenMode }),
   };
   return { files, opens, writes, truncates };
 }
@@ -389,7 +390,7 @@ function setup(o: FakeFilesOptions & { answer?: string | null; tty?: boolean; si
     progress: (l, final) => void progress.push([l, final]),
     chunkBytes: 64 * 1024,
   };
-  return { deps, contents, imageBytes, log, progress, questions, ...fake };
+  return { deps, contents, imageBytes, log, progress, questions, spec, ...fake };
 }
 
 async function flashError(p: Promise<unknown>): Promise<FlashError> {
@@ -407,9 +408,13 @@ describe('runFlash', () => {
     const result = await runFlash({ image: IMAGE, target: '/dev/sdb', yes: true }, s.deps);
     expect(result).toMatchObject({ target: '/dev/sdb', targetKind: 'block', bytes: MiB, imageSha256: sha(s.imageBytes), targetSha256: sha(s.imageBytes) });
     expect(s.contents['/dev/sdb']!.subarray(0, MiB).equals(s.imageBytes)).toBe(true);
-    expect(s.contents['/dev/sdb']![MiB]).toBe(0xee); // beyond the image: untouched
-    expect(s.writes.filter((w) => w.path === '/dev/sdb')).toHaveLength(16);
-    expect(s.opens.map((o) => `${o.path} ${o.mode}`)).toEqual([`${IMAGE} read`, '/dev/sdb write-device', '/dev/sdb read']);
+    expect(s.contents['/dev/sdb']![MiB]).toBe(0xee); // beyond the image: untouched…
+    // …except the old backup GPT in the disk's last 33 sectors, which could otherwise bring the old layout back.
+    expect(s.contents['/dev/sdb']!.subarray(2 * MiB - 33 * 512).every((b) => b === 0)).toBe(true);
+    expect(s.contents['/dev/sdb']![2 * MiB - 33 * 512 - 1]).toBe(0xee);
+    expect(s.writes.filter((w) => w.path === '/dev/sdb')).toHaveLength(17);
+    // The read-back comes after the device's page cache was dropped.
+    expect(s.opens.map((o) => `${o.path} ${o.mode}`)).toEqual([`${IMAGE} read`, '/dev/sdb write-device', '/dev/sdb drop-cache', '/dev/sdb read']);
   });
 
   it('a file target is truncated and left sparse: zero chunks are not written, the size is set', async () => {
@@ -470,6 +475,18 @@ describe('runFlash', () => {
     expect((await runFlash({ image: IMAGE, target: '/dev/sdb', yes: false }, yes.deps)).targetSha256).toBe(sha(yes.imageBytes));
   });
 
+  it('checks the target again after the answer: a disk swapped or mounted meanwhile is not flashed', async () => {
+    const swapped = setup({ tty: true });
+    swapped.deps.ask = async () => {
+      swapped.spec.devices.find((d) => d.name === 'sdb')!.model = 'Other Disk';
+      return 'yes';
+    };
+    const e = await flashError(runFlash({ image: IMAGE, target: '/dev/sdb', yes: false }, swapped.deps));
+    expect(e.code).toBe('target');
+    expect(e.message).toMatch(/^not flashed: TARGET \/dev\/sdb changed while waiting for the answer \(now .*Other Disk.*\); run the command again$/);
+    expect(swapped.opens.filter((o) => o.path === '/dev/sdb')).toEqual([]);
+  });
+
   it('without a TTY and without --yes nothing is asked and nothing is opened', async () => {
     const s = setup({ tty: false });
     expect((await flashError(runFlash({ image: IMAGE, target: '/dev/sdb', yes: false }, s.deps))).code).toBe('no-tty');
@@ -503,7 +520,8 @@ describe('runFlash', () => {
     // Chunks end at 100, 200, … 1600 ms: lines at 300, 600, 900, 1200, 1500 ms, then the final one.
     expect(writing.filter(([, final]) => !final).map(([l]) => l.split(' ')[1] + ' ' + l.split(' ')[2])).toEqual(['192.0 KiB', '384.0 KiB', '576.0 KiB', '768.0 KiB', '960.0 KiB']);
     expect(writing[0]).toEqual(['wrote 192.0 KiB of 1.0 MiB (18%), 0.6 MiB/s', false]);
-    expect(writing.at(-1)).toEqual(['wrote 1.0 MiB in 1.6 s (0.6 MiB/s)', true]);
+    // 1.7 s: the 16 chunks plus clearing the old backup GPT at the end of the disk.
+    expect(writing.at(-1)).toEqual(['wrote 1.0 MiB in 1.7 s (0.6 MiB/s)', true]);
     // Reading back takes no time on the fake clock: no intermediate lines, only the final one.
     expect(s.progress.filter(([l]) => l.startsWith('verified'))).toEqual([['verified 1.0 MiB in 0.0 s (- MiB/s)', true]]);
   });

@@ -44,6 +44,8 @@ export class FlashError extends Error {
 export const CHUNK_BYTES = 4 * 1024 * 1024;
 /** At most ~4 progress lines a second. */
 export const PROGRESS_INTERVAL_MS = 250;
+/** The backup GPT's place at the end of a disk: 32 sectors of entries + the header (512-byte sectors). */
+export const STALE_TAIL_BYTES = 33 * 512;
 
 export interface ImageInfo {
   path: string;
@@ -294,6 +296,8 @@ export type OpenMode =
 
 export interface FlashFiles {
   open(file: string, mode: OpenMode): Promise<OpenFile>;
+  /** Drop a block device's page cache (BLKFLSBUF), so the read-back comes from the disk. */
+  dropCache?(device: string): Promise<void>;
   /** undefined when the file does not exist. */
   readText(file: string): string | undefined;
 }
@@ -470,6 +474,14 @@ async function writeImage(image: ImageInfo, target: TargetInfo, deps: FlashDeps)
         position += n;
         if (position < image.size && throttle.due(deps.now())) deps.progress(formatProgress('wrote', position, image.size, deps.now() - started), false);
       }
+      // A larger disk keeps its old backup GPT in its last sectors; firmware could restore the old layout from
+      // it if the new primary table were ever damaged, so it goes.
+      const diskBytes = target.kind === 'block' ? (target.device?.sizeBytes ?? 0) : 0;
+      if (diskBytes - image.size >= STALE_TAIL_BYTES) {
+        await writeFull(sink, Buffer.alloc(STALE_TAIL_BYTES), diskBytes - STALE_TAIL_BYTES, target.path).catch((err) => {
+          throw ioError(`clearing the old backup GPT at the end of TARGET ${target.path}`, err);
+        });
+      }
       try {
         if (target.kind === 'file') await sink.truncate(image.size);
         await sink.sync();
@@ -489,10 +501,16 @@ async function writeImage(image: ImageInfo, target: TargetInfo, deps: FlashDeps)
 }
 
 /**
- * Read back image-size bytes from TARGET. It is reopened after the writer closed: for a block device the
- * kernel drops the device's page cache on the last close, so these reads come from the disk, not from memory.
+ * Read back image-size bytes from TARGET, reopened after the writer closed and (a block device) with its page
+ * cache dropped, so these reads come from the disk, not from memory.
  */
 async function readBack(image: ImageInfo, target: TargetInfo, deps: FlashDeps): Promise<string> {
+  // udev or another opener may keep the device open, and then the cache survives our close: drop it explicitly.
+  if (target.kind === 'block' && deps.files.dropCache) {
+    await deps.files.dropCache(target.path).catch((err) => {
+      throw ioError(`dropping the page cache of TARGET ${target.path} before reading it back`, err);
+    });
+  }
   const file = await deps.files.open(target.path, 'read').catch((err) => {
     throw ioError(`opening TARGET ${target.path} to read it back`, err);
   });
@@ -505,14 +523,28 @@ async function readBack(image: ImageInfo, target: TargetInfo, deps: FlashDeps): 
   }
 }
 
+/** Whether two checks of a block target saw the same disk (kernel name, dev number, size, model). */
+function sameDisk(a: TargetInfo, b: TargetInfo): boolean {
+  const x = a.device;
+  const y = b.device;
+  if (!x || !y) return a.kind === b.kind;
+  return x.name === y.name && x.devno === y.devno && x.sizeBytes === y.sizeBytes && x.model === y.model;
+}
+
 /** The whole command: check, (sidecar), confirm, write, fsync, verify. Throws FlashError; nothing is written before the confirmation. */
 export async function runFlash(request: FlashRequest, deps: FlashDeps): Promise<FlashResult> {
   const image = checkImage(request.image, deps.probe);
   const target = checkTarget(request.target, deps.probe, image);
+  const seen: TargetInfo = { ...target, device: target.device && { ...target.device } }; // as it was before the question
   const sidecarSha256 = await checkSidecar(image, deps);
   if (confirmationStep({ yes: request.yes, stdinIsTTY: deps.stdinIsTTY, target }) === 'ask') {
     const answer = await deps.ask(confirmationQuestion(image, target));
     if (!isYes(answer)) throw new FlashError('not-confirmed', `not flashed: the answer was not "yes"; ${target.path} is unchanged`);
+    // The human took a while: the device may have been swapped or mounted meanwhile. Check it all again.
+    const again = checkTarget(request.target, deps.probe, image);
+    if (!sameDisk(again, seen)) {
+      throw new FlashError('target', `not flashed: TARGET ${target.path} changed while waiting for the answer (now ${describeTarget(again)}); run the command again`);
+    }
   }
   // Timed from here: the result's seconds are the write and the read-back, not the checks or the human.
   const started = deps.now();

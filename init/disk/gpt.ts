@@ -575,9 +575,10 @@ export interface GptWrite {
  * The byte ranges that put `gpt` (typically a plan's `gpt`) on a disk of `diskSectors` sectors, to be written in
  * this order: backup array, backup header (at the last LBA), primary array, primary header, then the MBR's
  * partition table (bytes 446..511: a protective 0xEE record sized to the disk; the boot code is left alone).
- * The backup goes first so that a power cut at any point leaves at least one whole valid table: until the
- * primary header is rewritten, the old primary (with its old backup) is intact. On a block device the page
- * cache may reorder writes, so fsync after the two backup ranges and again at the end. The kernel does not see
+ * The backup goes first so that a power cut at any point leaves at least one whole valid table for UEFI
+ * firmware and parseGpt: until the primary header is rewritten, the old primary (with its old backup) is intact.
+ * (Linux itself uses the backup only with `gpt` on its command line: a torn primary makes it see no partitions.)
+ * On a block device the page cache may reorder writes, so fsync after each range (init/state-disk does). The kernel does not see
  * the change until it re-reads the table (BLKRRPART, or BLKPG on a disk with mounted partitions). The last usable LBA and the
  * backup's place follow the real disk size (like `sgdisk -e`). Throws GptError when the partitions do not fit.
  */

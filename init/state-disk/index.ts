@@ -36,13 +36,18 @@ export interface StorageDeps {
   readHead(name: string): Buffer | null;
   /** The whole disk a partition belongs to (vda1 → vda), or null for a whole disk. */
   parentDisk(name: string): string | null;
+  /** A partition's first sector as the kernel sees it (/sys/class/block/NAME/start), or null. */
+  partitionStart(name: string): number | null;
   /** Size of /dev/DISK in 512-byte sectors and whether it is read-only. */
   diskInfo(disk: string): { sectors: number; readOnly: boolean };
   readAt(disk: string, offset: number, length: number): Buffer;
-  /** Write the ranges in order to /dev/DISK, then fsync. */
+  /** Write the ranges in order to /dev/DISK, each made durable (fsync) before the next. */
   writeAt(disk: string, writes: { offset: number; data: Buffer }[]): void;
-  /** Run a program; code null when it could not start or timed out (output says why). */
-  run(file: string, args: string[], timeoutMs: number): { code: number | null; output: string };
+  /**
+   * Run a program; code null when it could not start or was killed (timeout): `missing` says the program is
+   * not there at all (output says why).
+   */
+  run(file: string, args: string[], timeoutMs: number): { code: number | null; output: string; missing?: boolean };
   exists(path: string): boolean;
   sleep(ms: number): Promise<void>;
   randomGuid(): string;
@@ -77,15 +82,21 @@ export async function mountStorage(deps: StorageDeps): Promise<StorageStatus> {
     state: { device: null, mounted: false, actions: [], degraded: null, reason: null },
   };
   const labels = scanLabels(deps);
-  const boot = labels.find((l) => l.fat === BOOT_LABEL)?.name ?? null;
-  let state = labels.find((l) => l.ext === STATE_LABEL)?.name ?? null;
+  const boots = labels.filter((l) => l.fat === BOOT_LABEL).map((l) => l.name);
+  const boot = boots[0] ?? null;
+  const disk = boot ? safe(() => deps.parentDisk(boot), null) : null;
+  // Prefer the STATE on the boot disk; another disk's only when the boot disk has none.
+  const states = labels.filter((l) => l.ext === STATE_LABEL).map((l) => l.name);
+  let state = states.find((n) => disk !== null && safe(() => deps.parentDisk(n), null) === disk) ?? states[0] ?? null;
   status.boot.device = boot;
+  if (boots.length > 1) log.warn(`storage: ${boots.length} volumes labelled ${BOOT_LABEL} (${boots.map(dev).join(', ')}): using ${dev(boot!)}; no partition is created or grown while this is ambiguous (remove the other disk)`);
+  if (states.length > 1) log.warn(`storage: ${states.length} filesystems labelled ${STATE_LABEL} (${states.map(dev).join(', ')}): using ${dev(state!)}`);
 
   // First boot of a flashed disk: STATE goes after the ESP on the same disk; a grown disk grows it.
   let grow = false;
-  const disk = boot ? safe(() => deps.parentDisk(boot), null) : null;
-  if (disk && (state === null || deps.parentDisk(state) === disk)) {
-    const outcome = await provisionState(deps, disk, state);
+  const stateOnBootDisk = state === null || safe(() => deps.parentDisk(state!), null) === disk;
+  if (disk && boots.length === 1 && stateOnBootDisk) {
+    const outcome = await provisionState(deps, disk, boot!, state);
     if (outcome.kind === 'created') {
       state = outcome.device;
       status.state.actions.push('created');
@@ -127,38 +138,85 @@ function scanLabels(deps: StorageDeps): { name: string; fat: string | null; ext:
 
 type Provision = { kind: 'none' } | { kind: 'created'; device: string } | { kind: 'grown' } | { kind: 'failed'; reason: string };
 
-/** Create or grow the STATE partition on `disk` (GPT) when there is room. Failures are reported, never thrown. */
-async function provisionState(deps: StorageDeps, disk: string, existing: string | null): Promise<Provision> {
+const ZERO_BYTES = 1024 * 1024;
+
+/**
+ * Create or grow the STATE partition on `disk` (GPT) when there is room. Only on a disk the kernel also reads
+ * as GPT (a protective MBR, a valid primary table) whose table has the boot volume where the kernel has it, so
+ * a stale or foreign table is never acted on. Failures are reported, never thrown.
+ */
+async function provisionState(deps: StorageDeps, disk: string, boot: string, existing: string | null): Promise<Provision> {
   const { log } = deps;
+  const failed = (reason: string): Provision => {
+    log.error(`state disk: ${reason}`);
+    return { kind: 'failed', reason };
+  };
   try {
     const { sectors, readOnly } = deps.diskInfo(disk);
-    if (readOnly) return existing ? { kind: 'none' } : { kind: 'failed', reason: `${dev(disk)} is read-only: no STATE partition can be created on it` };
+    if (readOnly) return existing ? { kind: 'none' } : failed(`${dev(disk)} is read-only: no STATE partition can be created on it`);
+    const mbr = deps.readAt(disk, 0, SECTOR_SIZE);
     const gpt = parseGpt((offset, length) => deps.readAt(disk, offset, length), sectors);
-    if (!gpt) return { kind: 'failed', reason: `${dev(disk)} holds ${BOOT_LABEL} but no valid GPT: cannot add a STATE partition (reflash the disk with aer image flash)` };
-    for (const problem of gpt.problems) log.warn(`state disk: ${dev(disk)}: ${problem}`);
+    const bootStart = deps.partitionStart(boot);
+    const problem =
+      mbr.length < SECTOR_SIZE || mbr.readUInt16LE(510) !== 0xaa55 || mbr[450] !== 0xee
+        ? 'no protective MBR (the kernel reads it as an MBR disk)'
+        : !gpt
+          ? 'no valid GPT'
+          : gpt.source !== 'primary'
+            ? 'its primary GPT is damaged (only the backup is valid)'
+            : !gpt.partitions.some((p) => p.firstLba === bootStart)
+              ? `its GPT has no partition where the kernel has ${dev(boot)} (sector ${bootStart})`
+              : null;
+    if (problem || !gpt) {
+      if (existing) return { kind: 'none' };
+      return failed(`${dev(disk)} holds ${BOOT_LABEL} but ${problem}: not touching its partitions (reflash it with aer image flash)`);
+    }
+    for (const p of gpt.problems) log.warn(`state disk: ${dev(disk)}: ${p}`);
+
+    // A partition named STATE without a filesystem: a first boot cut short between the GPT write and mke2fs.
+    const named = gpt.partitions.find((p) => p.name === STATE_LABEL);
+    if (!existing && named) {
+      const part = partitionName(disk, named.index + 1);
+      const head = deps.readAt(disk, named.firstLba * SECTOR_SIZE, ZERO_BYTES);
+      if (head.some((b) => b !== 0)) {
+        return failed(`${dev(part)} is named ${STATE_LABEL} but holds no ext4 filesystem labelled ${STATE_LABEL} and is not blank: not formatting it (its data may matter; inspect it from the debug shell)`);
+      }
+      log.warn(`state disk: ${dev(part)} is named ${STATE_LABEL} but blank (a first boot was cut short): formatting it`);
+      return await format(deps, part);
+    }
+
     const plan = planStatePartition(gpt, sectors, { name: STATE_LABEL, typeGuid: PARTITION_TYPES.linux, uniqueGuid: deps.randomGuid(), minSectors: STATE_MIN_SECTORS });
     if (plan.action === 'none') return { kind: 'none' };
     if (plan.action === 'refuse') {
       log.warn(`state disk: ${dev(disk)}: ${plan.reason}`);
-      return existing ? { kind: 'none' } : { kind: 'failed', reason: `${dev(disk)}: ${plan.reason}` };
+      return existing ? { kind: 'none' } : failed(`${dev(disk)}: ${plan.reason}`);
     }
     const part = partitionName(disk, plan.index + 1);
+    // Never create a second STATE beside a filesystem already in use; grow only the partition that holds it.
+    if (existing && (plan.action === 'create' || part !== existing)) {
+      log.warn(`state disk: ${dev(existing)} holds ${STATE_LABEL} but its GPT entry is not named ${STATE_LABEL} or is not the last: not changing the partition table`);
+      return { kind: 'none' };
+    }
     const sizeMiB = Math.floor(((plan.partition.lastLba - plan.partition.firstLba + 1) * SECTOR_SIZE) / 2 ** 20);
     log.info(`state disk: ${plan.action === 'create' ? 'creating' : 'growing'} ${dev(part)} (${STATE_LABEL}, ${sizeMiB} MiB) on ${dev(disk)}`);
-    deps.writeAt(disk, gptWrites(plan.gpt, sectors));
+    // A new partition starts blank: an old filesystem left there by an earlier install must not reappear.
+    const writes = plan.action === 'create' ? [{ offset: plan.partition.firstLba * SECTOR_SIZE, data: Buffer.alloc(ZERO_BYTES) }] : [];
+    deps.writeAt(disk, [...writes, ...gptWrites(plan.gpt, sectors)]);
     // The kernel learns the new table only when no partition of the disk is in use: nothing is mounted yet.
     const reread = deps.run('blockdev', ['--rereadpt', dev(disk)], 30_000);
     if (reread.code !== 0) throw new Error(`blockdev --rereadpt ${dev(disk)} failed: ${reread.output.trim()}`);
     await waitFor(deps, dev(part));
     if (plan.action === 'grow') return { kind: 'grown' };
-    const mkfs = deps.run('mke2fs', ['-t', 'ext4', '-q', '-F', '-L', STATE_LABEL, dev(part)], MKFS_TIMEOUT_MS);
-    if (mkfs.code !== 0) throw new Error(`mke2fs on ${dev(part)} failed: ${mkfs.output.trim()}`);
-    return { kind: 'created', device: part };
+    return await format(deps, part);
   } catch (err) {
-    const reason = `preparing the STATE partition on ${dev(disk)} failed: ${errorMessage(err)}`;
-    log.error(`state disk: ${reason}`);
-    return { kind: 'failed', reason };
+    return failed(`preparing the STATE partition on ${dev(disk)} failed: ${errorMessage(err)}`);
   }
+}
+
+async function format(deps: StorageDeps, part: string): Promise<Provision> {
+  const mkfs = deps.run('mke2fs', ['-t', 'ext4', '-q', '-F', '-L', STATE_LABEL, dev(part)], MKFS_TIMEOUT_MS);
+  if (mkfs.code !== 0) throw new Error(`mke2fs on ${dev(part)} failed: ${mkfs.output.trim()}`);
+  return { kind: 'created', device: part };
 }
 
 async function waitFor(deps: StorageDeps, path: string): Promise<void> {
@@ -183,8 +241,11 @@ function mountState(deps: StorageDeps, device: string, grow: boolean, status: St
     log.warn(`state disk: e2fsck -p ${dev(device)} needs more (exit ${fsck.code}): running e2fsck -y\n${fsck.output.trim()}`);
     fsck = deps.run('e2fsck', ['-y', dev(device)], FSCK_TIMEOUT_MS);
   }
-  if (fsck.code === null) {
-    log.warn(`state disk: e2fsck did not run (${fsck.output.trim()}); mounting anyway (the journal is replayed at mount)`);
+  if (fsck.code === null && fsck.missing) {
+    log.warn(`state disk: e2fsck is not in the image (${fsck.output.trim()}); mounting anyway (the journal is replayed at mount)`);
+  } else if (fsck.code === null) {
+    // Killed mid-repair (timeout): the filesystem may be half fixed; do not mount it.
+    return degrade(`e2fsck on ${dev(device)} did not finish: ${lastLine(fsck.output)}`);
   } else if (fsck.code >= 4) {
     return degrade(`e2fsck could not repair ${dev(device)} (exit ${fsck.code}): ${lastLine(fsck.output)}`);
   } else if (fsck.code > 0) {

@@ -21,6 +21,13 @@ export function realStorageDeps(syscalls: Pick<Syscalls, 'mount'>, log: Logger):
       }
     },
     parentDisk: (name) => (existsSync(`/sys/class/block/${name}/partition`) ? basename(dirname(realpathSync(`/sys/class/block/${name}`))) : null),
+    partitionStart: (name) => {
+      try {
+        return Number(readFileSync(`/sys/class/block/${name}/start`, 'utf8').trim());
+      } catch {
+        return null;
+      }
+    },
     diskInfo: (disk) => ({
       sectors: Number(readFileSync(`/sys/class/block/${disk}/size`, 'utf8').trim()),
       readOnly: readFileSync(`/sys/class/block/${disk}/ro`, 'utf8').trim() === '1',
@@ -29,15 +36,18 @@ export function realStorageDeps(syscalls: Pick<Syscalls, 'mount'>, log: Logger):
     writeAt: (disk, writes) => {
       const fd = openSync(`/dev/${disk}`, 'r+');
       try {
-        for (const w of writes) writeSync(fd, w.data, 0, w.data.length, w.offset);
-        fsyncSync(fd);
+        // One fsync per range: the order (backup table before primary) must hold on the disk, not only here.
+        for (const w of writes) {
+          writeSync(fd, w.data, 0, w.data.length, w.offset);
+          fsyncSync(fd);
+        }
       } finally {
         closeSync(fd);
       }
     },
     run: (file, args, timeoutMs) => {
       const r = spawnSync(file, args, { timeout: timeoutMs, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-      if (r.error) return { code: null, output: `${file}: ${r.error.message}` };
+      if (r.error) return { code: null, output: `${file}: ${r.error.message}`, missing: (r.error as NodeJS.ErrnoException).code === 'ENOENT' };
       if (r.status === null) return { code: null, output: `${file} killed by ${r.signal ?? 'a signal'}` };
       return { code: r.status, output: `${r.stdout}${r.stderr}` };
     },

@@ -48,6 +48,10 @@ function fakeNode(o: { diskMiB?: number; extraHeads?: Record<string, Buffer | nu
     listBlockDevices: () => Object.keys(heads),
     readHead: (n) => heads[n] ?? null,
     parentDisk: (n) => (/^vda\d+$/.test(n) ? 'vda' : null),
+    partitionStart: (n) => {
+      const table = parseGpt((off, len) => disk.subarray(off, off + len), sectors);
+      return table?.partitions.find((p) => `vda${p.index + 1}` === n)?.firstLba ?? null;
+    },
     diskInfo: () => ({ sectors, readOnly: false }),
     readAt: (_d, offset, length) => Buffer.from(disk.subarray(offset, offset + length)),
     writeAt: (_d, writes) => {
@@ -150,6 +154,79 @@ describe('mountStorage', () => {
     const status = await mountStorage(node.deps);
     expect(status.state).toMatchObject({ mounted: false, device: null, degraded: expect.stringMatching(/\/dev\/vda: .*/) });
     expect(node.commands).toEqual([]);
+  });
+
+  it('a first boot cut short after the GPT write: a blank partition named STATE is formatted, one with data is not', async () => {
+    const node = fakeNode();
+    await mountStorage({ ...node.deps, run: (file, args, t) => (file === 'mke2fs' ? { code: null, output: 'mke2fs killed by SIGKILL' } : node.deps.run(file, args, t)) });
+    expect(node.heads.vda2).toEqual(Buffer.alloc(2048)); // partition there, no filesystem
+    node.commands.length = 0;
+    const again = await mountStorage(node.deps);
+    expect(node.commands).toEqual(['mke2fs -t ext4 -q -F -L AURAE_STATE /dev/vda2', 'e2fsck -p /dev/vda2']);
+    expect(again.state).toMatchObject({ device: 'vda2', mounted: true, actions: ['created'] });
+
+    const junk = fakeNode();
+    await mountStorage({ ...junk.deps, run: (file, args, t) => (file === 'mke2fs' ? { code: 1, output: 'mke2fs: I/O error' } : junk.deps.run(file, args, t)) });
+    const start = parseGpt((off, len) => junk.disk.subarray(off, off + len), junk.sectors)!.partitions[1]!.firstLba;
+    junk.disk.write('precious', start * 512 + 4096);
+    junk.commands.length = 0;
+    const refused = await mountStorage(junk.deps);
+    expect(junk.commands).toEqual([]);
+    expect(refused.state.degraded).toMatch(/\/dev\/vda2 is named AURAE_STATE but holds no ext4 filesystem labelled AURAE_STATE and is not blank: not formatting it/);
+  });
+
+  it('a new partition starts blank: an old filesystem in that place never comes back', async () => {
+    const node = fakeNode();
+    node.disk.write('old superblock', 33 * MIB + 1024);
+    await mountStorage(node.deps);
+    expect(node.disk.subarray(33 * MIB, 34 * MIB).every((b) => b === 0)).toBe(true);
+  });
+
+  it('a STATE filesystem whose partition has another GPT name is used as it is: no second STATE partition', async () => {
+    const node = fakeNode();
+    const table = parseGpt((off, len) => node.disk.subarray(off, off + len), node.sectors)!;
+    const other = buildGpt({ diskSectors: node.sectors, diskGuid: table.diskGuid, partitions: [...table.partitions, { typeGuid: PARTITION_TYPES.linux, uniqueGuid: guidFromSeed('x'), firstLba: 67584, lastLba: 67584 + 65536 - 1, name: 'Linux filesystem' }] });
+    other.primary.copy(node.disk, 0);
+    other.backup.copy(node.disk, other.backupOffset);
+    node.heads.vda2 = extHead(STATE_LABEL);
+    const status = await mountStorage(node.deps);
+    expect(parseGpt((off, len) => node.disk.subarray(off, off + len), node.sectors)!.partitions).toHaveLength(2);
+    expect(status.state).toMatchObject({ device: 'vda2', mounted: true, actions: [] });
+    expect(node.log.lines.join('\n')).toMatch(/not changing the partition table/);
+  });
+
+  it('never touches a disk the kernel does not read as GPT (no protective MBR), or an ambiguous boot volume', async () => {
+    const mbr = fakeNode();
+    mbr.disk[450] = 0x83;
+    const before = Buffer.from(mbr.disk);
+    const status = await mountStorage(mbr.deps);
+    expect(mbr.disk.equals(before)).toBe(true);
+    expect(status.state.degraded).toMatch(/holds AURAE_BOOT but no protective MBR .*: not touching its partitions/);
+
+    const two = fakeNode({ extraHeads: { vdb: fatHead('AURAE_BOOT') } });
+    const untouched = Buffer.from(two.disk);
+    await mountStorage(two.deps);
+    expect(two.disk.equals(untouched)).toBe(true);
+    expect(two.log.lines.join('\n')).toMatch(/2 volumes labelled AURAE_BOOT \(\/dev\/vda1, \/dev\/vdb\): using \/dev\/vda1; no partition is created/);
+  });
+
+  it('prefers the STATE on the boot disk over one on another disk; a separate STATE disk alone is used as given', async () => {
+    const node = fakeNode();
+    await mountStorage(node.deps); // creates vda2
+    node.heads.sda = extHead(STATE_LABEL); // then a stick with another STATE is plugged in
+    expect((await mountStorage(node.deps)).state.device).toBe('vda2');
+
+    const separate = fakeNode({ extraHeads: { sda: extHead(STATE_LABEL) } });
+    const status = await mountStorage(separate.deps);
+    expect(status.state).toMatchObject({ device: 'sda', mounted: true, actions: [] });
+    expect(separate.commands).toEqual(['e2fsck -p /dev/sda']); // the boot disk is left as flashed
+  });
+
+  it('e2fsck killed by its timeout is degraded (never mount a half-repaired filesystem); e2fsck missing is not', async () => {
+    const killed = fakeNode({ run: (file) => (file === 'e2fsck' ? { code: null, output: 'e2fsck killed by SIGTERM' } : { code: 0, output: '' }) });
+    expect((await mountStorage(killed.deps)).state).toMatchObject({ mounted: false, degraded: 'e2fsck on /dev/vda2 did not finish: e2fsck killed by SIGTERM' });
+    const missing = fakeNode({ run: (file) => (file === 'e2fsck' ? { code: null, output: 'spawnSync e2fsck ENOENT', missing: true } : { code: 0, output: '' }) });
+    expect((await mountStorage(missing.deps)).state).toMatchObject({ mounted: true, degraded: null });
   });
 
   it('a failing partition re-read is reported and leaves state in RAM, degraded', async () => {

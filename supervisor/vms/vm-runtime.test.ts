@@ -137,6 +137,20 @@ describe('VmRuntime', () => {
     expect(h.files.size).toBe(0);
   });
 
+  it('a stop that arrives before QEMU is launched still stops the VM once it booted', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const h = harness();
+    const launch = h.deps.launch;
+    const slow = harness({ launch: async (spec, onLine) => (await gate, launch(spec, onLine)) });
+    const spawning = slow.runtime.spawn(web);
+    await new Promise((r) => setTimeout(r, 0));
+    expect((await slow.runtime.stop('web')).state).toBe('starting'); // nothing to stop yet
+    release();
+    expect((await spawning).state).toBe('stopped');
+    expect(h.launched[0]!.powerdowns).toBe(1);
+  });
+
   it('stop quits QEMU when the guest ignores the powerdown', async () => {
     const h = harness({}, { ready: true, obeysPowerdown: false });
     await h.runtime.spawn(web);

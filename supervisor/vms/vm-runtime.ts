@@ -340,6 +340,11 @@ export class VmRuntime {
     this.transition(entry, 'running');
     log.info('vm running', { pid: entry.status.pid, address: entry.status.address, nodePath: entry.status.nodePath, accel: spec.accel, ready: ready[1] });
     deps.onEvent?.({ kind: 'vm_started', vm: request.name, pid: entry.status.pid, address: entry.status.address });
+    // A stop that came while QEMU was being launched found no process to stop: honour it now.
+    if (!entry.desiredRunning && !this.closing) {
+      log.info('a stop was requested while the vm booted; stopping it now');
+      await this.halt(entry, deps.limits.stopTimeoutMs);
+    }
   }
 
   private async halt(entry: VmEntry, timeoutMs: number): Promise<void> {
