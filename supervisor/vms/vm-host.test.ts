@@ -1,8 +1,8 @@
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { QEMU_OVERHEAD_MIB, cgroupConfiner, nodeVmFiles } from './vm-host';
+import { QEMU_OVERHEAD_MIB, cgroupConfiner, cgroupReleaser, nodeVmFiles } from './vm-host';
 
 const dirs: string[] = [];
 const temp = () => {
@@ -29,6 +29,13 @@ describe('cgroupConfiner', () => {
     expect(read('web/memory.max')).toBe(String((512 + QEMU_OVERHEAD_MIB) * 1024 * 1024));
     expect(read('web/cpu.max')).toBe('200000 100000');
     expect(read('web/cgroup.procs')).toBe('123');
+  });
+  it('the releaser removes a freed VM\'s empty cell and ignores one that is absent', () => {
+    const root = temp();
+    mkdirSync(join(root, 'aurae-vms', 'web'), { recursive: true });
+    cgroupReleaser(root)('web');
+    expect(() => statSync(join(root, 'aurae-vms', 'web'))).toThrow();
+    expect(() => cgroupReleaser(root)('never-confined')).not.toThrow();
   });
 });
 

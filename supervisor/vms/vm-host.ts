@@ -84,6 +84,17 @@ export function cgroupConfiner(root = '/sys/fs/cgroup'): VmRuntimeDeps['confine'
   };
 }
 
+/** Remove a freed VM's cell; it is empty once QEMU exited. A failure only leaves an empty directory behind. */
+export function cgroupReleaser(root = '/sys/fs/cgroup'): NonNullable<VmRuntimeDeps['unconfine']> {
+  return (name) => {
+    try {
+      fs.rmdirSync(join(root, 'aurae-vms', name));
+    } catch {
+      // absent (never confined: no cgroup v2) or still busy: nothing to do
+    }
+  };
+}
+
 export function hostAccel(): VmRuntimeDeps['accel'] {
   let accel: ReturnType<typeof detectAccel> | null = null;
   return () => (accel ??= detectAccel());

@@ -12,7 +12,7 @@ import type { CertificateAuthority } from '../pki';
 import type { ChildRouter, RpcContext } from '../server';
 import type { VmServiceServer } from '../gen/aurae/vms/v0/vms';
 import { CHILD_API_PORT } from './vm-model';
-import { cgroupConfiner, createChildRouter, freeLoopbackPort, hostAccel, nodeVmFiles, qemuLauncher, resolveBootDisk, resolveQemu } from './vm-host';
+import { cgroupConfiner, cgroupReleaser, createChildRouter, freeLoopbackPort, hostAccel, nodeVmFiles, qemuLauncher, resolveBootDisk, resolveQemu } from './vm-host';
 import { procLeftovers } from './vm-leftovers';
 import type { VmReconcileAction } from './vm-reconcile';
 import { type GuestAdapter, type VmEvent, VmRuntime, type VmRuntimeDeps } from './vm-runtime';
@@ -74,6 +74,7 @@ export async function createNodeVms(options: NodeVmsOptions): Promise<NodeVms> {
     freePort: freeLoopbackPort,
     files: nodeVmFiles,
     confine: cgroupConfiner(),
+    unconfine: cgroupReleaser(),
     onEvent,
     log,
     store: options.store,

@@ -151,6 +151,16 @@ describe('VmRuntime', () => {
     expect(h.launched[0]!.powerdowns).toBe(1);
   });
 
+  it('free releases the VM\'s cell', async () => {
+    const released: string[] = [];
+    const h = harness({ unconfine: (name) => void released.push(name) });
+    await h.runtime.spawn(web);
+    await h.runtime.stop('web');
+    expect(released).toEqual([]);
+    h.runtime.free('web');
+    expect(released).toEqual(['web']);
+  });
+
   it('stop quits QEMU when the guest ignores the powerdown', async () => {
     const h = harness({}, { ready: true, obeysPowerdown: false });
     await h.runtime.spawn(web);

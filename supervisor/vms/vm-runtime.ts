@@ -84,6 +84,8 @@ export interface VmRuntimeDeps {
    * a warning) when cgroup v2 is not available on this node.
    */
   confine(name: string, pid: number, limits: { memoryMiB: number; cpus: number }): Promise<boolean>;
+  /** Remove the VM's (empty) cell when the VM is freed; absent: nothing to remove. */
+  unconfine?(name: string): void;
   /** Lifecycle notifications (vm_started, vm_exited, vm_restarted, vm_failed) for logs and observe. */
   onEvent?(event: VmEvent): void;
   log: Logger;
@@ -229,6 +231,7 @@ export class VmRuntime {
     this.vms.delete(name);
     this.forget(name);
     this.deps.files.remove(this.vmDir(name));
+    this.deps.unconfine?.(name);
   }
 
   /**
