@@ -81,7 +81,8 @@ export async function mountStorage(deps: StorageDeps): Promise<StorageStatus> {
     boot: { device: null, mounted: false, reason: null },
     state: { device: null, mounted: false, actions: [], degraded: null, reason: null },
   };
-  const labels = scanLabels(deps);
+  let labels = scanLabels(deps);
+  if (!labels.some((l) => l.fat === BOOT_LABEL) && (await restorePrimaryGpt(deps, labels.map((l) => l.name)))) labels = scanLabels(deps);
   const boots = labels.filter((l) => l.fat === BOOT_LABEL).map((l) => l.name);
   const boot = boots[0] ?? null;
   const disk = boot ? safe(() => deps.parentDisk(boot), null) : null;
@@ -134,6 +135,35 @@ function scanLabels(deps: StorageDeps): { name: string; fat: string | null; ext:
     const head = deps.readHead(name);
     return { name, fat: head ? fat32Label(head) : null, ext: head ? extLabel(head) : null };
   });
+}
+
+/**
+ * A power cut while the primary GPT was being rewritten leaves a disk whose backup table is whole but whose
+ * primary is not; Linux then sees no partitions (it reads the backup only with `gpt` on its command line), so
+ * no boot volume is found. Restore the primary from the backup when that backup lists AURAE_BOOT. True when a
+ * table was restored (the caller scans again). Never throws.
+ */
+async function restorePrimaryGpt(deps: StorageDeps, names: string[]): Promise<boolean> {
+  for (const disk of names) {
+    try {
+      if (safe(() => deps.parentDisk(disk), null) !== null) continue;
+      const { sectors, readOnly } = deps.diskInfo(disk);
+      const mbr = deps.readAt(disk, 0, SECTOR_SIZE);
+      if (readOnly || mbr.length < SECTOR_SIZE || mbr.readUInt16LE(510) !== 0xaa55 || mbr[450] !== 0xee) continue;
+      const gpt = parseGpt((offset, length) => deps.readAt(disk, offset, length), sectors);
+      if (!gpt || gpt.source !== 'backup' || !gpt.partitions.some((p) => p.name === BOOT_LABEL)) continue;
+      deps.log.warn(`storage: ${dev(disk)}: ${gpt.problems.join('; ')}; restoring the primary GPT from the backup (an interrupted partition table write)`);
+      deps.writeAt(disk, gptWrites(gpt, sectors));
+      const reread = deps.run('blockdev', ['--rereadpt', dev(disk)], 30_000);
+      if (reread.code !== 0) throw new Error(`blockdev --rereadpt failed: ${reread.output.trim()}`);
+      const first = gpt.partitions[0]!;
+      await waitFor(deps, dev(partitionName(disk, first.index + 1)));
+      return true;
+    } catch (err) {
+      deps.log.error(`storage: restoring the GPT of ${dev(disk)} failed: ${errorMessage(err)}`);
+    }
+  }
+  return false;
 }
 
 type Provision = { kind: 'none' } | { kind: 'created'; device: string } | { kind: 'grown' } | { kind: 'failed'; reason: string };

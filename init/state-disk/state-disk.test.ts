@@ -229,6 +229,27 @@ describe('mountStorage', () => {
     expect((await mountStorage(missing.deps)).state).toMatchObject({ mounted: true, degraded: null });
   });
 
+  it('a torn primary GPT (power cut during the first-boot write) is restored from the backup, then all goes on', async () => {
+    const node = fakeNode();
+    await mountStorage(node.deps); // vda2 created
+    // The kernel sees no partitions when the primary is bad: only the whole disk.
+    node.disk.fill(0, 512 + 16, 512 + 20); // header CRC broken
+    for (const name of ['vda1', 'vda2']) delete node.heads[name];
+    node.commands.length = 0;
+    const status = await mountStorage({ ...node.deps, run: (file, args, t) => {
+      if (file === 'blockdev') {
+        node.heads.vda1 = fatHead('AURAE_BOOT');
+        node.heads.vda2 = extHead(STATE_LABEL);
+        return { code: 0, output: '' };
+      }
+      return node.deps.run(file, args, t);
+    } });
+    expect(node.log.lines.join('\n')).toMatch(/storage: \/dev\/vda: primary GPT unusable: .*restoring the primary GPT from the backup/);
+    expect(parseGpt((off, len) => node.disk.subarray(off, off + len), node.sectors)?.source).toBe('primary');
+    expect(status.state).toMatchObject({ device: 'vda2', mounted: true });
+    expect(status.boot).toMatchObject({ device: 'vda1', mounted: true });
+  });
+
   it('a failing partition re-read is reported and leaves state in RAM, degraded', async () => {
     const node = fakeNode({ run: (file) => (file === 'blockdev' ? { code: 1, output: 'BLKRRPART: Device or resource busy' } : { code: 0, output: '' }) });
     const status = await mountStorage(node.deps);
