@@ -1,7 +1,7 @@
 // 30: the bare-metal disk image under real firmware. disk.raw (GPT + ESP with the UKI) is copied onto a larger
 // "disk" and booted by OVMF (UEFI) on q35, as a flashed machine would be: first boot creates the STATE
 // partition filling the disk; cells and executables survive a reboot; a power cut in the middle of writes leaves
-// a database that passes integrity_check with every acknowledged change present.
+// a database that passes integrity_check with every acknowledged change present; a torn primary GPT is restored.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,6 +13,19 @@ import { aer } from './fixture/aer';
 import { bootNode, testImage, type BootedNode } from './fixture/node';
 
 const DISK_BYTES = 1024 * 1024 * 1024;
+
+/** The GPT of the disk file as init/disk reads it (source: which copy was valid). */
+function hostGpt(file: string) {
+  const fd = fs.openSync(file, 'r');
+  try {
+    return parseGpt((offset, length) => {
+      const buf = Buffer.alloc(length);
+      return buf.subarray(0, fs.readSync(fd, buf, 0, length, offset));
+    }, DISK_BYTES / 512);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
 
 describe('30 UEFI disk image', () => {
   let dir: string;
@@ -115,19 +128,34 @@ describe('30 UEFI disk image', () => {
     expect((await aer(node, ['shutdown'])).code).toBe(0);
     await node.vm.waitForExit(120_000);
     // The host agrees: a valid GPT whose STATE partition ends at the disk's last usable sector.
-    const fd = fs.openSync(disk, 'r');
+    expect(hostGpt(disk)?.partitions.map((p) => [p.name, p.lastLba])).toEqual([
+      ['AURAE_BOOT', expect.any(Number)],
+      ['AURAE_STATE', DISK_BYTES / 512 - 34],
+    ]);
+    expect(execFileSync('sfdisk', ['--verify', disk], { encoding: 'utf8' })).toMatch(/No errors detected/);
+  });
+
+  it('a torn primary GPT is restored from the backup by init (direct kernel boot: no firmware repairs it first)', async () => {
+    // Break the primary header's CRC, as a power cut in the middle of a table rewrite would.
+    const fd = fs.openSync(disk, 'r+');
     try {
-      const table = parseGpt((offset, length) => {
-        const buf = Buffer.alloc(length);
-        return buf.subarray(0, fs.readSync(fd, buf, 0, length, offset));
-      }, DISK_BYTES / 512);
-      expect(table?.partitions.map((p) => [p.name, p.lastLba])).toEqual([
-        ['AURAE_BOOT', expect.any(Number)],
-        ['AURAE_STATE', DISK_BYTES / 512 - 34],
-      ]);
+      fs.writeSync(fd, Buffer.alloc(4), 0, 4, 512 + 16);
     } finally {
       fs.closeSync(fd);
     }
+    expect(hostGpt(disk)?.source).toBe('backup');
+    node = await bootNode({ name: '30-torn-gpt', disks: [disk] });
+    expect(node.vm.console).toMatch(/storage: \/dev\/vda: primary GPT unusable: .*restoring the primary GPT from the backup/);
+    expect(node.vm.console).toMatch(/state disk: \/dev\/vda2 \(AURAE_STATE\) mounted on \/var\/lib\/aurae/);
+    const client = node.client();
+    try {
+      expect((await client.cells.list()).some((c) => c.name === 'kept')).toBe(true);
+    } finally {
+      client.close();
+    }
+    await node.stop();
+    node = null;
+    expect(hostGpt(disk)?.source).toBe('primary');
     expect(execFileSync('sfdisk', ['--verify', disk], { encoding: 'utf8' })).toMatch(/No errors detected/);
   });
 });
