@@ -15,13 +15,13 @@ import { bootNode, testImage, type BootedNode } from './fixture/node';
 const DISK_BYTES = 1024 * 1024 * 1024;
 
 /** The GPT of the disk file as init/disk reads it (source: which copy was valid). */
-function hostGpt(file: string) {
+function hostGpt(file: string, sectors = DISK_BYTES / 512) {
   const fd = fs.openSync(file, 'r');
   try {
     return parseGpt((offset, length) => {
       const buf = Buffer.alloc(length);
       return buf.subarray(0, fs.readSync(fd, buf, 0, length, offset));
-    }, DISK_BYTES / 512);
+    }, sectors);
   } finally {
     fs.closeSync(fd);
   }
@@ -78,6 +78,8 @@ describe('30 UEFI disk image', () => {
     const second = n.vm.console.slice(from);
     expect(second).not.toMatch(/state disk: creating/);
     expect(second).toMatch(/state disk: \/dev\/vda2 \(AURAE_STATE\) mounted on \/var\/lib\/aurae/);
+    // The first boot gave the ESP a GUID of its own; the firmware (systemd-stub) reports that one now.
+    expect(second).toMatch(/boot volume: \/dev\/vda1 \(AURAE_BOOT\) mounted read-only on \/boot \(the ESP the firmware booted\)/);
     const again = n.client();
     try {
       const cells = await again.cells.list();
@@ -128,6 +130,8 @@ describe('30 UEFI disk image', () => {
     expect((await aer(node, ['shutdown'])).code).toBe(0);
     await node.vm.waitForExit(120_000);
     // The host agrees: a valid GPT whose STATE partition ends at the disk's last usable sector.
+    const image = hostGpt(testImage().disk, testImage().manifest.outputs.disk.size / 512);
+    expect(hostGpt(disk)?.diskGuid).not.toBe(image?.diskGuid);
     expect(hostGpt(disk)?.partitions.map((p) => [p.name, p.lastLba])).toEqual([
       ['AURAE_BOOT', expect.any(Number)],
       ['AURAE_STATE', DISK_BYTES / 512 - 34],

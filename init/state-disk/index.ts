@@ -51,6 +51,8 @@ export interface StorageDeps {
   exists(path: string): boolean;
   sleep(ms: number): Promise<void>;
   randomGuid(): string;
+  /** The partition GUID of the ESP the firmware booted (EFI variable LoaderDevicePartUUID), or null. */
+  loaderPartUuid(): string | null;
   mkdir(path: string, mode: number): void;
   log: Logger;
 }
@@ -70,6 +72,12 @@ export interface StorageStatus {
 
 const dev = (name: string) => `/dev/${name}`;
 
+/** An efivarfs file holding a GUID as UTF-16LE text (4 attribute bytes first) → lower-case GUID, or null. Pure. */
+export function parseEfiGuidVariable(raw: Buffer): string | null {
+  const text = raw.subarray(4).toString('utf16le').replace(/\0+$/, '').trim().toLowerCase();
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(text) ? text : null;
+}
+
 /** vda + 2 → vda2; nvme0n1 + 2 → nvme0n1p2 (the kernel's naming). */
 export function partitionName(disk: string, number: number): string {
   return /\d$/.test(disk) ? `${disk}p${number}` : `${disk}${number}`;
@@ -83,7 +91,12 @@ export async function mountStorage(deps: StorageDeps): Promise<StorageStatus> {
   };
   let labels = scanLabels(deps);
   if (!labels.some((l) => l.fat === BOOT_LABEL) && (await restorePrimaryGpt(deps, labels.map((l) => l.name)))) labels = scanLabels(deps);
-  const boots = labels.filter((l) => l.fat === BOOT_LABEL).map((l) => l.name);
+  const labelled = labels.filter((l) => l.fat === BOOT_LABEL).map((l) => l.name);
+  // With several, the firmware tells which one it booted (its partition GUID; unique once a first boot ran).
+  const loader = labelled.length ? safe(() => deps.loaderPartUuid(), null) : null;
+  const booted = loader ? labelled.filter((n) => partitionGuid(deps, n) === loader) : [];
+  const boots = booted.length === 1 ? booted : labelled;
+  if (booted.length === 1 && labelled.length > 1) log.info(`storage: ${labelled.length} volumes labelled ${BOOT_LABEL}; the firmware booted ${dev(booted[0]!)} (LoaderDevicePartUUID ${loader})`);
   const boot = boots[0] ?? null;
   const disk = boot ? safe(() => deps.parentDisk(boot), null) : null;
   // Prefer the STATE on the boot disk; another disk's only when the boot disk has none.
@@ -118,7 +131,7 @@ export async function mountStorage(deps: StorageDeps): Promise<StorageStatus> {
     mountState(deps, state, grow, status);
   }
 
-  if (boot) mountBoot(deps, boot, status);
+  if (boot) mountBoot(deps, boot, status, loader !== null && booted.includes(boot));
   else status.boot.reason = `no FAT32 filesystem labelled ${BOOT_LABEL}`;
   return status;
 }
@@ -143,6 +156,17 @@ function scanLabels(deps: StorageDeps): { name: string; fat: string | null; ext:
  * no boot volume is found. Restore the primary from the backup when that backup lists AURAE_BOOT. True when a
  * table was restored (the caller scans again). Never throws.
  */
+/** The GPT unique GUID (lower case) of partition `name`, from its disk's table; null when unknown. Never throws. */
+function partitionGuid(deps: StorageDeps, name: string): string | null {
+  return safe(() => {
+    const disk = deps.parentDisk(name);
+    const start = deps.partitionStart(name);
+    if (!disk || start === null) return null;
+    const gpt = parseGpt((offset, length) => deps.readAt(disk, offset, length), deps.diskInfo(disk).sectors);
+    return gpt?.partitions.find((p) => p.firstLba === start)?.uniqueGuid.toLowerCase() ?? null;
+  }, null);
+}
+
 async function restorePrimaryGpt(deps: StorageDeps, names: string[]): Promise<boolean> {
   for (const disk of names) {
     try {
@@ -231,7 +255,13 @@ async function provisionState(deps: StorageDeps, disk: string, boot: string, exi
     log.info(`state disk: ${plan.action === 'create' ? 'creating' : 'growing'} ${dev(part)} (${STATE_LABEL}, ${sizeMiB} MiB) on ${dev(disk)}`);
     // A new partition starts blank: an old filesystem left there by an earlier install must not reappear.
     const writes = plan.action === 'create' ? [{ offset: plan.partition.firstLba * SECTOR_SIZE, data: Buffer.alloc(ZERO_BYTES) }] : [];
-    deps.writeAt(disk, [...writes, ...gptWrites(plan.gpt, sectors)]);
+    // Every flashed copy of disk.raw has the same GUIDs (a reproducible image); the first boot makes this disk's
+    // own, so that the firmware's LoaderDevicePartUUID names one disk when several are attached.
+    const table =
+      plan.action === 'create'
+        ? { ...plan.gpt, diskGuid: deps.randomGuid(), partitions: plan.gpt.partitions.map((p) => (p.firstLba === bootStart ? { ...p, uniqueGuid: deps.randomGuid() } : p)) }
+        : plan.gpt;
+    deps.writeAt(disk, [...writes, ...gptWrites(table, sectors)]);
     // The kernel learns the new table only when no partition of the disk is in use: nothing is mounted yet.
     const reread = deps.run('blockdev', ['--rereadpt', dev(disk)], 30_000);
     if (reread.code !== 0) throw new Error(`blockdev --rereadpt ${dev(disk)} failed: ${reread.output.trim()}`);
@@ -301,13 +331,13 @@ function mountState(deps: StorageDeps, device: string, grow: boolean, status: St
   }
 }
 
-function mountBoot(deps: StorageDeps, device: string, status: StorageStatus): void {
+function mountBoot(deps: StorageDeps, device: string, status: StorageStatus, firmwareBooted: boolean): void {
   try {
     deps.mkdir(BOOT_MOUNTPOINT, 0o755);
     // Read-only; fmask keeps QEMU and its loader executable (FAT has no modes of its own).
     deps.syscalls.mount(dev(device), BOOT_MOUNTPOINT, 'vfat', MOUNT_FLAGS.MS_RDONLY | MOUNT_FLAGS.MS_NOSUID | MOUNT_FLAGS.MS_NODEV, 'fmask=0022,dmask=0022,shortname=mixed');
     status.boot.mounted = true;
-    deps.log.info(`boot volume: ${dev(device)} (${BOOT_LABEL}) mounted read-only on ${BOOT_MOUNTPOINT}`);
+    deps.log.info(`boot volume: ${dev(device)} (${BOOT_LABEL}) mounted read-only on ${BOOT_MOUNTPOINT}${firmwareBooted ? ' (the ESP the firmware booted)' : ''}`);
   } catch (err) {
     status.boot.reason = `mounting ${dev(device)} failed: ${errorMessage(err)}`;
     deps.log.error(`boot volume: ${status.boot.reason}; this node cannot spawn children from its own image`);

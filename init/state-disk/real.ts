@@ -3,9 +3,13 @@ import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, realpathSync, writeSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import type { Syscalls } from '../../native';
-import type { Logger } from '../log';
-import type { StorageDeps } from './index';
+import { MOUNT_FLAGS, type Syscalls } from '../../native';
+import { errorMessage, type Logger } from '../log';
+import { parseEfiGuidVariable, type StorageDeps } from './index';
+
+const EFIVARS = '/sys/firmware/efi/efivars';
+/** systemd's loader interface: the ESP's partition GUID as UTF-16 text (systemd-stub sets it when no loader did). */
+const LOADER_DEVICE_PART_UUID = 'LoaderDevicePartUUID-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f';
 
 export function realStorageDeps(syscalls: Pick<Syscalls, 'mount'>, log: Logger): StorageDeps {
   return {
@@ -54,6 +58,23 @@ export function realStorageDeps(syscalls: Pick<Syscalls, 'mount'>, log: Logger):
     exists: existsSync,
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
     randomGuid: () => randomUUID(),
+    loaderPartUuid: () => {
+      // Only on a UEFI boot; efivarfs is mounted here on first use (nothing else in the node needs it).
+      if (!existsSync('/sys/firmware/efi')) return null;
+      if (!existsSync(`${EFIVARS}/${LOADER_DEVICE_PART_UUID}`)) {
+        try {
+          syscalls.mount('efivarfs', EFIVARS, 'efivarfs', MOUNT_FLAGS.MS_NOSUID | MOUNT_FLAGS.MS_NODEV | MOUNT_FLAGS.MS_NOEXEC, null);
+        } catch (err) {
+          log.warn(`storage: mounting efivarfs on ${EFIVARS} failed: ${errorMessage(err)}`);
+          return null;
+        }
+      }
+      try {
+        return parseEfiGuidVariable(readFileSync(`${EFIVARS}/${LOADER_DEVICE_PART_UUID}`));
+      } catch {
+        return null; // not booted through systemd-stub (or another loader that sets it)
+      }
+    },
     mkdir: (path, mode) => mkdirSync(path, { recursive: true, mode }),
   };
 }

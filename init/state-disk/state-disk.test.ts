@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildGpt, guidFromSeed, parseGpt, PARTITION_TYPES } from '../disk';
 import { createMemoryLogger } from '../log';
-import { extLabel, fat32Label, mountStorage, partitionName, STATE_LABEL, type StorageDeps } from './index';
+import { extLabel, fat32Label, mountStorage, parseEfiGuidVariable, partitionName, STATE_LABEL, type StorageDeps } from './index';
 
 const MIB = 1024 * 1024;
 
@@ -23,7 +23,8 @@ function fatHead(label: string): Buffer {
 }
 
 /** A fake node: named devices with heads, one GPT disk `vda` of `diskMiB` whose partition 1 is AURAE_BOOT. */
-function fakeNode(o: { diskMiB?: number; extraHeads?: Record<string, Buffer | null>; run?: StorageDeps['run']; mountFails?: string } = {}) {
+function fakeNode(o: { diskMiB?: number; extraHeads?: Record<string, Buffer | null>; run?: StorageDeps['run']; mountFails?: string; loader?: string } = {}) {
+  let guids = 0;
   const diskMiB = o.diskMiB ?? 256;
   const sectors = (diskMiB * MIB) / 512;
   const disk = Buffer.alloc(diskMiB * MIB);
@@ -68,7 +69,8 @@ function fakeNode(o: { diskMiB?: number; extraHeads?: Record<string, Buffer | nu
     },
     exists: (p) => p.replace('/dev/', '') in heads,
     sleep: async () => {},
-    randomGuid: () => guidFromSeed('state'),
+    randomGuid: () => guidFromSeed(`random-${guids++}`),
+    loaderPartUuid: () => o.loader ?? null,
     mkdir: () => {},
     log,
   };
@@ -89,6 +91,14 @@ describe('labels', () => {
     expect(partitionName('vda', 2)).toBe('vda2');
     expect(partitionName('nvme0n1', 2)).toBe('nvme0n1p2');
     expect(partitionName('mmcblk0', 1)).toBe('mmcblk0p1');
+  });
+});
+
+describe('parseEfiGuidVariable', () => {
+  it('reads the UTF-16 GUID after the 4 attribute bytes', () => {
+    const raw = Buffer.concat([Buffer.from([6, 0, 0, 0]), Buffer.from('6D7D5C4E-1A2B-4C3D-8E9F-0A1B2C3D4E5F\0', 'utf16le')]);
+    expect(parseEfiGuidVariable(raw)).toBe('6d7d5c4e-1a2b-4c3d-8e9f-0a1b2c3d4e5f');
+    expect(parseEfiGuidVariable(Buffer.from([6, 0, 0, 0, 65, 0]))).toBeNull();
   });
 });
 
@@ -208,6 +218,25 @@ describe('mountStorage', () => {
     await mountStorage(two.deps);
     expect(two.disk.equals(untouched)).toBe(true);
     expect(two.log.lines.join('\n')).toMatch(/2 volumes labelled AURAE_BOOT \(\/dev\/vda1, \/dev\/vdb\): using \/dev\/vda1; no partition is created/);
+  });
+
+  it('first boot gives the disk and its ESP GUIDs of their own (every flashed copy shares the image\'s)', async () => {
+    const node = fakeNode();
+    await mountStorage(node.deps);
+    const table = parseGpt((off, len) => node.disk.subarray(off, off + len), node.sectors)!;
+    expect(table.diskGuid).not.toBe(guidFromSeed('disk'));
+    expect(table.partitions[0]!.uniqueGuid).not.toBe(guidFromSeed('esp'));
+    expect(new Set([table.diskGuid, ...table.partitions.map((p) => p.uniqueGuid)]).size).toBe(3);
+  });
+
+  it('with two boot volumes, the one the firmware booted (LoaderDevicePartUUID) is used and provisioned', async () => {
+    const esp = guidFromSeed('esp').toLowerCase();
+    const node = fakeNode({ extraHeads: { vdb: fatHead('AURAE_BOOT') }, loader: esp });
+    const status = await mountStorage(node.deps);
+    expect(status.boot.device).toBe('vda1');
+    expect(status.state).toMatchObject({ device: 'vda2', actions: ['created'] });
+    expect(node.log.lines.join('\n')).toMatch(/the firmware booted \/dev\/vda1 \(LoaderDevicePartUUID /);
+    expect(node.log.lines.join('\n')).toMatch(/boot volume: \/dev\/vda1 \(AURAE_BOOT\) mounted read-only on \/boot \(the ESP the firmware booted\)/);
   });
 
   it('prefers the STATE on the boot disk over one on another disk; a separate STATE disk alone is used as given', async () => {
