@@ -6,6 +6,8 @@
 //     database and logs survive reboots. When the boot volume is a partition of a GPT disk (a flashed disk.raw),
 //     the STATE partition is created at first boot in the free space after it, filling the disk, and grown
 //     when the disk grew (init/disk plans the GPT change). e2fsck repairs it after an unclean shutdown.
+// With several boot volumes, the one the firmware booted (LoaderDevicePartUUID) wins; a primary GPT torn by a
+// power cut is restored from its backup first (Linux would see no partitions).
 // Without a state volume /var/lib/aurae stays in RAM and the node says so; when a state volume exists or was
 // expected but cannot be used, the status is "degraded" (auraed reports it through health, aurae.storage).
 import { MOUNT_FLAGS, type Syscalls } from '../../native';
@@ -91,25 +93,15 @@ export async function mountStorage(deps: StorageDeps): Promise<StorageStatus> {
   };
   let labels = scanLabels(deps);
   if (!labels.some((l) => l.fat === BOOT_LABEL) && (await restorePrimaryGpt(deps, labels.map((l) => l.name)))) labels = scanLabels(deps);
-  const labelled = labels.filter((l) => l.fat === BOOT_LABEL).map((l) => l.name);
-  // With several, the firmware tells which one it booted (its partition GUID; unique once a first boot ran).
-  const loader = labelled.length ? safe(() => deps.loaderPartUuid(), null) : null;
-  const booted = loader ? labelled.filter((n) => partitionGuid(deps, n) === loader) : [];
-  const boots = booted.length === 1 ? booted : labelled;
-  if (booted.length === 1 && labelled.length > 1) log.info(`storage: ${labelled.length} volumes labelled ${BOOT_LABEL}; the firmware booted ${dev(booted[0]!)} (LoaderDevicePartUUID ${loader})`);
-  const boot = boots[0] ?? null;
-  const disk = boot ? safe(() => deps.parentDisk(boot), null) : null;
-  // Prefer the STATE on the boot disk; another disk's only when the boot disk has none.
-  const states = labels.filter((l) => l.ext === STATE_LABEL).map((l) => l.name);
-  let state = states.find((n) => disk !== null && safe(() => deps.parentDisk(n), null) === disk) ?? states[0] ?? null;
+  const chosen = chooseVolumes(deps, labels);
+  const { boot, disk, ambiguous, firmwareBooted } = chosen;
+  let state = chosen.state;
   status.boot.device = boot;
-  if (boots.length > 1) log.warn(`storage: ${boots.length} volumes labelled ${BOOT_LABEL} (${boots.map(dev).join(', ')}): using ${dev(boot!)}; no partition is created or grown while this is ambiguous (remove the other disk)`);
-  if (states.length > 1) log.warn(`storage: ${states.length} filesystems labelled ${STATE_LABEL} (${states.map(dev).join(', ')}): using ${dev(state!)}`);
 
   // First boot of a flashed disk: STATE goes after the ESP on the same disk; a grown disk grows it.
   let grow = false;
   const stateOnBootDisk = state === null || safe(() => deps.parentDisk(state!), null) === disk;
-  if (disk && boots.length === 1 && stateOnBootDisk) {
+  if (disk && !ambiguous && stateOnBootDisk) {
     const outcome = await provisionState(deps, disk, boot!, state);
     if (outcome.kind === 'created') {
       state = outcome.device;
@@ -131,9 +123,40 @@ export async function mountStorage(deps: StorageDeps): Promise<StorageStatus> {
     mountState(deps, state, grow, status);
   }
 
-  if (boot) mountBoot(deps, boot, status, loader !== null && booted.includes(boot));
+  if (boot) mountBoot(deps, boot, status, firmwareBooted);
   else status.boot.reason = `no FAT32 filesystem labelled ${BOOT_LABEL}`;
   return status;
+}
+
+interface Chosen {
+  boot: string | null;
+  /** The whole disk holding `boot` (a partition), else null. */
+  disk: string | null;
+  state: string | null;
+  /** Several boot volumes and the firmware did not say which one it booted: partition nothing. */
+  ambiguous: boolean;
+  firmwareBooted: boolean;
+}
+
+/**
+ * Which boot volume and which STATE: with several boot volumes, the one the firmware booted (its partition GUID
+ * is LoaderDevicePartUUID; unique once a first boot ran), else the first by name; the STATE on the boot disk,
+ * else the first by name. Ambiguities are logged.
+ */
+function chooseVolumes(deps: StorageDeps, labels: { name: string; fat: string | null; ext: string | null }[]): Chosen {
+  const { log } = deps;
+  const labelled = labels.filter((l) => l.fat === BOOT_LABEL).map((l) => l.name);
+  const loader = labelled.length ? safe(() => deps.loaderPartUuid(), null) : null;
+  const booted = loader ? labelled.filter((n) => partitionGuid(deps, n) === loader) : [];
+  const boots = booted.length === 1 ? booted : labelled;
+  const boot = boots[0] ?? null;
+  if (booted.length === 1 && labelled.length > 1) log.info(`storage: ${labelled.length} volumes labelled ${BOOT_LABEL}; the firmware booted ${dev(boot!)} (LoaderDevicePartUUID ${loader})`);
+  if (boots.length > 1) log.warn(`storage: ${boots.length} volumes labelled ${BOOT_LABEL} (${boots.map(dev).join(', ')}): using ${dev(boot!)}; no partition is created or grown while this is ambiguous (remove the other disk)`);
+  const disk = boot ? safe(() => deps.parentDisk(boot), null) : null;
+  const states = labels.filter((l) => l.ext === STATE_LABEL).map((l) => l.name);
+  const state = states.find((n) => disk !== null && safe(() => deps.parentDisk(n), null) === disk) ?? states[0] ?? null;
+  if (states.length > 1) log.warn(`storage: ${states.length} filesystems labelled ${STATE_LABEL} (${states.map(dev).join(', ')}): using ${dev(state!)}`);
+  return { boot, disk, state, ambiguous: boots.length > 1, firmwareBooted: boot !== null && booted.length === 1 && booted[0] === boot };
 }
 
 function scanLabels(deps: StorageDeps): { name: string; fat: string | null; ext: string | null }[] {
