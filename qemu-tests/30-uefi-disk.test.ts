@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { AuraeClient } from '../aer/sdk';
 import { parseGpt } from '../init/disk';
+import { readRange } from '../init/state-disk/real';
 import { aer } from './fixture/aer';
 import { bootNode, testImage, type BootedNode } from './fixture/node';
 
@@ -16,15 +17,7 @@ const DISK_BYTES = 1024 * 1024 * 1024;
 
 /** The GPT of the disk file as init/disk reads it (source: which copy was valid). */
 function hostGpt(file: string, sectors = DISK_BYTES / 512) {
-  const fd = fs.openSync(file, 'r');
-  try {
-    return parseGpt((offset, length) => {
-      const buf = Buffer.alloc(length);
-      return buf.subarray(0, fs.readSync(fd, buf, 0, length, offset));
-    }, sectors);
-  } finally {
-    fs.closeSync(fd);
-  }
+  return parseGpt((offset, length) => readRange(file, offset, length), sectors);
 }
 
 describe('30 UEFI disk image', () => {

@@ -3,10 +3,11 @@
 // writes must parse exactly here.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, ftruncateSync, mkdtempSync, openSync, readSync, rmSync, truncateSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync, truncateSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { readRange } from '../state-disk/real';
 import {
   buildGpt,
   crc32,
@@ -63,16 +64,7 @@ function imageFile(sizeBytes: number, gpt?: GptImage): string {
 }
 
 function fileReader(path: string): ReadAt {
-  return (offset, length) => {
-    const fd = openSync(path, 'r');
-    try {
-      const buf = Buffer.alloc(length);
-      const n = readSync(fd, buf, 0, length, offset);
-      return buf.subarray(0, n);
-    } finally {
-      closeSync(fd);
-    }
-  };
+  return (offset, length) => readRange(path, offset, length);
 }
 
 function writeAt(path: string, writes: { offset: number; data: Buffer }[]): void {

@@ -80,7 +80,12 @@ export function realStorageDeps(syscalls: Pick<Syscalls, 'mount'>, log: Logger):
 }
 
 function readAt(name: string, offset: number, length: number): Buffer {
-  const fd = openSync(`/dev/${name}`, 'r');
+  return readRange(`/dev/${name}`, offset, length);
+}
+
+/** `length` bytes of the file or device at `path` from `offset` (fewer at its end). */
+export function readRange(path: string, offset: number, length: number): Buffer {
+  const fd = openSync(path, 'r');
   try {
     const buf = Buffer.alloc(length);
     const n = readSync(fd, buf, 0, length, offset);
