@@ -1,7 +1,7 @@
 // Builds the syscall addon (syscalls.c) with the C compiler directly: no node-gyp, no
 // downloaded headers. N-API is ABI-stable and the napi_* symbols resolve from the node
 // binary at load time, so the only input besides the source is a directory holding
-// node_api.h: the host's for tests, the pinned Node 24 tarball's `include/node` for the image.
+// node_api.h: the host's for tests, the pinned Node tarball (image/runtime)'s `include/node` for the image.
 //
 // CLI: `npx tsx native/build.ts [--include DIR] [--out FILE]` builds native/build/syscalls.node, and aurae-exec
 // (the cell executable launcher, aurae-exec.c) beside it.

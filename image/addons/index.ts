@@ -36,6 +36,7 @@ export async function buildBetterSqlite3(runtime: Runtime, log: Log, root = cach
     await $({ quiet: true })`strip --strip-unneeded ${path.join(tmp, 'better_sqlite3.node')}`;
     fs.rmSync(src, { recursive: true, force: true });
     await checkLoads(runtime, path.join(tmp, 'better_sqlite3.node'));
+    await checkStatementsCollectable(runtime, path.join(tmp, 'better_sqlite3.node'), pkgDir);
   });
   if (hit) log(`addons: better-sqlite3 ${version} for node ${runtime.version} (cached)`);
   return path.join(dir, 'better_sqlite3.node');
@@ -46,5 +47,28 @@ export async function checkLoads(runtime: Runtime, addon: string): Promise<void>
   const script = `const m = { exports: {} }; process.dlopen(m, ${JSON.stringify(addon)});`;
   await $({ quiet: true })`${runtime.node} -e ${script}`.catch((err: Error) => {
     throw new Error(`addons: ${path.basename(addon)} does not load in node ${runtime.version}:\n${err.message.slice(-1500)}`);
+  });
+}
+
+/**
+ * Run better-sqlite3 in the image runtime for about a second while the garbage collector frees prepared statements
+ * from the event loop, as in a running auraed: Node 24 with better-sqlite3 12.11 aborts there (see NODE_RUNTIME).
+ */
+export async function checkStatementsCollectable(runtime: Runtime, addon: string, betterSqlite3Dir: string): Promise<void> {
+  const script = `
+    const Database = require(${JSON.stringify(betterSqlite3Dir)});
+    const db = new Database(':memory:', { nativeBinding: ${JSON.stringify(addon)} });
+    const until = Date.now() + 1000;
+    (function churn() {
+      for (let i = 0; i < 500; i++) db.prepare('SELECT ' + (i % 50)).get();
+      const garbage = [];
+      for (let i = 0; i < 20000; i++) garbage.push({ i });
+      if (Date.now() < until) setImmediate(churn);
+    })();`;
+  await $({ quiet: true })`${runtime.node} -e ${script}`.catch((err: Error) => {
+    throw new Error(
+      `addons: better-sqlite3 crashes in node ${runtime.version} when a prepared statement is garbage-collected ` +
+        `(auraed would abort at random):\n${err.message.slice(-1500)}\nPin another runtime in image/runtime/index.ts (Node 22 LTS works).`,
+    );
   });
 }

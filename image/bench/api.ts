@@ -1,4 +1,4 @@
-// API benchmark (not a test): auraed as the image ships it (the esbuild bundle on the image's Node 24 runtime,
+// API benchmark (not a test): auraed as the image ships it (the esbuild bundle on the image's Node runtime,
 // run on this host) and a client over the Unix socket with mTLS: unary latency p50/p99, throughput, and 200
 // concurrent clients. The guest's TCG CPU would measure the emulator, not auraed, so this runs on the host.
 import { spawn } from 'node:child_process';

@@ -22,7 +22,7 @@ export async function buildBundles(repoRoot: string, outDir: string, log: (line:
       outfile,
       bundle: true,
       platform: 'node',
-      // The image runs Node 24; aer also runs on build hosts with Node 20.
+      // The image runs Node 22 (image/runtime); aer also runs on build hosts with Node 20.
       target: 'node20',
       format: 'cjs',
       minify: true,

