@@ -19,12 +19,18 @@ export interface BlockDevice {
   readOnly: boolean;
   /** /sys/class/block/X/device/model, trimmed, when the driver exposes one. */
   model?: string;
+  /** The disk's serial number (device/serial: NVMe, some SCSI; serial: virtio), when the kernel gives one. */
+  serial?: string;
+  /** The disk's world-wide id (device/wwid: SCSI/SATA; wwid: NVMe), when the kernel gives one. */
+  wwid?: string;
   /** Devices stacked on this one (dm-crypt, LVM, md): /sys/class/block/X/holders. */
   holders: string[];
   /** Devices this one is stacked on (for dm and md): /sys/class/block/X/slaves. */
   slaves: string[];
   /** For an attached loop device: the file behind it. */
   backingFile?: string;
+  /** For an attached loop device: "dev:ino" of the file at backingFile, when it can be stat'ed. */
+  backingIdentity?: string;
 }
 
 /** One line of /proc/self/mountinfo, reduced to what identifies the device behind the mount. */
@@ -52,6 +58,8 @@ export interface PathStat {
 export interface HostProbe {
   /** undefined when the path does not exist. */
   stat(file: string): PathStat | undefined;
+  /** Whether the path itself is a symbolic link (lstat(2)); false when it does not exist. */
+  isSymlink(file: string): boolean;
   realpath(file: string): string;
   blockDevices(): BlockDevice[];
   mounts(): MountEntry[];
@@ -132,7 +140,11 @@ export function readBlockDevice(name: string, sysBlock = SYS_BLOCK): BlockDevice
     }
   }
   const model = readTrimmed(path.join(dir, 'device', 'model'));
+  // Where the kernel gives them, these tell one disk from another of the same size and model (a swapped stick).
+  const serial = readTrimmed(path.join(dir, 'device', 'serial')) || readTrimmed(path.join(dir, 'serial'));
+  const wwid = readTrimmed(path.join(dir, 'device', 'wwid')) || readTrimmed(path.join(dir, 'wwid'));
   const backingFile = readTrimmed(path.join(dir, 'loop', 'backing_file'));
+  const backingIdentity = backingFile ? fileIdentity(backingFile) : undefined;
   return {
     name,
     devno,
@@ -142,10 +154,29 @@ export function readBlockDevice(name: string, sysBlock = SYS_BLOCK): BlockDevice
     sizeBytes: Number(readTrimmed(path.join(dir, 'size')) ?? 0) * 512,
     readOnly: readTrimmed(path.join(dir, 'ro')) === '1',
     ...(model ? { model } : {}),
+    ...(serial ? { serial } : {}),
+    ...(wwid ? { wwid } : {}),
     holders: listDir(path.join(dir, 'holders')),
     slaves: listDir(path.join(dir, 'slaves')),
     ...(backingFile ? { backingFile } : {}),
+    ...(backingIdentity ? { backingIdentity } : {}),
   };
+}
+
+/** "dev:ino" of a file, or undefined when it cannot be stat'ed (a loop's deleted backing file). */
+function fileIdentity(file: string): string | undefined {
+  try {
+    const st = fs.statSync(file, { bigint: true });
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The checks' view of a stat(2) or fstat(2) result. */
+export function pathStatOf(st: fs.BigIntStats): PathStat {
+  const kind = st.isFile() ? 'file' : st.isBlockDevice() ? 'block' : st.isDirectory() ? 'directory' : 'other';
+  return { kind, size: Number(st.size), dev: st.dev, ino: st.ino, ...(kind === 'block' ? { rdevno: devnoOf(st.rdev) } : {}) };
 }
 
 /** The real host. */
@@ -159,8 +190,14 @@ export function hostProbe(): HostProbe {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
         throw err;
       }
-      const kind = st.isFile() ? 'file' : st.isBlockDevice() ? 'block' : st.isDirectory() ? 'directory' : 'other';
-      return { kind, size: Number(st.size), dev: st.dev, ino: st.ino, ...(kind === 'block' ? { rdevno: devnoOf(st.rdev) } : {}) };
+      return pathStatOf(st);
+    },
+    isSymlink(file) {
+      try {
+        return fs.lstatSync(file).isSymbolicLink();
+      } catch {
+        return false;
+      }
     },
     realpath: (file) => fs.realpathSync(file),
     blockDevices: () =>

@@ -2,16 +2,21 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import { promisify } from 'node:util';
+import { pathStatOf } from './block-devices';
 import type { FlashFiles, OpenFile, OpenMode } from './flash';
 
-const { O_RDONLY, O_WRONLY, O_EXCL, O_CREAT, O_TRUNC } = fs.constants;
+const { O_RDONLY, O_WRONLY, O_EXCL, O_CREAT, O_NOFOLLOW } = fs.constants;
 
 const FLAGS: Record<OpenMode, number> = {
   read: O_RDONLY,
   // O_EXCL without O_CREAT on a block device is Linux's exclusive open: EBUSY when it is mounted, used by
   // device-mapper or md, or opened exclusively by another program.
   'write-device': O_WRONLY | O_EXCL,
-  'write-file': O_WRONLY | O_CREAT | O_TRUNC,
+  // No O_TRUNC: the file is emptied only after fstat showed it is the one that was checked (flash.ts).
+  // O_NOFOLLOW: a symbolic link put there since the check fails the open (ELOOP) instead of being followed.
+  'write-file': O_WRONLY | O_NOFOLLOW,
+  // O_EXCL with O_CREAT: fails (EEXIST) when anything, a dangling symbolic link included, appeared at the path.
+  'create-file': O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW,
 };
 
 export function nodeFlashFiles(): FlashFiles {
@@ -23,6 +28,7 @@ export function nodeFlashFiles(): FlashFiles {
         write: async (buf, position) => (await handle.write(buf, 0, buf.length, position)).bytesWritten,
         sync: () => handle.sync(),
         truncate: (length) => handle.truncate(length),
+        stat: async () => pathStatOf(await handle.stat({ bigint: true })),
         close: () => handle.close(),
       };
     },

@@ -6,7 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, runAer } from '../../supervisor/daemon/testing';
+import { hostProbe } from './block-devices';
 import { nodeFlashFiles } from './files';
+import { FlashError, type FlashDeps, runFlash } from './flash';
 
 const MiB = 1024 * 1024;
 const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: 'utf8' }).trim();
@@ -212,5 +214,115 @@ describe('aer image flash on loop devices', () => {
     expect(bad.stderr).toContain(`aer: IMAGE ${image} does not match ${image}.sha256`);
     expect(fs.existsSync(copy)).toBe(false);
     fs.rmSync(`${image}.sha256`);
+  });
+});
+
+// An attacker acting between the checks and the write, at exactly that moment (the module's hook), against
+// the real kernel: O_EXCL/O_NOFOLLOW, fstat and the re-identification of a re-attached loop device.
+describe('aer image flash: the window between the checks and the write', () => {
+  let dir: string;
+  let image: string;
+  const loops: string[] = [];
+
+  const deps = (hooks: FlashDeps['hooks']): FlashDeps => ({
+    probe: hostProbe(),
+    files: nodeFlashFiles(),
+    now: () => performance.now(),
+    stdinIsTTY: false,
+    ask: async () => null,
+    log: () => {},
+    progress: () => {},
+    hooks,
+  });
+  const refused = async (p: Promise<unknown>): Promise<FlashError> => {
+    const err = await p.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    if (!(err instanceof FlashError)) throw new Error(`expected a refusal, got ${String(err)}`);
+    return err;
+  };
+
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aer-flash-race-'));
+    image = path.join(dir, 'disk.raw');
+    fs.writeFileSync(image, randomBytes(2 * MiB));
+  });
+
+  afterAll(() => {
+    const problems: string[] = [];
+    for (const loop of loops) {
+      try {
+        sh('losetup', ['-d', loop]);
+      } catch (err) {
+        problems.push(`losetup -d ${loop}: ${(err as Error).message}`);
+      }
+    }
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    if (problems.length > 0) throw new Error(`cleanup failed: ${problems.join('; ')}`);
+  });
+
+  it('a symlink planted at a new file target after the check is not followed: the file it points to is untouched', async () => {
+    const victim = path.join(dir, 'victim.conf');
+    fs.writeFileSync(victim, 'precious\n');
+    const target = path.join(dir, 'new.raw');
+    const e = await refused(runFlash({ image, target, yes: true }, deps({ beforeOpenTarget: () => fs.symlinkSync(victim, target) })));
+    expect(e.message).toBe(
+      `not flashed: TARGET ${target} appeared after the checks (something created it there, perhaps a symbolic link to another file); nothing was written: see what it is (ls -l ${target}), remove it if it is not yours, and run again`,
+    );
+    expect(fs.readFileSync(victim, 'utf8')).toBe('precious\n');
+    expect(fs.lstatSync(target).isSymbolicLink()).toBe(true);
+  });
+
+  it('… and a dangling symlink planted there does not create the file it names', async () => {
+    const target = path.join(dir, 'new2.raw');
+    const elsewhere = path.join(dir, 'created-through-link.raw');
+    await refused(runFlash({ image, target, yes: true }, deps({ beforeOpenTarget: () => fs.symlinkSync(elsewhere, target) })));
+    expect(fs.existsSync(elsewhere)).toBe(false);
+  });
+
+  it('an existing file target swapped for a symlink, or for another file, is neither followed nor emptied', async () => {
+    const victim = path.join(dir, 'victim2.conf');
+    fs.writeFileSync(victim, 'precious\n');
+    const target = path.join(dir, 'old.raw');
+    fs.writeFileSync(target, 'old contents\n');
+    const swapLink = () => {
+      fs.rmSync(target);
+      fs.symlinkSync(victim, target);
+    };
+    const link = await refused(runFlash({ image, target, yes: true }, deps({ beforeOpenTarget: swapLink })));
+    expect(link.message).toMatch(/became a symbolic link after the checks; nothing was written and the link was not followed/);
+    expect(fs.readFileSync(victim, 'utf8')).toBe('precious\n');
+
+    fs.rmSync(target);
+    fs.writeFileSync(target, 'old contents\n');
+    const other = path.join(dir, 'other.txt');
+    fs.writeFileSync(other, 'someone else\'s file\n');
+    const replaced = await refused(runFlash({ image, target, yes: true }, deps({ beforeOpenTarget: () => fs.renameSync(other, target) })));
+    expect(replaced.message).toMatch(new RegExp(`^not flashed: TARGET ${target} is not what was checked \\(it is now inode \\d+:\\d+, not the checked \\d+:\\d+\\)`));
+    expect(fs.readFileSync(target, 'utf8')).toBe('someone else\'s file\n');
+  });
+
+  it('a loop device re-attached to another file between the check and the write is not written', async () => {
+    const backingA = path.join(dir, 'a.img');
+    const backingB = path.join(dir, 'b.img');
+    fs.writeFileSync(backingA, Buffer.alloc(8 * MiB, 0x11));
+    fs.writeFileSync(backingB, Buffer.alloc(8 * MiB, 0x22)); // same size: only the backing tells them apart
+    const loop = sh('losetup', ['--find', '--show', backingA]);
+    loops.push(loop);
+    const reattach = () => {
+      sh('losetup', ['-d', loop]);
+      sh('losetup', [loop, backingB]);
+    };
+    const e = await refused(runFlash({ image, target: loop, yes: true }, deps({ beforeOpenTarget: reattach })));
+    expect(e.message).toMatch(new RegExp(`^not flashed: TARGET ${loop} is not the disk that was checked \\(loop backing file ${backingA} → ${backingB}; loop backing inode \\d+:\\d+ → \\d+:\\d+\\); nothing was written`));
+    expect(fs.readFileSync(backingB).every((b) => b === 0x22)).toBe(true);
+    expect(fs.readFileSync(backingA).every((b) => b === 0x11)).toBe(true);
+  });
+
+  it('untouched, the same loop device is flashed and verified', async () => {
+    const loop = loops[0]!;
+    const result = await runFlash({ image, target: loop, yes: true }, deps({}));
+    expect(result.targetSha256).toBe(sha256(fs.readFileSync(image)));
   });
 });

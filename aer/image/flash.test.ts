@@ -38,6 +38,8 @@ interface HostSpec {
   swaps: string[];
   nodes: Record<string, PathStat>;
   realpaths: Record<string, string>;
+  /** Paths that are symbolic links themselves (their target's node, if any, is in nodes under the link's path). */
+  symlinks: Set<string>;
 }
 
 function baseHost(): HostSpec {
@@ -94,12 +96,14 @@ function baseHost(): HostSpec {
       '/dev/zz': block('8:240'),
     },
     realpaths: {},
+    symlinks: new Set(),
   };
 }
 
 function probeOf(spec: HostSpec): HostProbe {
   return {
     stat: (p) => spec.nodes[p],
+    isSymlink: (p) => spec.symlinks.has(p),
     realpath: (p) => spec.realpaths[p] ?? p,
     blockDevices: () => spec.devices,
     mounts: () => spec.mounts,
@@ -257,7 +261,7 @@ describe('checkTarget accepts', () => {
     expect(checkTarget('/dev/loop0', probe, image).device?.name).toBe('loop0');
   });
   it('an existing file and a new file in an existing folder', () => {
-    expect(checkTarget('/img/copy.raw', probe, image)).toEqual({ path: '/img/copy.raw', kind: 'file', exists: true });
+    expect(checkTarget('/img/copy.raw', probe, image)).toEqual({ path: '/img/copy.raw', kind: 'file', exists: true, dev: 2049n, ino: 102n });
     expect(checkTarget('/img/new.raw', probe, image)).toEqual({ path: '/img/new.raw', kind: 'file', exists: false });
   });
 });
@@ -321,17 +325,28 @@ interface FakeFilesOptions {
   msPerWrite?: number;
 }
 
-function fakeFiles(contents: Record<string, Buffer>, clock: { t: number }, o: FakeFilesOptions = {}) {
+/** In-memory files over the fake host's nodes: opens obey the modes' O_EXCL/O_NOFOLLOW, fstat gives the node opened. */
+function fakeFiles(contents: Record<string, Buffer>, clock: { t: number }, o: FakeFilesOptions = {}, spec: HostSpec = baseHost()) {
   const opens: Array<{ path: string; mode: OpenMode }> = [];
+  let nextIno = 1000n;
   const writes: Array<{ path: string; position: number; length: number }> = [];
   const truncates: number[] = [];
   const files: FlashFiles = {
     async open(p, mode) {
       opens.push({ path: p, mode });
-      if (mode !== 'read' && o.failOpen?.[p]) throw Object.assign(new Error(`open ${p}`), { code: o.failOpen[p] });
-      if (mode === 'write-file') contents[p] = Buffer.alloc(0);
-      if (!contents[p]) throw Object.assign(new Error(`open ${p}`), { code: 'ENOENT' });
+      const fail = (code: string) => Object.assign(new Error(`open ${p}: ${code}`), { code });
+      if (mode !== 'read' && o.failOpen?.[p]) throw fail(o.failOpen[p]!);
+      if (mode === 'create-file') {
+        if (spec.nodes[p] || spec.symlinks.has(p) || contents[p]) throw fail('EEXIST');
+        spec.nodes[p] = file(0, nextIno++);
+        contents[p] = Buffer.alloc(0);
+      }
+      if (mode === 'write-file' && spec.symlinks.has(p)) throw fail('ELOOP');
+      if (!contents[p]) throw fail('ENOENT');
+      // What this open reached, whatever the path leads to later.
+      const node = spec.nodes[p] ?? file(contents[p]!.length, nextIno++);
       return {
+        stat: async () => node,
         async read(buf, position) {
           const data = contents[p]!;
           const n = Math.max(0, Math.min(buf.length, data.length - position));
@@ -373,7 +388,7 @@ function setup(o: FakeFilesOptions & { answer?: string | null; tty?: boolean; si
   const contents: Record<string, Buffer> = { [IMAGE]: imageBytes, '/dev/sdb': Buffer.alloc(2 * MiB, 0xee), '/img/copy.raw': Buffer.from('old contents') };
   if (o.sidecar !== undefined) contents[`${IMAGE}.sha256`] = Buffer.from(o.sidecar);
   const clock = { t: 0 };
-  const fake = fakeFiles(contents, clock, o);
+  const fake = fakeFiles(contents, clock, o, spec);
   const log: string[] = [];
   const progress: Array<[string, boolean]> = [];
   const questions: string[] = [];
@@ -423,7 +438,9 @@ describe('runFlash', () => {
     expect(result.targetSha256).toBe(sha(s.imageBytes));
     expect(s.contents['/img/copy.raw']!.equals(s.imageBytes)).toBe(true);
     expect(s.writes.filter((w) => w.path === '/img/copy.raw').map((w) => w.position)).toEqual([0, 64 * 1024, 128 * 1024, 192 * 1024]);
-    expect(s.truncates).toEqual([MiB]);
+    // Emptied only after the open was shown to be the checked file (not by O_TRUNC), then sized to the image.
+    expect(s.truncates).toEqual([0, MiB]);
+    expect(s.opens.filter((o) => o.path === '/img/copy.raw').map((o) => o.mode)).toEqual(['write-file', 'read']);
   });
 
   it('verification failure: a disk that returns other bytes fails with both digests and exits non-zero', async () => {
@@ -524,6 +541,137 @@ describe('runFlash', () => {
     expect(writing.at(-1)).toEqual(['wrote 1.0 MiB in 1.7 s (0.6 MiB/s)', true]);
     // Reading back takes no time on the fake clock: no intermediate lines, only the final one.
     expect(s.progress.filter(([l]) => l.startsWith('verified'))).toEqual([['verified 1.0 MiB in 0.0 s (- MiB/s)', true]]);
+  });
+});
+
+describe('runFlash between the checks and the write (an attacker with the hooks)', () => {
+  const victim = '/etc/shadow';
+
+  it('a file target that is a symbolic link, or a dangling one, is refused by the checks, naming the real path', () => {
+    const spec = baseHost();
+    spec.nodes['/img/link-to-copy.raw'] = spec.nodes['/img/copy.raw']!;
+    spec.realpaths['/img/link-to-copy.raw'] = '/img/copy.raw';
+    spec.symlinks.add('/img/link-to-copy.raw');
+    spec.symlinks.add('/img/dangling.raw');
+    expect(refusal('/img/link-to-copy.raw', spec).message).toBe(
+      'TARGET /img/link-to-copy.raw is a symbolic link to the file /img/copy.raw: aer writes files only through their own name; pass /img/copy.raw itself',
+    );
+    expect(refusal('/img/dangling.raw', spec).message).toBe(
+      'TARGET /img/dangling.raw is a symbolic link to a path that does not exist: aer does not create files through links; remove the link or pass the real path',
+    );
+    // A disk by a /dev/disk/by-id link stays fine: the device is checked by its number after the open.
+    spec.symlinks.add('/dev/disk/by-id/usb-SanDisk');
+    expect(checkTarget('/dev/disk/by-id/usb-SanDisk', probeOf(spec), checkImage(IMAGE, probeOf(spec))).kind).toBe('block');
+  });
+
+  it('a new file target is created with O_EXCL: a symlink planted after the check is not followed, nothing is written', async () => {
+    const s = setup();
+    s.contents[victim] = Buffer.from('root:x:…');
+    s.deps.hooks = {
+      beforeOpenTarget: () => {
+        s.spec.symlinks.add('/img/new.raw');
+        s.spec.realpaths['/img/new.raw'] = victim;
+      },
+    };
+    const e = await flashError(runFlash({ image: IMAGE, target: '/img/new.raw', yes: true }, s.deps));
+    expect(e.code).toBe('target');
+    expect(e.message).toBe(
+      'not flashed: TARGET /img/new.raw appeared after the checks (something created it there, perhaps a symbolic link to another file); nothing was written: see what it is (ls -l /img/new.raw), remove it if it is not yours, and run again',
+    );
+    expect(s.opens.filter((o) => o.mode !== 'read')).toEqual([{ path: '/img/new.raw', mode: 'create-file' }]);
+    expect(s.writes).toEqual([]);
+    expect(s.contents[victim]!.toString()).toBe('root:x:…');
+  });
+
+  it('without interference a new file is created (create-file) and flashed', async () => {
+    const s = setup();
+    const result = await runFlash({ image: IMAGE, target: '/img/new.raw', yes: true }, s.deps);
+    expect(result.targetSha256).toBe(sha(s.imageBytes));
+    expect(s.opens.filter((o) => o.path === '/img/new.raw').map((o) => o.mode)).toEqual(['create-file', 'read']);
+  });
+
+  it('an existing file replaced by a symlink after the check: the open does not follow it (ELOOP), nothing is written', async () => {
+    const s = setup({ tty: true, answer: 'yes' });
+    s.deps.hooks = { beforeOpenTarget: () => void s.spec.symlinks.add('/img/copy.raw') };
+    const e = await flashError(runFlash({ image: IMAGE, target: '/img/copy.raw', yes: true }, s.deps));
+    expect(e.message).toMatch(/^not flashed: TARGET \/img\/copy\.raw became a symbolic link after the checks; nothing was written and the link was not followed: /);
+    expect(s.writes).toEqual([]);
+    expect(s.contents['/img/copy.raw']!.toString()).toBe('old contents');
+  });
+
+  it('an existing file replaced by another file (another inode) after the check is neither emptied nor written', async () => {
+    const s = setup();
+    s.deps.hooks = { beforeOpenTarget: () => void (s.spec.nodes['/img/copy.raw'] = file(12, 999n)) };
+    const e = await flashError(runFlash({ image: IMAGE, target: '/img/copy.raw', yes: true }, s.deps));
+    expect(e.code).toBe('target');
+    expect(e.message).toBe(
+      'not flashed: TARGET /img/copy.raw is not what was checked (it is now inode 2049:999, not the checked 2049:102): something replaced it after the checks; nothing was written: see what it is now (ls -l /img/copy.raw) and run again',
+    );
+    expect(s.truncates).toEqual([]);
+    expect(s.writes).toEqual([]);
+  });
+
+  it('a device node that now leads to another disk (rdev) is refused after the open', async () => {
+    const s = setup();
+    s.deps.hooks = { beforeOpenTarget: () => void (s.spec.nodes['/dev/sdb'] = block('8:64')) };
+    const e = await flashError(runFlash({ image: IMAGE, target: '/dev/sdb', yes: true }, s.deps));
+    expect(e.message).toMatch(/^not flashed: TARGET \/dev\/sdb is not what was checked \(it is now the block device 8:64, not 8:16\)/);
+    expect(s.writes).toEqual([]);
+  });
+
+  it('with --yes the disk is re-identified after the sidecar hash, right before the first write: serial, size, model', async () => {
+    for (const [field, change, shown] of [
+      ['serial', { serial: 'OTHER-2' }, 'serial 4C530001 → OTHER-2'],
+      ['size', { sizeBytes: 4 * MiB }, 'size 2.0 MiB → 4.0 MiB'],
+      ['model', { model: 'Kingston DT' }, 'model SanDisk Ultra → Kingston DT'],
+    ] as const) {
+      const s = setup({ sidecar: '' });
+      const sdb = s.spec.devices.find((d) => d.name === 'sdb')!;
+      sdb.serial = '4C530001';
+      s.contents[`${IMAGE}.sha256`] = Buffer.from(`${sha(s.imageBytes)}  disk.raw\n`);
+      // The stick is pulled and another one plugged in while the image is hashed against its sidecar.
+      s.deps.hooks = { beforeOpenTarget: () => void Object.assign(sdb, change) };
+      const e = await flashError(runFlash({ image: IMAGE, target: '/dev/sdb', yes: true }, s.deps));
+      expect(e.message, field).toBe(
+        `not flashed: TARGET /dev/sdb is not the disk that was checked (${shown}); nothing was written: see which disk it is now (lsblk -o NAME,SIZE,MODEL,SERIAL /dev/sdb) and run again`,
+      );
+      expect(s.writes, field).toEqual([]);
+    }
+  });
+
+  it('a loop device re-attached to another file after the check is refused (backing file and inode)', async () => {
+    const s = setup();
+    s.spec.nodes[IMAGE] = file(MiB, 100n);
+    const loop0 = s.spec.devices.find((d) => d.name === 'loop0')!;
+    loop0.backingIdentity = '2049:103';
+    s.contents['/dev/loop0'] = Buffer.alloc(80 * MiB);
+    s.deps.hooks = { beforeOpenTarget: () => void Object.assign(loop0, { backingFile: '/home/eve/other.img', backingIdentity: '2049:555' }) };
+    const e = await flashError(runFlash({ image: IMAGE, target: '/dev/loop0', yes: true }, s.deps));
+    expect(e.message).toContain('(loop backing file /srv/disk.img → /home/eve/other.img; loop backing inode 2049:103 → 2049:555)');
+    expect(s.writes).toEqual([]);
+  });
+
+  it('a file target swapped after the write is not read back as if it were the one written', async () => {
+    const s = setup();
+    s.deps.hooks = {
+      beforeReadBack: () => {
+        // Someone puts a copy of the image in its place: its digest would match, but it proves nothing.
+        s.spec.nodes['/img/copy.raw'] = file(MiB, 4242n);
+      },
+    };
+    const e = await flashError(runFlash({ image: IMAGE, target: '/img/copy.raw', yes: true }, s.deps));
+    expect(e.code).toBe('verify');
+    expect(e.message).toBe(
+      'verification failed: TARGET /img/copy.raw no longer leads to what was written (something replaced it after the write): do not trust it; see what it is (ls -l /img/copy.raw) and flash again',
+    );
+  });
+
+  it('a disk mounted after the checks is refused by the re-check too (besides the kernel\'s EBUSY)', async () => {
+    const s = setup();
+    s.deps.hooks = { beforeOpenTarget: () => void s.spec.mounts.push({ devno: '8:17', mountPoint: '/media/stick', source: '/dev/sdb1', fsType: 'vfat' }) };
+    const e = await flashError(runFlash({ image: IMAGE, target: '/dev/sdb', yes: true }, s.deps));
+    expect(e.code).toBe('mounted');
+    expect(s.writes).toEqual([]);
   });
 });
 

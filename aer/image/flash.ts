@@ -4,11 +4,14 @@
 //                              the host's root disk, too-small targets, IMAGE == TARGET
 //   checkSidecar               IMAGE.sha256 (sha256sum format), when present, must match before anything is written
 //   confirmationStep / isYes   --yes, or a TTY and the answer "yes"
+//   openVerifiedTarget         open without following a planted symlink (a new file: O_CREAT|O_EXCL|O_NOFOLLOW),
+//                              fstat must be what was checked (dev+ino, or rdev), a disk is re-identified (size,
+//                              model, serial, loop backing) right before the first write, with or without --yes
 //   writeImage / readBack      4 MiB chunks, throttled progress, fsync, read back and compare sha256
 // runFlash strings them together over injected adapters (FlashDeps), so every refusal is unit-tested without root.
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import type { BlockDevice, HostProbe, MountEntry } from './block-devices';
+import type { BlockDevice, HostProbe, MountEntry, PathStat } from './block-devices';
 
 export type FlashErrorCode =
   | 'image'
@@ -62,6 +65,9 @@ export interface TargetInfo {
   exists: boolean;
   /** The whole disk, for a block target. */
   device?: BlockDevice;
+  /** The inode that was checked, for an existing file target: the open must reach this one and no other. */
+  dev?: bigint;
+  ino?: bigint;
 }
 
 /** 1536 → "1.5 KiB"; binary units because disks and images are sized in them here. */
@@ -124,6 +130,11 @@ export function checkTarget(target: string, probe: HostProbe, image: ImageInfo):
   const st = probe.stat(target);
   const absolute = path.resolve(target);
   if (!st) {
+    // stat follows links: a dangling one looks like nothing is there, and creating "the file" would create the
+    // link's target instead, wherever it points.
+    if (probe.isSymlink(target)) {
+      throw new FlashError('target', `TARGET ${target} is a symbolic link to a path that does not exist: aer does not create files through links; remove the link or pass the real path`);
+    }
     // A missing /dev node is a typo or an unplugged disk; creating a plain file there would hide that.
     if (absolute.startsWith('/dev/')) throw new FlashError('target', `TARGET ${target} does not exist: is the disk attached? \`lsblk -d\` lists the whole disks`);
     if (probe.stat(path.dirname(absolute))?.kind !== 'directory') {
@@ -131,7 +142,13 @@ export function checkTarget(target: string, probe: HostProbe, image: ImageInfo):
     }
     return { path: target, kind: 'file', exists: false };
   }
-  if (st.kind === 'file') return checkFileTarget(target, st.dev, st.ino, probe, image);
+  if (st.kind === 'file') {
+    // A file is written through its own name only (O_NOFOLLOW): a link could be re-pointed between check and open.
+    if (probe.isSymlink(target)) {
+      throw new FlashError('target', `TARGET ${target} is a symbolic link to the file ${probe.realpath(target)}: aer writes files only through their own name; pass ${probe.realpath(target)} itself`);
+    }
+    return checkFileTarget(target, st.dev, st.ino, probe, image);
+  }
   if (st.kind !== 'block') throw new FlashError('target', `TARGET ${target} is a ${kindName(st.kind)}, not a disk or a regular file: pass a whole disk (e.g. /dev/sdb) or a file to write the image into`);
 
   const devices = probe.blockDevices();
@@ -197,7 +214,7 @@ function checkFileTarget(target: string, dev: bigint, ino: bigint, probe: HostPr
     return st?.kind === 'file' && st.dev === dev && st.ino === ino;
   });
   if (swap) throw new FlashError('swap', `TARGET ${target} is used as swap (${swap}): run swapoff ${swap} first`);
-  return { path: target, kind: 'file', exists: true };
+  return { path: target, kind: 'file', exists: true, dev, ino };
 }
 
 /** "/dev/sdb (SanDisk Ultra, 28.7 GiB)" or "the file x". */
@@ -283,6 +300,8 @@ export interface OpenFile {
   write(buf: Buffer, position: number): Promise<number>;
   sync(): Promise<void>;
   truncate(length: number): Promise<void>;
+  /** fstat(2) of what was opened: which inode or device the open reached, whatever the path says now. */
+  stat(): Promise<PathStat>;
   close(): Promise<void>;
 }
 
@@ -291,8 +310,10 @@ export type OpenMode =
   | 'read'
   /** O_WRONLY|O_EXCL: the kernel refuses (EBUSY) a device mounted or opened exclusively meanwhile. */
   | 'write-device'
-  /** O_WRONLY|O_CREAT|O_TRUNC, 0644: like dd of=FILE. */
-  | 'write-file';
+  /** O_WRONLY|O_NOFOLLOW: an existing file, emptied by flash only once fstat showed it is the one checked. */
+  | 'write-file'
+  /** O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW, 0644: a new file; fails when anything (a symlink too) appeared there. */
+  | 'create-file';
 
 export interface FlashFiles {
   open(file: string, mode: OpenMode): Promise<OpenFile>;
@@ -315,6 +336,15 @@ export interface FlashDeps {
   /** A progress line; `final` on the last of a phase (a terminal sink may redraw one line until then). */
   progress(line: string, final: boolean): void;
   chunkBytes?: number;
+  /** Code to run at fixed points (tests: an attacker acting between the checks and the write). */
+  hooks?: FlashHooks;
+}
+
+export interface FlashHooks {
+  /** After every check and the confirmation, right before TARGET is opened for writing. */
+  beforeOpenTarget?(target: TargetInfo): void | Promise<void>;
+  /** After the write and fsync, right before TARGET is opened again to be read back. */
+  beforeReadBack?(target: TargetInfo): void | Promise<void>;
 }
 
 export interface FlashRequest {
@@ -342,17 +372,101 @@ function errnoOf(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
 }
 
+function modeFor(target: TargetInfo): OpenMode {
+  return target.kind === 'block' ? 'write-device' : target.exists ? 'write-file' : 'create-file';
+}
+
 async function openTarget(files: FlashFiles, target: TargetInfo): Promise<OpenFile> {
   try {
-    return await files.open(target.path, target.kind === 'block' ? 'write-device' : 'write-file');
+    return await files.open(target.path, modeFor(target));
   } catch (err) {
     const code = errnoOf(err);
     if (code === 'EBUSY') {
       throw new FlashError('busy', `TARGET ${target.path} is busy (EBUSY): it was mounted or opened exclusively after the checks; unmount or close it, then flash again`);
     }
+    if (code === 'EEXIST' && !target.exists) {
+      throw new FlashError(
+        'target',
+        `not flashed: TARGET ${target.path} appeared after the checks (something created it there, perhaps a symbolic link to another file); nothing was written: see what it is (ls -l ${target.path}), remove it if it is not yours, and run again`,
+      );
+    }
+    if (code === 'ELOOP' && target.kind === 'file') {
+      throw new FlashError(
+        'target',
+        `not flashed: TARGET ${target.path} became a symbolic link after the checks; nothing was written and the link was not followed: see where it points (ls -l ${target.path}), remove it if it is not yours, and run again`,
+      );
+    }
     if (code === 'EACCES' || code === 'EPERM') throw new FlashError('permission', `cannot open TARGET ${target.path} for writing (${code}): writing a disk needs root; run aer with sudo`);
     if (code === 'EROFS') throw new FlashError('read-only', `TARGET ${target.path} is on a read-only filesystem (EROFS): pick a writable place`);
     throw new FlashError('io', `cannot open TARGET ${target.path} for writing (${code ?? (err as Error).message})`);
+  }
+}
+
+/** How the identity of what an open reached differs from what was checked; empty when it is the same. */
+function openedMismatch(target: TargetInfo, opened: PathStat): string | undefined {
+  if (target.kind === 'block') {
+    const want = target.device!.devno;
+    if (opened.kind !== 'block') return `it is now a ${kindName(opened.kind)}, not the block device ${want}`;
+    return opened.rdevno === want ? undefined : `it is now the block device ${opened.rdevno}, not ${want}`;
+  }
+  if (opened.kind !== 'file') return `it is now a ${kindName(opened.kind)}, not a regular file`;
+  if (!target.exists) return undefined; // O_CREAT|O_EXCL: the open made it, so it is ours
+  return opened.dev === target.dev && opened.ino === target.ino ? undefined : `it is now inode ${opened.dev}:${opened.ino}, not the checked ${target.dev}:${target.ino}`;
+}
+
+/** What tells one disk from another; each differing field as "field a → b". */
+export function diskChanges(before: BlockDevice, after: BlockDevice): string[] {
+  const fields: Array<[string, (d: BlockDevice) => string | undefined]> = [
+    ['name', (d) => d.name],
+    ['device number', (d) => d.devno],
+    ['size', (d) => formatBytes(d.sizeBytes)],
+    ['model', (d) => d.model],
+    ['serial', (d) => d.serial],
+    ['wwid', (d) => d.wwid],
+    ['loop backing file', (d) => d.backingFile],
+    ['loop backing inode', (d) => d.backingIdentity],
+  ];
+  return fields.filter(([, get]) => get(before) !== get(after)).map(([name, get]) => `${name} ${get(before) ?? '(none)'} → ${get(after) ?? '(none)'}`);
+}
+
+/**
+ * Open TARGET for writing and prove it is what the checks saw: fstat of the open must be the checked inode
+ * (a file) or device number (a disk), and a disk is checked whole again (mounts, holders, size, model,
+ * serial, loop backing) now that it is held open exclusively: after this, nothing can mount or re-attach it.
+ * An existing file is emptied only then. Returns the open file and what it is.
+ */
+async function openVerifiedTarget(target: TargetInfo, seen: TargetInfo, request: FlashRequest, image: ImageInfo, deps: FlashDeps): Promise<{ sink: OpenFile; opened: PathStat }> {
+  await deps.hooks?.beforeOpenTarget?.(target);
+  const sink = await openTarget(deps.files, target);
+  try {
+    const opened = await sink.stat().catch((err) => {
+      throw ioError(`fstat of TARGET ${target.path}`, err);
+    });
+    const mismatch = openedMismatch(target, opened);
+    if (mismatch) {
+      throw new FlashError(
+        'target',
+        `not flashed: TARGET ${target.path} is not what was checked (${mismatch}): something replaced it after the checks; nothing was written: see what it is now (ls -l ${target.path}) and run again`,
+      );
+    }
+    if (target.kind === 'block') {
+      const again = checkTarget(request.target, deps.probe, image);
+      const changes = again.device && seen.device ? diskChanges(seen.device, again.device) : ['kind'];
+      if (changes.length > 0) {
+        throw new FlashError(
+          'target',
+          `not flashed: TARGET ${target.path} is not the disk that was checked (${changes.join('; ')}); nothing was written: see which disk it is now (lsblk -o NAME,SIZE,MODEL,SERIAL ${target.path}) and run again`,
+        );
+      }
+    } else if (target.exists) {
+      await sink.truncate(0).catch((err) => {
+        throw ioError(`emptying TARGET ${target.path}`, err);
+      });
+    }
+    return { sink, opened };
+  } catch (err) {
+    await sink.close().catch(() => {});
+    throw err;
   }
 }
 
@@ -445,12 +559,12 @@ function allZero(buf: Buffer): boolean {
  * all-zero chunks are left as holes (the file stays as sparse as the image); a disk gets every byte, because
  * its old contents must go.
  */
-async function writeImage(image: ImageInfo, target: TargetInfo, deps: FlashDeps): Promise<string> {
+async function writeImage(image: ImageInfo, target: TargetInfo, seen: TargetInfo, request: FlashRequest, deps: FlashDeps): Promise<{ sha256: string; opened: PathStat }> {
   const source = await deps.files.open(image.path, 'read').catch((err) => {
     throw ioError(`opening IMAGE ${image.path}`, err);
   });
   try {
-    const sink = await openTarget(deps.files, target);
+    const { sink, opened } = await openVerifiedTarget(target, seen, request, image, deps);
     let closed = false;
     try {
       const chunk = Buffer.alloc(deps.chunkBytes ?? CHUNK_BYTES);
@@ -491,7 +605,7 @@ async function writeImage(image: ImageInfo, target: TargetInfo, deps: FlashDeps)
       deps.progress(formatProgressDone('wrote', image.size, deps.now() - started), true);
       closed = true;
       await sink.close();
-      return hash.digest('hex');
+      return { sha256: hash.digest('hex'), opened };
     } finally {
       if (!closed) await sink.close().catch(() => {});
     }
@@ -504,17 +618,29 @@ async function writeImage(image: ImageInfo, target: TargetInfo, deps: FlashDeps)
  * Read back image-size bytes from TARGET, reopened after the writer closed and (a block device) with its page
  * cache dropped, so these reads come from the disk, not from memory.
  */
-async function readBack(image: ImageInfo, target: TargetInfo, deps: FlashDeps): Promise<string> {
+async function readBack(image: ImageInfo, target: TargetInfo, written: PathStat, deps: FlashDeps): Promise<string> {
   // udev or another opener may keep the device open, and then the cache survives our close: drop it explicitly.
   if (target.kind === 'block' && deps.files.dropCache) {
     await deps.files.dropCache(target.path).catch((err) => {
       throw ioError(`dropping the page cache of TARGET ${target.path} before reading it back`, err);
     });
   }
+  await deps.hooks?.beforeReadBack?.(target);
   const file = await deps.files.open(target.path, 'read').catch((err) => {
     throw ioError(`opening TARGET ${target.path} to read it back`, err);
   });
   try {
+    // The path is opened again: it must still lead to what was written, or the digest proves nothing.
+    const now = await file.stat().catch((err) => {
+      throw ioError(`fstat of TARGET ${target.path} before reading it back`, err);
+    });
+    const same = target.kind === 'block' ? now.kind === 'block' && now.rdevno === written.rdevno : now.kind === 'file' && now.dev === written.dev && now.ino === written.ino;
+    if (!same) {
+      throw new FlashError(
+        'verify',
+        `verification failed: TARGET ${target.path} no longer leads to what was written (something replaced it after the write): do not trust it; see what it is (ls -l ${target.path}) and flash again`,
+      );
+    }
     return await hashFile(file, image.size, deps, 'verified', `TARGET ${target.path}`).catch((err) => {
       throw ioError(`reading back TARGET ${target.path}`, err);
     });
@@ -523,12 +649,12 @@ async function readBack(image: ImageInfo, target: TargetInfo, deps: FlashDeps): 
   }
 }
 
-/** Whether two checks of a block target saw the same disk (kernel name, dev number, size, model). */
+/** Whether two checks of a block target saw the same disk (see diskChanges). */
 function sameDisk(a: TargetInfo, b: TargetInfo): boolean {
   const x = a.device;
   const y = b.device;
   if (!x || !y) return a.kind === b.kind;
-  return x.name === y.name && x.devno === y.devno && x.sizeBytes === y.sizeBytes && x.model === y.model;
+  return diskChanges(x, y).length === 0;
 }
 
 /** The whole command: check, (sidecar), confirm, write, fsync, verify. Throws FlashError; nothing is written before the confirmation. */
@@ -549,11 +675,12 @@ export async function runFlash(request: FlashRequest, deps: FlashDeps): Promise<
   // Timed from here: the result's seconds are the write and the read-back, not the checks or the human.
   const started = deps.now();
   deps.log(`flashing ${image.path} (${formatBytes(image.size)}) to ${describeTarget(target)}`);
-  const imageSha256 = await writeImage(image, target, deps);
+  // Re-checked there whatever the confirmation did: --yes skips the question, not the re-identification.
+  const { sha256: imageSha256, opened } = await writeImage(image, target, seen, request, deps);
   if (sidecarSha256 && imageSha256 !== sidecarSha256) {
     throw new FlashError('image', `IMAGE ${image.path} changed while flashing (sha256 ${imageSha256}, ${image.path}.sha256 says ${sidecarSha256}): TARGET ${target.path} holds a mix; flash again`);
   }
-  const targetSha256 = await readBack(image, target, deps);
+  const targetSha256 = await readBack(image, target, opened, deps);
   if (targetSha256 !== imageSha256) {
     throw new FlashError(
       'verify',
