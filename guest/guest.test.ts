@@ -167,12 +167,13 @@ describe('spawn CA and child identities', () => {
     expect(opensslVerify('sslserver', read(files.nodeCert), null).ok).toBe(true);
   });
 
-  it('the child server certificate: CN = path, SANs = TLS name + loopback, chain verifies with only the root trusted', () => {
+  it('the child server certificate: CN = path, one SAN (the TLS name), chain verifies with only the root trusted', () => {
     const [leaf, ...rest] = splitPemCertificates(child.serverCertChainPem);
     expect(rest).toEqual([spawnCa.certPem]);
     const cert = new X509Certificate(leaf!);
     expect(cert.subject).toBe('CN=aurae/web');
-    expect(cert.subjectAltName).toBe('DNS:web.aurae, DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1');
+    // Only the TLS name: the spawn CA's name constraints permit nothing else (no loopback names, no IPs).
+    expect(cert.subjectAltName).toBe('DNS:web.aurae');
     expect(child).toMatchObject({ nodePath: 'aurae/web', tlsName: 'web.aurae' });
     const verified = opensslVerify('sslserver', leaf!, spawnCa.certPem);
     expect(verified.out).toMatch(/OK/);
@@ -252,7 +253,9 @@ describe('guest payload', () => {
     expect(c.guest).toEqual({ parent: 'aurae', depth: 1 });
     expect(c.pki).toEqual({ ...GUEST_PKI_FILES });
     expect(c.authz.admins).toEqual(['admin', 'ops']);
-    expect(c.authz.policy).toEqual([{ identity: 'viewer', allow: ['grpc.health.v1.Health/*'], deny: [] }]);
+    // The parent's rules become the child's inherited rules (source 'parent' there), not config rules.
+    expect(c.authz.policy).toEqual([]);
+    expect(c.authz.inherited).toEqual([{ identity: 'viewer', effect: 'allow', method: 'grpc.health.v1.Health/*' }]);
     expect(c.shutdown.graceMs).toBe(1234);
     expect(c.vms.maxDepth).toBe(2);
     expect(c.debug.shell).toBeNull();

@@ -1,6 +1,7 @@
 // The identity a parent mints for a child it spawns: a server certificate signed by the parent's spawn CA
-// (CN = the child's node path, SANs = its TLS name + loopback names) and, when the child may spawn further, a
-// spawn CA of its own one path-length step shorter. The parent's own keys never leave the parent.
+// (CN = the child's node path, one SAN: its TLS name) and, when the child may spawn further, a spawn CA of its
+// own one path-length step shorter, name-constrained to the child's subtree (it can vouch for db.web.aurae,
+// never for web.aurae, aurae or an IP address). The parent's own keys never leave the parent.
 import {
   type CertificateAuthority,
   type IssueOptions,
@@ -9,6 +10,7 @@ import {
   issueClientCert,
   issuerChainPem,
   issueServerCert,
+  spawnCaName,
 } from '../supervisor/pki';
 import { GuestError } from './errors';
 import { childPathOf, nodeDepth, nodePathProblem, tlsNameOf } from './names';
@@ -58,7 +60,9 @@ export async function mintChildIdentity(
   }
   const nodePath = childPathOf(parent.nodePath, childLabel);
   const tlsName = tlsNameOf(nodePath);
-  const server = await issueServerCert(parent.spawnCa, { ...options, nodeName: tlsName, commonName: nodePath });
+  // No loopback SANs: the parent's spawn CA is name-constrained to its own subtree and excludes IP addresses,
+  // so whoever reaches the child (the parent's router, tests) uses the TLS name as the server name.
+  const server = await issueServerCert(parent.spawnCa, { ...options, nodeName: tlsName, commonName: nodePath, loopback: false });
   const identity: ChildIdentity = {
     nodePath,
     tlsName,
@@ -68,7 +72,7 @@ export async function mintChildIdentity(
   const parentLimit = caPathLength(parent.spawnCa.certPem);
   const pathLength = Math.min(depthLeft - 2, parentLimit === undefined ? Infinity : parentLimit - 1);
   if (pathLength >= 0) {
-    identity.spawnCa = await createIntermediateCa(parent.spawnCa, { ...options, name: `aurae-spawn-ca ${nodePath}`, pathLength });
+    identity.spawnCa = await createIntermediateCa(parent.spawnCa, { ...options, name: spawnCaName(nodePath), pathLength, permittedDnsSubtree: tlsName });
   }
   return identity;
 }

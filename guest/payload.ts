@@ -25,8 +25,9 @@ export const GUEST_PAYLOAD_MAX_BYTES = 256 * 1024;
 
 const CERT = /^(-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----\r?\n?)+$/;
 const KEY = /^-----BEGIN PRIVATE KEY-----\r?\n[A-Za-z0-9+/=\r\n]+-----END PRIVATE KEY-----\r?\n?$/;
-const certPem = z.string().check(z.regex(CERT, 'expected PEM certificate(s) ("-----BEGIN CERTIFICATE-----")'));
-const keyPem = z.string().check(z.regex(KEY, 'expected one PEM PKCS#8 private key ("-----BEGIN PRIVATE KEY-----")'));
+/** PEM validators shared with the node identity document (init/identity/document.ts). */
+export const certPem = z.string().check(z.regex(CERT, 'expected PEM certificate(s) ("-----BEGIN CERTIFICATE-----")'));
+export const keyPem = z.string().check(z.regex(KEY, 'expected one PEM PKCS#8 private key ("-----BEGIN PRIVATE KEY-----")'));
 
 const GuestPayloadEnvelope = z.strictObject({
   version: z.literal(1),
@@ -62,6 +63,23 @@ export interface GuestPayloadOptions {
   network?: NodeConfigInput['network'];
   /** The child's debug shell device (default none: the parent's device need not exist in the child). */
   debugShell?: string | null;
+  /**
+   * What the child inherits (its config's authz.inherited): the parent's effective rules — config, inherited
+   * and API rules (supervisor/authz Authz.inheritable()). Default: the parent config's rules only.
+   */
+  inheritedRules?: NodeConfig['authz']['inherited'];
+}
+
+/** A config's own rules (authz.policy entries and authz.inherited) in the inherited form. Pure. */
+export function configInheritable(authz: NodeConfig['authz']): NodeConfig['authz']['inherited'] {
+  const fromPolicy = authz.policy.flatMap((entry) => {
+    const { identity, allow, deny, ...scope } = entry;
+    return [
+      ...allow.map((method) => ({ identity, effect: 'allow' as const, method, ...scope })),
+      ...deny.map((method) => ({ identity, effect: 'deny' as const, method, ...scope })),
+    ];
+  });
+  return [...authz.inherited, ...fromPolicy];
 }
 
 /** QEMU user-mode networking's fixed guest address and gateway. */
@@ -70,7 +88,8 @@ const QEMU_USER_NET = { mode: 'static', address: '10.0.2.15/24', gateway: '10.0.
 /**
  * The payload for `child` (minted by mintChildIdentity from this parent's spawn CA). The child's config is the
  * parent's with its own name, PKI paths (under GUEST_PKI_DIR), guest section, network and debug shell; the trust
- * root, authz (admins, policy, audit), listeners and every default are inherited. No parent key is included.
+ * root, authz (admins, audit; the parent's effective rules as authz.inherited), listeners and every default are
+ * inherited. No parent key is included.
  */
 export function buildGuestPayload(
   parentConfig: NodeConfig,
@@ -98,6 +117,9 @@ export function buildGuestPayload(
     network: options.network ?? { eth0: QEMU_USER_NET },
     debug: { ...parentConfig.debug, shell: options.debugShell ?? null },
     guest: { parent: parentPath, depth: nodeDepth(child.nodePath) },
+    // Every rule in force at the parent becomes an inherited ("parent") rule of the child: deny wins there as
+    // here, and the parent pushes the new set after each change (AuthzService/SetParentRules).
+    authz: { ...parentConfig.authz, policy: [], inherited: [...(options.inheritedRules ?? configInheritable(parentConfig.authz))] },
   };
   let config: NodeConfig;
   try {

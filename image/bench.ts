@@ -12,12 +12,14 @@ import { benchExecStart, type ExecBenchResult } from './bench/exec';
 import { benchNested } from './bench/nested';
 import { benchSpawn } from './bench/spawn';
 import { benchUefi } from './bench/uefi';
+import { IDENTITY_FW_CFG } from '../init/identity/document';
 import { assembleInitramfs, buildImage, REPO_ROOT, type BuiltImage } from './build';
 
 const RUNS = Number(process.env.AURAE_BENCH_RUNS ?? 3);
 const say = (line: string) => console.error(`[bench] ${line}`);
 
-function spec(kernel: string, initrd: string, append: string, dir: string, port: number, debug: boolean): VmSpec {
+/** `identity`: the node's identity document, handed over fw_cfg (the image holds no key; init/identity). */
+function spec(kernel: string, initrd: string, append: string, dir: string, port: number, debug: boolean, identity?: string): VmSpec {
   return {
     kernel,
     initrd,
@@ -31,6 +33,7 @@ function spec(kernel: string, initrd: string, append: string, dir: string, port:
     debugConsoleSocket: debug ? path.join(dir, 'hvc0.sock') : null,
     noReboot: true,
     disks: [],
+    fwCfg: identity ? [{ name: IDENTITY_FW_CFG, file: identity }] : [],
   };
 }
 
@@ -49,7 +52,7 @@ async function bootOnce(kernel: string, initrd: string, image: BuiltImage | null
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-bench-'));
   const port = await freePort();
   const t0 = performance.now();
-  const vm = await launchVm(spec(kernel, initrd, image ? image.manifest.cmdline : 'panic=-1 quiet', dir, port, false));
+  const vm = await launchVm(spec(kernel, initrd, image ? image.manifest.cmdline : 'panic=-1 quiet', dir, port, false, image?.identity));
   try {
     await vm.waitForConsole(/AURAE_READY \{.*\}/, 180_000);
     const readyLine = (performance.now() - t0) / 1000;
@@ -88,7 +91,7 @@ interface MemorySample {
 async function inGuest(image: BuiltImage): Promise<{ mem: MemorySample[]; exec: ExecBenchResult }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-bench-'));
   const port = await freePort();
-  const vm = await launchVm(spec(image.kernel, image.initramfs, `${image.manifest.cmdline} aurae.debug_shell=/dev/hvc0`, dir, port, true));
+  const vm = await launchVm(spec(image.kernel, image.initramfs, `${image.manifest.cmdline} aurae.debug_shell=/dev/hvc0`, dir, port, true, image.identity));
   try {
     await vm.waitForConsole(/AURAE_READY \{.*\}/, 180_000);
     await new Promise((r) => setTimeout(r, 3000)); // let start-up garbage settle
@@ -215,7 +218,7 @@ async function main(): Promise<void> {
     '',
     'PSS splits the pages the two Node processes share (the runtime\'s text) between them; RSS counts them twice.',
     '',
-    '## API (auraed bundle on the image runtime, Node 24, on this host; Unix socket, mTLS, TLS 1.3)',
+    '## API (auraed bundle on the image runtime (Node 22), on this host; Unix socket, mTLS, TLS 1.3)',
     '',
     '| measure | value | target |',
     '|---|---|---|',

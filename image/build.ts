@@ -1,10 +1,14 @@
 // `npm run image`: build the appliance image into out/image — kernel, initramfs (runtime, addons, bundles,
-// config, PKI), the client config for aer, and manifest.json naming every artifact with its sha256.
+// config, the root CA certificate), the client config for aer, and manifest.json naming every artifact with its
+// sha256. No private key goes into out/image: the node's identity (its keys) is written beside the PKI
+// (out/pki/identity.json, 0600) and handed to the node separately (fw_cfg in QEMU, `aer image flash --identity`).
 // Every stage is cached by its inputs, so an unchanged rebuild takes seconds.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { $ } from 'zx';
+import { GUEST_PKI_FILES } from '../guest/payload';
+import { IDENTITY_FILE_NAME, identityDocumentText, parseIdentityDocument } from '../init/identity/document';
 import { buildAuraeExec, buildSyscallsAddon } from '../native/build';
 import { parseNodeConfig, type NodeConfigInput } from '../supervisor/config';
 import { ensurePki } from '../supervisor/pki';
@@ -13,7 +17,7 @@ import { buildBundles } from './bundle';
 import { buildBootArtifacts } from './disk';
 import { buildKernel, sourceDateEpoch } from './kernel';
 import { compress, writeCpio, type Compression } from './initramfs/cpio';
-import { initramfsLayout, type InitramfsInputs } from './initramfs/layout';
+import { IMAGE_CA_CERT, initramfsLayout, type InitramfsInputs } from './initramfs/layout';
 import { cached, cacheRoot, sha256, sha256File } from './lib/cache';
 import { fetchRuntime, sharedLibraries } from './runtime';
 
@@ -62,6 +66,8 @@ export interface BuiltImage {
   disk: string;
   clientConfig: string;
   pkiDir: string;
+  /** The node's identity document (out/pki/identity.json, 0600): its keys, never part of the image. */
+  identity: string;
   /** What the initramfs was assembled from (only from buildImage, not readImage). */
   initramfsInputs?: InitramfsInputs;
 }
@@ -83,13 +89,14 @@ export function imageNodeConfig(nodeName: string): NodeConfigInput {
   return {
     version: 1,
     node: { name: nodeName },
+    // Only the CA certificate is in the image; init writes the identity's PEMs to /run/aurae/pki (init/identity).
     pki: {
-      caCert: '/etc/aurae/pki/ca.crt',
-      serverCert: '/etc/aurae/pki/node.crt',
-      serverKey: '/etc/aurae/pki/node.key',
+      caCert: IMAGE_CA_CERT,
+      serverCert: GUEST_PKI_FILES.serverCert,
+      serverKey: GUEST_PKI_FILES.serverKey,
       // The spawn CA (ensurePki; see guest/README.md) mints the certificates of the children this node spawns.
-      spawnCaCert: '/etc/aurae/pki/spawn-ca.crt',
-      spawnCaKey: '/etc/aurae/pki/spawn-ca.key',
+      spawnCaCert: GUEST_PKI_FILES.spawnCaCert,
+      spawnCaKey: GUEST_PKI_FILES.spawnCaKey,
     },
     listen: { socket: '/run/aurae/aurae.sock', tcp: `0.0.0.0:${GUEST_API_PORT}` },
     network: { eth0: { mode: 'static', ...QEMU_USER_NET } },
@@ -163,6 +170,7 @@ export async function buildImage(opts: BuildOptions = {}): Promise<BuiltImage> {
   const bundles = await buildBundles(REPO_ROOT, path.join(outRoot, 'bundle'), log);
   const pki = await ensurePki(pkiDir, { nodeName, adminIdentity: config.authz.admins[0] ?? 'admin', maxDepth: config.vms.maxDepth });
   for (const [pair, { action, reason }] of Object.entries(pki.actions)) if (action === 'create' || action === 'recertify') log(`pki: ${action === 'create' ? 'created' : 'recertified'} ${pair} (${reason})`);
+  const identity = writeIdentityDocument(pkiDir, nodeName, pki.files);
 
   const busyboxApplets = (await $({ quiet: true })`/bin/busybox --list-full`).stdout.split('\n').filter(Boolean);
   const initramfsInputs: InitramfsInputs = {
@@ -176,7 +184,7 @@ export async function buildImage(opts: BuildOptions = {}): Promise<BuiltImage> {
       busybox: '/bin/busybox',
       busyboxApplets,
       configJson: JSON.stringify(config, null, 2) + '\n',
-      pki: { caCert: pki.files.caCert, nodeCert: pki.files.nodeCert, nodeKey: pki.files.nodeKey, spawnCaCert: pki.files.spawnCaCert, spawnCaKey: pki.files.spawnCaKey },
+      pki: { caCert: pki.files.caCert },
   };
   const initramfs = await assembleInitramfs(initramfsInputs, path.join(imageDir, 'initramfs.cpio'), compression, epoch, log);
   const vmlinuz = path.join(imageDir, 'vmlinuz');
@@ -236,7 +244,38 @@ export async function buildImage(opts: BuildOptions = {}): Promise<BuiltImage> {
   const mb = (a: Artifact) => `${(a.size / 1e6).toFixed(1)} MB`;
   const o = manifest.outputs;
   log(`image: ${path.relative(REPO_ROOT, manifestPath)} (kernel ${mb(o.kernel)}, initramfs ${mb(o.initramfs)}, disk.raw ${mb(o.disk)})`);
-  return { manifest, manifestPath, kernel: vmlinuz, initramfs, uki: boot.uki, esp: boot.esp, disk: boot.disk, clientConfig, pkiDir, initramfsInputs };
+  return { manifest, manifestPath, kernel: vmlinuz, initramfs, uki: boot.uki, esp: boot.esp, disk: boot.disk, clientConfig, pkiDir, identity, initramfsInputs };
+}
+
+/**
+ * Write the node's identity document (its server certificate and key, and its spawn CA when the PKI has one) to
+ * PKI_DIR/identity.json, mode 0600; rewritten only when its content changes. Returns its path.
+ */
+export function writeIdentityDocument(pkiDir: string, nodeName: string, files: { nodeCert: string; nodeKey: string; spawnCaCert: string; spawnCaKey: string }): string {
+  const read = (file: string) => fs.readFileSync(file, 'utf8');
+  const spawn = fs.existsSync(files.spawnCaCert) && fs.existsSync(files.spawnCaKey);
+  const identity = parseIdentityDocument(
+    JSON.stringify({
+      version: 1,
+      kind: 'aurae-node-identity',
+      node: nodeName,
+      serverCertChain: read(files.nodeCert),
+      serverKey: read(files.nodeKey),
+      spawnCaCert: spawn ? read(files.spawnCaCert) : null,
+      spawnCaKey: spawn ? read(files.spawnCaKey) : null,
+    }),
+    `identity from ${pkiDir}`,
+  );
+  const file = path.join(pkiDir, IDENTITY_FILE_NAME);
+  const text = identityDocumentText(identity);
+  if (!fs.existsSync(file) || fs.readFileSync(file, 'utf8') !== text) {
+    const tmp = `${file}.tmp`;
+    fs.rmSync(tmp, { force: true });
+    fs.writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
+    fs.renameSync(tmp, file);
+  }
+  fs.chmodSync(file, 0o600);
+  return file;
 }
 
 /** Read a built image's manifest and resolve its output paths. */
@@ -255,6 +294,7 @@ export function readImage(manifestPath = path.join(DEFAULT_OUT, 'image/manifest.
     disk: abs(manifest.outputs.disk),
     clientConfig: abs(manifest.outputs.clientConfig),
     pkiDir: path.dirname(abs(manifest.outputs.caCert)),
+    identity: path.join(path.dirname(abs(manifest.outputs.caCert)), IDENTITY_FILE_NAME),
   };
 }
 

@@ -5,12 +5,16 @@
 //   npm start -- --uefi       boot disk.raw the way a flashed machine does: OVMF (UEFI) on q35, from a 4 GiB
 //                             copy kept in out/uefi-disk.raw (its STATE partition persists across runs)
 // The direct boot attaches the boot volume (esp.img, read-only) as a flashed disk has it, so the node can
-// spawn children from its own image (`aer vm spawn web`).
+// spawn children from its own image (`aer vm spawn web`). The image holds no key: the node's identity
+// (out/pki/identity.json) goes over fw_cfg (opt/aurae/identity); with --uefi it is written into the disk's
+// AURAE_IDENTITY partition, as `aer image flash --identity` does on hardware.
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
+import { prepareIdentity, writeIdentity } from '../aer/image/identity';
 import { connect } from '../aer/sdk';
+import { IDENTITY_FW_CFG } from '../init/identity/document';
 import { detectAccel, launchVm } from '../supervisor/vms';
 import { buildImage, GUEST_API_PORT, REPO_ROOT } from './build';
 
@@ -49,6 +53,7 @@ async function main(): Promise<number> {
       // A new image is "flashed" afresh (STATE starts empty), as aer image flash would do on hardware.
       say(`flashing ${path.relative(REPO_ROOT, image.disk)} onto ${path.relative(REPO_ROOT, disk)} (4 GiB, sparse)`);
       fs.copyFileSync(image.disk, disk);
+      writeIdentity(disk, prepareIdentity(image.identity, image.disk));
       fs.truncateSync(disk, UEFI_DISK_BYTES);
       fs.writeFileSync(stamp, image.manifest.outputs.disk.sha256);
     }
@@ -76,6 +81,7 @@ async function main(): Promise<number> {
       debugConsoleSocket: null,
       noReboot: false,
       disks,
+      fwCfg: uefi ? [] : [{ name: IDENTITY_FW_CFG, file: image.identity }],
     },
     { onConsoleLine: (line) => console.log(`  │ ${line}`) },
   );
@@ -101,7 +107,13 @@ async function main(): Promise<number> {
   process.on('SIGTERM', () => void stop('SIGTERM'));
 
   const bootStart = Date.now();
-  await vm.waitForConsole(/AURAE_READY \{.*\}\n/, 180_000);
+  const up = await vm.waitForConsole(/AURAE_(READY|NO_IDENTITY) \{.*\}\n/, 180_000);
+  if (up[1] === 'NO_IDENTITY') {
+    say(`the node has no identity (see the console above): ${uefi ? 'delete out/uefi-disk.raw to flash it afresh with the identity' : 'out/pki/identity.json was not handed over'}`);
+    await stop('no identity');
+    await vm.exited;
+    return 1;
+  }
   const client = connect({ config: image.clientConfig, address: `127.0.0.1:${port}` });
   try {
     const health = await client.health.check('');

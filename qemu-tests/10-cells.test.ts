@@ -181,12 +181,14 @@ describe('10 cells', () => {
       [(cb) => cells().allocate({ cell: { name: '../../etc', isolateProcess: false, isolateNetwork: false } }, cb), /^cell\.name: /],
       [(cb) => cells().allocate({ cell: { name: 'x'.repeat(100_000), isolateProcess: false, isolateNetwork: false } }, cb), /^cell\.name: too long/],
       [(cb) => cells().allocate({ cell: { name: 'caf\u00e9', isolateProcess: false, isolateNetwork: false } }, cb), /^cell\.name: /],
-      [(cb) => cells().allocate({ cell: { name: 'neg', memory: { max: -1 }, isolateProcess: false, isolateNetwork: false } }, cb), /^cell\.memory\.max: -1 is out of range/],
+      [(cb) => cells().allocate({ cell: { name: 'neg', memory: { max: -1n }, isolateProcess: false, isolateNetwork: false } }, cb), /^cell\.memory\.max: -1 is out of range/],
       [(cb) => cells().free({ cellName: '', force: true }, cb), /^cell_name: required/],
       [(cb) => cells().start({ cellName: 'quiet', executable: { name: 'x', command: '', description: '', args: [], env: {}, cwd: '' } }, cb), /^executable\.args: required/],
       [(cb) => cells().start({ cellName: 'quiet', executable: { name: 'x', command: 'true', description: '', args: [], env: {}, cwd: '/tmp/../etc' } }, cb), /^executable\.cwd: /],
-      // CellServiceAllocateRequest { cell { name: "a", memory { max: 2^60 } } }: an int64 JavaScript cannot hold.
-      [(cb) => cells().makeUnaryRequest('/aurae.cells.v0.CellService/Allocate', (b: Buffer) => b, (b: Buffer) => b, Buffer.from('0a0f0a0161220a20808080808080808010', 'hex'), cb), /^request: could not be decoded/],
+      // CellServiceAllocateRequest { cell { name: "a", memory { max: 2^60 } } }: beyond a JavaScript number, decoded as bigint.
+      [(cb) => cells().makeUnaryRequest('/aurae.cells.v0.CellService/Allocate', (b: Buffer) => b, (b: Buffer) => b, Buffer.from('0a0f0a0161220a20808080808080808010', 'hex'), cb), /^cell\.memory\.max: 1152921504606846976 is out of range: allowed 0\.\.9007199254740991$/],
+      // A length prefix running past the end: bytes that are no message.
+      [(cb) => cells().makeUnaryRequest('/aurae.cells.v0.CellService/Allocate', (b: Buffer) => b, (b: Buffer) => b, Buffer.from('0a320a', 'hex'), cb), /^request: could not be decoded/],
       [(cb) => cells().stop({ cellName: 'quiet', executableName: 'sleeper', gracePeriodMs: 4_000_000 }, cb), /^grace_period_ms: /],
     ];
     for (const [call, pattern] of cases) {
@@ -239,7 +241,7 @@ describe('10 cells', () => {
     const observe = connectAs(ObserveServiceClient);
     return new Promise((resolve, reject) => {
       const out: Event[] = [];
-      const stream = observe.getEvents({ follow: false, sinceSeq: 0, cell: '', vm: '' });
+      const stream = observe.getEvents({ follow: false, sinceSeq: 0n, cell: '', vm: '' });
       stream.on('data', (r: { event?: Event }) => r.event && out.push(r.event));
       stream.on('error', reject);
       stream.on('end', () => resolve(out));

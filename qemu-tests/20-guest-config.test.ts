@@ -35,7 +35,8 @@ describe('20 guest config', () => {
     );
     const payload = path.join(dir, 'payload.json');
     fs.writeFileSync(payload, guestPayloadText(buildGuestPayload(parentConfig, read(files.caCert), child)), { mode: 0o600 });
-    node = await bootNode({ name: '20-guest-config', fwCfg: [{ name: GUEST_PAYLOAD_FW_CFG, file: payload }] });
+    // The test is the parent: it hands over the child's payload only, never the root node's identity.
+    node = await bootNode({ name: '20-guest-config', identity: false, fwCfg: [{ name: GUEST_PAYLOAD_FW_CFG, file: payload }] });
   });
   afterEach((ctx) => {
     if (ctx.task.result?.state === 'fail' && node) console.error(`--- console (full log: ${node.consoleLog}) ---\n${node.vm.tail(60)}`);
@@ -87,8 +88,8 @@ describe('20 guest config', () => {
       expect(body.length).toBeGreaterThan(40);
       expect(everything.replace(/\n/g, '')).not.toContain(body);
     }
-    // The image it booted is the parent's: init removed the parent's keys from it.
-    expect((await sh.run('ls /etc/aurae/pki')).output.trim().split(/\s+/).sort()).toEqual(['ca.crt', 'node.crt', 'spawn-ca.crt']);
+    // The image it booted is the parent's, and holds no key of it: the root CA certificate only.
+    expect((await sh.run('ls /etc/aurae/pki')).output.trim().split(/\s+/).sort()).toEqual(['ca.crt']);
     const config = JSON.parse(await sh.ok('cat /run/aurae/config.json')) as { node: { name: string }; guest: unknown; pki: { serverKey: string } };
     expect(config.node.name).toBe('aurae/web');
     expect(config.guest).toEqual({ parent: 'aurae', depth: 1 });

@@ -1,7 +1,9 @@
-// 30: the bare-metal disk image under real firmware. disk.raw (GPT + ESP with the UKI) is copied onto a larger
-// "disk" and booted by OVMF (UEFI) on q35, as a flashed machine would be: first boot creates the STATE
-// partition filling the disk; cells and executables survive a reboot; a power cut in the middle of writes leaves
-// a database that passes integrity_check with every acknowledged change present; a torn primary GPT is restored.
+// 30: the bare-metal disk image under real firmware. disk.raw (GPT + ESP with the UKI + the empty identity
+// partition) is flashed with `aer image flash --identity` onto a file, grown to a larger "disk" and booted by OVMF
+// (UEFI) on q35, as a flashed machine would be: the node takes its identity from the AURAE_IDENTITY partition (no
+// fw_cfg); first boot creates the STATE partition after it, filling the disk; cells and executables survive a
+// reboot; a power cut in the middle of writes leaves a database that passes integrity_check with every
+// acknowledged change present; a torn primary GPT is restored.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -10,6 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { AuraeClient } from '../aer/sdk';
 import { parseGpt } from '../init/disk';
 import { readRange } from '../init/state-disk/real';
+import { REPO_ROOT } from '../image/build';
 import { aer } from './fixture/aer';
 import { bootNode, testImage, type BootedNode } from './fixture/node';
 
@@ -27,8 +30,9 @@ describe('30 UEFI disk image', () => {
   beforeAll(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-uefi-'));
     disk = path.join(dir, 'disk.raw');
-    // What flashing onto a 1 GiB disk gives: the image, then unused space (sparse here).
-    fs.copyFileSync(testImage().disk, disk);
+    // What flashing onto a 1 GiB disk gives: the image with the identity in its partition, then unused space.
+    const image = testImage();
+    execFileSync(process.execPath, [path.join(REPO_ROOT, 'out/bundle/aer.cjs'), 'image', 'flash', image.disk, disk, '--identity', image.identity, '--yes'], { encoding: 'utf8' });
     fs.truncateSync(disk, DISK_BYTES);
   });
   afterEach((ctx) => {
@@ -42,11 +46,12 @@ describe('30 UEFI disk image', () => {
   const storageHealth = async (client: AuraeClient) => (await client.health.check('aurae.storage')).status;
 
   it('boots with OVMF from the ESP, creates STATE filling the disk and mounts both volumes', async () => {
-    node = await bootNode({ name: '30-uefi-first-boot', uefiDisk: disk, noReboot: false, readyTimeoutMs: 240_000 });
+    node = await bootNode({ name: '30-uefi-first-boot', uefiDisk: disk, identity: false, noReboot: false, readyTimeoutMs: 240_000 });
     const out = node.vm.console;
     expect(out).toMatch(/BdsDxe: starting Boot\d+/); // OVMF found and started \EFI\BOOT\BOOTX64.EFI on the disk
-    expect(out).toMatch(/state disk: creating \/dev\/vda2 \(AURAE_STATE, \d+ MiB\) on \/dev\/vda/);
-    expect(out).toMatch(/state disk: \/dev\/vda2 \(AURAE_STATE\) mounted on \/var\/lib\/aurae/);
+    expect(out).toMatch(/init: identity: node aurae from partition AURAE_IDENTITY \(\/dev\/vda2\), with its spawn CA/);
+    expect(out).toMatch(/state disk: creating \/dev\/vda3 \(AURAE_STATE, \d+ MiB\) on \/dev\/vda/);
+    expect(out).toMatch(/state disk: \/dev\/vda3 \(AURAE_STATE\) mounted on \/var\/lib\/aurae/);
     expect(out).toMatch(/boot volume: \/dev\/vda1 \(AURAE_BOOT\) mounted read-only on \/boot/);
     const client = node.client();
     try {
@@ -70,7 +75,8 @@ describe('30 UEFI disk image', () => {
     await n.waitReady(240_000, from);
     const second = n.vm.console.slice(from);
     expect(second).not.toMatch(/state disk: creating/);
-    expect(second).toMatch(/state disk: \/dev\/vda2 \(AURAE_STATE\) mounted on \/var\/lib\/aurae/);
+    expect(second).toMatch(/state disk: \/dev\/vda3 \(AURAE_STATE\) mounted on \/var\/lib\/aurae/);
+    expect(second).toMatch(/init: identity: node aurae from partition AURAE_IDENTITY \(\/dev\/vda2\)/);
     // The first boot gave the ESP a GUID of its own; the firmware (systemd-stub) reports that one now.
     expect(second).toMatch(/boot volume: \/dev\/vda1 \(AURAE_BOOT\) mounted read-only on \/boot \(the ESP the firmware booted\)/);
     const again = n.client();
@@ -108,9 +114,9 @@ describe('30 UEFI disk image', () => {
     client.close();
     expect(acknowledged.length).toBeGreaterThanOrEqual(10);
 
-    node = await bootNode({ name: '30-uefi-after-power-cut', uefiDisk: disk, noReboot: false, readyTimeoutMs: 240_000 });
-    expect(node.vm.console).toMatch(/state disk: \/dev\/vda2 \(AURAE_STATE\) mounted on \/var\/lib\/aurae/);
-    expect(node.vm.console).toMatch(/storage: state: \/dev\/vda2 mounted[^;]*; database integrity_check ok/);
+    node = await bootNode({ name: '30-uefi-after-power-cut', uefiDisk: disk, identity: false, noReboot: false, readyTimeoutMs: 240_000 });
+    expect(node.vm.console).toMatch(/state disk: \/dev\/vda3 \(AURAE_STATE\) mounted on \/var\/lib\/aurae/);
+    expect(node.vm.console).toMatch(/storage: state: \/dev\/vda3 mounted[^;]*; database integrity_check ok/);
     const after = node.client();
     try {
       expect(await storageHealth(after)).toBe('SERVING');
@@ -122,11 +128,13 @@ describe('30 UEFI disk image', () => {
     }
     expect((await aer(node, ['shutdown'])).code).toBe(0);
     await node.vm.waitForExit(120_000);
-    // The host agrees: a valid GPT whose STATE partition ends at the disk's last usable sector.
+    // The host agrees: a valid GPT whose STATE partition comes after the identity partition and ends at the disk's
+    // last usable sector.
     const image = hostGpt(testImage().disk, testImage().manifest.outputs.disk.size / 512);
     expect(hostGpt(disk)?.diskGuid).not.toBe(image?.diskGuid);
     expect(hostGpt(disk)?.partitions.map((p) => [p.name, p.lastLba])).toEqual([
       ['AURAE_BOOT', expect.any(Number)],
+      ['AURAE_IDENTITY', expect.any(Number)],
       ['AURAE_STATE', DISK_BYTES / 512 - 34],
     ]);
     expect(execFileSync('sfdisk', ['--verify', disk], { encoding: 'utf8' })).toMatch(/No errors detected/);
@@ -141,9 +149,11 @@ describe('30 UEFI disk image', () => {
       fs.closeSync(fd);
     }
     expect(hostGpt(disk)?.source).toBe('backup');
-    node = await bootNode({ name: '30-torn-gpt', disks: [disk] });
+    // No fw_cfg identity: the node reads it from the partition of the table init just restored.
+    node = await bootNode({ name: '30-torn-gpt', disks: [disk], identity: false });
     expect(node.vm.console).toMatch(/storage: \/dev\/vda: primary GPT unusable: .*restoring the primary GPT from the backup/);
-    expect(node.vm.console).toMatch(/state disk: \/dev\/vda2 \(AURAE_STATE\) mounted on \/var\/lib\/aurae/);
+    expect(node.vm.console).toMatch(/state disk: \/dev\/vda3 \(AURAE_STATE\) mounted on \/var\/lib\/aurae/);
+    expect(node.vm.console).toMatch(/init: identity: node aurae from partition AURAE_IDENTITY \(\/dev\/vda2\)/);
     const client = node.client();
     try {
       expect((await client.cells.list()).some((c) => c.name === 'kept')).toBe(true);

@@ -18,7 +18,7 @@ const policy: AuthzPolicy = {
     { identity: 'viewer-1', effect: 'deny', method: '*', source: 'api', createdBy: 'admin', createdAt: '2026-01-02T03:04:05.000Z' },
   ],
 };
-const record = { id: 7, time: '2026-01-02T03:04:05.000Z', identity: 'nova', method: 'aurae.node.v0.NodeService/Shutdown', code: 'PERMISSION_DENIED', detail: 'denied: no rule allows it (default deny)', peer: '127.0.0.1:5' };
+const record = { id: 7, time: '2026-01-02T03:04:05.000Z', identity: 'nova', method: 'aurae.node.v0.NodeService/Shutdown', code: 'PERMISSION_DENIED', detail: 'denied: no rule allows it (default deny)', peer: '127.0.0.1:5', count: 1, firstTime: '2026-01-02T03:04:05.000Z' };
 
 function fakeClient(fail?: Error) {
   const calls: unknown[][] = [];
@@ -90,6 +90,36 @@ describe('aer authz', () => {
     ]);
   });
 
+  it('allow/deny with scope flags (--cell, --vm, --on-node, --uid, --gid, repeatable) send the scope; policy shows a SCOPE column', async () => {
+    const calls: unknown[][] = [];
+    const client = {
+      ...fakeClient().client,
+      authz: {
+        allow: async (...args: unknown[]) => (calls.push(args), { changed: true, rules: [], notes: [] }),
+        deny: async (...args: unknown[]) => (calls.push(args), { changed: true, rules: [], notes: [] }),
+      },
+    } as unknown as AuraeClient;
+    const res = await run(['authz', 'allow', 'nova', 'aurae.cells.v0.CellService/*', '--cell', 'nova/*', '--cell', 'shared', '--uid', '1000-1999', '--on-node', 'aurae/web'], client);
+    expect(res.out).toEqual([`nova: allowed aurae.cells.v0.CellService/* --cell 'nova/*' --cell shared --on-node aurae/web --uid 1000-1999`]);
+    await run(['authz', 'deny', 'nova', 'aurae.vms.v0.VmService/*', '--vm', 'prod-*', '--gid', '0'], client);
+    expect(calls).toEqual([
+      ['nova', 'aurae.cells.v0.CellService/*', { cells: ['nova/*', 'shared'], nodes: ['aurae/web'], uids: ['1000-1999'] }],
+      ['nova', 'aurae.vms.v0.VmService/*', { vms: ['prod-*'], gids: ['0'] }],
+    ]);
+    const scoped = formatPolicy({
+      ...policy,
+      rules: [
+        { identity: 'nova', effect: 'allow', method: 'aurae.cells.v0.CellService/*', source: 'api', scope: { cells: ['nova/*'], uids: ['1000'] } },
+        { identity: 'nova', effect: 'deny', method: '*', source: 'parent' },
+      ],
+    });
+    expect(scoped.split('\n').slice(4)).toEqual([
+      'IDENTITY  EFFECT  METHOD                        SCOPE                       SOURCE',
+      "nova      allow   aurae.cells.v0.CellService/*  --cell 'nova/*' --uid 1000  api",
+      'nova      deny    *                             (all)                       parent (inherited)',
+    ]);
+  });
+
   it('audit: options become the query; --limit is checked locally (usage error)', async () => {
     const { client, calls } = fakeClient();
     const res = await run(['authz', 'audit', '--limit', '5', '--identity', 'nova', '--code', 'PERMISSION_DENIED', '--before', '9'], client);
@@ -109,6 +139,13 @@ describe('aer authz', () => {
       '7   2026-01-02T03:04:05.000Z  nova      aurae.node.v0.NodeService/Shutdown  PERMISSION_DENIED  127.0.0.1:5  -          -      denied: no rule allows it (default deny)',
     ]);
     expect(formatAudit([relayed]).split('\n')[0]).toMatch(/ PEER +VIA +DETAIL$/); // no NODE column without a forwarded record
+    // An aggregated refusal adds COUNT and FIRST (TIME is its last occurrence); "-" for rows seen once.
+    const repeated = { ...record, id: 10, count: 4000, firstTime: '2026-01-01T00:00:00.000Z' };
+    expect(formatAudit([repeated, forwarded]).split('\n').map((l) => l.trimEnd().replace(/ {2,}/g, '  '))).toEqual([
+      'ID  TIME  COUNT  FIRST  IDENTITY  METHOD  CODE  PEER  NODE  DETAIL',
+      '10  2026-01-02T03:04:05.000Z  4000  2026-01-01T00:00:00.000Z  nova  aurae.node.v0.NodeService/Shutdown  PERMISSION_DENIED  127.0.0.1:5  -  denied: no rule allows it (default deny)',
+      '8  2026-01-02T03:04:05.000Z  1  -  nova  aurae.node.v0.NodeService/Shutdown  OK  127.0.0.1:5  aurae/web  web (512 MiB, 1 cpu)',
+    ]);
     expect(JSON.parse((await run(['authz', 'audit', '-o', 'json'], client)).out[0]!)).toEqual([record]);
     for (const bad of ['0', '1001', '-3', 'ten', '1.5']) {
       const usage = await run(['authz', 'audit', '--limit', bad], client);

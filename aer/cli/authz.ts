@@ -1,6 +1,6 @@
 // `aer authz …`: show and edit the node's authorization policy, read its audit log.
 import { type Command, InvalidArgumentError } from 'commander';
-import type { AuditRecord, AuraeClient, AuthzPolicy, AuthzRule } from '../sdk';
+import type { AuditRecord, AuraeClient, AuthzPolicy, AuthzRule, AuthzScope } from '../sdk';
 import type { OutputFormat, Print, WithClient } from './types';
 
 
@@ -12,6 +12,35 @@ export function positiveInt(max: number) {
   };
 }
 
+/** commander collector for a repeatable option. */
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+interface ScopeOptions {
+  cell: string[];
+  vm: string[];
+  onNode: string[];
+  uid: string[];
+  gid: string[];
+}
+
+/** The rule scope the flags give; undefined when none (the rule applies to every resource). */
+export function scopeFromOptions(o: ScopeOptions): AuthzScope | undefined {
+  const scope: AuthzScope = {};
+  if (o.cell.length) scope.cells = o.cell;
+  if (o.vm.length) scope.vms = o.vm;
+  if (o.onNode.length) scope.nodes = o.onNode;
+  if (o.uid.length) scope.uids = o.uid;
+  if (o.gid.length) scope.gids = o.gid;
+  return Object.keys(scope).length ? scope : undefined;
+}
+
+/** The scope as the flags that give it, e.g. "--cell 'nova/*' --uid 1000-1999"; "" for none. */
+export function formatScope(scope: AuthzScope | undefined): string {
+  const flags: Array<[keyof AuthzScope, string]> = [['cells', '--cell'], ['vms', '--vm'], ['nodes', '--on-node'], ['uids', '--uid'], ['gids', '--gid']];
+  const word = (w: string) => (/^[A-Za-z0-9._/:@=+-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`);
+  return flags.flatMap(([field, flag]) => (scope?.[field] ?? []).map((v) => `${flag} ${word(v)}`)).join(' ');
+}
+
 export function registerAuthzCommands(program: Command, withClient: WithClient, print: Print): void {
   const authz = program
     .command('authz')
@@ -19,7 +48,7 @@ export function registerAuthzCommands(program: Command, withClient: WithClient, 
 
   authz
     .command('policy')
-    .description('show admins, open methods and the effective rules (config + API)')
+    .description('show admins, open methods and the effective rules (config, inherited from the parent, API) with their scopes')
     .option('--identity <name>', 'only this identity\'s rules')
     .action(
       withClient(async (c, output, options: { identity?: string }) => {
@@ -38,12 +67,19 @@ export function registerAuthzCommands(program: Command, withClient: WithClient, 
       )
       .argument('<identity>', 'the client certificate common name, e.g. nova')
       .argument('<method>', 'method pattern, e.g. aurae.node.v0.NodeService/Reboot (quote patterns with *)')
+      .option('--cell <pattern>', 'only cells: "nova" (nova and below), "nova/*" (only below nova), "*"; repeatable', collect, [])
+      .option('--vm <pattern>', 'only child VMs: a name "web", a prefix "nova-*", "*"; repeatable', collect, [])
+      .option('--on-node <pattern>', 'only on nodes of the tree: "aurae/web" (that node and below), "aurae/*"; repeatable', collect, [])
+      .option('--uid <range>', `user ids executables may run as, "1000" or "1000-1999" (default: any but root); repeatable`, collect, [])
+      .option('--gid <range>', 'group ids executables may run as (default: the --uid ranges, else any but root); repeatable', collect, [])
       .action(
-        withClient(async (c, output, identity: string, method: string) => {
-          const change = await c.authz[effect](identity, method);
+        withClient(async (c, output, identity: string, method: string, options: ScopeOptions) => {
+          const scope = scopeFromOptions(options);
+          const change = await c.authz[effect](identity, method, scope);
           const verb = effect === 'allow' ? 'allowed' : 'denied';
-          const head = change.changed ? `${identity}: ${verb} ${method}` : `${identity}: already ${verb} ${method} (no change)`;
-          print(output, { identity, effect, method, ...change }, [head, ...change.notes.map((n) => `note: ${n}`)].join('\n'));
+          const on = scope ? ` ${formatScope(scope)}` : '';
+          const head = change.changed ? `${identity}: ${verb} ${method}${on}` : `${identity}: already ${verb} ${method}${on} (no change)`;
+          print(output, { identity, effect, method, ...(scope ? { scope } : {}), ...change }, [head, ...change.notes.map((n) => `note: ${n}`)].join('\n'));
         }),
       );
   }
@@ -85,6 +121,7 @@ export function formatTable(rows: string[][]): string {
 
 function ruleOrigin(rule: AuthzRule): string {
   if (rule.source === 'config') return 'config';
+  if (rule.source === 'parent') return 'parent (inherited)';
   return `api${rule.createdBy ? ` (${rule.createdBy}${rule.createdAt ? `, ${rule.createdAt}` : ''})` : ''}`;
 }
 
@@ -98,22 +135,35 @@ export function formatPolicy(policy: AuthzPolicy): string {
   if (policy.rules.length === 0) {
     lines.push('no rules: identities other than the admins may call only the open methods');
   } else {
-    lines.push(formatTable([['IDENTITY', 'EFFECT', 'METHOD', 'SOURCE'], ...policy.rules.map((r) => [r.identity, r.effect, r.method, ruleOrigin(r)])]));
+    // SCOPE only when a rule has one: unscoped rules apply to every cell, VM and node.
+    const scoped = policy.rules.some((r) => r.scope);
+    lines.push(
+      formatTable([
+        ['IDENTITY', 'EFFECT', 'METHOD', ...(scoped ? ['SCOPE'] : []), 'SOURCE'],
+        ...policy.rules.map((r) => [r.identity, r.effect, r.method, ...(scoped ? [formatScope(r.scope) || '(all)'] : []), ruleOrigin(r)]),
+      ]),
+    );
   }
   return lines.join('\n');
 }
 
-/** The audit table; NODE (forwarded to) and VIA (relayed by the parent) columns only when a record has them. */
+/**
+ * The audit table; NODE (forwarded to) and VIA (relayed by the parent) columns only when a record has them,
+ * COUNT and FIRST (the first of an aggregated refusal's repeats; TIME is the last) only when one repeats.
+ */
 export function formatAudit(records: AuditRecord[]): string {
   if (records.length === 0) return 'no audit records match';
+  const withCount = records.some((r) => (r.count ?? 1) > 1);
   const withNode = records.some((r) => r.node !== undefined);
   const withVia = records.some((r) => r.via !== undefined);
   const optional = (on: boolean, value: string) => (on ? [value] : []);
   return formatTable([
-    ['ID', 'TIME', 'IDENTITY', 'METHOD', 'CODE', 'PEER', ...optional(withNode, 'NODE'), ...optional(withVia, 'VIA'), 'DETAIL'],
+    ['ID', 'TIME', ...optional(withCount, 'COUNT'), ...optional(withCount, 'FIRST'), 'IDENTITY', 'METHOD', 'CODE', 'PEER', ...optional(withNode, 'NODE'), ...optional(withVia, 'VIA'), 'DETAIL'],
     ...records.map((r) => [
       String(r.id),
       r.time,
+      ...optional(withCount, String(r.count ?? 1)),
+      ...optional(withCount, (r.count ?? 1) > 1 ? r.firstTime || '-' : '-'),
       r.identity || '(none)',
       r.method,
       r.code,

@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import readline from 'node:readline';
 import type { Command } from 'commander';
 import { type FlashDeps, type FlashResult, hostProbe, nodeFlashFiles, runFlash } from '../image';
+import { formatIdentityWritten, prepareIdentity, writeIdentity } from '../image/identity';
 import type { Print, OutputFormat } from './types';
 
 /** What the image commands need from the process (CliIo provides it; tests pass fakes). */
@@ -67,9 +68,14 @@ export function registerImageCommands(program: Command, io: ImageCliIo, print: P
     .argument('<image>', 'the disk image file')
     .argument('<target>', 'a whole disk such as /dev/sdb or /dev/nvme0n1, or a file path')
     .option('--yes', 'do not ask for confirmation (needed when stdin is not a terminal)', false)
-    .action(async (imagePath: string, target: string, options: { yes: boolean }, command: Command) => {
+    .option('--identity <file-or-dir>', "after verifying, write the node's identity (out/pki/identity.json, or a folder holding it) into the AURAE_IDENTITY partition of TARGET (aer/image/identity.ts)")
+    .action(async (imagePath: string, target: string, options: { yes: boolean; identity?: string }, command: Command) => {
       const output = command.optsWithGlobals<{ output: OutputFormat }>().output;
+      // Checked before the flash writes anything: a bad identity must not leave a flashed disk without one.
+      const identity = options.identity === undefined ? null : prepareIdentity(options.identity, imagePath);
       const result = await runFlash({ image: imagePath, target, yes: options.yes }, flashDepsFor(io));
-      print(output, result, formatFlashResult(result));
+      if (identity === null) return print(output, result, formatFlashResult(result));
+      const written = writeIdentity(result.target, identity);
+      print(output, { ...result, identity: written }, `${formatFlashResult(result)}\n${formatIdentityWritten(written)}`);
     });
 }

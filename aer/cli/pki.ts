@@ -30,6 +30,24 @@ export interface PkiIssueRequest {
   address: string;
   /** Replace existing files. */
   force: boolean;
+  /** Validity in days from now (1-3650); default PKI_ISSUE_DEFAULT_DAYS. */
+  days?: number;
+}
+
+/**
+ * Client certificates are valid one year unless --days says otherwise: there is no revocation list, so an
+ * identity that should lose access sooner needs a short certificate (or a deny rule, `aer authz deny`).
+ */
+export const PKI_ISSUE_DEFAULT_DAYS = 365;
+export const PKI_ISSUE_MAX_DAYS = 3650;
+
+/** `--days` text → days, or PkiIssueError naming the option and what is allowed. */
+export function parseDays(text: string): number {
+  const days = /^[0-9]{1,4}$/.test(text) ? Number(text) : NaN;
+  if (!Number.isInteger(days) || days < 1 || days > PKI_ISSUE_MAX_DAYS) {
+    throw new PkiIssueError(`--days ${JSON.stringify(text)} is invalid: expected a whole number of days from 1 to ${PKI_ISSUE_MAX_DAYS} (default ${PKI_ISSUE_DEFAULT_DAYS})`);
+  }
+  return days;
 }
 
 export interface PkiIssuePlan {
@@ -93,7 +111,9 @@ export async function issueIdentity(request: PkiIssueRequest, now?: Date): Promi
   const ca = { certPem: await read(plan.files.caCert, 'CA certificate'), keyPem: await read(plan.files.caKey, 'CA key') };
   // Loaded on demand: the x509 library is large and no other aer command needs it.
   const { issueClientCert } = await import('../../supervisor/pki');
-  const issued = await issueClientCert(ca, { identity: request.identity, now });
+  const days = request.days ?? PKI_ISSUE_DEFAULT_DAYS;
+  if (!Number.isInteger(days) || days < 1 || days > PKI_ISSUE_MAX_DAYS) parseDays(String(days));
+  const issued = await issueClientCert(ca, { identity: request.identity, now, validityDays: days });
   await mkdir(dirname(plan.files.cert), { recursive: true });
   const flag = request.force ? 'w' : 'wx';
   const write = async (file: string, data: string, mode: number) => {
@@ -147,7 +167,9 @@ export function registerPkiCommands(program: Command, io: { env: Record<string, 
     .option('--pki <dir>', 'folder with ca.crt and ca.key (default: the folder of the client config\'s CA, e.g. out/pki)')
     .option('--out <dir>', 'where to write NAME.crt, NAME.key and NAME.json (default: the PKI folder)')
     .option('--force', 'replace existing files for NAME', false)
-    .action(async (name: string, options: { pki?: string; out?: string; force: boolean }, command: Command) => {
+    .option('--days <n>', `validity in days, 1-${PKI_ISSUE_MAX_DAYS} (default ${PKI_ISSUE_DEFAULT_DAYS})`)
+    .action(async (name: string, options: { pki?: string; out?: string; force: boolean; days?: string }, command: Command) => {
+      const days = options.days === undefined ? PKI_ISSUE_DEFAULT_DAYS : parseDays(options.days);
       const globals = command.optsWithGlobals<PkiGlobals>();
       let base: ResolvedClientConfig | null = null;
       let baseError: Error | null = null;
@@ -167,6 +189,7 @@ export function registerPkiCommands(program: Command, io: { env: Record<string, 
         node,
         address: globals.address ?? base?.address ?? DEFAULT_ADDRESS,
         force: options.force,
+        days,
       });
       print(
         globals.output,

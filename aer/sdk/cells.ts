@@ -11,6 +11,7 @@ import {
   RestartMode,
 } from '../../supervisor/gen/aurae/cells/v0/cells';
 import type { SdkCallContext } from './call-context';
+import { fromWireInt, fromWireInts, toWireInts } from './int64';
 
 export interface CellSpec {
   /** "web" or nested "web/cache" (DNS labels). */
@@ -102,11 +103,11 @@ const STATES: Partial<Record<ExecutableState, ExecutableStateName>> = {
 export function toProtoCell(spec: CellSpec): Cell {
   return {
     name: spec.name,
-    cpu: spec.cpu,
+    cpu: spec.cpu && toWireInts('cpu', spec.cpu),
     cpuset: spec.cpuset,
-    memory: spec.memory,
-    pids: spec.pids,
-    io: spec.io,
+    memory: spec.memory && toWireInts('memory', spec.memory),
+    pids: spec.pids && toWireInts('pids', spec.pids),
+    io: spec.io && toWireInts('io', spec.io),
     isolateProcess: false,
     isolateNetwork: false,
     isolation: { pid: false, mount: false, uts: false, ipc: false, network: false, ...spec.isolation },
@@ -138,7 +139,7 @@ export function toProtoExecutable(spec: ExecutableSpec): Executable {
 
 function fromExit(exit: ProtoExit | undefined): ExecutableExit | null {
   if (!exit) return null;
-  return { code: exit.code ?? null, signal: exit.signal ?? null, oomKilled: exit.oomKilled, at: exit.timestamp };
+  return { code: exit.code ?? null, signal: exit.signal ?? null, oomKilled: exit.oomKilled, at: fromWireInt(exit.timestamp) };
 }
 
 function fromProtoExecutable(e: Executable | undefined): ExecutableSpec {
@@ -164,11 +165,11 @@ export function fromCellNode(node: CellGraphNode): CellInfo {
     name: cell?.name ?? '',
     spec: {
       name: cell?.name ?? '',
-      ...(cell?.cpu ? { cpu: cell.cpu } : {}),
+      ...(cell?.cpu ? { cpu: fromWireInts(cell.cpu) } : {}),
       ...(cell?.cpuset ? { cpuset: cell.cpuset } : {}),
-      ...(cell?.memory ? { memory: cell.memory } : {}),
-      ...(cell?.pids ? { pids: cell.pids } : {}),
-      ...(cell?.io ? { io: cell.io } : {}),
+      ...(cell?.memory ? { memory: fromWireInts(cell.memory) } : {}),
+      ...(cell?.pids ? { pids: fromWireInts(cell.pids) } : {}),
+      ...(cell?.io ? { io: fromWireInts(cell.io) } : {}),
       isolation: {
         pid: Boolean(isolation?.pid || cell?.isolateProcess),
         mount: Boolean(isolation?.mount || cell?.isolateProcess),
@@ -178,9 +179,9 @@ export function fromCellNode(node: CellGraphNode): CellInfo {
       },
     },
     state: node.status?.state ?? 'unknown',
-    memoryCurrentBytes: node.status?.memoryCurrentBytes ?? null,
-    pidsCurrent: node.status?.pidsCurrent ?? null,
-    cpuUsageUsec: node.status?.cpuUsageUsec ?? null,
+    memoryCurrentBytes: fromWireInt(node.status?.memoryCurrentBytes) ?? null,
+    pidsCurrent: fromWireInt(node.status?.pidsCurrent) ?? null,
+    cpuUsageUsec: fromWireInt(node.status?.cpuUsageUsec) ?? null,
     executables: node.executables.map((x) => ({
       name: x.executable?.name ?? '',
       state: STATES[x.state] ?? 'unknown',

@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import { type CallOptions, type ChannelOptions, type Interceptor, InterceptingCall, Metadata, type ServiceError, credentials, status } from '@grpc/grpc-js';
 import { type DiscoverResponse, DiscoveryServiceClient } from '../../supervisor/gen/aurae/discovery/v0/discovery';
+// The file, not the pki index: the index loads the x509 library, which a client never needs.
+import { nodeServerIdentityCheck } from '../../supervisor/pki/node-subtree';
 import { NodeServiceClient } from '../../supervisor/gen/aurae/node/v0/node';
 import {
   type HealthCheckResponse,
@@ -104,12 +106,15 @@ export function connect(options: ConnectOptions = {}): AuraeClient {
     }
   };
   let secureContext: tls.SecureContext;
+  const caPem = pem('ca');
   try {
-    secureContext = tls.createSecureContext({ ca: pem('ca'), cert: pem('cert'), key: pem('key'), minVersion: 'TLSv1.3' });
+    secureContext = tls.createSecureContext({ ca: caPem, cert: pem('cert'), key: pem('key'), minVersion: 'TLSv1.3' });
   } catch (err) {
     throw new ClientConfigError('CLIENT_CONFIG_INVALID', `the ca, cert or key of client config ${config.path} is not usable PEM (${(err as Error).message}): check the client config`);
   }
-  const channelCredentials = credentials.createFromSecureContext(secureContext);
+  // Beyond the chain and the host name: a certificate a spawn CA issued must name a node below that CA's node,
+  // and exactly the node we connect to (a child's spawn CA cannot pose as "aurae"; supervisor/pki/node-subtree.ts).
+  const channelCredentials = credentials.createFromSecureContext(secureContext, { checkServerIdentity: nodeServerIdentityCheck(tls.checkServerIdentity, caPem) });
   // The server certificate names the node; over a unix socket or a forwarded port the address does not, so
   // the TLS server name is always the node name.
   const channelOptions: ChannelOptions = {

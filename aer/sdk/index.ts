@@ -25,6 +25,8 @@ export {
   type AuthzRevocation,
   type AuthzRule,
   type AuthzRuleSource,
+  type AuthzIdentity,
+  type AuthzScope,
 } from './authz';
 export {
   type CellInfo,

@@ -4,14 +4,15 @@
 import { type ClientReadableStream, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import type { SdkCallContext } from './call-context';
 import {
-  type CgroupMetrics,
   type Event as ProtoEvent,
   EventKind,
   type GetMetricsResponse,
   type LogItem,
   ObserveServiceClient,
 } from '../../supervisor/gen/aurae/observe/v0/observe';
+import type { CgroupMetrics } from '../../supervisor/observe/cgroup-stats';
 import type { StampedEvent } from '../../supervisor/observe/types';
+import { fromWireInt, fromWireInts, toWireInt } from './int64';
 import { toApiError } from './errors';
 
 /** One log line: an executable's stdout/stderr, or a JSON line of auraed's own log. */
@@ -116,15 +117,15 @@ export function createObserveApi(ctx: SdkCallContext): ObserveApi {
     events: (options = {}) =>
       stream(
         'GetEvents',
-        () => client.getEvents({ follow: options.follow ?? false, sinceSeq: options.sinceSeq ?? 0, cell: options.cell ?? '', vm: options.vm ?? '' }),
+        () => client.getEvents({ follow: options.follow ?? false, sinceSeq: toWireInt('sinceSeq', options.sinceSeq ?? 0), cell: options.cell ?? '', vm: options.vm ?? '' }),
         (m: { event?: ProtoEvent }) => (m.event ? fromProtoEvent(m.event) : undefined),
         options.signal,
       ),
     metrics: async (cell = '') => {
       const r = await ctx.unary<GetMetricsResponse>(`${SERVICE}/GetMetrics`, (done) => client.getMetrics({ cell }, new Metadata(), ctx.callOptions(), done));
       return {
-        timestamp: r.timestamp,
-        cells: r.cells.map((row) => ({ cell: row.cell, executable: row.executable || null, metrics: definedOnly(row.metrics ?? {}) })),
+        timestamp: fromWireInt(r.timestamp),
+        cells: r.cells.map((row) => ({ cell: row.cell, executable: row.executable || null, metrics: fromWireInts(row.metrics ?? {}) })),
       };
     },
   };
@@ -132,13 +133,14 @@ export function createObserveApi(ctx: SdkCallContext): ObserveApi {
 
 function fromLogItem(item: LogItem): LogEntry {
   const channel = item.channel === 'stderr' || item.channel === 'auraed' ? item.channel : 'stdout';
-  return { channel, time: new Date(item.timestamp).toISOString(), line: item.line };
+  return { channel, time: new Date(fromWireInt(item.timestamp)).toISOString(), line: item.line };
 }
 
 /** The wire event back to the shape auraed published (one union member per kind); unknown kinds are skipped. */
 export function fromProtoEvent(e: ProtoEvent): ObservedEvent | undefined {
-  const stamp = { seq: e.seq, time: e.time, cell: e.cell };
-  const vm = { seq: e.seq, time: e.time, vm: e.vm };
+  const seq = fromWireInt(e.seq);
+  const stamp = { seq, time: e.time, cell: e.cell };
+  const vm = { seq, time: e.time, vm: e.vm };
   switch (e.kind) {
     case EventKind.EVENT_KIND_CELL_ALLOCATED:
       return { kind: 'cell_allocated', ...stamp };
@@ -165,8 +167,4 @@ export function fromProtoEvent(e: ProtoEvent): ObservedEvent | undefined {
     default:
       return undefined; // a newer auraed's kind: not ours to guess
   }
-}
-
-function definedOnly<T extends object>(value: T): T {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }

@@ -8,6 +8,7 @@ import { connect } from '../../aer/sdk';
 import { DebugShell } from '../../qemu-tests/fixture/debug-shell';
 import { freePort } from '../../qemu-tests/fixture/node';
 import { detectAccel, launchVm } from '../../supervisor/vms';
+import { IDENTITY_FW_CFG } from '../../init/identity/document';
 import type { BuiltImage } from '../build';
 
 export interface NestedBenchResult {
@@ -34,6 +35,7 @@ export async function benchNested(image: BuiltImage, log: (l: string) => void, r
     debugConsoleSocket: path.join(dir, 'hvc0.sock'),
     noReboot: true,
     disks: [{ path: image.esp, readOnly: true, format: 'raw' }],
+    fwCfg: [{ name: IDENTITY_FW_CFG, file: image.identity }],
   });
   const memoryMiB = 512;
   const parent = connect({ config: image.clientConfig, address: `127.0.0.1:${port}`, timeoutMs: 300_000 });

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { connect } from '../../aer/sdk';
 import { freePort, OVMF_CODE, OVMF_VARS } from '../../qemu-tests/fixture/node';
 import { detectAccel, launchVm } from '../../supervisor/vms';
+import { prepareIdentity, writeIdentity } from '../../aer/image/identity';
 import type { BuiltImage } from '../build';
 
 export interface UefiBenchResult {
@@ -60,6 +61,8 @@ export async function benchUefi(image: BuiltImage, log: (l: string) => void, run
   try {
     const disk = path.join(dir, 'disk.raw');
     fs.copyFileSync(image.disk, disk);
+    // As `aer image flash --identity` does: the node finds its identity in the AURAE_IDENTITY partition.
+    writeIdentity(disk, prepareIdentity(image.identity, image.disk));
     fs.truncateSync(disk, 1024 ** 3);
     const apiReadyS: number[] = [];
     for (let i = 0; i < runs; i++) {

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseGpt } from '../../init/disk';
+import { IDENTITY_PARTITION_TYPE } from '../../init/identity/document';
 import { bootTree, qemuTree, QEMU_WRAPPER } from './boot-tree';
 import { diskLayout, writeDiskImage } from './disk';
 import { clusterSectors, fatSizeBytes, validateLabel, writeFatImage } from './fat';
@@ -103,8 +104,17 @@ describe('FAT volume and disk.raw', () => {
     const raw = fs.readFileSync(disk);
     expect(raw.length).toBe(layout.diskSectors * 512);
     const table = parseGpt((o, n) => raw.subarray(o, o + n), layout.diskSectors)!;
-    expect(table.partitions.map((p) => [p.name, p.firstLba, p.lastLba])).toEqual([['AURAE_BOOT', 2048, layout.espLastLba]]);
+    expect(table.partitions.map((p) => [p.name, p.typeGuid, p.firstLba, p.lastLba])).toEqual([
+      ['AURAE_BOOT', 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B', 2048, layout.espLastLba],
+      // 1 MiB, aligned, right after the ESP, of its own type: the flasher writes the identity there.
+      ['AURAE_IDENTITY', IDENTITY_PARTITION_TYPE, layout.identityFirstLba, layout.identityFirstLba + 2047],
+    ]);
+    expect(layout.identityFirstLba % 2048).toBe(0);
+    expect(layout.identityFirstLba).toBeGreaterThan(layout.espLastLba);
+    expect(layout.diskSectors).toBe(layout.identityLastLba + 1 + 2048);
     expect(raw.subarray(2048 * 512, (layout.espLastLba + 1) * 512).equals(fs.readFileSync(one))).toBe(true);
+    // The identity partition is zeros: an image holds no secret.
+    expect(raw.subarray(layout.identityFirstLba * 512, (layout.identityLastLba + 1) * 512).every((b) => b === 0)).toBe(true);
     writeDiskImage(one, path.join(tmp, 'disk2.raw'), 'seed');
     expect(fs.readFileSync(path.join(tmp, 'disk2.raw')).equals(raw)).toBe(true);
   });

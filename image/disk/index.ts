@@ -1,6 +1,7 @@
 // The boot volume and the bare-metal disk: a UKI for UEFI firmware, the ESP (FAT32, label AURAE_BOOT) holding
 // it plus the node's own kernel, initramfs and a relocated QEMU (mounted read-only at /boot on the running node,
-// so it can spawn children from its own image), and disk.raw (GPT with that ESP; init adds STATE at first boot).
+// so it can spawn children from its own image), and disk.raw (GPT with that ESP and an empty AURAE_IDENTITY
+// partition the flasher fills; init adds STATE at first boot).
 import fs from 'node:fs';
 import path from 'node:path';
 import { $ } from 'zx';
@@ -85,7 +86,7 @@ export async function buildBootArtifacts(i: BootArtifactsInputs): Promise<BootAr
   i.log(`esp: FAT32 ${BOOT_LABEL} with ${files.length} files (UKI, kernel, initramfs, QEMU)`);
   const { sizeBytes } = await writeFatImage(files, esp, { label: BOOT_LABEL, serial: BOOT_SERIAL, mtime: i.mtime, stagingDir: path.join(i.workDir, 'esp') });
   fs.rmSync(path.join(i.workDir, 'esp'), { recursive: true, force: true });
-  i.log(`disk: disk.raw = GPT + ESP (${(sizeBytes / 2 ** 20).toFixed(0)} MiB); STATE is created at first boot`);
+  i.log(`disk: disk.raw = GPT + ESP (${(sizeBytes / 2 ** 20).toFixed(0)} MiB) + AURAE_IDENTITY (empty); STATE is created at first boot`);
   writeDiskImage(esp, disk, await sha256File(esp));
   return { uki, esp, disk };
 }

@@ -12,7 +12,7 @@ const inputs: InitramfsInputs = {
   busybox: '/bin/busybox',
   busyboxApplets: ['bin/sh', 'usr/bin/awk', 'sbin/init', 'bin/busybox', 'sbin/mke2fs'],
   configJson: '{}',
-  pki: { caCert: '/p/ca.crt', nodeCert: '/p/node.crt', nodeKey: '/p/node.key' },
+  pki: { caCert: '/p/ca.crt' },
 };
 
 describe('initramfsLayout', () => {
@@ -29,8 +29,7 @@ describe('initramfsLayout', () => {
     expect(byPath.get('dev/console')).toMatchObject({ type: 'char', rdevMajor: 5, rdevMinor: 1 });
   });
 
-  it('keeps the node key private and libraries at their host paths', () => {
-    expect(byPath.get('etc/aurae/pki/node.key')?.mode).toBe(0o600);
+  it('keeps libraries at their host paths', () => {
     expect(byPath.get('lib64/ld-linux-x86-64.so.2')?.data).toEqual({ file: '/lib64/ld-linux-x86-64.so.2' });
   });
 
@@ -40,11 +39,10 @@ describe('initramfsLayout', () => {
     expect(byPath.get('bin/busybox')?.type).toBe('file');
   });
 
-  it('carries the spawn CA (key private) when given, and nothing of it otherwise', () => {
-    const withSpawn = new Map(initramfsLayout({ ...inputs, pki: { ...inputs.pki, spawnCaCert: '/p/spawn-ca.crt', spawnCaKey: '/p/spawn-ca.key' } }).map((e) => [e.path, e]));
-    expect(withSpawn.get('etc/aurae/pki/spawn-ca.crt')).toMatchObject({ mode: 0o644, data: { file: '/p/spawn-ca.crt' } });
-    expect(withSpawn.get('etc/aurae/pki/spawn-ca.key')).toMatchObject({ mode: 0o600, data: { file: '/p/spawn-ca.key' } });
-    expect([...byPath.keys()].filter((p) => p.includes('spawn-ca'))).toEqual([]);
+  it('carries the root CA certificate and nothing else of the PKI: no key, no node or spawn CA certificate', () => {
+    expect(byPath.get('etc/aurae/pki/ca.crt')).toMatchObject({ mode: 0o644, data: { file: '/p/ca.crt' } });
+    expect(entries.filter((e) => e.path.startsWith('etc/aurae/pki/')).map((e) => e.path)).toEqual(['etc/aurae/pki/ca.crt']);
+    expect(entries.filter((e) => /\.key$|node\.crt|spawn-ca/.test(e.path))).toEqual([]);
   });
 });
 

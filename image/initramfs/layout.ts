@@ -20,9 +20,15 @@ export interface InitramfsInputs {
   busyboxApplets: string[];
   /** Node config JSON text for /etc/aurae/config.json. */
   configJson: string;
-  /** spawnCa*: the node's spawn CA (guest/), present when the node may spawn children (vms.maxDepth > 0). */
-  pki: { caCert: string; nodeCert: string; nodeKey: string; spawnCaCert?: string; spawnCaKey?: string };
+  /**
+   * Certificates only: the root CA the node trusts. No private key is ever in the image: the node's identity
+   * (keys) reaches it separately (init/identity) and lands in /run/aurae/pki.
+   */
+  pki: { caCert: string };
 }
+
+/** The root CA certificate in the image (public): the trust root of the node and of every child it spawns. */
+export const IMAGE_CA_CERT = '/etc/aurae/pki/ca.crt';
 
 const file = (p: string, mode: number, src: string | Buffer): CpioEntry => ({
   path: p,
@@ -48,12 +54,7 @@ export function initramfsLayout(i: InitramfsInputs): CpioEntry[] {
     file('usr/lib/aurae/better_sqlite3.node', 0o755, i.sqliteAddon),
     file('usr/lib/aurae/aurae-exec', 0o755, i.auraeExec),
     file('etc/aurae/config.json', 0o644, Buffer.from(i.configJson)),
-    file('etc/aurae/pki/ca.crt', 0o644, i.pki.caCert),
-    file('etc/aurae/pki/node.crt', 0o644, i.pki.nodeCert),
-    file('etc/aurae/pki/node.key', 0o600, i.pki.nodeKey),
-    ...(i.pki.spawnCaCert && i.pki.spawnCaKey
-      ? [file('etc/aurae/pki/spawn-ca.crt', 0o644, i.pki.spawnCaCert), file('etc/aurae/pki/spawn-ca.key', 0o600, i.pki.spawnCaKey)]
-      : []),
+    file(IMAGE_CA_CERT.slice(1), 0o644, i.pki.caCert),
     file('etc/passwd', 0o644, Buffer.from('root:x:0:0:root:/root:/bin/sh\n')),
     file('etc/group', 0o644, Buffer.from('root:x:0:\n')),
     file('etc/hosts', 0o644, Buffer.from('127.0.0.1 localhost\n::1 localhost\n')),

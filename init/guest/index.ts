@@ -1,7 +1,8 @@
 // Guest mode: a node spawned by another node finds its payload (config + PEMs, see guest/) in fw_cfg and
 // becomes the child the payload describes instead of the node its image describes. Everything it needs is in
-// the payload; the image's own identity (/etc/aurae) is only the fallback when the payload is unusable.
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// the payload, its keys included; the image holds no key (a child boots its parent's image), so an unusable
+// payload leaves init with the image config and no identity (init/identity): the child then serves nothing.
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { IMAGE_CONFIG_PATH, type NodeConfig } from '../../supervisor/config';
 import { GUEST_PAYLOAD_SYSFS_PATH, GUEST_PKI_DIR, guestPkiFiles, parseGuestPayload } from '../../guest/child';
 import { resolveNodeConfig } from '../cmdline';
@@ -13,18 +14,10 @@ export interface GuestModeDeps {
   mkdir(path: string, mode: number): void;
   /** Write `content` with exactly `mode` (keys 0600). */
   writeFile(path: string, content: string, mode: number): void;
-  /** Delete a file; a missing file is fine. */
-  removeFile(path: string): void;
   /** /proc/cmdline: applied on top of the payload's config as it is on top of the image's. */
   cmdline: string;
   log: Logger;
 }
-
-/**
- * The private keys the image carries for the node it was built for (image/initramfs/layout.ts). A child boots
- * its parent's own initramfs, so they are in its root filesystem too: a child must not keep its parent's keys.
- */
-export const IMAGE_PRIVATE_KEYS = ['/etc/aurae/pki/node.key', '/etc/aurae/pki/spawn-ca.key'] as const;
 
 /**
  * The node config from the guest payload, with its PEMs written under /run/aurae/pki; null when there is no
@@ -49,8 +42,6 @@ export function loadGuestConfig(deps: GuestModeDeps): NodeConfig | null {
     }
     deps.mkdir(GUEST_PKI_DIR, 0o700);
     for (const file of guestPkiFiles(payload)) deps.writeFile(file.path, file.content, file.mode);
-    // Only now: had the payload been unusable, the fallback to the image config would need them.
-    for (const key of IMAGE_PRIVATE_KEYS) deps.removeFile(key);
     log.info(`guest mode: node ${config.node.name} (parent ${config.guest.parent}, depth ${config.guest.depth})`);
     return config;
   } catch (err) {
@@ -59,7 +50,7 @@ export function loadGuestConfig(deps: GuestModeDeps): NodeConfig | null {
   }
 }
 
-const FALLBACK = `ignoring the guest payload and booting from the image config ${IMAGE_CONFIG_PATH} (reachable with the image's own identity, for debugging); the parent must rebuild the payload`;
+const FALLBACK = `ignoring the guest payload and booting from the image config ${IMAGE_CONFIG_PATH} (without an identity: the image holds no key, so the node serves nothing); the parent must rebuild the payload`;
 
 /** The real adapters (PID 1 in a guest). */
 export function realGuestModeDeps(cmdline: string, log: Logger): GuestModeDeps {
@@ -73,7 +64,6 @@ export function realGuestModeDeps(cmdline: string, log: Logger): GuestModeDeps {
       }
     },
     mkdir: (path, mode) => mkdirSync(path, { recursive: true, mode }),
-    removeFile: (path) => rmSync(path, { force: true }),
     writeFile: (path, content, mode) => {
       writeFileSync(path, content, { mode });
       chmodSync(path, mode); // an existing file keeps its old mode through writeFileSync

@@ -7,12 +7,16 @@
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { writeIdentityDocument } from '../../image/build';
 import { buildSyscallsAddon, hostNodeIncludeDir } from '../../native/build';
+import { ensurePki } from '../../supervisor/pki';
+import { IDENTITY_SYSFS_PATH } from '../identity/document';
 import { FAKE_AURAED, initArgv, startInit, testNodeConfig, type RunningInit } from '../testing/run-init';
 
 let dir: string;
 let addon: string;
 let fakeAuraed: string;
+let identity: string;
 let running: RunningInit | undefined;
 
 beforeAll(async () => {
@@ -22,6 +26,8 @@ beforeAll(async () => {
   addon = await buildSyscallsAddon({ nodeIncludeDir: hostNodeIncludeDir(), outFile: path.join(dir, 'syscalls.node') });
   fakeAuraed = path.join(dir, 'fake-auraed.cjs');
   copyFileSync(FAKE_AURAED, fakeAuraed);
+  const pki = await ensurePki(path.join(dir, 'pki'), { nodeName: 'pid1-test' });
+  identity = writeIdentityDocument(path.join(dir, 'pki'), 'pid1-test', pki.files);
 });
 afterEach(() => {
   if (running && running.child.exitCode === null && running.child.signalCode === null) running.child.kill('SIGKILL');
@@ -37,13 +43,21 @@ const GOOD_CONFIG = JSON.stringify(
   }),
 );
 
-function startAsPid1(name: string, fakeEnv: Record<string, string>, configText = GOOD_CONFIG) {
+/**
+ * `withIdentity`: the node's identity where QEMU's fw_cfg puts it (a tmpfs over /sys/firmware in the namespace
+ * stands in for the device); without it the node has none.
+ */
+function startAsPid1(name: string, fakeEnv: Record<string, string>, configText = GOOD_CONFIG, withIdentity = true) {
   const upper = path.join(dir, `${name}-upper`);
   const work = path.join(dir, `${name}-work`);
   mkdirSync(path.join(upper, 'aurae'), { recursive: true });
   mkdirSync(work);
   writeFileSync(path.join(upper, 'aurae', 'config.json'), configText);
-  const script = `mount -t overlay overlay -o lowerdir=/etc,upperdir=${upper},workdir=${work} /etc && exec "$@"`;
+  const fwCfg = path.dirname(IDENTITY_SYSFS_PATH);
+  const script =
+    `mount -t overlay overlay -o lowerdir=/etc,upperdir=${upper},workdir=${work} /etc && mount -t tmpfs tmpfs /sys/firmware && ` +
+    (withIdentity ? `mkdir -p ${fwCfg} && cp ${identity} ${IDENTITY_SYSFS_PATH} && ` : '') +
+    'exec "$@"';
   running = startInit(
     ['unshare', '--pid', '--fork', '--kill-child', '--mount-proc', '--mount', '--uts', '--net', 'sh', '-c', script, 'sh', ...initArgv()],
     {
@@ -123,6 +137,16 @@ describe('init as PID 1 of a PID namespace', () => {
     expectMarkersInOrder(init.lines, 'reboot');
     expect(init.output()).toMatch(/shutdown: begin \(reboot, reason: requested by fake-admin via auraed\)/);
     expect(exit).toEqual({ code: null, signal: 'SIGHUP' });
+  });
+
+  it('without an identity: says so, prints AURAE_NO_IDENTITY, never starts auraed, and still powers off on SIGTERM', async () => {
+    const init = startAsPid1('no-identity', {}, GOOD_CONFIG, false);
+    await init.waitFor(/^AURAE_NO_IDENTITY (\{.*\})$/, 20_000);
+    expect(init.output()).toMatch(/init: error: no identity for node pid1-test: auraed is not started/);
+    process.kill(hostPidOfInit(init.child.pid!), 'SIGTERM');
+    const exit = await init.exited;
+    expect(init.output()).not.toMatch(/AURAE_READY|auraed: /);
+    expect(exit).toEqual({ code: null, signal: 'SIGINT' });
   });
 
   it('reboots, saying what is wrong, when the image config is invalid', async () => {

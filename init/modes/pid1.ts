@@ -6,6 +6,8 @@ import { IMAGE_CONFIG_PATH, RUNTIME_CONFIG_PATH, type NodeConfig } from '../../s
 import { resolveNodeConfig } from '../cmdline';
 import { createDebugShell, debugShellSpec, type DebugShell } from '../debug-shell';
 import { loadGuestConfig, realGuestModeDeps } from '../guest';
+import { loadNodeIdentity, noIdentityReport } from '../identity';
+import { realIdentityDeps } from '../identity/real';
 import { bootClock, createConsoleLogger, errorMessage, type Logger } from '../log';
 import { applyMounts, enableCgroupControllers, mountTable, unmountPlan } from '../mounts';
 import { applyNetwork, networkPlan } from '../net';
@@ -77,7 +79,8 @@ export async function runPid1(): Promise<void> {
 
   try {
     mountFilesystems(syscalls, log);
-    const storage = await mountStorage(realStorageDeps(syscalls, log));
+    const storageDeps = realStorageDeps(syscalls, log);
+    const storage = await mountStorage(storageDeps);
     mkdirSync('/run/aurae', { recursive: true, mode: 0o755 });
     writeFileSync(STORAGE_STATUS_PATH, `${JSON.stringify(storage)}\n`);
     try {
@@ -87,8 +90,21 @@ export async function runPid1(): Promise<void> {
     }
 
     // A spawned child (guest payload in fw_cfg) becomes the node its parent described; otherwise the image's.
-    const config = loadGuestConfig(realGuestModeDeps(readOrNull('/proc/cmdline') ?? '', log)) ?? readConfig(log);
+    const guestConfig = loadGuestConfig(realGuestModeDeps(readOrNull('/proc/cmdline') ?? '', log));
+    let config = guestConfig ?? readConfig(log);
     if (!config) return power('reboot', 'the node config could not be read');
+    // A node booted from its image has no key in it: its identity comes from fw_cfg or its disk (init/identity).
+    let servable = true;
+    if (!guestConfig) {
+      const identity = loadNodeIdentity(config, realIdentityDeps(storageDeps, storage.boot.device, log));
+      if (identity.ok) config = identity.config;
+      else {
+        servable = false;
+        const report = noIdentityReport(identity);
+        log.error(report.message);
+        log.raw(report.line);
+      }
+    }
     state.config = config;
 
     // A child's name is a path (aurae/web); its hostname is its own label.
@@ -111,6 +127,9 @@ export async function runPid1(): Promise<void> {
       state.shell.start();
     }
 
+    // Without an identity nothing privileged runs: no auraed (the debug shell, the power button and signals still
+    // work). PID 1 must not exit with nothing left to keep it busy (the kernel would panic): it stays.
+    if (!servable) return hangForever();
     state.service = createAuraedService({
       argv: locateAuraed(process.env, RUNTIME_CONFIG_PATH),
       policy: config.supervise,

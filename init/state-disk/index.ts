@@ -4,8 +4,9 @@
 //     it spawns children.
 //  2. The state volume: the ext4 filesystem labelled AURAE_STATE is mounted on /var/lib/aurae, so auraed's
 //     database and logs survive reboots. When the boot volume is a partition of a GPT disk (a flashed disk.raw),
-//     the STATE partition is created at first boot in the free space after it, filling the disk, and grown
-//     when the disk grew (init/disk plans the GPT change). e2fsck repairs it after an unclean shutdown.
+//     the STATE partition is created at first boot in the free space after its last partition (disk.raw has the
+//     ESP and AURAE_IDENTITY), filling the disk, and grown when the disk grew (init/disk plans the GPT change).
+//     e2fsck repairs it after an unclean shutdown.
 // With several boot volumes, the one the firmware booted (LoaderDevicePartUUID) wins; a primary GPT torn by a
 // power cut is restored from its backup first (Linux would see no partitions).
 // Without a state volume /var/lib/aurae stays in RAM and the node says so; when a state volume exists or was
@@ -98,7 +99,7 @@ export async function mountStorage(deps: StorageDeps): Promise<StorageStatus> {
   let state = chosen.state;
   status.boot.device = boot;
 
-  // First boot of a flashed disk: STATE goes after the ESP on the same disk; a grown disk grows it.
+  // First boot of a flashed disk: STATE goes after the last partition on the same disk; a grown disk grows it.
   let grow = false;
   const stateOnBootDisk = state === null || safe(() => deps.parentDisk(state!), null) === disk;
   if (disk && !ambiguous && stateOnBootDisk) {

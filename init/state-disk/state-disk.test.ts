@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildGpt, guidFromSeed, parseGpt, PARTITION_TYPES } from '../disk';
+import { IDENTITY_PARTITION_NAME, IDENTITY_PARTITION_TYPE } from '../identity/document';
 import { createMemoryLogger } from '../log';
 import { extLabel, fat32Label, mountStorage, parseEfiGuidVariable, partitionName, STATE_LABEL, type StorageDeps } from './index';
 
@@ -23,7 +24,7 @@ function fatHead(label: string): Buffer {
 }
 
 /** A fake node: named devices with heads, one GPT disk `vda` of `diskMiB` whose partition 1 is AURAE_BOOT. */
-function fakeNode(o: { diskMiB?: number; extraHeads?: Record<string, Buffer | null>; run?: StorageDeps['run']; mountFails?: string; loader?: string } = {}) {
+function fakeNode(o: { diskMiB?: number; extraHeads?: Record<string, Buffer | null>; run?: StorageDeps['run']; mountFails?: string; loader?: string; identity?: boolean } = {}) {
   let guids = 0;
   const diskMiB = o.diskMiB ?? 256;
   const sectors = (diskMiB * MIB) / 512;
@@ -31,7 +32,11 @@ function fakeNode(o: { diskMiB?: number; extraHeads?: Record<string, Buffer | nu
   const gpt = buildGpt({
     diskSectors: (64 * MIB) / 512, // built small, then "flashed" to a larger disk: the backup is not at the end
     diskGuid: guidFromSeed('disk'),
-    partitions: [{ typeGuid: PARTITION_TYPES.esp, uniqueGuid: guidFromSeed('esp'), firstLba: 2048, lastLba: 2048 + 32 * 2048 - 1, name: 'AURAE_BOOT' }],
+    partitions: [
+      { typeGuid: PARTITION_TYPES.esp, uniqueGuid: guidFromSeed('esp'), firstLba: 2048, lastLba: 2048 + 32 * 2048 - 1, name: 'AURAE_BOOT' },
+      // disk.raw's identity partition (image/disk): 1 MiB right after the ESP.
+      ...(o.identity ? [{ typeGuid: IDENTITY_PARTITION_TYPE, uniqueGuid: guidFromSeed('identity'), firstLba: 2048 + 32 * 2048, lastLba: 2048 + 33 * 2048 - 1, name: IDENTITY_PARTITION_NAME }] : []),
+    ],
   });
   gpt.primary.copy(disk, 0);
   gpt.backup.copy(disk, gpt.backupOffset);
@@ -121,6 +126,36 @@ describe('mountStorage', () => {
       boot: { device: 'vda1', mounted: true, reason: null },
       state: { device: 'vda2', mounted: true, actions: ['created'], degraded: null, reason: null },
     });
+  });
+
+  it('with the identity partition after the ESP (disk.raw): STATE goes after it, leaves it untouched, and still grows', async () => {
+    const node = fakeNode({ identity: true });
+    node.disk.write('{"identity":"document"}', (2048 + 32 * 2048) * 512);
+    const before = Buffer.from(node.disk.subarray((2048 + 32 * 2048) * 512, (2048 + 33 * 2048) * 512));
+    const status = await mountStorage(node.deps);
+    expect(status.state).toMatchObject({ device: 'vda3', mounted: true, actions: ['created'] });
+    const table = parseGpt((off, len) => node.disk.subarray(off, off + len), node.sectors)!;
+    expect(table.partitions.map((p) => [p.index + 1, p.name, p.firstLba, p.lastLba])).toEqual([
+      [1, 'AURAE_BOOT', 2048, 2048 + 32 * 2048 - 1],
+      [2, IDENTITY_PARTITION_NAME, 2048 + 32 * 2048, 2048 + 33 * 2048 - 1],
+      [3, 'AURAE_STATE', 2048 + 33 * 2048, node.sectors - 34],
+    ]);
+    expect(table.partitions[1]!.typeGuid).toBe(IDENTITY_PARTITION_TYPE);
+    expect(node.disk.subarray((2048 + 32 * 2048) * 512, (2048 + 33 * 2048) * 512).equals(before)).toBe(true);
+    expect(node.commands).toEqual(['blockdev --rereadpt /dev/vda', 'mke2fs -t ext4 -q -F -L AURAE_STATE /dev/vda3', 'e2fsck -p /dev/vda3']);
+
+    const bigger = fakeNode({ diskMiB: 512, identity: true });
+    node.disk.copy(bigger.disk);
+    bigger.heads.vda3 = extHead(STATE_LABEL);
+    bigger.heads.vda2 = Buffer.alloc(2048);
+    const grown = await mountStorage(bigger.deps);
+    expect(grown.state).toMatchObject({ device: 'vda3', actions: ['grown'] });
+    const after = parseGpt((off, len) => bigger.disk.subarray(off, off + len), bigger.sectors)!;
+    expect(after.partitions.map((p) => [p.name, p.lastLba])).toEqual([
+      ['AURAE_BOOT', 2048 + 32 * 2048 - 1],
+      [IDENTITY_PARTITION_NAME, 2048 + 33 * 2048 - 1],
+      ['AURAE_STATE', bigger.sectors - 34],
+    ]);
   });
 
   it('second boot: nothing to create; a grown disk grows the partition and then the filesystem online', async () => {

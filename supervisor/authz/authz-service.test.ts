@@ -58,7 +58,7 @@ describe('AuthzService', () => {
       value: {
         changed: true,
         notes: [],
-        rules: [{ identity: 'viewer', effect: Effect.EFFECT_ALLOW, method: 'aurae.node.v0.NodeService/Reboot', source: RuleSource.RULE_SOURCE_API, createdBy: 'admin', createdAt: expect.any(String) }],
+        rules: [{ identity: 'viewer', effect: Effect.EFFECT_ALLOW, method: 'aurae.node.v0.NodeService/Reboot', source: RuleSource.RULE_SOURCE_API, createdBy: 'admin', createdAt: expect.any(String), cells: [], vms: [], nodes: [], uids: [], gids: [] }],
       },
     });
     expect((await call('deny', { identity: 'viewer', method: '*' })).code).toBe(status.OK);
@@ -88,6 +88,19 @@ describe('AuthzService', () => {
       [undefined, undefined],
       [undefined, 'aurae'],
       ['aurae/web', undefined],
+    ]);
+  });
+
+  it('ListAudit carries an aggregated refusal\'s count and first time on the wire', async () => {
+    const { call, authz } = setup();
+    // A stranger calling Reboot again and again, from new source ports each time.
+    for (let n = 0; n < 40; n++) await call('listAudit', { limit: 0, identity: '', method: '', code: '', beforeId: 0 }, 'mallory');
+    authz.audit({ identity: 'admin', method: 'aurae.vms.v0.VmService/Stop', code: 'OK', detail: 'web', peer: 'p' });
+    const r = await call('listAudit', { limit: 0, identity: '', method: '', code: '', beforeId: 0 });
+    const wire = AuthzServiceListAuditResponse.decode(AuthzServiceListAuditResponse.encode(r.value as unknown as AuthzServiceListAuditResponse).finish());
+    expect(wire.records.map((x) => [x.identity, x.code, x.count, x.firstTime !== ''])).toEqual([
+      ['admin', 'OK', 1, true],
+      ['mallory', 'PERMISSION_DENIED', 40, true],
     ]);
   });
 
@@ -131,12 +144,20 @@ describe('AuthzService', () => {
     ['listAudit', { limit: 0, identity: '', method: '', code: 'x'.repeat(5000), beforeId: 0 }, `code: "${'x'.repeat(40)}…" is not a gRPC status name`],
     ['listAudit', { limit: 0, identity: '', method: '*/*', code: '', beforeId: 0 }, 'method: "*" is not a full service name'],
     ['listAudit', { limit: 0, identity: 'a\nb', method: '', code: '', beforeId: 0 }, 'identity: character 2 (U+000A)'],
-    ['listAudit', { limit: 0, identity: '', method: '', code: '', beforeId: -5 }, 'before_id: a record id from an earlier page, or 0 for the newest (got -5)'],
   ] as const)('%s %j → INVALID_ARGUMENT naming the field', async (method, request, message) => {
     const { call } = setup();
     const result = await call(method, request);
     expect(result.code).toBe(status.INVALID_ARGUMENT);
     expect(result.details).toContain(message);
+  });
+
+  it('listAudit: before_id is a uint64 (decoded as bigint), refused outside 0..2^53-1 with the field and range', async () => {
+    const { call } = setup();
+    for (const beforeId of [-5n, 2n ** 63n, 2n ** 64n - 1n]) {
+      const result = await call('listAudit', { limit: 0, identity: '', method: '', code: '', beforeId });
+      expect(result.code).toBe(status.INVALID_ARGUMENT);
+      expect(result.details).toBe(`before_id: ${beforeId} is out of range: allowed 0..9007199254740991 (a record id from an earlier page, or 0 for the newest)`);
+    }
   });
 
   it('a refused edit is audited with its status and reason', async () => {

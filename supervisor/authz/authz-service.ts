@@ -6,6 +6,7 @@ import {
   type AuthzServiceListAuditResponse,
   type AuthzServiceRevokeResponse,
   type AuthzServiceServer,
+  type AuthzServiceSetParentRulesResponse,
   Effect as ProtoEffect,
   type PolicyRule as ProtoRule,
   RuleSource as ProtoSource,
@@ -13,7 +14,10 @@ import {
 import { type RpcContext, unary } from '../server';
 import type { Authz } from './authz';
 import type { PolicyRule } from './policy';
-import { validateAuditRequest, validatePolicyRequest, validateRevokeRequest, validateRuleRequest } from './validation';
+import { scopeFlags } from './patterns';
+import { validateAuditRequest, validateParentRules, validatePolicyRequest, validateRevokeRequest, validateRuleRequest } from './validation';
+
+const SOURCES = { config: ProtoSource.RULE_SOURCE_CONFIG, api: ProtoSource.RULE_SOURCE_API, parent: ProtoSource.RULE_SOURCE_PARENT } as const;
 
 const SERVICE = 'aurae.authz.v0.AuthzService';
 
@@ -22,9 +26,14 @@ export function toProtoRule(rule: PolicyRule): ProtoRule {
     identity: rule.identity,
     effect: rule.effect === 'allow' ? ProtoEffect.EFFECT_ALLOW : ProtoEffect.EFFECT_DENY,
     method: rule.pattern,
-    source: rule.source === 'config' ? ProtoSource.RULE_SOURCE_CONFIG : ProtoSource.RULE_SOURCE_API,
+    source: SOURCES[rule.source],
     createdBy: rule.createdBy ?? '',
     createdAt: rule.createdAt ?? '',
+    cells: [...(rule.scope?.cells ?? [])],
+    vms: [...(rule.scope?.vms ?? [])],
+    nodes: [...(rule.scope?.nodes ?? [])],
+    uids: [...(rule.scope?.uids ?? [])],
+    gids: [...(rule.scope?.gids ?? [])],
   };
 }
 
@@ -36,7 +45,7 @@ export function createAuthzService(ctx: RpcContext, authz: Authz): AuthzServiceS
       validate: validatePolicyRequest,
       run: (identity): AuthzServiceGetPolicyResponse => {
         const view = authz.policy(identity);
-        return { admins: view.admins, openMethods: view.open, adminOnlyMethods: view.adminOnly, rules: view.rules.map(toProtoRule) };
+        return { admins: view.admins, openMethods: view.open, adminOnlyMethods: view.adminOnly, parentOnlyMethods: view.parentOnly, rules: view.rules.map(toProtoRule) };
       },
     }),
 
@@ -44,9 +53,9 @@ export function createAuthzService(ctx: RpcContext, authz: Authz): AuthzServiceS
       method: `${SERVICE}/Allow`,
       access: 'admin',
       validate: validateRuleRequest,
-      summary: ({ identity, pattern }) => `allow ${identity} ${pattern}`,
-      run: ({ identity, pattern }, caller): AuthzServiceAllowResponse => {
-        const change = authz.allow(caller, identity, pattern);
+      summary: ({ identity, pattern, scope }) => `allow ${identity} ${pattern}${scoped(scope)}`,
+      run: ({ identity, pattern, scope }, caller): AuthzServiceAllowResponse => {
+        const change = authz.allow(caller, identity, pattern, scope);
         return { changed: change.changed, rules: change.rules.map(toProtoRule), notes: change.notes };
       },
     }),
@@ -55,9 +64,9 @@ export function createAuthzService(ctx: RpcContext, authz: Authz): AuthzServiceS
       method: `${SERVICE}/Deny`,
       access: 'admin',
       validate: validateRuleRequest,
-      summary: ({ identity, pattern }) => `deny ${identity} ${pattern}`,
-      run: ({ identity, pattern }, caller): AuthzServiceDenyResponse => {
-        const change = authz.deny(caller, identity, pattern);
+      summary: ({ identity, pattern, scope }) => `deny ${identity} ${pattern}${scoped(scope)}`,
+      run: ({ identity, pattern, scope }, caller): AuthzServiceDenyResponse => {
+        const change = authz.deny(caller, identity, pattern, scope);
         return { changed: change.changed, rules: change.rules.map(toProtoRule), notes: change.notes };
       },
     }),
@@ -77,7 +86,24 @@ export function createAuthzService(ctx: RpcContext, authz: Authz): AuthzServiceS
       method: `${SERVICE}/ListAudit`,
       access: 'read',
       validate: validateAuditRequest,
-      run: (query): AuthzServiceListAuditResponse => ({ records: authz.listAudit(query) }),
+      // id is a uint64 on the wire (bigint in the generated code); count (uint32) and firstTime map as they are.
+      run: (query): AuthzServiceListAuditResponse => ({ records: authz.listAudit(query).map((r) => ({ ...r, id: BigInt(r.id) })) }),
+    }),
+
+    setParentRules: unary(ctx, {
+      method: `${SERVICE}/SetParentRules`,
+      access: 'admin',
+      validate: (request: { rules: ProtoRule[] }) =>
+        validateParentRules(request, (e) => (e === ProtoEffect.EFFECT_ALLOW ? 'allow' : e === ProtoEffect.EFFECT_DENY ? 'deny' : null)),
+      summary: (rules) => `${rules.length} inherited rules`,
+      run: (rules): AuthzServiceSetParentRulesResponse => ({ rules: authz.setParentRules(rules) }),
     }),
   };
 }
+
+/** " --cell 'nova/*' …" for the audit summary; "" when unscoped. */
+function scoped(scope: Parameters<typeof scopeFlags>[0]): string {
+  const flags = scopeFlags(scope);
+  return flags ? ` ${flags}` : '';
+}
+

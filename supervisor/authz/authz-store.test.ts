@@ -98,52 +98,7 @@ describe('authz store', () => {
     expect(store.rules().map((r) => r.identity)).toEqual(['ci']);
   });
 
-  it('a flood of denied calls cannot push other records out', () => {
-    const store = createAuthzStore(memory(), { auditMaxRecords: 10 });
-    store.appendAudit(entry(1, { identity: 'admin', method: 'aurae.cells.v0.CellService/Free', code: 'OK' }));
-    for (let n = 2; n <= 40; n++) store.appendAudit(entry(n, { identity: 'mallory', code: 'PERMISSION_DENIED' }));
-    const records = store.listAudit({ limit: 100 });
-    expect(records.filter((r) => r.code === 'PERMISSION_DENIED')).toHaveLength(5);
-    expect(records.find((r) => r.identity === 'admin')?.method).toBe('aurae.cells.v0.CellService/Free');
-  });
-
-  it('keeps only the newest N audit records', () => {
-    const store = createAuthzStore(memory(), { auditMaxRecords: 5 });
-    for (let n = 1; n <= 12; n++) store.appendAudit(entry(n));
-    expect(store.auditCount()).toBe(5);
-    const records = store.listAudit({ limit: 100 });
-    expect(records.map((r) => r.id)).toEqual([12, 11, 10, 9, 8]);
-    expect(records[0]).toEqual({ id: 12, ...entry(12) });
-  });
-
-  it('a smaller bound after a restart trims on the next write', () => {
-    const db = memory();
-    const big = createAuthzStore(db, { auditMaxRecords: 100 });
-    for (let n = 1; n <= 20; n++) big.appendAudit(entry(n));
-    const small = createAuthzStore(db, { auditMaxRecords: 3 });
-    expect(small.auditCount()).toBe(20);
-    small.appendAudit(entry(21));
-    // Three rows stay; of them at most one (half of 3, rounded down) is a denial: 19 made way for 21.
-    expect(small.listAudit({ limit: 10 }).map((r) => r.id)).toEqual([21, 20, 18]);
-  });
-
-  it('filters by identity, method (exact or Service/*), code, and pages with beforeId', () => {
-    const store = createAuthzStore(memory(), { auditMaxRecords: 100 });
-    for (let n = 1; n <= 12; n++) store.appendAudit(entry(n));
-    // A method with "_" must not act as a LIKE wildcard.
-    store.appendAudit(entry(13, { method: 'a.B_C/D' }));
-    store.appendAudit(entry(14, { method: 'a.BxC/D' }));
-    const ids = (q: Parameters<ReturnType<typeof createAuthzStore>['listAudit']>[0]) => store.listAudit(q).map((r) => r.id);
-    expect(ids({ limit: 3 })).toEqual([14, 13, 12]);
-    expect(ids({ limit: 100, identity: 'nova' })).toEqual([13, 11, 9, 7, 5, 3, 1]);
-    expect(ids({ limit: 100, method: 'aurae.authz.v0.AuthzService/Allow' })).toEqual([12, 9, 6, 3]);
-    expect(ids({ limit: 100, method: 'aurae.authz.v0.AuthzService/*' })).toEqual([12, 9, 6, 3]);
-    expect(ids({ limit: 100, method: 'a.B_C/*' })).toEqual([13]);
-    expect(ids({ limit: 100, method: '*' })).toHaveLength(14);
-    expect(ids({ limit: 100, code: 'OK', identity: 'admin' })).toEqual([14, 12, 10, 8, 6, 4, 2]);
-    expect(ids({ limit: 2, beforeId: 10 })).toEqual([9, 8]);
-    expect(ids({ limit: 100, identity: 'nobody' })).toEqual([]);
-  });
+  // The audit log's bounds, aggregation, batching and filters: audit-log.test.ts.
 
   it('refuses a bound that is not a positive integer', () => {
     expect(() => createAuthzStore(memory(), { auditMaxRecords: 0 })).toThrow('auditMaxRecords must be a positive integer (got 0)');

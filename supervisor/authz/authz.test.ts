@@ -125,7 +125,7 @@ describe('createAuthz', () => {
   it('audit stamps the time; a failing write is logged, not thrown', () => {
     const { authz } = setup();
     authz.audit({ identity: 'nova', method: 'm.S/M', code: 'OK', detail: '', peer: 'p' });
-    expect(authz.listAudit({ limit: 10 })).toEqual([{ id: 1, time: '2026-02-03T04:05:06.000Z', identity: 'nova', method: 'm.S/M', code: 'OK', detail: '', peer: 'p' }]);
+    expect(authz.listAudit({ limit: 10 })).toEqual([{ id: 1, time: '2026-02-03T04:05:06.000Z', identity: 'nova', method: 'm.S/M', code: 'OK', detail: '', peer: 'p', count: 1, firstTime: '2026-02-03T04:05:06.000Z' }]);
 
     const records: LogFields[] = [];
     const log = createJsonLogger({ subsystem: 't', write: (l) => void records.push(JSON.parse(l)) });

@@ -5,14 +5,20 @@
 // API rules (stored in SQLite). Deny wins over allow across both sources, so an API deny can switch off a
 // config allow, but an API allow cannot override a config deny (that takes a config change). API edits only
 // ever touch API rules: config rules are read-only through the API and come back on every start.
+//
+// Inherited rules: a spawned node also holds its parent's effective rules (source 'parent'), given at boot in
+// its config (authz.inherited, from the guest payload) and replaced whenever the parent pushes its rules again
+// (SetParentRules, which only the parent may call). They are evaluated like the others (deny wins), so a deny at
+// the parent holds on the child even for calls that reach the child directly, not through the parent.
 import { AuraeError } from '../errors';
 import type { Logger } from '../log';
-import type { AuditEvent, Authorizer, Caller } from '../server';
+import type { AuditEvent, Authorizer, Caller, CheckTarget } from '../server';
 import type { AuditQuery, AuditRecord, AuthzStore } from './authz-store';
 import {
   ADMIN_ONLY_METHODS,
   type Effect,
   OPEN_METHODS,
+  PARENT_ONLY_METHODS,
   type Policy,
   type PolicyRule,
   decide,
@@ -20,10 +26,11 @@ import {
   denialMessage,
   ruleNotes,
 } from './policy';
-import { matches, shellWord } from './patterns';
+import { type RuleScope, matches, normalScope, shellWord, unscoped } from './patterns';
+import { type InheritedRule, fromInherited, toInherited } from './rule-store';
 
-/** A rule as the node config writes it: one entry per identity. */
-export interface ConfigRule {
+/** A rule as the node config writes it: an identity, its patterns, and the resources they apply to (default all). */
+export interface ConfigRule extends RuleScope {
   identity: string;
   allow: readonly string[];
   deny: readonly string[];
@@ -38,6 +45,10 @@ export interface AuthzOptions {
   knownMethods?: () => ReadonlySet<string>;
   log: Logger;
   clock?: () => Date;
+  /** This node's path (config.node.name): what node-scoped rules are matched against for local calls. */
+  nodePath?: string;
+  /** The rules inherited from the parent at boot (config.authz.inherited; already validated). */
+  inherited?: readonly InheritedRule[];
 }
 
 /** A policy view: the fixed parts and the effective rules, optionally for one identity. */
@@ -45,6 +56,7 @@ export interface PolicyView {
   admins: string[];
   open: string[];
   adminOnly: string[];
+  parentOnly: string[];
   rules: PolicyRule[];
 }
 
@@ -65,21 +77,31 @@ export interface RevokeResult {
 
 export interface Authz extends Authorizer {
   policy(identity?: string): PolicyView;
-  allow(by: Caller, identity: string, pattern: string): RuleChange;
-  deny(by: Caller, identity: string, pattern: string): RuleChange;
+  allow(by: Caller, identity: string, pattern: string, scope?: RuleScope): RuleChange;
+  deny(by: Caller, identity: string, pattern: string, scope?: RuleScope): RuleChange;
   /** Remove `identity`'s API rules for `pattern` (both effects), or all of them when pattern is null. */
   revoke(by: Caller, identity: string, pattern: string | null): RevokeResult;
   listAudit(query: AuditQuery): AuditRecord[];
   /** Config rules whose pattern matches no method this auraed serves (worth a warning at startup, not an error). */
   unmatchedConfigRules(): PolicyRule[];
+  /** Every effective rule (config, parent, API) in the form a child inherits. */
+  inheritable(): InheritedRule[];
+  /** Replace the rules inherited from the parent (its push); returns how many rules it now inherits. */
+  setParentRules(rules: readonly InheritedRule[]): number;
+  /** Call `listener` after every change of the effective rules (to push them to children); returns an unsubscribe. */
+  onChange(listener: () => void): () => void;
 }
 
 /** Flatten config entries into rules (stable order: as written). */
 export function configPolicyRules(entries: readonly ConfigRule[]): PolicyRule[] {
-  return entries.flatMap((e) => [
-    ...e.allow.map((pattern) => ({ identity: e.identity, effect: 'allow' as const, pattern, source: 'config' as const })),
-    ...e.deny.map((pattern) => ({ identity: e.identity, effect: 'deny' as const, pattern, source: 'config' as const })),
-  ]);
+  return entries.flatMap((e) => {
+    const scope = normalScope(e);
+    const scoped = unscoped(scope) ? {} : { scope };
+    return [
+      ...e.allow.map((pattern) => ({ identity: e.identity, effect: 'allow' as const, pattern, source: 'config' as const, ...scoped })),
+      ...e.deny.map((pattern) => ({ identity: e.identity, effect: 'deny' as const, pattern, source: 'config' as const, ...scoped })),
+    ];
+  });
 }
 
 export function createAuthz(options: AuthzOptions): Authz {
@@ -87,11 +109,26 @@ export function createAuthz(options: AuthzOptions): Authz {
   const clock = options.clock ?? (() => new Date());
   const admins = new Set(options.admins);
   const configRules = configPolicyRules(options.configRules);
+  // The boot-time inherited set, unless the parent pushed a newer one on top of it (kept across auraed restarts).
+  const bootInherited = [...(options.inherited ?? [])];
+  let parentRules = fromInherited(store.parentRules(bootInherited) ?? bootInherited);
+  const listeners = new Set<() => void>();
   // The effective policy is kept in memory and rebuilt after each edit: checks run on every call.
   let policy: Policy = build();
 
   function build(): Policy {
-    return { admins, open: OPEN_METHODS, adminOnly: ADMIN_ONLY_METHODS, rules: [...configRules, ...store.rules()] };
+    return { admins, open: OPEN_METHODS, adminOnly: ADMIN_ONLY_METHODS, parentOnly: PARENT_ONLY_METHODS, rules: [...configRules, ...parentRules, ...store.rules()] };
+  }
+
+  function changed(): void {
+    policy = build();
+    for (const listener of listeners) {
+      try {
+        listener();
+      } catch (err) {
+        log.error('policy change listener failed', { err });
+      }
+    }
   }
 
   const rulesOf = (identity: string) => policy.rules.filter((r) => r.identity === identity);
@@ -105,21 +142,28 @@ export function createAuthz(options: AuthzOptions): Authz {
     throw new AuraeError('INVALID_ARGUMENT', `method: no method served by this node matches "${pattern}": services are ${services.join(', ')}`);
   }
 
-  function add(by: Caller, identity: string, effect: Effect, pattern: string): RuleChange {
+  function add(by: Caller, identity: string, effect: Effect, pattern: string, scope?: RuleScope): RuleChange {
     checkKnown(pattern);
     const opposite: Effect = effect === 'allow' ? 'deny' : 'allow';
-    // An explicit allow replaces an API deny of exactly the same pattern, and vice versa: the latest edit
-    // is what the admin means. Wider or config rules stay (see the notes).
+    const normal = normalScope(scope);
+    // An explicit allow replaces an API deny of exactly the same pattern and scope, and vice versa: the latest
+    // edit is what the admin means. Wider or config rules stay (see the notes).
     // One transaction: a crash between the two would leave neither rule.
-    const { added, removed } = store.replaceRule({ identity, effect, pattern, createdBy: by.identity, createdAt: clock().toISOString() });
-    policy = build();
-    if (added || removed) log.info('policy changed', { by: by.identity, identity, effect, pattern, replaced: removed ? opposite : undefined });
-    return { changed: added || removed, rules: rulesOf(identity), notes: ruleNotes(policy, identity, effect, pattern) };
+    const { added, removed } = store.replaceRule({ identity, effect, pattern, scope: normal, createdBy: by.identity, createdAt: clock().toISOString() });
+    if (added || removed) {
+      changed();
+      log.info('policy changed', { by: by.identity, identity, effect, pattern, ...(unscoped(normal) ? {} : { scope: normal }), replaced: removed ? opposite : undefined });
+    }
+    return { changed: added || removed, rules: rulesOf(identity), notes: ruleNotes(policy, identity, effect, pattern, normal) };
   }
 
   return {
-    check(caller, method) {
-      const decision = decide(policy, caller.identity, method);
+    check(caller, method, target: CheckTarget = {}) {
+      const decision = decide(policy, caller.identity, method, {
+        node: target.node ?? options.nodePath,
+        resource: target.resource === undefined ? null : target.resource,
+        fromParent: caller.parent === true,
+      });
       if (decision.allowed) return null;
       return { message: denialMessage(caller.identity, method, decision), detail: decisionDetail(decision) };
     },
@@ -138,16 +182,24 @@ export function createAuthz(options: AuthzOptions): Authz {
         admins: [...admins],
         open: [...OPEN_METHODS],
         adminOnly: [...ADMIN_ONLY_METHODS],
+        parentOnly: [...PARENT_ONLY_METHODS],
         rules: identity === undefined ? [...policy.rules] : rulesOf(identity),
       };
     },
 
-    allow: (by, identity, pattern) => add(by, identity, 'allow', pattern),
-    deny: (by, identity, pattern) => add(by, identity, 'deny', pattern),
+    allow: (by, identity, pattern, scope) => add(by, identity, 'allow', pattern, scope),
+    deny: (by, identity, pattern, scope) => add(by, identity, 'deny', pattern, scope),
 
     revoke(by, identity, pattern) {
       const removed = store.removeRules(identity, pattern);
       const fromConfig = configRules.filter((r) => r.identity === identity && (pattern === null || r.pattern === pattern));
+      const inherited = parentRules.filter((r) => r.identity === identity && (pattern === null || r.pattern === pattern));
+      if (removed === 0 && fromConfig.length === 0 && inherited.length > 0) {
+        throw new AuraeError(
+          'FAILED_PRECONDITION',
+          `identity "${identity}": its rules${pattern === null ? '' : ` for "${pattern}"`} are inherited from this node's parent, which the API here cannot change: revoke them at the node where they were written (the parent pushes the change), or add an API deny here (deny wins)`,
+        );
+      }
       if (removed === 0 && fromConfig.length === 0) {
         const what = pattern === null ? 'no rules' : `no rule for "${pattern}"`;
         throw new AuraeError('NOT_FOUND', `identity "${identity}" has ${what}: see aer authz policy --identity ${shellWord(identity)}`);
@@ -159,7 +211,7 @@ export function createAuthz(options: AuthzOptions): Authz {
           `identity "${identity}": ${what} from the node config (authz.policy), which the API cannot change: edit the config and restart auraed, or add an API deny (deny wins)`,
         );
       }
-      policy = build();
+      changed();
       if (removed > 0) log.info('policy changed', { by: by.identity, identity, revoked: pattern ?? '(all)', removed });
       const notes = fromConfig.length
         ? [`${fromConfig.length} rule(s) come from the node config (authz.policy) and stay: edit the config to change them`]
@@ -173,6 +225,21 @@ export function createAuthz(options: AuthzOptions): Authz {
       const known = options.knownMethods?.();
       if (!known) return [];
       return configRules.filter((r) => ![...known].some((m) => matches(r.pattern, m)));
+    },
+
+    inheritable: () => toInherited(policy.rules),
+
+    setParentRules(rules) {
+      store.setParentRules(bootInherited, rules, clock().toISOString());
+      parentRules = fromInherited(rules);
+      changed();
+      log.info('inherited rules replaced by the parent', { rules: rules.length });
+      return parentRules.length;
+    },
+
+    onChange(listener) {
+      listeners.add(listener);
+      return () => void listeners.delete(listener);
     },
   };
 }

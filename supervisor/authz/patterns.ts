@@ -75,3 +75,143 @@ export function covers(outer: string, inner: string): boolean {
 export function shellWord(word: string): string {
   return /^[A-Za-z0-9._/:@=+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Resource scopes. A rule may name the resources it applies to, besides its methods:
+//   cells  cell path patterns: "*" every cell, "nova" the cell nova and every cell below it, "nova/*" only the
+//          cells below nova (so a tenant can be confined under a cell an admin sized for her)
+//   vms    child VM names on the node: "*", an exact name "web", or a prefix "nova-*"
+//   nodes  node path patterns, as cells: "*", "aurae/web" (that node and its descendants), "aurae/*" (only
+//          the descendants of aurae)
+//   uids, gids  the users/groups executables may run as: "1000", "1000-1999"
+// No scope (empty lists) means every resource, as rules without scopes always did.
+
+/** At most this many entries in one scope list (rules are read on every call). */
+export const MAX_SCOPE_ENTRIES = 32;
+/** Largest uid/gid (as executables accept: 2^32 - 2). */
+export const MAX_ID = 4_294_967_294;
+
+const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const VM_PREFIX = /^[a-z0-9][a-z0-9-]{0,61}\*$/;
+
+/** A rule's resource scope; absent or empty lists do not restrict. */
+export interface RuleScope {
+  cells?: readonly string[];
+  vms?: readonly string[];
+  nodes?: readonly string[];
+  uids?: readonly string[];
+  gids?: readonly string[];
+}
+
+export const SCOPE_FIELDS = ['cells', 'vms', 'nodes', 'uids', 'gids'] as const;
+export type ScopeField = (typeof SCOPE_FIELDS)[number];
+
+function shown(value: string): string {
+  const chars = [...value];
+  return JSON.stringify(chars.length > 80 ? `${chars.slice(0, 80).join('')}…` : value);
+}
+
+/** Why `pattern` is not a valid path pattern ("*", "a/b", "a/b/*"), or null. `what` is "cell" or "node". */
+function pathPatternProblem(pattern: string, field: string, what: 'cell' | 'node'): string | null {
+  const example = what === 'cell' ? '"nova" (nova and the cells below it), "nova/*" (only the cells below nova) or "*"' : '"aurae/web" (that node and its descendants), "aurae/*" (only the descendants of aurae) or "*"';
+  if (pattern === '*') return null;
+  if (pattern.length > 255) return `${field}: ${shown(pattern)} is longer than 255 characters: use ${example}`;
+  const base = pattern.endsWith('/*') ? pattern.slice(0, -2) : pattern;
+  const labels = base.split('/');
+  if (labels.length > 9 || !labels.every((l) => LABEL.test(l))) {
+    return `${field}: ${shown(pattern)} is not a ${what} path pattern: DNS labels (a-z, 0-9, "-") joined by "/", optionally ending in "/*": use ${example}`;
+  }
+  return null;
+}
+
+export function cellPatternProblem(pattern: string, field = 'cells'): string | null {
+  return pathPatternProblem(pattern, field, 'cell');
+}
+
+export function nodePatternProblem(pattern: string, field = 'nodes'): string | null {
+  return pathPatternProblem(pattern, field, 'node');
+}
+
+export function vmPatternProblem(pattern: string, field = 'vms'): string | null {
+  if (pattern === '*' || LABEL.test(pattern) || VM_PREFIX.test(pattern)) return null;
+  return `${field}: ${shown(pattern)} is not a VM name pattern: use a VM name (a DNS label, e.g. "web"), a prefix ending in "*" (e.g. "nova-*") or "*"`;
+}
+
+/** [min, max] of "N" or "N-M", or null when malformed. */
+export function parseIdRange(range: string): [number, number] | null {
+  const m = /^(\d{1,10})(?:-(\d{1,10}))?$/.exec(range);
+  if (!m) return null;
+  const min = Number(m[1]);
+  const max = m[2] === undefined ? min : Number(m[2]);
+  if (min > MAX_ID || max > MAX_ID || min > max) return null;
+  return [min, max];
+}
+
+export function idRangeProblem(range: string, field = 'uids'): string | null {
+  if (parseIdRange(range) !== null) return null;
+  return `${field}: ${shown(range)} is not an id range: use "N" or "N-M" with 0 <= N <= M <= ${MAX_ID}, e.g. "1000-1999"`;
+}
+
+const SCOPE_CHECKS: Record<ScopeField, (value: string, field: string) => string | null> = {
+  cells: cellPatternProblem,
+  vms: vmPatternProblem,
+  nodes: nodePatternProblem,
+  uids: idRangeProblem,
+  gids: idRangeProblem,
+};
+
+/** Why `scope` is not valid (the first problem, naming the field, e.g. "cells[1]: …"), or null. */
+export function scopeProblem(scope: RuleScope, prefix = ''): string | null {
+  for (const field of SCOPE_FIELDS) {
+    const values = scope[field] ?? [];
+    if (values.length > MAX_SCOPE_ENTRIES) return `${prefix}${field}: at most ${MAX_SCOPE_ENTRIES} entries (got ${values.length})`;
+    for (let i = 0; i < values.length; i++) {
+      const problem = SCOPE_CHECKS[field](values[i]!, `${prefix}${field}[${i}]`);
+      if (problem !== null) return problem;
+    }
+  }
+  return null;
+}
+
+/** The scope with empty lists dropped, duplicates removed and entries sorted: one spelling per meaning. */
+export function normalScope(scope: RuleScope | undefined): RuleScope {
+  const out: { -readonly [K in ScopeField]?: string[] } = {};
+  for (const field of SCOPE_FIELDS) {
+    const values = scope?.[field] ?? [];
+    if (values.length) out[field] = [...new Set(values)].sort();
+  }
+  return out;
+}
+
+/** Whether `scope` restricts nothing. */
+export function unscoped(scope: RuleScope | undefined): boolean {
+  return SCOPE_FIELDS.every((f) => !(scope?.[f]?.length));
+}
+
+/** Whether the path `path` (a cell or node path) is within the valid path pattern `pattern`. */
+export function pathWithin(pattern: string, path: string): boolean {
+  if (pattern === '*') return true;
+  if (pattern.endsWith('/*')) return path.startsWith(pattern.slice(0, -1));
+  return path === pattern || path.startsWith(`${pattern}/`);
+}
+
+/** Whether the VM name `name` matches the valid VM pattern `pattern`. */
+export function vmWithin(pattern: string, name: string): boolean {
+  if (pattern === '*') return true;
+  if (pattern.endsWith('*')) return name.startsWith(pattern.slice(0, -1));
+  return name === pattern;
+}
+
+/** Whether `id` is in one of the valid ranges. */
+export function idWithin(ranges: readonly string[], id: number): boolean {
+  return ranges.some((r) => {
+    const [min, max] = parseIdRange(r)!;
+    return id >= min && id <= max;
+  });
+}
+
+/** The scope as CLI flags, e.g. "--cell 'nova/*' --uid 1000-1999" ("" when unscoped). */
+export function scopeFlags(scope: RuleScope | undefined): string {
+  const flag: Record<ScopeField, string> = { cells: '--cell', vms: '--vm', nodes: '--on-node', uids: '--uid', gids: '--gid' };
+  return SCOPE_FIELDS.flatMap((f) => (scope?.[f] ?? []).map((v) => `${flag[f]} ${shellWord(v)}`)).join(' ');
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { covers, identityProblem, matches, methodPatternProblem, shellWord } from './patterns';
-import { ADMIN_ONLY_METHODS, OPEN_METHODS, type Policy, type PolicyRule, decide, decisionDetail, denialMessage, ruleNotes } from './policy';
+import { covers, identityProblem, matches, methodPatternProblem, pathWithin, scopeProblem, shellWord } from './patterns';
+import { ADMIN_ONLY_METHODS, OPEN_METHODS, PARENT_ONLY_METHODS, type Policy, type PolicyRule, type Target, decide, decisionDetail, denialMessage, ruleNotes } from './policy';
 
 const rule = (identity: string, effect: 'allow' | 'deny', pattern: string, source: 'config' | 'api' = 'config'): PolicyRule => ({
   identity,
@@ -188,5 +188,138 @@ describe('patterns', () => {
     expect(shellWord('nova')).toBe('nova');
     expect(shellWord('a.B/*')).toBe(`'a.B/*'`);
     expect(shellWord("it's")).toBe(`'it'\\''s'`);
+  });
+});
+
+describe('decide with resources, nodes and run-as (scoped rules)', () => {
+  const CELLS = 'aurae.cells.v0.CellService';
+  const scoped = (identity: string, effect: 'allow' | 'deny', pattern: string, scope: PolicyRule['scope'], source: PolicyRule['source'] = 'config'): PolicyRule => ({ identity, effect, pattern, source, scope });
+  const tenants: Policy = {
+    admins: new Set(['admin']),
+    open: OPEN_METHODS,
+    adminOnly: ADMIN_ONLY_METHODS,
+    parentOnly: PARENT_ONLY_METHODS,
+    rules: [
+      scoped('nova', 'allow', `${CELLS}/*`, { cells: ['nova/*'] }),
+      scoped('nova', 'deny', `${CELLS}/Free`, { cells: ['nova/keep'] }),
+      scoped('nova', 'allow', 'aurae.vms.v0.VmService/*', { vms: ['nova-*'] }),
+      scoped('web-ops', 'allow', `${CELLS}/*`, { nodes: ['aurae/web'] }),
+      scoped('builder', 'allow', `${CELLS}/Start`, { cells: ['ci'], uids: ['0', '1000-1999'] }),
+      scoped('builder', 'deny', `${CELLS}/Start`, { uids: ['1500'] }, 'parent'),
+      rule('ops', 'allow', '*'),
+    ],
+  };
+  const user = { uid: 1000, gid: 1000 };
+  const root = { uid: 0, gid: 0 };
+
+  it.each([
+    // identity, method, target, allowed, reason
+    ['nova', `${CELLS}/Stop`, { resource: { cell: 'nova/web' } }, true, 'allow'],
+    ['nova', `${CELLS}/Stop`, { resource: { cell: 'nova/web/cache' } }, true, 'allow'],
+    // Another tenant's cell, the tenant's own top cell, and a look-alike name are outside "nova/*".
+    ['nova', `${CELLS}/Stop`, { resource: { cell: 'other/db' } }, false, 'default'],
+    ['nova', `${CELLS}/Free`, { resource: { cell: 'nova' } }, false, 'default'],
+    ['nova', `${CELLS}/Allocate`, { resource: { cell: 'novax' } }, false, 'default'],
+    // A scoped deny carves out one cell (and its subtree).
+    ['nova', `${CELLS}/Free`, { resource: { cell: 'nova/keep/x' } }, false, 'deny'],
+    ['nova', `${CELLS}/Free`, { resource: { cell: 'nova/other' } }, true, 'allow'],
+    // Node-level calls ({}): rules scoped to cells do not allow them.
+    ['nova', `${CELLS}/Stop`, { resource: {} }, false, 'default'],
+    ['nova', 'aurae.node.v0.NodeService/Reboot', {}, false, 'default'],
+    // Method level (resource not known yet): allowed when some rule could allow, the resource check follows.
+    ['nova', `${CELLS}/List`, { resource: null }, true, 'allow'],
+    ['nova', 'aurae.node.v0.NodeService/Reboot', { resource: null }, false, 'default'],
+    // VMs by name pattern; a VM rule says nothing about cells.
+    ['nova', 'aurae.vms.v0.VmService/Stop', { resource: { vm: 'nova-1' } }, true, 'allow'],
+    ['nova', 'aurae.vms.v0.VmService/Stop', { resource: { vm: 'prod' } }, false, 'default'],
+    ['nova', `${CELLS}/Stop`, { resource: { vm: 'nova-1' } }, false, 'default'],
+    // Nodes: a rule for aurae/web applies there and below, not at the root nor where the node is unknown.
+    ['web-ops', `${CELLS}/Stop`, { node: 'aurae/web', resource: { cell: 'x' } }, true, 'allow'],
+    ['web-ops', `${CELLS}/Stop`, { node: 'aurae/web/db', resource: { cell: 'x' } }, true, 'allow'],
+    ['web-ops', `${CELLS}/Stop`, { node: 'aurae', resource: { cell: 'x' } }, false, 'default'],
+    ['web-ops', `${CELLS}/Stop`, { node: 'aurae/webby', resource: { cell: 'x' } }, false, 'default'],
+    ['web-ops', `${CELLS}/Stop`, { resource: { cell: 'x' } }, false, 'default'],
+    // Run-as: non-root by default; pinned ranges exactly; a deny pinned to a uid refuses only that uid.
+    ['nova', `${CELLS}/Start`, { resource: { cell: 'nova/web', runAs: user } }, true, 'allow'],
+    ['nova', `${CELLS}/Start`, { resource: { cell: 'nova/web', runAs: root } }, false, 'run-as'],
+    ['nova', `${CELLS}/Start`, { resource: { cell: 'nova/web', runAs: { uid: 1000, gid: 0 } } }, false, 'run-as'],
+    ['ops', `${CELLS}/Start`, { resource: { cell: 'any', runAs: root } }, false, 'run-as'],
+    ['ops', `${CELLS}/Start`, { resource: { cell: 'any', runAs: user } }, true, 'allow'],
+    ['builder', `${CELLS}/Start`, { resource: { cell: 'ci', runAs: root } }, true, 'allow'],
+    ['builder', `${CELLS}/Start`, { resource: { cell: 'ci/x', runAs: { uid: 1999, gid: 1999 } } }, true, 'allow'],
+    ['builder', `${CELLS}/Start`, { resource: { cell: 'ci', runAs: { uid: 2000, gid: 2000 } } }, false, 'run-as'],
+    ['builder', `${CELLS}/Start`, { resource: { cell: 'ci', runAs: { uid: 1000, gid: 5 } } }, false, 'run-as'],
+    ['builder', `${CELLS}/Start`, { resource: { cell: 'ci', runAs: { uid: 1500, gid: 1500 } } }, false, 'deny'],
+    // Admins are not confined, run-as included; parent-only methods: only the parent itself, not even admins.
+    ['admin', `${CELLS}/Start`, { resource: { cell: 'other', runAs: root } }, true, 'admin'],
+    ['admin', 'aurae.authz.v0.AuthzService/SetParentRules', {}, false, 'parent-only'],
+    ['aurae', 'aurae.authz.v0.AuthzService/SetParentRules', { fromParent: true }, true, 'parent'],
+    ['ops', 'aurae.authz.v0.AuthzService/SetParentRules', {}, false, 'parent-only'],
+  ] as const)('%s → %s %j: allowed=%s (%s)', (identity, method, target, allowed, reason) => {
+    const decision = decide(tenants, identity, method, target as Target);
+    expect(decision.allowed).toBe(allowed);
+    expect(decision.reason).toBe(reason);
+  });
+
+  it('denial messages name the resource and the grant; inherited denies say where to lift them', () => {
+    const message = (identity: string, method: string, target: Target) => {
+      const d = decide(tenants, identity, method, target);
+      if (d.allowed) throw new Error('expected a denial');
+      return denialMessage(identity, method, d);
+    };
+    expect(message('nova', `${CELLS}/Stop`, { resource: { cell: 'other/db' } })).toBe(
+      `identity "nova" may not call ${CELLS}/Stop on cell "other/db": its rules for this method cover only --cell 'nova/*': an admin can grant it with: aer authz allow nova ${CELLS}/Stop --cell other/db`,
+    );
+    expect(message('stranger', 'aurae.vms.v0.VmService/Stop', { resource: { vm: 'web' } })).toBe(
+      'identity "stranger" may not call aurae.vms.v0.VmService/Stop on VM "web": no rule allows it and non-admin identities are denied by default: an admin can grant it with: aer authz allow stranger aurae.vms.v0.VmService/Stop --vm web',
+    );
+    expect(message('builder', `${CELLS}/Start`, { resource: { cell: 'ci', runAs: { uid: 1500, gid: 1500 } } })).toMatch(
+      /denied by the rule deny "aurae.cells.v0.CellService\/Start" --uid 1500 inherited from this node's parent; .*at the node where it was written/,
+    );
+    expect(message('builder', `${CELLS}/Start`, { resource: { cell: 'ci', runAs: { uid: 2000, gid: 2000 } } })).toMatch(/its rules allow only --uid 0 --uid 1000-1999: .* --cell ci --uid 2000$/);
+    expect(decisionDetail(decide(tenants, 'nova', `${CELLS}/Stop`, { resource: { cell: 'other' } }))).toBe('denied: no rule allows it on cell "other" (default deny)');
+    expect(decisionDetail(decide(tenants, 'nova', `${CELLS}/Free`, { resource: { cell: 'nova/keep' } }))).toBe("denied by config rule deny aurae.cells.v0.CellService/Free --cell nova/keep");
+  });
+
+  it('a scoped deny does not shadow an allow of wider scope in the notes; root grants are noted', () => {
+    expect(ruleNotes(tenants, 'nova', 'allow', `${CELLS}/Free`, { cells: ['nova/*'] })).toEqual([]);
+    expect(ruleNotes(tenants, 'nova', 'allow', `${CELLS}/Free`, { cells: ['nova/keep'] })).toEqual(['still denied by the config rule deny "aurae.cells.v0.CellService/Free" --cell nova/keep (deny wins over allow)']);
+    expect(ruleNotes(tenants, 'nova', 'allow', `${CELLS}/Start`, { uids: ['0-10'] })).toEqual(['executables of "nova" may run as root (uid 0) where this rule applies']);
+  });
+});
+
+describe('scope patterns', () => {
+  it.each([
+    ['cells', '*'], ['cells', 'nova'], ['cells', 'nova/*'], ['cells', 'nova/web/x'],
+    ['nodes', 'aurae'], ['nodes', 'aurae/*'], ['vms', 'web'], ['vms', 'nova-*'], ['vms', '*'],
+    ['uids', '0'], ['uids', '1000-1999'], ['gids', '4294967294'],
+  ] as const)('accepts %s %j', (field, value) => {
+    expect(scopeProblem({ [field]: [value] })).toBeNull();
+  });
+
+  it.each([
+    ['cells', 'Nova', 'cells[0]: "Nova" is not a cell path pattern'],
+    ['cells', 'nova/', 'cells[0]: "nova/" is not a cell path pattern'],
+    ['cells', '../etc', 'cells[0]: "../etc" is not a cell path pattern'],
+    ['cells', 'nova/**', 'cells[0]: "nova/**" is not a cell path pattern'],
+    ['cells', '', 'cells[0]: "" is not a cell path pattern'],
+    ['nodes', 'aurae//web', 'nodes[0]: "aurae//web" is not a node path pattern'],
+    ['vms', 'web/x', 'vms[0]: "web/x" is not a VM name pattern'],
+    ['vms', '*-x', 'vms[0]: "*-x" is not a VM name pattern'],
+    ['uids', '-1', 'uids[0]: "-1" is not an id range'],
+    ['uids', '2000-1000', 'uids[0]: "2000-1000" is not an id range'],
+    ['gids', '4294967295', 'gids[0]: "4294967295" is not an id range'],
+    ['uids', 'root', 'uids[0]: "root" is not an id range'],
+  ] as const)('rejects %s %j naming the field', (field, value, message) => {
+    expect(scopeProblem({ [field]: [value] })).toContain(message);
+  });
+
+  it('matches paths as subtrees: "x" is x and below, "x/*" only below', () => {
+    expect(pathWithin('nova', 'nova')).toBe(true);
+    expect(pathWithin('nova', 'nova/a/b')).toBe(true);
+    expect(pathWithin('nova', 'novax')).toBe(false);
+    expect(pathWithin('nova/*', 'nova')).toBe(false);
+    expect(pathWithin('nova/*', 'nova/a')).toBe(true);
+    expect(pathWithin('*', 'anything')).toBe(true);
   });
 });

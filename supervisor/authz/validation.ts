@@ -1,7 +1,8 @@
 // Request validation for AuthzService: every field checked, errors name the field (INVALID_ARGUMENT).
-import { AuraeError } from '../errors';
+import { AuraeError, checkInt64, MAX_SAFE } from '../errors';
 import type { AuditQuery } from './authz-store';
-import { identityProblem, methodPatternProblem } from './patterns';
+import { type RuleScope, SCOPE_FIELDS, identityProblem, methodPatternProblem, normalScope, scopeProblem } from './patterns';
+import type { InheritedRule } from './rule-store';
 
 export const DEFAULT_AUDIT_LIMIT = 100;
 export const MAX_AUDIT_LIMIT = 1000;
@@ -27,9 +28,33 @@ export function validatePattern(pattern: string, field = 'method'): string {
   return pattern;
 }
 
-/** An identity and a method pattern (Allow, Deny). */
-export function validateRuleRequest(request: { identity: string; method: string }): { identity: string; pattern: string } {
-  return { identity: validateIdentity(request.identity), pattern: validatePattern(request.method) };
+/** The scope lists of a request or rule message (absent lists: empty). */
+export type ScopeMessage = { [K in (typeof SCOPE_FIELDS)[number]]?: readonly string[] };
+
+/** A rule's resource scope: every entry checked, the error names the field and entry (e.g. "cells[0]: …"). */
+export function validateScope(message: ScopeMessage, prefix = ''): RuleScope {
+  const scope: RuleScope = Object.fromEntries(SCOPE_FIELDS.map((f) => [f, [...(message[f] ?? [])]]));
+  invalid(scopeProblem(scope, prefix));
+  return normalScope(scope);
+}
+
+/** An identity, a method pattern and the resources it applies to (Allow, Deny). */
+export function validateRuleRequest(request: { identity: string; method: string } & ScopeMessage): { identity: string; pattern: string; scope: RuleScope } {
+  return { identity: validateIdentity(request.identity), pattern: validatePattern(request.method), scope: validateScope(request) };
+}
+
+/** Most rules one push may carry (a node's whole effective policy). */
+export const MAX_PARENT_RULES = 10_000;
+
+/** SetParentRules: the parent's effective rules, each checked as an API rule would be. */
+export function validateParentRules(request: { rules: ReadonlyArray<{ identity: string; effect: number; method: string } & ScopeMessage> }, effectOf: (effect: number) => 'allow' | 'deny' | null): InheritedRule[] {
+  if (request.rules.length > MAX_PARENT_RULES) throw new AuraeError('INVALID_ARGUMENT', `rules: at most ${MAX_PARENT_RULES} (got ${request.rules.length})`);
+  return request.rules.map((rule, i) => {
+    const effect = effectOf(rule.effect);
+    if (effect === null) throw new AuraeError('INVALID_ARGUMENT', `rules[${i}].effect: must be EFFECT_ALLOW or EFFECT_DENY (got ${rule.effect})`);
+    const scope = validateScope(rule, `rules[${i}].`);
+    return { identity: validateIdentity(rule.identity, `rules[${i}].identity`), effect, method: validatePattern(rule.method, `rules[${i}].method`), ...scope } as InheritedRule;
+  });
 }
 
 /** Revoke: an identity and an optional pattern (empty: all of its API rules). */
@@ -42,13 +67,11 @@ export function validatePolicyRequest(request: { identity: string }): string | u
   return request.identity === '' ? undefined : validateIdentity(request.identity);
 }
 
-export function validateAuditRequest(request: { limit: number; identity: string; method: string; code: string; beforeId: number }): AuditQuery {
+export function validateAuditRequest(request: { limit: number; identity: string; method: string; code: string; beforeId: bigint }): AuditQuery {
   if (!Number.isInteger(request.limit) || request.limit < 0 || request.limit > MAX_AUDIT_LIMIT) {
     throw new AuraeError('INVALID_ARGUMENT', `limit: between 1 and ${MAX_AUDIT_LIMIT}, or 0 for ${DEFAULT_AUDIT_LIMIT} (got ${request.limit})`);
   }
-  if (!Number.isSafeInteger(request.beforeId) || request.beforeId < 0) {
-    throw new AuraeError('INVALID_ARGUMENT', `before_id: a record id from an earlier page, or 0 for the newest (got ${request.beforeId})`);
-  }
+  const beforeId = checkInt64('before_id', request.beforeId, 0, MAX_SAFE, 'a record id from an earlier page, or 0 for the newest');
   if (request.code !== '' && !(STATUS_NAMES as readonly string[]).includes(request.code)) {
     const shown = [...request.code].length > 40 ? `${[...request.code].slice(0, 40).join('')}…` : request.code;
     throw new AuraeError('INVALID_ARGUMENT', `code: ${JSON.stringify(shown)} is not a gRPC status name: use one of ${STATUS_NAMES.join(', ')}`);
@@ -58,6 +81,6 @@ export function validateAuditRequest(request: { limit: number; identity: string;
     ...(request.identity !== '' ? { identity: validateIdentity(request.identity) } : {}),
     ...(request.method !== '' ? { method: validatePattern(request.method) } : {}),
     ...(request.code !== '' ? { code: request.code } : {}),
-    ...(request.beforeId !== 0 ? { beforeId: request.beforeId } : {}),
+    ...(beforeId !== 0 ? { beforeId } : {}),
   };
 }

@@ -1,6 +1,5 @@
 // aurae.cells.v0.CellService: decode → validate → CellRuntime → response. No logic beyond mapping.
-import type { ServiceDefinition } from '@grpc/grpc-js';
-import { executableToProto, type ExecutableSnapshot, type ExecutableState, invalid, checkInt, checkLabel, type RecordedExit, validateExecutable } from '../executables';
+import { executableToProto, type ExecutableSnapshot, type ExecutableSpec, type ExecutableState, checkInt, checkLabel, type RecordedExit, validateExecutable } from '../executables';
 import {
   type CellGraphNode,
   type CellServiceAllocateRequest,
@@ -21,6 +20,7 @@ import {
   ExecutableState as ExecutableStateProto,
   type ExecutableStatus,
 } from '../gen/aurae/cells/v0/cells';
+import { toInt64 } from '../errors';
 import { type RpcContext, unary } from '../server';
 import { validateCellName } from './names';
 import { type CellRuntime, type CellView, DEFAULT_STOP_GRACE_MS, MAX_STOP_GRACE_MS } from './runtime';
@@ -33,8 +33,9 @@ export function createCellService(ctx: RpcContext, runtime: CellRuntime): CellSe
     allocate: unary(ctx, {
       method: `${SERVICE}/Allocate`,
       access: 'admin',
-      validate: (request: CellServiceAllocateRequest) => validateCell(decoded(request).cell),
+      validate: (request: CellServiceAllocateRequest) => validateCell(request.cell),
       summary: (spec) => spec.name,
+      resource: (spec) => ({ cell: spec.name }),
       run: async (spec): Promise<CellServiceAllocateResponse> => {
         await runtime.allocate(spec);
         return { cellName: spec.name, cgroupV2: true };
@@ -43,8 +44,9 @@ export function createCellService(ctx: RpcContext, runtime: CellRuntime): CellSe
     free: unary(ctx, {
       method: `${SERVICE}/Free`,
       access: 'admin',
-      validate: (request: CellServiceFreeRequest) => ({ name: validateCellName(decoded(request).cellName), force: request.force === true }),
+      validate: (request: CellServiceFreeRequest) => ({ name: validateCellName(request.cellName), force: request.force === true }),
       summary: ({ name, force }) => (force ? `${name} (force)` : name),
+      resource: ({ name }) => ({ cell: name }),
       run: async ({ name, force }): Promise<CellServiceFreeResponse> => {
         await runtime.free(name, force);
         return {};
@@ -53,19 +55,22 @@ export function createCellService(ctx: RpcContext, runtime: CellRuntime): CellSe
     start: unary(ctx, {
       method: `${SERVICE}/Start`,
       access: 'admin',
-      validate: (request: CellServiceStartRequest) => ({ cell: validateCellName(decoded(request).cellName), spec: validateExecutable(request.executable) }),
+      validate: (request: CellServiceStartRequest) => ({ cell: validateCellName(request.cellName), spec: validateExecutable(request.executable) }),
       summary: ({ cell, spec }) => `${cell}/${spec.name}`,
+      // Who the program runs as is part of what is authorized: non-admins may not run as root by default.
+      resource: ({ cell, spec }) => ({ cell, runAs: runAsOf(spec) }),
       run: async ({ cell, spec }): Promise<CellServiceStartResponse> => runtime.start(cell, spec),
     }),
     stop: unary(ctx, {
       method: `${SERVICE}/Stop`,
       access: 'admin',
       validate: (request: CellServiceStopRequest) => ({
-        cell: validateCellName(decoded(request).cellName),
+        cell: validateCellName(request.cellName),
         executable: checkLabel('executable_name', request.executableName),
         graceMs: checkInt('grace_period_ms', request.gracePeriodMs, 0, MAX_STOP_GRACE_MS) ?? DEFAULT_STOP_GRACE_MS,
       }),
       summary: ({ cell, executable }) => `${cell}/${executable}`,
+      resource: ({ cell }) => ({ cell }),
       run: async ({ cell, executable, graceMs }): Promise<CellServiceStopResponse> => {
         const exit = await runtime.stop(cell, executable, graceMs);
         return exit ? { exit: exitToProto(exit) } : {};
@@ -74,16 +79,38 @@ export function createCellService(ctx: RpcContext, runtime: CellRuntime): CellSe
     list: unary(ctx, {
       method: `${SERVICE}/List`,
       access: 'read',
-      validate: (request: CellServiceListRequest) => void decoded(request),
-      run: (): CellServiceListResponse => ({ cells: runtime.list().map(nodeToProto) }),
+      validate: (_request: CellServiceListRequest) => undefined,
+      resource: () => 'each',
+      run: (_, _caller, access): CellServiceListResponse => ({ cells: visibleCells(runtime.list(), (cell) => access.sees({ cell })).map(nodeToProto) }),
     }),
     get: unary(ctx, {
       method: `${SERVICE}/Get`,
       access: 'read',
-      validate: (request: CellServiceGetRequest) => validateCellName(decoded(request).cellName),
-      run: (name): CellServiceGetResponse => ({ cell: nodeToProto(runtime.get(name)) }),
+      validate: (request: CellServiceGetRequest) => validateCellName(request.cellName),
+      resource: (name) => ({ cell: name }),
+      run: (name, _caller, access): CellServiceGetResponse => {
+        const view = runtime.get(name);
+        // A deny on a cell below this one hides it here too.
+        return { cell: nodeToProto({ ...view, children: visibleCells(view.children, (cell) => access.sees({ cell })) }) };
+      },
     }),
   };
+}
+
+/** The uid and gid an executable runs as: aurae-exec's defaults (root without a uid; the uid's group without a gid). */
+export function runAsOf(spec: Pick<ExecutableSpec, 'uid' | 'gid'>): { uid: number; gid: number } {
+  return { uid: spec.uid ?? 0, gid: spec.gid ?? spec.uid ?? 0 };
+}
+
+/**
+ * The cells a caller may see, as a forest: a visible cell keeps its visible descendants; the visible
+ * descendants of a hidden cell take its place (a tenant allowed "nova/*" sees nova/web, not nova).
+ */
+export function visibleCells(views: readonly CellView[], sees: (cell: string) => boolean): CellView[] {
+  return views.flatMap((view) => {
+    const children = visibleCells(view.children, sees);
+    return sees(view.spec.name) ? [{ ...view, children }] : children;
+  });
 }
 
 const STATE_TO_PROTO: Record<ExecutableState, ExecutableStateProto> = {
@@ -101,7 +128,7 @@ export function exitToProto(exit: RecordedExit): ExecutableExit {
     ...(exit.code !== null ? { code: exit.code } : {}),
     ...(exit.signal !== null ? { signal: exit.signal } : {}),
     oomKilled: exit.oomKilled,
-    timestamp: exit.time,
+    timestamp: toInt64(exit.time),
   };
 }
 
@@ -122,47 +149,13 @@ export function nodeToProto(view: CellView): CellGraphNode {
     children: view.children.map(nodeToProto),
     status: {
       state: view.state,
-      memoryCurrentBytes: view.usage.memoryCurrentBytes,
-      pidsCurrent: view.usage.pidsCurrent,
-      cpuUsageUsec: view.usage.cpuUsageUsec,
+      memoryCurrentBytes: toInt64(view.usage.memoryCurrentBytes),
+      pidsCurrent: toInt64(view.usage.pidsCurrent),
+      cpuUsageUsec: toInt64(view.usage.cpuUsageUsec),
     },
     executables: view.executables.map(executableStatusToProto),
   };
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Requests that fail to decode. grpc-js answers a deserializer's exception with INTERNAL ("Error deserializing
-// request"), but a client sending, say, an int64 beyond 2^53 made a bad argument, not us a bug. The service
-// definition below decodes leniently: a failure becomes a marker object the handler's validate turns into
-// INVALID_ARGUMENT.
-
-const DECODE_ERROR = Symbol('decode error');
-type MaybeUndecodable = { [DECODE_ERROR]?: string };
-
-function decoded<T>(request: T): T {
-  const problem = (request as MaybeUndecodable)[DECODE_ERROR];
-  if (problem !== undefined) throw invalid('request', `could not be decoded (${problem}): check the field types and ranges (64-bit integers must be below 2^53)`);
-  return request;
-}
-
-type AnyDefinition = Record<string, { requestDeserialize: (b: Buffer) => unknown }>;
-
-function lenientDecoding<D extends ServiceDefinition>(definition: D): D {
-  const out: AnyDefinition = {};
-  for (const [name, method] of Object.entries(definition as unknown as AnyDefinition)) {
-    out[name] = {
-      ...method,
-      requestDeserialize: (buffer: Buffer) => {
-        try {
-          return method.requestDeserialize(buffer);
-        } catch (err) {
-          return { [DECODE_ERROR]: (err as Error).message } satisfies MaybeUndecodable;
-        }
-      },
-    };
-  }
-  return out as unknown as D;
-}
-
-/** CellServiceService with lenient request decoding (see above); register this one. */
-export const CellServiceDefinition = lenientDecoding(CellServiceService);
+/** The service definition to register (bytes that are no message are refused for every service: server/decode.ts). */
+export const CellServiceDefinition = CellServiceService;

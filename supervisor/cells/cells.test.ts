@@ -51,11 +51,11 @@ describe('validateCell', () => {
   it('accepts every limit within range and maps Aurae\'s isolation shorthands', () => {
     const spec = validateCell(
       cell({
-        cpu: { weight: 200, max: 50_000, period: 100_000 },
+        cpu: { weight: 200n, max: 50_000n, period: 100_000n },
         cpuset: { cpus: '0-1,3', mems: '0' },
-        memory: { min: 1, low: 2, high: 3, max: 4, swapMax: 0 },
-        pids: { max: 64 },
-        io: { weight: 50 },
+        memory: { min: 1n, low: 2n, high: 3n, max: 4n, swapMax: 0n },
+        pids: { max: 64n },
+        io: { weight: 50n },
         isolateProcess: true,
       }),
     );
@@ -81,17 +81,20 @@ describe('validateCell', () => {
     invalidArgument(() => validateCell(undefined), /^cell: required/);
     invalidArgument(() => validateCell(cell({ name: '' })), /^cell\.name: required/);
     invalidArgument(() => validateCell(cell({ name: '../etc' })), /^cell\.name: /);
-    invalidArgument(() => validateCell(cell({ cpu: { weight: 0 } })), /^cell\.cpu\.weight: 0 is out of range: allowed 1\.\.10000$/);
-    invalidArgument(() => validateCell(cell({ cpu: { weight: 10_001 } })), /cpu\.weight: .*1\.\.10000/);
-    invalidArgument(() => validateCell(cell({ cpu: { max: 999 } })), /^cell\.cpu\.max: 999 is out of range: allowed 1000\.\.1000000000000$/);
-    invalidArgument(() => validateCell(cell({ cpu: { max: -5 } })), /cpu\.max: -5/);
-    invalidArgument(() => validateCell(cell({ cpu: { period: 2_000_000 } })), /cpu\.period: .*1000\.\.1000000/);
-    invalidArgument(() => validateCell(cell({ memory: { max: -1 } })), /^cell\.memory\.max: -1 is out of range: allowed 0\.\.9007199254740991$/);
-    invalidArgument(() => validateCell(cell({ memory: { swapMax: 1.5 } })), /memory\.swap_max/);
-    invalidArgument(() => validateCell(cell({ memory: { high: 10, max: 5 } })), /^cell\.memory\.high: 10 is above memory\.max \(5\)/);
-    invalidArgument(() => validateCell(cell({ pids: { max: 0 } })), /^cell\.pids\.max: 0 is out of range: allowed 1\.\.4194304$/);
-    invalidArgument(() => validateCell(cell({ pids: { max: 5_000_000 } })), /pids\.max/);
-    invalidArgument(() => validateCell(cell({ io: { weight: 0 } })), /^cell\.io\.weight: .*1\.\.10000/);
+    invalidArgument(() => validateCell(cell({ cpu: { weight: 0n } })), /^cell\.cpu\.weight: 0 is out of range: allowed 1\.\.10000$/);
+    invalidArgument(() => validateCell(cell({ cpu: { weight: 10_001n } })), /cpu\.weight: .*1\.\.10000/);
+    invalidArgument(() => validateCell(cell({ cpu: { max: 999n } })), /^cell\.cpu\.max: 999 is out of range: allowed 1000\.\.1000000000000$/);
+    invalidArgument(() => validateCell(cell({ cpu: { max: -5n } })), /cpu\.max: -5/);
+    invalidArgument(() => validateCell(cell({ cpu: { period: 2_000_000n } })), /cpu\.period: .*1000\.\.1000000/);
+    invalidArgument(() => validateCell(cell({ memory: { max: -1n } })), /^cell\.memory\.max: -1 is out of range: allowed 0\.\.9007199254740991$/);
+    // 64-bit extremes decode without loss (bigint) and are refused with the field and the range.
+    invalidArgument(() => validateCell(cell({ memory: { swapMax: 2n ** 64n - 1n } })), /^cell\.memory\.swap_max: 18446744073709551615 is out of range: allowed 0\.\.9007199254740991$/);
+    invalidArgument(() => validateCell(cell({ cpu: { max: -(2n ** 63n) } })), /^cell\.cpu\.max: -9223372036854775808 is out of range/);
+    invalidArgument(() => validateCell(cell({ pids: { max: 2n ** 53n } })), /^cell\.pids\.max: 9007199254740992 is out of range: allowed 1\.\.4194304$/);
+    invalidArgument(() => validateCell(cell({ memory: { high: 10n, max: 5n } })), /^cell\.memory\.high: 10 is above memory\.max \(5\)/);
+    invalidArgument(() => validateCell(cell({ pids: { max: 0n } })), /^cell\.pids\.max: 0 is out of range: allowed 1\.\.4194304$/);
+    invalidArgument(() => validateCell(cell({ pids: { max: 5_000_000n } })), /pids\.max/);
+    invalidArgument(() => validateCell(cell({ io: { weight: 0n } })), /^cell\.io\.weight: .*1\.\.10000/);
     invalidArgument(() => validateCell(cell({ cpuset: { cpus: '0-' } })), /^cell\.cpuset\.cpus: "0-" is not a list such as "0-3,6"/);
     invalidArgument(() => validateCell(cell({ cpuset: { cpus: '3-1' } })), /cpuset\.cpus: "3-1" is out of range/);
     invalidArgument(() => validateCell(cell({ cpuset: { cpus: '9000' } })), /cpuset\.cpus.*ids 0\.\.8191/);
@@ -99,7 +102,7 @@ describe('validateCell', () => {
   });
 
   it('round-trips through the API message', () => {
-    const spec = validateCell(cell({ memory: { max: 1 << 20 }, isolateProcess: true, isolateNetwork: true }));
+    const spec = validateCell(cell({ memory: { max: 1n << 20n }, isolateProcess: true, isolateNetwork: true }));
     expect(validateCell(cellToProto(spec))).toEqual(spec);
   });
 });
@@ -108,11 +111,11 @@ describe('cgroupWrites', () => {
   it('plans the control files in order, only for set limits', () => {
     const spec = validateCell({
       name: 'a',
-      cpu: { weight: 50, max: 20_000 },
+      cpu: { weight: 50n, max: 20_000n },
       cpuset: { cpus: '0', mems: '0' },
-      memory: { low: 1024, max: 65536, swapMax: 0 },
-      pids: { max: 32 },
-      io: { weight: 10 },
+      memory: { low: 1024n, max: 65536n, swapMax: 0n },
+      pids: { max: 32n },
+      io: { weight: 10n },
       isolateProcess: false,
       isolateNetwork: false,
     });
@@ -132,7 +135,7 @@ describe('cgroupWrites', () => {
 
   it('a period alone keeps the quota unlimited; no limits, no writes', () => {
     const base = { isolateProcess: false, isolateNetwork: false };
-    expect(cgroupWrites(validateCell({ name: 'a', cpu: { period: 50_000 }, ...base }))).toEqual([{ file: 'cpu.max', value: 'max 50000' }]);
+    expect(cgroupWrites(validateCell({ name: 'a', cpu: { period: 50_000n }, ...base }))).toEqual([{ file: 'cpu.max', value: 'max 50000' }]);
     expect(cgroupWrites(validateCell({ name: 'a', ...base }))).toEqual([]);
   });
 
@@ -161,8 +164,8 @@ describe('CgroupTree on the fake cgroupfs', () => {
   it('creates nested cells: parent delegation first, then mkdir, then the limits', () => {
     const { fs, tree: t } = tree();
     t.ensureBase();
-    t.createCell(spec('a', { memory: { max: 1 << 20 } }));
-    t.createCell(spec('a/b', { pids: { max: 10 }, cpu: { weight: 10 } }));
+    t.createCell(spec('a', { memory: { max: 1n << 20n } }));
+    t.createCell(spec('a/b', { pids: { max: 10n }, cpu: { weight: 10n } }));
     expect(fs.writes.slice(2)).toEqual([
       'aurae/a/memory.max <- 1048576',
       'aurae/a/cgroup.subtree_control <- +cpu +cpuset +memory +pids +io',
@@ -178,14 +181,14 @@ describe('CgroupTree on the fake cgroupfs', () => {
   it('a limit the kernel lacks fails with FAILED_PRECONDITION and leaves no cgroup behind', () => {
     const { fs, tree: t } = tree({ ioWeight: false });
     t.ensureBase();
-    expect(() => t.createCell(spec('a', { io: { weight: 10 } }))).toThrow(expect.objectContaining({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(/io\.weight.*BLK_CGROUP_IOCOST/) }));
+    expect(() => t.createCell(spec('a', { io: { weight: 10n } }))).toThrow(expect.objectContaining({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(/io\.weight.*BLK_CGROUP_IOCOST/) }));
     expect(fs.exists(`${root}/aurae/a`)).toBe(false);
   });
 
   it('a controller missing from the kernel fails before mkdir', () => {
     const { fs, tree: t } = tree({ controllers: 'cpu memory' });
     t.ensureBase();
-    expect(() => t.createCell(spec('a', { pids: { max: 5 } }))).toThrow(expect.objectContaining({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(/the pids controller is not available/) }));
+    expect(() => t.createCell(spec('a', { pids: { max: 5n } }))).toThrow(expect.objectContaining({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(/the pids controller is not available/) }));
     expect(fs.exists(`${root}/aurae/a`)).toBe(false);
   });
 
@@ -331,7 +334,7 @@ describe('cell store', () => {
   ] as const) {
     it(`${name}: keeps cells and executables, upserts, cascades on delete`, () => {
       const store = make();
-      const a = validateCell({ name: 'a', memory: { max: 100 }, isolateProcess: true, isolateNetwork: false });
+      const a = validateCell({ name: 'a', memory: { max: 100n }, isolateProcess: true, isolateNetwork: false });
       store.insertCell(a);
       store.insertCell(validateCell({ name: 'a/b', isolateProcess: false, isolateNetwork: false }));
       expect(() => store.insertCell(a)).toThrow(/UNIQUE/);

@@ -1,5 +1,6 @@
 // CellSpec: a cell as allocated, validated. Plain data (stored as JSON), with the API message on both sides.
-import { checkInt, type IsolationSpec, invalid, show } from '../executables';
+import { checkInt64, toInt64 } from '../errors';
+import { type IsolationSpec, invalid, show } from '../executables';
 import type { Cell } from '../gen/aurae/cells/v0/cells';
 import { validateCellName } from './names';
 
@@ -31,7 +32,8 @@ export const RANGES = {
 
 export const DEFAULT_CPU_PERIOD = 100_000;
 
-const range = (field: string, value: number | undefined, r: readonly [number, number]) => checkInt(field, value, r[0], r[1]);
+// Every limit is a 64-bit field on the wire (bigint, see errors/int64.ts); the spec keeps numbers.
+const range = (field: string, value: bigint | undefined, r: readonly [number, number]) => checkInt64(field, value, r[0], r[1]);
 
 /** "0-3,6" style lists: comma-separated ids or ascending ranges, each id within `r`. */
 export function checkIdList(field: string, value: string | undefined, r: readonly [number, number]): string | undefined {
@@ -98,11 +100,17 @@ export function cellToProto(spec: CellSpec): Cell {
   const iso = spec.isolation;
   return {
     name: spec.name,
-    cpu: spec.cpu && { ...spec.cpu },
+    cpu: spec.cpu && { weight: toInt64(spec.cpu.weight), max: toInt64(spec.cpu.max), period: toInt64(spec.cpu.period) },
     cpuset: spec.cpuset && { ...spec.cpuset },
-    memory: spec.memory && { ...spec.memory },
-    pids: spec.pids && { ...spec.pids },
-    io: spec.io && { ...spec.io },
+    memory: spec.memory && {
+      min: toInt64(spec.memory.min),
+      low: toInt64(spec.memory.low),
+      high: toInt64(spec.memory.high),
+      max: toInt64(spec.memory.max),
+      swapMax: toInt64(spec.memory.swapMax),
+    },
+    pids: spec.pids && { max: toInt64(spec.pids.max) },
+    io: spec.io && { weight: toInt64(spec.io.weight) },
     isolateProcess: iso.pid && iso.mount && iso.uts && iso.ipc,
     isolateNetwork: iso.network,
     isolation: { ...iso },

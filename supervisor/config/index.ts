@@ -3,7 +3,7 @@
 // and unknown fields are rejected everywhere (Firecracker-style strict structs).
 import * as z from 'zod/mini';
 import en from 'zod/v4/locales/en.js';
-import { identityProblem, methodPatternProblem } from '../authz/patterns';
+import { cellPatternProblem, idRangeProblem, identityProblem, MAX_SCOPE_ENTRIES, methodPatternProblem, nodePatternProblem, vmPatternProblem } from '../authz/patterns';
 
 // zod/mini (~20 KB) rather than zod (~450 KB): init and auraed parse this on every boot, and under TCG each
 // 100 KB of JavaScript costs tens of milliseconds before the node can serve. English messages, loaded once.
@@ -42,6 +42,24 @@ const ipv4Cidr = z.string().check(
 const identity = z.string().check(z.superRefine((s, ctx) => void problem(ctx, s, identityProblem(s, 'identity'))));
 /** An authz method pattern: "*", "package.Service/*" or "package.Service/Method". */
 const methodPattern = z.string().check(z.superRefine((s, ctx) => void problem(ctx, s, methodPatternProblem(s, 'method pattern'))));
+/** A resource scope list of an authz rule (see supervisor/authz/patterns.ts): cells, vms, nodes, uids, gids. */
+const scopeList = (check: (value: string, field: string) => string | null) =>
+  z.optional(
+    z.array(z.string().check(z.superRefine((s, ctx) => void problem(ctx, s, check(s, 'scope'))))).check(z.maxLength(MAX_SCOPE_ENTRIES, `at most ${MAX_SCOPE_ENTRIES} entries`)),
+  );
+/** The resources a rule applies to; absent or empty lists: every resource. */
+const ruleScope = {
+  /** Cell path patterns: "*", "nova" (nova and the cells below it), "nova/*" (only the cells below nova). */
+  cells: scopeList(cellPatternProblem),
+  /** Child VM names: "*", "web", "nova-*". */
+  vms: scopeList(vmPatternProblem),
+  /** Node paths: "aurae/web" (that node and its descendants), "aurae/*", "*". */
+  nodes: scopeList(nodePatternProblem),
+  /** The uids ("N" or "N-M") the identity's executables may run as; default any but 0 (root). */
+  uids: scopeList(idRangeProblem),
+  /** The gids likewise; default the uids' ranges when uids are given, else any but 0. */
+  gids: scopeList(idRangeProblem),
+};
 function problem(ctx: { addIssue(issue: { code: 'custom'; input: unknown; message: string }): void }, input: string, message: string | null): void {
   // The checks start with "<field>: "; here the issue path names the field.
   if (message !== null) ctx.addIssue({ code: 'custom', input, message: message.slice(message.indexOf(': ') + 2) });
@@ -115,17 +133,35 @@ export const NodeConfigSchema = z.strictObject({
             identity,
             allow: z._default(z.array(methodPattern), []),
             deny: z._default(z.array(methodPattern), []),
+            // The resources this entry's allow and deny patterns apply to (an identity may have one entry per scope).
+            ...ruleScope,
           }),
         ).check(
           z.superRefine((entries, ctx) => {
             const seen = new Map<string, number>();
             entries.forEach((entry, i) => {
-              const first = seen.get(entry.identity);
-              if (first === undefined) seen.set(entry.identity, i);
-              else ctx.addIssue({ code: 'custom', input: entry.identity, path: [i, 'identity'], message: `"${entry.identity}" already has an entry (authz.policy.${first}): merge them into one` });
+              const key = JSON.stringify([entry.identity, ...(['cells', 'vms', 'nodes', 'uids', 'gids'] as const).map((f) => [...(entry[f] ?? [])].sort())]);
+              const first = seen.get(key);
+              if (first === undefined) seen.set(key, i);
+              else ctx.addIssue({ code: 'custom', input: entry.identity, path: [i, 'identity'], message: `"${entry.identity}" already has an entry with the same scope (authz.policy.${first}): merge them into one` });
             });
           }),
         ),
+        [],
+      ),
+      /**
+       * A spawned node's inheritance: its parent's effective rules when the node booted (written by the parent
+       * into the guest payload; the parent pushes newer ones while the node runs). Empty on a root node.
+       */
+      inherited: z._default(
+        z.array(
+          z.strictObject({
+            identity,
+            effect: z.enum(['allow', 'deny']),
+            method: methodPattern,
+            ...ruleScope,
+          }),
+        ).check(z.maxLength(10_000, 'at most 10000 inherited rules')),
         [],
       ),
       audit: z._default(
@@ -136,7 +172,7 @@ export const NodeConfigSchema = z.strictObject({
         { maxRecords: 10_000 },
       ),
     }),
-    { admins: ['admin'], policy: [], audit: { maxRecords: 10_000 } },
+    { admins: ['admin'], policy: [], inherited: [], audit: { maxRecords: 10_000 } },
   ),
   supervise: z._default(
     z.strictObject({

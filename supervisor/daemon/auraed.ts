@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AuthzServiceService, createAuthz, createAuthzService, createAuthzStore, methodNames } from '../authz';
+import { type Authz, AuthzServiceService, createAuthz, createAuthzService, createAuthzStore, createParentRulePusher, methodNames } from '../authz';
 import { CGROUP_ROOT, CellRuntime, CellServiceDefinition, CgroupTree, createCellService, nodeCgroupFs, sqliteCellStore } from '../cells';
 import type { NodeConfig } from '../config';
 import { DiscoveryServiceService, type SystemInfo, createDiscoveryService, hostSystemInfo } from '../discovery';
@@ -35,6 +35,8 @@ export interface AuraedOptions {
   guest?: ((spawnCa: CertificateAuthority) => NodeGuest) | null;
   /** init's storage status (tests); default: read /run/aurae/storage.json when it exists. */
   storageStatusText?: string | null;
+  /** How long refusals wait to be written to the audit log in one batch (tests); default 1000 ms. */
+  auditFlushIntervalMs?: number;
 }
 
 export interface RunningAuraed {
@@ -60,12 +62,23 @@ export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed
   const storage = storageHealth(options.storageStatusText ?? readStorageStatus(), integrityCheck(db));
   if (storage.status === 'SERVING') log.info(`storage: ${storage.summary}`);
   else log.error(`storage: degraded: ${storage.summary}`);
+  const authzLog = log.child({ subsystem: 'authz' });
+  // Refusals are written in batches (supervisor/authz/audit-log.ts): stop() flushes the last one.
+  const authzStore = createAuthzStore(db, {
+    auditMaxRecords: config.authz.audit.maxRecords,
+    audit: {
+      onFlushError: (err, lost) => authzLog.error('audit write failed', { lost, err }),
+      ...(options.auditFlushIntervalMs === undefined ? {} : { flushIntervalMs: options.auditFlushIntervalMs }),
+    },
+  });
   const authz = createAuthz({
     admins: config.authz.admins,
     configRules: config.authz.policy,
-    store: createAuthzStore(db, { auditMaxRecords: config.authz.audit.maxRecords }),
+    store: authzStore,
     knownMethods: () => methodNames(services.map((s) => s.definition)),
-    log: log.child({ subsystem: 'authz' }),
+    log: authzLog,
+    nodePath: config.node.name,
+    inherited: config.authz.inherited,
   });
   // A spawned child honours aurae-on-behalf-of only from its parent (config.guest, written by the parent).
   // A child's server certificate file holds its chain: [its own certificate, its parent's spawn CA, …].
@@ -95,7 +108,7 @@ export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed
   const vms = await createNodeVms({
     config,
     rootCaPem,
-    guest: options.guest === undefined ? nodeGuest(config, rootCaPem) : options.guest,
+    guest: options.guest === undefined ? nodeGuest(config, rootCaPem, authz) : options.guest,
     log: log.child({ subsystem: 'vms' }),
     store: sqliteVmStore(db),
     events: observe.events,
@@ -103,6 +116,16 @@ export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed
   // The previous auraed's children: its QEMUs are stopped (bounded by vms.stopTimeoutMs each) before serving;
   // those that should run boot again in the background.
   await vms.init();
+  // Children inherit this node's effective rules: at boot (payload) and, while they run, after every change.
+  const pusher = createParentRulePusher({
+    rules: () => authz.inheritable(),
+    runningChildren: () => vms.runtime.list().filter((vm) => vm.state === 'running').map((vm) => vm.request.name),
+    clientFor: (label) => vms.router.clientFor(label),
+    log: authzLog,
+  });
+  const stopPushing = authz.onChange(() => pusher.pushAll());
+  // A change made while a child booted is not in its payload: send the current set once it is ready.
+  const stopWatchingVms = observe.events.subscribe((event) => event.kind === 'vm_started' && pusher.pushTo(event.vm));
   const services: ServiceBinding[] = [
     { definition: HealthService, implementation: createHealthService(ctx, health) },
     {
@@ -134,12 +157,21 @@ export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed
     ready: { type: 'ready', node: config.node.name, version, socket: server.socket, tcp: server.tcp },
     stop: async (timeoutMs) => {
       health.shutdown();
+      stopPushing();
+      stopWatchingVms();
+      pusher.close();
       // Children first: each gets an ACPI powerdown and up to timeoutMs before QMP quit (then SIGKILL).
       await vms.close(timeoutMs);
       observe.shutdown(); // follow streams end with OK, so the graceful stop need not wait for them
       const how = await server.shutdown(timeoutMs);
       cells.close(); // executables keep running; their later exits are not written to the closed database
       await observe.close();
+      // After the server stopped: no refusal comes later. A failed flush must not keep the database open.
+      try {
+        authzStore.closeAudit();
+      } catch (err) {
+        authzLog.error('audit write failed at shutdown', { err });
+      }
       db.close();
       return how;
     },
@@ -155,14 +187,15 @@ function readStorageStatus(): string | null {
 }
 
 /** guest/ for this node: children's identities from its spawn CA, payloads derived from its config. */
-function nodeGuest(config: NodeConfig, rootCaPem: string): (spawnCa: CertificateAuthority) => NodeGuest {
+function nodeGuest(config: NodeConfig, rootCaPem: string, authz: Authz): (spawnCa: CertificateAuthority) => NodeGuest {
   return (spawnCa) => {
     const parent = { nodePath: config.node.name, spawnCa };
     return {
       payloadName: GUEST_PAYLOAD_FW_CFG,
       mintChildIdentity: (label, depthLeft) => mintChildIdentity(parent, label, depthLeft),
       // The child inherits this node's config, except what describes this node's own machine (listeners, state dir).
-      payloadBytes: (child) => guestPayloadText(buildGuestPayload(childBaseConfig(config), rootCaPem, child)),
+      // Its rules: every rule in force here now (config, inherited, API), as the child's inherited rules.
+      payloadBytes: (child) => guestPayloadText(buildGuestPayload(childBaseConfig(config), rootCaPem, child, { inheritedRules: authz.inheritable() })),
       mintClientCert: () => mintParentClientCert(parent),
     };
   };

@@ -30,3 +30,5 @@ export class AuraeError extends Error {
 export function isAuraeError(err: unknown): err is AuraeError {
   return err instanceof AuraeError;
 }
+
+export { checkInt64, fromInt64, MAX_SAFE, toInt64 } from './int64';

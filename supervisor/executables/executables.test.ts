@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RestartMode } from '../gen/aurae/cells/v0/cells';
 import { launchPlan, findExecHelper, STATUS_FD } from './launch-plan';
-import { LineSplitter } from './launcher';
 import { backoffDelayMs, decideAfterExit, isCleanExit, startLimitReached, wantsRestart } from './restart-policy';
 import { effectiveArgv, effectiveEnv, executableToProto, validateExecutable } from './spec';
 import { EXECUTABLE_EVENTS, EXECUTABLE_STATES, nextState, TRANSITIONS, TransitionError } from './state-machine';
@@ -98,27 +97,6 @@ describe('launchPlan', () => {
   it('finds the helper from the environment first, and says where it looked otherwise', () => {
     expect(findExecHelper({ AURAE_EXEC_HELPER: '/x/aurae-exec' }, (p) => p === '/x/aurae-exec')).toBe('/x/aurae-exec');
     expect(() => findExecHelper({}, () => false)).toThrow(/aurae-exec was not found \(looked in .*native\/build\/aurae-exec\)/);
-  });
-});
-
-describe('LineSplitter', () => {
-  it('splits on newlines across chunks, keeps empty lines, flushes the tail', () => {
-    const lines: string[] = [];
-    const s = new LineSplitter((l) => lines.push(l), 8);
-    s.push('ab');
-    s.push('c\n\nde');
-    s.push('f\n');
-    s.push('tail');
-    s.end();
-    expect(lines).toEqual(['abc', '', 'def', 'tail']);
-  });
-
-  it('cuts a runaway line into bounded pieces', () => {
-    const lines: string[] = [];
-    const s = new LineSplitter((l) => lines.push(l), 4);
-    s.push('0123456789');
-    s.push('ab\n');
-    expect(lines).toEqual(['0123', '4567', '89ab']);
   });
 });
 

@@ -16,5 +16,5 @@ export {
 export { backoffDelayMs, decideAfterExit, type ExitDecision, type ExitInfo, isCleanExit, startLimitReached, wantsRestart } from './restart-policy';
 export { ACTIVE_STATES, canHandle, EXECUTABLE_EVENTS, EXECUTABLE_STATES, type ExecutableEvent, type ExecutableState, nextState, TRANSITIONS, TransitionError } from './state-machine';
 export { findExecHelper, HELPER_EXIT, type IsolationSpec, type LaunchInput, type LaunchPlan, launchPlan, STATUS_FD } from './launch-plan';
-export { type ExecOutcome, type LaunchedProcess, LineSplitter, MAX_LINE_CHARS, type ProcessExit, type ProcessLauncher, spawnLauncher } from './launcher';
+export { type ExecOutcome, type LaunchedProcess, type ProcessExit, type ProcessLauncher, spawnLauncher } from './launcher';
 export { type Clock, type ExecutableSnapshot, ExecutableRunner, KILL_WAIT_MS, type LeafCgroup, type RecordedExit, type RunnerDeps, systemClock } from './runner';

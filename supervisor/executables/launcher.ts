@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { AuraeError } from '../errors';
+import { LINE_LIMITS, LineSplitter } from '../log';
 import type { LogStream } from '../observe/types';
 import type { LaunchPlan } from './launch-plan';
 
@@ -27,48 +28,11 @@ export interface ProcessLauncher {
   launch(plan: LaunchPlan, onLine: (stream: LogStream, line: string) => void): Promise<LaunchedProcess>;
 }
 
-/** Longest line kept whole; longer ones are cut into pieces of this size (a runaway line must not grow unbounded). */
-export const MAX_LINE_CHARS = 16 * 1024;
-
-/** Splits a stream of text into lines (without the newline); long lines are cut at MAX_LINE_CHARS. */
-export class LineSplitter {
-  private pending = '';
-  constructor(
-    private readonly emit: (line: string) => void,
-    private readonly maxChars = MAX_LINE_CHARS,
-  ) {}
-
-  push(chunk: string): void {
-    let text = this.pending + chunk;
-    let nl = text.indexOf('\n');
-    while (nl >= 0) {
-      this.emitCut(text.slice(0, nl));
-      text = text.slice(nl + 1);
-      nl = text.indexOf('\n');
-    }
-    while (text.length >= this.maxChars) {
-      this.emit(text.slice(0, this.maxChars));
-      text = text.slice(this.maxChars);
-    }
-    this.pending = text;
-  }
-
-  /** Emit what is left (a last line without newline). */
-  end(): void {
-    if (this.pending !== '') this.emitCut(this.pending);
-    this.pending = '';
-  }
-
-  private emitCut(line: string): void {
-    for (let i = 0; i < line.length || i === 0; i += this.maxChars) this.emit(line.slice(i, i + this.maxChars));
-  }
-}
-
 function pipeLines(stream: Readable | null, onLine: (line: string) => void): void {
   if (!stream) return;
-  const splitter = new LineSplitter(onLine);
-  stream.setEncoding('utf8');
-  stream.on('data', (chunk: string) => splitter.push(chunk));
+  // A workload may write anything: lines are capped (a longer one is cut and marked, see log/line-splitter.ts).
+  const splitter = new LineSplitter(onLine, { maxLineBytes: LINE_LIMITS.outputLineBytes });
+  stream.on('data', (chunk: Buffer) => splitter.push(chunk));
   stream.on('end', () => splitter.end());
   // A read error on a pipe only means the output is cut; the exit is reported through 'exit'.
   stream.on('error', () => splitter.end());

@@ -52,6 +52,8 @@ function errorReplacer(_key: string, value: unknown): unknown {
     const code = (value as NodeJS.ErrnoException).code;
     return { name: value.name, message: value.message, ...(code ? { code } : {}), stack: value.stack };
   }
+  // A 64-bit wire value (bigint) would make JSON.stringify throw and lose the whole record.
+  if (typeof value === 'bigint') return value.toString();
   return value;
 }
 
@@ -66,3 +68,4 @@ export const silentLogger: Logger = {
 
 export { type LogRing, type LogRingEntry, type LogRingOptions, createLogRing, truncateLine } from './log-ring';
 export { RingBuffer } from './ring-buffer';
+export { cutMarker, LINE_LIMITS, LineSplitter, type LineSplitterOptions, type LineSplitterStats } from './line-splitter';

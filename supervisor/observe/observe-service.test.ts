@@ -102,7 +102,7 @@ describe('ObserveService request validation', () => {
     const d = streamCall({ follow: false, tail: -3 });
     svc.getAuraeDaemonLogStream(d.call);
     await tick();
-    expect(e1.events).toEqual([`error ${status.INVALID_ARGUMENT} since_seq: must be 0 or a sequence number seen before (got -5)`]);
+    expect(e1.events).toEqual([`error ${status.INVALID_ARGUMENT} since_seq: -5 is out of range: allowed 0..9007199254740991 (0 or a sequence number seen before)`]);
     expect(e2.events).toEqual([expect.stringContaining(`error ${status.INVALID_ARGUMENT} cell: "a//b" is not a cell path`)]);
     expect(d.events).toEqual([expect.stringContaining(`error ${status.INVALID_ARGUMENT} tail: must be between 0`)]);
     const m = await unaryCall(svc.getMetrics, { cell: '..' });
@@ -120,8 +120,8 @@ describe('GetLogs', () => {
     svc.getLogs(s.call);
     await tick(20);
     expect(s.writes).toEqual([
-      { item: { channel: 'stderr', line: 'l4', timestamp: Date.parse('2026-01-01T00:00:00.000Z') } },
-      { item: { channel: 'stdout', line: 'l5', timestamp: Date.parse('2026-01-01T00:00:00.000Z') } },
+      { item: { channel: 'stderr', line: 'l4', timestamp: BigInt(Date.parse('2026-01-01T00:00:00.000Z')) } },
+      { item: { channel: 'stdout', line: 'l5', timestamp: BigInt(Date.parse('2026-01-01T00:00:00.000Z')) } },
     ]);
     expect(s.events).toEqual(['end']);
   });
@@ -205,13 +205,13 @@ describe('GetEvents', () => {
       await tick();
       return s.writes.map((m) => (m as { event: Record<string, unknown> }).event);
     };
-    expect((await read({})).map((e) => e.seq)).toEqual([1, 2, 3, 4]);
+    expect((await read({})).map((e) => e.seq)).toEqual([1n, 2n, 3n, 4n]);
     const web = await read({ vm: 'web' });
-    expect(web.map((e) => e.seq)).toEqual([1, 3]);
+    expect(web.map((e) => e.seq)).toEqual([1n, 3n]);
     expect(web[0]).toMatchObject({ kind: EventKind.EVENT_KIND_VM_STARTED, vm: 'web', cell: '', pid: 77, address: '127.0.0.1:40001' });
     // The crash: QEMU's signal and expected=false.
     expect(web[1]).toMatchObject({ kind: EventKind.EVENT_KIND_VM_EXITED, vm: 'web', pid: 77, signal: 'SIGKILL', expected: false });
-    expect((await read({ cell: 'web' })).map((e) => e.seq)).toEqual([2]);
+    expect((await read({ cell: 'web' })).map((e) => e.seq)).toEqual([2n]);
     expect((await read({ vm: 'db' }))[0]).toMatchObject({ kind: EventKind.EVENT_KIND_VM_FAILED, reason: 'restart limit (5) reached' });
   });
 
@@ -239,9 +239,9 @@ describe('GetEvents', () => {
     events.publish({ kind: 'cell_freed', cell: 'other' });
     s.cancel();
     const got = s.writes.map((m) => (m as { event: Record<string, unknown> }).event);
-    expect(got.map((e) => e.seq)).toEqual([3, 4, 5]);
+    expect(got.map((e) => e.seq)).toEqual([3n, 4n, 5n]);
     expect(got[0]).toEqual({
-      seq: 3,
+      seq: 3n,
       time: '2026-01-01T00:00:00.000Z',
       kind: EventKind.EVENT_KIND_EXECUTABLE_EXITED,
       cell: 'web/cache',
@@ -287,7 +287,7 @@ describe('GetAuraeDaemonLogStream', () => {
     await tick();
     daemonLog.push('d');
     s.cancel();
-    expect(s.writes).toEqual(['b', 'c', 'd'].map((line) => ({ item: { channel: 'auraed', line, timestamp: 1000 } })));
+    expect(s.writes).toEqual(['b', 'c', 'd'].map((line) => ({ item: { channel: 'auraed', line, timestamp: 1000n } })));
   });
 });
 
@@ -303,9 +303,9 @@ describe('GetMetrics', () => {
     });
     const all = await unaryCall(svc.getMetrics, { cell: '' });
     expect(all.value).toEqual({
-      timestamp: 7,
+      timestamp: 7n,
       cells: [
-        { cell: 'web', executable: '', metrics: { pidsCurrent: 2 } },
+        { cell: 'web', executable: '', metrics: { pidsCurrent: 2n } },
         { cell: 'web', executable: 'api', metrics: {} },
       ],
     } satisfies GetMetricsResponse);

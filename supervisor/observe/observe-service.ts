@@ -43,6 +43,11 @@ export interface ObserveServiceDeps {
 
 const SERVICE = 'aurae.observe.v0.ObserveService';
 
+/** What an event is about, for the policy: its cell, or its VM. */
+export function eventResource(event: StampedEvent): { cell: string } | { vm: string } {
+  return 'cell' in event ? { cell: event.cell } : { vm: event.vm };
+}
+
 export function createObserveService(ctx: RpcContext, deps: ObserveServiceDeps): ObserveServiceServer {
   const { streams: registry, maxQueued } = deps;
   return {
@@ -62,6 +67,7 @@ export function createObserveService(ctx: RpcContext, deps: ObserveServiceDeps):
       method: `${SERVICE}/GetLogs`,
       access: 'read',
       validate: validateLogsRequest,
+      resource: (query) => ({ cell: query.cell }),
       run: (query, call: ServerWritableStream<GetLogsRequest, GetLogsResponse>) =>
         pumpStream(
           call,
@@ -78,8 +84,10 @@ export function createObserveService(ctx: RpcContext, deps: ObserveServiceDeps):
       method: `${SERVICE}/GetEvents`,
       access: 'read',
       validate: validateEventsRequest,
-      run: (query, call: ServerWritableStream<GetEventsRequest, GetEventsResponse>) => {
-        const wanted = (event: StampedEvent) => event.seq > query.sinceSeq && eventMatches(query, event);
+      // Every event is checked: cell events against the caller's cells, VM events against its VMs.
+      resource: () => 'each',
+      run: (query, call: ServerWritableStream<GetEventsRequest, GetEventsResponse>, _caller, access) => {
+        const wanted = (event: StampedEvent) => event.seq > query.sinceSeq && eventMatches(query, event) && access.sees(eventResource(event));
         return pumpStream(
           call,
           {
@@ -95,7 +103,12 @@ export function createObserveService(ctx: RpcContext, deps: ObserveServiceDeps):
       method: `${SERVICE}/GetMetrics`,
       access: 'read',
       validate: validateMetricsRequest,
-      run: async (cell): Promise<GetMetricsResponse> => metricsResponse(await deps.metrics(cell)),
+      // One cell's subtree: that cell is checked; every cell: each row is.
+      resource: (cell) => (cell === null ? 'each' : { cell }),
+      run: async (cell, _caller, access): Promise<GetMetricsResponse> => {
+        const snapshot = await deps.metrics(cell);
+        return metricsResponse({ ...snapshot, cells: snapshot.cells.filter((row) => access.sees({ cell: row.cell })) });
+      },
     }),
   };
 }

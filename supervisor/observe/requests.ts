@@ -1,6 +1,6 @@
 // Validation of ObserveService requests (every field, named in the error) and the conversions between the
 // cores' values and the wire messages. Pure.
-import { AuraeError } from '../errors';
+import { AuraeError, checkInt64, MAX_SAFE, toInt64 } from '../errors';
 import {
   type CgroupMetrics as ProtoCgroupMetrics,
   type Event as ProtoEvent,
@@ -13,6 +13,7 @@ import {
   type LogItem,
 } from '../gen/aurae/observe/v0/observe';
 import type { LogRingEntry } from '../log';
+import type { CgroupMetrics } from './cgroup-stats';
 import type { MetricsSnapshot } from './metrics';
 import { isCellWithin, validateCellPath, validateExecutableName, validateVmName } from './names';
 import type { LogLine, StampedEvent } from './types';
@@ -61,9 +62,7 @@ export interface EventQuery {
 }
 
 export function validateEventsRequest(request: GetEventsRequest): EventQuery {
-  if (!Number.isSafeInteger(request.sinceSeq) || request.sinceSeq < 0) {
-    throw new AuraeError('INVALID_ARGUMENT', `since_seq: must be 0 or a sequence number seen before (got ${request.sinceSeq})`);
-  }
+  const sinceSeq = checkInt64('since_seq', request.sinceSeq, 0, MAX_SAFE, '0 or a sequence number seen before');
   // Older clients do not send vm (it decodes as ""); treat absent and empty alike.
   const vmName = request.vm ?? '';
   if (request.cell !== '' && vmName !== '') {
@@ -71,7 +70,7 @@ export function validateEventsRequest(request: GetEventsRequest): EventQuery {
   }
   return {
     follow: request.follow,
-    sinceSeq: request.sinceSeq,
+    sinceSeq,
     cell: request.cell === '' ? null : validateCellPath('cell', request.cell),
     vm: vmName === '' ? null : validateVmName('vm', vmName),
   };
@@ -90,11 +89,11 @@ export function validateMetricsRequest(request: GetMetricsRequest): string | nul
 }
 
 export function logLineItem(line: LogLine): LogItem {
-  return { channel: line.stream, line: line.line, timestamp: Date.parse(line.time) };
+  return { channel: line.stream, line: line.line, timestamp: toInt64(Date.parse(line.time)) };
 }
 
 export function daemonLogItem(entry: LogRingEntry): LogItem {
-  return { channel: 'auraed', line: entry.line, timestamp: entry.time };
+  return { channel: 'auraed', line: entry.line, timestamp: toInt64(entry.time) };
 }
 
 const KINDS: Record<StampedEvent['kind'], EventKind> = {
@@ -113,7 +112,7 @@ const KINDS: Record<StampedEvent['kind'], EventKind> = {
 
 export function eventMessage(event: StampedEvent): ProtoEvent {
   const message: ProtoEvent = {
-    seq: event.seq,
+    seq: toInt64(event.seq),
     time: event.time,
     kind: KINDS[event.kind],
     cell: 'cell' in event ? event.cell : '',
@@ -172,7 +171,17 @@ export function eventMessage(event: StampedEvent): ProtoEvent {
 
 export function metricsResponse(snapshot: MetricsSnapshot): GetMetricsResponse {
   return {
-    timestamp: snapshot.timestamp,
-    cells: snapshot.cells.map((row) => ({ cell: row.cell, executable: row.executable ?? '', metrics: row.metrics satisfies ProtoCgroupMetrics })),
+    timestamp: toInt64(snapshot.timestamp),
+    cells: snapshot.cells.map((row) => ({ cell: row.cell, executable: row.executable ?? '', metrics: metricsMessage(row.metrics) })),
   };
+}
+
+/** Every metric present, as its 64-bit wire value (absent stays absent). */
+export function metricsMessage(metrics: CgroupMetrics): ProtoCgroupMetrics {
+  const out: { [K in keyof CgroupMetrics & keyof ProtoCgroupMetrics]?: bigint } = {};
+  for (const key of Object.keys(metrics) as (keyof CgroupMetrics)[]) {
+    const value = metrics[key];
+    if (value !== undefined) out[key] = toInt64(value);
+  }
+  return out;
 }

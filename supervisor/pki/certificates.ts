@@ -5,6 +5,8 @@ import './reflect-metadata';
 import { isIP } from 'node:net';
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { GeneralName, GeneralSubtree, GeneralSubtrees, NameConstraints, id_ce_nameConstraints } from '@peculiar/asn1-x509';
 
 /** A PEM certificate and its PEM ("PRIVATE KEY", PKCS#8) private key. */
 export interface CertifiedKey {
@@ -30,6 +32,11 @@ export interface ServerCertRequest extends IssueOptions {
   commonName?: string;
   /** Extra SANs beside the defaults (nodeName, localhost, 127.0.0.1, ::1); IPs are recognised, the rest are DNS. */
   sans?: string[];
+  /**
+   * Add the loopback SANs localhost, 127.0.0.1 and ::1 (default true). False for certificates a spawn CA issues:
+   * its name constraints permit only names below its node, so a loopback SAN would fail every handshake.
+   */
+  loopback?: boolean;
 }
 
 export interface ClientCertRequest extends IssueOptions {
@@ -49,6 +56,11 @@ export class PkiError extends Error {
 
 export const CA_VALIDITY_DAYS = 20 * 365;
 export const LEAF_VALIDITY_DAYS = 10 * 365;
+/**
+ * Client certificates (admins, users: `aer pki issue`, ensurePki's admin): one year. Unlike a node's own
+ * certificate nothing breaks on a node when one expires; the holder asks for a new one.
+ */
+export const CLIENT_VALIDITY_DAYS = 365;
 const CLOCK_SKEW_MS = 60 * 60 * 1000;
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -97,9 +109,21 @@ export async function recertifyCa(ca: CertificateAuthority, options: CaOptions =
  */
 export async function createIntermediateCa(
   issuer: CertificateAuthority,
-  request: IssueOptions & { name: string; pathLength: number },
+  request: IssueOptions & {
+    name: string;
+    pathLength: number;
+    /**
+     * Name constraints (critical): the CA may vouch only for proper subdomains of this DNS name (a spawn CA of
+     * node `aurae/web` gets "web.aurae": it can issue db.web.aurae, never web.aurae or aurae) and for no IP
+     * address. OpenSSL enforces them in every handshake below this CA. Omitted: unconstrained.
+     */
+    permittedDnsSubtree?: string;
+  },
 ): Promise<CertificateAuthority> {
   checkCaName(request.name);
+  if (request.permittedDnsSubtree !== undefined && !DNS_NAME.test(request.permittedDnsSubtree)) {
+    throw new PkiError('PKI_INVALID_REQUEST', `permittedDnsSubtree ${JSON.stringify(request.permittedDnsSubtree)} is invalid: expected a DNS name, e.g. web.aurae`);
+  }
   if (!Number.isInteger(request.pathLength) || request.pathLength < 0) {
     throw new PkiError('PKI_INVALID_REQUEST', `pathLength ${request.pathLength} is invalid: expected an integer >= 0`);
   }
@@ -127,6 +151,7 @@ export async function createIntermediateCa(
       extensions: [
         new x509.BasicConstraintsExtension(true, request.pathLength, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+        ...(request.permittedDnsSubtree !== undefined ? [nameConstraintsExtension(request.permittedDnsSubtree)] : []),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
         ...(caKeyId ? [new x509.AuthorityKeyIdentifierExtension(caKeyId, false)] : []),
       ],
@@ -134,6 +159,42 @@ export async function createIntermediateCa(
     crypto,
   );
   return { certPem: cert.toString('pem') + '\n' + issuerChainPem(issuer.certPem), keyPem: await exportPrivateKey(keys.privateKey) };
+}
+
+/**
+ * NameConstraints (RFC 5280 §4.2.1.10, critical as it MUST be): permitted dNSName ".<dnsName>" (OpenSSL reads a
+ * leading dot as "proper subdomains only"), excluded every IPv4 and IPv6 address (0.0.0.0/0, ::/0). Built with
+ * the ASN.1 schema classes @peculiar/x509 itself uses, so no DER is written by hand.
+ */
+function nameConstraintsExtension(dnsName: string): x509.Extension {
+  const value = new NameConstraints({
+    permittedSubtrees: new GeneralSubtrees([new GeneralSubtree({ base: new GeneralName({ dNSName: `.${dnsName}` }) })]),
+    excludedSubtrees: new GeneralSubtrees([
+      new GeneralSubtree({ base: new GeneralName({ iPAddress: '0.0.0.0/0' }) }),
+      new GeneralSubtree({ base: new GeneralName({ iPAddress: '::/0' }) }),
+    ]),
+  });
+  return new x509.Extension(id_ce_nameConstraints, true, AsnConvert.serialize(value));
+}
+
+/**
+ * The DNS name a CA's name constraints confine it to (its permitted dNSName without the leading dot), null
+ * when the first certificate in `certPem` has no name constraints, or a problem string when they are not the
+ * shape createIntermediateCa writes (one permitted dNSName, every IP address excluded).
+ */
+export function caNameConstraints(certPem: string): { dnsSubtree: string } | { problem: string } | null {
+  const first = splitPemCertificates(certPem)[0];
+  if (first === undefined) throw new PkiError('PKI_INVALID_CA', 'no PEM certificate found');
+  const ext = new x509.X509Certificate(first).getExtension(id_ce_nameConstraints);
+  if (!ext) return null;
+  const nc = AsnConvert.parse(ext.value, NameConstraints);
+  const permitted = [...(nc.permittedSubtrees ?? [])].map((s) => s.base);
+  const excluded = [...(nc.excludedSubtrees ?? [])].map((s) => s.base.iPAddress);
+  const dns = permitted.length === 1 ? permitted[0]!.dNSName : undefined;
+  if (!ext.critical) return { problem: 'name constraints are not critical' };
+  if (dns === undefined || !dns.startsWith('.')) return { problem: 'name constraints do not permit exactly one DNS subtree ".NAME"' };
+  if (!excluded.includes('0.0.0.0/0') || !excluded.includes('::/0')) return { problem: 'name constraints do not exclude every IP address' };
+  return { dnsSubtree: dns.slice(1) };
 }
 
 /** The PEM certificates in `pem`, in order. */
@@ -190,8 +251,8 @@ async function selfSignedCa(name: string, keys: CryptoKeyPair, options: CaOption
 }
 
 /** The SANs a node's server certificate carries, in order, without duplicates. */
-export function serverCertSans(nodeName: string, extra: string[] = []): x509.JsonGeneralName[] {
-  const names = [nodeName, 'localhost', '127.0.0.1', '::1', ...extra];
+export function serverCertSans(nodeName: string, extra: string[] = [], loopback = true): x509.JsonGeneralName[] {
+  const names = [nodeName, ...(loopback ? ['localhost', '127.0.0.1', '::1'] : []), ...extra];
   const seen = new Set<string>();
   const sans: x509.JsonGeneralName[] = [];
   for (const name of names) {
@@ -206,7 +267,7 @@ export function serverCertSans(nodeName: string, extra: string[] = []): x509.Jso
 
 /** Issue the node's TLS server certificate (EKU serverAuth). */
 export async function issueServerCert(ca: CertificateAuthority, request: ServerCertRequest): Promise<CertifiedKey> {
-  const sans = serverCertSans(request.nodeName, request.sans);
+  const sans = serverCertSans(request.nodeName, request.sans, request.loopback ?? true);
   if (request.commonName !== undefined && !IDENTITY.test(request.commonName)) {
     throw new PkiError('PKI_INVALID_REQUEST', `common name ${JSON.stringify(request.commonName)} is invalid: use 1-64 printable ASCII characters`);
   }
@@ -216,7 +277,7 @@ export async function issueServerCert(ca: CertificateAuthority, request: ServerC
   ]);
 }
 
-/** Issue a client certificate for `identity` (CN = identity, EKU clientAuth). */
+/** Issue a client certificate for `identity` (CN = identity, EKU clientAuth), valid CLIENT_VALIDITY_DAYS by default. */
 export async function issueClientCert(ca: CertificateAuthority, request: ClientCertRequest): Promise<CertifiedKey> {
   if (!IDENTITY.test(request.identity)) {
     throw new PkiError(
@@ -224,7 +285,10 @@ export async function issueClientCert(ca: CertificateAuthority, request: ClientC
       `client identity ${JSON.stringify(request.identity)} is invalid: use 1-64 printable ASCII characters, no leading or trailing space`,
     );
   }
-  return issueLeaf(ca, request.identity, request, [
+  if (request.validityDays !== undefined && !(Number.isInteger(request.validityDays) && request.validityDays >= 1 && request.validityDays <= 3650)) {
+    throw new PkiError('PKI_INVALID_REQUEST', `validity ${request.validityDays} days is invalid: expected a whole number of days from 1 to 3650`);
+  }
+  return issueLeaf(ca, request.identity, { ...request, validityDays: request.validityDays ?? CLIENT_VALIDITY_DAYS }, [
     new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false),
   ]);
 }

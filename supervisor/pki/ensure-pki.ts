@@ -10,6 +10,7 @@ import {
   type CertificateAuthority,
   type CertifiedKey,
   PkiError,
+  caNameConstraints,
   caPathLength,
   createCa,
   createIntermediateCa,
@@ -17,6 +18,7 @@ import {
   issueServerCert,
   recertifyCa,
 } from './certificates';
+import { spawnCaName } from './node-subtree';
 
 export interface PkiFiles {
   caCert: string;
@@ -189,11 +191,12 @@ export async function ensurePki(dir: string, options: EnsurePkiOptions): Promise
         ? 'missing'
         : existing.kind === 'partial'
           ? `${existing.absent} missing`
-          : checkSpawnCaPair(existing.pair, ca, { now, renewMs, pathLength });
+          : checkSpawnCaPair(existing.pair, ca, { now, renewMs, pathLength, nodeName: options.nodeName });
     if (problem === null) {
       spawnCa = { action: 'reuse', reason: 'valid' };
     } else {
-      const created = await createIntermediateCa(ca, { ...issue, name: `aurae-spawn-ca ${options.nodeName}`, pathLength });
+      // Name-constrained to the node's subtree: it can vouch for web.aurae, never for the node itself or an IP.
+      const created = await createIntermediateCa(ca, { ...issue, name: spawnCaName(options.nodeName), pathLength, permittedDnsSubtree: options.nodeName });
       await writePair(files.spawnCaCert, files.spawnCaKey, created);
       spawnCa = { action: 'create', reason: problem };
     }
@@ -214,8 +217,15 @@ export async function ensurePki(dir: string, options: EnsurePkiOptions): Promise
   };
 }
 
-/** Why an existing spawn CA pair cannot be reused (not signed by `ca`, wrong path length, expiring), or null. */
-export function checkSpawnCaPair(pair: CertifiedKey, ca: CertifiedKey, expect: { now: Date; renewMs: number; pathLength: number }): string | null {
+/**
+ * Why an existing spawn CA pair cannot be reused (not signed by `ca`, wrong path length, no or other name
+ * constraints than the node's subtree, expiring), or null. `nodeName` omitted: the name constraints are not checked.
+ */
+export function checkSpawnCaPair(
+  pair: CertifiedKey,
+  ca: CertifiedKey,
+  expect: { now: Date; renewMs: number; pathLength: number; nodeName?: string },
+): string | null {
   try {
     const cert = new X509Certificate(pair.certPem);
     const caCert = new X509Certificate(ca.certPem);
@@ -224,6 +234,12 @@ export function checkSpawnCaPair(pair: CertifiedKey, ca: CertifiedKey, expect: {
     if (!cert.verify(caCert.publicKey)) return 'not issued by the current CA';
     const limit = caPathLength(pair.certPem);
     if (limit !== expect.pathLength) return `pathLenConstraint is ${limit ?? 'unset'}, want ${expect.pathLength} (vms.maxDepth ${expect.pathLength + 1})`;
+    if (expect.nodeName !== undefined) {
+      const constraints = caNameConstraints(pair.certPem);
+      if (constraints === null) return 'no name constraints (made before spawn CAs were confined to their subtree)';
+      if ('problem' in constraints) return constraints.problem;
+      if (constraints.dnsSubtree !== expect.nodeName) return `name constraints permit .${constraints.dnsSubtree}, want .${expect.nodeName}`;
+    }
     if (new Date(cert.validTo).getTime() - expect.now.getTime() < expect.renewMs) return `expires ${cert.validTo}`;
     return null;
   } catch (err) {

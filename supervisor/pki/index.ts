@@ -8,8 +8,10 @@ export {
   type IssueOptions,
   type ServerCertRequest,
   CA_VALIDITY_DAYS,
+  CLIENT_VALIDITY_DAYS,
   LEAF_VALIDITY_DAYS,
   PkiError,
+  caNameConstraints,
   caPathLength,
   createCa,
   createIntermediateCa,
@@ -21,3 +23,19 @@ export {
   splitPemCertificates,
 } from './certificates';
 export { type EnsurePkiOptions, type EnsurePkiResult, type PkiFiles, ensurePki, pkiFiles } from './ensure-pki';
+export {
+  type ChainRole,
+  SPAWN_CA_PREFIX,
+  certificateFingerprint,
+  chainOfPeerCertificate,
+  commonNameOf,
+  isProperDescendant,
+  nodePathOfTlsName,
+  nodeServerIdentityCheck,
+  nodeSubtreeProblem,
+  pemCertificates,
+  pemFingerprint,
+  spawnCaName,
+  spawnCaNodeOf,
+  verifiedChainProblem,
+} from './node-subtree';

@@ -206,7 +206,7 @@ describe('ensurePki', () => {
     expect(after.caKey).toBe(old.keyPem);
     expect(caPathLength(after.caCert!)).toBeUndefined();
     expect(opensslVerify(after.caCert!, node.certPem, 'sslserver').ok).toBe(true);
-    const child = await issueServerCert({ certPem: after.spawnCaCert!, keyPem: after.spawnCaKey! }, { nodeName: 'web.node-1', commonName: 'node-1/web' });
+    const child = await issueServerCert({ certPem: after.spawnCaCert!, keyPem: after.spawnCaKey! }, { nodeName: 'web.node-1', commonName: 'node-1/web', loopback: false });
     expect(opensslVerify(after.caCert! + after.spawnCaCert!, child.certPem, 'sslserver').ok).toBe(true);
     expect(opensslVerify(old.certPem + after.spawnCaCert!, child.certPem, 'sslserver')).toMatchObject({ ok: false, out: expect.stringMatching(/path length/) });
     // Idempotent: the next run reuses everything.

@@ -15,6 +15,8 @@ export interface Caller {
    * identity. `identity` is then the original caller, whom the policy judges.
    */
   via?: string;
+  /** Set when the direct caller is this node's parent itself (its own certificate, not a call it relays). */
+  parent?: boolean;
 }
 
 /** Metadata naming the original caller of a call a parent forwards to its child (see server/route.ts). */
@@ -54,7 +56,7 @@ export function callerFromCall(
     );
   }
   const onBehalfOf = call.metadata?.get(ON_BEHALF_OF_METADATA) ?? [];
-  if (onBehalfOf.length === 0) return { identity: cn, peer: call.getPeer(), admin: !isParent && admins.has(cn) };
+  if (onBehalfOf.length === 0) return { identity: cn, peer: call.getPeer(), admin: !isParent && admins.has(cn), ...(isParent ? { parent: true } : {}) };
   // Only this node's parent may speak for someone else: it authorized the original caller with the same
   // (inherited) policy before forwarding, and this node checks again. Anyone else claiming to is refused.
   if (!isParent) {

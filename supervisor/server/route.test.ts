@@ -80,8 +80,10 @@ function recordingAuthz(denied: string): Authorizer & { seen: string[]; audits: 
   return {
     seen,
     audits,
-    check: (caller, method) => {
-      seen.push(`${caller.identity}${caller.via ? ` via ${caller.via}` : ''} ${method}`);
+    check: (caller, method, target) => {
+      // Method level (resource null), then the resource: {} for Health (the node itself), with the node when routed.
+      const on = [target?.node ? `on ${target.node}` : '', target?.resource ? JSON.stringify(target.resource) : ''].filter(Boolean).join(' ');
+      seen.push(`${caller.identity}${caller.via ? ` via ${caller.via}` : ''} ${method}${on ? ` ${on}` : ''}`);
       return caller.identity === denied ? { message: `identity "${denied}" may not call ${method}`, detail: 'denied' } : null;
     },
     audit: (event) => void audits.push(event),
@@ -208,8 +210,8 @@ describe('forwarding between a parent and a child (loopback mTLS)', () => {
     const { err, res } = await check(admin, 'only-on-child', 'aurae/web');
     expect(err).toBeNull();
     expect(res?.status).toBe(1); // SERVING, from the child's registry
-    expect(parentAuthz.seen).toEqual(['admin grpc.health.v1.Health/Check']);
-    expect(childAuthz.seen).toEqual(['admin via aurae grpc.health.v1.Health/Check']);
+    expect(parentAuthz.seen).toEqual(['admin grpc.health.v1.Health/Check on aurae/web', 'admin grpc.health.v1.Health/Check on aurae/web {}']);
+    expect(childAuthz.seen).toEqual(['admin via aurae grpc.health.v1.Health/Check', 'admin via aurae grpc.health.v1.Health/Check {}']);
   });
 
   it('a caller the parent denies never reaches the child', async () => {

@@ -1,5 +1,6 @@
 // Routing to child nodes: a call carrying metadata `aurae-node: <node path>` for a descendant of this node is
-// authorized here (this node's policy), then forwarded to the child on the way (with aurae-on-behalf-of: the
+// authorized here (this node's policy, with the target node and, when the request validates here, the resource
+// it touches), then forwarded to the child on the way (with aurae-on-behalf-of: the
 // caller) over a client certificate this node minted for its own identity. The child checks again.
 // Generic: the forwarding call is built from the method's service definition (path, serialize, deserialize),
 // so every service routes without per-service code. Client- and bidi-streaming methods (none so far) are not
@@ -117,7 +118,7 @@ export function withRouting(ctx: RpcContext, router: ChildRouter, definition: Se
         if (route.kind === 'local') return handler(call, callback);
         let caller: Caller | undefined;
         void (async () => {
-          caller = admitCall(ctx, method, call, route.target);
+          caller = admitCall(ctx, method, call, route.target, audit?.resourceOf(call.request) ?? null);
           const client = await router.clientFor(route.child);
           ctx.log.info('rpc forwarded', { method, caller: caller.identity, to: route.target });
           const { metadata, options } = forwardMetadata(route.target, caller.identity, call.getDeadline());
@@ -154,7 +155,7 @@ export function withRouting(ctx: RpcContext, router: ChildRouter, definition: Se
           auditForwarded(ctx, audit, caller, call.request, route.target, outcome);
         };
         void (async () => {
-          caller = admitCall(ctx, method, call, route.target);
+          caller = admitCall(ctx, method, call, route.target, audit?.resourceOf(call.request) ?? null);
           const client = await router.clientFor(route.child);
           // The caller may have gone while the client was being made: a follow stream opened now would never end.
           if (call.cancelled) return settle({ code: 'CANCELLED', details: '' });

@@ -110,8 +110,9 @@ describe('wrappers with an Authorizer (the policy)', () => {
     return {
       events,
       checks,
-      check: (caller, method) => {
-        checks.push(`${caller.identity} ${method}`);
+      check: (caller, method, target) => {
+        // The method-level check (resource null) first, then the handler's resource after validation.
+        checks.push(`${caller.identity} ${method}${target?.resource ? ` ${JSON.stringify(target.resource)}` : ''}`);
         return allowed.includes(`${caller.identity} ${method}`) ? null : { message: `no: ${caller.identity} ${method}`, detail: 'denied by fake' };
       },
       audit: (event) => void events.push(event),
@@ -139,7 +140,7 @@ describe('wrappers with an Authorizer (the policy)', () => {
     expect((await invoke(unary(ctx, spec()), fakeCall({ n: 1 }, 'admin'))).error).toBeNull();
     const read = await invoke(unary(ctx, spec({ access: 'read' })), fakeCall({ n: 1 }, 'viewer'));
     expect(read.error).toEqual({ code: status.PERMISSION_DENIED, details: 'no: viewer test.Svc/Do' });
-    expect(authz.checks).toEqual(['admin test.Svc/Do', 'viewer test.Svc/Do']);
+    expect(authz.checks).toEqual(['admin test.Svc/Do', 'admin test.Svc/Do {}', 'viewer test.Svc/Do']);
   });
 
   it('audits mutating calls with their outcome, and every denial; reads that pass leave no row', async () => {

@@ -1,5 +1,8 @@
-// Handler wrappers: every RPC goes decode (grpc-js + generated code) → identify caller → authorize →
-// validate → core → map errors. Handlers stay declarative; no handler builds a status itself.
+// Handler wrappers: every RPC goes decode (grpc-js + generated code) → identify caller → authorize the method
+// → validate → authorize the resource the request touches → core → map errors. Handlers stay declarative;
+// no handler builds a status itself. A handler declares its resource (a cell, a VM; the node itself when it
+// declares none), or 'each' when it shows each caller only what it may see (lists, streams): its run gets a
+// `sees` predicate for that (see RunAccess).
 // Authorization is a policy decision (supervisor/authz implements Authorizer); every mutating call and every
 // refused call is written to the audit log through the same Authorizer.
 import type { handleServerStreamingCall, handleUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
@@ -42,9 +45,28 @@ export interface AuditEvent {
   via?: string;
 }
 
+/** What an authorization check is about, besides the caller and the method. */
+export interface CheckTarget {
+  /** The node the call runs on; default this node (the router passes the descendant it forwards to). */
+  node?: string;
+  /**
+   * What the call touches ({} is the node itself). Unset or null: the method-level check made before the
+   * request is validated (could any resource be allowed?); the handler's resource is checked after it.
+   */
+  resource?: Resource | null;
+}
+
+/** A resource a call touches (the policy's vocabulary, supervisor/authz/policy.ts). */
+export interface Resource {
+  cell?: string;
+  vm?: string;
+  /** The uid and gid an executable would run as. */
+  runAs?: { uid: number; gid: number };
+}
+
 export interface Authorizer {
-  /** null when `caller` may call `method`; otherwise the PERMISSION_DENIED message and a short audit detail. */
-  check(caller: Caller, method: string): { message: string; detail: string } | null;
+  /** null when `caller` may call `method` on `target`; otherwise the PERMISSION_DENIED message and a short audit detail. */
+  check(caller: Caller, method: string, target?: CheckTarget): { message: string; detail: string } | null;
   /** Record one audited call. Must not throw: a failing audit write is logged, the call's result stands. */
   audit(event: AuditEvent): void;
 }
@@ -63,12 +85,24 @@ interface CommonSpec<In> {
   mutates?: boolean;
   /** Short text for the audit row of a successful call, e.g. the cell name; default none. */
   summary?(input: In): string;
+  /**
+   * The resource the validated request touches, checked against the policy before run: e.g. { cell: 'nova/web' }.
+   * 'each': the handler shows only what the caller may see (through RunAccess.sees). Default {}: the node
+   * itself, which only rules without a cell/VM scope allow.
+   */
+  resource?(input: In): Resource | 'each';
+}
+
+/** What a handler may ask about its caller's rights while it runs. */
+export interface RunAccess {
+  /** Whether the caller may see `resource` through this method (admins: everything). Filters lists and streams. */
+  sees(resource: Resource): boolean;
 }
 
 export interface UnarySpec<Req, In, Res> extends CommonSpec<In> {
   /** Check the decoded request and turn it into the core's input; throw AuraeError('INVALID_ARGUMENT') on bad fields. */
   validate(request: Req): In;
-  run(input: In, caller: Caller): Promise<Res> | Res;
+  run(input: In, caller: Caller, access: RunAccess): Promise<Res> | Res;
 }
 
 /**
@@ -80,6 +114,11 @@ export interface RpcAuditInfo {
   mutates: boolean;
   /** The summary of a successful call for `request`; "" when the request does not validate on this node. */
   summarize(request: unknown): string;
+  /**
+   * The resource `request` touches, for the router's check before it forwards: null when the request does not
+   * validate on this node or the handler filters ('each'); the child then decides on the resource.
+   */
+  resourceOf(request: unknown): Resource | null;
 }
 
 const AUDIT_INFO = Symbol('aurae.rpc.auditInfo');
@@ -98,6 +137,14 @@ function withAuditInfo<H extends object, Req, In>(handler: H, spec: CommonSpec<I
         return spec.summary ? clip(spec.summary(spec.validate(request as Req))) : '';
       } catch {
         return ''; // e.g. the child's limits differ from this node's: the child audits the details
+      }
+    },
+    resourceOf: (request) => {
+      try {
+        const resource = spec.resource ? spec.resource(spec.validate(request as Req)) : {};
+        return resource === 'each' ? null : resource;
+      } catch {
+        return null;
       }
     },
   };
@@ -129,7 +176,7 @@ export function unary<Req, In, Res>(ctx: RpcContext, spec: UnarySpec<Req, In, Re
       .then(() => {
         state.caller = admit(ctx, spec, call);
         state.input = spec.validate(call.request);
-        return spec.run(state.input, state.caller);
+        return spec.run(state.input, state.caller, authorizeResource(ctx, spec, state));
       })
       .then(
         (response) => {
@@ -147,7 +194,7 @@ export function unary<Req, In, Res>(ctx: RpcContext, spec: UnarySpec<Req, In, Re
 export interface ServerStreamSpec<Req, In, Res> extends CommonSpec<In> {
   validate(request: Req): In;
   /** Write to `call` until done; resolve when the stream was ended or cancelled. */
-  run(input: In, call: ServerWritableStream<Req, Res>, caller: Caller): Promise<void> | void;
+  run(input: In, call: ServerWritableStream<Req, Res>, caller: Caller, access: RunAccess): Promise<void> | void;
 }
 
 export function serverStream<Req, In, Res>(ctx: RpcContext, spec: ServerStreamSpec<Req, In, Res>): handleServerStreamingCall<Req, Res> {
@@ -157,7 +204,7 @@ export function serverStream<Req, In, Res>(ctx: RpcContext, spec: ServerStreamSp
       .then(() => {
         state.caller = admit(ctx, spec, call);
         state.input = spec.validate(call.request);
-        return spec.run(state.input, call, state.caller);
+        return spec.run(state.input, call, state.caller, authorizeResource(ctx, spec, state));
       })
       .then(
         () => settle(ctx, spec, state, call.cancelled ? 'CANCELLED' : null),
@@ -184,8 +231,41 @@ const MAX_DETAIL_CHARS = 200;
  * Identify the caller of `method` and ask the policy, as the wrappers do; for the router (server/route.ts),
  * which authorizes a call locally before forwarding it to `node` (recorded in the audit row of a refusal).
  */
-export function admitCall(ctx: RpcContext, method: string, call: CallerSource, node?: string): Caller {
-  return admit(ctx, { method, access: 'admin', mutates: false }, call, node);
+export function admitCall(ctx: RpcContext, method: string, call: CallerSource, node?: string, resource?: Resource | null): Caller {
+  const caller = admit(ctx, { method, access: 'admin', mutates: false }, call, node);
+  // The router knows the resource when the request validates here; else the child decides on it.
+  if (resource) refuseUnless(ctx, method, caller, { node, resource }, node === undefined ? {} : { node });
+  return caller;
+}
+
+/**
+ * After validation: check the resource the handler declares (refused calls are audited and thrown), and hand
+ * the handler its `sees` predicate. The method-level check in admit() ran before the request was validated.
+ */
+function authorizeResource<In>(ctx: RpcContext, spec: CommonSpec<In>, state: CallState<In>): RunAccess {
+  const caller = state.caller!;
+  const resource = spec.resource ? spec.resource(state.input!) : {};
+  if (resource !== 'each') {
+    try {
+      refuseUnless(ctx, spec.method, caller, { resource }, {});
+    } catch (err) {
+      state.caller = undefined; // refused and audited here: settle() must not audit it again
+      throw err;
+    }
+  }
+  const authz = ctx.authz;
+  return {
+    sees: (r) => caller.admin || (authz ? authz.check(caller, spec.method, { resource: r }) === null : spec.access === 'read'),
+  };
+}
+
+/** Throw PERMISSION_DENIED (logged and audited) unless the policy allows `caller` `method` on `target`. */
+function refuseUnless(ctx: RpcContext, method: string, caller: Caller, target: CheckTarget, audited: { node?: string }): void {
+  const refusal = ctx.authz?.check(caller, method, target);
+  if (!refusal) return;
+  ctx.log.warn('rpc denied', { method, caller: caller.identity, peer: caller.peer, why: refusal.detail });
+  ctx.authz?.audit({ identity: caller.identity, method, code: 'PERMISSION_DENIED', detail: refusal.detail, peer: caller.peer, ...audited, ...viaOf(caller) });
+  throw new AuraeError('PERMISSION_DENIED', refusal.message);
 }
 
 /** Identify the caller and ask the policy; a refused call is logged, audited and thrown as an AuraeError. */
@@ -200,7 +280,8 @@ function admit(ctx: RpcContext, spec: CommonSpec<unknown>, call: CallerSource, n
     ctx.authz?.audit({ identity: '', method: spec.method, code: isAuraeError(err) ? err.code : 'UNAUTHENTICATED', detail: clip(detail), peer: call.getPeer(), ...target });
     throw err;
   }
-  const refusal = ctx.authz ? ctx.authz.check(caller, spec.method) : legacyCheck(spec, caller);
+  // Method level (resource null): could this caller be allowed this method on some resource here?
+  const refusal = ctx.authz ? ctx.authz.check(caller, spec.method, { resource: null, ...target }) : legacyCheck(spec, caller);
   if (refusal) {
     ctx.log.warn('rpc denied', { method: spec.method, caller: caller.identity, peer: caller.peer, why: refusal.detail });
     ctx.authz?.audit({ identity: caller.identity, method: spec.method, code: 'PERMISSION_DENIED', detail: refusal.detail, peer: caller.peer, ...target, ...viaOf(caller) });

@@ -2,6 +2,7 @@
 import { chmod } from 'node:fs/promises';
 import { Server, type ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from '../log';
+import { lenientService } from './decode';
 import { type ListenTarget, ListenError, prepareUnixSocket, withPort } from './listeners';
 
 export interface ServiceBinding {
@@ -29,7 +30,11 @@ export interface RunningServer {
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { log } = options;
   const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
-  for (const service of options.services) server.addService(service.definition, service.implementation);
+  for (const service of options.services) {
+    // Bytes that are not the method's message get INVALID_ARGUMENT, not grpc-js's INTERNAL (see decode.ts).
+    const lenient = lenientService(service.definition, service.implementation);
+    server.addService(lenient.definition, lenient.implementation);
+  }
 
   let socket: string | null = null;
   let tcp: string | null = null;

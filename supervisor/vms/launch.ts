@@ -1,8 +1,12 @@
 // Start QEMU for a VmSpec and watch it: the serial console (stdout) is captured line by line so callers
 // can wait for tokens such as the AURAE_READY line; QMP is the control channel.
+// The console is the guest's to write, so it is read as an untrusted stream: lines are capped (a longer one is
+// cut and marked, see log/line-splitter.ts), the text kept is bounded, and each chunk costs work in proportion
+// to its size (waiters look at each new line once, never at the whole console again).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
+import { LINE_LIMITS, LineSplitter, type LineSplitterStats, RingBuffer } from '../log';
 import { hostTscKhz } from './accel';
 import { qemuArgs, type VmSpec } from './qemu-args';
 import { QmpClient } from './qmp';
@@ -14,49 +18,81 @@ export interface VmExit {
 
 export interface LaunchOptions {
   qemuBinary?: string;
-  /** Called with every console line as it arrives (e.g. to show progress). */
+  /** Called with every console line as it arrives (e.g. to show progress); a cut line ends with "…[cut N bytes]". */
   onConsoleLine?: (line: string) => void;
 }
 
-const CONSOLE_LIMIT = 8 * 1024 * 1024;
+/** Console text kept for console/tail()/waitForConsole: the newest lines up to this many characters. */
+export const CONSOLE_RETAIN_CHARS = 8 * 1024 * 1024;
+/** …and at most this many lines (a flood of empty lines is bounded too). */
+export const CONSOLE_RETAIN_LINES = 100_000;
 
 export class ConsoleTimeoutError extends Error {
   readonly code = 'DEADLINE_EXCEEDED';
 }
 
+/** One console line and where it starts in the console (characters since boot, newlines included). */
+interface ConsoleLine {
+  text: string;
+  start: number;
+}
+
+interface ConsoleWatcher {
+  line(line: ConsoleLine): void;
+  exit(): void;
+}
+
 export class Vm {
-  /** Everything the guest printed on its serial console (bounded; the oldest part is dropped past 8 MiB). */
-  console = '';
   readonly exited: Promise<VmExit>;
   private exitInfo: VmExit | null = null;
   private qmpClient: Promise<QmpClient> | null = null;
-  private readonly waiters = new Set<() => void>();
+  private readonly watchers = new Set<ConsoleWatcher>();
+  private readonly lines = new RingBuffer<ConsoleLine>(CONSOLE_RETAIN_LINES, CONSOLE_RETAIN_CHARS, (l) => l.text.length + 1);
+  private consoleEnd = 0;
+  private readonly splitters: LineSplitter[];
 
   constructor(
     readonly spec: VmSpec,
     readonly process: ChildProcess,
     private readonly options: LaunchOptions,
   ) {
-    let partial = '';
-    const onChunk = (chunk: Buffer) => {
-      const text = chunk.toString('utf8').replace(/\r/g, '');
-      this.console += text;
-      if (this.console.length > CONSOLE_LIMIT) this.console = this.console.slice(-CONSOLE_LIMIT / 2);
-      partial += text;
-      const lines = partial.split('\n');
-      partial = lines.pop() ?? '';
-      for (const line of lines) options.onConsoleLine?.(line);
-      for (const w of this.waiters) w();
+    const onLine = (text: string) => {
+      const line = { text, start: this.consoleEnd };
+      this.consoleEnd += text.length + 1;
+      this.lines.push(line);
+      options.onConsoleLine?.(text);
+      for (const w of this.watchers) w.line(line);
     };
-    process.stdout?.on('data', onChunk);
-    process.stderr?.on('data', onChunk); // QEMU's own warnings land in the same log, in order.
+    // QEMU's own warnings (stderr) land in the same console, each stream split on its own.
+    this.splitters = [process.stdout, process.stderr].map((stream) => {
+      const splitter = new LineSplitter(onLine, { maxLineBytes: LINE_LIMITS.consoleLineBytes, trimCr: true });
+      stream?.on('data', (chunk: Buffer) => splitter.push(chunk));
+      stream?.on('end', () => splitter.end());
+      return splitter;
+    });
     this.exited = new Promise((resolve) => {
       process.once('exit', (code, signal) => {
         this.exitInfo = { code, signal };
-        for (const w of this.waiters) w();
+        for (const w of this.watchers) w.exit();
         resolve(this.exitInfo);
       });
     });
+  }
+
+  /** What the guest printed on its serial console: the newest lines (bounded, see CONSOLE_RETAIN_CHARS). */
+  get console(): string {
+    return this.lines.last().map((l) => `${l.text}\n`).join('');
+  }
+
+  /** Console lines seen and how many were cut (and by how many bytes) at LINE_LIMITS.consoleLineBytes. */
+  get consoleStats(): LineSplitterStats {
+    const total = { lines: 0, cutLines: 0, cutBytes: 0 };
+    for (const s of this.splitters) {
+      total.lines += s.stats.lines;
+      total.cutLines += s.stats.cutLines;
+      total.cutBytes += s.stats.cutBytes;
+    }
+    return total;
   }
 
   get running(): boolean {
@@ -65,35 +101,50 @@ export class Vm {
 
   /** Last `n` console lines, for error messages. */
   tail(n = 40): string {
-    return this.console.split('\n').slice(-n).join('\n');
+    return this.lines
+      .last(n)
+      .map((l) => l.text)
+      .join('\n');
   }
 
   /**
-   * Wait until the console (from byte offset `from`) matches `pattern`. Rejects when QEMU exits first or after
-   * `timeoutMs`, with the console tail attached.
+   * Wait until a console line (from character offset `from`, e.g. an earlier `console.length`) matches `pattern`
+   * (tested on the line with its newline). Rejects when QEMU exits first or after `timeoutMs`, with the console
+   * tail attached.
    */
   waitForConsole(pattern: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> {
+    const match = (line: ConsoleLine): RegExpExecArray | null => {
+      const end = line.start + line.text.length + 1;
+      if (end <= from) return null;
+      const text = `${line.text}\n`;
+      pattern.lastIndex = 0;
+      return pattern.exec(line.start >= from ? text : text.slice(from - line.start));
+    };
     return new Promise((resolve, reject) => {
-      const check = () => {
-        const m = pattern.exec(this.console.slice(from));
-        if (m) return done(() => resolve(m));
-        if (this.exitInfo) {
-          return done(() =>
-            reject(new Error(`QEMU exited (${JSON.stringify(this.exitInfo)}) before the console showed ${pattern}\n--- console tail ---\n${this.tail()}`)),
-          );
-        }
-      };
+      for (const line of this.lines.last()) {
+        const m = match(line);
+        if (m) return resolve(m);
+      }
+      const exitedFirst = () =>
+        new Error(`QEMU exited (${JSON.stringify(this.exitInfo)}) before the console showed ${pattern}\n--- console tail ---\n${this.tail()}`);
+      if (this.exitInfo) return reject(exitedFirst());
       const timer = setTimeout(
         () => done(() => reject(new ConsoleTimeoutError(`no ${pattern} on the console within ${timeoutMs} ms\n--- console tail ---\n${this.tail()}`))),
         timeoutMs,
       );
+      const watcher: ConsoleWatcher = {
+        line: (line) => {
+          const m = match(line);
+          if (m) done(() => resolve(m));
+        },
+        exit: () => done(() => reject(exitedFirst())),
+      };
       const done = (fn: () => void) => {
         clearTimeout(timer);
-        this.waiters.delete(check);
+        this.watchers.delete(watcher);
         fn();
       };
-      this.waiters.add(check);
-      check();
+      this.watchers.add(watcher);
     });
   }
 

@@ -3,6 +3,7 @@
 // everything without an id is an asynchronous event.
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
+import { LINE_LIMITS, LineSplitter } from '../log';
 
 export interface QmpEvent {
   event: string;
@@ -31,13 +32,14 @@ type Pending = { command: string; resolve: (value: unknown) => void; reject: (er
 export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
   private nextId = 1;
   private readonly pending = new Map<string, Pending>();
-  private buffer = '';
+  // QEMU's replies and events are single JSON lines; a line beyond the cap is cut (and then ignored as not JSON)
+  // rather than buffered without bound: the guest can put its own text into some events.
+  private readonly lines = new LineSplitter((line) => this.onLine(line), { maxLineBytes: LINE_LIMITS.qmpLineBytes });
   private closed = false;
 
   private constructor(private readonly socket: net.Socket) {
     super();
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => this.onData(chunk));
+    socket.on('data', (chunk: Buffer) => this.lines.push(chunk));
     socket.on('close', () => this.onClose());
     socket.on('error', () => this.onClose());
   }
@@ -79,14 +81,14 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
     });
   }
 
-  private onData(chunk: string): void {
-    this.buffer += chunk;
-    let nl: number;
-    while ((nl = this.buffer.indexOf('\n')) >= 0) {
-      const line = this.buffer.slice(0, nl).trim();
-      this.buffer = this.buffer.slice(nl + 1);
-      if (line) this.onMessage(line);
-    }
+  /** Lines cut at LINE_LIMITS.qmpLineBytes so far (each one dropped as not JSON). */
+  get cutLines(): number {
+    return this.lines.stats.cutLines;
+  }
+
+  private onLine(raw: string): void {
+    const line = raw.trim();
+    if (line) this.onMessage(line);
   }
 
   private onMessage(line: string): void {

@@ -121,6 +121,30 @@ describe('spawn on the host tier', () => {
     expect(atChild!.node).toBeUndefined();
   });
 
+  it('a workload in the child floods its serial console without a newline: the parent keeps answering, the child stays up', async () => {
+    // 4 MiB of "A" on /dev/ttyS0 (the parent's console pipe), no newline until the end: 256 times the line cap.
+    await child.cells.allocate({ name: 'flood' });
+    await child.cells.start('flood', { name: 'tty', args: ['/bin/sh', '-c', "head -c 4194304 /dev/zero | tr '\\000' A > /dev/ttyS0; echo > /dev/ttyS0"] });
+    let calls = 0;
+    const deadline = Date.now() + 300_000;
+    for (;;) {
+      // Both ends answer while the flood goes through the parent's console reader (a stall would time out).
+      expect((await parent.vms.list()).map((v) => [v.name, v.state])).toEqual([['web', 'running']]);
+      const cell = await child.cells.get('flood');
+      calls++;
+      const tty = cell.executables.find((e) => e.name === 'tty');
+      if (tty?.state === 'exited' || tty?.state === 'failed') {
+        expect(tty.lastExit).toMatchObject({ code: 0 });
+        break;
+      }
+      if (Date.now() > deadline) throw new Error(`the flood did not finish within 300 s (${calls} calls answered meanwhile)`);
+    }
+    expect(await child.health.check()).toEqual({ status: 'SERVING' });
+    expect({ code: auraed.proc.exitCode, signal: auraed.proc.signalCode }).toEqual({ code: null, signal: null });
+    await child.cells.free('flood', { force: true });
+    console.log(`console flood from the child: the parent answered ${calls} rounds of calls meanwhile`);
+  }, 330_000);
+
   it('stops web gracefully: QEMU exits by itself after the ACPI powerdown', async () => {
     const before = auraed.logs.length;
     const stopped = await parent.vms.stop('web');

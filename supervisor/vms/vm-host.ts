@@ -1,11 +1,14 @@
 // The real adapters of the VM core on a Linux node: QEMU through launchVm, files with private modes, free
 // loopback ports, cgroup v2 confinement when available, and the router that reaches running children with a
 // client certificate this node mints for its own identity from its spawn CA.
+import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { type PeerCertificate, checkServerIdentity } from 'node:tls';
 import { Client, credentials } from '@grpc/grpc-js';
 import { AuraeError } from '../errors';
+import { certificateFingerprint, nodeServerIdentityCheck, pemFingerprint } from '../pki/node-subtree';
 import type { Logger } from '../log';
 import type { ChildRouter } from '../server';
 import { detectAccel } from './accel';
@@ -114,39 +117,77 @@ export interface ChildRouterOptions {
 }
 
 /**
- * Clients to running children, cached per child address (a restarted child gets a new port and a new client).
- * The client certificate's identity is this node's path, so the child honours aurae-on-behalf-of from it.
+ * The checkServerIdentity of the router's connection to one child: the TLS name, the subtree rule (a spawn CA
+ * vouches only for nodes below its own), and the pin: the leaf must be the very certificate this node minted
+ * for the child's current run (`pinnedFingerprint`, SHA-256 of its DER). A certificate of an earlier run of a
+ * freed or re-spawned VM, or one minted by any other spawn CA, is refused even though it chains to the root.
+ */
+export function pinnedChildIdentityCheck(pinnedFingerprint: string, rootCaPem: string): (host: string, cert: PeerCertificate) => Error | undefined {
+  const standard = nodeServerIdentityCheck(checkServerIdentity, rootCaPem);
+  return (host, cert) => {
+    const err = standard(host, cert);
+    if (err) return err;
+    if (!cert.raw || certificateFingerprint(cert.raw) !== pinnedFingerprint) {
+      return Object.assign(new Error(`child "${host}" presented a certificate this node did not mint for its current run (pinned sha256 ${pinnedFingerprint.slice(0, 16)}…)`), {
+        code: 'ERR_AURAE_CHILD_PIN',
+      });
+    }
+    return undefined;
+  };
+}
+
+/**
+ * Clients to running children, cached per child address and pinned server certificate (a restarted child gets
+ * a new port, a new certificate and a new client). The client certificate's identity is this node's path, so
+ * the child honours aurae-on-behalf-of from it; it is minted again once half its validity is gone.
  */
 export function createChildRouter(options: ChildRouterOptions): ChildRouter & { close(): void } {
-  const clients = new Map<string, { address: string; client: Client }>();
-  let identity: Promise<{ certChainPem: string; keyPem: string }> | null = null;
-  const mint = async () => {
+  const clients = new Map<string, { address: string; pin: string; generation: number; client: Client }>();
+  type Minted = { certChainPem: string; keyPem: string; renewAt: number; generation: number };
+  let identity: { minted: Promise<Minted>; renewAt: number } | null = null;
+  let generation = 0;
+  const mint = async (): Promise<Minted> => {
     if (!options.mintClientCert) throw new AuraeError('FAILED_PRECONDITION', `node "${options.nodePath}" has no spawn CA (pki.spawnCaCert/spawnCaKey): it cannot reach children`);
-    return options.mintClientCert();
+    const minted = await options.mintClientCert();
+    const cert = new X509Certificate(minted.certChainPem);
+    const from = new Date(cert.validFrom).getTime();
+    const to = new Date(cert.validTo).getTime();
+    return { ...minted, renewAt: from + (to - from) / 2, generation: ++generation };
+  };
+  // One mint at a time; a failed one is forgotten (the next call tries again), a held one is replaced once
+  // half its validity is gone, so a long-running parent never presents an expired certificate.
+  const currentIdentity = (): Promise<Minted> => {
+    if (!identity || Date.now() >= identity.renewAt) {
+      const slot = { minted: mint(), renewAt: Infinity };
+      identity = slot;
+      slot.minted.then(
+        (m) => void (slot.renewAt = m.renewAt),
+        () => void (identity === slot && (identity = null)),
+      );
+    }
+    return identity.minted;
   };
   return {
     nodePath: options.nodePath,
     async clientFor(label) {
       const route = options.runtime.route(label);
-      const cached = clients.get(label);
-      if (cached && cached.address === route.address) return cached.client;
-      cached?.client.close();
-      identity ??= mint().catch((err: unknown) => {
-        identity = null;
-        throw err;
-      });
-      const { certChainPem, keyPem } = await identity;
+      if (!route.serverCertPem) throw new AuraeError('UNAVAILABLE', `child "${route.nodePath}" has no server certificate on record: start it again (\`aer vm start ${label}\`)`);
+      const pin = pemFingerprint(route.serverCertPem);
+      const { certChainPem, keyPem, generation: current } = await currentIdentity();
       // Another call may have made the client while this one waited for the identity.
-      const made = clients.get(label);
-      if (made && made.address === route.address) return made.client;
+      const cached = clients.get(label);
+      if (cached && cached.address === route.address && cached.pin === pin && cached.generation === current) return cached.client;
+      cached?.client.close();
       // The chain goes along: the child trusts only the root CA.
-      const creds = credentials.createSsl(Buffer.from(options.rootCaPem), Buffer.from(keyPem), Buffer.from(certChainPem));
+      const creds = credentials.createSsl(Buffer.from(options.rootCaPem), Buffer.from(keyPem), Buffer.from(certChainPem), {
+        checkServerIdentity: pinnedChildIdentityCheck(pin, options.rootCaPem),
+      });
       const client = new Client(route.address, creds, {
         'grpc.ssl_target_name_override': route.tlsName,
         'grpc.default_authority': route.tlsName,
       });
-      clients.set(label, { address: route.address, client });
-      options.log.debug('child client', { child: route.nodePath, address: route.address });
+      clients.set(label, { address: route.address, pin, generation: current, client });
+      options.log.debug('child client', { child: route.nodePath, address: route.address, pin: pin.slice(0, 16) });
       return client;
     },
     close() {

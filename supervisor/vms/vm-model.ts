@@ -56,7 +56,7 @@ export function validateVmName(name: string, field = 'name'): string {
   if (!DNS_LABEL.test(name)) {
     throw new AuraeError(
       'INVALID_ARGUMENT',
-      `vm ${field} ${JSON.stringify(name)} is invalid: expected a DNS label (1-63 of a-z, 0-9 and "-", not starting or ending with "-")`,
+      `vm ${field} ${JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name)} is invalid: expected a DNS label (1-63 of a-z, 0-9 and "-", not starting or ending with "-")`,
     );
   }
   return name;
@@ -71,7 +71,7 @@ export function nodeDepth(nodePath: string): number {
 export function validateNodePath(path: string, field = 'aurae-node'): string {
   const labels = path.split('/');
   if (path.length > 255 || labels.length > 9 || !labels.every((l) => DNS_LABEL.test(l))) {
-    throw new AuraeError('INVALID_ARGUMENT', `${field} ${JSON.stringify(path)} is invalid: expected a node path of DNS labels joined by "/", e.g. aurae/web`);
+    throw new AuraeError('INVALID_ARGUMENT', `${field} ${JSON.stringify(path.length > 255 ? `${path.slice(0, 255)}…` : path)} is invalid: expected a node path of DNS labels joined by "/", e.g. aurae/web`);
   }
   return path;
 }

@@ -126,7 +126,7 @@ describe('VmRuntime', () => {
     expect(status).toMatchObject({ nodePath: 'aurae/web', state: 'running', address: '127.0.0.1:40001', tlsName: 'web.aurae', pid: 1000 });
     expect(h.files.get('/state/vms/web/payload.json')?.data).toContain('aurae/web');
     expect(h.launched[0]!.spec.fwCfg).toEqual([{ name: 'opt/aurae/payload', file: '/state/vms/web/payload.json' }]);
-    expect(h.runtime.route('web')).toEqual({ address: '127.0.0.1:40001', tlsName: 'web.aurae', nodePath: 'aurae/web' });
+    expect(h.runtime.route('web')).toEqual({ address: '127.0.0.1:40001', tlsName: 'web.aurae', nodePath: 'aurae/web', serverCertPem: 'CERT' });
     const stopped = await h.runtime.stop('web');
     expect(stopped).toMatchObject({ state: 'stopped', pid: 0, address: '' });
     expect(h.launched[0]!.powerdowns).toBe(1);

@@ -126,6 +126,11 @@ interface VmEntry {
   qmpSocket: string;
   /** How the last run ended, for the restart decision after an auraed restart. */
   exit: VmExitRecord | null;
+  /**
+   * The server certificate (chain) minted for the current run: the router accepts this one only, so an old
+   * incarnation's certificate (a freed or re-spawned VM) is refused. '' before the first boot.
+   */
+  serverCertPem: string;
 }
 
 /** How long reconcile polls for a previous auraed's QEMU to be gone after a signal or QMP quit. */
@@ -150,13 +155,13 @@ export class VmRuntime {
   }
 
   /** The address and TLS name of a running child, for routing. NOT_FOUND / UNAVAILABLE otherwise. */
-  route(name: string): { address: string; tlsName: string; nodePath: string } {
+  route(name: string): { address: string; tlsName: string; nodePath: string; serverCertPem: string } {
     const entry = this.vms.get(name);
     if (!entry) throw new AuraeError('NOT_FOUND', `node "${this.deps.nodePath}" has no child "${name}": list them with \`aer vm list\``);
     if (entry.status.state !== 'running') {
       throw new AuraeError('UNAVAILABLE', `child "${entry.status.nodePath}" is ${entry.status.state}, not running: start it with \`aer vm start ${name}\``);
     }
-    return { address: entry.status.address, tlsName: entry.status.tlsName, nodePath: entry.status.nodePath };
+    return { address: entry.status.address, tlsName: entry.status.tlsName, nodePath: entry.status.nodePath, serverCertPem: entry.serverCertPem };
   }
 
   /** Define a VM. Checks everything a start would need up front, so a bad request never starts QEMU. */
@@ -172,6 +177,7 @@ export class VmRuntime {
       desiredRunning: false,
       qmpSocket: '',
       exit: null,
+      serverCertPem: '',
     };
     // Stored first: a VM the store cannot hold would be forgotten by the next auraed, so it is refused now.
     try {
@@ -297,6 +303,7 @@ export class VmRuntime {
     this.transition(entry, 'starting');
     entry.stopRequested = false;
     entry.status.tlsName = identity.tlsName;
+    entry.serverCertPem = identity.serverCertChainPem;
     const log = deps.log.child({ vm: request.name });
     let vm: VmProcess;
     try {
@@ -575,5 +582,6 @@ function restoredEntry(vm: StoredVm, nodePath: string): VmEntry {
     desiredRunning: vm.desiredRunning,
     qmpSocket: vm.qmpSocket,
     exit: vm.exit,
+    serverCertPem: '',
   };
 }

@@ -26,6 +26,7 @@ export function createVmService(ctx: RpcContext, runtime: VmRuntime, limits: VmL
       access: 'admin',
       validate: (request: VmServiceAllocateRequest) => machine(request.machine),
       summary: (r) => r.name,
+      resource: (r) => ({ vm: r.name }),
       run: (r) => ({ status: vmStatusToProto(runtime.allocate(r)) }),
     }),
     free: unary(ctx, {
@@ -33,6 +34,7 @@ export function createVmService(ctx: RpcContext, runtime: VmRuntime, limits: VmL
       access: 'admin',
       validate: (request: VmServiceFreeRequest) => id(request),
       summary: (name) => name,
+      resource: (name) => ({ vm: name }),
       run: (name) => {
         runtime.free(name);
         return {};
@@ -43,6 +45,7 @@ export function createVmService(ctx: RpcContext, runtime: VmRuntime, limits: VmL
       access: 'admin',
       validate: (request: VmServiceStartRequest) => id(request),
       summary: (name) => name,
+      resource: (name) => ({ vm: name }),
       run: async (name) => ({ status: vmStatusToProto(await runtime.start(name)) }),
     }),
     stop: unary(ctx, {
@@ -50,18 +53,21 @@ export function createVmService(ctx: RpcContext, runtime: VmRuntime, limits: VmL
       access: 'admin',
       validate: (request: VmServiceStopRequest) => id(request),
       summary: (name) => name,
+      resource: (name) => ({ vm: name }),
       run: async (name) => ({ status: vmStatusToProto(await runtime.stop(name)) }),
     }),
     list: unary(ctx, {
       method: `${SERVICE}/List`,
       access: 'read',
       validate: () => undefined,
-      run: (): VmServiceListResponse => ({ machines: runtime.list().map(vmStatusToProto) }),
+      resource: () => 'each',
+      run: (_, _caller, access): VmServiceListResponse => ({ machines: runtime.list().filter((s) => access.sees({ vm: s.request.name })).map(vmStatusToProto) }),
     }),
     spawn: unary(ctx, {
       method: `${SERVICE}/Spawn`,
       access: 'admin',
       validate: (request: VmServiceSpawnRequest) => machine(request.machine),
+      resource: (r) => ({ vm: r.name }),
       summary: (r) => `${r.name} (${r.memoryMiB} MiB, ${r.cpus} cpu)`,
       run: async (r) => ({ status: vmStatusToProto(await runtime.spawn(r)) }),
     }),

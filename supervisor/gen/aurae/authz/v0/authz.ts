@@ -68,6 +68,8 @@ export enum RuleSource {
   RULE_SOURCE_CONFIG = 1,
   /** RULE_SOURCE_API - Added through this API (stored in the node's state database). */
   RULE_SOURCE_API = 2,
+  /** RULE_SOURCE_PARENT - Inherited from this node's parent (read-only here: change it at the parent). */
+  RULE_SOURCE_PARENT = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -82,6 +84,9 @@ export function ruleSourceFromJSON(object: any): RuleSource {
     case 2:
     case "RULE_SOURCE_API":
       return RuleSource.RULE_SOURCE_API;
+    case 3:
+    case "RULE_SOURCE_PARENT":
+      return RuleSource.RULE_SOURCE_PARENT;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -97,6 +102,8 @@ export function ruleSourceToJSON(object: RuleSource): string {
       return "RULE_SOURCE_CONFIG";
     case RuleSource.RULE_SOURCE_API:
       return "RULE_SOURCE_API";
+    case RuleSource.RULE_SOURCE_PARENT:
+      return "RULE_SOURCE_PARENT";
     case RuleSource.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -112,6 +119,12 @@ export interface PolicyRule {
   /** API rules: the identity that added it and when (RFC 3339). Empty for config rules. */
   createdBy: string;
   createdAt: string;
+  /** The resources the rule applies to (see the top of this file); empty lists: all. */
+  cells: string[];
+  vms: string[];
+  nodes: string[];
+  uids: string[];
+  gids: string[];
 }
 
 export interface AuthzServiceGetPolicyRequest {
@@ -126,6 +139,8 @@ export interface AuthzServiceGetPolicyResponse {
   /** Method patterns only admins may call. */
   adminOnlyMethods: string[];
   rules: PolicyRule[];
+  /** Method patterns only this node's parent may call (SetParentRules). */
+  parentOnlyMethods: string[];
 }
 
 export interface AuthzServiceAllowRequest {
@@ -133,6 +148,12 @@ export interface AuthzServiceAllowRequest {
   identity: string;
   /** A method pattern; it must match at least one method this node serves. */
   method: string;
+  /** The resources the rule applies to (see the top of this file); all empty: every resource. */
+  cells: string[];
+  vms: string[];
+  nodes: string[];
+  uids: string[];
+  gids: string[];
 }
 
 export interface AuthzServiceAllowResponse {
@@ -147,6 +168,12 @@ export interface AuthzServiceAllowResponse {
 export interface AuthzServiceDenyRequest {
   identity: string;
   method: string;
+  /** As for Allow. A deny with uids/gids refuses running executables as those ids only. */
+  cells: string[];
+  vms: string[];
+  nodes: string[];
+  uids: string[];
+  gids: string[];
 }
 
 export interface AuthzServiceDenyResponse {
@@ -177,11 +204,11 @@ export interface AuthzServiceListAuditRequest {
   /** Only this outcome, a gRPC status name, e.g. "PERMISSION_DENIED". */
   code: string;
   /** Only records older than this id (page backwards with the last id seen); 0 for the newest. */
-  beforeId: number;
+  beforeId: bigint;
 }
 
 export interface AuditRecord {
-  id: number;
+  id: bigint;
   /** RFC 3339. */
   time: string;
   /** Empty when the call had no usable certificate identity. */
@@ -199,15 +226,46 @@ export interface AuditRecord {
     | string
     | undefined;
   /** Set when the call came from this node's parent on behalf of `identity`: the parent's identity. */
-  via?: string | undefined;
+  via?:
+    | string
+    | undefined;
+  /**
+   * How many times this call happened: repeated refusals (same identity, peer address, method, code, node and
+   * via) are aggregated into one row; accepted calls are always 1. `time` is the last occurrence.
+   */
+  count: number;
+  /** RFC 3339: the first occurrence (equal to `time` when count is 1). */
+  firstTime: string;
 }
 
 export interface AuthzServiceListAuditResponse {
   records: AuditRecord[];
 }
 
+export interface AuthzServiceSetParentRulesRequest {
+  /** The parent's effective rules; source, created_by and created_at are ignored (they become PARENT rules). */
+  rules: PolicyRule[];
+}
+
+export interface AuthzServiceSetParentRulesResponse {
+  /** How many rules this node now inherits. */
+  rules: number;
+}
+
 function createBasePolicyRule(): PolicyRule {
-  return { identity: "", effect: 0, method: "", source: 0, createdBy: "", createdAt: "" };
+  return {
+    identity: "",
+    effect: 0,
+    method: "",
+    source: 0,
+    createdBy: "",
+    createdAt: "",
+    cells: [],
+    vms: [],
+    nodes: [],
+    uids: [],
+    gids: [],
+  };
 }
 
 export const PolicyRule: MessageFns<PolicyRule> = {
@@ -229,6 +287,21 @@ export const PolicyRule: MessageFns<PolicyRule> = {
     }
     if (message.createdAt !== "") {
       writer.uint32(50).string(message.createdAt);
+    }
+    for (const v of message.cells) {
+      writer.uint32(58).string(v!);
+    }
+    for (const v of message.vms) {
+      writer.uint32(66).string(v!);
+    }
+    for (const v of message.nodes) {
+      writer.uint32(74).string(v!);
+    }
+    for (const v of message.uids) {
+      writer.uint32(82).string(v!);
+    }
+    for (const v of message.gids) {
+      writer.uint32(90).string(v!);
     }
     return writer;
   },
@@ -294,6 +367,46 @@ export const PolicyRule: MessageFns<PolicyRule> = {
             message.createdAt = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.cells.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.vms.push(reader.string());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.nodes.push(reader.string());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.uids.push(reader.string());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.gids.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -322,6 +435,11 @@ export const PolicyRule: MessageFns<PolicyRule> = {
         : isSet(object.created_at)
         ? globalThis.String(object.created_at)
         : "",
+      cells: globalThis.Array.isArray(object?.cells) ? object.cells.map((e: any) => globalThis.String(e)) : [],
+      vms: globalThis.Array.isArray(object?.vms) ? object.vms.map((e: any) => globalThis.String(e)) : [],
+      nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => globalThis.String(e)) : [],
+      uids: globalThis.Array.isArray(object?.uids) ? object.uids.map((e: any) => globalThis.String(e)) : [],
+      gids: globalThis.Array.isArray(object?.gids) ? object.gids.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -345,6 +463,21 @@ export const PolicyRule: MessageFns<PolicyRule> = {
     if (message.createdAt !== "") {
       obj.createdAt = message.createdAt;
     }
+    if (message.cells?.length) {
+      obj.cells = message.cells;
+    }
+    if (message.vms?.length) {
+      obj.vms = message.vms;
+    }
+    if (message.nodes?.length) {
+      obj.nodes = message.nodes;
+    }
+    if (message.uids?.length) {
+      obj.uids = message.uids;
+    }
+    if (message.gids?.length) {
+      obj.gids = message.gids;
+    }
     return obj;
   },
 
@@ -359,6 +492,11 @@ export const PolicyRule: MessageFns<PolicyRule> = {
     message.source = object.source ?? 0;
     message.createdBy = object.createdBy ?? "";
     message.createdAt = object.createdAt ?? "";
+    message.cells = object.cells?.map((e) => e) || [];
+    message.vms = object.vms?.map((e) => e) || [];
+    message.nodes = object.nodes?.map((e) => e) || [];
+    message.uids = object.uids?.map((e) => e) || [];
+    message.gids = object.gids?.map((e) => e) || [];
     return message;
   },
 };
@@ -431,7 +569,7 @@ export const AuthzServiceGetPolicyRequest: MessageFns<AuthzServiceGetPolicyReque
 };
 
 function createBaseAuthzServiceGetPolicyResponse(): AuthzServiceGetPolicyResponse {
-  return { admins: [], openMethods: [], adminOnlyMethods: [], rules: [] };
+  return { admins: [], openMethods: [], adminOnlyMethods: [], rules: [], parentOnlyMethods: [] };
 }
 
 export const AuthzServiceGetPolicyResponse: MessageFns<AuthzServiceGetPolicyResponse> = {
@@ -447,6 +585,9 @@ export const AuthzServiceGetPolicyResponse: MessageFns<AuthzServiceGetPolicyResp
     }
     for (const v of message.rules) {
       PolicyRule.encode(v!, writer.uint32(34).fork()).join();
+    }
+    for (const v of message.parentOnlyMethods) {
+      writer.uint32(42).string(v!);
     }
     return writer;
   },
@@ -496,6 +637,14 @@ export const AuthzServiceGetPolicyResponse: MessageFns<AuthzServiceGetPolicyResp
             message.rules.push(PolicyRule.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.parentOnlyMethods.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -522,6 +671,11 @@ export const AuthzServiceGetPolicyResponse: MessageFns<AuthzServiceGetPolicyResp
         ? object.admin_only_methods.map((e: any) => globalThis.String(e))
         : [],
       rules: globalThis.Array.isArray(object?.rules) ? object.rules.map((e: any) => PolicyRule.fromJSON(e)) : [],
+      parentOnlyMethods: globalThis.Array.isArray(object?.parentOnlyMethods)
+        ? object.parentOnlyMethods.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.parent_only_methods)
+        ? object.parent_only_methods.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -539,6 +693,9 @@ export const AuthzServiceGetPolicyResponse: MessageFns<AuthzServiceGetPolicyResp
     if (message.rules?.length) {
       obj.rules = message.rules.map((e) => PolicyRule.toJSON(e));
     }
+    if (message.parentOnlyMethods?.length) {
+      obj.parentOnlyMethods = message.parentOnlyMethods;
+    }
     return obj;
   },
 
@@ -553,12 +710,13 @@ export const AuthzServiceGetPolicyResponse: MessageFns<AuthzServiceGetPolicyResp
     message.openMethods = object.openMethods?.map((e) => e) || [];
     message.adminOnlyMethods = object.adminOnlyMethods?.map((e) => e) || [];
     message.rules = object.rules?.map((e) => PolicyRule.fromPartial(e)) || [];
+    message.parentOnlyMethods = object.parentOnlyMethods?.map((e) => e) || [];
     return message;
   },
 };
 
 function createBaseAuthzServiceAllowRequest(): AuthzServiceAllowRequest {
-  return { identity: "", method: "" };
+  return { identity: "", method: "", cells: [], vms: [], nodes: [], uids: [], gids: [] };
 }
 
 export const AuthzServiceAllowRequest: MessageFns<AuthzServiceAllowRequest> = {
@@ -568,6 +726,21 @@ export const AuthzServiceAllowRequest: MessageFns<AuthzServiceAllowRequest> = {
     }
     if (message.method !== "") {
       writer.uint32(18).string(message.method);
+    }
+    for (const v of message.cells) {
+      writer.uint32(26).string(v!);
+    }
+    for (const v of message.vms) {
+      writer.uint32(34).string(v!);
+    }
+    for (const v of message.nodes) {
+      writer.uint32(42).string(v!);
+    }
+    for (const v of message.uids) {
+      writer.uint32(50).string(v!);
+    }
+    for (const v of message.gids) {
+      writer.uint32(58).string(v!);
     }
     return writer;
   },
@@ -601,6 +774,46 @@ export const AuthzServiceAllowRequest: MessageFns<AuthzServiceAllowRequest> = {
             message.method = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.cells.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.vms.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.nodes.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.uids.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.gids.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -617,6 +830,11 @@ export const AuthzServiceAllowRequest: MessageFns<AuthzServiceAllowRequest> = {
     return {
       identity: isSet(object.identity) ? globalThis.String(object.identity) : "",
       method: isSet(object.method) ? globalThis.String(object.method) : "",
+      cells: globalThis.Array.isArray(object?.cells) ? object.cells.map((e: any) => globalThis.String(e)) : [],
+      vms: globalThis.Array.isArray(object?.vms) ? object.vms.map((e: any) => globalThis.String(e)) : [],
+      nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => globalThis.String(e)) : [],
+      uids: globalThis.Array.isArray(object?.uids) ? object.uids.map((e: any) => globalThis.String(e)) : [],
+      gids: globalThis.Array.isArray(object?.gids) ? object.gids.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -628,6 +846,21 @@ export const AuthzServiceAllowRequest: MessageFns<AuthzServiceAllowRequest> = {
     if (message.method !== "") {
       obj.method = message.method;
     }
+    if (message.cells?.length) {
+      obj.cells = message.cells;
+    }
+    if (message.vms?.length) {
+      obj.vms = message.vms;
+    }
+    if (message.nodes?.length) {
+      obj.nodes = message.nodes;
+    }
+    if (message.uids?.length) {
+      obj.uids = message.uids;
+    }
+    if (message.gids?.length) {
+      obj.gids = message.gids;
+    }
     return obj;
   },
 
@@ -638,6 +871,11 @@ export const AuthzServiceAllowRequest: MessageFns<AuthzServiceAllowRequest> = {
     const message = createBaseAuthzServiceAllowRequest();
     message.identity = object.identity ?? "";
     message.method = object.method ?? "";
+    message.cells = object.cells?.map((e) => e) || [];
+    message.vms = object.vms?.map((e) => e) || [];
+    message.nodes = object.nodes?.map((e) => e) || [];
+    message.uids = object.uids?.map((e) => e) || [];
+    message.gids = object.gids?.map((e) => e) || [];
     return message;
   },
 };
@@ -744,7 +982,7 @@ export const AuthzServiceAllowResponse: MessageFns<AuthzServiceAllowResponse> = 
 };
 
 function createBaseAuthzServiceDenyRequest(): AuthzServiceDenyRequest {
-  return { identity: "", method: "" };
+  return { identity: "", method: "", cells: [], vms: [], nodes: [], uids: [], gids: [] };
 }
 
 export const AuthzServiceDenyRequest: MessageFns<AuthzServiceDenyRequest> = {
@@ -754,6 +992,21 @@ export const AuthzServiceDenyRequest: MessageFns<AuthzServiceDenyRequest> = {
     }
     if (message.method !== "") {
       writer.uint32(18).string(message.method);
+    }
+    for (const v of message.cells) {
+      writer.uint32(26).string(v!);
+    }
+    for (const v of message.vms) {
+      writer.uint32(34).string(v!);
+    }
+    for (const v of message.nodes) {
+      writer.uint32(42).string(v!);
+    }
+    for (const v of message.uids) {
+      writer.uint32(50).string(v!);
+    }
+    for (const v of message.gids) {
+      writer.uint32(58).string(v!);
     }
     return writer;
   },
@@ -787,6 +1040,46 @@ export const AuthzServiceDenyRequest: MessageFns<AuthzServiceDenyRequest> = {
             message.method = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.cells.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.vms.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.nodes.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.uids.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.gids.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -803,6 +1096,11 @@ export const AuthzServiceDenyRequest: MessageFns<AuthzServiceDenyRequest> = {
     return {
       identity: isSet(object.identity) ? globalThis.String(object.identity) : "",
       method: isSet(object.method) ? globalThis.String(object.method) : "",
+      cells: globalThis.Array.isArray(object?.cells) ? object.cells.map((e: any) => globalThis.String(e)) : [],
+      vms: globalThis.Array.isArray(object?.vms) ? object.vms.map((e: any) => globalThis.String(e)) : [],
+      nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => globalThis.String(e)) : [],
+      uids: globalThis.Array.isArray(object?.uids) ? object.uids.map((e: any) => globalThis.String(e)) : [],
+      gids: globalThis.Array.isArray(object?.gids) ? object.gids.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -814,6 +1112,21 @@ export const AuthzServiceDenyRequest: MessageFns<AuthzServiceDenyRequest> = {
     if (message.method !== "") {
       obj.method = message.method;
     }
+    if (message.cells?.length) {
+      obj.cells = message.cells;
+    }
+    if (message.vms?.length) {
+      obj.vms = message.vms;
+    }
+    if (message.nodes?.length) {
+      obj.nodes = message.nodes;
+    }
+    if (message.uids?.length) {
+      obj.uids = message.uids;
+    }
+    if (message.gids?.length) {
+      obj.gids = message.gids;
+    }
     return obj;
   },
 
@@ -824,6 +1137,11 @@ export const AuthzServiceDenyRequest: MessageFns<AuthzServiceDenyRequest> = {
     const message = createBaseAuthzServiceDenyRequest();
     message.identity = object.identity ?? "";
     message.method = object.method ?? "";
+    message.cells = object.cells?.map((e) => e) || [];
+    message.vms = object.vms?.map((e) => e) || [];
+    message.nodes = object.nodes?.map((e) => e) || [];
+    message.uids = object.uids?.map((e) => e) || [];
+    message.gids = object.gids?.map((e) => e) || [];
     return message;
   },
 };
@@ -1116,7 +1434,7 @@ export const AuthzServiceRevokeResponse: MessageFns<AuthzServiceRevokeResponse> 
 };
 
 function createBaseAuthzServiceListAuditRequest(): AuthzServiceListAuditRequest {
-  return { limit: 0, identity: "", method: "", code: "", beforeId: 0 };
+  return { limit: 0, identity: "", method: "", code: "", beforeId: 0n };
 }
 
 export const AuthzServiceListAuditRequest: MessageFns<AuthzServiceListAuditRequest> = {
@@ -1133,7 +1451,10 @@ export const AuthzServiceListAuditRequest: MessageFns<AuthzServiceListAuditReque
     if (message.code !== "") {
       writer.uint32(34).string(message.code);
     }
-    if (message.beforeId !== 0) {
+    if (message.beforeId !== 0n) {
+      if (BigInt.asUintN(64, message.beforeId) !== message.beforeId) {
+        throw new globalThis.Error("value provided for field message.beforeId of type uint64 too large");
+      }
       writer.uint32(40).uint64(message.beforeId);
     }
     return writer;
@@ -1189,7 +1510,7 @@ export const AuthzServiceListAuditRequest: MessageFns<AuthzServiceListAuditReque
               break;
             }
 
-            message.beforeId = longToNumber(reader.uint64());
+            message.beforeId = reader.uint64() as bigint;
             continue;
           }
         }
@@ -1211,10 +1532,10 @@ export const AuthzServiceListAuditRequest: MessageFns<AuthzServiceListAuditReque
       method: isSet(object.method) ? globalThis.String(object.method) : "",
       code: isSet(object.code) ? globalThis.String(object.code) : "",
       beforeId: isSet(object.beforeId)
-        ? globalThis.Number(object.beforeId)
+        ? BigInt(object.beforeId)
         : isSet(object.before_id)
-        ? globalThis.Number(object.before_id)
-        : 0,
+        ? BigInt(object.before_id)
+        : 0n,
     };
   },
 
@@ -1232,8 +1553,8 @@ export const AuthzServiceListAuditRequest: MessageFns<AuthzServiceListAuditReque
     if (message.code !== "") {
       obj.code = message.code;
     }
-    if (message.beforeId !== 0) {
-      obj.beforeId = Math.round(message.beforeId);
+    if (message.beforeId !== 0n) {
+      obj.beforeId = message.beforeId.toString();
     }
     return obj;
   },
@@ -1247,18 +1568,33 @@ export const AuthzServiceListAuditRequest: MessageFns<AuthzServiceListAuditReque
     message.identity = object.identity ?? "";
     message.method = object.method ?? "";
     message.code = object.code ?? "";
-    message.beforeId = object.beforeId ?? 0;
+    message.beforeId = (object.beforeId !== undefined && object.beforeId !== null) ? BigInt(object.beforeId) : 0n;
     return message;
   },
 };
 
 function createBaseAuditRecord(): AuditRecord {
-  return { id: 0, time: "", identity: "", method: "", code: "", detail: "", peer: "", node: undefined, via: undefined };
+  return {
+    id: 0n,
+    time: "",
+    identity: "",
+    method: "",
+    code: "",
+    detail: "",
+    peer: "",
+    node: undefined,
+    via: undefined,
+    count: 0,
+    firstTime: "",
+  };
 }
 
 export const AuditRecord: MessageFns<AuditRecord> = {
   encode(message: AuditRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.id !== 0) {
+    if (message.id !== 0n) {
+      if (BigInt.asUintN(64, message.id) !== message.id) {
+        throw new globalThis.Error("value provided for field message.id of type uint64 too large");
+      }
       writer.uint32(8).uint64(message.id);
     }
     if (message.time !== "") {
@@ -1285,6 +1621,12 @@ export const AuditRecord: MessageFns<AuditRecord> = {
     if (message.via !== undefined) {
       writer.uint32(74).string(message.via);
     }
+    if (message.count !== 0) {
+      writer.uint32(80).uint32(message.count);
+    }
+    if (message.firstTime !== "") {
+      writer.uint32(90).string(message.firstTime);
+    }
     return writer;
   },
 
@@ -1306,7 +1648,7 @@ export const AuditRecord: MessageFns<AuditRecord> = {
               break;
             }
 
-            message.id = longToNumber(reader.uint64());
+            message.id = reader.uint64() as bigint;
             continue;
           }
           case 2: {
@@ -1373,6 +1715,22 @@ export const AuditRecord: MessageFns<AuditRecord> = {
             message.via = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.count = reader.uint32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.firstTime = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1387,7 +1745,7 @@ export const AuditRecord: MessageFns<AuditRecord> = {
 
   fromJSON(object: any): AuditRecord {
     return {
-      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      id: isSet(object.id) ? BigInt(object.id) : 0n,
       time: isSet(object.time) ? globalThis.String(object.time) : "",
       identity: isSet(object.identity) ? globalThis.String(object.identity) : "",
       method: isSet(object.method) ? globalThis.String(object.method) : "",
@@ -1396,13 +1754,19 @@ export const AuditRecord: MessageFns<AuditRecord> = {
       peer: isSet(object.peer) ? globalThis.String(object.peer) : "",
       node: isSet(object.node) ? globalThis.String(object.node) : undefined,
       via: isSet(object.via) ? globalThis.String(object.via) : undefined,
+      count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+      firstTime: isSet(object.firstTime)
+        ? globalThis.String(object.firstTime)
+        : isSet(object.first_time)
+        ? globalThis.String(object.first_time)
+        : "",
     };
   },
 
   toJSON(message: AuditRecord): unknown {
     const obj: any = {};
-    if (message.id !== 0) {
-      obj.id = Math.round(message.id);
+    if (message.id !== 0n) {
+      obj.id = message.id.toString();
     }
     if (message.time !== "") {
       obj.time = message.time;
@@ -1428,6 +1792,12 @@ export const AuditRecord: MessageFns<AuditRecord> = {
     if (message.via !== undefined) {
       obj.via = message.via;
     }
+    if (message.count !== 0) {
+      obj.count = Math.round(message.count);
+    }
+    if (message.firstTime !== "") {
+      obj.firstTime = message.firstTime;
+    }
     return obj;
   },
 
@@ -1436,7 +1806,7 @@ export const AuditRecord: MessageFns<AuditRecord> = {
   },
   fromPartial<I extends Exact<DeepPartial<AuditRecord>, I>>(object: I): AuditRecord {
     const message = createBaseAuditRecord();
-    message.id = object.id ?? 0;
+    message.id = (object.id !== undefined && object.id !== null) ? BigInt(object.id) : 0n;
     message.time = object.time ?? "";
     message.identity = object.identity ?? "";
     message.method = object.method ?? "";
@@ -1445,6 +1815,8 @@ export const AuditRecord: MessageFns<AuditRecord> = {
     message.peer = object.peer ?? "";
     message.node = object.node ?? undefined;
     message.via = object.via ?? undefined;
+    message.count = object.count ?? 0;
+    message.firstTime = object.firstTime ?? "";
     return message;
   },
 };
@@ -1520,6 +1892,150 @@ export const AuthzServiceListAuditResponse: MessageFns<AuthzServiceListAuditResp
   },
 };
 
+function createBaseAuthzServiceSetParentRulesRequest(): AuthzServiceSetParentRulesRequest {
+  return { rules: [] };
+}
+
+export const AuthzServiceSetParentRulesRequest: MessageFns<AuthzServiceSetParentRulesRequest> = {
+  encode(message: AuthzServiceSetParentRulesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.rules) {
+      PolicyRule.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthzServiceSetParentRulesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthzServiceSetParentRulesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rules.push(PolicyRule.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuthzServiceSetParentRulesRequest {
+    return {
+      rules: globalThis.Array.isArray(object?.rules) ? object.rules.map((e: any) => PolicyRule.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: AuthzServiceSetParentRulesRequest): unknown {
+    const obj: any = {};
+    if (message.rules?.length) {
+      obj.rules = message.rules.map((e) => PolicyRule.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuthzServiceSetParentRulesRequest>, I>>(
+    base?: I,
+  ): AuthzServiceSetParentRulesRequest {
+    return AuthzServiceSetParentRulesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuthzServiceSetParentRulesRequest>, I>>(
+    object: I,
+  ): AuthzServiceSetParentRulesRequest {
+    const message = createBaseAuthzServiceSetParentRulesRequest();
+    message.rules = object.rules?.map((e) => PolicyRule.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseAuthzServiceSetParentRulesResponse(): AuthzServiceSetParentRulesResponse {
+  return { rules: 0 };
+}
+
+export const AuthzServiceSetParentRulesResponse: MessageFns<AuthzServiceSetParentRulesResponse> = {
+  encode(message: AuthzServiceSetParentRulesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rules !== 0) {
+      writer.uint32(8).uint32(message.rules);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthzServiceSetParentRulesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthzServiceSetParentRulesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.rules = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuthzServiceSetParentRulesResponse {
+    return { rules: isSet(object.rules) ? globalThis.Number(object.rules) : 0 };
+  },
+
+  toJSON(message: AuthzServiceSetParentRulesResponse): unknown {
+    const obj: any = {};
+    if (message.rules !== 0) {
+      obj.rules = Math.round(message.rules);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuthzServiceSetParentRulesResponse>, I>>(
+    base?: I,
+  ): AuthzServiceSetParentRulesResponse {
+    return AuthzServiceSetParentRulesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuthzServiceSetParentRulesResponse>, I>>(
+    object: I,
+  ): AuthzServiceSetParentRulesResponse {
+    const message = createBaseAuthzServiceSetParentRulesResponse();
+    message.rules = object.rules ?? 0;
+    return message;
+  },
+};
+
 export type AuthzServiceService = typeof AuthzServiceService;
 export const AuthzServiceService = {
   /** The admins, the open and admin-only methods, and the effective rules (optionally of one identity). */
@@ -1585,6 +2101,23 @@ export const AuthzServiceService = {
       Buffer.from(AuthzServiceListAuditResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): AuthzServiceListAuditResponse => AuthzServiceListAuditResponse.decode(value),
   },
+  /**
+   * Replace the rules this node inherits from its parent: the parent's effective rules (config, inherited and
+   * API). Only this node's parent may call it, with its own certificate; it does after every policy change.
+   */
+  setParentRules: {
+    path: "/aurae.authz.v0.AuthzService/SetParentRules" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AuthzServiceSetParentRulesRequest): Buffer =>
+      Buffer.from(AuthzServiceSetParentRulesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AuthzServiceSetParentRulesRequest =>
+      AuthzServiceSetParentRulesRequest.decode(value),
+    responseSerialize: (value: AuthzServiceSetParentRulesResponse): Buffer =>
+      Buffer.from(AuthzServiceSetParentRulesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AuthzServiceSetParentRulesResponse =>
+      AuthzServiceSetParentRulesResponse.decode(value),
+  },
 } as const;
 
 export interface AuthzServiceServer extends UntypedServiceImplementation {
@@ -1601,6 +2134,11 @@ export interface AuthzServiceServer extends UntypedServiceImplementation {
   revoke: handleUnaryCall<AuthzServiceRevokeRequest, AuthzServiceRevokeResponse>;
   /** Audit records, newest first. */
   listAudit: handleUnaryCall<AuthzServiceListAuditRequest, AuthzServiceListAuditResponse>;
+  /**
+   * Replace the rules this node inherits from its parent: the parent's effective rules (config, inherited and
+   * API). Only this node's parent may call it, with its own certificate; it does after every policy change.
+   */
+  setParentRules: handleUnaryCall<AuthzServiceSetParentRulesRequest, AuthzServiceSetParentRulesResponse>;
 }
 
 export interface AuthzServiceClient extends Client {
@@ -1687,6 +2225,25 @@ export interface AuthzServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: AuthzServiceListAuditResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Replace the rules this node inherits from its parent: the parent's effective rules (config, inherited and
+   * API). Only this node's parent may call it, with its own certificate; it does after every policy change.
+   */
+  setParentRules(
+    request: AuthzServiceSetParentRulesRequest,
+    callback: (error: ServiceError | null, response: AuthzServiceSetParentRulesResponse) => void,
+  ): ClientUnaryCall;
+  setParentRules(
+    request: AuthzServiceSetParentRulesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AuthzServiceSetParentRulesResponse) => void,
+  ): ClientUnaryCall;
+  setParentRules(
+    request: AuthzServiceSetParentRulesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AuthzServiceSetParentRulesResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const AuthzServiceClient = makeGenericClientConstructor(
@@ -1698,10 +2255,10 @@ export const AuthzServiceClient = makeGenericClientConstructor(
   serviceName: string;
 };
 
-type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
-export type DeepPartial<T> = T extends Builtin ? T
-  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+export type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
@@ -1709,17 +2266,6 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
-
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
-}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

@@ -250,14 +250,14 @@ export interface Isolation {
 export interface CpuController {
   /** cpu.weight, relative to sibling cells: 1..10000 (the kernel's default is 100). */
   weight?:
-    | number
+    | bigint
     | undefined;
   /** cpu.max quota: microseconds the cell may run per period, 1000..1000000000000; unset: no limit. */
   max?:
-    | number
+    | bigint
     | undefined;
   /** cpu.max period in microseconds, 1000..1000000; 100000 when unset. */
-  period?: number | undefined;
+  period?: bigint | undefined;
 }
 
 /** Docs: https://docs.kernel.org/admin-guide/cgroup-v2.html#cpuset */
@@ -274,32 +274,32 @@ export interface CpusetController {
 export interface MemoryController {
   /** memory.min: protected memory, 0..2^53-1. */
   min?:
-    | number
+    | bigint
     | undefined;
   /** memory.low: best-effort protection, 0..2^53-1. */
   low?:
-    | number
+    | bigint
     | undefined;
   /** memory.high: throttle and reclaim above this, 0..2^53-1. */
   high?:
-    | number
+    | bigint
     | undefined;
   /** memory.max: hard limit (the OOM killer acts above it), 0..2^53-1. */
   max?:
-    | number
+    | bigint
     | undefined;
   /** memory.swap.max: swap the cell may use, 0..2^53-1. */
-  swapMax?: number | undefined;
+  swapMax?: bigint | undefined;
 }
 
 export interface PidsController {
   /** pids.max: processes and threads in the cell, 1..4194304. */
-  max?: number | undefined;
+  max?: bigint | undefined;
 }
 
 export interface IoController {
   /** io.weight (default weight), 1..10000. Needs a kernel with io cost control (BLK_CGROUP_IOCOST). */
-  weight?: number | undefined;
+  weight?: bigint | undefined;
 }
 
 /** The most primitive workload in Aurae, a standard executable process. */
@@ -365,7 +365,7 @@ export interface ExecutableExit {
   /** The kernel's OOM killer killed a process of the executable during this run (memory.events oom_kill). */
   oomKilled: boolean;
   /** When, in milliseconds since the Unix epoch. */
-  timestamp: number;
+  timestamp: bigint;
 }
 
 export interface ExecutableStatus {
@@ -387,9 +387,9 @@ export interface CellStatus {
   /** "allocated"; "missing" when its cgroup is gone and could not be recreated. */
   state: string;
   /** Current usage read from the cell's cgroup (unset when the file is missing). */
-  memoryCurrentBytes?: number | undefined;
-  pidsCurrent?: number | undefined;
-  cpuUsageUsec?: number | undefined;
+  memoryCurrentBytes?: bigint | undefined;
+  pidsCurrent?: bigint | undefined;
+  cpuUsageUsec?: bigint | undefined;
 }
 
 function createBaseCellServiceAllocateRequest(): CellServiceAllocateRequest {
@@ -1782,12 +1782,21 @@ function createBaseCpuController(): CpuController {
 export const CpuController: MessageFns<CpuController> = {
   encode(message: CpuController, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.weight !== undefined) {
+      if (BigInt.asUintN(64, message.weight) !== message.weight) {
+        throw new globalThis.Error("value provided for field message.weight of type uint64 too large");
+      }
       writer.uint32(8).uint64(message.weight);
     }
     if (message.max !== undefined) {
+      if (BigInt.asIntN(64, message.max) !== message.max) {
+        throw new globalThis.Error("value provided for field message.max of type int64 too large");
+      }
       writer.uint32(16).int64(message.max);
     }
     if (message.period !== undefined) {
+      if (BigInt.asUintN(64, message.period) !== message.period) {
+        throw new globalThis.Error("value provided for field message.period of type uint64 too large");
+      }
       writer.uint32(24).uint64(message.period);
     }
     return writer;
@@ -1811,7 +1820,7 @@ export const CpuController: MessageFns<CpuController> = {
               break;
             }
 
-            message.weight = longToNumber(reader.uint64());
+            message.weight = reader.uint64() as bigint;
             continue;
           }
           case 2: {
@@ -1819,7 +1828,7 @@ export const CpuController: MessageFns<CpuController> = {
               break;
             }
 
-            message.max = longToNumber(reader.int64());
+            message.max = reader.int64() as bigint;
             continue;
           }
           case 3: {
@@ -1827,7 +1836,7 @@ export const CpuController: MessageFns<CpuController> = {
               break;
             }
 
-            message.period = longToNumber(reader.uint64());
+            message.period = reader.uint64() as bigint;
             continue;
           }
         }
@@ -1844,22 +1853,22 @@ export const CpuController: MessageFns<CpuController> = {
 
   fromJSON(object: any): CpuController {
     return {
-      weight: isSet(object.weight) ? globalThis.Number(object.weight) : undefined,
-      max: isSet(object.max) ? globalThis.Number(object.max) : undefined,
-      period: isSet(object.period) ? globalThis.Number(object.period) : undefined,
+      weight: isSet(object.weight) ? BigInt(object.weight) : undefined,
+      max: isSet(object.max) ? BigInt(object.max) : undefined,
+      period: isSet(object.period) ? BigInt(object.period) : undefined,
     };
   },
 
   toJSON(message: CpuController): unknown {
     const obj: any = {};
     if (message.weight !== undefined) {
-      obj.weight = Math.round(message.weight);
+      obj.weight = message.weight.toString();
     }
     if (message.max !== undefined) {
-      obj.max = Math.round(message.max);
+      obj.max = message.max.toString();
     }
     if (message.period !== undefined) {
-      obj.period = Math.round(message.period);
+      obj.period = message.period.toString();
     }
     return obj;
   },
@@ -1869,9 +1878,9 @@ export const CpuController: MessageFns<CpuController> = {
   },
   fromPartial<I extends Exact<DeepPartial<CpuController>, I>>(object: I): CpuController {
     const message = createBaseCpuController();
-    message.weight = object.weight ?? undefined;
-    message.max = object.max ?? undefined;
-    message.period = object.period ?? undefined;
+    message.weight = (object.weight !== undefined && object.weight !== null) ? BigInt(object.weight) : undefined;
+    message.max = (object.max !== undefined && object.max !== null) ? BigInt(object.max) : undefined;
+    message.period = (object.period !== undefined && object.period !== null) ? BigInt(object.period) : undefined;
     return message;
   },
 };
@@ -1968,18 +1977,33 @@ function createBaseMemoryController(): MemoryController {
 export const MemoryController: MessageFns<MemoryController> = {
   encode(message: MemoryController, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.min !== undefined) {
+      if (BigInt.asIntN(64, message.min) !== message.min) {
+        throw new globalThis.Error("value provided for field message.min of type int64 too large");
+      }
       writer.uint32(8).int64(message.min);
     }
     if (message.low !== undefined) {
+      if (BigInt.asIntN(64, message.low) !== message.low) {
+        throw new globalThis.Error("value provided for field message.low of type int64 too large");
+      }
       writer.uint32(16).int64(message.low);
     }
     if (message.high !== undefined) {
+      if (BigInt.asIntN(64, message.high) !== message.high) {
+        throw new globalThis.Error("value provided for field message.high of type int64 too large");
+      }
       writer.uint32(24).int64(message.high);
     }
     if (message.max !== undefined) {
+      if (BigInt.asIntN(64, message.max) !== message.max) {
+        throw new globalThis.Error("value provided for field message.max of type int64 too large");
+      }
       writer.uint32(32).int64(message.max);
     }
     if (message.swapMax !== undefined) {
+      if (BigInt.asIntN(64, message.swapMax) !== message.swapMax) {
+        throw new globalThis.Error("value provided for field message.swapMax of type int64 too large");
+      }
       writer.uint32(40).int64(message.swapMax);
     }
     return writer;
@@ -2003,7 +2027,7 @@ export const MemoryController: MessageFns<MemoryController> = {
               break;
             }
 
-            message.min = longToNumber(reader.int64());
+            message.min = reader.int64() as bigint;
             continue;
           }
           case 2: {
@@ -2011,7 +2035,7 @@ export const MemoryController: MessageFns<MemoryController> = {
               break;
             }
 
-            message.low = longToNumber(reader.int64());
+            message.low = reader.int64() as bigint;
             continue;
           }
           case 3: {
@@ -2019,7 +2043,7 @@ export const MemoryController: MessageFns<MemoryController> = {
               break;
             }
 
-            message.high = longToNumber(reader.int64());
+            message.high = reader.int64() as bigint;
             continue;
           }
           case 4: {
@@ -2027,7 +2051,7 @@ export const MemoryController: MessageFns<MemoryController> = {
               break;
             }
 
-            message.max = longToNumber(reader.int64());
+            message.max = reader.int64() as bigint;
             continue;
           }
           case 5: {
@@ -2035,7 +2059,7 @@ export const MemoryController: MessageFns<MemoryController> = {
               break;
             }
 
-            message.swapMax = longToNumber(reader.int64());
+            message.swapMax = reader.int64() as bigint;
             continue;
           }
         }
@@ -2052,14 +2076,14 @@ export const MemoryController: MessageFns<MemoryController> = {
 
   fromJSON(object: any): MemoryController {
     return {
-      min: isSet(object.min) ? globalThis.Number(object.min) : undefined,
-      low: isSet(object.low) ? globalThis.Number(object.low) : undefined,
-      high: isSet(object.high) ? globalThis.Number(object.high) : undefined,
-      max: isSet(object.max) ? globalThis.Number(object.max) : undefined,
+      min: isSet(object.min) ? BigInt(object.min) : undefined,
+      low: isSet(object.low) ? BigInt(object.low) : undefined,
+      high: isSet(object.high) ? BigInt(object.high) : undefined,
+      max: isSet(object.max) ? BigInt(object.max) : undefined,
       swapMax: isSet(object.swapMax)
-        ? globalThis.Number(object.swapMax)
+        ? BigInt(object.swapMax)
         : isSet(object.swap_max)
-        ? globalThis.Number(object.swap_max)
+        ? BigInt(object.swap_max)
         : undefined,
     };
   },
@@ -2067,19 +2091,19 @@ export const MemoryController: MessageFns<MemoryController> = {
   toJSON(message: MemoryController): unknown {
     const obj: any = {};
     if (message.min !== undefined) {
-      obj.min = Math.round(message.min);
+      obj.min = message.min.toString();
     }
     if (message.low !== undefined) {
-      obj.low = Math.round(message.low);
+      obj.low = message.low.toString();
     }
     if (message.high !== undefined) {
-      obj.high = Math.round(message.high);
+      obj.high = message.high.toString();
     }
     if (message.max !== undefined) {
-      obj.max = Math.round(message.max);
+      obj.max = message.max.toString();
     }
     if (message.swapMax !== undefined) {
-      obj.swapMax = Math.round(message.swapMax);
+      obj.swapMax = message.swapMax.toString();
     }
     return obj;
   },
@@ -2089,11 +2113,11 @@ export const MemoryController: MessageFns<MemoryController> = {
   },
   fromPartial<I extends Exact<DeepPartial<MemoryController>, I>>(object: I): MemoryController {
     const message = createBaseMemoryController();
-    message.min = object.min ?? undefined;
-    message.low = object.low ?? undefined;
-    message.high = object.high ?? undefined;
-    message.max = object.max ?? undefined;
-    message.swapMax = object.swapMax ?? undefined;
+    message.min = (object.min !== undefined && object.min !== null) ? BigInt(object.min) : undefined;
+    message.low = (object.low !== undefined && object.low !== null) ? BigInt(object.low) : undefined;
+    message.high = (object.high !== undefined && object.high !== null) ? BigInt(object.high) : undefined;
+    message.max = (object.max !== undefined && object.max !== null) ? BigInt(object.max) : undefined;
+    message.swapMax = (object.swapMax !== undefined && object.swapMax !== null) ? BigInt(object.swapMax) : undefined;
     return message;
   },
 };
@@ -2105,6 +2129,9 @@ function createBasePidsController(): PidsController {
 export const PidsController: MessageFns<PidsController> = {
   encode(message: PidsController, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.max !== undefined) {
+      if (BigInt.asIntN(64, message.max) !== message.max) {
+        throw new globalThis.Error("value provided for field message.max of type int64 too large");
+      }
       writer.uint32(8).int64(message.max);
     }
     return writer;
@@ -2128,7 +2155,7 @@ export const PidsController: MessageFns<PidsController> = {
               break;
             }
 
-            message.max = longToNumber(reader.int64());
+            message.max = reader.int64() as bigint;
             continue;
           }
         }
@@ -2144,13 +2171,13 @@ export const PidsController: MessageFns<PidsController> = {
   },
 
   fromJSON(object: any): PidsController {
-    return { max: isSet(object.max) ? globalThis.Number(object.max) : undefined };
+    return { max: isSet(object.max) ? BigInt(object.max) : undefined };
   },
 
   toJSON(message: PidsController): unknown {
     const obj: any = {};
     if (message.max !== undefined) {
-      obj.max = Math.round(message.max);
+      obj.max = message.max.toString();
     }
     return obj;
   },
@@ -2160,7 +2187,7 @@ export const PidsController: MessageFns<PidsController> = {
   },
   fromPartial<I extends Exact<DeepPartial<PidsController>, I>>(object: I): PidsController {
     const message = createBasePidsController();
-    message.max = object.max ?? undefined;
+    message.max = (object.max !== undefined && object.max !== null) ? BigInt(object.max) : undefined;
     return message;
   },
 };
@@ -2172,6 +2199,9 @@ function createBaseIoController(): IoController {
 export const IoController: MessageFns<IoController> = {
   encode(message: IoController, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.weight !== undefined) {
+      if (BigInt.asUintN(64, message.weight) !== message.weight) {
+        throw new globalThis.Error("value provided for field message.weight of type uint64 too large");
+      }
       writer.uint32(8).uint64(message.weight);
     }
     return writer;
@@ -2195,7 +2225,7 @@ export const IoController: MessageFns<IoController> = {
               break;
             }
 
-            message.weight = longToNumber(reader.uint64());
+            message.weight = reader.uint64() as bigint;
             continue;
           }
         }
@@ -2211,13 +2241,13 @@ export const IoController: MessageFns<IoController> = {
   },
 
   fromJSON(object: any): IoController {
-    return { weight: isSet(object.weight) ? globalThis.Number(object.weight) : undefined };
+    return { weight: isSet(object.weight) ? BigInt(object.weight) : undefined };
   },
 
   toJSON(message: IoController): unknown {
     const obj: any = {};
     if (message.weight !== undefined) {
-      obj.weight = Math.round(message.weight);
+      obj.weight = message.weight.toString();
     }
     return obj;
   },
@@ -2227,7 +2257,7 @@ export const IoController: MessageFns<IoController> = {
   },
   fromPartial<I extends Exact<DeepPartial<IoController>, I>>(object: I): IoController {
     const message = createBaseIoController();
-    message.weight = object.weight ?? undefined;
+    message.weight = (object.weight !== undefined && object.weight !== null) ? BigInt(object.weight) : undefined;
     return message;
   },
 };
@@ -2712,7 +2742,7 @@ export const RestartPolicy: MessageFns<RestartPolicy> = {
 };
 
 function createBaseExecutableExit(): ExecutableExit {
-  return { code: undefined, signal: undefined, oomKilled: false, timestamp: 0 };
+  return { code: undefined, signal: undefined, oomKilled: false, timestamp: 0n };
 }
 
 export const ExecutableExit: MessageFns<ExecutableExit> = {
@@ -2726,7 +2756,10 @@ export const ExecutableExit: MessageFns<ExecutableExit> = {
     if (message.oomKilled !== false) {
       writer.uint32(24).bool(message.oomKilled);
     }
-    if (message.timestamp !== 0) {
+    if (message.timestamp !== 0n) {
+      if (BigInt.asIntN(64, message.timestamp) !== message.timestamp) {
+        throw new globalThis.Error("value provided for field message.timestamp of type int64 too large");
+      }
       writer.uint32(32).int64(message.timestamp);
     }
     return writer;
@@ -2774,7 +2807,7 @@ export const ExecutableExit: MessageFns<ExecutableExit> = {
               break;
             }
 
-            message.timestamp = longToNumber(reader.int64());
+            message.timestamp = reader.int64() as bigint;
             continue;
           }
         }
@@ -2798,7 +2831,7 @@ export const ExecutableExit: MessageFns<ExecutableExit> = {
         : isSet(object.oom_killed)
         ? globalThis.Boolean(object.oom_killed)
         : false,
-      timestamp: isSet(object.timestamp) ? globalThis.Number(object.timestamp) : 0,
+      timestamp: isSet(object.timestamp) ? BigInt(object.timestamp) : 0n,
     };
   },
 
@@ -2813,8 +2846,8 @@ export const ExecutableExit: MessageFns<ExecutableExit> = {
     if (message.oomKilled !== false) {
       obj.oomKilled = message.oomKilled;
     }
-    if (message.timestamp !== 0) {
-      obj.timestamp = Math.round(message.timestamp);
+    if (message.timestamp !== 0n) {
+      obj.timestamp = message.timestamp.toString();
     }
     return obj;
   },
@@ -2827,7 +2860,7 @@ export const ExecutableExit: MessageFns<ExecutableExit> = {
     message.code = object.code ?? undefined;
     message.signal = object.signal ?? undefined;
     message.oomKilled = object.oomKilled ?? false;
-    message.timestamp = object.timestamp ?? 0;
+    message.timestamp = (object.timestamp !== undefined && object.timestamp !== null) ? BigInt(object.timestamp) : 0n;
     return message;
   },
 };
@@ -3003,12 +3036,21 @@ export const CellStatus: MessageFns<CellStatus> = {
       writer.uint32(10).string(message.state);
     }
     if (message.memoryCurrentBytes !== undefined) {
+      if (BigInt.asUintN(64, message.memoryCurrentBytes) !== message.memoryCurrentBytes) {
+        throw new globalThis.Error("value provided for field message.memoryCurrentBytes of type uint64 too large");
+      }
       writer.uint32(16).uint64(message.memoryCurrentBytes);
     }
     if (message.pidsCurrent !== undefined) {
+      if (BigInt.asUintN(64, message.pidsCurrent) !== message.pidsCurrent) {
+        throw new globalThis.Error("value provided for field message.pidsCurrent of type uint64 too large");
+      }
       writer.uint32(24).uint64(message.pidsCurrent);
     }
     if (message.cpuUsageUsec !== undefined) {
+      if (BigInt.asUintN(64, message.cpuUsageUsec) !== message.cpuUsageUsec) {
+        throw new globalThis.Error("value provided for field message.cpuUsageUsec of type uint64 too large");
+      }
       writer.uint32(32).uint64(message.cpuUsageUsec);
     }
     return writer;
@@ -3040,7 +3082,7 @@ export const CellStatus: MessageFns<CellStatus> = {
               break;
             }
 
-            message.memoryCurrentBytes = longToNumber(reader.uint64());
+            message.memoryCurrentBytes = reader.uint64() as bigint;
             continue;
           }
           case 3: {
@@ -3048,7 +3090,7 @@ export const CellStatus: MessageFns<CellStatus> = {
               break;
             }
 
-            message.pidsCurrent = longToNumber(reader.uint64());
+            message.pidsCurrent = reader.uint64() as bigint;
             continue;
           }
           case 4: {
@@ -3056,7 +3098,7 @@ export const CellStatus: MessageFns<CellStatus> = {
               break;
             }
 
-            message.cpuUsageUsec = longToNumber(reader.uint64());
+            message.cpuUsageUsec = reader.uint64() as bigint;
             continue;
           }
         }
@@ -3075,19 +3117,19 @@ export const CellStatus: MessageFns<CellStatus> = {
     return {
       state: isSet(object.state) ? globalThis.String(object.state) : "",
       memoryCurrentBytes: isSet(object.memoryCurrentBytes)
-        ? globalThis.Number(object.memoryCurrentBytes)
+        ? BigInt(object.memoryCurrentBytes)
         : isSet(object.memory_current_bytes)
-        ? globalThis.Number(object.memory_current_bytes)
+        ? BigInt(object.memory_current_bytes)
         : undefined,
       pidsCurrent: isSet(object.pidsCurrent)
-        ? globalThis.Number(object.pidsCurrent)
+        ? BigInt(object.pidsCurrent)
         : isSet(object.pids_current)
-        ? globalThis.Number(object.pids_current)
+        ? BigInt(object.pids_current)
         : undefined,
       cpuUsageUsec: isSet(object.cpuUsageUsec)
-        ? globalThis.Number(object.cpuUsageUsec)
+        ? BigInt(object.cpuUsageUsec)
         : isSet(object.cpu_usage_usec)
-        ? globalThis.Number(object.cpu_usage_usec)
+        ? BigInt(object.cpu_usage_usec)
         : undefined,
     };
   },
@@ -3098,13 +3140,13 @@ export const CellStatus: MessageFns<CellStatus> = {
       obj.state = message.state;
     }
     if (message.memoryCurrentBytes !== undefined) {
-      obj.memoryCurrentBytes = Math.round(message.memoryCurrentBytes);
+      obj.memoryCurrentBytes = message.memoryCurrentBytes.toString();
     }
     if (message.pidsCurrent !== undefined) {
-      obj.pidsCurrent = Math.round(message.pidsCurrent);
+      obj.pidsCurrent = message.pidsCurrent.toString();
     }
     if (message.cpuUsageUsec !== undefined) {
-      obj.cpuUsageUsec = Math.round(message.cpuUsageUsec);
+      obj.cpuUsageUsec = message.cpuUsageUsec.toString();
     }
     return obj;
   },
@@ -3115,9 +3157,15 @@ export const CellStatus: MessageFns<CellStatus> = {
   fromPartial<I extends Exact<DeepPartial<CellStatus>, I>>(object: I): CellStatus {
     const message = createBaseCellStatus();
     message.state = object.state ?? "";
-    message.memoryCurrentBytes = object.memoryCurrentBytes ?? undefined;
-    message.pidsCurrent = object.pidsCurrent ?? undefined;
-    message.cpuUsageUsec = object.cpuUsageUsec ?? undefined;
+    message.memoryCurrentBytes = (object.memoryCurrentBytes !== undefined && object.memoryCurrentBytes !== null)
+      ? BigInt(object.memoryCurrentBytes)
+      : undefined;
+    message.pidsCurrent = (object.pidsCurrent !== undefined && object.pidsCurrent !== null)
+      ? BigInt(object.pidsCurrent)
+      : undefined;
+    message.cpuUsageUsec = (object.cpuUsageUsec !== undefined && object.cpuUsageUsec !== null)
+      ? BigInt(object.cpuUsageUsec)
+      : undefined;
     return message;
   },
 };
@@ -3357,10 +3405,10 @@ export const CellServiceClient = makeGenericClientConstructor(
   serviceName: string;
 };
 
-type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
-export type DeepPartial<T> = T extends Builtin ? T
-  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+export type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
@@ -3368,17 +3416,6 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
-
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
-}
 
 function isObject(value: any): boolean {
   return typeof value === "object" && value !== null;

@@ -128,7 +128,7 @@ export interface LogItem {
   /** The line, without its newline. Lines longer than 16384 characters are cut and end with a marker. */
   line: string;
   /** When auraed received the line, in milliseconds since the Unix epoch. */
-  timestamp: number;
+  timestamp: bigint;
 }
 
 export interface GetAuraeDaemonLogStreamRequest {
@@ -166,7 +166,7 @@ export interface GetLogsResponse {
 
 export interface Event {
   /** Monotonic per auraed run, starting at 1; a gap means events were dropped from the bounded history. */
-  seq: number;
+  seq: bigint;
   /** ISO 8601 time the event was published. */
   time: string;
   kind: EventKind;
@@ -206,7 +206,7 @@ export interface GetEventsRequest {
   /** Keep the stream open and send new events as they happen. */
   follow: boolean;
   /** Only events with seq greater than this (0: every event still held). */
-  sinceSeq: number;
+  sinceSeq: bigint;
   /** Only events of this cell and its child cells (empty: all). Excludes VM events. */
   cell: string;
   /** Only events of this child VM (empty: all). Cannot be combined with cell. */
@@ -228,35 +228,35 @@ export interface GetMetricsRequest {
  */
 export interface CgroupMetrics {
   /** cpu.stat */
-  cpuUsageUsec?: number | undefined;
-  cpuUserUsec?: number | undefined;
-  cpuSystemUsec?: number | undefined;
-  cpuNrPeriods?: number | undefined;
-  cpuNrThrottled?: number | undefined;
+  cpuUsageUsec?: bigint | undefined;
+  cpuUserUsec?: bigint | undefined;
+  cpuSystemUsec?: bigint | undefined;
+  cpuNrPeriods?: bigint | undefined;
+  cpuNrThrottled?: bigint | undefined;
   cpuThrottledUsec?:
-    | number
+    | bigint
     | undefined;
   /** memory.current, memory.peak (kernel 5.19+), memory.max (unset: "max", no limit) */
-  memoryCurrentBytes?: number | undefined;
-  memoryPeakBytes?: number | undefined;
+  memoryCurrentBytes?: bigint | undefined;
+  memoryPeakBytes?: bigint | undefined;
   memoryMaxBytes?:
-    | number
+    | bigint
     | undefined;
   /** memory.events */
-  memoryOom?: number | undefined;
+  memoryOom?: bigint | undefined;
   memoryOomKill?:
-    | number
+    | bigint
     | undefined;
   /** pids.current, pids.max (unset: "max") */
-  pidsCurrent?: number | undefined;
+  pidsCurrent?: bigint | undefined;
   pidsMax?:
-    | number
+    | bigint
     | undefined;
   /** io.stat, summed over devices */
-  ioReadBytes?: number | undefined;
-  ioWriteBytes?: number | undefined;
-  ioReadIos?: number | undefined;
-  ioWriteIos?: number | undefined;
+  ioReadBytes?: bigint | undefined;
+  ioWriteBytes?: bigint | undefined;
+  ioReadIos?: bigint | undefined;
+  ioWriteIos?: bigint | undefined;
 }
 
 export interface CellMetrics {
@@ -268,13 +268,13 @@ export interface CellMetrics {
 
 export interface GetMetricsResponse {
   /** When the cgroup files were read, in milliseconds since the Unix epoch. */
-  timestamp: number;
+  timestamp: bigint;
   /** Cells in tree order (a parent before its children), each followed by its executables. */
   cells: CellMetrics[];
 }
 
 function createBaseLogItem(): LogItem {
-  return { channel: "", line: "", timestamp: 0 };
+  return { channel: "", line: "", timestamp: 0n };
 }
 
 export const LogItem: MessageFns<LogItem> = {
@@ -285,7 +285,10 @@ export const LogItem: MessageFns<LogItem> = {
     if (message.line !== "") {
       writer.uint32(18).string(message.line);
     }
-    if (message.timestamp !== 0) {
+    if (message.timestamp !== 0n) {
+      if (BigInt.asIntN(64, message.timestamp) !== message.timestamp) {
+        throw new globalThis.Error("value provided for field message.timestamp of type int64 too large");
+      }
       writer.uint32(24).int64(message.timestamp);
     }
     return writer;
@@ -325,7 +328,7 @@ export const LogItem: MessageFns<LogItem> = {
               break;
             }
 
-            message.timestamp = longToNumber(reader.int64());
+            message.timestamp = reader.int64() as bigint;
             continue;
           }
         }
@@ -344,7 +347,7 @@ export const LogItem: MessageFns<LogItem> = {
     return {
       channel: isSet(object.channel) ? globalThis.String(object.channel) : "",
       line: isSet(object.line) ? globalThis.String(object.line) : "",
-      timestamp: isSet(object.timestamp) ? globalThis.Number(object.timestamp) : 0,
+      timestamp: isSet(object.timestamp) ? BigInt(object.timestamp) : 0n,
     };
   },
 
@@ -356,8 +359,8 @@ export const LogItem: MessageFns<LogItem> = {
     if (message.line !== "") {
       obj.line = message.line;
     }
-    if (message.timestamp !== 0) {
-      obj.timestamp = Math.round(message.timestamp);
+    if (message.timestamp !== 0n) {
+      obj.timestamp = message.timestamp.toString();
     }
     return obj;
   },
@@ -369,7 +372,7 @@ export const LogItem: MessageFns<LogItem> = {
     const message = createBaseLogItem();
     message.channel = object.channel ?? "";
     message.line = object.line ?? "";
-    message.timestamp = object.timestamp ?? 0;
+    message.timestamp = (object.timestamp !== undefined && object.timestamp !== null) ? BigInt(object.timestamp) : 0n;
     return message;
   },
 };
@@ -716,7 +719,7 @@ export const GetLogsResponse: MessageFns<GetLogsResponse> = {
 
 function createBaseEvent(): Event {
   return {
-    seq: 0,
+    seq: 0n,
     time: "",
     kind: 0,
     cell: "",
@@ -738,7 +741,10 @@ function createBaseEvent(): Event {
 
 export const Event: MessageFns<Event> = {
   encode(message: Event, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.seq !== 0) {
+    if (message.seq !== 0n) {
+      if (BigInt.asIntN(64, message.seq) !== message.seq) {
+        throw new globalThis.Error("value provided for field message.seq of type int64 too large");
+      }
       writer.uint32(8).int64(message.seq);
     }
     if (message.time !== "") {
@@ -810,7 +816,7 @@ export const Event: MessageFns<Event> = {
               break;
             }
 
-            message.seq = longToNumber(reader.int64());
+            message.seq = reader.int64() as bigint;
             continue;
           }
           case 2: {
@@ -955,7 +961,7 @@ export const Event: MessageFns<Event> = {
 
   fromJSON(object: any): Event {
     return {
-      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
+      seq: isSet(object.seq) ? BigInt(object.seq) : 0n,
       time: isSet(object.time) ? globalThis.String(object.time) : "",
       kind: isSet(object.kind) ? eventKindFromJSON(object.kind) : 0,
       cell: isSet(object.cell) ? globalThis.String(object.cell) : "",
@@ -985,8 +991,8 @@ export const Event: MessageFns<Event> = {
 
   toJSON(message: Event): unknown {
     const obj: any = {};
-    if (message.seq !== 0) {
-      obj.seq = Math.round(message.seq);
+    if (message.seq !== 0n) {
+      obj.seq = message.seq.toString();
     }
     if (message.time !== "") {
       obj.time = message.time;
@@ -1044,7 +1050,7 @@ export const Event: MessageFns<Event> = {
   },
   fromPartial<I extends Exact<DeepPartial<Event>, I>>(object: I): Event {
     const message = createBaseEvent();
-    message.seq = object.seq ?? 0;
+    message.seq = (object.seq !== undefined && object.seq !== null) ? BigInt(object.seq) : 0n;
     message.time = object.time ?? "";
     message.kind = object.kind ?? 0;
     message.cell = object.cell ?? "";
@@ -1066,7 +1072,7 @@ export const Event: MessageFns<Event> = {
 };
 
 function createBaseGetEventsRequest(): GetEventsRequest {
-  return { follow: false, sinceSeq: 0, cell: "", vm: "" };
+  return { follow: false, sinceSeq: 0n, cell: "", vm: "" };
 }
 
 export const GetEventsRequest: MessageFns<GetEventsRequest> = {
@@ -1074,7 +1080,10 @@ export const GetEventsRequest: MessageFns<GetEventsRequest> = {
     if (message.follow !== false) {
       writer.uint32(8).bool(message.follow);
     }
-    if (message.sinceSeq !== 0) {
+    if (message.sinceSeq !== 0n) {
+      if (BigInt.asIntN(64, message.sinceSeq) !== message.sinceSeq) {
+        throw new globalThis.Error("value provided for field message.sinceSeq of type int64 too large");
+      }
       writer.uint32(16).int64(message.sinceSeq);
     }
     if (message.cell !== "") {
@@ -1112,7 +1121,7 @@ export const GetEventsRequest: MessageFns<GetEventsRequest> = {
               break;
             }
 
-            message.sinceSeq = longToNumber(reader.int64());
+            message.sinceSeq = reader.int64() as bigint;
             continue;
           }
           case 3: {
@@ -1147,10 +1156,10 @@ export const GetEventsRequest: MessageFns<GetEventsRequest> = {
     return {
       follow: isSet(object.follow) ? globalThis.Boolean(object.follow) : false,
       sinceSeq: isSet(object.sinceSeq)
-        ? globalThis.Number(object.sinceSeq)
+        ? BigInt(object.sinceSeq)
         : isSet(object.since_seq)
-        ? globalThis.Number(object.since_seq)
-        : 0,
+        ? BigInt(object.since_seq)
+        : 0n,
       cell: isSet(object.cell) ? globalThis.String(object.cell) : "",
       vm: isSet(object.vm) ? globalThis.String(object.vm) : "",
     };
@@ -1161,8 +1170,8 @@ export const GetEventsRequest: MessageFns<GetEventsRequest> = {
     if (message.follow !== false) {
       obj.follow = message.follow;
     }
-    if (message.sinceSeq !== 0) {
-      obj.sinceSeq = Math.round(message.sinceSeq);
+    if (message.sinceSeq !== 0n) {
+      obj.sinceSeq = message.sinceSeq.toString();
     }
     if (message.cell !== "") {
       obj.cell = message.cell;
@@ -1179,7 +1188,7 @@ export const GetEventsRequest: MessageFns<GetEventsRequest> = {
   fromPartial<I extends Exact<DeepPartial<GetEventsRequest>, I>>(object: I): GetEventsRequest {
     const message = createBaseGetEventsRequest();
     message.follow = object.follow ?? false;
-    message.sinceSeq = object.sinceSeq ?? 0;
+    message.sinceSeq = (object.sinceSeq !== undefined && object.sinceSeq !== null) ? BigInt(object.sinceSeq) : 0n;
     message.cell = object.cell ?? "";
     message.vm = object.vm ?? "";
     return message;
@@ -1345,54 +1354,105 @@ function createBaseCgroupMetrics(): CgroupMetrics {
 export const CgroupMetrics: MessageFns<CgroupMetrics> = {
   encode(message: CgroupMetrics, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.cpuUsageUsec !== undefined) {
+      if (BigInt.asUintN(64, message.cpuUsageUsec) !== message.cpuUsageUsec) {
+        throw new globalThis.Error("value provided for field message.cpuUsageUsec of type uint64 too large");
+      }
       writer.uint32(8).uint64(message.cpuUsageUsec);
     }
     if (message.cpuUserUsec !== undefined) {
+      if (BigInt.asUintN(64, message.cpuUserUsec) !== message.cpuUserUsec) {
+        throw new globalThis.Error("value provided for field message.cpuUserUsec of type uint64 too large");
+      }
       writer.uint32(16).uint64(message.cpuUserUsec);
     }
     if (message.cpuSystemUsec !== undefined) {
+      if (BigInt.asUintN(64, message.cpuSystemUsec) !== message.cpuSystemUsec) {
+        throw new globalThis.Error("value provided for field message.cpuSystemUsec of type uint64 too large");
+      }
       writer.uint32(24).uint64(message.cpuSystemUsec);
     }
     if (message.cpuNrPeriods !== undefined) {
+      if (BigInt.asUintN(64, message.cpuNrPeriods) !== message.cpuNrPeriods) {
+        throw new globalThis.Error("value provided for field message.cpuNrPeriods of type uint64 too large");
+      }
       writer.uint32(32).uint64(message.cpuNrPeriods);
     }
     if (message.cpuNrThrottled !== undefined) {
+      if (BigInt.asUintN(64, message.cpuNrThrottled) !== message.cpuNrThrottled) {
+        throw new globalThis.Error("value provided for field message.cpuNrThrottled of type uint64 too large");
+      }
       writer.uint32(40).uint64(message.cpuNrThrottled);
     }
     if (message.cpuThrottledUsec !== undefined) {
+      if (BigInt.asUintN(64, message.cpuThrottledUsec) !== message.cpuThrottledUsec) {
+        throw new globalThis.Error("value provided for field message.cpuThrottledUsec of type uint64 too large");
+      }
       writer.uint32(48).uint64(message.cpuThrottledUsec);
     }
     if (message.memoryCurrentBytes !== undefined) {
+      if (BigInt.asUintN(64, message.memoryCurrentBytes) !== message.memoryCurrentBytes) {
+        throw new globalThis.Error("value provided for field message.memoryCurrentBytes of type uint64 too large");
+      }
       writer.uint32(56).uint64(message.memoryCurrentBytes);
     }
     if (message.memoryPeakBytes !== undefined) {
+      if (BigInt.asUintN(64, message.memoryPeakBytes) !== message.memoryPeakBytes) {
+        throw new globalThis.Error("value provided for field message.memoryPeakBytes of type uint64 too large");
+      }
       writer.uint32(64).uint64(message.memoryPeakBytes);
     }
     if (message.memoryMaxBytes !== undefined) {
+      if (BigInt.asUintN(64, message.memoryMaxBytes) !== message.memoryMaxBytes) {
+        throw new globalThis.Error("value provided for field message.memoryMaxBytes of type uint64 too large");
+      }
       writer.uint32(72).uint64(message.memoryMaxBytes);
     }
     if (message.memoryOom !== undefined) {
+      if (BigInt.asUintN(64, message.memoryOom) !== message.memoryOom) {
+        throw new globalThis.Error("value provided for field message.memoryOom of type uint64 too large");
+      }
       writer.uint32(80).uint64(message.memoryOom);
     }
     if (message.memoryOomKill !== undefined) {
+      if (BigInt.asUintN(64, message.memoryOomKill) !== message.memoryOomKill) {
+        throw new globalThis.Error("value provided for field message.memoryOomKill of type uint64 too large");
+      }
       writer.uint32(88).uint64(message.memoryOomKill);
     }
     if (message.pidsCurrent !== undefined) {
+      if (BigInt.asUintN(64, message.pidsCurrent) !== message.pidsCurrent) {
+        throw new globalThis.Error("value provided for field message.pidsCurrent of type uint64 too large");
+      }
       writer.uint32(96).uint64(message.pidsCurrent);
     }
     if (message.pidsMax !== undefined) {
+      if (BigInt.asUintN(64, message.pidsMax) !== message.pidsMax) {
+        throw new globalThis.Error("value provided for field message.pidsMax of type uint64 too large");
+      }
       writer.uint32(104).uint64(message.pidsMax);
     }
     if (message.ioReadBytes !== undefined) {
+      if (BigInt.asUintN(64, message.ioReadBytes) !== message.ioReadBytes) {
+        throw new globalThis.Error("value provided for field message.ioReadBytes of type uint64 too large");
+      }
       writer.uint32(112).uint64(message.ioReadBytes);
     }
     if (message.ioWriteBytes !== undefined) {
+      if (BigInt.asUintN(64, message.ioWriteBytes) !== message.ioWriteBytes) {
+        throw new globalThis.Error("value provided for field message.ioWriteBytes of type uint64 too large");
+      }
       writer.uint32(120).uint64(message.ioWriteBytes);
     }
     if (message.ioReadIos !== undefined) {
+      if (BigInt.asUintN(64, message.ioReadIos) !== message.ioReadIos) {
+        throw new globalThis.Error("value provided for field message.ioReadIos of type uint64 too large");
+      }
       writer.uint32(128).uint64(message.ioReadIos);
     }
     if (message.ioWriteIos !== undefined) {
+      if (BigInt.asUintN(64, message.ioWriteIos) !== message.ioWriteIos) {
+        throw new globalThis.Error("value provided for field message.ioWriteIos of type uint64 too large");
+      }
       writer.uint32(136).uint64(message.ioWriteIos);
     }
     return writer;
@@ -1416,7 +1476,7 @@ export const CgroupMetrics: MessageFns<CgroupMetrics> = {
               break;
             }
 
-            message.cpuUsageUsec = longToNumber(reader.uint64());
+            message.cpuUsageUsec = reader.uint64() as bigint;
             continue;
           }
           case 2: {
@@ -1424,7 +1484,7 @@ export const CgroupMetrics: MessageFns<CgroupMetrics> = {
               break;
             }
 
-            message.cpuUserUsec = longToNumber(reader.uint64());
+            message.cpuUserUsec = reader.uint64() as bigint;
             continue;
           }
           case 3: {
@@ -1432,7 +1492,7 @@ export const CgroupMetrics: MessageFns<CgroupMetrics> = {
               break;
             }
 
-            message.cpuSystemUsec = longToNumber(reader.uint64());
+            message.cpuSystemUsec = reader.uint64() as bigint;
             continue;
           }
           case 4: {
@@ -1440,7 +1500,7 @@ export const CgroupMetrics: MessageFns<CgroupMetrics> = {
               break;
             }
 
-            message.cpuNrPeriods = longToNumber(reader.uint64());
+            message.cpuNrPeriods = reader.uint64() as bigint;
             continue;
           }
           case 5: {
@@ -1448,7 +1508,7 @@ export const CgroupMetrics: MessageFns<CgroupMetrics> = {
               break;
             }
 
-            message.cpuNrThrottled = longToNumber(reader.uint64());
+            message.cpuNrThrottled = reader.uint64() as bigint;
             continue;
           }
           case 6: {
@@ -1456,7 +1516,7 @@ export const CgroupMetrics: MessageFns<CgroupMetrics> = {
               break;
             }
 
-            message.cpuThrottledUsec = longToNumber(reader.uint64());
+            message.cpuThrottledUsec = reader.uint64() as bigint;
             continue;
           }
           case 7: {
@@ -1464,7 +1524,7 @@ export const CgroupMetrics: MessageFns<CgroupMetrics> = {
               break;
             }
 
-            message.memoryCurrentBytes = longToNumber(reader.uint64());
+            message.memoryCurrentBytes = reader.uint64() as bigint;
             continue;
           }
           case 8: {
@@ -1472,7 +1532,7 @@ export const CgroupMetrics: MessageFns<CgroupMetrics> = {
               break;
             }
 
-            message.memoryPeakBytes = longToNumber(reader.uint64());
+            message.memoryPeakBytes = reader.uint64() as bigint;
             continue;
           }
           case 9: {
@@ -1480,7 +1540,7 @@ export const CgroupMetrics: MessageFns<CgroupMetrics> = {
               break;
             }
 
-            message.memoryMaxBytes = longToNumber(reader.uint64());
+            message.memoryMaxBytes = reader.uint64() as bigint;
             continue;
           }
           case 10: {
@@ -1488,7 +1548,7 @@ export const CgroupMetrics: MessageFns<CgroupMetrics> = {
               break;
             }
 
-            message.memoryOom = longToNumber(reader.uint64());
+            message.memoryOom = reader.uint64() as bigint;
             continue;
           }
           case 11: {
@@ -1496,7 +1556,7 @@ export const CgroupMetrics: MessageFns<CgroupMetrics> = {
               break;
             }
 
-            message.memoryOomKill = longToNumber(reader.uint64());
+            message.memoryOomKill = reader.uint64() as bigint;
             continue;
           }
           case 12: {
@@ -1504,7 +1564,7 @@ export const CgroupMetrics: MessageFns<CgroupMetrics> = {
               break;
             }
 
-            message.pidsCurrent = longToNumber(reader.uint64());
+            message.pidsCurrent = reader.uint64() as bigint;
             continue;
           }
           case 13: {
@@ -1512,7 +1572,7 @@ export const CgroupMetrics: MessageFns<CgroupMetrics> = {
               break;
             }
 
-            message.pidsMax = longToNumber(reader.uint64());
+            message.pidsMax = reader.uint64() as bigint;
             continue;
           }
           case 14: {
@@ -1520,7 +1580,7 @@ export const CgroupMetrics: MessageFns<CgroupMetrics> = {
               break;
             }
 
-            message.ioReadBytes = longToNumber(reader.uint64());
+            message.ioReadBytes = reader.uint64() as bigint;
             continue;
           }
           case 15: {
@@ -1528,7 +1588,7 @@ export const CgroupMetrics: MessageFns<CgroupMetrics> = {
               break;
             }
 
-            message.ioWriteBytes = longToNumber(reader.uint64());
+            message.ioWriteBytes = reader.uint64() as bigint;
             continue;
           }
           case 16: {
@@ -1536,7 +1596,7 @@ export const CgroupMetrics: MessageFns<CgroupMetrics> = {
               break;
             }
 
-            message.ioReadIos = longToNumber(reader.uint64());
+            message.ioReadIos = reader.uint64() as bigint;
             continue;
           }
           case 17: {
@@ -1544,7 +1604,7 @@ export const CgroupMetrics: MessageFns<CgroupMetrics> = {
               break;
             }
 
-            message.ioWriteIos = longToNumber(reader.uint64());
+            message.ioWriteIos = reader.uint64() as bigint;
             continue;
           }
         }
@@ -1562,89 +1622,89 @@ export const CgroupMetrics: MessageFns<CgroupMetrics> = {
   fromJSON(object: any): CgroupMetrics {
     return {
       cpuUsageUsec: isSet(object.cpuUsageUsec)
-        ? globalThis.Number(object.cpuUsageUsec)
+        ? BigInt(object.cpuUsageUsec)
         : isSet(object.cpu_usage_usec)
-        ? globalThis.Number(object.cpu_usage_usec)
+        ? BigInt(object.cpu_usage_usec)
         : undefined,
       cpuUserUsec: isSet(object.cpuUserUsec)
-        ? globalThis.Number(object.cpuUserUsec)
+        ? BigInt(object.cpuUserUsec)
         : isSet(object.cpu_user_usec)
-        ? globalThis.Number(object.cpu_user_usec)
+        ? BigInt(object.cpu_user_usec)
         : undefined,
       cpuSystemUsec: isSet(object.cpuSystemUsec)
-        ? globalThis.Number(object.cpuSystemUsec)
+        ? BigInt(object.cpuSystemUsec)
         : isSet(object.cpu_system_usec)
-        ? globalThis.Number(object.cpu_system_usec)
+        ? BigInt(object.cpu_system_usec)
         : undefined,
       cpuNrPeriods: isSet(object.cpuNrPeriods)
-        ? globalThis.Number(object.cpuNrPeriods)
+        ? BigInt(object.cpuNrPeriods)
         : isSet(object.cpu_nr_periods)
-        ? globalThis.Number(object.cpu_nr_periods)
+        ? BigInt(object.cpu_nr_periods)
         : undefined,
       cpuNrThrottled: isSet(object.cpuNrThrottled)
-        ? globalThis.Number(object.cpuNrThrottled)
+        ? BigInt(object.cpuNrThrottled)
         : isSet(object.cpu_nr_throttled)
-        ? globalThis.Number(object.cpu_nr_throttled)
+        ? BigInt(object.cpu_nr_throttled)
         : undefined,
       cpuThrottledUsec: isSet(object.cpuThrottledUsec)
-        ? globalThis.Number(object.cpuThrottledUsec)
+        ? BigInt(object.cpuThrottledUsec)
         : isSet(object.cpu_throttled_usec)
-        ? globalThis.Number(object.cpu_throttled_usec)
+        ? BigInt(object.cpu_throttled_usec)
         : undefined,
       memoryCurrentBytes: isSet(object.memoryCurrentBytes)
-        ? globalThis.Number(object.memoryCurrentBytes)
+        ? BigInt(object.memoryCurrentBytes)
         : isSet(object.memory_current_bytes)
-        ? globalThis.Number(object.memory_current_bytes)
+        ? BigInt(object.memory_current_bytes)
         : undefined,
       memoryPeakBytes: isSet(object.memoryPeakBytes)
-        ? globalThis.Number(object.memoryPeakBytes)
+        ? BigInt(object.memoryPeakBytes)
         : isSet(object.memory_peak_bytes)
-        ? globalThis.Number(object.memory_peak_bytes)
+        ? BigInt(object.memory_peak_bytes)
         : undefined,
       memoryMaxBytes: isSet(object.memoryMaxBytes)
-        ? globalThis.Number(object.memoryMaxBytes)
+        ? BigInt(object.memoryMaxBytes)
         : isSet(object.memory_max_bytes)
-        ? globalThis.Number(object.memory_max_bytes)
+        ? BigInt(object.memory_max_bytes)
         : undefined,
       memoryOom: isSet(object.memoryOom)
-        ? globalThis.Number(object.memoryOom)
+        ? BigInt(object.memoryOom)
         : isSet(object.memory_oom)
-        ? globalThis.Number(object.memory_oom)
+        ? BigInt(object.memory_oom)
         : undefined,
       memoryOomKill: isSet(object.memoryOomKill)
-        ? globalThis.Number(object.memoryOomKill)
+        ? BigInt(object.memoryOomKill)
         : isSet(object.memory_oom_kill)
-        ? globalThis.Number(object.memory_oom_kill)
+        ? BigInt(object.memory_oom_kill)
         : undefined,
       pidsCurrent: isSet(object.pidsCurrent)
-        ? globalThis.Number(object.pidsCurrent)
+        ? BigInt(object.pidsCurrent)
         : isSet(object.pids_current)
-        ? globalThis.Number(object.pids_current)
+        ? BigInt(object.pids_current)
         : undefined,
       pidsMax: isSet(object.pidsMax)
-        ? globalThis.Number(object.pidsMax)
+        ? BigInt(object.pidsMax)
         : isSet(object.pids_max)
-        ? globalThis.Number(object.pids_max)
+        ? BigInt(object.pids_max)
         : undefined,
       ioReadBytes: isSet(object.ioReadBytes)
-        ? globalThis.Number(object.ioReadBytes)
+        ? BigInt(object.ioReadBytes)
         : isSet(object.io_read_bytes)
-        ? globalThis.Number(object.io_read_bytes)
+        ? BigInt(object.io_read_bytes)
         : undefined,
       ioWriteBytes: isSet(object.ioWriteBytes)
-        ? globalThis.Number(object.ioWriteBytes)
+        ? BigInt(object.ioWriteBytes)
         : isSet(object.io_write_bytes)
-        ? globalThis.Number(object.io_write_bytes)
+        ? BigInt(object.io_write_bytes)
         : undefined,
       ioReadIos: isSet(object.ioReadIos)
-        ? globalThis.Number(object.ioReadIos)
+        ? BigInt(object.ioReadIos)
         : isSet(object.io_read_ios)
-        ? globalThis.Number(object.io_read_ios)
+        ? BigInt(object.io_read_ios)
         : undefined,
       ioWriteIos: isSet(object.ioWriteIos)
-        ? globalThis.Number(object.ioWriteIos)
+        ? BigInt(object.ioWriteIos)
         : isSet(object.io_write_ios)
-        ? globalThis.Number(object.io_write_ios)
+        ? BigInt(object.io_write_ios)
         : undefined,
     };
   },
@@ -1652,55 +1712,55 @@ export const CgroupMetrics: MessageFns<CgroupMetrics> = {
   toJSON(message: CgroupMetrics): unknown {
     const obj: any = {};
     if (message.cpuUsageUsec !== undefined) {
-      obj.cpuUsageUsec = Math.round(message.cpuUsageUsec);
+      obj.cpuUsageUsec = message.cpuUsageUsec.toString();
     }
     if (message.cpuUserUsec !== undefined) {
-      obj.cpuUserUsec = Math.round(message.cpuUserUsec);
+      obj.cpuUserUsec = message.cpuUserUsec.toString();
     }
     if (message.cpuSystemUsec !== undefined) {
-      obj.cpuSystemUsec = Math.round(message.cpuSystemUsec);
+      obj.cpuSystemUsec = message.cpuSystemUsec.toString();
     }
     if (message.cpuNrPeriods !== undefined) {
-      obj.cpuNrPeriods = Math.round(message.cpuNrPeriods);
+      obj.cpuNrPeriods = message.cpuNrPeriods.toString();
     }
     if (message.cpuNrThrottled !== undefined) {
-      obj.cpuNrThrottled = Math.round(message.cpuNrThrottled);
+      obj.cpuNrThrottled = message.cpuNrThrottled.toString();
     }
     if (message.cpuThrottledUsec !== undefined) {
-      obj.cpuThrottledUsec = Math.round(message.cpuThrottledUsec);
+      obj.cpuThrottledUsec = message.cpuThrottledUsec.toString();
     }
     if (message.memoryCurrentBytes !== undefined) {
-      obj.memoryCurrentBytes = Math.round(message.memoryCurrentBytes);
+      obj.memoryCurrentBytes = message.memoryCurrentBytes.toString();
     }
     if (message.memoryPeakBytes !== undefined) {
-      obj.memoryPeakBytes = Math.round(message.memoryPeakBytes);
+      obj.memoryPeakBytes = message.memoryPeakBytes.toString();
     }
     if (message.memoryMaxBytes !== undefined) {
-      obj.memoryMaxBytes = Math.round(message.memoryMaxBytes);
+      obj.memoryMaxBytes = message.memoryMaxBytes.toString();
     }
     if (message.memoryOom !== undefined) {
-      obj.memoryOom = Math.round(message.memoryOom);
+      obj.memoryOom = message.memoryOom.toString();
     }
     if (message.memoryOomKill !== undefined) {
-      obj.memoryOomKill = Math.round(message.memoryOomKill);
+      obj.memoryOomKill = message.memoryOomKill.toString();
     }
     if (message.pidsCurrent !== undefined) {
-      obj.pidsCurrent = Math.round(message.pidsCurrent);
+      obj.pidsCurrent = message.pidsCurrent.toString();
     }
     if (message.pidsMax !== undefined) {
-      obj.pidsMax = Math.round(message.pidsMax);
+      obj.pidsMax = message.pidsMax.toString();
     }
     if (message.ioReadBytes !== undefined) {
-      obj.ioReadBytes = Math.round(message.ioReadBytes);
+      obj.ioReadBytes = message.ioReadBytes.toString();
     }
     if (message.ioWriteBytes !== undefined) {
-      obj.ioWriteBytes = Math.round(message.ioWriteBytes);
+      obj.ioWriteBytes = message.ioWriteBytes.toString();
     }
     if (message.ioReadIos !== undefined) {
-      obj.ioReadIos = Math.round(message.ioReadIos);
+      obj.ioReadIos = message.ioReadIos.toString();
     }
     if (message.ioWriteIos !== undefined) {
-      obj.ioWriteIos = Math.round(message.ioWriteIos);
+      obj.ioWriteIos = message.ioWriteIos.toString();
     }
     return obj;
   },
@@ -1710,23 +1770,55 @@ export const CgroupMetrics: MessageFns<CgroupMetrics> = {
   },
   fromPartial<I extends Exact<DeepPartial<CgroupMetrics>, I>>(object: I): CgroupMetrics {
     const message = createBaseCgroupMetrics();
-    message.cpuUsageUsec = object.cpuUsageUsec ?? undefined;
-    message.cpuUserUsec = object.cpuUserUsec ?? undefined;
-    message.cpuSystemUsec = object.cpuSystemUsec ?? undefined;
-    message.cpuNrPeriods = object.cpuNrPeriods ?? undefined;
-    message.cpuNrThrottled = object.cpuNrThrottled ?? undefined;
-    message.cpuThrottledUsec = object.cpuThrottledUsec ?? undefined;
-    message.memoryCurrentBytes = object.memoryCurrentBytes ?? undefined;
-    message.memoryPeakBytes = object.memoryPeakBytes ?? undefined;
-    message.memoryMaxBytes = object.memoryMaxBytes ?? undefined;
-    message.memoryOom = object.memoryOom ?? undefined;
-    message.memoryOomKill = object.memoryOomKill ?? undefined;
-    message.pidsCurrent = object.pidsCurrent ?? undefined;
-    message.pidsMax = object.pidsMax ?? undefined;
-    message.ioReadBytes = object.ioReadBytes ?? undefined;
-    message.ioWriteBytes = object.ioWriteBytes ?? undefined;
-    message.ioReadIos = object.ioReadIos ?? undefined;
-    message.ioWriteIos = object.ioWriteIos ?? undefined;
+    message.cpuUsageUsec = (object.cpuUsageUsec !== undefined && object.cpuUsageUsec !== null)
+      ? BigInt(object.cpuUsageUsec)
+      : undefined;
+    message.cpuUserUsec = (object.cpuUserUsec !== undefined && object.cpuUserUsec !== null)
+      ? BigInt(object.cpuUserUsec)
+      : undefined;
+    message.cpuSystemUsec = (object.cpuSystemUsec !== undefined && object.cpuSystemUsec !== null)
+      ? BigInt(object.cpuSystemUsec)
+      : undefined;
+    message.cpuNrPeriods = (object.cpuNrPeriods !== undefined && object.cpuNrPeriods !== null)
+      ? BigInt(object.cpuNrPeriods)
+      : undefined;
+    message.cpuNrThrottled = (object.cpuNrThrottled !== undefined && object.cpuNrThrottled !== null)
+      ? BigInt(object.cpuNrThrottled)
+      : undefined;
+    message.cpuThrottledUsec = (object.cpuThrottledUsec !== undefined && object.cpuThrottledUsec !== null)
+      ? BigInt(object.cpuThrottledUsec)
+      : undefined;
+    message.memoryCurrentBytes = (object.memoryCurrentBytes !== undefined && object.memoryCurrentBytes !== null)
+      ? BigInt(object.memoryCurrentBytes)
+      : undefined;
+    message.memoryPeakBytes = (object.memoryPeakBytes !== undefined && object.memoryPeakBytes !== null)
+      ? BigInt(object.memoryPeakBytes)
+      : undefined;
+    message.memoryMaxBytes = (object.memoryMaxBytes !== undefined && object.memoryMaxBytes !== null)
+      ? BigInt(object.memoryMaxBytes)
+      : undefined;
+    message.memoryOom = (object.memoryOom !== undefined && object.memoryOom !== null)
+      ? BigInt(object.memoryOom)
+      : undefined;
+    message.memoryOomKill = (object.memoryOomKill !== undefined && object.memoryOomKill !== null)
+      ? BigInt(object.memoryOomKill)
+      : undefined;
+    message.pidsCurrent = (object.pidsCurrent !== undefined && object.pidsCurrent !== null)
+      ? BigInt(object.pidsCurrent)
+      : undefined;
+    message.pidsMax = (object.pidsMax !== undefined && object.pidsMax !== null) ? BigInt(object.pidsMax) : undefined;
+    message.ioReadBytes = (object.ioReadBytes !== undefined && object.ioReadBytes !== null)
+      ? BigInt(object.ioReadBytes)
+      : undefined;
+    message.ioWriteBytes = (object.ioWriteBytes !== undefined && object.ioWriteBytes !== null)
+      ? BigInt(object.ioWriteBytes)
+      : undefined;
+    message.ioReadIos = (object.ioReadIos !== undefined && object.ioReadIos !== null)
+      ? BigInt(object.ioReadIos)
+      : undefined;
+    message.ioWriteIos = (object.ioWriteIos !== undefined && object.ioWriteIos !== null)
+      ? BigInt(object.ioWriteIos)
+      : undefined;
     return message;
   },
 };
@@ -1835,12 +1927,15 @@ export const CellMetrics: MessageFns<CellMetrics> = {
 };
 
 function createBaseGetMetricsResponse(): GetMetricsResponse {
-  return { timestamp: 0, cells: [] };
+  return { timestamp: 0n, cells: [] };
 }
 
 export const GetMetricsResponse: MessageFns<GetMetricsResponse> = {
   encode(message: GetMetricsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.timestamp !== 0) {
+    if (message.timestamp !== 0n) {
+      if (BigInt.asIntN(64, message.timestamp) !== message.timestamp) {
+        throw new globalThis.Error("value provided for field message.timestamp of type int64 too large");
+      }
       writer.uint32(8).int64(message.timestamp);
     }
     for (const v of message.cells) {
@@ -1867,7 +1962,7 @@ export const GetMetricsResponse: MessageFns<GetMetricsResponse> = {
               break;
             }
 
-            message.timestamp = longToNumber(reader.int64());
+            message.timestamp = reader.int64() as bigint;
             continue;
           }
           case 2: {
@@ -1892,15 +1987,15 @@ export const GetMetricsResponse: MessageFns<GetMetricsResponse> = {
 
   fromJSON(object: any): GetMetricsResponse {
     return {
-      timestamp: isSet(object.timestamp) ? globalThis.Number(object.timestamp) : 0,
+      timestamp: isSet(object.timestamp) ? BigInt(object.timestamp) : 0n,
       cells: globalThis.Array.isArray(object?.cells) ? object.cells.map((e: any) => CellMetrics.fromJSON(e)) : [],
     };
   },
 
   toJSON(message: GetMetricsResponse): unknown {
     const obj: any = {};
-    if (message.timestamp !== 0) {
-      obj.timestamp = Math.round(message.timestamp);
+    if (message.timestamp !== 0n) {
+      obj.timestamp = message.timestamp.toString();
     }
     if (message.cells?.length) {
       obj.cells = message.cells.map((e) => CellMetrics.toJSON(e));
@@ -1913,7 +2008,7 @@ export const GetMetricsResponse: MessageFns<GetMetricsResponse> = {
   },
   fromPartial<I extends Exact<DeepPartial<GetMetricsResponse>, I>>(object: I): GetMetricsResponse {
     const message = createBaseGetMetricsResponse();
-    message.timestamp = object.timestamp ?? 0;
+    message.timestamp = (object.timestamp !== undefined && object.timestamp !== null) ? BigInt(object.timestamp) : 0n;
     message.cells = object.cells?.map((e) => CellMetrics.fromPartial(e)) || [];
     return message;
   },
@@ -2071,10 +2166,10 @@ export const ObserveServiceClient = makeGenericClientConstructor(
   serviceName: string;
 };
 
-type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
-export type DeepPartial<T> = T extends Builtin ? T
-  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+export type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
@@ -2082,17 +2177,6 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
-
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
-}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;
