@@ -5,6 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
+  type Cell,
   type CellGraphNode,
   CellServiceClient,
   type Executable,
@@ -52,7 +53,7 @@ describe('10 cells', () => {
   let cellsClient: CellServiceClient | null = null;
   const cells = () => (cellsClient ??= connectAs(CellServiceClient));
 
-  const allocate = (name: string, extra: object = {}) => rpc((cb) => cells().allocate({ cell: { name, isolateProcess: false, isolateNetwork: false, ...extra } }, cb));
+  const allocate = (name: string, extra: Partial<Cell> = {}) => rpc((cb) => cells().allocate({ cell: { name, isolateProcess: false, isolateNetwork: false, ...extra } }, cb));
   const start = (cellName: string, executable: Partial<Executable> & { name: string }) =>
     rpc<{ pid: number }>((cb) => cells().start({ cellName, executable: { command: '', description: '', args: [], env: {}, cwd: '', ...executable } }, cb));
   const stop = (cellName: string, executableName: string, gracePeriodMs?: number) => rpc<{ exit?: { code?: number; signal?: string; oomKilled: boolean } }>((cb) => cells().stop({ cellName, executableName, gracePeriodMs }, cb));
@@ -73,7 +74,7 @@ describe('10 cells', () => {
   it('a memory hog is OOM-killed inside its cell; auraed and another cell keep running', async () => {
     await allocate('quiet');
     const sleeper = await start('quiet', { name: 'sleeper', args: ['/bin/sleep', '1000'] });
-    await allocate('hog', { memory: { max: 32 * 1024 * 1024, swapMax: 0 } });
+    await allocate('hog', { memory: { max: 32n * 1024n * 1024n, swapMax: 0n } });
     expect(await sh(`cat ${CG}/hog/memory.max`)).toBe('33554432\n');
     // busybox dd touches its whole 64 MiB block: twice the cell's limit.
     await start('hog', { name: 'eat', args: ['/bin/dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'] });
@@ -94,7 +95,7 @@ describe('10 cells', () => {
   });
 
   it('a fork bomb stops at pids.max (cpu.max keeps the node responsive); free --force leaves no process and no cgroup', async () => {
-    await allocate('bomb', { pids: { max: 24 }, cpu: { max: 20_000, period: 100_000 } });
+    await allocate('bomb', { pids: { max: 24n }, cpu: { max: 20_000n, period: 100_000n } });
     await start('bomb', { name: 'bomb', command: 'f() { f | f & }; f; sleep 1000' });
     // Linux 6.1 counts a refused fork in the forking task's cgroup (the leaf); later kernels in the limiting one.
     const refused = async () => (await sh(`cat ${CG}/bomb/pids.events ${CG}/bomb/exe.bomb/pids.events`)).split('\n').reduce((n, l) => n + (Number(/^max (\d+)/.exec(l)?.[1]) || 0), 0);
@@ -110,7 +111,7 @@ describe('10 cells', () => {
   });
 
   it('cpu.max throttles a busy loop (cpu.stat nr_throttled > 0)', async () => {
-    await allocate('cpu', { cpu: { max: 10_000, period: 100_000 } });
+    await allocate('cpu', { cpu: { max: 10_000n, period: 100_000n } });
     expect(await sh(`cat ${CG}/cpu/cpu.max`)).toBe('10000 100000\n');
     await start('cpu', { name: 'spin', command: 'while :; do :; done' });
     await eventually(async () => Number(/nr_throttled (\d+)/.exec(await sh(`cat ${CG}/cpu/cpu.stat`))?.[1]) > 0, 30_000, 'throttling');
@@ -200,8 +201,8 @@ describe('10 cells', () => {
   });
 
   it('auraed SIGKILLed → restarted by init → reconciled: cells and limits kept, executables restarted, strays removed', async () => {
-    await allocate('keep', { pids: { max: 50 } });
-    await allocate('empty', { memory: { max: 64 * 1024 * 1024 } });
+    await allocate('keep', { pids: { max: 50n } });
+    await allocate('empty', { memory: { max: 64n * 1024n * 1024n } });
     const svc = await start('keep', { name: 'svc', args: ['/bin/sleep', '2001'] });
     await start('keep', { name: 'once', command: 'exit 0' });
     await eventually(async () => (await exeStatus('keep', 'once')).state === ExecutableState.EXECUTABLE_STATE_EXITED, 20_000, 'once to exit');
