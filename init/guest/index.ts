@@ -2,10 +2,10 @@
 // becomes the child the payload describes instead of the node its image describes. Everything it needs is in
 // the payload, its keys included; the image holds no key (a child boots its parent's image), so an unusable
 // payload leaves init with the image config and no identity (init/identity): the child then serves nothing.
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { IMAGE_CONFIG_PATH, type NodeConfig } from '../../supervisor/config';
 import { GUEST_PAYLOAD_SYSFS_PATH, GUEST_PKI_DIR, guestPkiFiles, parseGuestPayload } from '../../guest/child';
 import { resolveNodeConfig } from '../cmdline';
+import { mkdirExact, readFwCfgItem, writeFileExact } from '../identity/real';
 import { errorMessage, type Logger } from '../log';
 
 export interface GuestModeDeps {
@@ -55,19 +55,9 @@ const FALLBACK = `ignoring the guest payload and booting from the image config $
 /** The real adapters (PID 1 in a guest). */
 export function realGuestModeDeps(cmdline: string, log: Logger): GuestModeDeps {
   return {
-    readPayload: () => {
-      try {
-        return readFileSync(GUEST_PAYLOAD_SYSFS_PATH);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-        throw err;
-      }
-    },
-    mkdir: (path, mode) => mkdirSync(path, { recursive: true, mode }),
-    writeFile: (path, content, mode) => {
-      writeFileSync(path, content, { mode });
-      chmodSync(path, mode); // an existing file keeps its old mode through writeFileSync
-    },
+    readPayload: () => readFwCfgItem(GUEST_PAYLOAD_SYSFS_PATH),
+    mkdir: mkdirExact,
+    writeFile: writeFileExact,
     cmdline,
     log,
   };
