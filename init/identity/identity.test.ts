@@ -68,7 +68,7 @@ describe('identity document', () => {
       throw new Error('accepted');
     };
     expect(problems({ ...good, extra: 1 })).toEqual([expect.stringMatching(/^\(root\): .*extra/)]);
-    expect(problems({ ...good, serverKey: 'nope' })).toEqual(['serverKey: expected one PEM PKCS#8 private key ("-----BEGIN PRIVATE KEY-----")']);
+    expect(problems({ ...good, serverKey: 'nope' })).toEqual(['serverKey: expected one PEM PKCS#8 private key (a "BEGIN PRIVATE KEY" block)']);
     expect(problems({ ...good, spawnCaKey: null })).toEqual(['spawnCaKey: spawnCaCert and spawnCaKey go together: set both or neither']);
     const other = JSON.parse(otherText) as Record<string, unknown>;
     expect(problems({ ...good, serverKey: other.serverKey })).toEqual([expect.stringMatching(/^serverKey: is not the key of the first certificate in serverCertChain/)]);
