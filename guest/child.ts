@@ -7,8 +7,6 @@ export {
   type GuestPayload,
   GUEST_PAYLOAD_FW_CFG,
   GUEST_PAYLOAD_SYSFS_PATH,
-  GUEST_PKI_DIR,
-  GUEST_PKI_FILES,
   guestPkiFiles,
   parseGuestPayload,
 } from './payload';

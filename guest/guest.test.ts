@@ -9,7 +9,6 @@ import { parseNodeConfig, type NodeConfig } from '../supervisor/config';
 import { ensurePki, splitPemCertificates, type PkiFiles } from '../supervisor/pki';
 import {
   GUEST_PAYLOAD_FW_CFG,
-  GUEST_PKI_FILES,
   GuestError,
   buildGuestPayload,
   childPathOf,
@@ -26,6 +25,7 @@ import {
   type ChildIdentity,
   type SpawnCa,
 } from './index';
+import { NODE_PKI_FILES } from '../supervisor/config/node-paths';
 
 const scratch = mkdtempSync(join(tmpdir(), 'aurae-guest-test-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -251,7 +251,7 @@ describe('guest payload', () => {
     const c = payload.config;
     expect(c.node.name).toBe('aurae/web');
     expect(c.guest).toEqual({ parent: 'aurae', depth: 1 });
-    expect(c.pki).toEqual({ ...GUEST_PKI_FILES });
+    expect(c.pki).toEqual({ ...NODE_PKI_FILES });
     expect(c.authz.admins).toEqual(['admin', 'ops']);
     // The parent's rules become the child's inherited rules (source 'parent' there), not config rules.
     expect(c.authz.policy).toEqual([]);

@@ -2,14 +2,17 @@
 // (CN = the child's node path, one SAN: its TLS name) and, when the child may spawn further, a spawn CA of its
 // own one path-length step shorter, name-constrained to the child's subtree (it can vouch for db.web.aurae,
 // never for web.aurae, aurae or an IP address). The parent's own keys never leave the parent.
+// Both are short-lived (CHILD_VALIDITY_DAYS): the parent renews them while the child runs (renewChildIdentity).
 import {
   type CertificateAuthority,
+  CHILD_VALIDITY_DAYS,
   type IssueOptions,
   caPathLength,
   createIntermediateCa,
   issueClientCert,
   issuerChainPem,
   issueServerCert,
+  recertifyIntermediateCa,
   spawnCaName,
 } from '../supervisor/pki';
 import { GuestError } from './errors';
@@ -60,31 +63,55 @@ export async function mintChildIdentity(
   }
   const nodePath = childPathOf(parent.nodePath, childLabel);
   const tlsName = tlsNameOf(nodePath);
-  // No loopback SANs: the parent's spawn CA is name-constrained to its own subtree and excludes IP addresses,
-  // so whoever reaches the child (the parent's router, tests) uses the TLS name as the server name.
-  const server = await issueServerCert(parent.spawnCa, { ...options, nodeName: tlsName, commonName: nodePath, loopback: false });
-  const identity: ChildIdentity = {
-    nodePath,
-    tlsName,
-    serverCertChainPem: server.certPem + issuerChainPem(parent.spawnCa.certPem),
-    serverKeyPem: server.keyPem,
-  };
+  const short = { validityDays: CHILD_VALIDITY_DAYS, ...options };
+  const identity: ChildIdentity = { nodePath, tlsName, ...(await mintChildServerCert(parent, nodePath, tlsName, short)) };
   const parentLimit = caPathLength(parent.spawnCa.certPem);
   const pathLength = Math.min(depthLeft - 2, parentLimit === undefined ? Infinity : parentLimit - 1);
   if (pathLength >= 0) {
-    identity.spawnCa = await createIntermediateCa(parent.spawnCa, { ...options, name: spawnCaName(nodePath), pathLength, permittedDnsSubtree: tlsName });
+    identity.spawnCa = await createIntermediateCa(parent.spawnCa, { ...short, name: spawnCaName(nodePath), pathLength, permittedDnsSubtree: tlsName });
   }
   return identity;
+}
+
+/** What a running child gets when its parent renews its identity (NodeService/RenewIdentity). */
+export interface ChildRenewal {
+  /** A new server certificate (new key) followed by the parent's spawn CA chain. */
+  serverCertChainPem: string;
+  serverKeyPem: string;
+  /** The child's spawn CA re-certified (same key, subject and constraints), then its issuers; null when it has none. */
+  spawnCaCertPem: string | null;
+}
+
+/**
+ * Renew the identity of the running child `childLabel` of `parent`: a new CHILD_VALIDITY_DAYS server
+ * certificate, and its spawn CA (`spawnCaCertPem`, the certificate the child holds now, null when none)
+ * re-certified with the same key, so every certificate it issued to its own children keeps verifying.
+ */
+export async function renewChildIdentity(parent: ParentIdentity, childLabel: string, spawnCaCertPem: string | null, options: IssueOptions = {}): Promise<ChildRenewal> {
+  const parentProblem = nodePathProblem(parent.nodePath, 'parent node path');
+  if (parentProblem) throw new GuestError('GUEST_INVALID_ARGUMENT', parentProblem);
+  const nodePath = childPathOf(parent.nodePath, childLabel);
+  const short = { validityDays: CHILD_VALIDITY_DAYS, ...options };
+  const server = await mintChildServerCert(parent, nodePath, tlsNameOf(nodePath), short);
+  const spawnCa = spawnCaCertPem === null ? null : await recertifyIntermediateCa(parent.spawnCa, spawnCaCertPem, short);
+  return { ...server, spawnCaCertPem: spawnCa };
+}
+
+async function mintChildServerCert(parent: ParentIdentity, nodePath: string, tlsName: string, options: IssueOptions): Promise<{ serverCertChainPem: string; serverKeyPem: string }> {
+  // No loopback SANs: the parent's spawn CA is name-constrained to its own subtree and excludes IP addresses,
+  // so whoever reaches the child (the parent's router, tests) uses the TLS name as the server name.
+  const server = await issueServerCert(parent.spawnCa, { ...options, nodeName: tlsName, commonName: nodePath, loopback: false });
+  return { serverCertChainPem: server.certPem + issuerChainPem(parent.spawnCa.certPem), serverKeyPem: server.keyPem };
 }
 
 /**
  * A client certificate for the parent's own identity (CN = its node path), minted by its spawn CA, for calls
  * from the parent to its children. `certChainPem` carries the spawn CA chain so a server trusting only the root
- * CA accepts it.
+ * CA accepts it. Short-lived as the children's own (the router mints a new one at half-life).
  */
 export async function mintParentClientCert(parent: ParentIdentity, options: IssueOptions = {}): Promise<{ certChainPem: string; keyPem: string }> {
   const problem = nodePathProblem(parent.nodePath, 'parent node path');
   if (problem) throw new GuestError('GUEST_INVALID_ARGUMENT', problem);
-  const client = await issueClientCert(parent.spawnCa, { ...options, identity: parent.nodePath });
+  const client = await issueClientCert(parent.spawnCa, { validityDays: CHILD_VALIDITY_DAYS, ...options, identity: parent.nodePath });
   return { certChainPem: client.certPem + issuerChainPem(parent.spawnCa.certPem), keyPem: client.keyPem };
 }

@@ -4,10 +4,12 @@ export { GuestError, type GuestErrorCode } from './errors';
 export { childLabelProblem, childPathOf, depthLeftOf, nodeDepth, nodeLabelOf, nodePathProblem, parentPathOf, tlsNameOf } from './names';
 export {
   type ChildIdentity,
+  type ChildRenewal,
   type ParentIdentity,
   type SpawnCa,
   mintChildIdentity,
   mintParentClientCert,
+  renewChildIdentity,
 } from './identity';
 export {
   type GuestFile,
@@ -16,8 +18,6 @@ export {
   GUEST_PAYLOAD_FW_CFG,
   GUEST_PAYLOAD_MAX_BYTES,
   GUEST_PAYLOAD_SYSFS_PATH,
-  GUEST_PKI_DIR,
-  GUEST_PKI_FILES,
   buildGuestPayload,
   guestPayloadText,
   guestPkiFiles,

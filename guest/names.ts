@@ -1,21 +1,17 @@
 // Node paths: the root node is a DNS label (`aurae`); the child `web` it spawns is `aurae/web`, its child
 // `aurae/web/db`. The path is the identity (certificate CN, routing key); the TLS server name is the DNS form.
-import { MAX_NODE_DEPTH, NODE_PATH, type NodeConfig } from '../supervisor/config';
+import type { NodeConfig } from '../supervisor/config';
+import { DNS_LABEL_FORM, expectedForm, isDnsLabel, isNodePath, NODE_PATH_FORM } from '../supervisor/validation';
 import { GuestError } from './errors';
-
-const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** Why `path` is not a node path (prefixed with `field`), or null. */
 export function nodePathProblem(path: string, field = 'node path'): string | null {
-  if (path.length > 255 || !NODE_PATH.test(path)) {
-    return `${field}: ${JSON.stringify(path)} is invalid: expected DNS labels joined by "/" (e.g. aurae/web), each 1-63 of a-z, 0-9 and "-", at most ${MAX_NODE_DEPTH} below the root, 255 characters in all`;
-  }
-  return null;
+  return isNodePath(path) ? null : expectedForm(`${field}:`, path, NODE_PATH_FORM);
 }
 
 /** Why `label` is not a DNS label usable as a child's name, or null. */
 export function childLabelProblem(label: string, field = 'child name'): string | null {
-  return DNS_LABEL.test(label) ? null : `${field}: ${JSON.stringify(label)} is invalid: expected a DNS label (1-63 of a-z, 0-9 and "-", not starting or ending with "-")`;
+  return isDnsLabel(label) ? null : expectedForm(`${field}:`, label, DNS_LABEL_FORM);
 }
 
 function checkPath(path: string, field?: string): void {

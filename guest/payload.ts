@@ -3,6 +3,7 @@
 // it over through QEMU's fw_cfg (GUEST_PAYLOAD_FW_CFG); the child's init reads it from sysfs (init/guest).
 import * as z from 'zod/mini';
 import { ConfigError, type NodeConfig, type NodeConfigInput, parseNodeConfig } from '../supervisor/config';
+import { NODE_PKI_FILES } from '../supervisor/config/node-paths';
 import { GuestError } from './errors';
 import type { ChildIdentity } from './identity';
 import { depthLeftOf, nodeDepth, parentPathOf } from './names';
@@ -11,15 +12,6 @@ import { depthLeftOf, nodeDepth, parentPathOf } from './names';
 export const GUEST_PAYLOAD_FW_CFG = 'opt/aurae/payload';
 /** Where the child's kernel exposes the payload (CONFIG_FW_CFG_SYSFS). */
 export const GUEST_PAYLOAD_SYSFS_PATH = `/sys/firmware/qemu_fw_cfg/by_name/${GUEST_PAYLOAD_FW_CFG}/raw`;
-/** Where the child's init writes the payload's PEMs (tmpfs; never in the image). */
-export const GUEST_PKI_DIR = '/run/aurae/pki';
-export const GUEST_PKI_FILES = {
-  caCert: `${GUEST_PKI_DIR}/ca.crt`,
-  serverCert: `${GUEST_PKI_DIR}/node.crt`,
-  serverKey: `${GUEST_PKI_DIR}/node.key`,
-  spawnCaCert: `${GUEST_PKI_DIR}/spawn-ca.crt`,
-  spawnCaKey: `${GUEST_PKI_DIR}/spawn-ca.key`,
-} as const;
 /** fw_cfg items are small by design; a payload is a few KB of PEM and JSON. */
 export const GUEST_PAYLOAD_MAX_BYTES = 256 * 1024;
 
@@ -88,7 +80,7 @@ const QEMU_USER_NET = { mode: 'static', address: '10.0.2.15/24', gateway: '10.0.
 
 /**
  * The payload for `child` (minted by mintChildIdentity from this parent's spawn CA). The child's config is the
- * parent's with its own name, PKI paths (under GUEST_PKI_DIR), guest section, network and debug shell; the trust
+ * parent's with its own name, PKI paths (NODE_PKI_FILES, where its init writes the payload's PEMs), guest section, network and debug shell; the trust
  * root, authz (admins, audit; the parent's effective rules as authz.inherited), listeners and every default are
  * inherited. No parent key is included.
  */
@@ -109,11 +101,11 @@ export function buildGuestPayload(
     ...parentConfig,
     node: { ...parentConfig.node, name: child.nodePath },
     pki: {
-      caCert: GUEST_PKI_FILES.caCert,
-      serverCert: GUEST_PKI_FILES.serverCert,
-      serverKey: GUEST_PKI_FILES.serverKey,
-      spawnCaCert: child.spawnCa ? GUEST_PKI_FILES.spawnCaCert : null,
-      spawnCaKey: child.spawnCa ? GUEST_PKI_FILES.spawnCaKey : null,
+      caCert: NODE_PKI_FILES.caCert,
+      serverCert: NODE_PKI_FILES.serverCert,
+      serverKey: NODE_PKI_FILES.serverKey,
+      spawnCaCert: child.spawnCa ? NODE_PKI_FILES.spawnCaCert : null,
+      spawnCaKey: child.spawnCa ? NODE_PKI_FILES.spawnCaKey : null,
     },
     network: options.network ?? { eth0: QEMU_USER_NET },
     debug: { ...parentConfig.debug, shell: options.debugShell ?? null },
@@ -181,7 +173,7 @@ export function parseGuestPayload(text: string | Buffer, source = 'guest payload
   if (config!.guest === null) problems.push('config.guest: missing: a spawned node\'s config names its parent (guest.parent, guest.depth)');
   for (const field of ['caCert', 'serverCert', 'serverKey', 'spawnCaCert', 'spawnCaKey'] as const) {
     const value = config!.pki[field];
-    if (value !== null && value !== GUEST_PKI_FILES[field]) problems.push(`config.pki.${field}: must be ${GUEST_PKI_FILES[field]} (where init writes the payload's PEMs), not ${value}`);
+    if (value !== null && value !== NODE_PKI_FILES[field]) problems.push(`config.pki.${field}: must be ${NODE_PKI_FILES[field]} (where init writes the payload's PEMs), not ${value}`);
   }
   if ((config!.pki.spawnCaCert === null) !== (pki.spawnCaCert === null)) {
     problems.push(`pki.spawnCaCert: ${pki.spawnCaCert === null ? 'missing although config.pki.spawnCaCert is set' : 'present although config.pki.spawnCaCert is null'}`);
@@ -201,14 +193,14 @@ export interface GuestFile {
 /** The PEM files the child's init writes (keys 0600), at the paths its config names. Pure. */
 export function guestPkiFiles(payload: GuestPayload): GuestFile[] {
   const files: GuestFile[] = [
-    { path: GUEST_PKI_FILES.caCert, content: payload.pki.caCert, mode: 0o644 },
-    { path: GUEST_PKI_FILES.serverCert, content: payload.pki.serverCertChain, mode: 0o644 },
-    { path: GUEST_PKI_FILES.serverKey, content: payload.pki.serverKey, mode: 0o600 },
+    { path: NODE_PKI_FILES.caCert, content: payload.pki.caCert, mode: 0o644 },
+    { path: NODE_PKI_FILES.serverCert, content: payload.pki.serverCertChain, mode: 0o644 },
+    { path: NODE_PKI_FILES.serverKey, content: payload.pki.serverKey, mode: 0o600 },
   ];
   if (payload.pki.spawnCaCert !== null && payload.pki.spawnCaKey !== null) {
     files.push(
-      { path: GUEST_PKI_FILES.spawnCaCert, content: payload.pki.spawnCaCert, mode: 0o644 },
-      { path: GUEST_PKI_FILES.spawnCaKey, content: payload.pki.spawnCaKey, mode: 0o600 },
+      { path: NODE_PKI_FILES.spawnCaCert, content: payload.pki.spawnCaCert, mode: 0o644 },
+      { path: NODE_PKI_FILES.spawnCaKey, content: payload.pki.spawnCaKey, mode: 0o600 },
     );
   }
   return files;

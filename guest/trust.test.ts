@@ -261,7 +261,7 @@ describe('the SDK (aer) verifies the node, not only the chain', () => {
   async function healthServer(server: { certPem: string; keyPem: string }): Promise<string> {
     const registry = new HealthRegistry();
     registry.set('', 'SERVING');
-    const ctx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz: { check: () => null, audit: () => undefined } as never };
+    const ctx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz: { check: () => null, audit: () => undefined } as never, parentIdentity: null, issuerOf: createIssuerCheck(root.certPem, null) };
     const running = await startServer({
       credentials: mtlsServerCredentials({ ca: Buffer.from(root.certPem), cert: Buffer.from(server.certPem), key: Buffer.from(server.keyPem) }),
       targets: [{ kind: 'tcp', address: '127.0.0.1:0' }],
@@ -297,7 +297,7 @@ describe("the parent's router pins the child's current certificate", () => {
   async function childServer(server: { certPem: string; keyPem: string }): Promise<string> {
     const registry = new HealthRegistry();
     registry.set('', 'SERVING');
-    const ctx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz: { check: () => null, audit: () => undefined } as never, parentIdentity: 'aurae' };
+    const ctx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz: { check: () => null, audit: () => undefined } as never, parentIdentity: 'aurae', issuerOf: createIssuerCheck(root.certPem, rootSpawnCa.certPem) };
     const running = await startServer({
       credentials: mtlsServerCredentials({ ca: Buffer.from(root.certPem), cert: Buffer.from(server.certPem), key: Buffer.from(server.keyPem) }),
       targets: [{ kind: 'tcp', address: '127.0.0.1:0' }],
@@ -354,7 +354,7 @@ describe("the parent's router pins the child's current certificate", () => {
     expect(await fresh.router.clientFor('web')).toBe(a);
     expect(fresh.mints()).toBe(1);
     fresh.router.close();
-    const aging = routerMinting(200); // 365 days valid, 200 gone
+    const aging = routerMinting(200); // valid a few days (CHILD_VALIDITY_DAYS), 200 gone
     const b = await aging.router.clientFor('web');
     expect(await aging.router.clientFor('web')).not.toBe(b);
     expect(aging.mints()).toBe(2);

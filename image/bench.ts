@@ -1,13 +1,16 @@
 // `npm run bench` (not a test): boot → API ready for the Node image versus a busybox /init baseline on the SAME
-// kernel in the same run, image sizes, and memory (PSS and RSS) of init + auraed after boot. Writes BENCHMARKS.md.
+// kernel in the same run, where that boot time goes (the phase durations init and auraed print on the console),
+// image sizes, and memory (PSS and RSS) of init + auraed after boot. Writes BENCHMARKS.md.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { connect } from '../aer/sdk';
-import { DebugShell } from '../qemu-tests/fixture/debug-shell';
-import { detectAccel, launchVm, type VmSpec } from '../supervisor/vms';
+import { DebugShell } from './lib/debug-shell';
+import { READY_LINE } from '../supervisor/ipc';
+import { detectAccel, freeLoopbackPort, launchVm, type VmSpec } from '../supervisor/vms';
 import { buildBaselineInitramfs } from './baseline';
 import { benchApi, type ApiBenchResult } from './bench/api';
+import { bootTimeline, phaseRows, timelineSummary, type BootTimeline } from './bench/boot-phases';
 import { benchExecStart, type ExecBenchResult } from './bench/exec';
 import { benchNested } from './bench/nested';
 import { benchSpawn } from './bench/spawn';
@@ -40,21 +43,18 @@ function spec(kernel: string, initrd: string, append: string, dir: string, port:
 interface BootSample {
   readyLine: number;
   apiReady: number | null;
-}
-
-async function freePort(): Promise<number> {
-  const { freePort: fp } = await import('../qemu-tests/fixture/node');
-  return fp();
+  /** Where the boot's time went, from its console (empty for the busybox baseline). */
+  timeline: BootTimeline;
 }
 
 /** One boot: seconds from QEMU start to the READY line, and (for the node) to the first Health answer. */
 async function bootOnce(kernel: string, initrd: string, image: BuiltImage | null): Promise<BootSample> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-bench-'));
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const t0 = performance.now();
   const vm = await launchVm(spec(kernel, initrd, image ? image.manifest.cmdline : 'panic=-1 quiet', dir, port, false, image?.identity));
   try {
-    await vm.waitForConsole(/AURAE_READY \{.*\}/, 180_000);
+    await vm.waitForConsole(READY_LINE, 180_000);
     const readyLine = (performance.now() - t0) / 1000;
     let apiReady: number | null = null;
     if (image) {
@@ -74,7 +74,7 @@ async function bootOnce(kernel: string, initrd: string, image: BuiltImage | null
       await (await vm.qmp()).systemPowerdown();
     }
     await vm.waitForExit(60_000).catch(() => vm.kill());
-    return { readyLine, apiReady };
+    return { readyLine, apiReady, timeline: bootTimeline(vm.console) };
   } finally {
     await vm.kill();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -90,10 +90,10 @@ interface MemorySample {
 /** In one booted node: memory of init and auraed after boot, then executable start latency. */
 async function inGuest(image: BuiltImage): Promise<{ mem: MemorySample[]; exec: ExecBenchResult }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-bench-'));
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const vm = await launchVm(spec(image.kernel, image.initramfs, `${image.manifest.cmdline} aurae.debug_shell=/dev/hvc0`, dir, port, true, image.identity));
   try {
-    await vm.waitForConsole(/AURAE_READY \{.*\}/, 180_000);
+    await vm.waitForConsole(READY_LINE, 180_000);
     await new Promise((r) => setTimeout(r, 3000)); // let start-up garbage settle
     const sh = await DebugShell.connect(path.join(dir, 'hvc0.sock'));
     const out: MemorySample[] = [];
@@ -150,6 +150,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < RUNS; i++) {
       const s = await bootOnce(image.kernel, v.initrd, v.image);
       say(`${v.name}: run ${i + 1}/${RUNS}: READY ${fmt(s.readyLine)} s, API ${fmt(s.apiReady)} s`);
+      if (v.image) say(`  ${timelineSummary(s.timeline)}`);
       samples.push(s);
     }
     results.push({ name: v.name, samples });
@@ -163,6 +164,7 @@ async function main(): Promise<void> {
   const api: ApiBenchResult = await benchApi({ node: runtime.node, bundleDir: path.dirname(runtime.bundles['auraed.cjs']), sqliteAddon: runtime.sqliteAddon, log: say });
 
   const base = mean(results[0]!.samples.map((s) => s.readyLine));
+  const nodeVariants = results.filter((r) => variants.find((v) => v.name === r.name)?.image);
   const nodeApi = mean(results[1]!.samples.map((s) => s.apiReady ?? NaN));
   const kernelMB = image.manifest.outputs.kernel.size / 1e6;
   const initrdMB = image.manifest.outputs.initramfs.size / 1e6;
@@ -187,6 +189,14 @@ async function main(): Promise<void> {
     ),
     '',
     `API ready ÷ busybox baseline: **${(nodeApi / base).toFixed(2)}×** (target ≤ 2.0×).`,
+    '',
+    '## Where boot time goes (phase durations from the console, means of the runs above)',
+    '',
+    "init and auraed log every phase of their start once with its duration (supervisor/phases); the gaps between phases come from the console's stamps (image/bench/boot-phases.ts).",
+    '',
+    `| phase | ${nodeVariants.map((r) => r.name).join(' | ')} |`,
+    `|---|${nodeVariants.map(() => '---|').join('')}`,
+    ...phaseRows(nodeVariants.map((r) => ({ timelines: r.samples.map((s) => s.timeline) }))),
     '',
     '## Size',
     '',

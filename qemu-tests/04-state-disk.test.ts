@@ -29,7 +29,7 @@ describe('04 state disk', () => {
       await node.waitReady(180_000, from);
       // A fresh connection to the new boot's shell.
       sh.close();
-      const { DebugShell } = await import('./fixture/debug-shell');
+      const { DebugShell } = await import('../image/lib/debug-shell');
       const again = await DebugShell.connect(node.vm.spec.debugConsoleSocket!);
       expect((await again.ok('cat /var/lib/aurae/marker')).trim()).toBe('kept');
       again.close();

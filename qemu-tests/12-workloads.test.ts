@@ -106,7 +106,7 @@ describe('12 state disk keeps workloads across a reboot', () => {
       'cell keep with sleeper running after the reboot',
     );
     expect(listed.spec.memory?.max).toBe(32 * 1024 * 1024);
-    const sh = await (await import('./fixture/debug-shell')).DebugShell.connect(n.vm.spec.debugConsoleSocket!);
+    const sh = await (await import('../image/lib/debug-shell')).DebugShell.connect(n.vm.spec.debugConsoleSocket!);
     try {
       expect((await sh.ok('cat /sys/fs/cgroup/aurae/keep/memory.max')).trim()).toBe(String(32 * 1024 * 1024));
     } finally {

@@ -14,6 +14,7 @@ import { type DiscoverResponse, DiscoveryServiceClient } from '../supervisor/gen
 import { pkiFiles } from '../supervisor/pki';
 import { bootNode, testImage, type BootedNode } from './fixture/node';
 import { healthStatus, readCreds } from './fixture/raw-grpc';
+import { parseReadyLine } from '../supervisor/ipc';
 
 describe('20 guest config', () => {
   const image = testImage();
@@ -50,7 +51,7 @@ describe('20 guest config', () => {
     const log = booted().vm.console;
     expect(log).toMatch(/init: guest mode: node aurae\/web \(parent aurae, depth 1\)/);
     expect(log).not.toMatch(/init: error: guest mode/);
-    expect(JSON.parse(/AURAE_READY (\{.*\})/.exec(log)![1]!)).toMatchObject({ node: 'aurae/web' });
+    expect(parseReadyLine(log)).toMatchObject({ node: 'aurae/web' });
   });
 
   it('answers Discover over mTLS as aurae/web to a client trusting only the root CA (TLS name web.aurae, admin cert)', async () => {

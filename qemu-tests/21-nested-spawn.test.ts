@@ -5,10 +5,25 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { aer } from './fixture/aer';
 import { useNode } from './fixture/node';
 
+// Deadlines for a loaded 2-core machine (TCG inside TCG), ordered so the product answers before the test gives
+// up: the parent's boot timeout (vms.bootTimeoutMs, 120 s) fires inside Spawn's deadline (the SDK's 180 s), and
+// its error carries the child's console tail, which aer prints on stderr.
+const PARENT_BOOT_MS = 300_000;
+const SPAWN_MS = 200_000;
+const CALL_MS = 60_000;
+const STOP_MS = 120_000;
+
 describe('21 nested spawn', () => {
-  const node = useNode({ name: '21-nested-parent', bootVolume: true, memoryMiB: 2048 });
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail') console.error(`--- parent console (${node().consoleLog}) ---\n${node().vm.tail(60)}`);
+  const node = useNode({ name: '21-nested-parent', bootVolume: true, memoryMiB: 2048, readyTimeoutMs: PARENT_BOOT_MS });
+  /** What aer vm spawn printed: on a failed boot, the child's console tail (kept for the failure report). */
+  let spawnOutput = '';
+  afterEach(async (ctx) => {
+    // useNode prints the parent's console tail (its auraed's log); the child's side comes from the parent.
+    if (ctx.task.result?.state !== 'fail') return;
+    if (spawnOutput) console.error(`--- aer vm spawn web (the child's console tail when it did not boot) ---\n${spawnOutput}`);
+    // The child's state and last exit as the parent sees them.
+    const list = await aer(node(), ['--output', 'json', 'vm', 'list'], CALL_MS);
+    console.error(`--- aer vm list on the parent ---\n${list.stdout}${list.stderr}`);
   });
 
   it('has its own image on /boot and a runnable QEMU there', async () => {
@@ -20,18 +35,19 @@ describe('21 nested spawn', () => {
 
   it('spawns aurae/web inside itself and routes calls to it; stop is graceful', async () => {
     const started = Date.now();
-    const spawn = await aer(node(), ['vm', 'spawn', 'web', '--memory', '512'], 400_000);
+    const spawn = await aer(node(), ['vm', 'spawn', 'web', '--memory', '512'], SPAWN_MS);
+    spawnOutput = `${spawn.stdout}${spawn.stderr}`;
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     console.log(`nested spawn → child API ready: ${seconds} s`);
     expect(spawn.code, spawn.stderr).toBe(0);
-    const health = await aer(node(), ['--node', 'aurae/web', 'health'], 60_000);
+    const health = await aer(node(), ['--node', 'aurae/web', 'health'], CALL_MS);
     expect(health.stdout.trim(), health.stderr).toBe('SERVING');
-    const version = await aer(node(), ['--node', 'aurae/web', '--output', 'json', 'version'], 60_000);
+    const version = await aer(node(), ['--node', 'aurae/web', '--output', 'json', 'version'], CALL_MS);
     expect(JSON.parse(version.stdout).auraed.nodeName).toBe('aurae/web');
-    const list = await aer(node(), ['vm', 'list'], 60_000);
+    const list = await aer(node(), ['vm', 'list'], CALL_MS);
     expect(list.stdout).toMatch(/web\s+running/);
-    const stop = await aer(node(), ['vm', 'stop', 'web'], 120_000);
+    const stop = await aer(node(), ['vm', 'stop', 'web'], STOP_MS);
     expect(stop.code, stop.stderr).toBe(0);
-    expect((await aer(node(), ['vm', 'list'], 60_000)).stdout).toMatch(/web\s+stopped/);
-  });
+    expect((await aer(node(), ['vm', 'list'], CALL_MS)).stdout).toMatch(/web\s+stopped/);
+  }, SPAWN_MS + 4 * CALL_MS + STOP_MS + 60_000);
 });

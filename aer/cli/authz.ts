@@ -1,16 +1,9 @@
 // `aer authz …`: show and edit the node's authorization policy, read its audit log.
-import { type Command, InvalidArgumentError } from 'commander';
-import type { AuditRecord, AuraeClient, AuthzPolicy, AuthzRule, AuthzScope } from '../sdk';
+import type { Command } from 'commander';
+import { type AuditRecord, type AuraeClient, type AuthzPolicy, type AuthzRule, type AuthzScope, RANGES } from '../sdk';
+import { intIn } from './options';
 import type { OutputFormat, Print, WithClient } from './types';
 
-
-/** commander parser for a positive integer option (usage error otherwise). */
-export function positiveInt(max: number) {
-  return (value: string): number => {
-    if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > max) throw new InvalidArgumentError(`expected an integer from 1 to ${max}`);
-    return Number(value);
-  };
-}
 
 /** commander collector for a repeatable option. */
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -86,25 +79,31 @@ export function registerAuthzCommands(program: Command, withClient: WithClient, 
 
   authz
     .command('revoke')
-    .description('remove IDENTITY\'s API rules for METHOD, or all of them; config rules stay; admins only')
+    .description('remove IDENTITY\'s API rules for METHOD, or all of them (of every scope, or only of the scope the flags give); config rules stay; admins only')
     .argument('<identity>', 'the client certificate common name')
     .argument('[method]', 'the pattern to revoke (both allow and deny); default: every API rule of the identity')
+    .option('--cell <pattern>', 'only the rules with exactly this scope (as allow/deny gave it); repeatable', collect, [])
+    .option('--vm <pattern>', 'as --cell, for the VM scope; repeatable', collect, [])
+    .option('--on-node <pattern>', 'as --cell, for the node scope; repeatable', collect, [])
+    .option('--uid <range>', 'as --cell, for the uid scope; repeatable', collect, [])
+    .option('--gid <range>', 'as --cell, for the gid scope; repeatable', collect, [])
     .action(
-      withClient(async (c, output, identity: string, method: string | undefined) => {
-        const result = await c.authz.revoke(identity, method);
-        const head = `${identity}: revoked ${result.removed} rule${result.removed === 1 ? '' : 's'}${method ? ` for ${method}` : ''}`;
-        print(output, { identity, method: method ?? null, ...result }, [head, ...result.notes.map((n) => `note: ${n}`)].join('\n'));
+      withClient(async (c, output, identity: string, method: string | undefined, options: ScopeOptions) => {
+        const scope = scopeFromOptions(options);
+        const result = await c.authz.revoke(identity, method, scope);
+        const head = `${identity}: revoked ${result.removed} rule${result.removed === 1 ? '' : 's'}${method ? ` for ${method}` : ''}${scope ? ` ${formatScope(scope)}` : ''}`;
+        print(output, { identity, method: method ?? null, ...(scope ? { scope } : {}), ...result }, [head, ...result.notes.map((n) => `note: ${n}`)].join('\n'));
       }),
     );
 
   authz
     .command('audit')
     .description('mutating and refused calls, newest first')
-    .option('--limit <n>', 'at most n records (1-1000)', positiveInt(1000), 20)
+    .option('--limit <n>', `at most n records (${RANGES.auditLimit.join('-')})`, intIn(...RANGES.auditLimit), 20)
     .option('--identity <name>', 'only this identity\'s calls')
     .option('--method <pattern>', 'only methods matching the pattern')
     .option('--code <status>', 'only this outcome, e.g. PERMISSION_DENIED')
-    .option('--before <id>', 'only records older than this id (page back)', positiveInt(Number.MAX_SAFE_INTEGER))
+    .option('--before <id>', 'only records older than this id (page back)', intIn(1, Number.MAX_SAFE_INTEGER))
     .action(
       withClient(async (c, output, options: { limit: number; identity?: string; method?: string; code?: string; before?: number }) => {
         const records = await c.authz.audit({ limit: options.limit, identity: options.identity, method: options.method, code: options.code, beforeId: options.before });

@@ -1,15 +1,10 @@
 // `aer cell …`: allocate and free cells, start and stop executables in them, list the tree.
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import type { CellInfo, CellSpec, ExecutableSpec, RestartModeName } from '../sdk';
+import { type CellInfo, type CellSpec, DEFAULTS, type ExecutableSpec, RANGES, type RestartModeName } from '../sdk';
+import { intIn } from './options';
 import type { Print, WithClient } from './types';
 
-/** commander parser: a whole number in [min, max]. */
-export function intIn(min: number, max: number) {
-  return (value: string): number => {
-    if (!/^-?\d+$/.test(value) || Number(value) < min || Number(value) > max) throw new InvalidArgumentError(`expected a whole number from ${min} to ${max}`);
-    return Number(value);
-  };
-}
+export { intIn } from './options';
 
 const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
 
@@ -122,9 +117,9 @@ export function registerCellCommands(program: Command, withClient: WithClient, p
     .command('allocate')
     .description('create a cell with limits; nested cells are named parent/child')
     .argument('<name>', 'cell name: DNS labels joined by "/", e.g. web or web/cache')
-    .option('--cpu-weight <n>', 'cpu.weight 1..10000', intIn(1, 10000))
-    .option('--cpu-max <usec>', 'CPU time per period in microseconds (cpu.max quota)', intIn(1000, 1e12))
-    .option('--cpu-period <usec>', 'cpu.max period in microseconds (default 100000)', intIn(1000, 1_000_000))
+    .option('--cpu-weight <n>', `cpu.weight ${RANGES.cpuWeight.join('..')}`, intIn(...RANGES.cpuWeight))
+    .option('--cpu-max <usec>', 'CPU time per period in microseconds (cpu.max quota)', intIn(...RANGES.cpuMax))
+    .option('--cpu-period <usec>', `cpu.max period in microseconds (default ${DEFAULTS.cpuPeriod})`, intIn(...RANGES.cpuPeriod))
     .option('--cpus <list>', 'cpuset.cpus, e.g. 0-1')
     .option('--mems <list>', 'cpuset.mems, e.g. 0')
     .option('--memory-min <bytes>', 'memory.min (K/M/G suffixes)', bytes)
@@ -132,8 +127,8 @@ export function registerCellCommands(program: Command, withClient: WithClient, p
     .option('--memory-high <bytes>', 'memory.high', bytes)
     .option('--memory-max <bytes>', 'memory.max: the OOM killer acts above it', bytes)
     .option('--swap-max <bytes>', 'memory.swap.max', bytes)
-    .option('--pids-max <n>', 'pids.max', intIn(1, 4194304))
-    .option('--io-weight <n>', 'io.weight 1..10000', intIn(1, 10000))
+    .option('--pids-max <n>', 'pids.max', intIn(...RANGES.pidsMax))
+    .option('--io-weight <n>', `io.weight ${RANGES.ioWeight.join('..')}`, intIn(...RANGES.ioWeight))
     .option('--isolate <namespaces>', `new namespaces for its executables: ${NAMESPACES.join(',')}`, isolation)
     .action(
       withClient(async (c, output, name: string, options: AllocateOptions) => {
@@ -173,8 +168,8 @@ export function registerCellCommands(program: Command, withClient: WithClient, p
     .option('--shell <command>', 'run COMMAND with /bin/sh -c instead of a program')
     .option('--env <NAME=VALUE>', 'environment variable (repeatable)', envPair)
     .option('--cwd <dir>', 'working directory (absolute)')
-    .option('--uid <uid>', 'user id to run as', intIn(0, 4294967294))
-    .option('--gid <gid>', 'group id to run as', intIn(0, 4294967294))
+    .option('--uid <uid>', 'user id to run as', intIn(...RANGES.id))
+    .option('--gid <gid>', 'group id to run as', intIn(...RANGES.id))
     .option('--description <text>', 'free text shown in listings')
     .addOption(new Option('--restart <mode>', 'restart policy').choices(['never', 'on-failure', 'always']).default('never'))
     .action(
@@ -189,7 +184,7 @@ export function registerCellCommands(program: Command, withClient: WithClient, p
     .description('stop an executable: SIGTERM to all its processes, SIGKILL after the grace period')
     .argument('<cell>', 'cell name')
     .argument('<name>', 'executable name')
-    .option('--grace <ms>', 'grace period in milliseconds (default 10000)', intIn(0, 300_000))
+    .option('--grace <ms>', `grace period in milliseconds (default ${DEFAULTS.stopGraceMs})`, intIn(...RANGES.stopGraceMs))
     .action(
       withClient(async (c, output, cellName: string, name: string, options: { grace?: number }) => {
         const r = await c.cells.stop(cellName, name, { graceMs: options.grace });

@@ -1,7 +1,8 @@
 // `aer logs`, `aer events`, `aer top`: read-only views of a node (aurae.observe.v0.ObserveService).
 // Streams print as they arrive; with -o json every line of output is one JSON object.
-import { type Command, InvalidArgumentError } from 'commander';
-import type { AuraeClient, MetricsSnapshot } from '../sdk';
+import type { Command } from 'commander';
+import { type AuraeClient, type MetricsSnapshot, RANGES } from '../sdk';
+import { intIn } from './options';
 import { formatDaemonLine, formatEvent, formatLogEntry, formatTop, topJson, topRows } from './observe-format';
 import type { OutputFormat, Print, WithClient } from './types';
 
@@ -9,14 +10,6 @@ import type { OutputFormat, Print, WithClient } from './types';
 export interface ObserveCommandOptions {
   /** Waits between top samples (replaced in tests). */
   sleep?: (ms: number) => Promise<void>;
-}
-
-/** commander parser for an integer option in [min, max] (usage error otherwise). */
-function intIn(min: number, max: number) {
-  return (value: string): number => {
-    if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) throw new InvalidArgumentError(`expected an integer from ${min} to ${max}`);
-    return Number(value);
-  };
 }
 
 export function registerObserveCommands(program: Command, withClient: WithClient, print: Print, options: ObserveCommandOptions = {}): void {
@@ -27,7 +20,7 @@ export function registerObserveCommands(program: Command, withClient: WithClient
     .description("show an executable's output (stdout and stderr), or with --daemon auraed's own log")
     .argument('[cell]', 'cell path, e.g. web or web/cache')
     .argument('[executable]', 'executable name in the cell')
-    .option('-n, --tail <lines>', 'only the last N lines (0: none, useful with -f)', intIn(0, 100_000))
+    .option('-n, --tail <lines>', 'only the last N lines (0: none, useful with -f)', intIn(...RANGES.logTail))
     .option('-f, --follow', 'keep printing new lines until interrupted')
     .option('-t, --timestamps', 'prefix each line with its time and stream')
     .option('--daemon', "auraed's own log instead of an executable's");

@@ -5,12 +5,13 @@ import { X509Certificate } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { DEFAULT_API_SOCKET } from '../../supervisor/config/node-paths';
 import { type ClientConfig, type ClientConfigOverrides, type ResolvedClientConfig, loadClientConfig } from '../sdk';
 import type { OutputFormat, Print } from './types';
 
 /** Identities this command issues: they name files too, so no "/", spaces or leading dots. */
 const FILE_SAFE_IDENTITY = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
-const DEFAULT_ADDRESS = 'unix:///run/aurae/aurae.sock';
+const DEFAULT_ADDRESS = `unix://${DEFAULT_API_SOCKET}`;
 
 export class PkiIssueError extends Error {
   constructor(message: string) {

@@ -1,7 +1,7 @@
 // The aer command line. runAer returns the exit code: 0 ok, 1 failure (or a health status other than
 // SERVING), 2 usage. Output goes through `io` so tests can drive it without a process.
 import { Command, CommanderError, Option } from 'commander';
-import { type AuraeClient, type ConnectOptions, connect as sdkConnect } from '../sdk';
+import { type AuraeClient, type ConnectOptions, RANGES, connect as sdkConnect } from '../sdk';
 import { AER_VERSION } from '../version';
 import { registerAuthzCommands } from './authz';
 import { registerCellCommands } from './cells';
@@ -95,7 +95,7 @@ export async function runAer(argv: string[], io: CliIo): Promise<number> {
     program
       .command(name)
       .description(`${action === 'poweroff' ? 'power off' : 'reboot'} the node (through aurae init)`)
-      .option('--reason <text>', 'why, for the node\'s logs and console (at most 256 printable characters)')
+      .option('--reason <text>', `why, for the node's logs and console (at most ${RANGES.reasonChars[1]} printable characters)`)
       .action(
         withClient(async (c, output, options: { reason?: string }) => {
           await (action === 'poweroff' ? c.node.shutdown({ reason: options.reason }) : c.node.reboot({ reason: options.reason }));

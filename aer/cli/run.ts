@@ -9,10 +9,6 @@ import { pathToFileURL } from 'node:url';
 import type { Command } from 'commander';
 import * as sdk from '../sdk';
 
-export interface RunIo {
-  err(text: string): void;
-}
-
 async function loadEsbuild(): Promise<typeof import('esbuild')> {
   try {
     return await import('esbuild');

@@ -1,7 +1,7 @@
 // aer vm list|spawn|allocate|start|stop|free: child microVMs of the node (aurae.vms.v0.VmService).
 import { type Command, Option } from 'commander';
-import type { VmInfo } from '../sdk';
-import { intIn } from './cells';
+import { DEFAULTS, RANGES, type VmInfo } from '../sdk';
+import { intIn } from './options';
 import type { Print, WithClient } from './types';
 
 export function formatVmTable(vms: VmInfo[]): string {
@@ -24,8 +24,8 @@ export function registerVmCommands(program: Command, withClient: WithClient, pri
   const vm = program.command('vm').description("child microVMs booted from the node's own image (reach one with --node <node>/<name>)");
   const spawnOptions = (c: Command) =>
     c
-      .option('--memory <MiB>', 'guest RAM in MiB (default 512; at most the node\'s vms.maxMemoryMiB)', intIn(128, 65536))
-      .option('--cpus <n>', 'virtual CPUs (default 1)', intIn(1, 16))
+      .option('--memory <MiB>', `guest RAM in MiB (default ${DEFAULTS.vmMemoryMiB}; at most the node's vms.maxMemoryMiB)`, intIn(...RANGES.vmMemoryMiB))
+      .option('--cpus <n>', `virtual CPUs (default ${DEFAULTS.vmCpus})`, intIn(...RANGES.vmCpus))
       .addOption(new Option('--restart <policy>', 'when QEMU exits unasked').choices(['never', 'on-failure', 'always']));
   const specOf = (name: string, o: SpawnOptions) => ({ name, memoryMiB: o.memory, cpus: o.cpus, restart: o.restart });
 

@@ -1,6 +1,7 @@
 // client.authz: the node's authorization policy and audit log (aurae.authz.v0.AuthzService), with plain
 // string unions instead of the generated enums.
 import { type Metadata as GrpcMetadata, Metadata } from '@grpc/grpc-js';
+import { SCOPE_FIELDS, type ScopeField } from '../../supervisor/authz/patterns';
 import type { SdkCallContext } from './call-context';
 import { fromWireInt, toWireInt } from './int64';
 import {
@@ -20,28 +21,15 @@ export type AuthzRuleSource = 'config' | 'api' | 'parent';
  * nodes: "aurae/web" (that node and below), "aurae/*"; uids/gids: "1000" or "1000-1999", the users and groups
  * executables may run as (default: anything but root).
  */
-export interface AuthzScope {
-  cells?: string[];
-  vms?: string[];
-  nodes?: string[];
-  uids?: string[];
-  gids?: string[];
-}
+export type AuthzScope = Partial<Pick<ProtoRule, ScopeField>>;
 
-const SCOPE_FIELDS = ['cells', 'vms', 'nodes', 'uids', 'gids'] as const;
-
-export interface AuthzRule {
-  identity: string;
+/** A rule of the policy: the API's PolicyRule, its effect and source by name and its scope lists together. */
+export interface AuthzRule extends Pick<ProtoRule, 'identity' | 'method'>, Partial<Pick<ProtoRule, 'createdBy' | 'createdAt'>> {
   effect: AuthzEffect;
-  /** "*", "package.Service/*" or "package.Service/Method". */
-  method: string;
   /** 'config': the node config (read-only through the API); 'api': added with allow/deny; 'parent': inherited. */
   source: AuthzRuleSource;
   /** The resources it applies to; absent: all. */
   scope?: AuthzScope;
-  /** API rules: who added it and when (RFC 3339). */
-  createdBy?: string;
-  createdAt?: string;
 }
 
 export interface AuthzPolicy {
@@ -75,7 +63,7 @@ export interface AuthzRevocation {
 export type AuditRecord = Omit<ProtoAuditRecord, 'id'> & { id: number };
 
 export interface AuditQuery {
-  /** 1-1000; default 100. */
+  /** Within RANGES.auditLimit (1-1000); default DEFAULTS.auditLimit (100). */
   limit?: number;
   identity?: string;
   /** A method pattern. */
@@ -98,8 +86,11 @@ export interface AuthzApi {
    * await nova.allow('aurae.cells.v0.CellService/*', { cells: ['nova/*'] })`.
    */
   identity(name: string): AuthzIdentity;
-  /** Remove `identity`'s API rules for `method`, or all of them (admins only). */
-  revoke(identity: string, method?: string): Promise<AuthzRevocation>;
+  /**
+   * Remove `identity`'s API rules for `method`, or all of them (admins only): of every scope, or only those of
+   * exactly `scope` when given.
+   */
+  revoke(identity: string, method?: string, scope?: AuthzScope): Promise<AuthzRevocation>;
   /** Audit records, newest first. */
   audit(query?: AuditQuery): Promise<AuditRecord[]>;
 }
@@ -109,7 +100,7 @@ export interface AuthzIdentity {
   readonly name: string;
   allow(method: string, scope?: AuthzScope): Promise<AuthzChange>;
   deny(method: string, scope?: AuthzScope): Promise<AuthzChange>;
-  revoke(method?: string): Promise<AuthzRevocation>;
+  revoke(method?: string, scope?: AuthzScope): Promise<AuthzRevocation>;
   rules(): Promise<AuthzRule[]>;
 }
 
@@ -148,7 +139,7 @@ export function createAuthzApi(ctx: SdkCallContext): AuthzApi {
       name: identity,
       allow: (method, scope) => api.allow(identity, method, scope),
       deny: (method, scope) => api.deny(identity, method, scope),
-      revoke: (method) => api.revoke(identity, method),
+      revoke: (method, scope) => api.revoke(identity, method, scope),
       rules: async () => (await api.policy({ identity })).rules,
     }),
     policy: async (options = {}) => {
@@ -169,9 +160,9 @@ export function createAuthzApi(ctx: SdkCallContext): AuthzApi {
       );
       return { changed: r.changed, rules: r.rules.map(fromProtoRule), notes: r.notes };
     },
-    revoke: async (identity, method) => {
+    revoke: async (identity, method, scope) => {
       const r = await ctx.unary<{ removed: number; rules: ProtoRule[]; notes: string[] }>(name('Revoke'), (done) =>
-        client.revoke({ identity, method: method ?? '' }, md(), ctx.callOptions(), done),
+        client.revoke({ identity, method: method ?? '', ...scopeFields(scope) }, md(), ctx.callOptions(), done),
       );
       return { removed: r.removed, rules: r.rules.map(fromProtoRule), notes: r.notes };
     },

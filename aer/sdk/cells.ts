@@ -7,41 +7,34 @@ import {
   CellServiceClient,
   type Executable,
   type ExecutableExit as ProtoExit,
-  ExecutableState,
-  RestartMode,
+  ExecutableState as ProtoExecutableState,
+  type RestartPolicy,
+  RestartMode as ProtoRestartMode,
 } from '../../supervisor/gen/aurae/cells/v0/cells';
+import type { RestartMode } from '../../supervisor/executables/spec';
+import type { ExecutableState } from '../../supervisor/executables/state-machine';
+import type { PlainMessage } from '../../supervisor/validation/plain';
 import type { SdkCallContext } from './call-context';
 import { fromWireInt, fromWireInts, toWireInts } from './int64';
 
-export interface CellSpec {
+/** A cell to allocate: the API's Cell (without the isolate_* shorthands: use `isolation`). */
+export interface CellSpec extends Omit<PlainMessage<Cell>, 'name' | 'isolateProcess' | 'isolateNetwork'> {
   /** "web" or nested "web/cache" (DNS labels). */
   name: string;
-  cpu?: { weight?: number; max?: number; period?: number };
-  cpuset?: { cpus?: string; mems?: string };
-  /** Bytes. */
-  memory?: { min?: number; low?: number; high?: number; max?: number; swapMax?: number };
-  pids?: { max?: number };
-  io?: { weight?: number };
-  isolation?: { pid?: boolean; mount?: boolean; uts?: boolean; ipc?: boolean; network?: boolean };
 }
 
-export type RestartModeName = 'never' | 'on-failure' | 'always';
+/** "never", "on-failure" or "always": the server's names of RestartMode. */
+export type RestartModeName = RestartMode;
 
-export interface ExecutableSpec {
+/** An executable to start: the API's Executable, its restart mode by name. */
+export interface ExecutableSpec extends Omit<PlainMessage<Executable>, 'name' | 'restart'> {
   /** DNS label, unique within the cell. */
   name: string;
-  /** argv; or `command`, run as /bin/sh -c. */
-  args?: string[];
-  command?: string;
-  description?: string;
-  env?: Record<string, string>;
-  cwd?: string;
-  uid?: number;
-  gid?: number;
-  restart?: { mode: RestartModeName; initialDelayMs?: number; maxDelayMs?: number; startLimitBurst?: number; startLimitIntervalMs?: number };
+  restart?: Omit<PlainMessage<RestartPolicy>, 'mode'> & { mode: RestartModeName };
 }
 
-export type ExecutableStateName = 'starting' | 'running' | 'stopping' | 'backoff' | 'stopped' | 'exited' | 'failed' | 'unknown';
+/** The server's executable states, and 'unknown' for a state this SDK does not know yet. */
+export type ExecutableStateName = ExecutableState | 'unknown';
 
 export interface ExecutableExit {
   code: number | null;
@@ -84,20 +77,20 @@ export interface CellsApi {
   get(name: string): Promise<CellInfo>;
 }
 
-const MODES: Record<RestartModeName, RestartMode> = {
-  never: RestartMode.RESTART_MODE_NEVER,
-  'on-failure': RestartMode.RESTART_MODE_ON_FAILURE,
-  always: RestartMode.RESTART_MODE_ALWAYS,
+const MODES: Record<RestartModeName, ProtoRestartMode> = {
+  never: ProtoRestartMode.RESTART_MODE_NEVER,
+  'on-failure': ProtoRestartMode.RESTART_MODE_ON_FAILURE,
+  always: ProtoRestartMode.RESTART_MODE_ALWAYS,
 };
 
-const STATES: Partial<Record<ExecutableState, ExecutableStateName>> = {
-  [ExecutableState.EXECUTABLE_STATE_STARTING]: 'starting',
-  [ExecutableState.EXECUTABLE_STATE_RUNNING]: 'running',
-  [ExecutableState.EXECUTABLE_STATE_STOPPING]: 'stopping',
-  [ExecutableState.EXECUTABLE_STATE_BACKOFF]: 'backoff',
-  [ExecutableState.EXECUTABLE_STATE_STOPPED]: 'stopped',
-  [ExecutableState.EXECUTABLE_STATE_EXITED]: 'exited',
-  [ExecutableState.EXECUTABLE_STATE_FAILED]: 'failed',
+const STATES: Partial<Record<ProtoExecutableState, ExecutableStateName>> = {
+  [ProtoExecutableState.EXECUTABLE_STATE_STARTING]: 'starting',
+  [ProtoExecutableState.EXECUTABLE_STATE_RUNNING]: 'running',
+  [ProtoExecutableState.EXECUTABLE_STATE_STOPPING]: 'stopping',
+  [ProtoExecutableState.EXECUTABLE_STATE_BACKOFF]: 'backoff',
+  [ProtoExecutableState.EXECUTABLE_STATE_STOPPED]: 'stopped',
+  [ProtoExecutableState.EXECUTABLE_STATE_EXITED]: 'exited',
+  [ProtoExecutableState.EXECUTABLE_STATE_FAILED]: 'failed',
 };
 
 export function toProtoCell(spec: CellSpec): Cell {

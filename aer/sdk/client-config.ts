@@ -6,10 +6,12 @@ import os from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import * as z from 'zod/mini';
 import en from 'zod/v4/locales/en.js';
+import { DNS_LABEL, expectedForm, isDnsLabel } from '../../supervisor/validation';
 
 z.config(en());
 
-const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+/** The client config names the root node it connects to: one label (a child is reached through it). */
+const NODE_NAME_EXPECTED = 'the node name (a DNS label), e.g. node-1';
 
 /** "unix:///abs/path" or "host:port" / "[v6]:port". */
 export const AddressSchema = z.string().check(
@@ -23,7 +25,7 @@ export const AddressSchema = z.string().check(
 export const ClientConfigSchema = z.strictObject({
   version: z.literal(1),
   /** The node's name: the TLS server name checked against the server certificate. */
-  node: z.string().check(z.regex(DNS_LABEL, 'expected the node name (a DNS label), e.g. node-1')),
+  node: z.string().check(z.regex(DNS_LABEL, `expected ${NODE_NAME_EXPECTED}`)),
   address: AddressSchema,
   /** PEM files: the node CA, our client certificate and its key. */
   ca: z.string().check(z.minLength(1, 'expected a path to the node CA certificate (PEM)')),
@@ -87,7 +89,7 @@ export function parseClientConfigText(text: string, path: string, overrides: Cli
     config.address = address;
   }
   if (overrides.node !== undefined) {
-    if (!DNS_LABEL.test(overrides.node)) throw new ClientConfigError('CLIENT_CONFIG_INVALID', `node "${overrides.node}": expected the node name (a DNS label)`);
+    if (!isDnsLabel(overrides.node)) throw new ClientConfigError('CLIENT_CONFIG_INVALID', expectedForm('node', overrides.node, NODE_NAME_EXPECTED));
     config.node = overrides.node;
   }
   const base = dirname(path);

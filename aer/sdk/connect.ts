@@ -5,6 +5,7 @@ import { type CallOptions, type ChannelOptions, type Interceptor, InterceptingCa
 import { type DiscoverResponse, DiscoveryServiceClient } from '../../supervisor/gen/aurae/discovery/v0/discovery';
 // The file, not the pki index: the index loads the x509 library, which a client never needs.
 import { nodeServerIdentityCheck } from '../../supervisor/pki/node-subtree';
+import { expectedForm, isNodePath, NODE_PATH_FORM } from '../../supervisor/validation';
 import { NodeServiceClient } from '../../supervisor/gen/aurae/node/v0/node';
 import {
   type HealthCheckResponse,
@@ -94,8 +95,8 @@ export interface AuraeClient {
 export function connect(options: ConnectOptions = {}): AuraeClient {
   const config = loadClientConfig(options, options.env ?? process.env);
   const target = options.targetNode;
-  if (target !== undefined && (target.length > 255 || !target.split('/').every((l) => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(l)))) {
-    throw new ClientConfigError('CLIENT_CONFIG_INVALID', `node path ${JSON.stringify(target)} is invalid: expected DNS labels joined by "/", e.g. ${config.node}/web`);
+  if (target !== undefined && !isNodePath(target)) {
+    throw new ClientConfigError('CLIENT_CONFIG_INVALID', expectedForm('node path', target, `a node path such as ${config.node}/web: ${NODE_PATH_FORM}`));
   }
   const pem = (field: 'ca' | 'cert' | 'key') => {
     try {

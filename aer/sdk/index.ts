@@ -15,6 +15,8 @@ export {
   parseClientConfigText,
 } from './client-config';
 export { AuraeApiError, type GrpcStatusName } from './errors';
+/** The API's numeric limits (what auraed accepts) and defaults; aer's options parse with them. */
+export { DEFAULTS, RANGES, type RangeName } from '../../supervisor/validation/ranges';
 export {
   type AuditQuery,
   type AuditRecord,

@@ -10,7 +10,7 @@ import {
   type LogItem,
   ObserveServiceClient,
 } from '../../supervisor/gen/aurae/observe/v0/observe';
-import type { CgroupMetrics } from '../../supervisor/observe/cgroup-stats';
+import type { CgroupMetrics } from '../../supervisor/cgroup/stats';
 import type { StampedEvent } from '../../supervisor/observe/types';
 import { fromWireInt, fromWireInts, toWireInt } from './int64';
 import { toApiError } from './errors';

@@ -2,39 +2,33 @@
 // parent with connect({ targetNode: 'aurae/web' }) (aer --node aurae/web).
 import { Metadata } from '@grpc/grpc-js';
 import { type VmStatus as ProtoStatus, VmServiceClient } from '../../supervisor/gen/aurae/vms/v0/vms';
+import type { RestartPolicy, VmState } from '../../supervisor/vms/vm-model';
 import type { SdkCallContext } from './call-context';
 
-export type VmRestartPolicy = 'never' | 'on-failure' | 'always';
+/** "never", "on-failure" or "always": what happens when QEMU exits without being asked to. */
+export type VmRestartPolicy = RestartPolicy;
 
+/** A VM to allocate or spawn: the API's VirtualMachine, with defaults for what is left out. */
 export interface VmSpec {
   /** DNS label; the child of node "aurae" called "web" is the node "aurae/web". */
   name: string;
-  /** Guest RAM in MiB; default 512 (the node caps it with vms.maxMemoryMiB). */
+  /** Guest RAM in MiB; default 512 (RANGES.vmMemoryMiB; the node caps it with vms.maxMemoryMiB). */
   memoryMiB?: number;
-  /** Default 1. */
+  /** RANGES.vmCpus; default 1. */
   cpus?: number;
   /** Default "never". */
   restart?: VmRestartPolicy;
 }
 
-export type VmStateName = 'allocated' | 'starting' | 'running' | 'stopping' | 'stopped' | 'crashed' | 'failed';
+export type VmStateName = VmState;
 
-export interface VmInfo {
+/** The API's VmStatus, flattened: the machine's fields beside the status, the state and restart policy by name. */
+export interface VmInfo extends Omit<ProtoStatus, 'vm' | 'state'> {
   name: string;
-  nodePath: string;
   state: VmStateName;
   memoryMiB: number;
   cpus: number;
   restart: VmRestartPolicy;
-  /** host:port where the parent reaches the child ("" when not running). */
-  address: string;
-  tlsName: string;
-  /** QEMU's pid on the parent (0 when not running). */
-  pid: number;
-  restarts: number;
-  lastExit: string;
-  /** Whether QEMU runs in a cgroup-bounded cell on the parent. */
-  confined: boolean;
 }
 
 export interface VmsApi {

@@ -5,10 +5,12 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { READY_LINE_PREFIX } from '../../supervisor/ipc';
 import { writeCpio, type CpioEntry } from '../initramfs/cpio';
 
 export const BUSYBOX_PATH = '/bin/busybox';
-export const BASELINE_READY_LINE = 'AURAE_READY {"baseline":"busybox"}';
+/** What the bench waits for (READY_LINE): the readiness line's form, with no node behind it. */
+export const BASELINE_READY_LINE = `${READY_LINE_PREFIX} {"baseline":"busybox"}`;
 export const BASELINE_FILE_NAME = 'baseline-initramfs.cpio';
 
 /** 2026-01-01T00:00:00Z unless SOURCE_DATE_EPOCH says otherwise (same rule as image/kernel). */

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { connect, type AuraeClient } from '../../aer/sdk';
-import { prepareTestNode } from '../../supervisor/daemon/testing';
+import { prepareHostNode } from '../../supervisor/daemon/host-node';
 
 export interface ApiBenchResult {
   sequentialCalls: number;
@@ -22,7 +22,7 @@ export interface ApiBenchResult {
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 
 export async function benchApi(opts: { node: string; bundleDir: string; sqliteAddon: string; log: (l: string) => void }): Promise<ApiBenchResult> {
-  const prepared = await prepareTestNode({ nodeName: 'bench' });
+  const prepared = await prepareHostNode({ nodeName: 'bench' });
   // The bundle finds its native addons beside itself, as in the image.
   const dir = path.join(prepared.dir, 'lib');
   fs.mkdirSync(dir);

@@ -2,7 +2,7 @@
 // was executed in its cell) against a raw child_process.spawn of the same program inside the same guest, plus
 // the plain RPC round trip over the same path for scale. Everything runs under the same (TCG) CPU.
 import type { AuraeClient } from '../../aer/sdk';
-import type { DebugShell } from '../../qemu-tests/fixture/debug-shell';
+import type { DebugShell } from '../lib/debug-shell';
 
 export interface ExecBenchResult {
   runs: number;

@@ -5,9 +5,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { connect } from '../../aer/sdk';
-import { DebugShell } from '../../qemu-tests/fixture/debug-shell';
-import { freePort } from '../../qemu-tests/fixture/node';
-import { detectAccel, launchVm } from '../../supervisor/vms';
+import { READY_LINE } from '../../supervisor/ipc';
+import { detectAccel, freeLoopbackPort, launchVm } from '../../supervisor/vms';
+import { DebugShell } from '../lib/debug-shell';
 import { IDENTITY_FW_CFG } from '../../init/identity/document';
 import type { BuiltImage } from '../build';
 
@@ -21,7 +21,7 @@ export interface NestedBenchResult {
 
 export async function benchNested(image: BuiltImage, log: (l: string) => void, runs = 3): Promise<NestedBenchResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-bench-nested-'));
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const vm = await launchVm({
     kernel: image.kernel,
     initrd: image.initramfs,
@@ -41,7 +41,7 @@ export async function benchNested(image: BuiltImage, log: (l: string) => void, r
   const parent = connect({ config: image.clientConfig, address: `127.0.0.1:${port}`, timeoutMs: 300_000 });
   const child = connect({ config: image.clientConfig, address: `127.0.0.1:${port}`, targetNode: `${image.manifest.node}/web`, timeoutMs: 10_000 });
   try {
-    await vm.waitForConsole(/AURAE_READY \{.*\}/, 180_000);
+    await vm.waitForConsole(READY_LINE, 180_000);
     const sh = await DebugShell.connect(path.join(dir, 'hvc0.sock'));
     const times: number[] = [];
     let overheadMiB = 0;

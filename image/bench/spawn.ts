@@ -4,7 +4,7 @@
 // by the boot benchmark in the same run.
 import fs from 'node:fs';
 import { connect } from '../../aer/sdk';
-import { launchAuraed, prepareTestNode } from '../../supervisor/daemon/testing';
+import { launchAuraed, prepareHostNode } from '../../supervisor/daemon/host-node';
 import type { BuiltImage } from '../build';
 
 export interface SpawnBenchResult {
@@ -35,7 +35,7 @@ export function qemuMemory(smaps: string, guestMiB: number): { rssMiB: number; o
 }
 
 export async function benchSpawn(image: BuiltImage, log: (l: string) => void, runs = 3): Promise<SpawnBenchResult> {
-  const node = await prepareTestNode({ nodeName: 'aurae', vms: { kernel: image.kernel, initrd: image.initramfs, maxMemoryMiB: 1024, bootTimeoutMs: 120_000 } });
+  const node = await prepareHostNode({ nodeName: 'aurae', vms: { kernel: image.kernel, initrd: image.initramfs, maxMemoryMiB: 1024, bootTimeoutMs: 120_000 } });
   const auraed = launchAuraed(node.configPath);
   await auraed.waitReady();
   const parent = connect({ config: node.clientConfigPath, timeoutMs: 180_000 });

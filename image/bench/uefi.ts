@@ -4,8 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { connect } from '../../aer/sdk';
-import { freePort, OVMF_CODE, OVMF_VARS } from '../../qemu-tests/fixture/node';
-import { detectAccel, launchVm } from '../../supervisor/vms';
+import { detectAccel, freeLoopbackPort, launchVm } from '../../supervisor/vms';
+import { OVMF_CODE, OVMF_VARS } from '../lib/ovmf';
 import { prepareIdentity, writeIdentity } from '../../aer/image/identity';
 import type { BuiltImage } from '../build';
 
@@ -16,7 +16,7 @@ export interface UefiBenchResult {
 
 /** QEMU start → SERVING over the API, for `spec` booted on a forwarded port. Powers the VM off afterwards. */
 async function bootToApi(image: BuiltImage, disk: string, dir: string): Promise<number> {
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const vars = path.join(dir, 'OVMF_VARS.fd');
   if (!fs.existsSync(vars)) fs.copyFileSync(OVMF_VARS, vars);
   const t0 = performance.now();

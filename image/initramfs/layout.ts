@@ -1,6 +1,7 @@
 // The initramfs as data: every path the node boots with, computed from the build's inputs (pure).
-// The contract with init/ and supervisor/ (paths under /usr/lib/aurae, /etc/aurae) is fixed here.
+// The paths init and auraed read (/usr/lib/aurae, /etc/aurae) are theirs: supervisor/config/node-paths.ts.
 import path from 'node:path';
+import { IMAGE_CA_CERT, IMAGE_CONFIG_PATH, IMAGE_LIB_DIR, IMAGE_PKI_DIR } from '../../supervisor/config/node-paths';
 import type { CpioEntry } from './cpio';
 
 export interface InitramfsInputs {
@@ -18,7 +19,7 @@ export interface InitramfsInputs {
   busybox: string;
   /** `busybox --list-full` output: applet paths like "bin/sh", "usr/bin/awk". */
   busyboxApplets: string[];
-  /** Node config JSON text for /etc/aurae/config.json. */
+  /** Node config JSON text for IMAGE_CONFIG_PATH (/etc/aurae/config.json). */
   configJson: string;
   /**
    * Certificates only: the root CA the node trusts. No private key is ever in the image: the node's identity
@@ -27,9 +28,6 @@ export interface InitramfsInputs {
   pki: { caCert: string };
 }
 
-/** The root CA certificate in the image (public): the trust root of the node and of every child it spawns. */
-export const IMAGE_CA_CERT = '/etc/aurae/pki/ca.crt';
-
 const file = (p: string, mode: number, src: string | Buffer): CpioEntry => ({
   path: p,
   type: 'file',
@@ -37,31 +35,35 @@ const file = (p: string, mode: number, src: string | Buffer): CpioEntry => ({
   data: typeof src === 'string' ? { file: src } : src,
 });
 
-export const INIT_SCRIPT = "#!/usr/bin/node\nrequire('/usr/lib/aurae/init.cjs');\n";
+export const INIT_SCRIPT = `#!/usr/bin/node\nrequire('${IMAGE_LIB_DIR}/init.cjs');\n`;
+
+/** An absolute node path as a cpio entry path (relative to the archive's root). */
+const entryPath = (absolute: string) => absolute.replace(/^\//, '');
 
 export function initramfsLayout(i: InitramfsInputs): CpioEntry[] {
-  const dirs = ['dev', 'proc', 'sys', 'run', 'tmp', 'root', 'etc/aurae/pki', 'var/lib/aurae', 'usr/lib/aurae', 'bin', 'sbin', 'usr/bin', 'usr/sbin'];
+  const lib = (name: string) => `${entryPath(IMAGE_LIB_DIR)}/${name}`;
+  const dirs = ['dev', 'proc', 'sys', 'run', 'tmp', 'root', entryPath(IMAGE_PKI_DIR), 'var/lib/aurae', entryPath(IMAGE_LIB_DIR), 'bin', 'sbin', 'usr/bin', 'usr/sbin'];
   const entries: CpioEntry[] = dirs.map((d) => ({ path: d, type: 'dir', mode: d === 'tmp' ? 0o1777 : d === 'root' ? 0o700 : 0o755 }));
   entries.push(
     // The kernel opens /dev/console for PID 1's stdio before devtmpfs is mounted.
     { path: 'dev/console', type: 'char', mode: 0o600, rdevMajor: 5, rdevMinor: 1 },
     file('init', 0o755, Buffer.from(INIT_SCRIPT)),
     file('usr/bin/node', 0o755, i.node),
-    file('usr/lib/aurae/init.cjs', 0o644, i.bundles['init.cjs']),
-    file('usr/lib/aurae/auraed.cjs', 0o644, i.bundles['auraed.cjs']),
-    file('usr/lib/aurae/aer.cjs', 0o644, i.bundles['aer.cjs']),
-    file('usr/lib/aurae/syscalls.node', 0o755, i.syscallsAddon),
-    file('usr/lib/aurae/better_sqlite3.node', 0o755, i.sqliteAddon),
-    file('usr/lib/aurae/aurae-exec', 0o755, i.auraeExec),
-    file('etc/aurae/config.json', 0o644, Buffer.from(i.configJson)),
-    file(IMAGE_CA_CERT.slice(1), 0o644, i.pki.caCert),
+    file(lib('init.cjs'), 0o644, i.bundles['init.cjs']),
+    file(lib('auraed.cjs'), 0o644, i.bundles['auraed.cjs']),
+    file(lib('aer.cjs'), 0o644, i.bundles['aer.cjs']),
+    file(lib('syscalls.node'), 0o755, i.syscallsAddon),
+    file(lib('better_sqlite3.node'), 0o755, i.sqliteAddon),
+    file(lib('aurae-exec'), 0o755, i.auraeExec),
+    file(entryPath(IMAGE_CONFIG_PATH), 0o644, Buffer.from(i.configJson)),
+    file(entryPath(IMAGE_CA_CERT), 0o644, i.pki.caCert),
     file('etc/passwd', 0o644, Buffer.from('root:x:0:0:root:/root:/bin/sh\n')),
     file('etc/group', 0o644, Buffer.from('root:x:0:\n')),
     file('etc/hosts', 0o644, Buffer.from('127.0.0.1 localhost\n::1 localhost\n')),
     file('bin/busybox', 0o755, i.busybox),
   );
-  for (const lib of i.libs) entries.push(file(lib.replace(/^\//, ''), 0o755, lib));
-  for (const tool of i.tools) entries.push(file(tool.replace(/^\//, ''), 0o755, tool));
+  for (const hostLib of i.libs) entries.push(file(entryPath(hostLib), 0o755, hostLib));
+  for (const tool of i.tools) entries.push(file(entryPath(tool), 0o755, tool));
   const taken = new Set(entries.map((e) => e.path));
   for (const applet of i.busyboxApplets) {
     const p = applet.replace(/^\//, '');

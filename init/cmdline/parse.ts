@@ -1,6 +1,6 @@
 // Kernel command line → node config overrides. Pure: text in, data out.
 //
-// Understood (notes/common.md): aurae.name, aurae.on_fatal, aurae.debug_shell,
+// Understood (README.md, "Kernel command line"): aurae.name, aurae.on_fatal, aurae.debug_shell,
 // aurae.listen_tcp, aurae.grace_ms, and the kernel's static `ip=` form for eth0.
 // Anything else that is not aurae.* belongs to the kernel and is ignored; an unknown
 // aurae.* key is an error (a typo must not silently do nothing).

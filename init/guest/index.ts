@@ -3,7 +3,8 @@
 // the payload, its keys included; the image holds no key (a child boots its parent's image), so an unusable
 // payload leaves init with the image config and no identity (init/identity): the child then serves nothing.
 import { IMAGE_CONFIG_PATH, type NodeConfig } from '../../supervisor/config';
-import { GUEST_PAYLOAD_SYSFS_PATH, GUEST_PKI_DIR, guestPkiFiles, parseGuestPayload } from '../../guest/child';
+import { NODE_PKI_DIR } from '../../supervisor/config/node-paths';
+import { GUEST_PAYLOAD_SYSFS_PATH, guestPkiFiles, parseGuestPayload } from '../../guest/child';
 import { resolveNodeConfig } from '../cmdline';
 import { mkdirExact, readFwCfgItem, writeFileExact } from '../identity/real';
 import { errorMessage, type Logger } from '../log';
@@ -20,7 +21,7 @@ export interface GuestModeDeps {
 }
 
 /**
- * The node config from the guest payload, with its PEMs written under /run/aurae/pki; null when there is no
+ * The node config from the guest payload, with its PEMs written under NODE_PKI_DIR (/run/aurae/pki); null when there is no
  * payload or it is unusable (logged with every problem: init then boots from the image config, so the node stays
  * reachable for debugging).
  */
@@ -40,7 +41,7 @@ export function loadGuestConfig(deps: GuestModeDeps): NodeConfig | null {
     if (config.guest === null || config.node.name !== payload.config.node.name) {
       throw new Error(`the kernel command line changed the node name to "${config.node.name}": a spawned node keeps the name its parent gave it (${payload.config.node.name})`);
     }
-    deps.mkdir(GUEST_PKI_DIR, 0o700);
+    deps.mkdir(NODE_PKI_DIR, 0o700);
     for (const file of guestPkiFiles(payload)) deps.writeFile(file.path, file.content, file.mode);
     log.info(`guest mode: node ${config.node.name} (parent ${config.guest.parent}, depth ${config.guest.depth})`);
     return config;

@@ -7,7 +7,8 @@
 // node:crypto (built in) and never the PKI library.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import * as z from 'zod/mini';
-import { certPem, GUEST_PKI_DIR, GUEST_PKI_FILES, keyPem, type GuestFile } from '../../guest/payload';
+import { certPem, keyPem, type GuestFile } from '../../guest/payload';
+import { NODE_PKI_FILES } from '../../supervisor/config/node-paths';
 
 /** fw_cfg item name (QEMU `-fw_cfg name=opt/aurae/identity,file=out/pki/identity.json`). */
 export const IDENTITY_FW_CFG = 'opt/aurae/identity';
@@ -23,8 +24,6 @@ export const IDENTITY_PARTITION_BYTES = 1024 * 1024;
 export const IDENTITY_MAX_BYTES = 64 * 1024;
 /** File name of the document beside the build's PKI (out/pki/identity.json). */
 export const IDENTITY_FILE_NAME = 'identity.json';
-/** Where init writes the identity's PEMs: the same tmpfs directory children use (guest/payload.ts). */
-export const IDENTITY_PKI_DIR = GUEST_PKI_DIR;
 
 const IdentityEnvelope = z.strictObject({
   version: z.literal(1),
@@ -104,16 +103,16 @@ export function identityBytes(raw: Buffer): Buffer | null {
   return bytes.toString('utf8').trim() === '' ? null : bytes;
 }
 
-/** The PEM files init writes for `identity` (keys 0600, in the 0700 IDENTITY_PKI_DIR). Pure. */
+/** The PEM files init writes for `identity` (keys 0600, in the 0700 NODE_PKI_DIR). Pure. */
 export function identityPkiFiles(identity: NodeIdentity, withSpawnCa: boolean): GuestFile[] {
   const files: GuestFile[] = [
-    { path: GUEST_PKI_FILES.serverCert, content: identity.serverCertChain, mode: 0o644 },
-    { path: GUEST_PKI_FILES.serverKey, content: identity.serverKey, mode: 0o600 },
+    { path: NODE_PKI_FILES.serverCert, content: identity.serverCertChain, mode: 0o644 },
+    { path: NODE_PKI_FILES.serverKey, content: identity.serverKey, mode: 0o600 },
   ];
   if (withSpawnCa && identity.spawnCaCert !== null && identity.spawnCaKey !== null) {
     files.push(
-      { path: GUEST_PKI_FILES.spawnCaCert, content: identity.spawnCaCert, mode: 0o644 },
-      { path: GUEST_PKI_FILES.spawnCaKey, content: identity.spawnCaKey, mode: 0o600 },
+      { path: NODE_PKI_FILES.spawnCaCert, content: identity.spawnCaCert, mode: 0o644 },
+      { path: NODE_PKI_FILES.spawnCaKey, content: identity.spawnCaKey, mode: 0o600 },
     );
   }
   return files;

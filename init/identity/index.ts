@@ -5,8 +5,8 @@
 // gets here: its payload (init/guest) carries its own identity.
 // Without an identity the node serves nothing: init says so on the console with what to do, and prints one
 // machine-readable AURAE_NO_IDENTITY line (the counterpart of AURAE_READY).
-import { GUEST_PKI_FILES } from '../../guest/child';
 import type { NodeConfig } from '../../supervisor/config';
+import { NODE_PKI_DIR, NODE_PKI_FILES } from '../../supervisor/config/node-paths';
 import { type Gpt, parseGpt, SECTOR_SIZE } from '../disk';
 import { errorMessage, type Logger } from '../log';
 import {
@@ -14,7 +14,6 @@ import {
   IDENTITY_MAX_BYTES,
   IDENTITY_PARTITION_NAME,
   IDENTITY_PARTITION_TYPE,
-  IDENTITY_PKI_DIR,
   identityBytes,
   identityPkiFiles,
   parseIdentityDocument,
@@ -36,6 +35,11 @@ export interface IdentityDeps {
 export type IdentityOutcome =
   | { ok: true; config: NodeConfig; source: string }
   | { ok: false; node: string; tried: { source: string; problem: string }[] };
+
+/** The first word of the line init prints for a node without an identity (the counterpart of AURAE_READY). */
+export const NO_IDENTITY_LINE_PREFIX = 'AURAE_NO_IDENTITY';
+/** That line in console text, as a console waiter tests each line (group 1: its JSON: node, tried, fix). */
+export const NO_IDENTITY_LINE = /AURAE_NO_IDENTITY (\{.*\})/;
 
 /** What an operator does about a node without an identity (console text and the AURAE_NO_IDENTITY line). */
 export const NO_IDENTITY_FIX = [
@@ -92,17 +96,17 @@ export function loadNodeIdentity(config: NodeConfig, deps: IdentityDeps): Identi
         throw new Error(`${where}: it is the identity of node "${identity.node}", not of this node "${config.node.name}" (aurae.name= on the kernel command line needs that node's identity)`);
       }
       const withSpawnCa = config.pki.spawnCaCert !== null && identity.spawnCaCert !== null;
-      deps.mkdir(IDENTITY_PKI_DIR, 0o700);
+      deps.mkdir(NODE_PKI_DIR, 0o700);
       for (const f of identityPkiFiles(identity, withSpawnCa)) deps.writeFile(f.path, f.content, f.mode);
       const pki: NodeConfig['pki'] = {
         ...config.pki,
-        serverCert: GUEST_PKI_FILES.serverCert,
-        serverKey: GUEST_PKI_FILES.serverKey,
-        spawnCaCert: withSpawnCa ? GUEST_PKI_FILES.spawnCaCert : null,
-        spawnCaKey: withSpawnCa ? GUEST_PKI_FILES.spawnCaKey : null,
+        serverCert: NODE_PKI_FILES.serverCert,
+        serverKey: NODE_PKI_FILES.serverKey,
+        spawnCaCert: withSpawnCa ? NODE_PKI_FILES.spawnCaCert : null,
+        spawnCaKey: withSpawnCa ? NODE_PKI_FILES.spawnCaKey : null,
       };
       const spawn = withSpawnCa ? 'with its spawn CA' : config.pki.spawnCaCert !== null ? 'without a spawn CA (this node will not spawn children)' : 'without a spawn CA';
-      log.info(`identity: node ${identity.node} from ${where}, ${spawn}; PEMs in ${IDENTITY_PKI_DIR}`);
+      log.info(`identity: node ${identity.node} from ${where}, ${spawn}; PEMs in ${NODE_PKI_DIR}`);
       return { ok: true, config: { ...config, pki }, source: where };
     } catch (err) {
       tried.push({ source: where, problem: errorMessage(err) });
@@ -120,7 +124,7 @@ export function noIdentityReport(outcome: Extract<IdentityOutcome, { ok: false }
     'to fix:',
     ...NO_IDENTITY_FIX.map((f) => `  ${f}`),
   ].join('\n');
-  const line = `AURAE_NO_IDENTITY ${JSON.stringify({ node: outcome.node, tried: outcome.tried, fix: NO_IDENTITY_FIX })}`;
+  const line = `${NO_IDENTITY_LINE_PREFIX} ${JSON.stringify({ node: outcome.node, tried: outcome.tried, fix: NO_IDENTITY_FIX })}`;
   return { message, line };
 }
 

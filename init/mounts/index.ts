@@ -1,7 +1,9 @@
 // The early filesystems as data (u-root libinit style): each entry says what to mount,
 // where, with which flags, and why (the description goes to the log). `applyMounts`
-// executes the table; `unmountPlan` is the same table reversed for shutdown.
+// executes the table; `unmountPlan` is the same table reversed for shutdown. What is delegated in the cgroup2
+// mount afterwards is supervisor/cgroup's (delegateRootControllers).
 import { isErrno, MOUNT_FLAGS, type Syscalls } from '../../native';
+import { CGROUP_ROOT } from '../../supervisor/cgroup/layout';
 import { errorMessage, type Logger } from '../log';
 
 const { MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_RELATIME, MNT_DETACH } = MOUNT_FLAGS;
@@ -28,21 +30,8 @@ export function mountTable(): MountSpec[] {
     { source: 'shm', target: '/dev/shm', fstype: 'tmpfs', flags: MS_NOSUID | MS_NODEV | MS_RELATIME, data: 'mode=1777', mode: 0o1777, description: 'POSIX shared memory' },
     { source: 'run', target: '/run', fstype: 'tmpfs', flags: MS_NOSUID | MS_NODEV | MS_RELATIME, data: 'mode=0755', mode: 0o755, description: 'runtime state (sockets, pid files)' },
     { source: 'tmp', target: '/tmp', fstype: 'tmpfs', flags: MS_NOSUID | MS_NODEV | MS_RELATIME, data: 'mode=1777', mode: 0o1777, description: 'temporary files' },
-    { source: 'cgroup2', target: '/sys/fs/cgroup', fstype: 'cgroup2', flags: noSuidDevExec, data: null, mode: 0o555, description: 'cgroup v2 hierarchy for cells' },
+    { source: 'cgroup2', target: CGROUP_ROOT, fstype: 'cgroup2', flags: noSuidDevExec, data: null, mode: 0o555, description: 'cgroup v2 hierarchy for cells' },
   ];
-}
-
-/** Controllers auraed needs delegated to child cgroups, in the order written. */
-export const CGROUP_CONTROLLERS = ['cpu', 'cpuset', 'memory', 'pids', 'io'] as const;
-
-/**
- * What to write to cgroup.subtree_control given cgroup.controllers' content: the wanted
- * controllers the kernel offers, e.g. "+cpu +cpuset +memory +pids". Null when none.
- */
-export function subtreeControlLine(available: string): string | null {
-  const offered = new Set(available.trim().split(/\s+/));
-  const wanted = CGROUP_CONTROLLERS.filter((c) => offered.has(c));
-  return wanted.length ? wanted.map((c) => `+${c}`).join(' ') : null;
 }
 
 /** Targets currently mounted, from /proc/self/mountinfo text (field 5, octal escapes decoded). */
@@ -105,50 +94,6 @@ export function applyMounts(table: MountSpec[], deps: MountDeps): MountResult[] 
     }
   }
   return results;
-}
-
-export interface CgroupDeps {
-  readFile(path: string): string;
-  writeFile(path: string, text: string): void;
-  log: Logger;
-}
-
-/**
- * Delegate controllers to child cgroups (auraed creates one per cell). Written all at
- * once, then one by one if the kernel refuses the set, so one missing controller does
- * not cost the others. Returns the controllers enabled.
- */
-export function enableCgroupControllers(deps: CgroupDeps, root = '/sys/fs/cgroup'): string[] {
-  let available: string;
-  try {
-    available = deps.readFile(`${root}/cgroup.controllers`);
-  } catch (err) {
-    deps.log.warn(`cgroups: reading ${root}/cgroup.controllers failed: ${errorMessage(err)}: is cgroup2 mounted?`);
-    return [];
-  }
-  const line = subtreeControlLine(available);
-  if (!line) {
-    deps.log.warn(`cgroups: none of ${CGROUP_CONTROLLERS.join(', ')} is available (cgroup.controllers: "${available.trim()}")`);
-    return [];
-  }
-  const target = `${root}/cgroup.subtree_control`;
-  try {
-    deps.writeFile(target, line);
-    deps.log.info(`cgroups: enabled ${line.replaceAll('+', '')} for child cgroups`);
-    return line.split(' ').map((c) => c.slice(1));
-  } catch (err) {
-    deps.log.warn(`cgroups: writing "${line}" to ${target} failed (${errorMessage(err)}); trying one by one`);
-  }
-  const enabled: string[] = [];
-  for (const entry of line.split(' ')) {
-    try {
-      deps.writeFile(target, entry);
-      enabled.push(entry.slice(1));
-    } catch (err) {
-      deps.log.warn(`cgroups: enabling ${entry.slice(1)} failed: ${errorMessage(err)}`);
-    }
-  }
-  return enabled;
 }
 
 /**

@@ -4,10 +4,8 @@ import { createMemoryLogger } from '../log';
 import { fakeSyscalls } from '../testing/fakes';
 import {
   applyMounts,
-  enableCgroupControllers,
   mountedTargets,
   mountTable,
-  subtreeControlLine,
   unmountAll,
   unmountPlan,
 } from './index';
@@ -94,35 +92,6 @@ describe('applyMounts', () => {
     expect(results.at(-1)).toEqual({ target: '/sys/fs/cgroup', outcome: 'failed' });
     expect(results.slice(0, -1).every((r) => r.outcome === 'mounted')).toBe(true);
     expect(log.lines.at(-1)).toMatch(/error: mounting cgroup2 on \/sys\/fs\/cgroup .* failed: .*ENODEV.*built into the kernel/);
-  });
-});
-
-describe('cgroup controllers', () => {
-  it('enables only the wanted controllers the kernel offers', () => {
-    expect(subtreeControlLine('cpuset cpu io memory hugetlb pids rdma misc\n')).toBe('+cpu +cpuset +memory +pids +io');
-    expect(subtreeControlLine('cpuset cpu memory pids')).toBe('+cpu +cpuset +memory +pids');
-    expect(subtreeControlLine('rdma\n')).toBeNull();
-  });
-
-  it('writes them at once, or one by one when the set is refused', () => {
-    const writes: string[] = [];
-    const log = createMemoryLogger();
-    const enabled = enableCgroupControllers({
-      readFile: () => 'cpu memory pids io',
-      writeFile: (_p, text) => {
-        writes.push(text);
-        if (text.includes('io')) throw new Error('EINVAL');
-      },
-      log,
-    });
-    expect(writes).toEqual(['+cpu +memory +pids +io', '+cpu', '+memory', '+pids', '+io']);
-    expect(enabled).toEqual(['cpu', 'memory', 'pids']);
-  });
-
-  it('warns when cgroup2 is not there', () => {
-    const log = createMemoryLogger();
-    expect(enableCgroupControllers({ readFile: () => { throw new Error('ENOENT'); }, writeFile: () => {}, log })).toEqual([]);
-    expect(log.lines[0]).toMatch(/warning: cgroups: reading \/sys\/fs\/cgroup\/cgroup.controllers failed: ENOENT: is cgroup2 mounted\?/);
   });
 });
 

@@ -1,12 +1,11 @@
-// Which command starts auraed (notes/common.md, init → auraed):
+// Which command starts auraed:
 //   AURAE_AURAED_CMD (JSON argv array) if set, else
 //   node /usr/lib/aurae/auraed.cjs            (the image: auraed.cjs beside init.cjs), else
 //   node --import tsx supervisor/main.ts      (a dev checkout)
 // followed by `--config <path>`.
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
+import { inCheckout, locateInstalled } from '../../supervisor/config/node-paths';
 
 export interface AuraedCommandInputs {
   /** Value of AURAE_AURAED_CMD, if set. */
@@ -44,32 +43,18 @@ export function auraedCommand(inputs: AuraedCommandInputs): string[] {
   );
 }
 
-/** Look around the running init for auraed (bundle first, then the source checkout). */
+/** Look around the running init for auraed (beside the bundle first, then the source checkout). */
 export function locateAuraed(env: NodeJS.ProcessEnv, configPath: string): string[] {
-  let bundledEntry: string | null = null;
-  if (typeof __dirname === 'string') {
-    const candidate = path.join(__dirname, 'auraed.cjs');
-    if (existsSync(candidate)) bundledEntry = candidate;
-  }
+  const { found } = locateInstalled('auraed.cjs', 'supervisor/main.ts');
+  const bundledEntry = found?.endsWith('.cjs') ? found : null;
   let devEntry: AuraedCommandInputs['devEntry'] = null;
-  const repoRoot = sourceRepoRoot();
-  if (repoRoot && existsSync(path.join(repoRoot, 'supervisor', 'main.ts'))) {
+  if (found !== null && bundledEntry === null) {
     try {
-      const tsx = createRequire(path.join(repoRoot, 'package.json')).resolve('tsx');
-      devEntry = { tsxLoader: pathToFileURL(tsx).href, mainTs: path.join(repoRoot, 'supervisor', 'main.ts') };
+      const tsx = createRequire(inCheckout('package.json')).resolve('tsx');
+      devEntry = { tsxLoader: pathToFileURL(tsx).href, mainTs: found };
     } catch {
       devEntry = null; // No tsx installed: only the bundle or an override can work.
     }
   }
   return auraedCommand({ override: env.AURAE_AURAED_CMD, bundledEntry, devEntry, nodePath: process.execPath, configPath });
-}
-
-/** The checkout this file lives in when run from source (tsx/vitest); undefined when bundled. */
-function sourceRepoRoot(): string | undefined {
-  try {
-    const url = import.meta.url;
-    return url ? path.resolve(path.dirname(fileURLToPath(url)), '..', '..') : undefined;
-  } catch {
-    return undefined;
-  }
 }

@@ -7,11 +7,10 @@ import {
   auraedCommand,
   createAuraedService,
   nextFailureCount,
-  parseAuraedMessage,
-  readyLine,
   restartDelay,
   type Timers,
 } from './index';
+import { parseAuraedMessage, readyLine } from '../../supervisor/ipc';
 
 const policy = { initialMs: 100, maxMs: 1_000, stableMs: 10_000 };
 

@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import { errorMessage, type Logger } from '../log';
 import { trackChild } from '../reaper';
 import { nextFailureCount, restartDelay, type BackoffPolicy } from './backoff';
-import { parseAuraedMessage, readyLine, type ReadyMessage } from './messages';
+import { parseAuraedMessage, readyLine, type ReadyMessage } from '../../supervisor/ipc';
 
 export type SpawnFn = (command: string, args: string[], options: SpawnOptions) => ChildProcess;
 

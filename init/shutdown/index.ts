@@ -4,9 +4,10 @@
 //   begin → stop auraed (SIGTERM → graceMs → SIGKILL) → SIGTERM to all → wait up to
 //   graceMs → SIGKILL to the rest → sync → unmount (reverse mount table) → reboot(2)
 //
-// Every step is wrapped: a failure is logged and the path goes on. It never throws, and
-// if reboot(2) itself fails it sleeps forever: PID 1 exiting panics the kernel.
+// The steps are a table of phases (supervisor/phases), all optional: a failure is logged and the path goes on.
+// It never throws, and if reboot(2) itself fails it sleeps forever: PID 1 exiting panics the kernel.
 import type { Syscalls } from '../../native';
+import { type Phase, runPhases } from '../../supervisor/phases';
 import { errorMessage, type Logger } from '../log';
 import { unmountAll, type MountSpec } from '../mounts';
 
@@ -43,75 +44,39 @@ export interface Shutdown {
 /** After SIGKILL the kernel needs only a moment; wait at most this long for exits. */
 const AFTER_KILL_WAIT_MS = 1_000;
 
+/** What the shutdown phases share: the request, and the grace period read once at its start. */
+interface ShutdownContext {
+  readonly deps: ShutdownDeps;
+  readonly action: PowerAction;
+  readonly graceMs: number;
+  readonly pollMs: number;
+}
+
+/** The one graceful path, in order. Every phase is optional: a failure is logged and the path goes on. */
+const SHUTDOWN_PHASES: readonly Phase<ShutdownContext>[] = [
+  { name: 'stop-respawners', optional: true, run: (c) => c.deps.stopRespawners() },
+  { name: 'stop-auraed', optional: true, run: stopAuraed },
+  { name: 'term-all', optional: true, run: (c) => announce(c, 'SIGTERM to all processes', () => c.deps.killAll('SIGTERM')) },
+  { name: 'wait-for-exit', optional: true, run: waitAfterTerm },
+  { name: 'kill-rest', optional: true, run: (c) => announce(c, 'SIGKILL to remaining processes', () => c.deps.killAll('SIGKILL')) },
+  { name: 'wait-for-killed', optional: true, run: waitAfterKill },
+  { name: 'sync', optional: true, run: (c) => announce(c, 'sync', () => c.deps.syscalls.sync()) },
+  { name: 'unmount', optional: true, run: (c) => announce(c, 'unmounting', () => unmountAll(c.deps.unmountPlan, { syscalls: c.deps.syscalls, log: c.deps.log })) },
+  { name: 'sync-again', optional: true, run: (c) => c.deps.syscalls.sync() },
+];
+
 export function createShutdown(deps: ShutdownDeps): Shutdown {
   const { log } = deps;
   let action: PowerAction | undefined;
   let running: Promise<void> | undefined;
-  const pollMs = deps.pollMs ?? 100;
-
-  const step = async (what: string, fn: () => unknown) => {
-    try {
-      await fn();
-    } catch (err) {
-      log.error(`shutdown: ${what} failed: ${errorMessage(err)}; continuing`);
-    }
-  };
-
-  /** Poll until no process remains or `ms` passed; returns the pids still there. */
-  const waitForExit = async (ms: number): Promise<number[]> => {
-    const deadline = deps.clock.now() + ms;
-    for (;;) {
-      deps.reapOrphans();
-      const left = deps.remaining();
-      if (left.length === 0 || deps.clock.now() >= deadline) return left;
-      await deps.clock.sleep(Math.min(pollMs, Math.max(1, deadline - deps.clock.now())));
-    }
-  };
 
   const run = async (chosen: PowerAction, reason: string) => {
-    const graceMs = (() => {
-      try {
-        return deps.graceMs();
-      } catch {
-        return 5_000;
-      }
-    })();
+    const ctx: ShutdownContext = { deps, action: chosen, graceMs: readGraceMs(deps), pollMs: deps.pollMs ?? 100 };
     log.info(`shutdown: begin (${chosen}, reason: ${reason})`);
-    await step('stopping respawners', () => deps.stopRespawners());
-    log.info('shutdown: stopping auraed');
-    await step('stopping auraed', () => deps.stopAuraed(graceMs));
-    log.info('shutdown: auraed stopped');
-
-    log.info('shutdown: SIGTERM to all processes');
-    await step('SIGTERM to all processes', () => deps.killAll('SIGTERM'));
-    let left: number[] = [];
-    await step('waiting for processes to exit', async () => {
-      left = await waitForExit(graceMs);
-    });
-    if (left.length) log.warn(`shutdown: ${left.length} process(es) still running after ${graceMs} ms: ${left.slice(0, 20).join(' ')}`);
-
-    log.info('shutdown: SIGKILL to remaining processes');
-    await step('SIGKILL to remaining processes', () => deps.killAll('SIGKILL'));
-    await step('waiting for killed processes', async () => {
-      const stuck = await waitForExit(AFTER_KILL_WAIT_MS);
-      // Uninterruptible sleep (D state) survives SIGKILL; say so and carry on.
-      if (stuck.length) log.warn(`shutdown: ${stuck.length} process(es) survived SIGKILL: ${stuck.slice(0, 20).join(' ')}`);
-    });
-
-    log.info('shutdown: sync');
-    await step('sync', () => deps.syscalls.sync());
-    log.info('shutdown: unmounting');
-    await step('unmounting', () => unmountAll(deps.unmountPlan, { syscalls: deps.syscalls, log }));
-    await step('sync', () => deps.syscalls.sync());
-
-    log.info(`shutdown: ${chosen} now`);
-    try {
-      deps.syscalls.reboot(chosen === 'reboot' ? 'restart' : 'poweroff');
-    } catch (err) {
-      log.error(`shutdown: reboot(2) for ${chosen} failed: ${errorMessage(err)}; halting here (PID 1 must not exit)`);
-    }
-    // Only reached if reboot(2) returned or failed.
-    await deps.hang();
+    // Phase lines carry the "shutdown: " prefix so a failure reads `error: shutdown: phase sync failed …`.
+    const phaseLog = { info: (line: string) => log.info(`shutdown: ${line}`), error: (line: string) => log.error(`shutdown: ${line}`) };
+    await runPhases(SHUTDOWN_PHASES, ctx, phaseLog, { now: deps.clock.now });
+    await powerNow(ctx);
   };
 
   return {
@@ -126,7 +91,7 @@ export function createShutdown(deps: ShutdownDeps): Shutdown {
       }
       action = chosen;
       running = run(chosen, reason).catch((err: unknown) => {
-        // run() wraps every step; this is the last line of defence.
+        // Every phase is optional and powerNow catches; this is the last line of defence.
         log.error(`shutdown: unexpected failure: ${errorMessage(err)}`);
         return deps.hang();
       });
@@ -136,6 +101,65 @@ export function createShutdown(deps: ShutdownDeps): Shutdown {
       return action;
     },
   };
+}
+
+/** The configured grace period; 5 s when the config cannot tell (a fatal error before it was read). */
+function readGraceMs(deps: ShutdownDeps): number {
+  try {
+    return deps.graceMs();
+  } catch {
+    return 5_000;
+  }
+}
+
+/** Log the step's console marker (tests and operators follow these), then do it. */
+async function announce(ctx: ShutdownContext, marker: string, fn: () => unknown): Promise<void> {
+  ctx.deps.log.info(`shutdown: ${marker}`);
+  await fn();
+}
+
+async function stopAuraed(ctx: ShutdownContext): Promise<void> {
+  ctx.deps.log.info('shutdown: stopping auraed');
+  try {
+    await ctx.deps.stopAuraed(ctx.graceMs);
+  } finally {
+    // Printed even when stopping failed: from here on the path no longer waits for auraed.
+    ctx.deps.log.info('shutdown: auraed stopped');
+  }
+}
+
+async function waitAfterTerm(ctx: ShutdownContext): Promise<void> {
+  const left = await waitForExit(ctx, ctx.graceMs);
+  if (left.length) ctx.deps.log.warn(`shutdown: ${left.length} process(es) still running after ${ctx.graceMs} ms: ${left.slice(0, 20).join(' ')}`);
+}
+
+async function waitAfterKill(ctx: ShutdownContext): Promise<void> {
+  const stuck = await waitForExit(ctx, AFTER_KILL_WAIT_MS);
+  // Uninterruptible sleep (D state) survives SIGKILL; say so and carry on.
+  if (stuck.length) ctx.deps.log.warn(`shutdown: ${stuck.length} process(es) survived SIGKILL: ${stuck.slice(0, 20).join(' ')}`);
+}
+
+/** Poll until no process remains or `ms` passed; returns the pids still there. */
+async function waitForExit({ deps, pollMs }: ShutdownContext, ms: number): Promise<number[]> {
+  const deadline = deps.clock.now() + ms;
+  for (;;) {
+    deps.reapOrphans();
+    const left = deps.remaining();
+    if (left.length === 0 || deps.clock.now() >= deadline) return left;
+    await deps.clock.sleep(Math.min(pollMs, Math.max(1, deadline - deps.clock.now())));
+  }
+}
+
+/** reboot(2) for the chosen action; if it fails or returns, hang (PID 1 must not exit). */
+async function powerNow({ deps, action }: ShutdownContext): Promise<void> {
+  deps.log.info(`shutdown: ${action} now`);
+  try {
+    deps.syscalls.reboot(action === 'reboot' ? 'restart' : 'poweroff');
+  } catch (err) {
+    deps.log.error(`shutdown: reboot(2) for ${action} failed: ${errorMessage(err)}; halting here (PID 1 must not exit)`);
+  }
+  // Only reached if reboot(2) returned or failed.
+  await deps.hang();
 }
 
 /** A promise that never settles, keeping the event loop alive (a PID 1 that cannot reboot). */

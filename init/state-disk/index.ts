@@ -22,8 +22,6 @@ export const STATE_LABEL = 'AURAE_STATE';
 export const STATE_MOUNTPOINT = '/var/lib/aurae';
 export const BOOT_LABEL = 'AURAE_BOOT';
 export const BOOT_MOUNTPOINT = '/boot';
-/** Where init leaves the storage status for auraed (health service aurae.storage). */
-export const STORAGE_STATUS_PATH = '/run/aurae/storage.json';
 
 /** A STATE partition is made only when at least this much space is free (and grown by at least this much). */
 export const STATE_MIN_SECTORS = (64 * 1024 * 1024) / SECTOR_SIZE;

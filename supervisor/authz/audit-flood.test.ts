@@ -37,7 +37,7 @@ function setup(maxRecords: number) {
   const armed: Array<() => void> = [];
   const store = createAuthzStore(db, { auditMaxRecords: maxRecords, audit: { schedule: (fn) => (armed.push(fn), () => {}) } });
   const authz = createAuthz({ admins: ['admin'], configRules: [], store, log: silentLogger });
-  const ctx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz, issuerOf: (der) => (der.equals(SPAWN_CA_LEAF) ? 'other' : 'root') };
+  const ctx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz, parentIdentity: null, issuerOf: (der) => (der.equals(SPAWN_CA_LEAF) ? 'other' : 'root') };
   const service = createAuthzService(ctx, authz);
   let port = 1024;
   const call = (method: keyof typeof service, request: object, cn: string, raw = ROOT_LEAF) =>

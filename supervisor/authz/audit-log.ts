@@ -10,6 +10,7 @@
 // - refusals are buffered and written in one transaction per batch (every flushIntervalMs, or maxPending
 //   distinct rows, before any accepted call's row, before every read, and at close); accepted calls are
 //   written synchronously (durable before the caller hears OK). A crash loses at most the unflushed refusals.
+import type { AuditEvent } from '../server';
 import { type Db, type Migration, migrate } from '../store';
 
 /**
@@ -53,23 +54,10 @@ export const REFUSAL_CODES: ReadonlySet<string> = new Set([
   'UNIMPLEMENTED',
 ]);
 
-/** One audited call, as written. */
-export interface AuditEntry {
+/** One audited call, as written: the call as the RPC wrappers report it (server/rpc.ts AuditEvent), stamped. */
+export interface AuditEntry extends AuditEvent {
   /** ISO 8601. */
   time: string;
-  /** The caller's identity; "" when the call carried no usable certificate identity. */
-  identity: string;
-  /** Full method name. */
-  method: string;
-  /** gRPC status name of the outcome: OK, PERMISSION_DENIED, INVALID_ARGUMENT, … */
-  code: string;
-  /** Short free text: why it was denied, what failed, or what was done. */
-  detail: string;
-  peer: string;
-  /** On the node that forwarded the call to a descendant: the descendant's node path. */
-  node?: string;
-  /** When the call came from this node's parent on behalf of `identity`: the parent's identity. */
-  via?: string;
 }
 
 export interface AuditRecord extends AuditEntry {

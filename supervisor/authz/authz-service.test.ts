@@ -10,6 +10,7 @@ import { type Db, openDatabase } from '../store';
 import { createAuthz } from './authz';
 import { createAuthzService } from './authz-service';
 import { createAuthzStore } from './authz-store';
+import { fakeAuthContext, issuerByName } from '../server/testing';
 
 const dbs: Db[] = [];
 afterEach(() => {
@@ -20,7 +21,7 @@ function fakeCall<Req>(request: Req, cn: string): ServerUnaryCall<Req, unknown> 
   return Object.assign(new EventEmitter(), {
     request,
     getPeer: () => '127.0.0.1:40000',
-    getAuthContext: () => ({ transportSecurityType: 'ssl', sslPeerCertificate: { subject: { CN: cn } } }),
+    getAuthContext: () => fakeAuthContext(cn),
   }) as unknown as ServerUnaryCall<Req, unknown>;
 }
 
@@ -36,7 +37,7 @@ function setup() {
     knownMethods: () => new Set(['aurae.authz.v0.AuthzService/GetPolicy', 'aurae.authz.v0.AuthzService/ListAudit', 'aurae.node.v0.NodeService/Reboot']),
     log: silentLogger,
   });
-  const ctx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz };
+  const ctx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz, parentIdentity: null, issuerOf: issuerByName() };
   const service = createAuthzService(ctx, authz);
   const call = (method: keyof typeof service, request: object, cn = 'admin') =>
     new Promise<{ code: number; details?: string; value?: Record<string, unknown> }>((resolve) => {

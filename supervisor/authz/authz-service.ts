@@ -43,8 +43,9 @@ export function createAuthzService(ctx: RpcContext, authz: Authz): AuthzServiceS
       method: `${SERVICE}/GetPolicy`,
       access: 'read',
       validate: validatePolicyRequest,
-      run: (identity): AuthzServiceGetPolicyResponse => {
-        const view = authz.policy(identity);
+      run: (identity, caller): AuthzServiceGetPolicyResponse => {
+        // A tenant sees its own rules only, not who else may do what.
+        const view = authz.policy(authz.readableIdentity(caller, identity, 'rules'));
         return { admins: view.admins, openMethods: view.open, adminOnlyMethods: view.adminOnly, parentOnlyMethods: view.parentOnly, rules: view.rules.map(toProtoRule) };
       },
     }),
@@ -75,9 +76,9 @@ export function createAuthzService(ctx: RpcContext, authz: Authz): AuthzServiceS
       method: `${SERVICE}/Revoke`,
       access: 'admin',
       validate: validateRevokeRequest,
-      summary: ({ identity, pattern }) => `revoke ${identity} ${pattern ?? '(all API rules)'}`,
-      run: ({ identity, pattern }, caller): AuthzServiceRevokeResponse => {
-        const result = authz.revoke(caller, identity, pattern);
+      summary: ({ identity, pattern, scope }) => `revoke ${identity} ${pattern ?? '(all API rules)'}${scope === null ? '' : scoped(scope)}`,
+      run: ({ identity, pattern, scope }, caller): AuthzServiceRevokeResponse => {
+        const result = authz.revoke(caller, identity, pattern, scope);
         return { removed: result.removed, rules: result.rules.map(toProtoRule), notes: result.notes };
       },
     }),
@@ -87,7 +88,12 @@ export function createAuthzService(ctx: RpcContext, authz: Authz): AuthzServiceS
       access: 'read',
       validate: validateAuditRequest,
       // id is a uint64 on the wire (bigint in the generated code); count (uint32) and firstTime map as they are.
-      run: (query): AuthzServiceListAuditResponse => ({ records: authz.listAudit(query).map((r) => ({ ...r, id: BigInt(r.id) })) }),
+      // A tenant sees the records of its own calls only (others' identities, methods and peers are theirs).
+      run: (query, caller): AuthzServiceListAuditResponse => {
+        const identity = authz.readableIdentity(caller, query.identity, 'audit records');
+        const records = authz.listAudit({ ...query, ...(identity === undefined ? {} : { identity }) });
+        return { records: records.map((r) => ({ ...r, id: BigInt(r.id) })) };
+      },
     }),
 
     setParentRules: unary(ctx, {

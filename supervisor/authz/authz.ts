@@ -26,8 +26,8 @@ import {
   denialMessage,
   ruleNotes,
 } from './policy';
-import { type RuleScope, matches, normalScope, shellWord, unscoped } from './patterns';
-import { type InheritedRule, fromInherited, toInherited } from './rule-store';
+import { type RuleScope, matches, normalScope, scopeFlags, shellWord, unscoped } from './patterns';
+import { type InheritedRule, fromInherited, scopeKey, toInherited } from './rule-store';
 
 /** A rule as the node config writes it: an identity, its patterns, and the resources they apply to (default all). */
 export interface ConfigRule extends RuleScope {
@@ -79,9 +79,18 @@ export interface Authz extends Authorizer {
   policy(identity?: string): PolicyView;
   allow(by: Caller, identity: string, pattern: string, scope?: RuleScope): RuleChange;
   deny(by: Caller, identity: string, pattern: string, scope?: RuleScope): RuleChange;
-  /** Remove `identity`'s API rules for `pattern` (both effects), or all of them when pattern is null. */
-  revoke(by: Caller, identity: string, pattern: string | null): RevokeResult;
+  /**
+   * Remove `identity`'s API rules for `pattern` (both effects), or all of them when pattern is null: of every
+   * scope, or only those of exactly `scope` when given.
+   */
+  revoke(by: Caller, identity: string, pattern: string | null, scope?: RuleScope | null): RevokeResult;
   listAudit(query: AuditQuery): AuditRecord[];
+  /**
+   * What `caller` may read of the policy and the audit log: admins everything (`identity` as asked), anyone else
+   * only its own rules and the records of its own calls. PERMISSION_DENIED when a non-admin asks for another
+   * identity's.
+   */
+  readableIdentity(caller: Caller, asked: string | undefined, what: 'rules' | 'audit records'): string | undefined;
   /** Config rules whose pattern matches no method this auraed serves (worth a warning at startup, not an error). */
   unmatchedConfigRules(): PolicyRule[];
   /** Every effective rule (config, parent, API) in the form a child inherits. */
@@ -190,10 +199,12 @@ export function createAuthz(options: AuthzOptions): Authz {
     allow: (by, identity, pattern, scope) => add(by, identity, 'allow', pattern, scope),
     deny: (by, identity, pattern, scope) => add(by, identity, 'deny', pattern, scope),
 
-    revoke(by, identity, pattern) {
-      const removed = store.removeRules(identity, pattern);
-      const fromConfig = configRules.filter((r) => r.identity === identity && (pattern === null || r.pattern === pattern));
-      const inherited = parentRules.filter((r) => r.identity === identity && (pattern === null || r.pattern === pattern));
+    revoke(by, identity, pattern, scope = null) {
+      const removed = store.removeRules(identity, pattern, scope);
+      // With a scope, only rules of exactly that scope are meant (the stored spelling compares normal forms).
+      const selected = (r: PolicyRule) => r.identity === identity && (pattern === null || r.pattern === pattern) && (scope === null || scopeKey(r.scope) === scopeKey(scope));
+      const fromConfig = configRules.filter(selected);
+      const inherited = parentRules.filter(selected);
       if (removed === 0 && fromConfig.length === 0 && inherited.length > 0) {
         throw new AuraeError(
           'FAILED_PRECONDITION',
@@ -201,7 +212,7 @@ export function createAuthz(options: AuthzOptions): Authz {
         );
       }
       if (removed === 0 && fromConfig.length === 0) {
-        const what = pattern === null ? 'no rules' : `no rule for "${pattern}"`;
+        const what = (pattern === null ? 'no rules' : `no rule for "${pattern}"`) + (scope === null ? '' : ` with the scope ${scopeFlags(scope)}`);
         throw new AuraeError('NOT_FOUND', `identity "${identity}" has ${what}: see aer authz policy --identity ${shellWord(identity)}`);
       }
       if (removed === 0) {
@@ -212,7 +223,7 @@ export function createAuthz(options: AuthzOptions): Authz {
         );
       }
       changed();
-      if (removed > 0) log.info('policy changed', { by: by.identity, identity, revoked: pattern ?? '(all)', removed });
+      if (removed > 0) log.info('policy changed', { by: by.identity, identity, revoked: pattern ?? '(all)', ...(scope === null ? {} : { scope }), removed });
       const notes = fromConfig.length
         ? [`${fromConfig.length} rule(s) come from the node config (authz.policy) and stay: edit the config to change them`]
         : [];
@@ -220,6 +231,12 @@ export function createAuthz(options: AuthzOptions): Authz {
     },
 
     listAudit: (query) => store.listAudit(query),
+
+    readableIdentity(caller, asked, what) {
+      if (caller.admin) return asked;
+      if (asked === undefined || asked === caller.identity) return caller.identity;
+      throw new AuraeError('PERMISSION_DENIED', `identity "${caller.identity}" may not read the ${what} of "${asked}": only admins (authz.admins) see other identities'; ask for your own or leave the identity out`);
+    },
 
     unmatchedConfigRules() {
       const known = options.knownMethods?.();

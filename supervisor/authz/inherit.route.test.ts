@@ -15,6 +15,7 @@ import { type Authz, createAuthz } from './authz';
 import { createAuthzService } from './authz-service';
 import { createAuthzStore } from './authz-store';
 import { type ParentRulePusher, createParentRulePusher } from './push';
+import { issuerByName } from '../server/testing';
 
 const json = { serialize: (v: unknown) => Buffer.from(JSON.stringify(v)), deserialize: (b: Buffer) => JSON.parse(b.toString()) as unknown };
 /** A tenant's service: Stop touches one cell. */
@@ -76,7 +77,7 @@ describe('children inherit the parent\'s rules and their updates (loopback mTLS)
     parentAuthz = createAuthz({ admins: ['admin'], configRules: [], store: createAuthzStore(db(), { auditMaxRecords: 100 }), log: silentLogger, nodePath: 'aurae' });
     // The child boots with what the parent had then (guest payload: authz.inherited = parent.inheritable()).
     childAuthz = createAuthz({ admins: ['admin'], configRules: [], store: createAuthzStore(db(), { auditMaxRecords: 100 }), log: silentLogger, nodePath: 'aurae/web', inherited: parentAuthz.inheritable() });
-    const childCtx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz: childAuthz, parentIdentity: 'aurae' };
+    const childCtx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz: childAuthz, parentIdentity: 'aurae', issuerOf: issuerByName('aurae') };
     child = await startServer({
       credentials: mtlsServerCredentials({ ca: Buffer.from(ca.certPem), cert: Buffer.from(childCert.certPem), key: Buffer.from(childCert.keyPem) }),
       targets: [{ kind: 'tcp', address: '127.0.0.1:0' }],
@@ -99,7 +100,7 @@ describe('children inherit the parent\'s rules and their updates (loopback mTLS)
         return childClient;
       },
     };
-    const parentCtx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz: parentAuthz };
+    const parentCtx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz: parentAuthz, parentIdentity: null, issuerOf: issuerByName() };
     parent = await startServer({
       credentials: mtlsServerCredentials({ ca: Buffer.from(ca.certPem), cert: Buffer.from(parentCert.certPem), key: Buffer.from(parentCert.keyPem) }),
       targets: [{ kind: 'tcp', address: '127.0.0.1:0' }],

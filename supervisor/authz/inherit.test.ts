@@ -15,6 +15,7 @@ import { createAuthzService } from './authz-service';
 import { createParentRulePusher } from './push';
 import type { InheritedRule } from './rule-store';
 import { configInheritable } from '../../guest/payload';
+import { fakeAuthContext, issuerByName } from '../server/testing';
 
 const dbs: Db[] = [];
 afterEach(() => {
@@ -102,14 +103,14 @@ describe('inherited rules at a child', () => {
 describe('AuthzService/SetParentRules and scoped edits over the API', () => {
   function service(parentIdentity: string | null) {
     const authz = node(newDb());
-    const ctx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz, parentIdentity };
+    const ctx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz, parentIdentity, issuerOf: issuerByName(parentIdentity) };
     const svc = createAuthzService(ctx, authz);
     const call = (method: keyof typeof svc, request: object, cn: string) =>
       new Promise<{ code: number; details?: string; value?: any }>((resolve) => {
         const c = Object.assign(new EventEmitter(), {
           request,
           getPeer: () => 'p',
-          getAuthContext: () => ({ transportSecurityType: 'ssl', sslPeerCertificate: { subject: { CN: cn } } }),
+          getAuthContext: () => fakeAuthContext(cn),
         }) as unknown as ServerUnaryCall<never, unknown>;
         (svc[method] as unknown as (c: unknown, cb: (e: any, v?: unknown) => void) => void)(c, (e, v) => resolve(e ? { code: e.code, details: e.details } : { code: 0, value: v }));
       });

@@ -6,6 +6,7 @@
 //   "package.Service/*"          every method of one service, e.g. "aurae.node.v0.NodeService/*"
 //   "package.Service/Method"     one method, e.g. "aurae.node.v0.NodeService/Shutdown"
 // Names are matched exactly (case-sensitive), as gRPC routes them.
+import { DNS_LABEL, DNS_LABEL_RULE, MAX_CELL_DEPTH, MAX_NODE_DEPTH, MAX_PATH_CHARS, RANGES, shown } from '../validation';
 
 /** Longest method pattern accepted (gRPC method names here are well under 100 characters). */
 export const MAX_PATTERN_CHARS = 256;
@@ -89,9 +90,8 @@ export function shellWord(word: string): string {
 /** At most this many entries in one scope list (rules are read on every call). */
 export const MAX_SCOPE_ENTRIES = 32;
 /** Largest uid/gid (as executables accept: 2^32 - 2). */
-export const MAX_ID = 4_294_967_294;
+export const MAX_ID = RANGES.id[1];
 
-const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const VM_PREFIX = /^[a-z0-9][a-z0-9-]{0,61}\*$/;
 
 /** A rule's resource scope; absent or empty lists do not restrict. */
@@ -106,20 +106,15 @@ export interface RuleScope {
 export const SCOPE_FIELDS = ['cells', 'vms', 'nodes', 'uids', 'gids'] as const;
 export type ScopeField = (typeof SCOPE_FIELDS)[number];
 
-function shown(value: string): string {
-  const chars = [...value];
-  return JSON.stringify(chars.length > 80 ? `${chars.slice(0, 80).join('')}…` : value);
-}
-
 /** Why `pattern` is not a valid path pattern ("*", "a/b", "a/b/*"), or null. `what` is "cell" or "node". */
 function pathPatternProblem(pattern: string, field: string, what: 'cell' | 'node'): string | null {
   const example = what === 'cell' ? '"nova" (nova and the cells below it), "nova/*" (only the cells below nova) or "*"' : '"aurae/web" (that node and its descendants), "aurae/*" (only the descendants of aurae) or "*"';
   if (pattern === '*') return null;
-  if (pattern.length > 255) return `${field}: ${shown(pattern)} is longer than 255 characters: use ${example}`;
+  if (pattern.length > MAX_PATH_CHARS) return `${field}: ${shown(pattern)} is longer than ${MAX_PATH_CHARS} characters: use ${example}`;
   const base = pattern.endsWith('/*') ? pattern.slice(0, -2) : pattern;
   const labels = base.split('/');
-  if (labels.length > 9 || !labels.every((l) => LABEL.test(l))) {
-    return `${field}: ${shown(pattern)} is not a ${what} path pattern: DNS labels (a-z, 0-9, "-") joined by "/", optionally ending in "/*": use ${example}`;
+  if (labels.length > (what === 'cell' ? MAX_CELL_DEPTH : MAX_NODE_DEPTH + 1) || !labels.every((l) => DNS_LABEL.test(l))) {
+    return `${field}: ${shown(pattern)} is not a ${what} path pattern: DNS labels (${DNS_LABEL_RULE}) joined by "/", optionally ending in "/*": use ${example}`;
   }
   return null;
 }
@@ -133,7 +128,7 @@ export function nodePatternProblem(pattern: string, field = 'nodes'): string | n
 }
 
 export function vmPatternProblem(pattern: string, field = 'vms'): string | null {
-  if (pattern === '*' || LABEL.test(pattern) || VM_PREFIX.test(pattern)) return null;
+  if (pattern === '*' || DNS_LABEL.test(pattern) || VM_PREFIX.test(pattern)) return null;
   return `${field}: ${shown(pattern)} is not a VM name pattern: use a VM name (a DNS label, e.g. "web"), a prefix ending in "*" (e.g. "nova-*") or "*"`;
 }
 

@@ -2,7 +2,8 @@
 // in the Policy value, so the whole rule set is visible in one place and unit-tested as a table.
 //
 // Order of evaluation (the first that applies wins):
-//   0. parent-only the push of inherited rules: only this node's parent itself, admins included in the refusal
+//   0. parent-only the push of inherited rules and the renewal of the node's certificate: only this node's
+//                  parent itself, admins included in the refusal
 //   1. admin       identities in the node config's authz.admins may call everything, policy edits included
 //   2. open        probes (grpc.health.v1.Health/*, Discover) are open to every certificate of the node CA
 //   3. admin-only  policy edits are reserved to admins, whatever the rules say (a rule "*" cannot escalate)
@@ -87,8 +88,12 @@ export const ADMIN_ONLY_METHODS: readonly string[] = [
   'aurae.authz.v0.AuthzService/Revoke',
 ];
 
-/** The parent's push of its effective rules: only the parent may replace what a child inherits. */
-export const PARENT_ONLY_METHODS: readonly string[] = ['aurae.authz.v0.AuthzService/SetParentRules'];
+/**
+ * The parent's push of its effective rules and its renewal of the child's certificate: only the parent may
+ * replace what a child inherits or which certificate it serves.
+ */
+export const PARENT_ONLY_METHODS: readonly string[] = ['aurae.authz.v0.AuthzService/SetParentRules', 'aurae.node.v0.NodeService/RenewIdentity'];
+const RENEW_IDENTITY = 'aurae.node.v0.NodeService/RenewIdentity';
 
 const list = (values: readonly string[] | undefined): readonly string[] => values ?? [];
 
@@ -197,7 +202,9 @@ export function denialMessage(identity: string, method: string, decision: Decisi
     case 'admin-only':
       return `${who}: only identities in authz.admins (node config) may change the policy`;
     case 'parent-only':
-      return `${who}: only this node's parent may set the rules it inherits (it pushes them after every policy change)`;
+      return method === RENEW_IDENTITY
+        ? `${who}: only this node's parent may renew the certificate it serves (it does before the certificate expires)`
+        : `${who}: only this node's parent may set the rules it inherits (it pushes them after every policy change)`;
     case 'deny': {
       const rule = decision.rule;
       const scope = scopeFlags(rule.scope);
@@ -245,7 +252,7 @@ export function decisionDetail(decision: Decision): string {
     case 'admin-only':
       return 'denied: policy edits are admin-only';
     case 'parent-only':
-      return "denied: only the node's parent may set inherited rules";
+      return "denied: parent-only method";
     case 'default': {
       const what = describeResource(decision.resource);
       return `denied: no rule allows it${what ? ` on ${what}` : ''} (default deny)`;

@@ -69,8 +69,11 @@ export interface RuleStore {
   removeRule(identity: string, effect: Effect, pattern: string, scope?: RuleScope): boolean;
   /** In one transaction: remove the opposite-effect rule for the same pattern and scope, add this one. */
   replaceRule(rule: RuleInput): { added: boolean; removed: boolean };
-  /** Remove `identity`'s rules for `pattern` (both effects, every scope), or all of its rules when pattern is null; returns how many. */
-  removeRules(identity: string, pattern: string | null): number;
+  /**
+   * Remove `identity`'s rules for `pattern` (both effects), or all of its rules when pattern is null: of every
+   * scope, or of exactly `scope` when given. Returns how many.
+   */
+  removeRules(identity: string, pattern: string | null, scope?: RuleScope | null): number;
   /** The parent's last push, if it was made on top of the boot-time set `base`; else null (a newer boot). */
   parentRules(base: readonly InheritedRule[]): InheritedRule[] | null;
   /** Keep the parent's push (replacing the previous one). */
@@ -102,6 +105,8 @@ export function createRuleStore(db: Db): RuleStore {
   const deleteRule = db.prepare('DELETE FROM authz_rules WHERE identity = ? AND effect = ? AND pattern = ? AND scope = ?');
   const deletePattern = db.prepare('DELETE FROM authz_rules WHERE identity = ? AND pattern = ?');
   const deleteIdentity = db.prepare('DELETE FROM authz_rules WHERE identity = ?');
+  const deletePatternScope = db.prepare('DELETE FROM authz_rules WHERE identity = ? AND pattern = ? AND scope = ?');
+  const deleteIdentityScope = db.prepare('DELETE FROM authz_rules WHERE identity = ? AND scope = ?');
   const selectParent = db.prepare('SELECT base, rules FROM authz_parent_rules WHERE id = 1');
   const upsertParent = db.prepare(
     'INSERT INTO authz_parent_rules (id, base, rules, received_at) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET base = excluded.base, rules = excluded.rules, received_at = excluded.received_at',
@@ -129,7 +134,11 @@ export function createRuleStore(db: Db): RuleStore {
     addRule: (r) => insertRule.run(r.identity, r.effect, r.pattern, scopeKey(r.scope), r.createdBy, r.createdAt).changes > 0,
     removeRule: (identity, effect, pattern, scope) => deleteRule.run(identity, effect, pattern, scopeKey(scope)).changes > 0,
     replaceRule: (r) => replaceRule(r),
-    removeRules: (identity, pattern) => (pattern === null ? deleteIdentity.run(identity) : deletePattern.run(identity, pattern)).changes,
+    removeRules(identity, pattern, scope) {
+      if (scope === undefined || scope === null) return (pattern === null ? deleteIdentity.run(identity) : deletePattern.run(identity, pattern)).changes;
+      const key = scopeKey(scope);
+      return (pattern === null ? deleteIdentityScope.run(identity, key) : deletePatternScope.run(identity, pattern, key)).changes;
+    },
     parentRules(base) {
       const row = selectParent.get() as { base: string; rules: string } | undefined;
       if (!row || row.base !== JSON.stringify(base)) return null;

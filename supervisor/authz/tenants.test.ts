@@ -5,10 +5,10 @@ import { EventEmitter } from 'node:events';
 import { type ServerUnaryCall, type ServerWritableStream, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CellRuntime } from '../cells/runtime';
-import { CgroupTree } from '../cells/cgroups';
+import { CgroupTree } from '../cgroup';
 import { createCellService, runAsOf, visibleCells } from '../cells/cell-service';
 import { memoryCellStore } from '../cells/store';
-import { FakeCgroupFs } from '../cells/testing';
+import { FakeCgroupFs } from '../cgroup/testing';
 import type { CellView } from '../cells/runtime';
 import { FakeClock, FakeLauncher, MemoryLogStore } from '../executables/testing';
 import { createLogRing, silentLogger } from '../log';
@@ -20,6 +20,7 @@ import { type Db, openDatabase } from '../store';
 import { createVmService } from '../vms/vm-service';
 import { type ConfigRule, createAuthz } from './authz';
 import { createAuthzStore } from './authz-store';
+import { fakeAuthContext, issuerByName } from '../server/testing';
 
 const ROOT = '/sys/fs/cgroup';
 const CELLS = 'aurae.cells.v0.CellService';
@@ -34,7 +35,7 @@ function world(rules: ConfigRule[]) {
   const db = openDatabase(':memory:');
   dbs.push(db);
   const authz = createAuthz({ admins: ['admin'], configRules: rules, store: createAuthzStore(db, { auditMaxRecords: 100 }), log: silentLogger, nodePath: 'aurae' });
-  const ctx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz };
+  const ctx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz, parentIdentity: null, issuerOf: issuerByName() };
   const fs = new FakeCgroupFs(ROOT);
   const launcher = new FakeLauncher();
   launcher.onLaunch = (p) => {
@@ -64,7 +65,7 @@ function call(handler: unknown, request: unknown, cn: string): Promise<Result> {
   const c = Object.assign(new EventEmitter(), {
     request,
     getPeer: () => '127.0.0.1:1',
-    getAuthContext: () => ({ transportSecurityType: 'ssl', sslPeerCertificate: { subject: { CN: cn } } }),
+    getAuthContext: () => fakeAuthContext(cn),
   }) as unknown as ServerUnaryCall<unknown, unknown>;
   return new Promise((resolve) => {
     (handler as (call: unknown, cb: (err: { code: number; details: string } | null, value?: unknown) => void) => void)(c, (err, value) =>
@@ -81,7 +82,7 @@ function stream(handler: unknown, request: unknown, cn: string): Promise<{ write
       request,
       cancelled: false,
       getPeer: () => 'p',
-      getAuthContext: () => ({ transportSecurityType: 'ssl', sslPeerCertificate: { subject: { CN: cn } } }),
+      getAuthContext: () => fakeAuthContext(cn),
       write: (m: unknown) => (writes.push(m), true),
       end: () => resolve({ writes }),
     });

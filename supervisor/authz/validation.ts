@@ -1,11 +1,12 @@
 // Request validation for AuthzService: every field checked, errors name the field (INVALID_ARGUMENT).
 import { AuraeError, checkInt64, MAX_SAFE } from '../errors';
 import type { AuditQuery } from './authz-store';
-import { type RuleScope, SCOPE_FIELDS, identityProblem, methodPatternProblem, normalScope, scopeProblem } from './patterns';
+import { type RuleScope, SCOPE_FIELDS, identityProblem, methodPatternProblem, normalScope, scopeProblem, unscoped } from './patterns';
 import type { InheritedRule } from './rule-store';
+import { DEFAULTS, RANGES } from '../validation';
 
-export const DEFAULT_AUDIT_LIMIT = 100;
-export const MAX_AUDIT_LIMIT = 1000;
+export const DEFAULT_AUDIT_LIMIT = DEFAULTS.auditLimit;
+export const MAX_AUDIT_LIMIT = RANGES.auditLimit[1];
 
 /** gRPC status names, the values of AuditRecord.code. */
 export const STATUS_NAMES = [
@@ -57,9 +58,17 @@ export function validateParentRules(request: { rules: ReadonlyArray<{ identity: 
   });
 }
 
-/** Revoke: an identity and an optional pattern (empty: all of its API rules). */
-export function validateRevokeRequest(request: { identity: string; method: string }): { identity: string; pattern: string | null } {
-  return { identity: validateIdentity(request.identity), pattern: request.method === '' ? null : validatePattern(request.method) };
+/**
+ * Revoke: an identity, an optional pattern (empty: all of its API rules) and an optional scope (none: the rules
+ * of every scope; given: only the rules of exactly that scope).
+ */
+export function validateRevokeRequest(request: { identity: string; method: string } & ScopeMessage): { identity: string; pattern: string | null; scope: RuleScope | null } {
+  const scope = validateScope(request);
+  return {
+    identity: validateIdentity(request.identity),
+    pattern: request.method === '' ? null : validatePattern(request.method),
+    scope: unscoped(scope) ? null : scope,
+  };
 }
 
 /** GetPolicy: an optional identity filter. */

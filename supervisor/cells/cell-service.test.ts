@@ -9,12 +9,13 @@ import { type CellServiceServer, ExecutableState, RestartMode } from '../gen/aur
 import { silentLogger } from '../log';
 import { openDatabase } from '../store';
 import { CellServiceDefinition, createCellService } from './cell-service';
-import { CgroupTree } from './cgroups';
+import { CgroupTree } from '../cgroup';
 import { CellRuntime } from './runtime';
 import { type CellStore, memoryCellStore, sqliteCellStore } from './store';
-import { FakeCgroupFs } from './testing';
+import { FakeCgroupFs } from '../cgroup/testing';
 import { validateCell } from './spec';
 import { validateExecutable } from '../executables';
+import { fakeAuthContext, fakeAuthorizer, issuerByName } from '../server/testing';
 
 const ROOT = '/sys/fs/cgroup';
 
@@ -34,7 +35,9 @@ function world(options: { store?: CellStore; fs?: FakeCgroupFs; cgroupV2?: boole
   const store = options.store ?? memoryCellStore();
   const cgroups = new CgroupTree({ fs, root: options.cgroupV2 === false ? '/nonexistent' : ROOT, log: silentLogger, sleep: async () => {} });
   const runtime = new CellRuntime({ cgroups, store, events, logs, log: silentLogger, launcher, clock, helper: '/usr/lib/aurae/aurae-exec', signal: launcher.signal });
-  const service = createCellService({ log: silentLogger, admins: new Set(['admin']) }, runtime);
+  // Non-admins may List (as a rule would grant), nothing else.
+  const authz = fakeAuthorizer((caller, method) => caller.admin || method === 'aurae.cells.v0.CellService/List');
+  const service = createCellService({ log: silentLogger, admins: new Set(['admin']), authz, parentIdentity: null, issuerOf: issuerByName() }, runtime);
   return { fs, launcher, events, logs, clock, store, runtime, service };
 }
 
@@ -44,7 +47,7 @@ function call<K extends keyof CellServiceServer>(service: CellServiceServer, met
   const c = Object.assign(new EventEmitter(), {
     request,
     getPeer: () => '127.0.0.1:1',
-    getAuthContext: () => ({ transportSecurityType: 'ssl', sslPeerCertificate: { subject: { CN: cn } } }),
+    getAuthContext: () => fakeAuthContext(cn),
   }) as unknown as ServerUnaryCall<unknown, unknown>;
   return new Promise((resolve) => {
     (service[method] as (call: unknown, cb: (err: { code: number; details: string } | null, value?: unknown) => void) => void)(c, (err, value) =>

@@ -1,5 +1,5 @@
 // aurae.cells.v0.CellService: decode → validate → CellRuntime → response. No logic beyond mapping.
-import { executableToProto, type ExecutableSnapshot, type ExecutableSpec, type ExecutableState, checkInt, checkLabel, type RecordedExit, validateExecutable } from '../executables';
+import { executableToProto, type ExecutableSnapshot, type ExecutableSpec, type ExecutableState, type RecordedExit, validateExecutable } from '../executables';
 import {
   type CellGraphNode,
   type CellServiceAllocateRequest,
@@ -22,8 +22,9 @@ import {
 } from '../gen/aurae/cells/v0/cells';
 import { toInt64 } from '../errors';
 import { type RpcContext, unary } from '../server';
+import { checkInt, checkLabel, RANGES } from '../validation';
 import { validateCellName } from './names';
-import { type CellRuntime, type CellView, DEFAULT_STOP_GRACE_MS, MAX_STOP_GRACE_MS } from './runtime';
+import { type CellRuntime, type CellView, DEFAULT_STOP_GRACE_MS } from './runtime';
 import { cellToProto, validateCell } from './spec';
 
 const SERVICE = 'aurae.cells.v0.CellService';
@@ -67,7 +68,7 @@ export function createCellService(ctx: RpcContext, runtime: CellRuntime): CellSe
       validate: (request: CellServiceStopRequest) => ({
         cell: validateCellName(request.cellName),
         executable: checkLabel('executable_name', request.executableName),
-        graceMs: checkInt('grace_period_ms', request.gracePeriodMs, 0, MAX_STOP_GRACE_MS) ?? DEFAULT_STOP_GRACE_MS,
+        graceMs: checkInt('grace_period_ms', request.gracePeriodMs, RANGES.stopGraceMs) ?? DEFAULT_STOP_GRACE_MS,
       }),
       summary: ({ cell, executable }) => `${cell}/${executable}`,
       resource: ({ cell }) => ({ cell }),

@@ -5,14 +5,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Cell } from '../gen/aurae/cells/v0/cells';
 import { silentLogger } from '../log';
 import { openDatabase } from '../store';
-import { cgroupWrites, requiredControllers, subtreeControlWrite } from './cgroup-plan';
-import { nodeCgroupFs } from './cgroupfs';
-import { CgroupTree } from './cgroups';
+import { CgroupTree, cgroupWrites, nodeCgroupFs, requiredControllers, subtreeControlWrite } from '../cgroup';
+import { FakeCgroupFs } from '../cgroup/testing';
 import { cellHostname, parentCell, validateCellName } from './names';
 import { reconcilePlan, shouldResume } from './reconcile';
 import { cellToProto, validateCell } from './spec';
 import { memoryCellStore, sqliteCellStore } from './store';
-import { FakeCgroupFs } from './testing';
 import { validateExecutable } from '../executables';
 
 function invalidArgument(fn: () => unknown, pattern: RegExp) {

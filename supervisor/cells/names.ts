@@ -1,24 +1,14 @@
-// Cell names: DNS-label paths ("web", "web/cache"): at most 8 labels, each a DNS label, 255 characters in all.
-// Anything else (empty, ".", "..", a leading or doubled "/", uppercase, unicode) is refused, so a name can be
-// joined to the cgroup root without any chance of leaving it.
-import { DNS_LABEL, DNS_LABEL_RULE, invalid, show } from '../executables';
+// Cell names: paths of DNS labels ("web", "web/cache"), by the rule in supervisor/validation. Anything else
+// (empty, ".", "..", a leading or doubled "/", uppercase, unicode) is refused, so a name can be joined to the
+// cgroup root without any chance of leaving it.
+import { CELL_PATH_FORM, cellPathProblem, checkRequired, invalid, isPathWithin, MAX_PATH_CHARS } from '../validation';
 
-export const MAX_CELL_DEPTH = 8;
-export const MAX_CELL_NAME_CHARS = 255;
-
+/** The cells API's cell name: "<field>: required" when absent, "too long" past 255 characters (its wording). */
 export function validateCellName(value: unknown, field = 'cell_name'): string {
-  if (typeof value !== 'string' || value === '') {
-    throw invalid(field, 'required: a cell name such as "web" or "web/cache"');
-  }
-  if (value.length > MAX_CELL_NAME_CHARS) throw invalid(field, `too long (${value.length} characters): at most ${MAX_CELL_NAME_CHARS}`);
-  const labels = value.split('/');
-  if (labels.length > MAX_CELL_DEPTH) throw invalid(field, `${show(value)} is nested ${labels.length} deep: at most ${MAX_CELL_DEPTH} labels`);
-  for (const label of labels) {
-    if (!DNS_LABEL.test(label)) {
-      throw invalid(field, `${show(value)} is not a cell name: DNS labels (${DNS_LABEL_RULE}) joined by "/"`);
-    }
-  }
-  return value;
+  const name = checkRequired(field, value, CELL_PATH_FORM);
+  const problem = cellPathProblem(name, 'cell name');
+  if (problem) throw invalid(field, name.length > MAX_PATH_CHARS ? `too long: ${problem}` : problem);
+  return name;
 }
 
 /** "a/b/c" → "a/b"; null for a top-level cell. */
@@ -33,9 +23,7 @@ export function cellHostname(name: string): string {
 }
 
 /** Is `name` `ancestor` or inside it? */
-export function isWithin(name: string, ancestor: string): boolean {
-  return name === ancestor || name.startsWith(`${ancestor}/`);
-}
+export const isWithin = isPathWithin;
 
 export function cellDepth(name: string): number {
   return name.split('/').length;

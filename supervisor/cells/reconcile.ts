@@ -7,7 +7,7 @@
 //   4. restore every stored executable; start those that should be running: desired running and last known
 //      as starting/running/backoff (an executable that had finished under its policy stays finished).
 import { cellDepth, isWithin } from './names';
-import type { ObservedCgroups } from './cgroups';
+import type { ObservedCgroups } from '../cgroup';
 import type { ExecutableState } from '../executables';
 import type { CellSpec } from './spec';
 

@@ -12,14 +12,13 @@ import {
   type ProcessLauncher,
   type RecordedExit,
   ACTIVE_STATES,
-  DNS_LABEL,
   spawnLauncher,
   systemClock,
 } from '../executables';
 import type { Logger } from '../log';
+import { DEFAULTS, isDnsLabel } from '../validation';
 import type { EventBus, LogStore } from '../observe/types';
-import { type CgroupTree, type CgroupUsage } from './cgroups';
-import { join } from './cgroupfs';
+import { type CgroupTree, type CgroupUsage, join } from '../cgroup';
 import { cellDepth, cellHostname, isWithin, parentCell } from './names';
 import { type ReconcileAction, reconcilePlan } from './reconcile';
 import type { CellSpec } from './spec';
@@ -49,8 +48,7 @@ export interface CellRuntimeDeps {
 }
 
 /** Stop's grace period when the caller gives none. */
-export const DEFAULT_STOP_GRACE_MS = 10_000;
-export const MAX_STOP_GRACE_MS = 300_000;
+export const DEFAULT_STOP_GRACE_MS = DEFAULTS.stopGraceMs;
 
 interface CellEntry {
   spec: CellSpec;
@@ -96,7 +94,7 @@ export class CellRuntime {
     this.enabled = true;
     const storedCells = this.deps.store.cells();
     const storedExes = this.deps.store.executables();
-    const observed = cgroups.observe((name) => DNS_LABEL.test(name));
+    const observed = cgroups.observe(isDnsLabel);
     const plan = reconcilePlan(
       { cells: storedCells.map((c) => c.spec), executables: storedExes.map((e) => ({ cell: e.cell, name: e.spec.name, desiredRunning: e.desiredRunning, state: e.state })) },
       observed,

@@ -1,36 +1,15 @@
 // CellSpec: a cell as allocated, validated. Plain data (stored as JSON), with the API message on both sides.
 import { checkInt64, toInt64 } from '../errors';
-import { type IsolationSpec, invalid, show } from '../executables';
+import type { IsolationSpec } from '../executables';
 import type { Cell } from '../gen/aurae/cells/v0/cells';
+import { invalid, type PlainMessage, RANGES, shown } from '../validation';
 import { validateCellName } from './names';
 
-export interface CellSpec {
+/** The API's Cell as validated: limits as numbers, the isolate_* shorthands folded into `isolation`. */
+export interface CellSpec extends Omit<PlainMessage<Cell>, 'name' | 'isolateProcess' | 'isolateNetwork' | 'isolation'> {
   name: string;
-  cpu?: { weight?: number; max?: number; period?: number };
-  cpuset?: { cpus?: string; mems?: string };
-  memory?: { min?: number; low?: number; high?: number; max?: number; swapMax?: number };
-  pids?: { max?: number };
-  io?: { weight?: number };
   isolation: IsolationSpec;
 }
-
-/** The allowed ranges, named in every validation error. */
-export const RANGES = {
-  cpuWeight: [1, 10_000],
-  // The kernel accepts a quota of at least 1 ms; 10^12 µs per period is far beyond any real limit.
-  cpuMax: [1_000, 1_000_000_000_000],
-  cpuPeriod: [1_000, 1_000_000],
-  // Bytes, up to what a JavaScript number holds exactly.
-  memory: [0, Number.MAX_SAFE_INTEGER],
-  // PID_MAX_LIMIT on 64-bit Linux.
-  pidsMax: [1, 4_194_304],
-  ioWeight: [1, 10_000],
-  // NR_CPUS is at most 8192; MAX_NUMNODES at most 1024.
-  cpuId: [0, 8_191],
-  memNode: [0, 1_023],
-} as const satisfies Record<string, readonly [number, number]>;
-
-export const DEFAULT_CPU_PERIOD = 100_000;
 
 // Every limit is a 64-bit field on the wire (bigint, see errors/int64.ts); the spec keeps numbers.
 const range = (field: string, value: bigint | undefined, r: readonly [number, number]) => checkInt64(field, value, r[0], r[1]);
@@ -40,10 +19,10 @@ export function checkIdList(field: string, value: string | undefined, r: readonl
   if (value === undefined) return undefined;
   const rule = `a list such as "0-3,6" (ids ${r[0]}..${r[1]}, ranges ascending)`;
   if (value.length > 1024) throw invalid(field, `too long: at most 1024 characters of ${rule}`);
-  if (!/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(value)) throw invalid(field, `${show(value)} is not ${rule}`);
+  if (!/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(value)) throw invalid(field, `${shown(value)} is not ${rule}`);
   for (const part of value.split(',')) {
     const [a, b] = part.split('-').map(Number) as [number, number | undefined];
-    if (a < r[0] || a > r[1] || (b !== undefined && (b < a || b > r[1]))) throw invalid(field, `${show(part)} is out of range: ${rule}`);
+    if (a < r[0] || a > r[1] || (b !== undefined && (b < a || b > r[1]))) throw invalid(field, `${shown(part)} is out of range: ${rule}`);
   }
   return value;
 }

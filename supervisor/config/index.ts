@@ -1,23 +1,19 @@
-// The node configuration: one schema, read by init, auraed and (later) guests.
+// The node configuration: one schema, read by init, auraed and guest mode (a spawned child's config).
 // The zod schema is the only source of truth; the TypeScript type is derived from it,
 // and unknown fields are rejected everywhere (Firecracker-style strict structs).
 import * as z from 'zod/mini';
 import en from 'zod/v4/locales/en.js';
+import { DEFAULT_API_SOCKET } from './node-paths';
 import { cellPatternProblem, idRangeProblem, identityProblem, MAX_SCOPE_ENTRIES, methodPatternProblem, nodePatternProblem, vmPatternProblem } from '../authz/patterns';
+import { MAX_NODE_DEPTH, MAX_PATH_CHARS, NODE_NAME_FORM, NODE_PATH, RANGES } from '../validation';
 
 // zod/mini (~20 KB) rather than zod (~450 KB): init and auraed parse this on every boot, and under TCG each
 // 100 KB of JavaScript costs tens of milliseconds before the node can serve. English messages, loaded once.
 z.config(en());
 
-export const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-const LABEL = '[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?';
-/** Deepest node path (labels below the root node): the same bound as cell paths. */
-export const MAX_NODE_DEPTH = 8;
-/** A node path: a DNS label, or for a spawned child its parent's path + "/" + its own label (`aurae/web`). */
-export const NODE_PATH = new RegExp(`^${LABEL}(/${LABEL}){0,${MAX_NODE_DEPTH}}$`);
 const nodePath = z.string().check(
-  z.maxLength(255, 'a node path is at most 255 characters'),
-  z.regex(NODE_PATH, `expected a DNS label, or labels joined by "/" for a spawned child (e.g. aurae/web, at most ${MAX_NODE_DEPTH} below the root): each 1-63 of a-z, 0-9 and "-", not starting or ending with "-"`),
+  z.maxLength(MAX_PATH_CHARS, `a node path is at most ${MAX_PATH_CHARS} characters`),
+  z.regex(NODE_PATH, `expected ${NODE_NAME_FORM}`),
 );
 
 const portOf = (s: string) => Number(s.slice(s.lastIndexOf(':') + 1));
@@ -107,10 +103,10 @@ export const NodeConfigSchema = z.strictObject({
     ),
   listen: z._default(
     z.strictObject({
-      socket: z._default(z.nullable(absPath), '/run/aurae/aurae.sock'),
+      socket: z._default(z.nullable(absPath), DEFAULT_API_SOCKET),
       tcp: z._default(z.nullable(hostPort), '0.0.0.0:8443'),
     }),
-    { socket: '/run/aurae/aurae.sock', tcp: '0.0.0.0:8443' },
+    { socket: DEFAULT_API_SOCKET, tcp: '0.0.0.0:8443' },
   ),
   network: z._default(
     z.strictObject({
@@ -227,9 +223,9 @@ export const NodeConfigSchema = z.strictObject({
        */
       bootDisk: z._default(z.nullable(absPath), null),
       /** Upper bound for one child's RAM (MiB); a larger request is INVALID_ARGUMENT. */
-      maxMemoryMiB: z._default(intIn(128, 65536), 2048),
+      maxMemoryMiB: z._default(intIn(...RANGES.vmMemoryMiB), 2048),
       /** Deepest node path allowed ("a/b" is depth 1): a spawn that would exceed it is FAILED_PRECONDITION. */
-      maxDepth: z._default(intIn(0, 8), 2),
+      maxDepth: z._default(intIn(0, MAX_NODE_DEPTH), 2),
       /** How long a child may take from QEMU start to its AURAE_READY console line. */
       bootTimeoutMs: z._default(intIn(1000, 600_000), 120_000),
       /** Graceful stop: time after ACPI powerdown before QMP quit (then SIGKILL). */
@@ -315,5 +311,4 @@ export function parseNodeConfigText(text: string, source: string): NodeConfig {
 }
 
 /** Where the image puts the node config, and where init writes the effective (cmdline-merged) copy for auraed. */
-export const IMAGE_CONFIG_PATH = '/etc/aurae/config.json';
-export const RUNTIME_CONFIG_PATH = '/run/aurae/config.json';
+export { IMAGE_CONFIG_PATH, RUNTIME_CONFIG_PATH } from './node-paths';

@@ -1,23 +1,27 @@
 // The composition root of auraed: read the PKI, build the cores and their gRPC services, start listening,
-// mark everything SERVING, and hand back the ready message and a stop function.
+// mark everything SERVING, and hand back the ready message and a stop function. The start is a table of named
+// phases (START_PHASES, run by supervisor/phases, each logged once with its duration).
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Authz, AuthzServiceService, createAuthz, createAuthzService, createAuthzStore, createParentRulePusher, methodNames } from '../authz';
-import { CGROUP_ROOT, CellRuntime, CellServiceDefinition, CgroupTree, createCellService, nodeCgroupFs, sqliteCellStore } from '../cells';
+import { type Authz, type AuthzStore, AuthzServiceService, createAuthz, createAuthzService, createAuthzStore, createParentRulePusher, methodNames, type ParentRulePusher } from '../authz';
+import { CellRuntime, CellServiceDefinition, createCellService, sqliteCellStore } from '../cells';
+import { CGROUP_ROOT, CgroupTree, nodeCgroupFs } from '../cgroup';
 import type { NodeConfig } from '../config';
 import { DiscoveryServiceService, type SystemInfo, createDiscoveryService, hostSystemInfo } from '../discovery';
-import { HealthRegistry, HealthService, createHealthService, STORAGE_HEALTH_SERVICE, STORAGE_STATUS_FILE, storageHealth } from '../health';
+import { HealthRegistry, HealthService, createHealthService, STORAGE_HEALTH_SERVICE, storageHealth, type StorageHealth } from '../health';
+import { STORAGE_STATUS_PATH } from '../config/node-paths';
 import type { InitChannel, ReadyMessage } from '../ipc';
 import type { LogRing, Logger } from '../log';
-import { NodeServiceService, createNodeService, createPowerControl } from '../node';
-import { type ObserveOverrides, ObserveServiceService, createObserve } from '../observe';
-import { type RpcContext, type ServerPki, type ServiceBinding, createIssuerCheck, listenTargets, mtlsServerCredentials, startServer, withRouting } from '../server';
-import { integrityCheck, openDatabase } from '../store';
+import { type NodeIdentity, NodeServiceService, createNodeIdentity, createNodeService, createPowerControl } from '../node';
+import { type Observe, type ObserveOverrides, ObserveServiceService, createObserve } from '../observe';
+import { type ReloadableServerCredentials, type RpcContext, type RunningServer, type ServerPki, type ServiceBinding, createIssuerCheck, listenTargets, mtlsServerCredentials, startServer, withRouting } from '../server';
+import { type Db, integrityCheck, openDatabase } from '../store';
+import { need, PhaseError, runPhases, type Phase } from '../phases';
 import { type CertificateAuthority, splitPemCertificates } from '../pki';
 
-import { type NodeGuest, VmServiceService, childBaseConfig, createNodeVms, sqliteVmStore } from '../vms';
-import { GUEST_PAYLOAD_FW_CFG, buildGuestPayload, guestPayloadText, mintChildIdentity, mintParentClientCert } from '../../guest';
+import { type NodeGuest, type NodeVms, VmServiceService, childBaseConfig, createNodeVms, sqliteVmStore } from '../vms';
+import { GUEST_PAYLOAD_FW_CFG, buildGuestPayload, guestPayloadText, mintChildIdentity, mintParentClientCert, renewChildIdentity } from '../../guest';
 import { AURAED_VERSION } from './version';
 
 export interface AuraedOptions {
@@ -48,23 +52,86 @@ export interface RunningAuraed {
 /** Health service names: "" is the whole server; the others are the full gRPC service names. */
 export const HEALTH_SERVICE_NAMES = ['', 'aurae.discovery.v0.DiscoveryService', 'aurae.node.v0.NodeService', 'aurae.observe.v0.ObserveService', 'aurae.authz.v0.AuthzService', 'aurae.cells.v0.CellService', 'aurae.vms.v0.VmService'] as const;
 
+/**
+ * What the start-up phases share. The first fields are settled before the phases; each optional one is set once,
+ * by the phase named beside it.
+ */
+interface StartContext {
+  readonly options: AuraedOptions;
+  readonly config: NodeConfig;
+  readonly log: Logger;
+  readonly authzLog: Logger;
+  readonly version: string;
+  /** Every service NOT_SERVING until 'serving'. */
+  readonly health: HealthRegistry;
+  /** 'pki' */
+  pki?: ServerPki;
+  /** 'database': one state database for every subsystem (each owns its tables through its own migrations). */
+  db?: Db;
+  storage?: StorageHealth;
+  /** 'authz': the policy, and the context every RPC handler gets. */
+  authzStore?: AuthzStore;
+  authz?: Authz;
+  rpc?: RpcContext;
+  /** 'observe', 'cells', 'vms' */
+  observe?: Observe;
+  cells?: CellRuntime;
+  vms?: NodeVms;
+  /** 'rule-push': children inherit this node's effective rules; `unwatch` ends the subscriptions. */
+  pusher?: ParentRulePusher;
+  unwatch?: () => void;
+  /** 'services', 'server' */
+  services?: ServiceBinding[];
+  /** 'services': the listeners' credentials (a spawned node's parent renews the certificate in them). */
+  credentials?: ReloadableServerCredentials;
+  server?: RunningServer;
+}
+
+/** auraed's start, in order; it serves only after every phase succeeded. */
+const START_PHASES: readonly Phase<StartContext>[] = [
+  { name: 'pki', run: async (c) => void (c.pki = await readServerPki(c.config.pki)) },
+  { name: 'database', run: openStateDatabase },
+  { name: 'authz', run: startAuthz },
+  { name: 'observe', run: startObserve },
+  { name: 'cells', run: startCells },
+  { name: 'vms', run: startVms },
+  { name: 'rule-push', run: startRulePush },
+  { name: 'services', run: bindServices },
+  { name: 'server', run: listen },
+  { name: 'serving', run: markServing },
+];
+
 export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed> {
   const { config, log } = options;
-  const version = options.version ?? AURAED_VERSION;
-  const pki = await readServerPki(config.pki);
-
   const health = new HealthRegistry();
   for (const name of HEALTH_SERVICE_NAMES) health.set(name, 'NOT_SERVING');
+  const ctx: StartContext = { options, config, log, authzLog: log.child({ subsystem: 'authz' }), version: options.version ?? AURAED_VERSION, health };
+  await runPhases(START_PHASES, ctx, log).catch((err: unknown) => {
+    // The phase line just logged names the phase; callers get the cause's own message ("what failed: why: what to do").
+    throw err instanceof PhaseError ? err.cause : err;
+  });
+  const server = need(ctx, 'server');
+  return {
+    ready: { type: 'ready', node: config.node.name, version: ctx.version, socket: server.socket, tcp: server.tcp },
+    stop: (timeoutMs) => stopAuraed(ctx, timeoutMs),
+  };
+}
 
-  // One state database for every subsystem; each owns its tables through its own migrations.
-  const db = openDatabase(join(config.state.dir, 'aurae.db'));
-  // After a power cut: is every page intact? (WAL + synchronous=FULL should make this always "ok".)
-  const storage = storageHealth(options.storageStatusText ?? readStorageStatus(), integrityCheck(db));
-  if (storage.status === 'SERVING') log.info(`storage: ${storage.summary}`);
-  else log.error(`storage: degraded: ${storage.summary}`);
-  const authzLog = log.child({ subsystem: 'authz' });
+/** After a power cut: is every page intact? (WAL + synchronous=FULL should make this always "ok".) */
+function openStateDatabase(ctx: StartContext): void {
+  const db = openDatabase(join(ctx.config.state.dir, 'aurae.db'));
+  const storage = storageHealth(ctx.options.storageStatusText ?? readStorageStatus(), integrityCheck(db));
+  if (storage.status === 'SERVING') ctx.log.info(`storage: ${storage.summary}`);
+  else ctx.log.error(`storage: degraded: ${storage.summary}`);
+  ctx.db = db;
+  ctx.storage = storage;
+}
+
+function startAuthz(ctx: StartContext): void {
+  const { config, options, authzLog } = ctx;
+  const pki = need(ctx, 'pki');
   // Refusals are written in batches (supervisor/authz/audit-log.ts): stop() flushes the last one.
-  const authzStore = createAuthzStore(db, {
+  const authzStore = createAuthzStore(need(ctx, 'db'), {
     auditMaxRecords: config.authz.audit.maxRecords,
     audit: {
       onFlushError: (err, lost) => authzLog.error('audit write failed', { lost, err }),
@@ -75,7 +142,7 @@ export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed
     admins: config.authz.admins,
     configRules: config.authz.policy,
     store: authzStore,
-    knownMethods: () => methodNames(services.map((s) => s.definition)),
+    knownMethods: () => methodNames(need(ctx, 'services').map((s) => s.definition)),
     log: authzLog,
     nodePath: config.node.name,
     inherited: config.authz.inherited,
@@ -83,104 +150,166 @@ export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed
   // A spawned child honours aurae-on-behalf-of only from its parent (config.guest, written by the parent).
   // A child's server certificate file holds its chain: [its own certificate, its parent's spawn CA, …].
   const parentSpawnCa = config.guest ? (splitPemCertificates(pki.cert.toString('utf8'))[1] ?? null) : null;
-  const ctx: RpcContext = {
-    log: log.child({ subsystem: 'api' }),
+  ctx.authzStore = authzStore;
+  ctx.authz = authz;
+  ctx.rpc = {
+    log: ctx.log.child({ subsystem: 'api' }),
     admins: new Set(config.authz.admins),
     authz,
     parentIdentity: config.guest?.parent ?? null,
     issuerOf: createIssuerCheck(pki.ca, parentSpawnCa),
   };
-  const power = createPowerControl({ init: options.init, log: log.child({ subsystem: 'node' }) });
-  // Events and logs are what cells and executables publish into; build them before those cores.
-  const observe = createObserve({ config, log: log.child({ subsystem: 'observe' }), daemonLog: options.daemonLog, overrides: options.observe });
-  // Cells: recreate stored cells' cgroups, remove strays, restart executables (in the background) before serving.
-  // Without cgroup v2 (a dev host) the runtime stays disabled and CellService answers FAILED_PRECONDITION.
+}
+
+/** Events and logs are what cells and executables publish into; built before those cores. */
+function startObserve(ctx: StartContext): void {
+  const { config, options } = ctx;
+  ctx.observe = createObserve({ config, log: ctx.log.child({ subsystem: 'observe' }), daemonLog: options.daemonLog, overrides: options.observe });
+}
+
+/**
+ * Recreate stored cells' cgroups, remove strays, restart executables (in the background) before serving.
+ * Without cgroup v2 (a dev host) the runtime stays disabled and CellService answers FAILED_PRECONDITION.
+ */
+async function startCells(ctx: StartContext): Promise<void> {
+  const observe = need(ctx, 'observe');
   const cells = new CellRuntime({
-    cgroups: new CgroupTree({ fs: nodeCgroupFs, root: CGROUP_ROOT, log: log.child({ subsystem: 'cells' }) }),
-    store: sqliteCellStore(db),
+    cgroups: new CgroupTree({ fs: nodeCgroupFs, root: CGROUP_ROOT, log: ctx.log.child({ subsystem: 'cells' }) }),
+    store: sqliteCellStore(need(ctx, 'db')),
     events: observe.events,
     logs: observe.logs,
-    log: log.child({ subsystem: 'cells' }),
+    log: ctx.log.child({ subsystem: 'cells' }),
   });
+  ctx.cells = cells;
   await cells.init();
-  // Child microVMs from this node's own kernel and initramfs, and the router that forwards calls to them.
-  const rootCaPem = pki.ca.toString('utf8');
+}
+
+/** Child microVMs from this node's own kernel and initramfs, and the router that forwards calls to them. */
+async function startVms(ctx: StartContext): Promise<void> {
+  const { config, options } = ctx;
+  const rootCaPem = need(ctx, 'pki').ca.toString('utf8');
   const vms = await createNodeVms({
     config,
     rootCaPem,
-    guest: options.guest === undefined ? nodeGuest(config, rootCaPem, authz) : options.guest,
-    log: log.child({ subsystem: 'vms' }),
-    store: sqliteVmStore(db),
-    events: observe.events,
+    guest: options.guest === undefined ? nodeGuest(config, rootCaPem, need(ctx, 'authz')) : options.guest,
+    log: ctx.log.child({ subsystem: 'vms' }),
+    store: sqliteVmStore(need(ctx, 'db')),
+    events: need(ctx, 'observe').events,
   });
+  ctx.vms = vms;
   // The previous auraed's children: its QEMUs are stopped (bounded by vms.stopTimeoutMs each) before serving;
   // those that should run boot again in the background.
   await vms.init();
-  // Children inherit this node's effective rules: at boot (payload) and, while they run, after every change.
+}
+
+/** Children inherit this node's effective rules: at boot (payload) and, while they run, after every change. */
+function startRulePush(ctx: StartContext): void {
+  const authz = need(ctx, 'authz');
+  const vms = need(ctx, 'vms');
   const pusher = createParentRulePusher({
     rules: () => authz.inheritable(),
     runningChildren: () => vms.runtime.list().filter((vm) => vm.state === 'running').map((vm) => vm.request.name),
     clientFor: (label) => vms.router.clientFor(label),
-    log: authzLog,
+    log: ctx.authzLog,
   });
   const stopPushing = authz.onChange(() => pusher.pushAll());
   // A change made while a child booted is not in its payload: send the current set once it is ready.
-  const stopWatchingVms = observe.events.subscribe((event) => event.kind === 'vm_started' && pusher.pushTo(event.vm));
-  const services: ServiceBinding[] = [
-    { definition: HealthService, implementation: createHealthService(ctx, health) },
+  const stopWatchingVms = need(ctx, 'observe').events.subscribe((event) => event.kind === 'vm_started' && pusher.pushTo(event.vm));
+  ctx.pusher = pusher;
+  ctx.unwatch = () => {
+    stopPushing();
+    stopWatchingVms();
+  };
+}
+
+/** Every gRPC service over its core; then the config's rules that match none of their methods are named. */
+function bindServices(ctx: StartContext): void {
+  const { config, options, health, version, log } = ctx;
+  const rpc = need(ctx, 'rpc');
+  const authz = need(ctx, 'authz');
+  const power = createPowerControl({ init: options.init, log: log.child({ subsystem: 'node' }) });
+  ctx.credentials = mtlsServerCredentials(need(ctx, 'pki'));
+  ctx.services = [
+    { definition: HealthService, implementation: createHealthService(rpc, health) },
     {
       definition: DiscoveryServiceService,
-      implementation: createDiscoveryService(ctx, { nodeName: config.node.name, version, health, system: options.system ?? hostSystemInfo }),
+      implementation: createDiscoveryService(rpc, { nodeName: config.node.name, version, health, system: options.system ?? hostSystemInfo }),
     },
-    { definition: NodeServiceService, implementation: createNodeService(ctx, power) },
-    { definition: ObserveServiceService, implementation: observe.createService(ctx) },
-    { definition: AuthzServiceService, implementation: createAuthzService(ctx, authz) },
-    { definition: CellServiceDefinition, implementation: createCellService(ctx, cells) },
-    { definition: VmServiceService, implementation: vms.createService(ctx) },
+    { definition: NodeServiceService, implementation: createNodeService(rpc, power, renewableIdentity(ctx)) },
+    { definition: ObserveServiceService, implementation: need(ctx, 'observe').createService(rpc) },
+    { definition: AuthzServiceService, implementation: createAuthzService(rpc, authz) },
+    { definition: CellServiceDefinition, implementation: createCellService(rpc, need(ctx, 'cells')) },
+    { definition: VmServiceService, implementation: need(ctx, 'vms').createService(rpc) },
   ];
-
   for (const rule of authz.unmatchedConfigRules()) {
     log.warn('authz.policy rule matches no method this auraed serves', { identity: rule.identity, effect: rule.effect, pattern: rule.pattern });
   }
+}
 
-  const server = await startServer({
-    credentials: mtlsServerCredentials(pki),
-    targets: listenTargets(config.listen),
+async function listen(ctx: StartContext): Promise<void> {
+  const rpc = need(ctx, 'rpc');
+  const router = need(ctx, 'vms').router;
+  ctx.server = await startServer({
+    credentials: need(ctx, 'credentials'),
+    targets: listenTargets(ctx.config.listen),
     // Every service routes calls for descendants (metadata aurae-node) to the child on the way.
-    services: services.map((s) => ({ definition: s.definition, implementation: withRouting(ctx, vms.router, s.definition, s.implementation) })),
-    log: log.child({ subsystem: 'server' }),
+    services: need(ctx, 'services').map((s) => ({ definition: s.definition, implementation: withRouting(rpc, router, s.definition, s.implementation) })),
+    log: ctx.log.child({ subsystem: 'server' }),
   });
-  for (const name of HEALTH_SERVICE_NAMES) health.set(name, 'SERVING');
-  health.set(STORAGE_HEALTH_SERVICE, storage.status);
+}
 
-  return {
-    ready: { type: 'ready', node: config.node.name, version, socket: server.socket, tcp: server.tcp },
-    stop: async (timeoutMs) => {
-      health.shutdown();
-      stopPushing();
-      stopWatchingVms();
-      pusher.close();
-      // Children first: each gets an ACPI powerdown and up to timeoutMs before QMP quit (then SIGKILL).
-      await vms.close(timeoutMs);
-      observe.shutdown(); // follow streams end with OK, so the graceful stop need not wait for them
-      const how = await server.shutdown(timeoutMs);
-      cells.close(); // executables keep running; their later exits are not written to the closed database
-      await observe.close();
-      // After the server stopped: no refusal comes later. A failed flush must not keep the database open.
-      try {
-        authzStore.closeAudit();
-      } catch (err) {
-        authzLog.error('audit write failed at shutdown', { err });
-      }
-      db.close();
-      return how;
-    },
-  };
+/**
+ * A spawned node's identity, which its parent renews while it runs (NodeService/RenewIdentity): a renewal
+ * replaces the certificate in the listeners' credentials, and the VM subsystem then renews this node's own
+ * children. Null on a node whose certificate comes from the image build.
+ */
+function renewableIdentity(ctx: StartContext): NodeIdentity | null {
+  const { config } = ctx;
+  if (!config.guest) return null;
+  const pki = need(ctx, 'pki');
+  const vms = need(ctx, 'vms');
+  return createNodeIdentity({
+    nodePath: config.node.name,
+    rootCaPem: pki.ca.toString('utf8'),
+    serverCertChainPem: pki.cert.toString('utf8'),
+    spawnCaCertPem: vms.spawnCaCertPem(),
+    paths: { serverCert: config.pki.serverCert, serverKey: config.pki.serverKey, spawnCaCert: config.pki.spawnCaCert },
+    credentials: need(ctx, 'credentials'),
+    onRenewed: (spawnCaCertPem) => void vms.identityRenewed(spawnCaCertPem),
+    log: ctx.log.child({ subsystem: 'node' }),
+  });
+}
+
+function markServing({ health, storage }: StartContext): void {
+  for (const name of HEALTH_SERVICE_NAMES) health.set(name, 'SERVING');
+  health.set(STORAGE_HEALTH_SERVICE, storage!.status);
+}
+
+/** Mark everything NOT_SERVING, end Watch streams, stop the children, then the server (forced after timeoutMs). */
+async function stopAuraed(ctx: StartContext, timeoutMs: number): Promise<'graceful' | 'forced'> {
+  const observe = need(ctx, 'observe');
+  ctx.health.shutdown();
+  ctx.unwatch?.();
+  ctx.pusher?.close();
+  // Children first: each gets an ACPI powerdown and up to timeoutMs before QMP quit (then SIGKILL).
+  await need(ctx, 'vms').close(timeoutMs);
+  observe.shutdown(); // follow streams end with OK, so the graceful stop need not wait for them
+  const how = await need(ctx, 'server').shutdown(timeoutMs);
+  need(ctx, 'cells').close(); // executables keep running; their later exits are not written to the closed database
+  await observe.close();
+  // After the server stopped: no refusal comes later. A failed flush must not keep the database open.
+  try {
+    need(ctx, 'authzStore').closeAudit();
+  } catch (err) {
+    ctx.authzLog.error('audit write failed at shutdown', { err });
+  }
+  need(ctx, 'db').close();
+  return how;
 }
 
 function readStorageStatus(): string | null {
   try {
-    return readFileSync(STORAGE_STATUS_FILE, 'utf8');
+    return readFileSync(STORAGE_STATUS_PATH, 'utf8');
   } catch {
     return null;
   }
@@ -197,6 +326,7 @@ function nodeGuest(config: NodeConfig, rootCaPem: string, authz: Authz): (spawnC
       // Its rules: every rule in force here now (config, inherited, API), as the child's inherited rules.
       payloadBytes: (child) => guestPayloadText(buildGuestPayload(childBaseConfig(config), rootCaPem, child, { inheritedRules: authz.inheritable() })),
       mintClientCert: () => mintParentClientCert(parent),
+      renewChildIdentity: (label, spawnCaCertPem) => renewChildIdentity(parent, label, spawnCaCertPem),
     };
   };
 }

@@ -1,6 +1,5 @@
 // Executables: what runs in a cell (spec and validation), how it is launched (aurae-exec), restarted (policy,
 // state table) and stopped (runner). The cells subsystem owns the cgroups and hands each runner its leaf.
-export { checkInt, checkLabel, checkText, DNS_LABEL, DNS_LABEL_RULE, invalid, show, utf8Bytes } from './validate';
 export {
   DEFAULT_PATH,
   effectiveArgv,
@@ -14,7 +13,7 @@ export {
   validateExecutable,
 } from './spec';
 export { backoffDelayMs, decideAfterExit, type ExitDecision, type ExitInfo, isCleanExit, startLimitReached, wantsRestart } from './restart-policy';
-export { ACTIVE_STATES, canHandle, EXECUTABLE_EVENTS, EXECUTABLE_STATES, type ExecutableEvent, type ExecutableState, nextState, TRANSITIONS, TransitionError } from './state-machine';
-export { findExecHelper, HELPER_EXIT, type IsolationSpec, type LaunchInput, type LaunchPlan, launchPlan, STATUS_FD } from './launch-plan';
+export { ACTIVE_STATES, EXECUTABLE_EVENTS, EXECUTABLE_STATES, type ExecutableEvent, type ExecutableState, nextState, TRANSITIONS, TransitionError } from './state-machine';
+export { findExecHelper, type IsolationSpec, type LaunchInput, type LaunchPlan, launchPlan, STATUS_FD } from './launch-plan';
 export { type ExecOutcome, type LaunchedProcess, type ProcessExit, type ProcessLauncher, spawnLauncher } from './launcher';
 export { type Clock, type ExecutableSnapshot, ExecutableRunner, KILL_WAIT_MS, type LeafCgroup, type RecordedExit, type RunnerDeps, systemClock } from './runner';

@@ -1,7 +1,6 @@
 // How an executable is started: the aurae-exec command line (pure) and where the helper binary is found.
 import { existsSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { locateInstalled } from '../config/node-paths';
 import { AuraeError } from '../errors';
 import { effectiveArgv, effectiveEnv, type ExecutableSpec } from './spec';
 
@@ -48,31 +47,15 @@ export function launchPlan(input: LaunchInput): LaunchPlan {
   return { file: input.helper, args, env: effectiveEnv(spec) };
 }
 
-/** Exit codes of aurae-exec (shell and env(1) conventions). */
-export const HELPER_EXIT = { setupFailed: 125, cannotExecute: 126, notFound: 127 } as const;
-
 /**
  * Where aurae-exec is: env AURAE_EXEC_HELPER; beside the running bundle (/usr/lib/aurae/aurae-exec in the
  * image); native/build/aurae-exec in a checkout. Throws FAILED_PRECONDITION naming what was tried.
  */
 export function findExecHelper(env: NodeJS.ProcessEnv = process.env, exists: (p: string) => boolean = existsSync): string {
-  const candidates: string[] = [];
-  if (env.AURAE_EXEC_HELPER) candidates.push(env.AURAE_EXEC_HELPER);
-  if (typeof __dirname === 'string') candidates.push(path.join(__dirname, 'aurae-exec'));
-  candidates.push(path.join(repoNativeBuildDir(), 'aurae-exec'));
-  const found = candidates.find((c) => exists(c));
+  const { candidates, found } = locateInstalled('aurae-exec', 'native/build/aurae-exec', { override: env.AURAE_EXEC_HELPER, exists });
   if (found) return found;
   throw new AuraeError(
     'FAILED_PRECONDITION',
     `the executable launcher aurae-exec was not found (looked in ${candidates.join(', ')}): build it with \`npx tsx native/build.ts\` or set AURAE_EXEC_HELPER`,
   );
-}
-
-function repoNativeBuildDir(): string {
-  // From supervisor/executables/ in a checkout (import.meta.url is empty in the CJS bundle; __dirname covers it).
-  try {
-    return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'native', 'build');
-  } catch {
-    return path.resolve('native', 'build');
-  }
 }

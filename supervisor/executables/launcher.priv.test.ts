@@ -85,12 +85,20 @@ function runner(args: string[], isolation = { pid: true, mount: true, uts: true,
   return { r, events, logs, leaf };
 }
 
-async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+/** Deadline for a condition: generous, so a loaded 2-core machine still passes (the wait ends as soon as it holds). */
+const WAIT_MS = 30_000;
+
+async function until(check: () => boolean, what: string, timeoutMs = WAIT_MS): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** Whether the program has printed `line` on stdout (the log store holds it as soon as the runner read it). */
+function printed(t: ReturnType<typeof runner>, line: string): boolean {
+  return (t.logs.lines.get('cell/x') ?? []).some((l) => l.stream === 'stdout' && l.line === line);
 }
 
 describe('runner + spawnLauncher + aurae-exec', () => {
@@ -113,9 +121,11 @@ describe('runner + spawnLauncher + aurae-exec', () => {
   });
 
   it('stop: SIGTERM reaches the program through the pid-namespace init; nothing of the group survives', async () => {
-    const t = runner(['/bin/sh', '-c', 'trap "echo bye; exit 0" TERM; sleep 1000 & while true; do sleep 0.05; done']);
+    // "trapped" is printed once the trap is installed: a SIGTERM before it would kill the shell instead.
+    const t = runner(['/bin/sh', '-c', 'trap "echo bye; exit 0" TERM; echo trapped; sleep 1000 & while true; do sleep 0.05; done']);
     await t.r.start();
     await until(() => t.leaf.procs().length >= 3, 'the helper, its init and the program');
+    await until(() => printed(t, 'trapped'), 'the program to install its SIGTERM trap');
     const exit = await t.r.stop(5_000);
     expect(exit).toMatchObject({ code: 0, signal: null });
     expect((await t.logs.read('cell', 'x')).map((l) => l.line)).toContain('bye');
@@ -124,8 +134,10 @@ describe('runner + spawnLauncher + aurae-exec', () => {
   });
 
   it('stop: a program ignoring SIGTERM is killed after the grace period', async () => {
-    const t = runner(['/bin/sh', '-c', 'trap "" TERM; while true; do sleep 0.05; done'], { pid: false, mount: false, uts: false, ipc: false, network: false });
+    // "ignoring" is printed once SIGTERM is ignored: a stop before it would end the shell at once.
+    const t = runner(['/bin/sh', '-c', 'trap "" TERM; echo ignoring; while true; do sleep 0.05; done'], { pid: false, mount: false, uts: false, ipc: false, network: false });
     await t.r.start();
+    await until(() => printed(t, 'ignoring'), 'the program to ignore SIGTERM');
     const started = Date.now();
     const exit = await t.r.stop(300);
     expect(Date.now() - started).toBeGreaterThanOrEqual(290);

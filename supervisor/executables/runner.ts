@@ -1,6 +1,7 @@
 // One executable's life: launch through aurae-exec into its leaf cgroup, watch it, restart it per policy, stop
 // it without leaving a process behind. Every state change goes through the table in state-machine.ts and is
 // reported to `onChange` (persistence) and, where it is a lifecycle event, to the EventBus.
+import type { LeafCgroup } from '../cgroup';
 import { AuraeError } from '../errors';
 import type { Logger } from '../log';
 import type { EventBus, LogSink, LogStore } from '../observe/types';
@@ -10,23 +11,8 @@ import { decideAfterExit, type ExitInfo, recentStarts } from './restart-policy';
 import type { ExecutableSpec } from './spec';
 import { ACTIVE_STATES, type ExecutableEvent, type ExecutableState, nextState } from './state-machine';
 
-/** The executable's leaf cgroup, as the runner needs it (implemented by the cells subsystem). */
-export interface LeafCgroup {
-  /** Absolute directory, passed to aurae-exec --cgroup. */
-  readonly dir: string;
-  /** Create the directory if missing. Throws an AuraeError saying what failed. */
-  prepare(): void;
-  /** Pids in cgroup.procs ([] when the cgroup is gone). */
-  procs(): number[];
-  /** SIGKILL every process in it (cgroup.kill). */
-  kill(): void;
-  /** Resolve true once cgroup.events says populated 0, false after timeoutMs. */
-  waitEmpty(timeoutMs: number): Promise<boolean>;
-  /** memory.events oom_kill (0 when unreadable). */
-  oomKills(): number;
-  /** Call `listener` when memory.events changes; returns a function that stops watching. */
-  watchEvents(listener: () => void): () => void;
-}
+/** The executable's leaf cgroup (supervisor/cgroup: CgroupTree.leaf makes it, tests pass a FakeLeaf). */
+export type { LeafCgroup };
 
 export interface Clock {
   now(): number;

@@ -1,7 +1,7 @@
 // ExecutableSpec: what the caller asked to run, validated. Stored as JSON (so: plain data) and turned back into
 // the API message for List/Get.
 import { type Executable, RestartMode as RestartModeProto } from '../gen/aurae/cells/v0/cells';
-import { checkInt, checkLabel, checkText, invalid, show, utf8Bytes } from './validate';
+import { checkInt, checkLabel, checkText, invalid, RANGES, shown, utf8Bytes } from '../validation';
 
 export type RestartMode = 'never' | 'on-failure' | 'always';
 
@@ -43,7 +43,6 @@ export const LIMITS = {
   envBytes: 256 * 1024,
   pathChars: 4096,
   descriptionChars: 256,
-  maxId: 4_294_967_294,
 } as const;
 
 /** Standard PATH when the caller sets none (the image's busybox applets live in /bin and /usr/bin). */
@@ -83,8 +82,8 @@ export function validateExecutable(message: Executable | undefined, field = 'exe
 
   const env = validateEnv(`${field}.env`, message.env ?? {});
   const cwd = validateCwd(`${field}.cwd`, message.cwd ?? '');
-  const uid = checkInt(`${field}.uid`, message.uid, 0, LIMITS.maxId) ?? null;
-  const gid = checkInt(`${field}.gid`, message.gid, 0, LIMITS.maxId) ?? null;
+  const uid = checkInt(`${field}.uid`, message.uid, RANGES.id) ?? null;
+  const gid = checkInt(`${field}.gid`, message.gid, RANGES.id) ?? null;
   // A gid alone would drop the groups but keep uid 0: a root process the caller believed unprivileged.
   if (gid !== null && uid === null) throw invalid(`${field}.gid`, 'set uid too: a gid without a uid would still run the program as root');
   return {
@@ -107,7 +106,7 @@ function validateEnv(field: string, env: Record<string, string>): Record<string,
   const out: Record<string, string> = {};
   for (const [key, value] of entries) {
     if (key.length > LIMITS.envNameChars || !ENV_NAME.test(key)) {
-      throw invalid(`${field}`, `${show(key)} is not a variable name: [A-Za-z_][A-Za-z0-9_]*, at most ${LIMITS.envNameChars} characters`);
+      throw invalid(`${field}`, `${shown(key)} is not a variable name: [A-Za-z_][A-Za-z0-9_]*, at most ${LIMITS.envNameChars} characters`);
     }
     if (value.includes('\0')) throw invalid(`${field}[${key}]`, 'NUL characters are not allowed');
     bytes += utf8Bytes(key) + utf8Bytes(value) + 2;
@@ -119,10 +118,10 @@ function validateEnv(field: string, env: Record<string, string>): Record<string,
 
 function validateCwd(field: string, cwd: string): string {
   if (cwd === '') return '/';
-  if (!cwd.startsWith('/')) throw invalid(field, `${show(cwd)} is not an absolute path`);
+  if (!cwd.startsWith('/')) throw invalid(field, `${shown(cwd)} is not an absolute path`);
   if (cwd.length > LIMITS.pathChars) throw invalid(field, `too long: at most ${LIMITS.pathChars} characters`);
   if (/\p{C}/u.test(cwd)) throw invalid(field, 'control, format or unassigned characters are not allowed');
-  if (cwd.split('/').some((part) => part === '..' || part === '.')) throw invalid(field, `${show(cwd)}: "." and ".." components are not allowed`);
+  if (cwd.split('/').some((part) => part === '..' || part === '.')) throw invalid(field, `${shown(cwd)}: "." and ".." components are not allowed`);
   return cwd;
 }
 
@@ -136,15 +135,15 @@ const MODES: Partial<Record<number, RestartMode>> = {
 function validateRestart(field: string, message: Executable['restart']): RestartPolicySpec {
   const mode = MODES[message?.mode ?? 0];
   if (!mode) throw invalid(`${field}.mode`, `${String(message?.mode)} is not a restart mode: NEVER, ON_FAILURE or ALWAYS`);
-  const initialDelayMs = checkInt(`${field}.initial_delay_ms`, message?.initialDelayMs, 1, 3_600_000) ?? RESTART_DEFAULTS.initialDelayMs;
-  const maxDelayMs = checkInt(`${field}.max_delay_ms`, message?.maxDelayMs, 1, 3_600_000) ?? Math.max(RESTART_DEFAULTS.maxDelayMs, initialDelayMs);
+  const initialDelayMs = checkInt(`${field}.initial_delay_ms`, message?.initialDelayMs, RANGES.restartDelayMs) ?? RESTART_DEFAULTS.initialDelayMs;
+  const maxDelayMs = checkInt(`${field}.max_delay_ms`, message?.maxDelayMs, RANGES.restartDelayMs) ?? Math.max(RESTART_DEFAULTS.maxDelayMs, initialDelayMs);
   if (maxDelayMs < initialDelayMs) throw invalid(`${field}.max_delay_ms`, `${maxDelayMs} is below initial_delay_ms (${initialDelayMs})`);
   return {
     mode,
     initialDelayMs,
     maxDelayMs,
-    startLimitBurst: checkInt(`${field}.start_limit_burst`, message?.startLimitBurst, 1, 1000) ?? RESTART_DEFAULTS.startLimitBurst,
-    startLimitIntervalMs: checkInt(`${field}.start_limit_interval_ms`, message?.startLimitIntervalMs, 1, 86_400_000) ?? RESTART_DEFAULTS.startLimitIntervalMs,
+    startLimitBurst: checkInt(`${field}.start_limit_burst`, message?.startLimitBurst, RANGES.startLimitBurst) ?? RESTART_DEFAULTS.startLimitBurst,
+    startLimitIntervalMs: checkInt(`${field}.start_limit_interval_ms`, message?.startLimitIntervalMs, RANGES.startLimitIntervalMs) ?? RESTART_DEFAULTS.startLimitIntervalMs,
   };
 }
 

@@ -64,7 +64,3 @@ export function nextState(state: ExecutableState, event: ExecutableEvent): Execu
   if (next === undefined) throw new TransitionError(state, event);
   return next;
 }
-
-export function canHandle(state: ExecutableState, event: ExecutableEvent): boolean {
-  return TRANSITIONS[state][event] !== undefined;
-}

@@ -6,9 +6,10 @@ import { silentLogger } from '../log';
 import { storageHealth } from './storage';
 import { HealthRegistry } from './health-registry';
 import { HEALTH_LIST_LIMIT, createHealthService } from './health-service';
+import { fakeAuthContext, fakeAuthorizer, issuerByName } from '../server/testing';
 
-const ctx = { log: silentLogger, admins: new Set<string>() };
-const auth = () => ({ transportSecurityType: 'ssl', sslPeerCertificate: { subject: { CN: 'viewer' } } });
+const ctx = { log: silentLogger, admins: new Set<string>(), authz: fakeAuthorizer(), parentIdentity: null, issuerOf: issuerByName() };
+const auth = () => fakeAuthContext('viewer');
 
 function unaryCall<Req>(request: Req) {
   return Object.assign(new EventEmitter(), { request, getPeer: () => 'p', getAuthContext: auth }) as unknown as ServerUnaryCall<Req, never>;

@@ -1,11 +1,10 @@
 // The node's storage as a health service ("aurae.storage"): NOT_SERVING when state is in RAM although a state
 // volume exists or was expected (init's /run/aurae/storage.json says "degraded"), or when the state database
 // fails SQLite's integrity check. The server as a whole keeps serving: a degraded node still answers.
+import { STORAGE_STATUS_PATH } from '../config/node-paths';
 import type { ServingStatus } from './health-registry';
 
 export const STORAGE_HEALTH_SERVICE = 'aurae.storage';
-/** Written by init (init/state-disk STORAGE_STATUS_PATH); absent when auraed does not run under aurae init. */
-export const STORAGE_STATUS_FILE = '/run/aurae/storage.json';
 
 export interface StorageHealth {
   status: ServingStatus;
@@ -24,7 +23,7 @@ export function storageHealth(statusText: string | null, integrity: string[]): S
       else if (s.state?.mounted) where = `state: /dev/${s.state.device} mounted${s.state.actions?.length ? ` (${s.state.actions.join(', ')} this boot)` : ''}`;
       else where = 'state: in RAM (no state volume)';
     } catch {
-      problems.push(`${STORAGE_STATUS_FILE} is not valid JSON`);
+      problems.push(`${STORAGE_STATUS_PATH} is not valid JSON`);
     }
   }
   if (!(integrity.length === 1 && integrity[0] === 'ok')) problems.push(`state database integrity_check: ${integrity.slice(0, 5).join('; ') || 'no result'}`);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type IpcProcess, initChannelFromProcess } from './index';
+import { type IpcProcess, initChannelFromProcess, parseAuraedMessage, parseReadyLine, READY_LINE, readyLine } from './index';
 
 describe('initChannelFromProcess', () => {
   it('is null when the process has no IPC channel (auraed not under init)', () => {
@@ -22,5 +22,26 @@ describe('initChannelFromProcess', () => {
     proc.connected = false;
     await expect(channel.send({ type: 'power', action: 'reboot', by: 'admin' })).rejects.toThrow('the IPC channel to aurae init is closed');
     expect(sent).toHaveLength(2);
+  });
+});
+
+describe('the readiness line', () => {
+  it('is what init prints and what every waiter parses back, wherever it sits in the console', () => {
+    const line = readyLine({ type: 'ready', node: 'aurae/web', version: '0.1.0', socket: '/run/aurae/aurae.sock', tcp: null }, 7);
+    expect(READY_LINE.test(`${line}\n`)).toBe(true);
+    expect(parseReadyLine(`[    1.0] init: booting\n${line}\n[    2.0] init: more\n`)).toEqual({ node: 'aurae/web', version: '0.1.0', socket: '/run/aurae/aurae.sock', tcp: null, pid: 7 });
+  });
+
+  it('refuses a console without one, or one whose JSON is not the line init prints', () => {
+    expect(() => parseReadyLine('nothing here')).toThrow(/no AURAE_READY line/);
+    expect(() => parseReadyLine('AURAE_READY {"node":')).toThrow(/no AURAE_READY line/);
+    expect(() => parseReadyLine('AURAE_READY {"node":"n"}')).toThrow(/AURAE_READY line is malformed: version/);
+  });
+});
+
+describe('parseAuraedMessage', () => {
+  it('takes what auraed sends (the same schema types it) and names the field of a malformed one', () => {
+    expect(parseAuraedMessage({ type: 'ready', node: 'n', version: '1', socket: null, tcp: '127.0.0.1:1' })).toMatchObject({ type: 'ready' });
+    expect(parseAuraedMessage({ type: 'power', action: 'halt', by: 'admin' })).toMatch(/^action: /);
   });
 });

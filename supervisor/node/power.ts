@@ -4,8 +4,9 @@ import { AuraeError } from '../errors';
 import type { InitChannel, PowerAction, PowerMessage } from '../ipc';
 import type { Logger } from '../log';
 import type { Caller } from '../server';
+import { RANGES } from '../validation';
 
-export const MAX_REASON_CHARS = 256;
+export const MAX_REASON_CHARS = RANGES.reasonChars[1];
 
 /**
  * Control, format, surrogate, private-use and unassigned code points, and line/paragraph separators: none

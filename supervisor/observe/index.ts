@@ -4,17 +4,8 @@ export type { AuraeEvent, CellPath, EventBus, LogLine, LogSink, LogStore, LogStr
 export { type EventBusOptions, createEventBus } from './event-bus';
 export { type FileLogStore, type FileLogStoreOptions, createFileLogStore } from './log-store';
 export { type LogFileHandle, type LogFs, nodeLogFs } from './log-fs';
-export { type CgroupMetrics, cgroupMetrics, parseFlatKeyed, parseIoStat, parseSingleValue } from './cgroup-stats';
-export {
-  type CellMetricsRow,
-  type CgroupFs,
-  DEFAULT_CGROUP_ROOT,
-  type MetricsReader,
-  type MetricsSnapshot,
-  createMetricsReader,
-  nodeCgroupFs,
-} from './metrics';
-export { CELL_MAX_DEPTH, CELL_MAX_LENGTH, cellPathProblem, executableNameProblem, isCellWithin, validateCellPath, validateExecutableName } from './names';
+export { type CellMetricsRow, type MetricsFs, type MetricsReader, type MetricsSnapshot, createMetricsReader } from './metrics';
+export { cellPathProblem, executableNameProblem, isCellWithin, validateCellPath, validateExecutableName } from './names';
 export { MAX_TAIL } from './requests';
 export { type Observe, type ObserveOptions, type ObserveOverrides, createObserve } from './observe';
 export { createObserveService } from './observe-service';

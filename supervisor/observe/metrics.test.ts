@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { AuraeError } from '../errors';
-import { type CgroupFs, createMetricsReader } from './metrics';
+import { type MetricsFs, createMetricsReader } from './metrics';
 
 /** A cgroup tree in memory: directories are keys ending in "/", files map to their text. */
-function fakeCgroupFs(files: Record<string, string>, fail?: { path: string; code: string }): CgroupFs {
+function fakeCgroupFs(files: Record<string, string>, fail?: { path: string; code: string }): MetricsFs {
   const dirs = new Set<string>();
   for (const path of Object.keys(files)) {
     const parts = path.split('/');
@@ -13,13 +13,16 @@ function fakeCgroupFs(files: Record<string, string>, fail?: { path: string; code
     if (fail && path === fail.path) throw Object.assign(new Error(fail.code), { code: fail.code });
   };
   return {
-    async readText(path) {
+    read(path) {
       check(path);
-      return files[path] ?? null;
+      const text = files[path];
+      if (text === undefined) throw Object.assign(new Error(`ENOENT: ${path}`), { code: 'ENOENT' });
+      return text;
     },
-    async listDirs(path) {
+    exists: (path) => dirs.has(path) || path in files,
+    subdirs(path) {
       check(path);
-      if (!dirs.has(path)) return null;
+      if (!dirs.has(path)) return [];
       const names = new Set<string>();
       for (const dir of dirs) if (dir.startsWith(`${path}/`) && !dir.slice(path.length + 1).includes('/')) names.add(dir.slice(path.length + 1));
       return [...names];

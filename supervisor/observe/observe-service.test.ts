@@ -12,13 +12,14 @@ import type { MetricsReader } from './metrics';
 import { AuraeError } from '../errors';
 import { createObserveService } from './observe-service';
 import { StreamRegistry } from './streams';
+import { fakeAuthContext, fakeAuthorizer, issuerByName } from '../server/testing';
 
 const scratch = mkdtempSync(join(tmpdir(), 'aurae-observe-svc-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 let dirs = 0;
 
-const ctx = { log: silentLogger, admins: new Set(['admin']) };
-const auth = () => ({ transportSecurityType: 'ssl', sslPeerCertificate: { subject: { CN: 'viewer' } } });
+const ctx = { log: silentLogger, admins: new Set(['admin']), authz: fakeAuthorizer(), parentIdentity: null, issuerOf: issuerByName() };
+const auth = () => fakeAuthContext('viewer');
 const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
 
 /** A server stream recording writes, end and error; `writable` false makes write() report a full buffer. */

@@ -6,7 +6,7 @@ import { type LogRing, type Logger, createLogRing } from '../log';
 import type { RpcContext } from '../server';
 import { createEventBus } from './event-bus';
 import { type FileLogStore, createFileLogStore } from './log-store';
-import { type CgroupFs, DEFAULT_CGROUP_ROOT, type MetricsReader, createMetricsReader } from './metrics';
+import { type MetricsFs, type MetricsReader, createMetricsReader } from './metrics';
 import { createObserveService } from './observe-service';
 import { StreamRegistry } from './streams';
 import type { EventBus, LogStore } from './types';
@@ -16,9 +16,9 @@ import type { ObserveServiceServer } from '../gen/aurae/observe/v0/observe';
 export interface ObserveOverrides {
   events?: EventBus;
   logs?: LogStore;
-  /** Cgroup of the cell tree for metrics; default /sys/fs/cgroup/aurae. */
+  /** Cgroup of the cell tree for metrics; default supervisor/cgroup's CELL_TREE_DIR. */
   cgroupRoot?: string;
-  cgroupFs?: CgroupFs;
+  cgroupFs?: MetricsFs;
 }
 
 export interface Observe {
@@ -50,7 +50,7 @@ export function createObserve(options: ObserveOptions): Observe {
     : createFileLogStore({ dir: join(config.state.dir, 'logs'), maxBytes: config.observe.logMaxBytes, files: config.observe.logFiles, log });
   const logs = overrides.logs ?? fileLogs!;
   const daemonLog = options.daemonLog ?? createLogRing();
-  const metrics = createMetricsReader({ root: overrides.cgroupRoot ?? DEFAULT_CGROUP_ROOT, fs: overrides.cgroupFs });
+  const metrics = createMetricsReader({ root: overrides.cgroupRoot, fs: overrides.cgroupFs });
   return {
     events,
     logs,

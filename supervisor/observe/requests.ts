@@ -13,13 +13,14 @@ import {
   type LogItem,
 } from '../gen/aurae/observe/v0/observe';
 import type { LogRingEntry } from '../log';
-import type { CgroupMetrics } from './cgroup-stats';
+import type { CgroupMetrics } from '../cgroup';
 import type { MetricsSnapshot } from './metrics';
+import { RANGES } from '../validation';
 import { isCellWithin, validateCellPath, validateExecutableName, validateVmName } from './names';
 import type { LogLine, StampedEvent } from './types';
 
 /** The most lines one request may ask for as its tail. */
-export const MAX_TAIL = 100_000;
+export const MAX_TAIL = RANGES.logTail[1];
 
 function validateTail(tail: number | undefined): number | undefined {
   if (tail === undefined) return undefined;

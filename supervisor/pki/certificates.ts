@@ -6,7 +6,7 @@ import { isIP } from 'node:net';
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import { AsnConvert } from '@peculiar/asn1-schema';
-import { GeneralName, GeneralSubtree, GeneralSubtrees, NameConstraints, id_ce_nameConstraints } from '@peculiar/asn1-x509';
+import { GeneralName, GeneralSubtree, GeneralSubtrees, NameConstraints, id_ce_authorityKeyIdentifier, id_ce_nameConstraints } from '@peculiar/asn1-x509';
 
 /** A PEM certificate and its PEM ("PRIVATE KEY", PKCS#8) private key. */
 export interface CertifiedKey {
@@ -61,6 +61,14 @@ export const LEAF_VALIDITY_DAYS = 10 * 365;
  * certificate nothing breaks on a node when one expires; the holder asks for a new one.
  */
 export const CLIENT_VALIDITY_DAYS = 365;
+/**
+ * What a parent mints for a spawned child (its server certificate, its spawn CA, the parent's own client
+ * certificate for calls to children): three days. The parent renews them while the child runs, at half-life
+ * (guest/identity.ts renewChildIdentity, supervisor/vms/cert-renewal.ts), so a child outlives a parent that
+ * cannot reach it for up to a day and a half; a certificate, or spawn CA, left behind by a freed or re-spawned
+ * VM (or stolen from one) is worthless three days after its last renewal at most, without any revocation list.
+ */
+export const CHILD_VALIDITY_DAYS = 3;
 const CLOCK_SKEW_MS = 60 * 60 * 1000;
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -159,6 +167,47 @@ export async function createIntermediateCa(
     crypto,
   );
   return { certPem: cert.toString('pem') + '\n' + issuerChainPem(issuer.certPem), keyPem: await exportPrivateKey(keys.privateKey) };
+}
+
+/**
+ * Re-issue the intermediate CA whose certificate (chain) is `caCertPem` from `issuer`: the SAME subject, public
+ * key and extensions (path length, name constraints), a new serial and validity from `now`. Needs no private
+ * key of the CA itself, and everything that CA signed verifies against the new certificate (same key and
+ * subject key identifier). Used to renew a running child's spawn CA. Returns the new certificate followed by
+ * the issuer's chain, as createIntermediateCa does.
+ */
+export async function recertifyIntermediateCa(issuer: CertificateAuthority, caCertPem: string, options: IssueOptions = {}): Promise<string> {
+  const first = splitPemCertificates(caCertPem)[0];
+  if (first === undefined) throw new PkiError('PKI_INVALID_CA', 'no PEM certificate found in the CA to re-certify');
+  const old = new x509.X509Certificate(first);
+  if (!old.getExtension(x509.BasicConstraintsExtension)?.ca) {
+    throw new PkiError('PKI_INVALID_CA', `certificate "${old.subject}" is not a CA: only a spawn CA is re-certified`);
+  }
+  const { caCert, caKey } = await loadCa(issuer);
+  if (old.issuer !== caCert.subject) {
+    throw new PkiError('PKI_INVALID_REQUEST', `CA "${old.subject}" is issued by "${old.issuer}", not by "${caCert.subject}": only its own issuer re-certifies it`);
+  }
+  const caKeyId = caCert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
+  const { notBefore, notAfter } = validity(options, LEAF_VALIDITY_DAYS);
+  const publicKey = await old.publicKey.export(KEY_ALGORITHM, ['verify'], crypto);
+  const cert = await x509.X509CertificateGenerator.create(
+    {
+      serialNumber: randomSerial(),
+      subject: old.subjectName,
+      issuer: caCert.subjectName,
+      notBefore,
+      notAfter,
+      publicKey,
+      signingKey: caKey,
+      signingAlgorithm: SIGNING_ALGORITHM,
+      extensions: [
+        ...old.extensions.filter((e) => e.type !== id_ce_authorityKeyIdentifier),
+        ...(caKeyId ? [new x509.AuthorityKeyIdentifierExtension(caKeyId, false)] : []),
+      ],
+    },
+    crypto,
+  );
+  return cert.toString('pem') + '\n' + issuerChainPem(issuer.certPem);
 }
 
 /**

@@ -8,6 +8,7 @@ export {
   type IssueOptions,
   type ServerCertRequest,
   CA_VALIDITY_DAYS,
+  CHILD_VALIDITY_DAYS,
   CLIENT_VALIDITY_DAYS,
   LEAF_VALIDITY_DAYS,
   PkiError,
@@ -19,6 +20,7 @@ export {
   issueClientCert,
   issueServerCert,
   recertifyCa,
+  recertifyIntermediateCa,
   serverCertSans,
   splitPemCertificates,
 } from './certificates';

@@ -8,11 +8,10 @@
 // node:crypto only: the SDK and aer load this on every connection, the x509 library stays out of them.
 import { X509Certificate, createHash } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
+import { isNodePath } from '../validation';
 
 /** The CN prefix of every spawn CA; the rest is the node path it belongs to. */
 export const SPAWN_CA_PREFIX = 'aurae-spawn-ca ';
-
-const NODE_PATH = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
 /** The CN of a spawn CA for `nodePath`. */
 export function spawnCaName(nodePath: string): string {
@@ -34,12 +33,12 @@ export function spawnCaNodeOf(cert: X509Certificate): string | null {
   const cn = commonNameOf(cert);
   if (cn === null || !cn.startsWith(SPAWN_CA_PREFIX)) return null;
   const path = cn.slice(SPAWN_CA_PREFIX.length);
-  return NODE_PATH.test(path) ? path : null;
+  return isNodePath(path) ? path : null;
 }
 
 /** Whether `path` is a proper descendant of `ancestor` (aurae/web/db of aurae/web; not aurae/web itself). */
 export function isProperDescendant(path: string, ancestor: string): boolean {
-  return NODE_PATH.test(path) && path.startsWith(`${ancestor}/`);
+  return isNodePath(path) && path.startsWith(`${ancestor}/`);
 }
 
 /** The node path of a TLS server name ("db.web.aurae" → "aurae/web/db"). */

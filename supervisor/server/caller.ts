@@ -32,8 +32,8 @@ export type CallerSource = Pick<ServerUnaryCall<unknown, unknown>, 'getAuthConte
 export function callerFromCall(
   call: CallerSource,
   admins: ReadonlySet<string>,
-  parentIdentity: string | null = null,
-  issuerOf: IssuerCheck | null = null,
+  parentIdentity: string | null,
+  issuerOf: IssuerCheck,
 ): Caller {
   const auth = call.getAuthContext();
   const cn = auth.sslPeerCertificate?.subject?.CN as string | string[] | undefined;
@@ -46,8 +46,7 @@ export function callerFromCall(
   // TLS proved the chain ends at the root CA; the identity must also come from the root CA itself, not from
   // a spawn CA under it (which every spawning node holds). Only the parent's spawn CA may vouch for the parent.
   const raw = (auth.sslPeerCertificate as { raw?: Buffer } | undefined)?.raw;
-  // Without a check (unit tests with fake calls) the CN alone decides, as before signatures were checked.
-  const issuer = issuerOf ? (raw ? issuerOf(raw) : 'other') : parentIdentity !== null && cn === parentIdentity ? 'parent' : 'root';
+  const issuer = raw ? issuerOf(raw) : 'other';
   const isParent = issuer === 'parent' && parentIdentity !== null && cn === parentIdentity;
   if (issuer !== 'root' && !isParent) {
     throw new AuraeError(

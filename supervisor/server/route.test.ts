@@ -12,6 +12,7 @@ import { AuraeError } from '../errors';
 import { type ChildRouter, routeDecision, withRouting } from './route';
 import { type AuditEvent, type Authorizer, type RpcContext, unary } from './rpc';
 import { type RunningServer, startServer } from './server';
+import { fakeAuthContext, fakeAuthorizer, issuerByName } from './testing';
 
 describe('routeDecision', () => {
   it('handles calls for this node (or without aurae-node) locally', () => {
@@ -40,7 +41,7 @@ describe('methods that stream requests', () => {
       upload: { path: '/x.v0.S/Upload', requestStream: true, responseStream: false, requestSerialize: Buffer.from, requestDeserialize: (b: Buffer) => b, responseSerialize: Buffer.from, responseDeserialize: (b: Buffer) => b },
     };
     const ran: string[] = [];
-    const routed = withRouting({ log: silentLogger, admins: new Set() }, { nodePath: 'aurae', clientFor: async () => { throw new Error('must not connect'); } }, definition as never, {
+    const routed = withRouting({ log: silentLogger, admins: new Set(), authz: fakeAuthorizer(), parentIdentity: null, issuerOf: issuerByName() }, { nodePath: 'aurae', clientFor: async () => { throw new Error('must not connect'); } }, definition as never, {
       upload: (() => void ran.push('local')) as never,
     });
     const call = (node?: string) => {
@@ -60,16 +61,16 @@ describe('callerFromCall with aurae-on-behalf-of', () => {
   const call = (cn: string, onBehalfOf?: string[]) => {
     const metadata = new Metadata();
     for (const v of onBehalfOf ?? []) metadata.add('aurae-on-behalf-of', v);
-    return { getPeer: () => '127.0.0.1:1', getAuthContext: () => ({ transportSecurityType: 'ssl', sslPeerCertificate: { subject: { CN: cn } } }), metadata } as never;
+    return { getPeer: () => '127.0.0.1:1', getAuthContext: () => fakeAuthContext(cn), metadata } as never;
   };
   it('takes the original caller only from the parent', () => {
-    expect(callerFromCall(call('aurae', ['admin']), new Set(['admin']), 'aurae')).toEqual({ identity: 'admin', peer: '127.0.0.1:1', admin: true, via: 'aurae' });
-    expect(callerFromCall(call('admin'), new Set(['admin']), 'aurae')).toEqual({ identity: 'admin', peer: '127.0.0.1:1', admin: true });
+    expect(callerFromCall(call('aurae', ['admin']), new Set(['admin']), 'aurae', issuerByName('aurae'))).toEqual({ identity: 'admin', peer: '127.0.0.1:1', admin: true, via: 'aurae' });
+    expect(callerFromCall(call('admin'), new Set(['admin']), 'aurae', issuerByName('aurae'))).toEqual({ identity: 'admin', peer: '127.0.0.1:1', admin: true });
   });
   it('refuses it from anyone else, and on a node without a parent', () => {
-    expect(() => callerFromCall(call('admin', ['root']), new Set(['admin']), 'aurae')).toThrow(expect.objectContaining({ code: 'PERMISSION_DENIED', message: expect.stringMatching(/only this node's parent "aurae" may/) }));
-    expect(() => callerFromCall(call('aurae', ['admin']), new Set(['admin']), null)).toThrow(/this node was not spawned/);
-    expect(() => callerFromCall(call('aurae', ['a', 'b']), new Set(), 'aurae')).toThrow(expect.objectContaining({ code: 'UNAUTHENTICATED' }));
+    expect(() => callerFromCall(call('admin', ['root']), new Set(['admin']), 'aurae', issuerByName('aurae'))).toThrow(expect.objectContaining({ code: 'PERMISSION_DENIED', message: expect.stringMatching(/only this node's parent "aurae" may/) }));
+    expect(() => callerFromCall(call('aurae', ['admin']), new Set(['admin']), null, issuerByName())).toThrow(/this node was not spawned/);
+    expect(() => callerFromCall(call('aurae', ['a', 'b']), new Set(), 'aurae', issuerByName('aurae'))).toThrow(expect.objectContaining({ code: 'UNAUTHENTICATED' }));
   });
 });
 
@@ -145,7 +146,7 @@ describe('forwarding between a parent and a child (loopback mTLS)', () => {
     childAuthz = recordingAuthz('nobody');
     childHealth.set('', 'SERVING');
     childHealth.set('only-on-child', 'SERVING');
-    const childCtx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz: childAuthz, parentIdentity: 'aurae' };
+    const childCtx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz: childAuthz, parentIdentity: 'aurae', issuerOf: issuerByName('aurae') };
     child = await startServer({
       credentials: mtlsServerCredentials({ ca: Buffer.from(ca.certPem), cert: Buffer.from(childCert.certPem), key: Buffer.from(childCert.keyPem) }),
       targets: [{ kind: 'tcp', address: '127.0.0.1:0' }],
@@ -169,7 +170,7 @@ describe('forwarding between a parent and a child (loopback mTLS)', () => {
       },
     };
     parentAuthz = recordingAuthz('viewer');
-    const parentCtx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz: parentAuthz };
+    const parentCtx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz: parentAuthz, parentIdentity: null, issuerOf: issuerByName() };
     const parentHealth = new HealthRegistry();
     parentHealth.set('', 'NOT_SERVING');
     parent = await startServer({
@@ -275,12 +276,12 @@ describe('forwarding between a parent and a child (loopback mTLS)', () => {
   });
 
   it('a forwarded mutating call that cannot reach its child is audited at the parent with why', async () => {
-    const ctx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz: recordingAuthz('nobody') };
+    const ctx: RpcContext = { log: silentLogger, admins: new Set(['admin']), authz: recordingAuthz('nobody'), parentIdentity: null, issuerOf: issuerByName() };
     const down: ChildRouter = { nodePath: 'aurae', clientFor: async (label) => { throw new AuraeError('UNAVAILABLE', `child "aurae/${label}" is crashed, not running`); } };
     const routed = withRouting(ctx, down, PokeService, pokeService(ctx, 'parent'));
     const metadata = new Metadata();
     metadata.set('aurae-node', 'aurae/db');
-    const call = { request: { what: 'db' }, metadata, getPeer: () => '127.0.0.1:9', getAuthContext: () => ({ transportSecurityType: 'ssl', sslPeerCertificate: { subject: { CN: 'admin' } } }), getDeadline: () => Infinity };
+    const call = { request: { what: 'db' }, metadata, getPeer: () => '127.0.0.1:9', getAuthContext: () => fakeAuthContext('admin'), getDeadline: () => Infinity };
     const err = await new Promise((resolve) => (routed.poke as (c: unknown, cb: (e: unknown) => void) => void)(call, resolve));
     expect(err).toMatchObject({ code: status.UNAVAILABLE });
     expect((ctx.authz as ReturnType<typeof recordingAuthz>).audits).toEqual([

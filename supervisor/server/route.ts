@@ -23,13 +23,12 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { AuraeError, isAuraeError } from '../errors';
+import { expectedForm, isNodePath, NODE_PATH_FORM } from '../validation';
 import { type Caller, ON_BEHALF_OF_METADATA } from './caller';
 import { type RpcContext, admitCall, auditForwarded, rpcAuditInfo } from './rpc';
 import { toGrpcError } from './status';
 
 export const NODE_METADATA = 'aurae-node';
-
-const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 export type RouteDecision = { kind: 'local' } | { kind: 'forward'; child: string; target: string };
 
@@ -40,10 +39,7 @@ export type RouteDecision = { kind: 'local' } | { kind: 'forward'; child: string
  */
 export function routeDecision(nodePath: string, target: string | undefined): RouteDecision {
   if (target === undefined || target === '' || target === nodePath) return { kind: 'local' };
-  const labels = target.split('/');
-  if (target.length > 255 || !labels.every((l) => DNS_LABEL.test(l))) {
-    throw new AuraeError('INVALID_ARGUMENT', `${NODE_METADATA} ${JSON.stringify(target)} is invalid: expected a node path of DNS labels joined by "/", e.g. ${nodePath}/web`);
-  }
+  if (!isNodePath(target)) throw new AuraeError('INVALID_ARGUMENT', expectedForm(NODE_METADATA, target, `a node path such as ${nodePath}/web: ${NODE_PATH_FORM}`));
   if (!target.startsWith(`${nodePath}/`)) {
     throw new AuraeError('NOT_FOUND', `${NODE_METADATA} "${target}" is not node "${nodePath}" or one of its descendants: send the call to that node's own parent`);
   }

@@ -6,6 +6,10 @@ import { type LogFields, type Logger, createJsonLogger } from '../log';
 import { callerFromCall } from './caller';
 import { type AuditEvent, type Authorizer, serverStream, unary } from './rpc';
 import { toGrpcError } from './status';
+import { fakeAuthContext, fakeAuthorizer, issuerByName } from './testing';
+
+/** The identity parts of an RpcContext on a node that was not spawned. */
+const identity = { parentIdentity: null, issuerOf: issuerByName() };
 
 function memoryLogger(): { log: Logger; records: Array<LogFields> } {
   const records: LogFields[] = [];
@@ -18,7 +22,7 @@ function fakeCall<Req>(request: Req, cn?: string | string[]): ServerUnaryCall<Re
     request,
     getPeer: () => '127.0.0.1:40000',
     getAuthContext: () =>
-      cn === undefined ? { transportSecurityType: 'ssl' } : { transportSecurityType: 'ssl', sslPeerCertificate: { subject: { CN: cn } } },
+      cn === undefined ? { transportSecurityType: 'ssl' } : fakeAuthContext(cn),
   });
   return call as unknown as ServerUnaryCall<Req, unknown>;
 }
@@ -49,13 +53,13 @@ describe('toGrpcError', () => {
 
 describe('callerFromCall', () => {
   it('takes the identity from the verified certificate CN and checks it against the admins', () => {
-    expect(callerFromCall(fakeCall({}, 'admin'), new Set(['admin']))).toEqual({ identity: 'admin', peer: '127.0.0.1:40000', admin: true });
-    expect(callerFromCall(fakeCall({}, 'viewer'), new Set(['admin'])).admin).toBe(false);
+    expect(callerFromCall(fakeCall({}, 'admin'), new Set(['admin']), null, issuerByName())).toEqual({ identity: 'admin', peer: '127.0.0.1:40000', admin: true });
+    expect(callerFromCall(fakeCall({}, 'viewer'), new Set(['admin']), null, issuerByName()).admin).toBe(false);
   });
 
   it('refuses calls without a certificate or with several CNs', () => {
-    expect(() => callerFromCall(fakeCall({}), new Set())).toThrow(/no verified client certificate/);
-    expect(() => callerFromCall(fakeCall({}, ['a', 'b']), new Set())).toThrow(/2 common names/);
+    expect(() => callerFromCall(fakeCall({}), new Set(), null, issuerByName())).toThrow(/no verified client certificate/);
+    expect(() => callerFromCall(fakeCall({}, ['a', 'b']), new Set(), null, issuerByName())).toThrow(/2 common names/);
   });
 });
 
@@ -72,30 +76,18 @@ describe('unary', () => {
 
   it('runs validate → core and logs the mutating call with the caller', async () => {
     const { log, records } = memoryLogger();
-    const handler = unary({ log, admins: new Set(['admin']) }, spec(() => 'ok'));
+    const handler = unary({ log, admins: new Set(['admin']), authz: fakeAuthorizer(), ...identity }, spec(() => 'ok'));
     const result = await invoke(handler, fakeCall({ n: 21 }, 'admin'));
     expect(result).toEqual({ error: null, value: { doubled: 42, extra: 'ok' } });
     expect(records).toEqual([expect.objectContaining({ msg: 'rpc', method: 'test.Svc/Do', caller: 'admin', peer: '127.0.0.1:40000' })]);
   });
 
-  it('without an Authorizer (unit tests of other subsystems): admin methods for admins only', async () => {
-    const { log } = memoryLogger();
-    let ran = false;
-    const handler = unary({ log, admins: new Set(['admin']) }, spec(() => (ran = true)));
-    const result = await invoke(handler, fakeCall({ n: 1 }, 'viewer'));
-    expect(result.error).toEqual({
-      code: status.PERMISSION_DENIED,
-      details: 'identity "viewer" may not call test.Svc/Do: add it to authz.admins in the node config',
-    });
-    expect(ran).toBe(false);
-  });
-
   it('maps validation failures to INVALID_ARGUMENT and core bugs to INTERNAL', async () => {
     const { log } = memoryLogger();
-    const bad = await invoke(unary({ log, admins: new Set(['admin']) }, spec(() => 1)), fakeCall({ n: -1 }, 'admin'));
+    const bad = await invoke(unary({ log, admins: new Set(['admin']), authz: fakeAuthorizer(), ...identity }, spec(() => 1)), fakeCall({ n: -1 }, 'admin'));
     expect(bad.error).toEqual({ code: status.INVALID_ARGUMENT, details: 'n: must be >= 0' });
     const boom = await invoke(
-      unary({ log, admins: new Set(['admin']) }, spec(() => { throw new Error('boom'); })),
+      unary({ log, admins: new Set(['admin']), authz: fakeAuthorizer(), ...identity }, spec(() => { throw new Error('boom'); })),
       fakeCall({ n: 1 }, 'admin'),
     );
     expect(boom.error?.code).toBe(status.INTERNAL);
@@ -136,7 +128,7 @@ describe('wrappers with an Authorizer (the policy)', () => {
   it('asks the policy for every call, even admins and read methods (the policy decides, not the access level)', async () => {
     const { log } = memoryLogger();
     const authz = fakeAuthz(['admin test.Svc/Do']);
-    const ctx = { log, admins: new Set(['admin']), authz };
+    const ctx = { log, admins: new Set(['admin']), authz, ...identity };
     expect((await invoke(unary(ctx, spec()), fakeCall({ n: 1 }, 'admin'))).error).toBeNull();
     const read = await invoke(unary(ctx, spec({ access: 'read' })), fakeCall({ n: 1 }, 'viewer'));
     expect(read.error).toEqual({ code: status.PERMISSION_DENIED, details: 'no: viewer test.Svc/Do' });
@@ -146,7 +138,7 @@ describe('wrappers with an Authorizer (the policy)', () => {
   it('audits mutating calls with their outcome, and every denial; reads that pass leave no row', async () => {
     const { log, records } = memoryLogger();
     const authz = fakeAuthz(['admin test.Svc/Do', 'viewer test.Svc/Read']);
-    const ctx = { log, admins: new Set(['admin']), authz };
+    const ctx = { log, admins: new Set(['admin']), authz, ...identity };
     const mutating = unary(ctx, spec({ summary: (n: number) => `n=${n}` }));
     await invoke(mutating, fakeCall({ n: 2 }, 'admin'));
     await invoke(mutating, fakeCall({ n: -1 }, 'admin'));
@@ -168,7 +160,7 @@ describe('wrappers with an Authorizer (the policy)', () => {
   it('mutates: false keeps an admin-access call out of the audit; mutates: true audits a read-access call', async () => {
     const { log } = memoryLogger();
     const authz = fakeAuthz(['admin test.Svc/Do']);
-    const ctx = { log, admins: new Set(['admin']), authz };
+    const ctx = { log, admins: new Set(['admin']), authz, ...identity };
     await invoke(unary(ctx, spec({ mutates: false })), fakeCall({ n: 1 }, 'admin'));
     expect(authz.events).toEqual([]);
     await invoke(unary(ctx, spec({ access: 'read', mutates: true })), fakeCall({ n: 1 }, 'admin'));
@@ -178,7 +170,7 @@ describe('wrappers with an Authorizer (the policy)', () => {
   it('a call without a usable certificate identity is refused UNAUTHENTICATED and audited with an empty identity', async () => {
     const { log } = memoryLogger();
     const authz = fakeAuthz([]);
-    const result = await invoke(unary({ log, admins: new Set(), authz }, spec()), fakeCall({ n: 1 }, ['a', 'b']));
+    const result = await invoke(unary({ log, admins: new Set(), authz, ...identity }, spec()), fakeCall({ n: 1 }, ['a', 'b']));
     expect(result.error?.code).toBe(status.UNAUTHENTICATED);
     expect(authz.events).toEqual([{ identity: '', method: 'test.Svc/Do', code: 'UNAUTHENTICATED', detail: expect.stringContaining('2 common names'), peer: '127.0.0.1:40000' }]);
     expect(authz.checks).toEqual([]);
@@ -187,7 +179,7 @@ describe('wrappers with an Authorizer (the policy)', () => {
   it('server streams: denied before run, audited when a mutating stream ends (OK, CANCELLED or its error)', async () => {
     const { log } = memoryLogger();
     const authz = fakeAuthz(['admin test.Svc/Stream']);
-    const ctx = { log, admins: new Set(['admin']), authz };
+    const ctx = { log, admins: new Set(['admin']), authz, ...identity };
     const streamCall = (cn: string, cancelled = false) => {
       const call = Object.assign(fakeCall({ n: 1 }, cn), { cancelled, write: () => true, end: () => {} });
       const done = new Promise<unknown>((resolve) => {

@@ -16,27 +16,26 @@ export interface RpcContext {
   log: Logger;
   /** Identities with full rights (authz.admins). */
   admins: ReadonlySet<string>;
-  /**
-   * The policy decision and the audit log. auraed always sets it. Without it (unit tests of other
-   * subsystems) the access level alone decides: 'read' for every certificate, 'admin' for admins only.
-   */
-  authz?: Authorizer;
+  /** The policy decision and the audit log (unit tests pass a fake: server/testing.ts). */
+  authz: Authorizer;
   /**
    * The identity of this node's parent (its node path, e.g. "aurae" for the child "aurae/web"), the only peer
-   * whose aurae-on-behalf-of metadata is honoured; null or unset on a node that was not spawned.
+   * whose aurae-on-behalf-of metadata is honoured; null on a node that was not spawned.
    */
-  parentIdentity?: string | null;
-  /** Who signed a caller's certificate (see issuer.ts); auraed always sets it. */
-  issuerOf?: IssuerCheck;
+  parentIdentity: string | null;
+  /** Who signed a caller's certificate (see issuer.ts). */
+  issuerOf: IssuerCheck;
 }
 
-/** One audited call, as the wrappers report it (the Authorizer stamps the time). */
+/** One audited call, as the wrappers report it (the Authorizer stamps the time: supervisor/authz AuditEntry). */
 export interface AuditEvent {
-  /** "" when the call carried no usable certificate identity. */
+  /** The caller's identity; "" when the call carried no usable certificate identity. */
   identity: string;
+  /** Full method name. */
   method: string;
   /** gRPC status name of the outcome: OK, PERMISSION_DENIED, INVALID_ARGUMENT, … */
   code: string;
+  /** Short free text: why it was denied, what failed, or what was done. */
   detail: string;
   peer: string;
   /** Set on the node that forwarded the call to a descendant (server/route.ts): that node's path. */
@@ -72,8 +71,8 @@ export interface Authorizer {
 }
 
 /**
- * What a method does, for the audit log and the fallback without an Authorizer: 'read' observes,
- * 'admin' changes the node. Who may call it is the policy's decision (supervisor/authz), not this field's.
+ * What a method does, for the audit log: 'read' observes, 'admin' changes the node (audited unless `mutates`
+ * says otherwise). Who may call it is the policy's decision (supervisor/authz), not this field's.
  */
 export type Access = 'read' | 'admin';
 
@@ -164,7 +163,7 @@ export function auditForwarded(
   node: string,
   outcome: { code: string; details: string } | null,
 ): void {
-  if (!ctx.authz || !info?.mutates) return;
+  if (!info?.mutates) return;
   const detail = outcome ? clip(outcome.details) : info.summarize(request);
   ctx.authz.audit({ identity: caller.identity, method: info.method, code: outcome?.code ?? 'OK', detail, peer: caller.peer, node, ...viaOf(caller) });
 }
@@ -253,18 +252,17 @@ function authorizeResource<In>(ctx: RpcContext, spec: CommonSpec<In>, state: Cal
       throw err;
     }
   }
-  const authz = ctx.authz;
   return {
-    sees: (r) => caller.admin || (authz ? authz.check(caller, spec.method, { resource: r }) === null : spec.access === 'read'),
+    sees: (r) => caller.admin || ctx.authz.check(caller, spec.method, { resource: r }) === null,
   };
 }
 
 /** Throw PERMISSION_DENIED (logged and audited) unless the policy allows `caller` `method` on `target`. */
 function refuseUnless(ctx: RpcContext, method: string, caller: Caller, target: CheckTarget, audited: { node?: string }): void {
-  const refusal = ctx.authz?.check(caller, method, target);
+  const refusal = ctx.authz.check(caller, method, target);
   if (!refusal) return;
   ctx.log.warn('rpc denied', { method, caller: caller.identity, peer: caller.peer, why: refusal.detail });
-  ctx.authz?.audit({ identity: caller.identity, method, code: 'PERMISSION_DENIED', detail: refusal.detail, peer: caller.peer, ...audited, ...viaOf(caller) });
+  ctx.authz.audit({ identity: caller.identity, method, code: 'PERMISSION_DENIED', detail: refusal.detail, peer: caller.peer, ...audited, ...viaOf(caller) });
   throw new AuraeError('PERMISSION_DENIED', refusal.message);
 }
 
@@ -273,18 +271,18 @@ function admit(ctx: RpcContext, spec: CommonSpec<unknown>, call: CallerSource, n
   const target = node === undefined ? {} : { node };
   let caller: Caller;
   try {
-    caller = callerFromCall(call, ctx.admins, ctx.parentIdentity ?? null, ctx.issuerOf ?? null);
+    caller = callerFromCall(call, ctx.admins, ctx.parentIdentity, ctx.issuerOf);
   } catch (err) {
     const detail = err instanceof Error ? err.message : String(err);
     ctx.log.warn('rpc refused', { method: spec.method, peer: call.getPeer(), err: detail });
-    ctx.authz?.audit({ identity: '', method: spec.method, code: isAuraeError(err) ? err.code : 'UNAUTHENTICATED', detail: clip(detail), peer: call.getPeer(), ...target });
+    ctx.authz.audit({ identity: '', method: spec.method, code: isAuraeError(err) ? err.code : 'UNAUTHENTICATED', detail: clip(detail), peer: call.getPeer(), ...target });
     throw err;
   }
   // Method level (resource null): could this caller be allowed this method on some resource here?
-  const refusal = ctx.authz ? ctx.authz.check(caller, spec.method, { resource: null, ...target }) : legacyCheck(spec, caller);
+  const refusal = ctx.authz.check(caller, spec.method, { resource: null, ...target });
   if (refusal) {
     ctx.log.warn('rpc denied', { method: spec.method, caller: caller.identity, peer: caller.peer, why: refusal.detail });
-    ctx.authz?.audit({ identity: caller.identity, method: spec.method, code: 'PERMISSION_DENIED', detail: refusal.detail, peer: caller.peer, ...target, ...viaOf(caller) });
+    ctx.authz.audit({ identity: caller.identity, method: spec.method, code: 'PERMISSION_DENIED', detail: refusal.detail, peer: caller.peer, ...target, ...viaOf(caller) });
     throw new AuraeError('PERMISSION_DENIED', refusal.message);
   }
   if (mutates(spec)) ctx.log.info('rpc', { method: spec.method, caller: caller.identity, peer: caller.peer });
@@ -294,7 +292,7 @@ function admit(ctx: RpcContext, spec: CommonSpec<unknown>, call: CallerSource, n
 /** After an admitted call: audit it when it mutates. `outcome` is null (OK), a status name, or the error. */
 function settle<In>(ctx: RpcContext, spec: CommonSpec<In>, state: CallState<In>, outcome: unknown): void {
   const caller = state.caller;
-  if (!caller || !mutates(spec) || !ctx.authz) return;
+  if (!caller || !mutates(spec)) return;
   let code = 'OK';
   let detail = '';
   if (outcome === null) {
@@ -324,15 +322,6 @@ function viaOf(caller: Caller): { via?: string } {
 
 function mutates(spec: CommonSpec<unknown>): boolean {
   return spec.mutates ?? spec.access === 'admin';
-}
-
-/** Without an Authorizer: 'admin' methods for admins only (see RpcContext.authz). */
-function legacyCheck(spec: CommonSpec<unknown>, caller: Caller): { message: string; detail: string } | null {
-  if (spec.access !== 'admin' || caller.admin) return null;
-  return {
-    message: `identity "${caller.identity}" may not call ${spec.method}: add it to authz.admins in the node config`,
-    detail: 'denied: not an admin',
-  };
 }
 
 function clip(text: string): string {

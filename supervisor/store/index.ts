@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { locateInstalled } from '../config/node-paths';
 
 export type Db = Database.Database;
 
@@ -24,10 +25,9 @@ export class StoreError extends Error {
   }
 }
 
-/** In the image the addon sits beside the bundle; on a dev host better-sqlite3 finds its own build. */
+/** In the image the addon sits beside the bundle; from source better-sqlite3 finds its own build. */
 function nativeBinding(): string | undefined {
-  const beside = typeof __dirname === 'string' ? path.join(__dirname, 'better_sqlite3.node') : '';
-  return beside && fs.existsSync(beside) ? beside : undefined;
+  return locateInstalled('better_sqlite3.node', null).found ?? undefined;
 }
 
 /**

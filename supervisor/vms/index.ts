@@ -5,7 +5,6 @@ export { QmpClient, QmpError, type QmpEvent, type QmpStatus } from './qmp';
 export { launchVm, Vm, ConsoleTimeoutError, type LaunchOptions, type VmExit } from './launch';
 export { detectAccel, hostTscKhz, realAccelProbe, type AccelProbe } from './accel';
 export {
-  AURAE_READY_LINE,
   canTransition,
   CHILD_API_PORT,
   checkSpawnDepth,
@@ -27,6 +26,7 @@ export { type ChildIdentity, type GuestAdapter, type VmEvent, type VmProcess, Vm
 export { createVmService, vmStatusToProto } from './vm-service';
 export { cgroupConfiner, createChildRouter, freeLoopbackPort, QEMU_OVERHEAD_MIB } from './vm-host';
 export { createNodeVms, type NodeGuest, type NodeVms, type NodeVmsOptions } from './vm-node';
+export { type ChildCertRenewer, type ChildCertRenewerOptions, type ChildRenewal, createChildCertRenewer } from './cert-renewal';
 export { memoryVmStore, sqliteVmStore, type StoredVm, type VmExitRecord, type VmStore, VMS_MIGRATIONS } from './vm-store';
 export { isLeftoverQemu, shouldResumeVm, type VmReconcileAction, vmReconcilePlan } from './vm-reconcile';
 export { type LeftoverControl, procLeftovers } from './vm-leftovers';

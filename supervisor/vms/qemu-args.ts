@@ -1,6 +1,6 @@
 // Pure planner: a VmSpec (what we want) → the QEMU argv that boots it.
 // One place decides machine type, devices and flags, so `npm start`, the boot tests, the benchmarks and
-// (later) auraed's VM service all boot the image the same way.
+// auraed's VM service (spawned children) all boot the image the same way.
 
 export type Accel = 'kvm' | 'tcg';
 

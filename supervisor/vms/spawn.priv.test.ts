@@ -7,7 +7,7 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AuraeClient, AuraeApiError, connect } from '../../aer/sdk';
+import { type AuraeClient, AuraeApiError, type VmInfo, connect } from '../../aer/sdk';
 import { runAer } from '../../aer/cli/program';
 import { readImage } from '../../image/build';
 import { type PreparedNode, REPO_ROOT, type RunningTestAuraed, launchAuraed, prepareTestNode } from '../daemon/testing';
@@ -38,11 +38,33 @@ function qemuPids(marker: string): number[] {
   return pids;
 }
 
+// Deadlines generous enough for a loaded 2-core machine booting children under TCG; every wait ends as soon as
+// its condition holds, so an idle machine is not slowed down.
+/** auraed up and serving (tsx compiles the daemon on start; reconcile may stop a leftover QEMU first). */
+const AURAED_READY_MS = 120_000;
+/** A child VM booted to its AURAE_READY line (the parent's vms.bootTimeoutMs; below the SDK's 180 s for Spawn). */
+const CHILD_BOOT_MS = 170_000;
+/** A child VM shut down by ACPI powerdown (the parent's vms.stopTimeoutMs). */
+const CHILD_STOP_MS = 60_000;
+
 async function startParent(vms: Record<string, unknown>): Promise<{ node: PreparedNode; auraed: RunningTestAuraed }> {
   const node = await prepareTestNode({ nodeName: 'aurae', vms });
   const auraed = launchAuraed(node.configPath);
-  await auraed.waitReady();
+  await auraed.waitReady(AURAED_READY_MS);
   return { node, auraed };
+}
+
+/**
+ * List `name` on `client` until `done` holds or `timeoutMs` passes; returns the last status seen (undefined:
+ * not listed), so the caller's assertion shows what it was when the deadline passed.
+ */
+async function waitForVm(client: AuraeClient, name: string, done: (vm: VmInfo) => boolean, timeoutMs: number): Promise<VmInfo | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const vm = (await client.vms.list()).find((v) => v.name === name);
+    if ((vm && done(vm)) || Date.now() > deadline) return vm;
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 describe('spawn on the host tier', () => {
@@ -53,20 +75,20 @@ describe('spawn on the host tier', () => {
   let child: AuraeClient;
 
   beforeAll(async () => {
-    ({ node, auraed } = await startParent({ kernel: image.kernel, initrd: image.initramfs, maxMemoryMiB: 1024, bootTimeoutMs: 90_000, stopTimeoutMs: 20_000 }));
-    parent = connect({ config: node.clientConfigPath, timeoutMs: 20_000 });
-    child = connect({ config: node.clientConfigPath, targetNode: 'aurae/web', timeoutMs: 20_000 });
-  }, 60_000);
+    ({ node, auraed } = await startParent({ kernel: image.kernel, initrd: image.initramfs, maxMemoryMiB: 1024, bootTimeoutMs: CHILD_BOOT_MS, stopTimeoutMs: CHILD_STOP_MS }));
+    parent = connect({ config: node.clientConfigPath, timeoutMs: 60_000 });
+    child = connect({ config: node.clientConfigPath, targetNode: 'aurae/web', timeoutMs: 60_000 });
+  }, AURAED_READY_MS + 60_000);
 
   afterAll(async () => {
     parent?.close();
     child?.close();
-    await auraed?.stop(30_000);
+    await auraed?.stop(CHILD_STOP_MS);
     const left = node ? qemuPids(node.dir) : [];
     for (const pid of left) process.kill(pid, 'SIGKILL');
     node?.cleanup();
     expect(left, 'QEMU processes left behind').toEqual([]);
-  }, 60_000);
+  }, CHILD_STOP_MS + 30_000);
 
   it('bad requests get clear errors and start no QEMU', async () => {
     const refused = async (p: Promise<unknown>) => {
@@ -105,7 +127,7 @@ describe('spawn on the host tier', () => {
     expect(JSON.parse(out[0]!).auraed.nodeName).toBe('aurae/web');
     const listed = await parent.vms.list();
     expect(listed.map((v) => [v.name, v.state, v.pid])).toEqual([['web', 'running', web.pid]]);
-  }, 120_000);
+  }, CHILD_BOOT_MS + 60_000);
 
   it('a routed admin call is authorized at both ends; the child cannot spawn on the host tier (no /boot in the image)', async () => {
     // Depth 2 needs QEMU inside the guest image, which it does not ship: the child refuses with a clear error.
@@ -155,17 +177,14 @@ describe('spawn on the host tier', () => {
     const err = await child.health.check().then(() => null, (e: unknown) => e as AuraeApiError);
     expect(err?.code).toBe('UNAVAILABLE');
     expect(err?.message).toMatch(/"aurae\/web" is stopped, not running/);
-  }, 60_000);
+  }, CHILD_STOP_MS + 30_000);
 
   it('a crashed child is an event and follows its restart policy; routing follows the new address', async () => {
     const first = await parent.vms.spawn({ name: 'crashy', memoryMiB: 512, restart: 'on-failure' });
     const before = auraed.logs.length;
     process.kill(first.pid, 'SIGKILL');
-    let now = first;
-    for (let i = 0; i < 300 && !(now.state === 'running' && now.restarts === 1); i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      now = (await parent.vms.list()).find((v) => v.name === 'crashy')!;
-    }
+    // The restart waits restartDelayMs(1), then boots QEMU again to its AURAE_READY line.
+    const now = (await waitForVm(parent, 'crashy', (v) => v.state === 'running' && v.restarts === 1, CHILD_BOOT_MS + 30_000))!;
     expect(now).toMatchObject({ state: 'running', restarts: 1 });
     expect(now.pid).not.toBe(first.pid);
     const events = auraed.logs.slice(before).filter((l) => l.msg === 'vm event' && l.vm === 'crashy').map((l) => [l.kind, l.expected ?? null]);
@@ -184,7 +203,7 @@ describe('spawn on the host tier', () => {
     expect((await parent.vms.stop('crashy')).state).toBe('stopped');
     await parent.vms.free('crashy');
     expect((await parent.vms.list()).map((v) => v.name)).toEqual(['web']);
-  }, 120_000);
+  }, 2 * CHILD_BOOT_MS + CHILD_STOP_MS + 60_000);
 
   it("an auraed crash: the next auraed stops the orphaned QEMU (QMP quit) and boots the child again", async () => {
     const before = await parent.vms.start('web');
@@ -193,30 +212,27 @@ describe('spawn on the host tier', () => {
     await auraed.exited;
     expect(qemuPids(node.dir)).toEqual([before.pid]); // orphaned, still running
     auraed = launchAuraed(node.configPath);
-    await auraed.waitReady(60_000);
+    await auraed.waitReady(AURAED_READY_MS);
     expect(auraed.logs.some((l) => l.msg === "stopping the previous auraed's QEMU" && l.pid === before.pid)).toBe(true);
     expect(auraed.logs.some((l) => l.msg === 'QEMU did not quit through QMP; killing it')).toBe(false);
-    let now = (await parent.vms.list()).find((v) => v.name === 'web')!;
-    for (let i = 0; i < 900 && now.state !== 'running'; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      now = (await parent.vms.list()).find((v) => v.name === 'web')!;
-    }
+    // Reconcile starts web again in the background, once the leftover is gone.
+    const now = (await waitForVm(parent, 'web', (v) => v.state === 'running', CHILD_BOOT_MS + 30_000))!;
     expect(now).toMatchObject({ state: 'running', nodePath: 'aurae/web' });
     expect(now.pid).not.toBe(before.pid);
     expect(qemuPids(node.dir)).toEqual([now.pid]);
     expect(await child.health.check()).toEqual({ status: 'SERVING' });
-  }, 150_000);
+  }, 2 * CHILD_BOOT_MS + AURAED_READY_MS + 60_000);
 
   it('parent SIGTERM stops its children first', async () => {
     // web runs: started again by the auraed that replaced the crashed one (test above).
     const web = (await parent.vms.list()).find((v) => v.name === 'web')!;
     expect(web.state).toBe('running');
     expect(await child.health.check()).toEqual({ status: 'SERVING' });
-    const exit = await auraed.stop(40_000);
+    const exit = await auraed.stop(CHILD_STOP_MS);
     expect(exit).toEqual({ code: 0, signal: null });
     expect(auraed.logs.some((l) => l.msg === 'vm stopped gracefully (ACPI powerdown)' && l.vm === 'web')).toBe(true);
     expect(qemuPids(node.dir)).toEqual([]);
-  }, 150_000);
+  }, CHILD_STOP_MS + 90_000);
 });
 
 describe('depth 2 on the host tier: the child spawns from the boot volume its parent gave it', () => {
@@ -267,7 +283,7 @@ describe('spawn refusals that depend on the node', () => {
       await auraed.stop();
       node.cleanup();
     }
-  });
+  }, AURAED_READY_MS + 30_000);
 
   it('a depth of 0 refuses every spawn with FAILED_PRECONDITION', async () => {
     const image = builtImage();
@@ -283,5 +299,5 @@ describe('spawn refusals that depend on the node', () => {
       await auraed.stop();
       node.cleanup();
     }
-  });
+  }, AURAED_READY_MS + 30_000);
 });

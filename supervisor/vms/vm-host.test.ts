@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { plainDirCgroupFs } from '../cgroup/testing';
 import { QEMU_OVERHEAD_MIB, cgroupConfiner, cgroupReleaser, nodeVmFiles } from './vm-host';
 
 const dirs: string[] = [];
@@ -23,7 +24,8 @@ describe('cgroupConfiner', () => {
   it('with cgroup v2 it bounds memory (guest RAM + QEMU overhead) and CPU, then moves QEMU in', async () => {
     const root = temp();
     writeFileSync(join(root, 'cgroup.controllers'), 'cpu memory pids');
-    expect(await cgroupConfiner(root)('web', 123, { memoryMiB: 512, cpus: 2 })).toBe(true);
+    // A plain directory: its "control files" are created by the writes.
+    expect(await cgroupConfiner(root, plainDirCgroupFs)('web', 123, { memoryMiB: 512, cpus: 2 })).toBe(true);
     const read = (f: string) => readFileSync(join(root, 'aurae-vms', f), 'utf8');
     expect(read('cgroup.subtree_control')).toBe('+memory +cpu');
     expect(read('web/memory.max')).toBe(String((512 + QEMU_OVERHEAD_MIB) * 1024 * 1024));

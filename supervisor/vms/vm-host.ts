@@ -1,16 +1,17 @@
 // The real adapters of the VM core on a Linux node: QEMU through launchVm, files with private modes, free
-// loopback ports, cgroup v2 confinement when available, and the router that reaches running children with a
+// loopback ports, cgroup v2 confinement when available (through supervisor/cgroup), and the router that reaches running children with a
 // client certificate this node mints for its own identity from its spawn CA.
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
 import { type PeerCertificate, checkServerIdentity } from 'node:tls';
 import { Client, credentials } from '@grpc/grpc-js';
+import { type CgroupFs, type CgroupLimits, CGROUP_ROOT, confineProcess, errnoCode, isCgroup2, nodeCgroupFs, vmDir } from '../cgroup';
 import { AuraeError } from '../errors';
 import { certificateFingerprint, nodeServerIdentityCheck, pemFingerprint } from '../pki/node-subtree';
 import type { Logger } from '../log';
 import type { ChildRouter } from '../server';
+import { DEFAULTS } from '../validation/ranges';
 import { detectAccel } from './accel';
 import { launchVm } from './launch';
 import type { VmRuntime, VmRuntimeDeps } from './vm-runtime';
@@ -59,39 +60,40 @@ export function qemuLauncher(binary: string): VmRuntimeDeps['launch'] {
   return (spec, onConsoleLine) => launchVm(spec, { onConsoleLine, qemuBinary: binary });
 }
 
-export const launchQemu: VmRuntimeDeps['launch'] = qemuLauncher('qemu-system-x86_64');
-
 /** QEMU's memory beyond the guest's RAM that its cell allows (device emulation, TCG translation cache). */
 export const QEMU_OVERHEAD_MIB = 256;
 
+/** A VM's cgroup limits: memory.max = guest RAM + QEMU's overhead, cpu.max = one period per vCPU. Pure. */
+export function vmCgroupLimits(limits: { memoryMiB: number; cpus: number }): CgroupLimits {
+  return {
+    memory: { max: (limits.memoryMiB + QEMU_OVERHEAD_MIB) * 1024 * 1024 },
+    cpu: { max: limits.cpus * DEFAULTS.cpuPeriod, period: DEFAULTS.cpuPeriod },
+  };
+}
+
 /**
- * Confinement of QEMU in a cgroup v2 cell `<root>/aurae-vms/<name>`: memory.max = guest RAM + overhead,
- * cpu.max = cpus × period. Resolves false on a node without cgroup v2 (the caller logs the warning).
- * Kept beside the cells' own tree (not inside /sys/fs/cgroup/aurae, which the cells reconcile owns).
+ * Confinement of QEMU in a cgroup v2 cell of its own (supervisor/cgroup: vmDir, beside the cells' tree, which
+ * the cells reconcile owns) with vmCgroupLimits. Resolves false on a node without cgroup v2 (the caller logs
+ * the warning).
  */
-export function cgroupConfiner(root = '/sys/fs/cgroup'): VmRuntimeDeps['confine'] {
+export function cgroupConfiner(root = CGROUP_ROOT, cgroupFs: CgroupFs = nodeCgroupFs): VmRuntimeDeps['confine'] {
   return async (name, pid, limits) => {
-    if (!fs.existsSync(join(root, 'cgroup.controllers'))) return false;
-    const dir = join(root, 'aurae-vms', name);
+    if (!isCgroup2(cgroupFs, root)) return false;
+    const dir = vmDir(root, name);
     try {
-      fs.mkdirSync(dir, { recursive: true });
-      fs.writeFileSync(join(root, 'aurae-vms', 'cgroup.subtree_control'), '+memory +cpu');
-      fs.writeFileSync(join(dir, 'memory.max'), String((limits.memoryMiB + QEMU_OVERHEAD_MIB) * 1024 * 1024));
-      fs.writeFileSync(join(dir, 'cpu.max'), `${limits.cpus * 100_000} 100000`);
-      fs.writeFileSync(join(dir, 'cgroup.procs'), String(pid));
+      confineProcess(cgroupFs, { dir, delegate: ['memory', 'cpu'], limits: vmCgroupLimits(limits), pid });
       return true;
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? 'error';
-      throw new AuraeError('FAILED_PRECONDITION', `vm "${name}": putting QEMU into cgroup ${dir} failed (${code}): are the memory and cpu controllers enabled in ${root}/cgroup.subtree_control?`);
+      throw new AuraeError('FAILED_PRECONDITION', `vm "${name}": putting QEMU into cgroup ${dir} failed (${errnoCode(err)}): are the memory and cpu controllers enabled in ${root}/cgroup.subtree_control?`);
     }
   };
 }
 
 /** Remove a freed VM's cell; it is empty once QEMU exited. A failure only leaves an empty directory behind. */
-export function cgroupReleaser(root = '/sys/fs/cgroup'): NonNullable<VmRuntimeDeps['unconfine']> {
+export function cgroupReleaser(root = CGROUP_ROOT, cgroupFs: CgroupFs = nodeCgroupFs): NonNullable<VmRuntimeDeps['unconfine']> {
   return (name) => {
     try {
-      fs.rmdirSync(join(root, 'aurae-vms', name));
+      cgroupFs.rmdir(vmDir(root, name));
     } catch {
       // absent (never confined: no cgroup v2) or still busy: nothing to do
     }
@@ -113,22 +115,29 @@ export interface ChildRouterOptions {
    * it (guest/ mintParentClientCert); null when the node has no spawn CA.
    */
   mintClientCert: (() => Promise<{ certChainPem: string; keyPem: string }>) | null;
+  /**
+   * The fingerprints accepted for the child `label` whose run booted with `runCertPem` (cert-renewal.ts: the
+   * renewed certificate, and those sent but not confirmed); default: that certificate only.
+   */
+  pinsFor?(label: string, runCertPem: string): string[];
   log: Logger;
 }
 
 /**
  * The checkServerIdentity of the router's connection to one child: the TLS name, the subtree rule (a spawn CA
  * vouches only for nodes below its own), and the pin: the leaf must be the very certificate this node minted
- * for the child's current run (`pinnedFingerprint`, SHA-256 of its DER). A certificate of an earlier run of a
- * freed or re-spawned VM, or one minted by any other spawn CA, is refused even though it chains to the root.
+ * for the child's current run (`pinned`: SHA-256 of its DER; several while a renewal is being confirmed). A
+ * certificate of an earlier run of a freed or re-spawned VM, one replaced by a renewal, or one minted by any
+ * other spawn CA, is refused even though it chains to the root (and an expired one fails TLS itself).
  */
-export function pinnedChildIdentityCheck(pinnedFingerprint: string, rootCaPem: string): (host: string, cert: PeerCertificate) => Error | undefined {
+export function pinnedChildIdentityCheck(pinned: string | readonly string[], rootCaPem: string): (host: string, cert: PeerCertificate) => Error | undefined {
   const standard = nodeServerIdentityCheck(checkServerIdentity, rootCaPem);
+  const pins: readonly string[] = typeof pinned === 'string' ? [pinned] : pinned;
   return (host, cert) => {
     const err = standard(host, cert);
     if (err) return err;
-    if (!cert.raw || certificateFingerprint(cert.raw) !== pinnedFingerprint) {
-      return Object.assign(new Error(`child "${host}" presented a certificate this node did not mint for its current run (pinned sha256 ${pinnedFingerprint.slice(0, 16)}…)`), {
+    if (!cert.raw || !pins.includes(certificateFingerprint(cert.raw))) {
+      return Object.assign(new Error(`child "${host}" presented a certificate this node did not mint for its current run (pinned sha256 ${pins.map((p) => `${p.slice(0, 16)}…`).join(', ')})`), {
         code: 'ERR_AURAE_CHILD_PIN',
       });
     }
@@ -141,7 +150,7 @@ export function pinnedChildIdentityCheck(pinnedFingerprint: string, rootCaPem: s
  * a new port, a new certificate and a new client). The client certificate's identity is this node's path, so
  * the child honours aurae-on-behalf-of from it; it is minted again once half its validity is gone.
  */
-export function createChildRouter(options: ChildRouterOptions): ChildRouter & { close(): void } {
+export function createChildRouter(options: ChildRouterOptions): ChildRouter & { close(): void; resetIdentity(): void } {
   const clients = new Map<string, { address: string; pin: string; generation: number; client: Client }>();
   type Minted = { certChainPem: string; keyPem: string; renewAt: number; generation: number };
   let identity: { minted: Promise<Minted>; renewAt: number } | null = null;
@@ -172,7 +181,8 @@ export function createChildRouter(options: ChildRouterOptions): ChildRouter & { 
     async clientFor(label) {
       const route = options.runtime.route(label);
       if (!route.serverCertPem) throw new AuraeError('UNAVAILABLE', `child "${route.nodePath}" has no server certificate on record: start it again (\`aer vm start ${label}\`)`);
-      const pin = pemFingerprint(route.serverCertPem);
+      const pins = options.pinsFor ? options.pinsFor(label, route.serverCertPem) : [pemFingerprint(route.serverCertPem)];
+      const pin = pins.join(',');
       const { certChainPem, keyPem, generation: current } = await currentIdentity();
       // Another call may have made the client while this one waited for the identity.
       const cached = clients.get(label);
@@ -180,7 +190,7 @@ export function createChildRouter(options: ChildRouterOptions): ChildRouter & { 
       cached?.client.close();
       // The chain goes along: the child trusts only the root CA.
       const creds = credentials.createSsl(Buffer.from(options.rootCaPem), Buffer.from(keyPem), Buffer.from(certChainPem), {
-        checkServerIdentity: pinnedChildIdentityCheck(pin, options.rootCaPem),
+        checkServerIdentity: pinnedChildIdentityCheck(pins, options.rootCaPem),
       });
       const client = new Client(route.address, creds, {
         'grpc.ssl_target_name_override': route.tlsName,
@@ -189,6 +199,10 @@ export function createChildRouter(options: ChildRouterOptions): ChildRouter & { 
       clients.set(label, { address: route.address, pin, generation: current, client });
       options.log.debug('child client', { child: route.nodePath, address: route.address, pin: pin.slice(0, 16) });
       return client;
+    },
+    /** Mint this node's client certificate again on the next call (its spawn CA certificate was renewed). */
+    resetIdentity() {
+      identity = null;
     },
     close() {
       for (const { client } of clients.values()) client.close();

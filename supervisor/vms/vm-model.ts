@@ -1,10 +1,10 @@
 // The VM service's pure part: names and node paths, request validation against the node's limits, the state
 // table, and the VmSpec a child boots with. No I/O here, so all of it is unit-tested without QEMU.
 import type { NodeConfig } from '../config';
+import { DEFAULT_API_SOCKET } from '../config/node-paths';
 import { AuraeError } from '../errors';
+import { DEFAULTS, DNS_LABEL_FORM, expectedForm, isDnsLabel, RANGES, rangeText } from '../validation';
 import type { Accel, VmSpec } from './qemu-args';
-
-const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 export type RestartPolicy = 'never' | 'on-failure' | 'always';
 export const RESTART_POLICIES: readonly RestartPolicy[] = ['never', 'on-failure', 'always'];
@@ -17,9 +17,7 @@ export interface VmRequest {
   restart: RestartPolicy;
 }
 
-export const DEFAULT_VM_MEMORY_MIB = 512;
-export const MIN_VM_MEMORY_MIB = 128;
-export const MAX_VM_CPUS = 16;
+export const DEFAULT_VM_MEMORY_MIB = DEFAULTS.vmMemoryMiB;
 
 /** The node's VM limits (config `vms`). */
 export interface VmLimits {
@@ -34,15 +32,16 @@ export interface VmLimits {
 export function validateVmRequest(raw: { name?: string; memoryMiB?: number; cpus?: number; restart?: string }, limits: VmLimits): VmRequest {
   const name = validateVmName(raw.name ?? '');
   const memoryMiB = raw.memoryMiB || DEFAULT_VM_MEMORY_MIB;
-  if (!Number.isInteger(memoryMiB) || memoryMiB < MIN_VM_MEMORY_MIB || memoryMiB > limits.maxMemoryMiB) {
+  const [minMemoryMiB] = RANGES.vmMemoryMiB;
+  if (!Number.isInteger(memoryMiB) || memoryMiB < minMemoryMiB || memoryMiB > limits.maxMemoryMiB) {
     throw new AuraeError(
       'INVALID_ARGUMENT',
-      `vm "${name}": memory_mib ${memoryMiB} is out of range: expected ${MIN_VM_MEMORY_MIB}..${limits.maxMemoryMiB} (vms.maxMemoryMiB in the node config)`,
+      `vm "${name}": memory_mib ${memoryMiB} is out of range: expected ${minMemoryMiB}..${limits.maxMemoryMiB} (vms.maxMemoryMiB in the node config)`,
     );
   }
-  const cpus = raw.cpus || 1;
-  if (!Number.isInteger(cpus) || cpus < 1 || cpus > MAX_VM_CPUS) {
-    throw new AuraeError('INVALID_ARGUMENT', `vm "${name}": cpus ${cpus} is out of range: expected 1..${MAX_VM_CPUS}`);
+  const cpus = raw.cpus || DEFAULTS.vmCpus;
+  if (!Number.isInteger(cpus) || cpus < RANGES.vmCpus[0] || cpus > RANGES.vmCpus[1]) {
+    throw new AuraeError('INVALID_ARGUMENT', `vm "${name}": cpus ${cpus} is out of range: expected ${rangeText(RANGES.vmCpus)}`);
   }
   const restart = (raw.restart || 'never') as RestartPolicy;
   if (!RESTART_POLICIES.includes(restart)) {
@@ -53,27 +52,13 @@ export function validateVmRequest(raw: { name?: string; memoryMiB?: number; cpus
 
 /** A VM name is one DNS label: it becomes a label of the child's node path and TLS name. */
 export function validateVmName(name: string, field = 'name'): string {
-  if (!DNS_LABEL.test(name)) {
-    throw new AuraeError(
-      'INVALID_ARGUMENT',
-      `vm ${field} ${JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name)} is invalid: expected a DNS label (1-63 of a-z, 0-9 and "-", not starting or ending with "-")`,
-    );
-  }
+  if (!isDnsLabel(name)) throw new AuraeError('INVALID_ARGUMENT', expectedForm(`vm ${field}`, name, DNS_LABEL_FORM));
   return name;
 }
 
 /** "aurae" → 0, "aurae/web" → 1. */
 export function nodeDepth(nodePath: string): number {
   return nodePath.split('/').length - 1;
-}
-
-/** Validate a node path such as "aurae/web" (the routing metadata, aer --node). */
-export function validateNodePath(path: string, field = 'aurae-node'): string {
-  const labels = path.split('/');
-  if (path.length > 255 || labels.length > 9 || !labels.every((l) => DNS_LABEL.test(l))) {
-    throw new AuraeError('INVALID_ARGUMENT', `${field} ${JSON.stringify(path.length > 255 ? `${path.slice(0, 255)}…` : path)} is invalid: expected a node path of DNS labels joined by "/", e.g. aurae/web`);
-  }
-  return path;
 }
 
 /** FAILED_PRECONDITION when a child of `parentPath` would be deeper than `maxDepth`. */
@@ -166,9 +151,6 @@ export function childVmSpec(request: VmRequest, plan: ChildBootPlan): VmSpec {
 /** TCG translation buffer per child, MiB (ignored under KVM). */
 export const CHILD_TCG_TB_SIZE_MIB = 64;
 
-/** The child's AURAE_READY console line (printed by its init once its auraed serves). */
-export const AURAE_READY_LINE = /AURAE_READY (\{.*\})/;
-
 /** Where a child's auraed listens inside the guest: what the parent's user-mode forward points at. */
 export const CHILD_API_PORT = 8443;
 
@@ -181,7 +163,7 @@ export const CHILD_API_PORT = 8443;
 export function childBaseConfig(parent: NodeConfig): NodeConfig {
   return {
     ...parent,
-    listen: { socket: '/run/aurae/aurae.sock', tcp: `0.0.0.0:${CHILD_API_PORT}` },
+    listen: { socket: DEFAULT_API_SOCKET, tcp: `0.0.0.0:${CHILD_API_PORT}` },
     state: { ...parent.state, dir: '/var/lib/aurae' },
     vms: { ...parent.vms, kernel: '/boot/vmlinuz', initrd: '/boot/initramfs', qemu: null, bootDisk: null },
   };

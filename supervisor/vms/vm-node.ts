@@ -11,6 +11,9 @@ import type { EventBus } from '../observe';
 import type { CertificateAuthority } from '../pki';
 import type { ChildRouter, RpcContext } from '../server';
 import type { VmServiceServer } from '../gen/aurae/vms/v0/vms';
+import { type Client, Metadata } from '@grpc/grpc-js';
+import { NodeServiceService } from '../gen/aurae/node/v0/node';
+import { type ChildCertRenewer, type ChildRenewal, createChildCertRenewer } from './cert-renewal';
 import { CHILD_API_PORT } from './vm-model';
 import { cgroupConfiner, cgroupReleaser, createChildRouter, freeLoopbackPort, hostAccel, nodeVmFiles, qemuLauncher, resolveBootDisk, resolveQemu } from './vm-host';
 import { procLeftovers } from './vm-leftovers';
@@ -38,6 +41,11 @@ export interface NodeVmsOptions {
 
 export interface NodeGuest extends GuestAdapter {
   mintClientCert(): Promise<{ certChainPem: string; keyPem: string }>;
+  /**
+   * A renewal of the running child `label`'s identity, re-certifying its spawn CA `spawnCaCertPem` (guest/
+   * renewChildIdentity). Absent: children keep the identity they booted with (tests with fake identities).
+   */
+  renewChildIdentity?(label: string, spawnCaCertPem: string | null): Promise<ChildRenewal>;
 }
 
 export interface NodeVms {
@@ -48,12 +56,53 @@ export interface NodeVms {
   init(): Promise<VmReconcileAction[]>;
   /** Stop every child (graceful, bounded by timeoutMs each, in parallel) and close the child clients. */
   close(timeoutMs: number): Promise<void>;
+  /** Renews the children's short-lived identities (started by createNodeVms, stopped by close). */
+  renewer: ChildCertRenewer;
+  /**
+   * This node's own identity was renewed by its parent (NodeService/RenewIdentity): hold its re-certified spawn
+   * CA certificate (same key), mint the client certificate for children again, and renew every child now so
+   * their chains carry the new certificate. Resolves when those renewals ended.
+   */
+  identityRenewed(spawnCaCertPem: string | null): Promise<void>;
+  /** This node's spawn CA certificate (chain) as it holds it now; null when it has none. */
+  spawnCaCertPem(): string | null;
 }
 
 export async function createNodeVms(options: NodeVmsOptions): Promise<NodeVms> {
   const { config, log } = options;
   const spawnCa = await readSpawnCa(config);
-  const guest = spawnCa && options.guest ? options.guest(spawnCa) : null;
+  const nodeGuest = spawnCa && options.guest ? options.guest(spawnCa) : null;
+  // Forward-declared: the renewer needs the runtime and router, which need the guest it wraps.
+  let runtimeRef: VmRuntime | null = null;
+  let routerRef: ReturnType<typeof createChildRouter> | null = null;
+  const renewer = createChildCertRenewer({
+    runningChildren: () => runtimeRef?.list().filter((vm) => vm.state === 'running').map((vm) => vm.request.name) ?? [],
+    runCertOf: (label) => {
+      try {
+        return runtimeRef?.route(label).serverCertPem ?? null;
+      } catch {
+        return null;
+      }
+    },
+    mint: (label, childSpawnCa) => {
+      if (!nodeGuest?.renewChildIdentity) throw new Error(`node "${config.node.name}" cannot renew its children's identities`);
+      return nodeGuest.renewChildIdentity(label, childSpawnCa);
+    },
+    send: async (label, renewal) => sendRenewal(await routerRef!.clientFor(label), renewal),
+    log,
+    ...(nodeGuest?.renewChildIdentity ? {} : { checkEveryMs: 0 }),
+  });
+  // Each identity minted for a new run is recorded, so the renewer knows what the child serves and holds.
+  const guest: NodeGuest | null = nodeGuest && {
+    payloadName: nodeGuest.payloadName,
+    payloadBytes: (child) => nodeGuest.payloadBytes(child),
+    mintClientCert: () => nodeGuest.mintClientCert(),
+    mintChildIdentity: async (label, depthLeft) => {
+      const identity = await nodeGuest.mintChildIdentity(label, depthLeft);
+      renewer.minted(label, identity.serverCertChainPem, identity.spawnCa?.certPem ?? null);
+      return identity;
+    },
+  };
   const onEvent = (event: VmEvent) => {
     // A crash is worth a warning in the log; the event stream carries every one of them either way.
     if (event.kind === 'vm_failed' || (event.kind === 'vm_exited' && !event.expected)) log.warn('vm event', { ...event });
@@ -82,18 +131,52 @@ export async function createNodeVms(options: NodeVmsOptions): Promise<NodeVms> {
     ...options.overrides,
   };
   const runtime = new VmRuntime(deps);
-  const router = createChildRouter({ nodePath: config.node.name, runtime, rootCaPem: options.rootCaPem, mintClientCert: guest ? () => guest.mintClientCert() : null, log });
+  const router = createChildRouter({
+    nodePath: config.node.name,
+    runtime,
+    rootCaPem: options.rootCaPem,
+    mintClientCert: guest ? () => guest.mintClientCert() : null,
+    pinsFor: (label, runCertPem) => renewer.pinsFor(label, runCertPem),
+    log,
+  });
+  runtimeRef = runtime;
+  routerRef = router;
+  renewer.start();
   return {
     runtime,
     router,
+    renewer,
     createService: (ctx) => createVmService(ctx, runtime, config.vms),
     init: () => runtime.init(),
     close: async (timeoutMs) => {
+      renewer.close();
       await runtime.close(timeoutMs);
       router.close();
     },
+    spawnCaCertPem: () => spawnCa?.certPem ?? null,
+    identityRenewed: async (spawnCaCertPem) => {
+      if (spawnCa && spawnCaCertPem !== null) {
+        // The guest adapter holds this object: its next identities chain to the new certificate (same key).
+        spawnCa.certPem = spawnCaCertPem;
+        router.resetIdentity();
+        await renewer.check(true);
+      }
+    },
   };
 }
+
+/** NodeService/RenewIdentity on a child, over the router's client (this node's own certificate: the parent's). */
+function sendRenewal(client: Client, renewal: ChildRenewal): Promise<void> {
+  const def = NodeServiceService.renewIdentity;
+  const request = { serverCertChain: renewal.serverCertChainPem, serverKey: renewal.serverKeyPem, spawnCaCert: renewal.spawnCaCertPem ?? '' };
+  return new Promise((resolve, reject) => {
+    client.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, request, new Metadata(), { deadline: Date.now() + RENEW_DEADLINE_MS }, (err) =>
+      err ? reject(err) : resolve(),
+    );
+  });
+}
+
+const RENEW_DEADLINE_MS = 20_000;
 
 async function readSpawnCa(config: NodeConfig): Promise<CertificateAuthority | null> {
   const { spawnCaCert, spawnCaKey } = config.pki;

@@ -4,12 +4,13 @@
 // unit-tested with fakes and the priv test runs it for real. Each VM's request, desired state and current QEMU
 // pid are written to the store, so a restarted auraed reconciles (init) instead of forgetting its children.
 import { AuraeError, isAuraeError } from '../errors';
+import type { VmStatus as ProtoVmStatus } from '../gen/aurae/vms/v0/vms';
+import { READY_LINE } from '../ipc';
 import type { Logger } from '../log';
 import type { VmLifecycleEvent } from '../observe';
 import type { Accel, VmSpec } from './qemu-args';
 import type { QmpClient } from './qmp';
 import {
-  AURAE_READY_LINE,
   canTransition,
   checkSpawnDepth,
   childVmSpec,
@@ -100,17 +101,10 @@ export interface VmRuntimeDeps {
 /** The observe event of a VM (supervisor/observe types: the same union the event stream carries). */
 export type VmEvent = VmLifecycleEvent;
 
-/** What List shows (observed). */
-export interface VmStatus {
+/** What List shows (observed): the API's VmStatus, with the validated request and the state by name. */
+export interface VmStatus extends Omit<ProtoVmStatus, 'vm' | 'state'> {
   request: VmRequest;
-  nodePath: string;
   state: VmState;
-  address: string;
-  tlsName: string;
-  pid: number;
-  restarts: number;
-  lastExit: string;
-  confined: boolean;
 }
 
 interface VmEntry {
@@ -332,7 +326,7 @@ export class VmRuntime {
     void vm.exited.then((exit) => this.onExit(entry, vm, exit));
     let ready: RegExpExecArray;
     try {
-      ready = await vm.waitForConsole(AURAE_READY_LINE, deps.limits.bootTimeoutMs);
+      ready = await vm.waitForConsole(READY_LINE, deps.limits.bootTimeoutMs);
     } catch (err) {
       entry.stopRequested = true;
       await vm.kill();

@@ -186,6 +186,12 @@ export interface AuthzServiceRevokeRequest {
   identity: string;
   /** The pattern to revoke (both effects); empty revokes all of the identity's API rules. */
   method: string;
+  /** Only the rules of exactly this scope (as Allow/Deny gave it); all empty: the rules of every scope. */
+  cells: string[];
+  vms: string[];
+  nodes: string[];
+  uids: string[];
+  gids: string[];
 }
 
 export interface AuthzServiceRevokeResponse {
@@ -1248,7 +1254,7 @@ export const AuthzServiceDenyResponse: MessageFns<AuthzServiceDenyResponse> = {
 };
 
 function createBaseAuthzServiceRevokeRequest(): AuthzServiceRevokeRequest {
-  return { identity: "", method: "" };
+  return { identity: "", method: "", cells: [], vms: [], nodes: [], uids: [], gids: [] };
 }
 
 export const AuthzServiceRevokeRequest: MessageFns<AuthzServiceRevokeRequest> = {
@@ -1258,6 +1264,21 @@ export const AuthzServiceRevokeRequest: MessageFns<AuthzServiceRevokeRequest> = 
     }
     if (message.method !== "") {
       writer.uint32(18).string(message.method);
+    }
+    for (const v of message.cells) {
+      writer.uint32(26).string(v!);
+    }
+    for (const v of message.vms) {
+      writer.uint32(34).string(v!);
+    }
+    for (const v of message.nodes) {
+      writer.uint32(42).string(v!);
+    }
+    for (const v of message.uids) {
+      writer.uint32(50).string(v!);
+    }
+    for (const v of message.gids) {
+      writer.uint32(58).string(v!);
     }
     return writer;
   },
@@ -1291,6 +1312,46 @@ export const AuthzServiceRevokeRequest: MessageFns<AuthzServiceRevokeRequest> = 
             message.method = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.cells.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.vms.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.nodes.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.uids.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.gids.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1307,6 +1368,11 @@ export const AuthzServiceRevokeRequest: MessageFns<AuthzServiceRevokeRequest> = 
     return {
       identity: isSet(object.identity) ? globalThis.String(object.identity) : "",
       method: isSet(object.method) ? globalThis.String(object.method) : "",
+      cells: globalThis.Array.isArray(object?.cells) ? object.cells.map((e: any) => globalThis.String(e)) : [],
+      vms: globalThis.Array.isArray(object?.vms) ? object.vms.map((e: any) => globalThis.String(e)) : [],
+      nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => globalThis.String(e)) : [],
+      uids: globalThis.Array.isArray(object?.uids) ? object.uids.map((e: any) => globalThis.String(e)) : [],
+      gids: globalThis.Array.isArray(object?.gids) ? object.gids.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -1318,6 +1384,21 @@ export const AuthzServiceRevokeRequest: MessageFns<AuthzServiceRevokeRequest> = 
     if (message.method !== "") {
       obj.method = message.method;
     }
+    if (message.cells?.length) {
+      obj.cells = message.cells;
+    }
+    if (message.vms?.length) {
+      obj.vms = message.vms;
+    }
+    if (message.nodes?.length) {
+      obj.nodes = message.nodes;
+    }
+    if (message.uids?.length) {
+      obj.uids = message.uids;
+    }
+    if (message.gids?.length) {
+      obj.gids = message.gids;
+    }
     return obj;
   },
 
@@ -1328,6 +1409,11 @@ export const AuthzServiceRevokeRequest: MessageFns<AuthzServiceRevokeRequest> = 
     const message = createBaseAuthzServiceRevokeRequest();
     message.identity = object.identity ?? "";
     message.method = object.method ?? "";
+    message.cells = object.cells?.map((e) => e) || [];
+    message.vms = object.vms?.map((e) => e) || [];
+    message.nodes = object.nodes?.map((e) => e) || [];
+    message.uids = object.uids?.map((e) => e) || [];
+    message.gids = object.gids?.map((e) => e) || [];
     return message;
   },
 };
@@ -2038,7 +2124,10 @@ export const AuthzServiceSetParentRulesResponse: MessageFns<AuthzServiceSetParen
 
 export type AuthzServiceService = typeof AuthzServiceService;
 export const AuthzServiceService = {
-  /** The admins, the open and admin-only methods, and the effective rules (optionally of one identity). */
+  /**
+   * The admins, the open and admin-only methods, and the effective rules (optionally of one identity). A
+   * non-admin caller sees only its own rules (asking for another identity's is PERMISSION_DENIED).
+   */
   getPolicy: {
     path: "/aurae.authz.v0.AuthzService/GetPolicy" as const,
     requestStream: false as const,
@@ -2075,8 +2164,9 @@ export const AuthzServiceService = {
     responseDeserialize: (value: Buffer): AuthzServiceDenyResponse => AuthzServiceDenyResponse.decode(value),
   },
   /**
-   * Remove an identity's API rules for one pattern, or all of them (method empty). NOT_FOUND when it has none;
-   * FAILED_PRECONDITION when the only matching rules come from the node config.
+   * Remove an identity's API rules for one pattern, or all of them (method empty); with a scope, only the rules
+   * of exactly that scope. NOT_FOUND when it has none; FAILED_PRECONDITION when the only matching rules come
+   * from the node config.
    */
   revoke: {
     path: "/aurae.authz.v0.AuthzService/Revoke" as const,
@@ -2089,7 +2179,7 @@ export const AuthzServiceService = {
       Buffer.from(AuthzServiceRevokeResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): AuthzServiceRevokeResponse => AuthzServiceRevokeResponse.decode(value),
   },
-  /** Audit records, newest first. */
+  /** Audit records, newest first. A non-admin caller sees only the records of its own calls. */
   listAudit: {
     path: "/aurae.authz.v0.AuthzService/ListAudit" as const,
     requestStream: false as const,
@@ -2121,18 +2211,22 @@ export const AuthzServiceService = {
 } as const;
 
 export interface AuthzServiceServer extends UntypedServiceImplementation {
-  /** The admins, the open and admin-only methods, and the effective rules (optionally of one identity). */
+  /**
+   * The admins, the open and admin-only methods, and the effective rules (optionally of one identity). A
+   * non-admin caller sees only its own rules (asking for another identity's is PERMISSION_DENIED).
+   */
   getPolicy: handleUnaryCall<AuthzServiceGetPolicyRequest, AuthzServiceGetPolicyResponse>;
   /** Allow an identity a method pattern (an API rule). Replaces an API deny of exactly the same pattern. */
   allow: handleUnaryCall<AuthzServiceAllowRequest, AuthzServiceAllowResponse>;
   /** Deny an identity a method pattern (an API rule). Replaces an API allow of exactly the same pattern. */
   deny: handleUnaryCall<AuthzServiceDenyRequest, AuthzServiceDenyResponse>;
   /**
-   * Remove an identity's API rules for one pattern, or all of them (method empty). NOT_FOUND when it has none;
-   * FAILED_PRECONDITION when the only matching rules come from the node config.
+   * Remove an identity's API rules for one pattern, or all of them (method empty); with a scope, only the rules
+   * of exactly that scope. NOT_FOUND when it has none; FAILED_PRECONDITION when the only matching rules come
+   * from the node config.
    */
   revoke: handleUnaryCall<AuthzServiceRevokeRequest, AuthzServiceRevokeResponse>;
-  /** Audit records, newest first. */
+  /** Audit records, newest first. A non-admin caller sees only the records of its own calls. */
   listAudit: handleUnaryCall<AuthzServiceListAuditRequest, AuthzServiceListAuditResponse>;
   /**
    * Replace the rules this node inherits from its parent: the parent's effective rules (config, inherited and
@@ -2142,7 +2236,10 @@ export interface AuthzServiceServer extends UntypedServiceImplementation {
 }
 
 export interface AuthzServiceClient extends Client {
-  /** The admins, the open and admin-only methods, and the effective rules (optionally of one identity). */
+  /**
+   * The admins, the open and admin-only methods, and the effective rules (optionally of one identity). A
+   * non-admin caller sees only its own rules (asking for another identity's is PERMISSION_DENIED).
+   */
   getPolicy(
     request: AuthzServiceGetPolicyRequest,
     callback: (error: ServiceError | null, response: AuthzServiceGetPolicyResponse) => void,
@@ -2191,8 +2288,9 @@ export interface AuthzServiceClient extends Client {
     callback: (error: ServiceError | null, response: AuthzServiceDenyResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Remove an identity's API rules for one pattern, or all of them (method empty). NOT_FOUND when it has none;
-   * FAILED_PRECONDITION when the only matching rules come from the node config.
+   * Remove an identity's API rules for one pattern, or all of them (method empty); with a scope, only the rules
+   * of exactly that scope. NOT_FOUND when it has none; FAILED_PRECONDITION when the only matching rules come
+   * from the node config.
    */
   revoke(
     request: AuthzServiceRevokeRequest,
@@ -2209,7 +2307,7 @@ export interface AuthzServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: AuthzServiceRevokeResponse) => void,
   ): ClientUnaryCall;
-  /** Audit records, newest first. */
+  /** Audit records, newest first. A non-admin caller sees only the records of its own calls. */
   listAudit(
     request: AuthzServiceListAuditRequest,
     callback: (error: ServiceError | null, response: AuthzServiceListAuditResponse) => void,

@@ -23,6 +23,20 @@ export const protobufPackage = "aurae.node.v0";
 
 export const protobufFileName = "aurae/node/v0/node.proto";
 
+export interface NodeServiceRenewIdentityRequest {
+  /** PEM: the new server certificate (CN = this node's path, SAN = its TLS name), then its issuers below the root. */
+  serverCertChain: string;
+  /** PEM PKCS#8: the new server certificate's private key. */
+  serverKey: string;
+  /** PEM: this node's spawn CA re-certified with the same key (then its issuers); empty when it has none. */
+  spawnCaCert: string;
+}
+
+export interface NodeServiceRenewIdentityResponse {
+  /** RFC 3339: when the certificate now served expires. */
+  notAfter: string;
+}
+
 export interface NodeServiceShutdownRequest {
   /** Why, for the logs and the console. Optional; at most 256 printable characters (no control characters). */
   reason: string;
@@ -38,6 +52,198 @@ export interface NodeServiceRebootRequest {
 
 export interface NodeServiceRebootResponse {
 }
+
+function createBaseNodeServiceRenewIdentityRequest(): NodeServiceRenewIdentityRequest {
+  return { serverCertChain: "", serverKey: "", spawnCaCert: "" };
+}
+
+export const NodeServiceRenewIdentityRequest: MessageFns<NodeServiceRenewIdentityRequest> = {
+  encode(message: NodeServiceRenewIdentityRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.serverCertChain !== "") {
+      writer.uint32(10).string(message.serverCertChain);
+    }
+    if (message.serverKey !== "") {
+      writer.uint32(18).string(message.serverKey);
+    }
+    if (message.spawnCaCert !== "") {
+      writer.uint32(26).string(message.spawnCaCert);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeServiceRenewIdentityRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeServiceRenewIdentityRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.serverCertChain = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.serverKey = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.spawnCaCert = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NodeServiceRenewIdentityRequest {
+    return {
+      serverCertChain: isSet(object.serverCertChain)
+        ? globalThis.String(object.serverCertChain)
+        : isSet(object.server_cert_chain)
+        ? globalThis.String(object.server_cert_chain)
+        : "",
+      serverKey: isSet(object.serverKey)
+        ? globalThis.String(object.serverKey)
+        : isSet(object.server_key)
+        ? globalThis.String(object.server_key)
+        : "",
+      spawnCaCert: isSet(object.spawnCaCert)
+        ? globalThis.String(object.spawnCaCert)
+        : isSet(object.spawn_ca_cert)
+        ? globalThis.String(object.spawn_ca_cert)
+        : "",
+    };
+  },
+
+  toJSON(message: NodeServiceRenewIdentityRequest): unknown {
+    const obj: any = {};
+    if (message.serverCertChain !== "") {
+      obj.serverCertChain = message.serverCertChain;
+    }
+    if (message.serverKey !== "") {
+      obj.serverKey = message.serverKey;
+    }
+    if (message.spawnCaCert !== "") {
+      obj.spawnCaCert = message.spawnCaCert;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NodeServiceRenewIdentityRequest>, I>>(base?: I): NodeServiceRenewIdentityRequest {
+    return NodeServiceRenewIdentityRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NodeServiceRenewIdentityRequest>, I>>(
+    object: I,
+  ): NodeServiceRenewIdentityRequest {
+    const message = createBaseNodeServiceRenewIdentityRequest();
+    message.serverCertChain = object.serverCertChain ?? "";
+    message.serverKey = object.serverKey ?? "";
+    message.spawnCaCert = object.spawnCaCert ?? "";
+    return message;
+  },
+};
+
+function createBaseNodeServiceRenewIdentityResponse(): NodeServiceRenewIdentityResponse {
+  return { notAfter: "" };
+}
+
+export const NodeServiceRenewIdentityResponse: MessageFns<NodeServiceRenewIdentityResponse> = {
+  encode(message: NodeServiceRenewIdentityResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.notAfter !== "") {
+      writer.uint32(10).string(message.notAfter);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeServiceRenewIdentityResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeServiceRenewIdentityResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.notAfter = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NodeServiceRenewIdentityResponse {
+    return {
+      notAfter: isSet(object.notAfter)
+        ? globalThis.String(object.notAfter)
+        : isSet(object.not_after)
+        ? globalThis.String(object.not_after)
+        : "",
+    };
+  },
+
+  toJSON(message: NodeServiceRenewIdentityResponse): unknown {
+    const obj: any = {};
+    if (message.notAfter !== "") {
+      obj.notAfter = message.notAfter;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NodeServiceRenewIdentityResponse>, I>>(
+    base?: I,
+  ): NodeServiceRenewIdentityResponse {
+    return NodeServiceRenewIdentityResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NodeServiceRenewIdentityResponse>, I>>(
+    object: I,
+  ): NodeServiceRenewIdentityResponse {
+    const message = createBaseNodeServiceRenewIdentityResponse();
+    message.notAfter = object.notAfter ?? "";
+    return message;
+  },
+};
 
 function createBaseNodeServiceShutdownRequest(): NodeServiceShutdownRequest {
   return { reason: "" };
@@ -303,6 +509,25 @@ export const NodeServiceService = {
       Buffer.from(NodeServiceRebootResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): NodeServiceRebootResponse => NodeServiceRebootResponse.decode(value),
   },
+  /**
+   * Replace this spawned node's TLS identity while it runs: the parent mints a new short-lived server
+   * certificate (and re-certifies this node's spawn CA, same key) before the current one expires, and this node
+   * serves new connections with it from then on, without a restart. Only this node's parent may call it, with
+   * its own certificate. FAILED_PRECONDITION on a node that was not spawned.
+   */
+  renewIdentity: {
+    path: "/aurae.node.v0.NodeService/RenewIdentity" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: NodeServiceRenewIdentityRequest): Buffer =>
+      Buffer.from(NodeServiceRenewIdentityRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NodeServiceRenewIdentityRequest =>
+      NodeServiceRenewIdentityRequest.decode(value),
+    responseSerialize: (value: NodeServiceRenewIdentityResponse): Buffer =>
+      Buffer.from(NodeServiceRenewIdentityResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): NodeServiceRenewIdentityResponse =>
+      NodeServiceRenewIdentityResponse.decode(value),
+  },
 } as const;
 
 export interface NodeServiceServer extends UntypedServiceImplementation {
@@ -310,6 +535,13 @@ export interface NodeServiceServer extends UntypedServiceImplementation {
   shutdown: handleUnaryCall<NodeServiceShutdownRequest, NodeServiceShutdownResponse>;
   /** Reboot the node. FAILED_PRECONDITION when auraed is not running under aurae init. */
   reboot: handleUnaryCall<NodeServiceRebootRequest, NodeServiceRebootResponse>;
+  /**
+   * Replace this spawned node's TLS identity while it runs: the parent mints a new short-lived server
+   * certificate (and re-certifies this node's spawn CA, same key) before the current one expires, and this node
+   * serves new connections with it from then on, without a restart. Only this node's parent may call it, with
+   * its own certificate. FAILED_PRECONDITION on a node that was not spawned.
+   */
+  renewIdentity: handleUnaryCall<NodeServiceRenewIdentityRequest, NodeServiceRenewIdentityResponse>;
 }
 
 export interface NodeServiceClient extends Client {
@@ -344,6 +576,27 @@ export interface NodeServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: NodeServiceRebootResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Replace this spawned node's TLS identity while it runs: the parent mints a new short-lived server
+   * certificate (and re-certifies this node's spawn CA, same key) before the current one expires, and this node
+   * serves new connections with it from then on, without a restart. Only this node's parent may call it, with
+   * its own certificate. FAILED_PRECONDITION on a node that was not spawned.
+   */
+  renewIdentity(
+    request: NodeServiceRenewIdentityRequest,
+    callback: (error: ServiceError | null, response: NodeServiceRenewIdentityResponse) => void,
+  ): ClientUnaryCall;
+  renewIdentity(
+    request: NodeServiceRenewIdentityRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: NodeServiceRenewIdentityResponse) => void,
+  ): ClientUnaryCall;
+  renewIdentity(
+    request: NodeServiceRenewIdentityRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: NodeServiceRenewIdentityResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,29 +1,30 @@
-// Field checks shared by the cell and executable validators. Every failure is an INVALID_ARGUMENT whose
-// message starts with the field path (e.g. "executable.env[PATH]") and says what is allowed.
+// Field checks of API requests. Every failure is an AuraeError INVALID_ARGUMENT whose message starts with the
+// field path (e.g. "executable.env[PATH]") and says what is allowed.
 import { AuraeError } from '../errors';
-
-export const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-export const DNS_LABEL_RULE = '1-63 characters of a-z, 0-9 and "-", not starting or ending with "-"';
+import { DNS_LABEL_FORM, labelProblem } from './names';
 
 export function invalid(field: string, message: string): AuraeError {
   return new AuraeError('INVALID_ARGUMENT', `${field}: ${message}`);
 }
 
-/** Quote a user-supplied value for an error message: JSON escapes, cut to 64 characters. */
-export function show(value: string): string {
-  return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
-}
-
-/** A DNS label (executable names, each label of a cell path). */
-export function checkLabel(field: string, value: unknown): string {
-  if (typeof value !== 'string' || value === '') throw invalid(field, `required: a DNS label (${DNS_LABEL_RULE})`);
-  if (!DNS_LABEL.test(value)) throw invalid(field, `${show(value)} is not a DNS label (${DNS_LABEL_RULE})`);
+/** A required string: absent and "" (proto3's unset) are "<field>: required: <form>". */
+export function checkRequired(field: string, value: unknown, form: string): string {
+  if (typeof value !== 'string' || value === '') throw invalid(field, `required: ${form}`);
   return value;
 }
 
-/** An optional integer in [min, max]; undefined stays undefined. */
-export function checkInt(field: string, value: number | undefined, min: number, max: number): number | undefined {
+/** A DNS label (executable names). */
+export function checkLabel(field: string, value: unknown): string {
+  const label = checkRequired(field, value, DNS_LABEL_FORM);
+  const problem = labelProblem(label);
+  if (problem) throw invalid(field, problem);
+  return label;
+}
+
+/** An optional integer in `range` (inclusive, e.g. RANGES.stopGraceMs); undefined stays undefined. */
+export function checkInt(field: string, value: number | undefined, range: readonly [number, number]): number | undefined {
   if (value === undefined || value === null) return undefined;
+  const [min, max] = range;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
     throw invalid(field, `${String(value)} is out of range: allowed ${min}..${max}`);
   }

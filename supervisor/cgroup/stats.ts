@@ -1,6 +1,9 @@
-// Pure parsers for the cgroup v2 files a cell's metrics come from (Documentation/admin-guide/cgroup-v2.rst):
-// flat keyed files (cpu.stat, memory.events: "key value" per line), single values (memory.current: "123",
-// memory.max: "max"), and io.stat (nested keyed: "MAJ:MIN rbytes=1 wbytes=2 ..." per device).
+// The stat files of a cgroup v2 group (Documentation/admin-guide/cgroup-v2.rst): pure parsers for flat keyed
+// files (cpu.stat, memory.events: "key value" per line), single values (memory.current: "123", memory.max:
+// "max") and io.stat (nested keyed: "MAJ:MIN rbytes=1 wbytes=2 ..." per device), and the readers that fetch
+// them through the CgroupFs (GetMetrics, a cell's usage, an executable's OOM kills).
+import { type CgroupFs, isGone } from './fs';
+import { join } from './layout';
 
 /** "key value" lines → map; lines that do not match are ignored (newer kernels add keys, never change them). */
 export function parseFlatKeyed(text: string): Map<string, number> {
@@ -105,4 +108,61 @@ export function cgroupMetrics(files: CgroupFiles): CgroupMetrics {
   // Leave no explicit undefineds: they would read as "present but empty" in JSON and tests.
   for (const key of Object.keys(m) as Array<keyof CgroupMetrics>) if (m[key] === undefined) delete m[key];
   return m;
+}
+
+/** A stat file that exists but could not be read (EACCES, EIO…); `cause` is the fs error. */
+export class CgroupReadError extends Error {
+  constructor(
+    readonly file: string,
+    override readonly cause: unknown,
+  ) {
+    super(`reading ${file} failed (${(cause as NodeJS.ErrnoException)?.code ?? 'error'})`);
+  }
+}
+
+type MetricFile = (typeof CGROUP_METRIC_FILES)[number];
+
+/**
+ * Read `names` from the cgroup `dir`: a file that is gone (controller not enabled, cgroup just removed) is
+ * absent. Another failure throws a CgroupReadError, or with `unreadable: 'skip'` leaves the file absent too.
+ */
+export function readStatFiles(
+  fs: Pick<CgroupFs, 'read'>,
+  dir: string,
+  names: readonly MetricFile[] = CGROUP_METRIC_FILES,
+  unreadable: 'throw' | 'skip' = 'throw',
+): CgroupFiles {
+  const files: CgroupFiles = {};
+  for (const name of names) {
+    const file = join(dir, name);
+    try {
+      files[name] = fs.read(file);
+    } catch (err) {
+      if (isGone(err) || unreadable === 'skip') continue;
+      throw new CgroupReadError(file, err);
+    }
+  }
+  return files;
+}
+
+/** What a cell's List/Get shows of its usage; a field is undefined when its file is missing or unreadable. */
+export interface CgroupUsage {
+  memoryCurrentBytes?: number;
+  pidsCurrent?: number;
+  cpuUsageUsec?: number;
+}
+
+/** A cgroup's current memory, pids and CPU time. Never throws. */
+export function readUsage(fs: Pick<CgroupFs, 'read'>, dir: string): CgroupUsage {
+  const m = cgroupMetrics(readStatFiles(fs, dir, ['memory.current', 'pids.current', 'cpu.stat'], 'skip'));
+  const usage: CgroupUsage = {};
+  if (m.memoryCurrentBytes !== undefined) usage.memoryCurrentBytes = m.memoryCurrentBytes;
+  if (m.pidsCurrent !== undefined) usage.pidsCurrent = m.pidsCurrent;
+  if (m.cpuUsageUsec !== undefined) usage.cpuUsageUsec = m.cpuUsageUsec;
+  return usage;
+}
+
+/** memory.events oom_kill of a cgroup (0 when unreadable). */
+export function readOomKills(fs: Pick<CgroupFs, 'read'>, dir: string): number {
+  return cgroupMetrics(readStatFiles(fs, dir, ['memory.events'], 'skip')).memoryOomKill ?? 0;
 }

@@ -1,6 +1,6 @@
 // Samples are the files as a 6.1 kernel prints them (cgroup v2, cpu/memory/pids/io enabled).
 import { describe, expect, it } from 'vitest';
-import { cgroupMetrics, parseFlatKeyed, parseIoStat, parseSingleValue } from './cgroup-stats';
+import { cgroupMetrics, parseFlatKeyed, parseIoStat, parseSingleValue } from './stats';
 
 const CPU_STAT = `usage_usec 1859223
 user_usec 1203781

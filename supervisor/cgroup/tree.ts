@@ -1,25 +1,36 @@
-// The cgroup executor: creates, fills, empties and removes the cgroups of cells (<root>/aurae/<cell path>) and of
-// executables (<cell cgroup>/exe.<name>, the leaves that hold processes: cgroup v2 allows processes only in
-// cgroups that delegate no controller). Small and imperative; what to write comes from cgroup-plan.ts.
+// The cell tree's executor: creates, fills, empties and removes the cgroups of cells (<root>/aurae/<cell path>)
+// and of executables (<cell cgroup>/exe.<name>, the leaves that hold processes: cgroup v2 allows processes only
+// in cgroups that delegate no controller). Small and imperative: where things live comes from layout.ts, what
+// to write from plan.ts, how to delegate from delegation.ts, what the stat files say from stats.ts.
 import { AuraeError } from '../errors';
-import type { LeafCgroup } from '../executables';
 import type { Logger } from '../log';
-import { type CgroupFs, join } from './cgroupfs';
-import { type Controller, cgroupWrites, controllerOf, parseControllers, subtreeControlWrite } from './cgroup-plan';
-import { parentCell } from './names';
-import type { CellSpec } from './spec';
+import { type DelegationState, enableControllers, readDelegation } from './delegation';
+import { type CgroupFs, errnoCode, isCgroup2 } from './fs';
+import { cellDir, cellTreeDir, dirname, executableOfLeaf, join, leafDir } from './layout';
+import { type CgroupLimits, type Controller, cgroupWrites, controllerOf, subtreeControlWrite } from './plan';
+import { type CgroupUsage, readOomKills, readUsage } from './stats';
 
-/** Where the image mounts cgroup2 (init/mounts). */
-export const CGROUP_ROOT = '/sys/fs/cgroup';
-/** The directory under the cgroup root that holds every cell. */
-export const AURAE_CGROUP = 'aurae';
-/** Leaf directories of executables: "exe.<name>" (the dot cannot clash with a DNS label). */
-export const LEAF_PREFIX = 'exe.';
+/** An executable's leaf cgroup, as its runner (supervisor/executables) needs it; made by CgroupTree.leaf. */
+export interface LeafCgroup {
+  /** Absolute directory, passed to aurae-exec --cgroup. */
+  readonly dir: string;
+  /** Create the directory if missing. Throws an AuraeError saying what failed. */
+  prepare(): void;
+  /** Pids in cgroup.procs ([] when the cgroup is gone). */
+  procs(): number[];
+  /** SIGKILL every process in it (cgroup.kill). */
+  kill(): void;
+  /** Resolve true once cgroup.events says populated 0, false after timeoutMs. */
+  waitEmpty(timeoutMs: number): Promise<boolean>;
+  /** memory.events oom_kill (0 when unreadable). */
+  oomKills(): number;
+  /** Call `listener` when memory.events changes; returns a function that stops watching. */
+  watchEvents(listener: () => void): () => void;
+}
 
-export interface CgroupUsage {
-  memoryCurrentBytes?: number;
-  pidsCurrent?: number;
-  cpuUsageUsec?: number;
+/** A cell's cgroup as the tree needs it: its path ("a/b") and its limits. */
+export interface CellCgroupSpec extends CgroupLimits {
+  name: string;
 }
 
 export interface ObservedCgroups {
@@ -33,7 +44,7 @@ export interface ObservedCgroups {
 
 export interface CgroupTreeOptions {
   fs: CgroupFs;
-  /** The cgroup2 mount, /sys/fs/cgroup in the image. */
+  /** The cgroup2 mount, CGROUP_ROOT in the image. */
   root: string;
   log: Logger;
   /** Poll interval while waiting for a cgroup to empty. */
@@ -41,7 +52,6 @@ export interface CgroupTreeOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
-const errCode = (err: unknown) => (err as NodeJS.ErrnoException).code ?? 'error';
 const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class CgroupTree {
@@ -52,22 +62,22 @@ export class CgroupTree {
 
   constructor(private readonly options: CgroupTreeOptions) {
     this.fs = options.fs;
-    this.base = join(options.root, AURAE_CGROUP);
+    this.base = cellTreeDir(options.root);
     this.pollMs = options.pollMs ?? 20;
     this.sleep = options.sleep ?? defaultSleep;
   }
 
   /** Is a cgroup2 hierarchy mounted at the root? */
   available(): boolean {
-    return this.fs.exists(join(this.options.root, 'cgroup.controllers'));
+    return isCgroup2(this.fs, this.options.root);
   }
 
   cellDir(cell: string): string {
-    return join(this.base, cell);
+    return cellDir(this.base, cell);
   }
 
   leafDir(cell: string, executable: string): string {
-    return join(this.base, cell, `${LEAF_PREFIX}${executable}`);
+    return leafDir(this.base, cell, executable);
   }
 
   /** Create <root>/aurae and delegate the managed controllers down to it. Idempotent. */
@@ -77,7 +87,7 @@ export class CgroupTree {
       try {
         this.fs.mkdir(this.base);
       } catch (err) {
-        if (errCode(err) !== 'EEXIST') throw this.failure(`creating ${this.base}`, err, 'is cgroup2 mounted read-write and auraed running as root?');
+        if (errnoCode(err) !== 'EEXIST') throw this.failure(`creating ${this.base}`, err, 'is cgroup2 mounted read-write and auraed running as root?');
       }
     }
     this.delegate(this.base, [], 'the aurae cgroup');
@@ -88,14 +98,13 @@ export class CgroupTree {
    * Precondition: `dir` holds no process (the root is exempt).
    */
   delegate(dir: string, required: Controller[], what: string): void {
-    let available: Set<string>;
-    let enabled: Set<string>;
+    let state: DelegationState;
     try {
-      available = parseControllers(this.fs.read(join(dir, 'cgroup.controllers')));
-      enabled = parseControllers(this.fs.read(join(dir, 'cgroup.subtree_control')));
+      state = readDelegation(this.fs, dir);
     } catch (err) {
       throw this.failure(`reading the controllers of ${what} (${dir})`, err, 'is cgroup2 mounted at the cgroup root?');
     }
+    const { available, enabled } = state;
     const missing = required.filter((c) => !available.has(c));
     if (missing.length) {
       throw new AuraeError(
@@ -106,43 +115,37 @@ export class CgroupTree {
     }
     const line = subtreeControlWrite(available, enabled);
     if (!line) return;
-    try {
-      this.fs.write(join(dir, 'cgroup.subtree_control'), line);
-    } catch (err) {
-      // One failing controller must not keep the others off: retry one by one, and fail only for required ones.
-      this.options.log.warn('enabling controllers together failed: trying one by one', { dir, line, err });
-      for (const entry of line.split(' ')) {
-        try {
-          this.fs.write(join(dir, 'cgroup.subtree_control'), entry);
-        } catch (one) {
-          const controller = entry.slice(1) as Controller;
-          if (required.includes(controller)) {
-            throw this.failure(`enabling the ${controller} controller in ${what} (${dir}/cgroup.subtree_control)`, one, 'does that cgroup hold processes? (cgroup v2: no internal processes)');
-          }
-          this.options.log.warn('controller not enabled', { dir, controller, err: one });
+    // One failing controller must not keep the others off: retried one by one, failing only for required ones.
+    enableControllers(this.fs, dir, line, {
+      onSetRefused: (_line, err) => this.options.log.warn('enabling controllers together failed: trying one by one', { dir, line, err }),
+      onRefused: (controller, one) => {
+        if (required.includes(controller)) {
+          throw this.failure(`enabling the ${controller} controller in ${what} (${dir}/cgroup.subtree_control)`, one, 'does that cgroup hold processes? (cgroup v2: no internal processes)');
         }
-      }
-    }
+        this.options.log.warn('controller not enabled', { dir, controller, err: one });
+      },
+    });
   }
 
   /**
    * Create the cell's cgroup with its limits. Preconditions: the name is valid and the parent cell's cgroup
    * exists (the base for a top-level cell). On a failed write the new cgroup is removed again.
    */
-  createCell(spec: CellSpec): void {
-    const parent = parentCell(spec.name);
-    const parentDir = parent === null ? this.base : this.cellDir(parent);
+  createCell(spec: CellCgroupSpec): void {
+    const dir = this.cellDir(spec.name);
+    // The parent cell's cgroup is the directory above (the base for a top-level cell).
+    const parentDir = dirname(dir);
+    const parent = parentDir === this.base ? null : parentDir.slice(this.base.length + 1);
     if (!this.fs.exists(parentDir)) {
       throw new AuraeError('FAILED_PRECONDITION', `cell "${spec.name}": the cgroup of its parent ${parent === null ? '(aurae)' : `cell "${parent}"`} is missing (${parentDir})`);
     }
     const writes = cgroupWrites(spec);
     const required = [...new Set(writes.map((w) => controllerOf(w.file)))];
     this.delegate(parentDir, required, parent === null ? 'the aurae cgroup' : `cell "${parent}"`);
-    const dir = this.cellDir(spec.name);
     try {
       this.fs.mkdir(dir);
     } catch (err) {
-      if (errCode(err) === 'EEXIST') throw new AuraeError('ALREADY_EXISTS', `cell "${spec.name}": its cgroup ${dir} already exists`);
+      if (errnoCode(err) === 'EEXIST') throw new AuraeError('ALREADY_EXISTS', `cell "${spec.name}": its cgroup ${dir} already exists`);
       throw this.failure(`cell "${spec.name}": creating ${dir}`, err, 'is auraed running as root?');
     }
     try {
@@ -162,7 +165,7 @@ export class CgroupTree {
     try {
       this.fs.write(join(dir, file), value);
     } catch (err) {
-      const code = errCode(err);
+      const code = errnoCode(err);
       const what = `cell "${cell}": writing ${file} = "${value}" failed (${code})`;
       if (code === 'ENOENT') {
         const hint = file === 'io.weight' ? 'io.weight needs io cost control (CONFIG_BLK_CGROUP_IOCOST) in the kernel' : `the ${controllerOf(file)} controller or this feature is not in the kernel`;
@@ -186,7 +189,7 @@ export class CgroupTree {
         .map(Number)
         .filter((n) => Number.isInteger(n) && n > 0);
     } catch (err) {
-      if (errCode(err) === 'ENOENT') return [];
+      if (errnoCode(err) === 'ENOENT') return [];
       throw err;
     }
   }
@@ -201,7 +204,7 @@ export class CgroupTree {
     try {
       return /^populated 1$/m.test(this.fs.read(join(dir, 'cgroup.events')));
     } catch (err) {
-      if (errCode(err) === 'ENOENT') return false;
+      if (errnoCode(err) === 'ENOENT') return false;
       throw err;
     }
   }
@@ -211,7 +214,7 @@ export class CgroupTree {
     try {
       this.fs.write(join(dir, 'cgroup.kill'), '1');
     } catch (err) {
-      if (errCode(err) === 'ENOENT' && !this.fs.exists(dir)) return;
+      if (errnoCode(err) === 'ENOENT' && !this.fs.exists(dir)) return;
       throw this.failure(`writing ${dir}/cgroup.kill`, err, 'cgroup.kill needs Linux 5.14 or later');
     }
   }
@@ -249,7 +252,7 @@ export class CgroupTree {
         this.fs.rmdir(dir);
         return;
       } catch (err) {
-        const code = errCode(err);
+        const code = errnoCode(err);
         if (code === 'ENOENT') return;
         if (code !== 'EBUSY' || attempt >= 50) throw this.failure(`removing ${dir}`, err, 'does it still hold processes or child cgroups?');
         await this.sleep(this.pollMs);
@@ -257,39 +260,14 @@ export class CgroupTree {
     }
   }
 
+  /** A cgroup's current memory, pids and CPU time (fields missing when unreadable). */
   usage(dir: string): CgroupUsage {
-    const num = (file: string): number | undefined => {
-      try {
-        const n = Number(this.fs.read(join(dir, file)).trim());
-        return Number.isFinite(n) ? n : undefined;
-      } catch {
-        return undefined;
-      }
-    };
-    let cpuUsageUsec: number | undefined;
-    try {
-      const m = /^usage_usec (\d+)$/m.exec(this.fs.read(join(dir, 'cpu.stat')));
-      cpuUsageUsec = m ? Number(m[1]) : undefined;
-    } catch {
-      cpuUsageUsec = undefined;
-    }
-    const usage: CgroupUsage = {};
-    const memoryCurrentBytes = num('memory.current');
-    const pidsCurrent = num('pids.current');
-    if (memoryCurrentBytes !== undefined) usage.memoryCurrentBytes = memoryCurrentBytes;
-    if (pidsCurrent !== undefined) usage.pidsCurrent = pidsCurrent;
-    if (cpuUsageUsec !== undefined) usage.cpuUsageUsec = cpuUsageUsec;
-    return usage;
+    return readUsage(this.fs, dir);
   }
 
   /** memory.events oom_kill of a cgroup (0 when unreadable). */
   oomKills(dir: string): number {
-    try {
-      const m = /^oom_kill (\d+)$/m.exec(this.fs.read(join(dir, 'memory.events')));
-      return m ? Number(m[1]) : 0;
-    } catch {
-      return 0;
-    }
+    return readOomKills(this.fs, dir);
   }
 
   /** Everything under <root>/aurae, classified (for reconcile). */
@@ -298,8 +276,9 @@ export class CgroupTree {
     const walk = (rel: string) => {
       for (const name of this.fs.subdirs(rel === '' ? this.base : join(this.base, rel))) {
         const child = rel === '' ? name : `${rel}/${name}`;
-        if (name.startsWith(LEAF_PREFIX) && rel !== '' && isCellLabel(name.slice(LEAF_PREFIX.length))) {
-          observed.leaves.push({ cell: rel, executable: name.slice(LEAF_PREFIX.length) });
+        const executable = executableOfLeaf(name);
+        if (executable !== null && rel !== '' && isCellLabel(executable)) {
+          observed.leaves.push({ cell: rel, executable });
         } else if (isCellLabel(name)) {
           observed.cells.push(child);
           walk(child);
@@ -325,7 +304,7 @@ export class CgroupTree {
         try {
           this.fs.mkdir(dir);
         } catch (err) {
-          if (errCode(err) !== 'EEXIST') throw this.failure(`executable "${executable}" in cell "${cell}": creating ${dir}`, err, 'is auraed running as root?');
+          if (errnoCode(err) !== 'EEXIST') throw this.failure(`executable "${executable}" in cell "${cell}": creating ${dir}`, err, 'is auraed running as root?');
         }
       },
       procs: () => this.procs(dir),
@@ -337,7 +316,7 @@ export class CgroupTree {
   }
 
   private failure(what: string, err: unknown, hint: string): AuraeError {
-    const code = errCode(err);
+    const code = errnoCode(err);
     const status = code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOENT' ? 'FAILED_PRECONDITION' : 'INTERNAL';
     return new AuraeError(status, `${what} failed (${code}): ${hint}`, { cause: err });
   }

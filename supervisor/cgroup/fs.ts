@@ -1,8 +1,9 @@
 // The cgroup filesystem as an adapter: the real one is node:fs on /sys/fs/cgroup (or any root, e.g. a temp dir
-// in tests); unit tests of the executor use an in-memory fake that behaves like the kernel where it matters.
-// Errors keep Node's errno code (err.code === 'ENOENT', 'EBUSY', 'EINVAL'…).
+// in tests); unit tests use the in-memory FakeCgroupFs (testing.ts) that behaves like the kernel where it
+// matters. Errors keep Node's errno code (err.code === 'ENOENT', 'EBUSY', 'EINVAL'…). The only code in auraed
+// and init that opens a file under the cgroup mount is nodeCgroupFs.
 import fs from 'node:fs';
-import path from 'node:path';
+import { join } from './layout';
 
 export interface CgroupFs {
   read(file: string): string;
@@ -11,7 +12,7 @@ export interface CgroupFs {
   mkdir(dir: string): void;
   rmdir(dir: string): void;
   exists(p: string): boolean;
-  /** Names of the child directories of `dir` ([] when it does not exist). */
+  /** Names of the child directories of `dir`, sorted ([] when it does not exist). */
   subdirs(dir: string): string[];
   /** Call `listener` when `file` changes (inotify); returns a function that stops watching. */
   watch(file: string, listener: () => void): () => void;
@@ -40,7 +41,7 @@ export const nodeCgroupFs: CgroupFs = {
         .map((e) => e.name)
         .sort();
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      if (errnoCode(err) === 'ENOENT') return [];
       throw err;
     }
   },
@@ -57,6 +58,26 @@ export const nodeCgroupFs: CgroupFs = {
   },
 };
 
-export function join(...parts: string[]): string {
-  return path.posix.join(...parts);
+/** The errno code of a failed fs call ("error" when it has none). */
+export function errnoCode(err: unknown): string {
+  return (err as NodeJS.ErrnoException)?.code ?? 'error';
+}
+
+/** Did the call fail because the file or cgroup is not there (never was, removed, controller off)? */
+export function isGone(err: unknown): boolean {
+  return ['ENOENT', 'ENODEV', 'ENOTDIR'].includes(errnoCode(err));
+}
+
+/** Is a cgroup2 hierarchy mounted at `root`? */
+export function isCgroup2(fs: Pick<CgroupFs, 'exists'>, root: string): boolean {
+  return fs.exists(join(root, 'cgroup.controllers'));
+}
+
+/** mkdir that accepts an existing directory (EEXIST). */
+export function ensureDir(fs: Pick<CgroupFs, 'mkdir'>, dir: string): void {
+  try {
+    fs.mkdir(dir);
+  } catch (err) {
+    if (errnoCode(err) !== 'EEXIST') throw err;
+  }
 }

@@ -1,10 +1,12 @@
-// An in-memory cgroup2 filesystem for unit tests, behaving like the kernel where the cells code depends on it:
-// control files appear with mkdir according to the parent's subtree_control; writes to missing files fail
+// Test doubles of the cgroup filesystem. FakeCgroupFs: in memory, behaving like the kernel where auraed depends
+// on it: control files appear with mkdir according to the parent's subtree_control; writes to missing files fail
 // ENOENT; subtree_control refuses unavailable controllers (ENOENT) and cgroups with processes (EBUSY); rmdir
 // refuses populated cgroups and cgroups with children (EBUSY); cgroup.kill empties a subtree; cgroup.events
-// reports populated. Not used by auraed.
+// reports populated. plainDirCgroupFs: an ordinary directory standing in for cgroupfs on hosts without it
+// (writes create regular files). Not used by auraed.
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { CgroupFs } from './cgroupfs';
+import { type CgroupFs, nodeCgroupFs } from './fs';
 
 const errno = (code: string, what: string) => Object.assign(new Error(`${code}: ${what}`), { code });
 
@@ -199,3 +201,9 @@ export class FakeCgroupFs implements CgroupFs {
     return this.subtreePids(dir).length > 0;
   }
 }
+
+/** nodeCgroupFs on an ordinary directory: a write creates the file, as no control file exists there. */
+export const plainDirCgroupFs: CgroupFs = {
+  ...nodeCgroupFs,
+  write: (file, value) => writeFileSync(file, value),
+};
