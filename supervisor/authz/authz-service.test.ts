@@ -1,6 +1,5 @@
 // AuthzService through the real wrappers (supervisor/server/rpc.ts) with fake grpc-js calls: validation,
 // the policy decision, and the audit rows each call leaves.
-import { EventEmitter } from 'node:events';
 import { type ServerUnaryCall, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AuthzServiceListAuditResponse, Effect, RuleSource } from '../gen/aurae/authz/v0/authz';
@@ -10,20 +9,13 @@ import { type Db, openDatabase } from '../store';
 import { createAuthz } from './authz';
 import { createAuthzService } from './authz-service';
 import { createAuthzStore } from './authz-store';
-import { fakeAuthContext, issuerByName } from '../server/testing';
+import { issuerByName, fakeUnaryCall } from '../server/testing';
 
 const dbs: Db[] = [];
 afterEach(() => {
   for (const db of dbs.splice(0)) db.close();
 });
 
-function fakeCall<Req>(request: Req, cn: string): ServerUnaryCall<Req, unknown> {
-  return Object.assign(new EventEmitter(), {
-    request,
-    getPeer: () => '127.0.0.1:40000',
-    getAuthContext: () => fakeAuthContext(cn),
-  }) as unknown as ServerUnaryCall<Req, unknown>;
-}
 
 type Handler = (call: ServerUnaryCall<never, unknown>, cb: (err: unknown, value?: unknown) => void) => void;
 
@@ -41,7 +33,7 @@ function setup() {
   const service = createAuthzService(ctx, authz);
   const call = (method: keyof typeof service, request: object, cn = 'admin') =>
     new Promise<{ code: number; details?: string; value?: Record<string, unknown> }>((resolve) => {
-      (service[method] as unknown as Handler)(fakeCall(request as never, cn), (err, value) => {
+      (service[method] as unknown as Handler)(fakeUnaryCall(request as never, cn), (err, value) => {
         const e = err as { code: number; details: string } | null;
         resolve(e ? { code: e.code, details: e.details } : { code: status.OK, value: value as Record<string, unknown> });
       });

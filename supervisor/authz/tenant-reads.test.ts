@@ -1,12 +1,11 @@
 // Attacks on what a tenant may read and on what a revoke removes, through the real wrappers (fake grpc-js
 // calls, as authz-service.test.ts): nova, allowed to read the policy and the audit log, must not see bob's
 // rules or bob's audit rows; a scoped revoke must not take away the identity's rules of other scopes.
-import { EventEmitter } from 'node:events';
 import { type ServerUnaryCall, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../log';
 import type { RpcContext } from '../server';
-import { fakeAuthContext, issuerByName } from '../server/testing';
+import { issuerByName, fakeUnaryCall } from '../server/testing';
 import { type Db, openDatabase } from '../store';
 import { createAuthz } from './authz';
 import { createAuthzService } from './authz-service';
@@ -19,13 +18,6 @@ afterEach(() => {
   for (const db of dbs.splice(0)) db.close();
 });
 
-function fakeCall<Req>(request: Req, cn: string): ServerUnaryCall<Req, unknown> {
-  return Object.assign(new EventEmitter(), {
-    request,
-    getPeer: () => '127.0.0.1:40000',
-    getAuthContext: () => fakeAuthContext(cn),
-  }) as unknown as ServerUnaryCall<Req, unknown>;
-}
 
 type Handler = (call: ServerUnaryCall<never, unknown>, cb: (err: unknown, value?: unknown) => void) => void;
 
@@ -47,7 +39,7 @@ function setup() {
   const service = createAuthzService(ctx, authz);
   const call = (method: keyof typeof service, request: object, cn: string) =>
     new Promise<{ code: number; details?: string; value?: Record<string, unknown> }>((resolve) => {
-      (service[method] as unknown as Handler)(fakeCall(request as never, cn), (err, value) => {
+      (service[method] as unknown as Handler)(fakeUnaryCall(request as never, cn), (err, value) => {
         const e = err as { code: number; details: string } | null;
         resolve(e ? { code: e.code, details: e.details } : { code: status.OK, value: value as Record<string, unknown> });
       });

@@ -1,4 +1,3 @@
-import { EventEmitter } from 'node:events';
 import { type ServerUnaryCall, status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { AuraeError } from '../errors';
@@ -6,7 +5,7 @@ import { type LogFields, type Logger, createJsonLogger } from '../log';
 import { callerFromCall } from './caller';
 import { type AuditEvent, type Authorizer, serverStream, unary } from './rpc';
 import { toGrpcError } from './status';
-import { fakeAuthContext, fakeAuthorizer, issuerByName } from './testing';
+import { fakeAuthorizer, issuerByName, fakeUnaryCall } from './testing';
 
 /** The identity parts of an RpcContext on a node that was not spawned. */
 const identity = { parentIdentity: null, issuerOf: issuerByName() };
@@ -17,15 +16,6 @@ function memoryLogger(): { log: Logger; records: Array<LogFields> } {
 }
 
 /** A grpc-js unary call as the handler sees it, with a peer certificate CN (or none). */
-function fakeCall<Req>(request: Req, cn?: string | string[]): ServerUnaryCall<Req, unknown> {
-  const call = Object.assign(new EventEmitter(), {
-    request,
-    getPeer: () => '127.0.0.1:40000',
-    getAuthContext: () =>
-      cn === undefined ? { transportSecurityType: 'ssl' } : fakeAuthContext(cn),
-  });
-  return call as unknown as ServerUnaryCall<Req, unknown>;
-}
 
 function invoke<Req, Res>(handler: ReturnType<typeof unary<Req, unknown, Res>>, call: ServerUnaryCall<Req, Res>) {
   return new Promise<{ error: { code?: number; details?: string } | null; value?: Res }>((resolve) => {
@@ -53,13 +43,13 @@ describe('toGrpcError', () => {
 
 describe('callerFromCall', () => {
   it('takes the identity from the verified certificate CN and checks it against the admins', () => {
-    expect(callerFromCall(fakeCall({}, 'admin'), new Set(['admin']), null, issuerByName())).toEqual({ identity: 'admin', peer: '127.0.0.1:40000', admin: true });
-    expect(callerFromCall(fakeCall({}, 'viewer'), new Set(['admin']), null, issuerByName()).admin).toBe(false);
+    expect(callerFromCall(fakeUnaryCall({}, 'admin'), new Set(['admin']), null, issuerByName())).toEqual({ identity: 'admin', peer: '127.0.0.1:40000', admin: true });
+    expect(callerFromCall(fakeUnaryCall({}, 'viewer'), new Set(['admin']), null, issuerByName()).admin).toBe(false);
   });
 
   it('refuses calls without a certificate or with several CNs', () => {
-    expect(() => callerFromCall(fakeCall({}), new Set(), null, issuerByName())).toThrow(/no verified client certificate/);
-    expect(() => callerFromCall(fakeCall({}, ['a', 'b']), new Set(), null, issuerByName())).toThrow(/2 common names/);
+    expect(() => callerFromCall(fakeUnaryCall({}), new Set(), null, issuerByName())).toThrow(/no verified client certificate/);
+    expect(() => callerFromCall(fakeUnaryCall({}, ['a', 'b']), new Set(), null, issuerByName())).toThrow(/2 common names/);
   });
 });
 
@@ -77,18 +67,18 @@ describe('unary', () => {
   it('runs validate → core and logs the mutating call with the caller', async () => {
     const { log, records } = memoryLogger();
     const handler = unary({ log, admins: new Set(['admin']), authz: fakeAuthorizer(), ...identity }, spec(() => 'ok'));
-    const result = await invoke(handler, fakeCall({ n: 21 }, 'admin'));
+    const result = await invoke(handler, fakeUnaryCall({ n: 21 }, 'admin'));
     expect(result).toEqual({ error: null, value: { doubled: 42, extra: 'ok' } });
     expect(records).toEqual([expect.objectContaining({ msg: 'rpc', method: 'test.Svc/Do', caller: 'admin', peer: '127.0.0.1:40000' })]);
   });
 
   it('maps validation failures to INVALID_ARGUMENT and core bugs to INTERNAL', async () => {
     const { log } = memoryLogger();
-    const bad = await invoke(unary({ log, admins: new Set(['admin']), authz: fakeAuthorizer(), ...identity }, spec(() => 1)), fakeCall({ n: -1 }, 'admin'));
+    const bad = await invoke(unary({ log, admins: new Set(['admin']), authz: fakeAuthorizer(), ...identity }, spec(() => 1)), fakeUnaryCall({ n: -1 }, 'admin'));
     expect(bad.error).toEqual({ code: status.INVALID_ARGUMENT, details: 'n: must be >= 0' });
     const boom = await invoke(
       unary({ log, admins: new Set(['admin']), authz: fakeAuthorizer(), ...identity }, spec(() => { throw new Error('boom'); })),
-      fakeCall({ n: 1 }, 'admin'),
+      fakeUnaryCall({ n: 1 }, 'admin'),
     );
     expect(boom.error?.code).toBe(status.INTERNAL);
   });
@@ -129,8 +119,8 @@ describe('wrappers with an Authorizer (the policy)', () => {
     const { log } = memoryLogger();
     const authz = fakeAuthz(['admin test.Svc/Do']);
     const ctx = { log, admins: new Set(['admin']), authz, ...identity };
-    expect((await invoke(unary(ctx, spec()), fakeCall({ n: 1 }, 'admin'))).error).toBeNull();
-    const read = await invoke(unary(ctx, spec({ access: 'read' })), fakeCall({ n: 1 }, 'viewer'));
+    expect((await invoke(unary(ctx, spec()), fakeUnaryCall({ n: 1 }, 'admin'))).error).toBeNull();
+    const read = await invoke(unary(ctx, spec({ access: 'read' })), fakeUnaryCall({ n: 1 }, 'viewer'));
     expect(read.error).toEqual({ code: status.PERMISSION_DENIED, details: 'no: viewer test.Svc/Do' });
     expect(authz.checks).toEqual(['admin test.Svc/Do', 'admin test.Svc/Do {}', 'viewer test.Svc/Do']);
   });
@@ -140,12 +130,12 @@ describe('wrappers with an Authorizer (the policy)', () => {
     const authz = fakeAuthz(['admin test.Svc/Do', 'viewer test.Svc/Read']);
     const ctx = { log, admins: new Set(['admin']), authz, ...identity };
     const mutating = unary(ctx, spec({ summary: (n: number) => `n=${n}` }));
-    await invoke(mutating, fakeCall({ n: 2 }, 'admin'));
-    await invoke(mutating, fakeCall({ n: -1 }, 'admin'));
-    await invoke(mutating, fakeCall({ n: 13 }, 'admin'));
-    await invoke(mutating, fakeCall({ n: 666 }, 'admin'));
-    await invoke(mutating, fakeCall({ n: 2 }, 'viewer'));
-    await invoke(unary(ctx, spec({ method: 'test.Svc/Read', access: 'read' })), fakeCall({ n: 2 }, 'viewer'));
+    await invoke(mutating, fakeUnaryCall({ n: 2 }, 'admin'));
+    await invoke(mutating, fakeUnaryCall({ n: -1 }, 'admin'));
+    await invoke(mutating, fakeUnaryCall({ n: 13 }, 'admin'));
+    await invoke(mutating, fakeUnaryCall({ n: 666 }, 'admin'));
+    await invoke(mutating, fakeUnaryCall({ n: 2 }, 'viewer'));
+    await invoke(unary(ctx, spec({ method: 'test.Svc/Read', access: 'read' })), fakeUnaryCall({ n: 2 }, 'viewer'));
     const peer = '127.0.0.1:40000';
     expect(authz.events).toEqual([
       { identity: 'admin', method: 'test.Svc/Do', code: 'OK', detail: 'n=2', peer },
@@ -161,16 +151,16 @@ describe('wrappers with an Authorizer (the policy)', () => {
     const { log } = memoryLogger();
     const authz = fakeAuthz(['admin test.Svc/Do']);
     const ctx = { log, admins: new Set(['admin']), authz, ...identity };
-    await invoke(unary(ctx, spec({ mutates: false })), fakeCall({ n: 1 }, 'admin'));
+    await invoke(unary(ctx, spec({ mutates: false })), fakeUnaryCall({ n: 1 }, 'admin'));
     expect(authz.events).toEqual([]);
-    await invoke(unary(ctx, spec({ access: 'read', mutates: true })), fakeCall({ n: 1 }, 'admin'));
+    await invoke(unary(ctx, spec({ access: 'read', mutates: true })), fakeUnaryCall({ n: 1 }, 'admin'));
     expect(authz.events.map((e) => e.code)).toEqual(['OK']);
   });
 
   it('a call without a usable certificate identity is refused UNAUTHENTICATED and audited with an empty identity', async () => {
     const { log } = memoryLogger();
     const authz = fakeAuthz([]);
-    const result = await invoke(unary({ log, admins: new Set(), authz, ...identity }, spec()), fakeCall({ n: 1 }, ['a', 'b']));
+    const result = await invoke(unary({ log, admins: new Set(), authz, ...identity }, spec()), fakeUnaryCall({ n: 1 }, ['a', 'b']));
     expect(result.error?.code).toBe(status.UNAUTHENTICATED);
     expect(authz.events).toEqual([{ identity: '', method: 'test.Svc/Do', code: 'UNAUTHENTICATED', detail: expect.stringContaining('2 common names'), peer: '127.0.0.1:40000' }]);
     expect(authz.checks).toEqual([]);
@@ -181,7 +171,7 @@ describe('wrappers with an Authorizer (the policy)', () => {
     const authz = fakeAuthz(['admin test.Svc/Stream']);
     const ctx = { log, admins: new Set(['admin']), authz, ...identity };
     const streamCall = (cn: string, cancelled = false) => {
-      const call = Object.assign(fakeCall({ n: 1 }, cn), { cancelled, write: () => true, end: () => {} });
+      const call = Object.assign(fakeUnaryCall({ n: 1 }, cn), { cancelled, write: () => true, end: () => {} });
       const done = new Promise<unknown>((resolve) => {
         call.on('error', resolve);
         call.on('finished', () => resolve(null));

@@ -2,6 +2,8 @@
 // as grpc-js reports it, an issuer check for such certificates, and Authorizers. The real issuer check is tested
 // with real certificates (issuer.test.ts, guest/trust.test.ts), the real policy in supervisor/authz. Not part of auraed.
 import { X509Certificate } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { ServerUnaryCall } from '@grpc/grpc-js';
 import type { Caller } from './caller';
 import type { IssuerCheck } from './issuer';
 import type { AuditEvent, Authorizer, CheckTarget } from './rpc';
@@ -37,4 +39,14 @@ export function fakeAuthorizer(allows: (caller: Caller, method: string, target?:
       allows(caller, method, target) ? null : { message: `identity "${caller.identity}" may not call ${method}`, detail: 'denied by the test policy' },
     audit: (event) => void audits.push(event),
   };
+}
+
+/** A grpc-js unary call as the wrappers see it: the request, a loopback peer, and a client certificate for `cn` (none if undefined). */
+export function fakeUnaryCall<Req>(request: Req, cn?: string | string[]): ServerUnaryCall<Req, unknown> {
+  const call = Object.assign(new EventEmitter(), {
+    request,
+    getPeer: () => '127.0.0.1:40000',
+    getAuthContext: () => (cn === undefined ? { transportSecurityType: 'ssl' } : fakeAuthContext(cn)),
+  });
+  return call as unknown as ServerUnaryCall<Req, unknown>;
 }
