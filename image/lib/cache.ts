@@ -23,7 +23,8 @@ export async function sha256File(file: string): Promise<string> {
 
 /**
  * Produce `dir` with `fill(tmp)` unless it already exists. The work happens in a sibling temp folder that is
- * renamed into place, so an interrupted build never leaves a half-filled cache entry behind.
+ * renamed into place, so an interrupted build never leaves a half-filled cache entry behind; when two builds fill
+ * the same entry at once, the first rename wins and the other's copy is dropped.
  */
 export async function cached(dir: string, fill: (tmp: string) => Promise<void>): Promise<{ dir: string; hit: boolean }> {
   if (fs.existsSync(dir)) return { dir, hit: true };
@@ -33,9 +34,17 @@ export async function cached(dir: string, fill: (tmp: string) => Promise<void>):
   fs.mkdirSync(tmp, { recursive: true });
   try {
     await fill(tmp);
-    fs.renameSync(tmp, dir);
   } catch (err) {
     fs.rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+  try {
+    fs.renameSync(tmp, dir);
+  } catch (err) {
+    // Another build filled the same entry meanwhile (two builds at once): its entry is as good as ours.
+    fs.rmSync(tmp, { recursive: true, force: true });
+    const code = (err as NodeJS.ErrnoException).code;
+    if ((code === 'ENOTEMPTY' || code === 'EEXIST') && fs.existsSync(dir)) return { dir, hit: true };
     throw err;
   }
   return { dir, hit: false };
