@@ -3,19 +3,19 @@
 // parent's renewer and router (supervisor/vms), certificates minted by guest/. Clocks are faked by minting
 // certificates "days ago" and by the renewer's `now`, never by waiting.
 import { X509Certificate, createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
-import { type Client, Metadata, type ServiceError, credentials, status } from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Metadata, type ServiceError, credentials, status } from '@grpc/grpc-js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { hostPki, useTrustBed } from './testing';
 import { createAuthz, createAuthzStore } from '../supervisor/authz';
 import { HealthClient } from '../supervisor/gen/grpc/health/v1/health';
 import { NodeServiceClient, NodeServiceService } from '../supervisor/gen/aurae/node/v0/node';
 import { HealthRegistry, HealthService, createHealthService } from '../supervisor/health';
 import { silentLogger } from '../supervisor/log';
 import { type NodeIdentity, createNodeIdentity, createNodeService } from '../supervisor/node';
-import { CHILD_VALIDITY_DAYS, type CertificateAuthority, ensurePki, issueClientCert, issuerChainPem, splitPemCertificates } from '../supervisor/pki';
+import { CHILD_VALIDITY_DAYS, type CertificateAuthority, issueClientCert, issuerChainPem, splitPemCertificates } from '../supervisor/pki';
 import { pemFingerprint } from '../supervisor/pki/node-subtree';
 import { type RpcContext, type RunningServer, createIssuerCheck, mtlsServerCredentials, startServer } from '../supervisor/server';
 import { openDatabase } from '../supervisor/store';
@@ -24,14 +24,7 @@ import { createChildRouter } from '../supervisor/vms/vm-host';
 import { type ChildIdentity, mintChildIdentity, mintParentClientCert, renewChildIdentity } from './index';
 
 const DAY_MS = 86_400_000;
-const scratch = mkdtempSync(join(tmpdir(), 'aurae-renewal-test-'));
-const servers: RunningServer[] = [];
-const clients: Client[] = [];
-afterAll(async () => {
-  for (const c of clients) c.close();
-  for (const s of servers) await s.shutdown(500);
-  rmSync(scratch, { recursive: true, force: true });
-});
+const { scratch, servers, clients } = useTrustBed('aurae-renewal-test-');
 
 const read = (path: string) => readFileSync(path, 'utf8');
 const daysAgo = (days: number) => new Date(Date.now() - days * DAY_MS);
@@ -41,10 +34,7 @@ let admin: { certPem: string; keyPem: string };
 const parent = () => ({ nodePath: 'aurae', spawnCa: rootSpawnCa });
 
 beforeAll(async () => {
-  const { files } = await ensurePki(join(scratch, 'pki'), { nodeName: 'aurae' });
-  root = { certPem: read(files.caCert), keyPem: read(files.caKey) };
-  rootSpawnCa = { certPem: read(files.spawnCaCert), keyPem: read(files.spawnCaKey) };
-  admin = { certPem: read(files.adminCert), keyPem: read(files.adminKey) };
+  ({ root, rootSpawnCa, admin } = await hostPki(join(scratch, 'pki')));
 });
 
 /** aurae/web as auraed serves it: mTLS with reloadable credentials, Health, and NodeService with its identity. */

@@ -3,14 +3,14 @@
 // Everything runs real TLS on loopback (node:tls and grpc-js), as aer, the SDK and the parent's router do.
 import { execFileSync } from 'node:child_process';
 import { X509Certificate, webcrypto } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
-import { Client, Metadata, type ServiceError, credentials, status } from '@grpc/grpc-js';
+import { Metadata, type ServiceError, credentials, status } from '@grpc/grpc-js';
 import '../supervisor/pki/reflect-metadata'; // before @peculiar/x509, as supervisor/pki does
 import * as x509 from '@peculiar/x509';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { hostPki, useTrustBed } from './testing';
 import { connect } from '../aer/sdk';
 import { HealthClient } from '../supervisor/gen/grpc/health/v1/health';
 import { HealthRegistry, HealthService, createHealthService } from '../supervisor/health';
@@ -18,7 +18,6 @@ import { silentLogger } from '../supervisor/log';
 import {
   type CertificateAuthority,
   caNameConstraints,
-  ensurePki,
   issueClientCert,
   issueServerCert,
   issuerChainPem,
@@ -28,20 +27,12 @@ import {
   verifiedChainProblem,
 } from '../supervisor/pki';
 import { checkSpawnCaPair } from '../supervisor/pki/ensure-pki';
-import { type RpcContext, type RunningServer, createIssuerCheck, mtlsServerCredentials, startServer } from '../supervisor/server';
+import { type RpcContext, createIssuerCheck, mtlsServerCredentials, startServer } from '../supervisor/server';
 import { createChildRouter } from '../supervisor/vms/vm-host';
 import { type ChildIdentity, mintChildIdentity, mintParentClientCert } from './index';
 
-const scratch = mkdtempSync(join(tmpdir(), 'aurae-trust-test-'));
-const servers: RunningServer[] = [];
-const clients: Client[] = [];
-afterAll(async () => {
-  for (const c of clients) c.close();
-  for (const s of servers) await s.shutdown(500);
-  rmSync(scratch, { recursive: true, force: true });
-});
+const { scratch, servers, clients } = useTrustBed('aurae-trust-test-');
 
-const read = (path: string) => readFileSync(path, 'utf8');
 let root: CertificateAuthority;
 let rootSpawnCa: CertificateAuthority;
 let node: { certPem: string; keyPem: string };
@@ -52,11 +43,7 @@ let other: ChildIdentity;
 let db: ChildIdentity;
 
 beforeAll(async () => {
-  const { files } = await ensurePki(join(scratch, 'pki'), { nodeName: 'aurae' });
-  root = { certPem: read(files.caCert), keyPem: read(files.caKey) };
-  rootSpawnCa = { certPem: read(files.spawnCaCert), keyPem: read(files.spawnCaKey) };
-  node = { certPem: read(files.nodeCert), keyPem: read(files.nodeKey) };
-  admin = { certPem: read(files.adminCert), keyPem: read(files.adminKey) };
+  ({ root, rootSpawnCa, node, admin } = await hostPki(join(scratch, 'pki')));
   web = await mintChildIdentity({ nodePath: 'aurae', spawnCa: rootSpawnCa }, 'web', 2);
   other = await mintChildIdentity({ nodePath: 'aurae', spawnCa: rootSpawnCa }, 'other', 2);
   db = await mintChildIdentity({ nodePath: 'aurae/web', spawnCa: web.spawnCa! }, 'db', 1);
