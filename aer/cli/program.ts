@@ -7,6 +7,8 @@ import { registerAuthzCommands } from './authz';
 import { registerCellCommands } from './cells';
 import { registerExecCommand } from './exec';
 import { type ImageCliIo, registerImageCommands } from './image';
+import { registerContainerImageCommands } from './images';
+import { registerPodCommands } from './pods';
 import { registerRunCommand } from './run';
 import { describeError } from './errors';
 import { formatVersion } from './format';
@@ -112,6 +114,8 @@ export async function runAer(argv: string[], io: CliIo): Promise<number> {
   registerRunCommand(program, (code) => (exitCode = code));
   registerPkiCommands(program, io, print);
   registerImageCommands(program, io, print);
+  registerContainerImageCommands(program, withClient, print, io);
+  registerPodCommands(program, withClient, print, io);
 
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -15,6 +15,8 @@ import {
 } from '../../supervisor/gen/grpc/health/v1/health';
 import { type AuthzApi, createAuthzApi } from './authz';
 import { type CellsApi, createCellsApi } from './cells';
+import { type ImagesApi, createImagesApi } from './images';
+import { type PodRuntimeApi, type PodsApi, createPodsApi } from './pods';
 import { type ClientConfigOverrides, ClientConfigError, type ResolvedClientConfig, loadClientConfig } from './client-config';
 import { toApiError } from './errors';
 import { type ObserveApi, createObserveApi } from './observe';
@@ -83,6 +85,12 @@ export interface AuraeClient {
   observe: ObserveApi;
   /** Child microVMs (aurae.vms.v0.VmService). */
   vms: VmsApi;
+  /** Container images stored on the node (aurae.images.v0.ImageService). */
+  images: ImagesApi;
+  /** Pods of containers (aurae.pods.v0.PodService). */
+  pods: PodsApi;
+  /** The seeds' `auae.runtime()`: `runtime().run(pod)` is `pods.run(pod)`. */
+  runtime(): PodRuntimeApi;
   /** Close the channel. */
   close(): void;
 }
@@ -134,6 +142,7 @@ export function connect(options: ConnectOptions = {}): AuraeClient {
     new Promise((resolve, reject) => {
       start((err, res) => (err ? reject(toApiError(err, method, config.address)) : resolve(res)));
     });
+  const pods = createPodsApi({ address: config.address, credentials: channelCredentials, options: shared, unary, callOptions });
   const statusOf = (s: number) => healthCheckResponse_ServingStatusToJSON(s) as HealthStatus;
 
   return {
@@ -179,6 +188,9 @@ export function connect(options: ConnectOptions = {}): AuraeClient {
     cells: createCellsApi({ address: config.address, credentials: channelCredentials, options: shared, unary, callOptions }),
     observe: createObserveApi({ address: config.address, credentials: channelCredentials, options: shared, unary, callOptions }),
     vms: createVmsApi({ address: config.address, credentials: channelCredentials, options: shared, unary, callOptions }),
+    images: createImagesApi({ address: config.address, credentials: channelCredentials, options: shared, unary, callOptions }),
+    pods,
+    runtime: () => ({ run: (pod, runOptions) => pods.run(pod, runOptions) }),
     close: () => {
       // All three clients share healthClient's channel; closing it closes the connection.
       healthClient.close();

@@ -3,6 +3,22 @@
 //   const info = await aurae.discovery.discover();
 //   aurae.close();
 export { type AuraeClient, type ConnectOptions, type HealthStatus, type NodeInfo, type PowerOptions, connect, NODE_METADATA, routeToNode } from './connect';
+export { type ImageInfo, type ImageLayerInfo, type ImagesApi, type LayerPullState, type PullOptions, type PullProgress, type RegistryAuth } from './images';
+export {
+  type ContainerInfo,
+  type ContainerSpec,
+  type PodInfo,
+  type PodPullProgress,
+  type PodRestart,
+  type PodRuntimeApi,
+  type PodSpec,
+  type PodsApi,
+  type RunOptions,
+  ContainerBuilder,
+  PodBuilder,
+  container,
+  pod,
+} from './pods';
 export { type VmInfo, type VmRestartPolicy, type VmSpec, type VmStateName, type VmsApi } from './vms';
 export {
   type ClientConfig,

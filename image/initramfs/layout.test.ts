@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { initramfsLayout, INIT_SCRIPT, type InitramfsInputs } from './layout';
+import { initramfsLayout, INIT_SCRIPT, SYSROOT, type InitramfsInputs } from './layout';
 
 const inputs: InitramfsInputs = {
   node: '/c/node',
@@ -19,9 +19,14 @@ describe('initramfsLayout', () => {
   const entries = initramfsLayout(inputs);
   const byPath = new Map(entries.map((e) => [e.path, e]));
 
-  it('boots /init as a node script that loads the init bundle', () => {
+  it('boots /init, which moves the root into a tmpfs (so containers can pivot_root) and runs the init bundle', () => {
     expect(byPath.get('init')).toMatchObject({ type: 'file', mode: 0o755 });
-    expect(INIT_SCRIPT.startsWith('#!/usr/bin/node\n')).toBe(true);
+    expect(INIT_SCRIPT.startsWith('#!/bin/busybox sh\n')).toBe(true);
+    expect(INIT_SCRIPT).toContain(`mount -t tmpfs -o mode=0755 aurae-root ${SYSROOT}`);
+    expect(INIT_SCRIPT).toContain(`exec $b switch_root ${SYSROOT} /usr/bin/node /usr/lib/aurae/init.cjs "$@"`);
+    expect(INIT_SCRIPT).toContain('exec /usr/bin/node /usr/lib/aurae/init.cjs "$@"'); // the fallback on rootfs
+    expect(byPath.get(SYSROOT.slice(1))).toMatchObject({ type: 'dir', mode: 0o755 });
+    expect(byPath.get('bin/busybox')?.type).toBe('file');
     expect(byPath.get('usr/lib/aurae/init.cjs')?.data).toEqual({ file: '/o/init.cjs' });
   });
 

@@ -14,7 +14,7 @@ export interface InitramfsInputs {
   sqliteAddon: string;
   /** The cell executable launcher (native/aurae-exec.c, static). */
   auraeExec: string;
-  /** Host programs copied to the same absolute paths (e2fsprogs); their libraries are in `libs`. */
+  /** Host programs copied to the same absolute paths (build.ts IMAGE_TOOLS: e2fsprogs, crun); their libraries are in `libs`. */
   tools: string[];
   busybox: string;
   /** `busybox --list-full` output: applet paths like "bin/sh", "usr/bin/awk". */
@@ -35,14 +35,38 @@ const file = (p: string, mode: number, src: string | Buffer): CpioEntry => ({
   data: typeof src === 'string' ? { file: src } : src,
 });
 
-export const INIT_SCRIPT = `#!/usr/bin/node\nrequire('${IMAGE_LIB_DIR}/init.cjs');\n`;
+/** Where /init mounts the tmpfs it moves the node's root into. */
+export const SYSROOT = '/sysroot';
+
+/**
+ * /init: the kernel starts it as PID 1 on the initramfs (rootfs). pivot_root(2) refuses to move rootfs (a mount
+ * with no parent: EINVAL) and crun pivot_roots into every container's root, so, as LinuxKit does, /init first
+ * copies the image into a tmpfs and switch_roots into it (busybox switch_root: empties rootfs, moves the tmpfs
+ * onto /, chroots, execs). An empty rootfs is also what a process that climbs out of a container's root finds
+ * underneath. Then the Node init runs, still PID 1, with the kernel's arguments. Costs a copy of the image in RAM
+ * at boot (rootfs is freed right after). If the copy fails (too little memory), the node boots on rootfs and
+ * says so: everything but containers works there.
+ */
+export const INIT_SCRIPT = `#!/bin/busybox sh
+b=/bin/busybox
+if $b mount -t tmpfs -o mode=0755 aurae-root ${SYSROOT}; then
+  ok=1
+  for f in /*; do
+    [ "$f" = ${SYSROOT} ] || $b cp -a "$f" ${SYSROOT}/ || ok=0
+  done
+  [ $ok = 1 ] && exec $b switch_root ${SYSROOT} /usr/bin/node ${IMAGE_LIB_DIR}/init.cjs "$@"
+  $b umount ${SYSROOT}
+fi
+echo "init: could not move the root into a tmpfs: running on the initramfs, where containers cannot start (pivot_root)" >&2
+exec /usr/bin/node ${IMAGE_LIB_DIR}/init.cjs "$@"
+`;
 
 /** An absolute node path as a cpio entry path (relative to the archive's root). */
 const entryPath = (absolute: string) => absolute.replace(/^\//, '');
 
 export function initramfsLayout(i: InitramfsInputs): CpioEntry[] {
   const lib = (name: string) => `${entryPath(IMAGE_LIB_DIR)}/${name}`;
-  const dirs = ['dev', 'proc', 'sys', 'run', 'tmp', 'root', entryPath(IMAGE_PKI_DIR), 'var/lib/aurae', entryPath(IMAGE_LIB_DIR), 'bin', 'sbin', 'usr/bin', 'usr/sbin'];
+  const dirs = ['dev', 'proc', 'sys', 'run', 'tmp', 'root', entryPath(SYSROOT), entryPath(IMAGE_PKI_DIR), 'var/lib/aurae', entryPath(IMAGE_LIB_DIR), 'bin', 'sbin', 'usr/bin', 'usr/sbin'];
   const entries: CpioEntry[] = dirs.map((d) => ({ path: d, type: 'dir', mode: d === 'tmp' ? 0o1777 : d === 'root' ? 0o700 : 0o755 }));
   entries.push(
     // The kernel opens /dev/console for PID 1's stdio before devtmpfs is mounted.

@@ -233,6 +233,29 @@ export const NodeConfigSchema = z.strictObject({
     }),
     { kernel: '/boot/vmlinuz', initrd: '/boot/initramfs', qemu: null, bootDisk: null, maxMemoryMiB: 2048, maxDepth: 2, bootTimeoutMs: 120_000, stopTimeoutMs: 15_000 },
   ),
+  images: z._default(
+    z.strictObject({
+      /**
+       * Per-registry settings, keyed by the registry as image references name it: `host[:port]` (`docker.io` for
+       * Docker Hub). Registries not listed are reached over HTTPS with the system CAs, anonymously.
+       */
+      registries: z._default(
+        z.record(
+          z.string().check(z.regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/, 'expected a registry host[:port], e.g. registry.example.com or 10.0.2.100:5000')),
+          z.strictObject({
+            /** Plain HTTP allowed (no TLS): for loopback and test registries only. */
+            insecure: z._default(z.boolean(), false),
+            /** A PEM CA file trusted for this registry besides the system CAs. */
+            caFile: z._default(z.nullable(absPath), null),
+            /** Credentials (Basic, or for a Bearer token service). Never logged or listed. */
+            auth: z._default(z.nullable(z.strictObject({ username: z.string().check(z.minLength(1)), password: z.string() })), null),
+          }),
+        ),
+        {},
+      ),
+    }),
+    { registries: {} },
+  ),
   /**
    * Set only in a spawned child (written by its parent into the guest payload, see guest/): who the parent is.
    * The child trusts the aurae-on-behalf-of header only on calls whose peer identity is `parent`.

@@ -13,6 +13,8 @@ import { HealthRegistry, HealthService, createHealthService, STORAGE_HEALTH_SERV
 import { STORAGE_STATUS_PATH } from '../config/node-paths';
 import type { InitChannel, ReadyMessage } from '../ipc';
 import type { LogRing, Logger } from '../log';
+import { type ImagesCore, ImageServiceService, createImageService, createImages } from '../images';
+import { type PodRuntime, PodServiceService, createPodRuntime, createPodService } from '../pods';
 import { type NodeIdentity, NodeServiceService, createNodeIdentity, createNodeService, createPowerControl } from '../node';
 import { type Observe, type ObserveOverrides, ObserveServiceService, createObserve } from '../observe';
 import { type ReloadableServerCredentials, type RpcContext, type RunningServer, type ServerPki, type ServiceBinding, createIssuerCheck, listenTargets, mtlsServerCredentials, startServer, withRouting } from '../server';
@@ -50,7 +52,7 @@ export interface RunningAuraed {
 }
 
 /** Health service names: "" is the whole server; the others are the full gRPC service names. */
-export const HEALTH_SERVICE_NAMES = ['', 'aurae.discovery.v0.DiscoveryService', 'aurae.node.v0.NodeService', 'aurae.observe.v0.ObserveService', 'aurae.authz.v0.AuthzService', 'aurae.cells.v0.CellService', 'aurae.vms.v0.VmService'] as const;
+export const HEALTH_SERVICE_NAMES = ['', 'aurae.discovery.v0.DiscoveryService', 'aurae.node.v0.NodeService', 'aurae.observe.v0.ObserveService', 'aurae.authz.v0.AuthzService', 'aurae.cells.v0.CellService', 'aurae.vms.v0.VmService', 'aurae.images.v0.ImageService', 'aurae.pods.v0.PodService'] as const;
 
 /**
  * What the start-up phases share. The first fields are settled before the phases; each optional one is set once,
@@ -77,6 +79,9 @@ interface StartContext {
   observe?: Observe;
   cells?: CellRuntime;
   vms?: NodeVms;
+  /** 'images', 'pods' */
+  images?: ImagesCore;
+  pods?: PodRuntime;
   /** 'rule-push': children inherit this node's effective rules; `unwatch` ends the subscriptions. */
   pusher?: ParentRulePusher;
   unwatch?: () => void;
@@ -94,11 +99,14 @@ const START_PHASES: readonly Phase<StartContext>[] = [
   { name: 'authz', run: startAuthz },
   { name: 'observe', run: startObserve },
   { name: 'cells', run: startCells },
+  { name: 'images', run: startImages },
+  { name: 'pods', run: startPods },
   { name: 'vms', run: startVms },
   { name: 'rule-push', run: startRulePush },
   { name: 'services', run: bindServices },
   { name: 'server', run: listen },
   { name: 'serving', run: markServing },
+  { name: 'pods-reconcile', run: reconcilePods },
 ];
 
 export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed> {
@@ -184,6 +192,37 @@ async function startCells(ctx: StartContext): Promise<void> {
   await cells.init();
 }
 
+/** Container images: the content-addressed store under <state.dir>/images (its tables migrate on creation). Works anywhere. */
+function startImages(ctx: StartContext): void {
+  ctx.images = createImages({ db: need(ctx, 'db'), dir: join(ctx.config.state.dir, 'images'), config: ctx.config.images, log: ctx.log });
+}
+
+/**
+ * Pods over cells and images (their tables migrate on creation). Without cgroup v2 the cells runtime is disabled,
+ * so Run, Stop and Remove answer FAILED_PRECONDITION from it, as CellService does.
+ */
+function startPods(ctx: StartContext): void {
+  ctx.pods = createPodRuntime({
+    db: need(ctx, 'db'),
+    dir: ctx.config.state.dir,
+    images: need(ctx, 'images'),
+    cells: need(ctx, 'cells'),
+    observe: need(ctx, 'observe'),
+    log: ctx.log.child({ subsystem: 'pods' }),
+  });
+}
+
+/**
+ * After serving: bring back the pods that should run (an auraed restart, a reboot with a state disk). In the
+ * background, like the cells' executables: a slow mount or crun must not hold the API.
+ */
+function reconcilePods(ctx: StartContext): void {
+  const log = ctx.log.child({ subsystem: 'pods' });
+  need(ctx, 'pods')
+    .reconcile()
+    .catch((err: unknown) => log.error('reconciling pods failed', { err }));
+}
+
 /** Child microVMs from this node's own kernel and initramfs, and the router that forwards calls to them. */
 async function startVms(ctx: StartContext): Promise<void> {
   const { config, options } = ctx;
@@ -240,6 +279,8 @@ function bindServices(ctx: StartContext): void {
     { definition: AuthzServiceService, implementation: createAuthzService(rpc, authz) },
     { definition: CellServiceDefinition, implementation: createCellService(rpc, need(ctx, 'cells')) },
     { definition: VmServiceService, implementation: need(ctx, 'vms').createService(rpc) },
+    { definition: ImageServiceService, implementation: createImageService(rpc, need(ctx, 'images')) },
+    { definition: PodServiceService, implementation: createPodService(rpc, { runtime: need(ctx, 'pods'), images: need(ctx, 'images') }) },
   ];
   for (const rule of authz.unmatchedConfigRules()) {
     log.warn('authz.policy rule matches no method this auraed serves', { identity: rule.identity, effect: rule.effect, pattern: rule.pattern });
@@ -296,6 +337,7 @@ async function stopAuraed(ctx: StartContext, timeoutMs: number): Promise<'gracef
   observe.shutdown(); // follow streams end with OK, so the graceful stop need not wait for them
   const how = await need(ctx, 'server').shutdown(timeoutMs);
   need(ctx, 'cells').close(); // executables keep running; their later exits are not written to the closed database
+  await need(ctx, 'images').close();
   await observe.close();
   // After the server stopped: no refusal comes later. A failed flush must not keep the database open.
   try {

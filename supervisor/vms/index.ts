@@ -1,6 +1,6 @@
 // VMs: plan QEMU arguments, launch, and control through QMP (used by the image tooling, the boot tests and the
 // benchmarks), and auraed's VM service: child microVMs spawned from the node's own image, and routing to them.
-export { qemuArgs, kernelCmdline, validateVmSpec, VmSpecError, type Accel, type PortForward, type VmSpec } from './qemu-args';
+export { qemuArgs, kernelCmdline, validateVmSpec, VmSpecError, type Accel, type GuestForward, type PortForward, type VmSpec } from './qemu-args';
 export { QmpClient, QmpError, type QmpEvent, type QmpStatus } from './qmp';
 export { launchVm, Vm, ConsoleTimeoutError, type LaunchOptions, type VmExit } from './launch';
 export { detectAccel, hostTscKhz, realAccelProbe, type AccelProbe } from './accel';

@@ -10,6 +10,14 @@ export interface PortForward {
   guestPort: number;
 }
 
+export interface GuestForward {
+  /** An address of the user network (10.0.2.0/24) that is not the gateway or DNS, e.g. 10.0.2.100. */
+  guestAddress: string;
+  guestPort: number;
+  /** Host command line, split by QEMU like a shell would; no commas. */
+  command: string;
+}
+
 export interface VmSpec {
   /** Direct boot: kernel, initrd and command line. Ignored when `firmware` is set (UEFI boots from disk). */
   kernel: string;
@@ -28,6 +36,11 @@ export interface VmSpec {
   machine: 'microvm' | 'pc' | 'q35';
   /** Forwarded TCP ports on a restricted user-mode network (the guest cannot reach out). */
   forwards: PortForward[];
+  /**
+   * The way out of the restricted network: guest connections to guestAddress:guestPort each spawn `command`
+   * on the host with the connection on its stdin/stdout (QEMU guestfwd=…-cmd:; e.g. a relay to a host port).
+   */
+  guestForwards?: GuestForward[];
   /** Unix socket path for QMP (the control channel), or null. */
   qmpSocket: string | null;
   /** Unix socket path for a virtio console (/dev/hvc0 in the guest), or null. */
@@ -67,6 +80,13 @@ export function validateVmSpec(spec: VmSpec): void {
       const port = f[key];
       if (!Number.isInteger(port) || port < 1 || port > 65535) bad(`forwards[${i}].${key}`, 'a port 1..65535');
     }
+  }
+  for (const [i, f] of (spec.guestForwards ?? []).entries()) {
+    if (!/^10\.0\.2\.(\d{1,3})$/.test(f.guestAddress) || ['10.0.2.2', '10.0.2.3', '10.0.2.15'].includes(f.guestAddress)) {
+      bad(`guestForwards[${i}].guestAddress`, 'an address of 10.0.2.0/24 other than the gateway (.2), DNS (.3) and the guest (.15)');
+    }
+    if (!Number.isInteger(f.guestPort) || f.guestPort < 1 || f.guestPort > 65535) bad(`guestForwards[${i}].guestPort`, 'a port 1..65535');
+    if (f.command.trim() === '' || /[,\n\0]/.test(f.command)) bad(`guestForwards[${i}].command`, 'a non-empty command line without commas or newlines');
   }
   if (/[\n\0]/.test(spec.append)) bad('append', 'a single line');
   if (spec.tcgTbSizeMiB != null && (!Number.isInteger(spec.tcgTbSizeMiB) || spec.tcgTbSizeMiB < 16 || spec.tcgTbSizeMiB > 2048)) bad('tcgTbSizeMiB', 'an integer 16..2048');
@@ -110,8 +130,9 @@ export function qemuArgs(spec: VmSpec): string[] {
   }
   if (spec.noReboot) args.push('-no-reboot');
   const hostfwd = spec.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`).join('');
-  // restrict=on: the guest reaches nothing outside; forwarded ports still come in.
-  args.push('-netdev', `user,id=net0,restrict=on${hostfwd}`, '-device', `${dev('virtio-net')},netdev=net0`);
+  const guestfwd = (spec.guestForwards ?? []).map((f) => `,guestfwd=tcp:${f.guestAddress}:${f.guestPort}-cmd:${f.command}`).join('');
+  // restrict=on: the guest reaches nothing outside but its guest forwards; forwarded ports still come in.
+  args.push('-netdev', `user,id=net0,restrict=on${hostfwd}${guestfwd}`, '-device', `${dev('virtio-net')},netdev=net0`);
   if (spec.qmpSocket) args.push('-qmp', `unix:${spec.qmpSocket},server=on,wait=off`);
   if (spec.debugConsoleSocket) {
     args.push(

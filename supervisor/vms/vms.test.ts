@@ -76,6 +76,15 @@ describe('qemuArgs', () => {
     expect(argAfter(qemuArgs({ ...spec, accel: 'kvm', tcgTbSizeMiB: 64 }), '-accel')).toBe('kvm');
     expect(argAfter(qemuArgs({ ...spec, fwCfg: [{ name: 'opt/aurae/payload', file: '/tmp/p.json' }] }), '-fw_cfg')).toBe('name=opt/aurae/payload,file=/tmp/p.json');
   });
+
+  it('adds guest forwards to the restricted user network (each connection runs the command)', () => {
+    const relay = { guestAddress: '10.0.2.100', guestPort: 5000, command: '/usr/bin/node /t/relay.cjs 41234' };
+    expect(argAfter(qemuArgs({ ...spec, guestForwards: [relay] }), '-netdev')).toBe(
+      'user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:18443-:8443,guestfwd=tcp:10.0.2.100:5000-cmd:/usr/bin/node /t/relay.cjs 41234',
+    );
+    expect(() => qemuArgs({ ...spec, guestForwards: [{ ...relay, guestAddress: '10.0.2.2' }] })).toThrow(/guestForwards\[0\]\.guestAddress/);
+    expect(() => qemuArgs({ ...spec, guestForwards: [{ ...relay, command: 'a,b' }] })).toThrow(/guestForwards\[0\]\.command/);
+  });
 });
 
 describe('accelerator and TSC', () => {

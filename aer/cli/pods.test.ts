@@ -1,0 +1,167 @@
+// `aer pod …` over a fake SDK client: the spec built from options or a file, usage errors, formatting, and logs
+// read from the pod's cell and the container's executable.
+import { describe, expect, it } from 'vitest';
+import type { AuraeClient, LogStreamOptions, PodInfo, PodSpec, RunOptions } from '../sdk';
+import { formatPod, formatPodTable, logsContainer, podSpecFromOptions } from './pods';
+import { runAer } from './program';
+
+const NOW = Date.parse('2026-12-02T12:00:00Z');
+const fail = (m: string): never => {
+  throw new Error(m);
+};
+const noFile = () => {
+  throw Object.assign(new Error('no such file'), { code: 'ENOENT' });
+};
+
+function info(spec: PodSpec, state: PodInfo['state'] = 'running'): PodInfo {
+  return {
+    name: spec.name,
+    sandbox: 'cell',
+    state,
+    containers: spec.containers.map((c) => ({ name: c.name, image: c.image, imageDigest: `sha256:${'ab'.repeat(32)}`, state: 'running', pid: 42, exit: null, restarts: 0 })),
+    createdAt: NOW - 65_000,
+    spec,
+  };
+}
+
+function fakeClient() {
+  const calls: unknown[] = [];
+  const pods = new Map<string, PodInfo>();
+  const client = {
+    config: { path: '/c.json', node: 'n', address: 'unix:///x', version: 1, ca: '', cert: '', key: '' },
+    pods: {
+      run: async (spec: PodSpec, opts: RunOptions = {}) => {
+        calls.push(['run', spec, opts.auth]);
+        opts.onProgress?.({ image: spec.containers[0]!.image, layer: `sha256:${'ef'.repeat(32)}`, done: 10, total: 10, state: 'done' });
+        pods.set(spec.name, info(spec));
+        return pods.get(spec.name)!;
+      },
+      list: async () => [...pods.values()],
+      inspect: async (name: string) => {
+        const p = pods.get(name) ?? info({ name, containers: [{ name: 'app', image: 'busybox' }, { name: 'side', image: 'busybox' }] });
+        return p;
+      },
+      stop: async (name: string, o: { graceMs?: number }) => (calls.push(['stop', name, o.graceMs]), { ...info({ name, containers: [{ name: 'app', image: 'busybox' }] }), state: 'stopped' }),
+      remove: async (name: string, o: { force?: boolean }) => void calls.push(['rm', name, o.force]),
+    },
+    observe: {
+      logs: (cell: string, executable: string, o: LogStreamOptions) => {
+        calls.push(['logs', cell, executable, o.follow, o.tail]);
+        return (async function* () {
+          yield { channel: 'stdout', time: '2026-12-02T12:00:00.000Z', line: 'hello from web' };
+        })();
+      },
+    },
+    close: () => {},
+  } as unknown as AuraeClient;
+  return { client, calls, pods };
+}
+
+async function run(argv: string[], files: Record<string, string> = {}) {
+  const { client, calls } = fakeClient();
+  const out: string[] = [];
+  const err: string[] = [];
+  const partial: string[] = [];
+  const code = await runAer(argv, {
+    out: (t) => void out.push(t),
+    err: (t) => void err.push(t),
+    errPartial: (t) => void partial.push(t),
+    env: {},
+    connect: () => client,
+    now: () => NOW,
+    readFile: (path: string) => {
+      if (!(path in files)) noFile();
+      return files[path]!;
+    },
+  } as Parameters<typeof runAer>[1]);
+  return { code, out, err, partial, calls };
+}
+
+describe('aer pod run', () => {
+  it('one container from options: image, args after --, env, limits, expose, restart', async () => {
+    const r = await run(['pod', 'run', 'web', '--image', 'busybox', '--env', 'key=value', '--env', 'foo=bar', '--memory', '64M', '--expose', '80', '--expose', '8080', '--restart', 'on-failure', '--', 'sh', '-c', 'echo hi']);
+    expect(r.code).toBe(0);
+    expect(r.calls[0]).toEqual([
+      'run',
+      {
+        name: 'web',
+        containers: [{ name: 'app', image: 'busybox', args: ['sh', '-c', 'echo hi'] }],
+        env: { key: 'value', foo: 'bar' },
+        restart: 'on-failure',
+        limits: { memoryMax: 64 * 1024 * 1024 },
+        expose: [80, 8080],
+      },
+      undefined,
+    ]);
+    expect(r.partial.join('')).toContain('busybox  efefefefefef  done');
+    expect(r.out).toEqual(['web  running  app running pid 42']);
+  });
+
+  it('several containers from --file; NAME renames; container options are refused with --file', async () => {
+    const file = JSON.stringify({ name: 'duo', containers: [{ name: 'a', image: 'busybox' }, { name: 'b', image: 'busybox', args: ['sleep', '9'] }], env: { x: '1' } });
+    const r = await run(['pod', 'run', '--file', 'pod.json', '--env', 'y=2'], { 'pod.json': file });
+    expect(r.code).toBe(0);
+    expect(r.calls[0]).toMatchObject(['run', { name: 'duo', env: { x: '1', y: '2' }, containers: [{ name: 'a' }, { name: 'b', args: ['sleep', '9'] }] }, undefined]);
+    expect((await run(['pod', 'run', 'other', '--file', 'pod.json'], { 'pod.json': file })).calls[0]).toMatchObject(['run', { name: 'other' }, undefined]);
+    const clash = await run(['pod', 'run', '--file', 'pod.json', '--image', 'busybox'], { 'pod.json': file });
+    expect(clash.code).toBe(2);
+    expect(clash.err.join('\n')).toContain('--image describes a container: with --file, put it in the file');
+  });
+
+  it('usage errors: no name, no image, unreadable or malformed file, bad port', async () => {
+    expect((await run(['pod', 'run', '--image', 'busybox'])).err.join('\n')).toContain('missing the pod name');
+    expect((await run(['pod', 'run', 'web'])).err.join('\n')).toContain('missing --image IMAGE');
+    expect((await run(['pod', 'run', '--file', 'nope.json'])).err.join('\n')).toContain('--file nope.json: cannot read it (ENOENT)');
+    expect((await run(['pod', 'run', '--file', 'p.json'], { 'p.json': '[1]' })).err.join('\n')).toContain('expected a JSON object');
+    const badPort = await run(['pod', 'run', 'web', '--image', 'busybox', '--expose', '70000']);
+    expect(badPort.code).toBe(2);
+    expect(badPort.calls).toEqual([]);
+  });
+
+  it('podSpecFromOptions keeps what was not given out of the spec', () => {
+    expect(podSpecFromOptions('web', [], { image: 'busybox' }, noFile, fail)).toEqual({ name: 'web', containers: [{ name: 'app', image: 'busybox' }] });
+    expect(podSpecFromOptions('web', [], { image: 'b', entrypoint: '/bin/sh', workdir: '/tmp', user: '1000', readOnly: true, container: 'c' }, noFile, fail).containers[0]).toEqual({
+      name: 'c',
+      image: 'b',
+      command: ['/bin/sh'],
+      workingDir: '/tmp',
+      user: '1000',
+      readOnlyRootfs: true,
+    });
+  });
+});
+
+describe('aer pod list|inspect|stop|rm|logs', () => {
+  it('stop passes the grace; rm passes force', async () => {
+    expect((await run(['pod', 'stop', 'web', '--grace', '2000'])).calls).toEqual([['stop', 'web', 2000]]);
+    expect((await run(['pod', 'rm', '--force', 'web'])).calls).toEqual([['rm', 'web', true]]);
+    expect((await run(['pod', 'rm', 'web'])).out).toEqual(['removed web']);
+  });
+
+  it('logs read the pod cell and the container executable; several containers need --container', async () => {
+    const one = await run(['pod', 'run', 'web', '--image', 'busybox']);
+    expect(one.code).toBe(0);
+    const several = await run(['pod', 'logs', 'duo']);
+    expect(several.code).toBe(2);
+    expect(several.err.join('\n')).toContain('pod duo has 2 containers (app, side): choose one with --container');
+    const chosen = await run(['pod', 'logs', 'duo', '--container', 'side', '-f', '-n', '5']);
+    expect(chosen.calls).toEqual([['logs', 'duo', 'side', true, 5]]);
+    expect(chosen.out).toEqual(['hello from web']);
+  });
+
+  it('logsContainer picks the only container or checks the chosen one', () => {
+    const pod = info({ name: 'web', containers: [{ name: 'app', image: 'busybox' }] });
+    expect(logsContainer(pod, undefined, fail)).toBe('app');
+    expect(() => logsContainer(pod, 'nope', fail)).toThrow('pod web has no container "nope": it has app');
+  });
+
+  it('formats the table and the details', () => {
+    const pod = info({ name: 'web', containers: [{ name: 'app', image: 'busybox', args: ['sh'] }], env: { key: 'value' }, expose: [80] });
+    expect(formatPodTable([pod], NOW).split('\n')).toEqual(['NAME  STATE    READY  IMAGES   AGE', 'web   running  1/1    busybox  1m 5s']);
+    expect(formatPodTable([], NOW)).toBe('no pods');
+    const text = formatPod(pod);
+    expect(text).toContain('expose    80 (recorded; not published on the node)');
+    expect(text).toContain('    image   busybox (abababababab)');
+    expect(text).toContain('    args    "sh"');
+  });
+});

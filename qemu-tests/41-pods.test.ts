@@ -1,0 +1,224 @@
+// 41: pods end to end over the real API. The host runs a registry (supervisor/images/test-registry.ts: Debian's
+// docker-registry on 127.0.0.1 with a busybox image built offline); the guest reaches it as 10.0.2.100:5000 through
+// QEMU's guestfwd and its node config marks that registry insecure (plain HTTP). Then, with the SDK: a pod is run
+// (its image pulled, progress reported), its container's output (env and hostname) is in the logs and its exit
+// code in the status; a long-running pod is stopped with grace (SIGTERM honoured; ignored → killed after the
+// grace); an OOM kill inside a container is reported; a pod survives an auraed SIGKILL (restarted by the reconcile, in a sandbox that was kept); removing pods
+// frees their cells, unmounts their root filesystems and releases the image. A second node, with a state disk,
+// reboots with a pod running and gets it back.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { AuraeClient, PodInfo } from '../aer/sdk';
+import { buildTestImages, startTestRegistry, testImagesDir, type TestRegistry } from '../supervisor/images/test-registry';
+import { type BootOptions, bootNode, createStateDisk, eventually, type BootedNode } from './fixture/node';
+
+const REGISTRY = '10.0.2.100:5000';
+const IMAGE = `${REGISTRY}/busybox:latest`;
+
+/** The host registry with the busybox test image as busybox:latest. */
+async function registryWithBusybox(): Promise<TestRegistry> {
+  const images = await buildTestImages(testImagesDir());
+  const registry = await startTestRegistry();
+  await registry.push(images.layout, images.tags.base, 'busybox:latest');
+  return registry;
+}
+
+/** Boot options for a node that pulls from the host registry as 10.0.2.100:5000 (plain HTTP, marked insecure). */
+function reachingRegistry(registry: TestRegistry): Pick<BootOptions, 'guestForwards' | 'nodeConfig'> {
+  return {
+    guestForwards: [{ guestAddress: '10.0.2.100', guestPort: 5000, hostPort: registry.port }],
+    nodeConfig: (config) => ({ ...config, images: { registries: { [REGISTRY]: { insecure: true, caFile: null, auth: null } } } }),
+  };
+}
+
+async function podLogs(client: AuraeClient, pod: string, container: string): Promise<string> {
+  const lines: string[] = [];
+  for await (const entry of client.observe.logs(pod, container, { tail: 1000 })) lines.push(entry.line);
+  return lines.join('\n');
+}
+
+describe('41 pods', () => {
+  let registry: TestRegistry | null = null;
+  let node: BootedNode | null = null;
+  let sdk: AuraeClient | null = null;
+  const booted = () => {
+    if (!node) throw new Error('the node did not boot (see the beforeAll error)');
+    return node;
+  };
+  const client = () => (sdk ??= booted().client());
+  const image = IMAGE;
+
+  beforeAll(async () => {
+    registry = await registryWithBusybox();
+    node = await bootNode({ name: '41-pods', ...reachingRegistry(registry) });
+  }, 600_000);
+  afterEach((ctx) => {
+    if (ctx.task.result?.state === 'fail' && node) console.error(`--- console of 41-pods (full log: ${node.consoleLog}) ---\n${node.vm.tail(60)}`);
+  });
+  afterAll(async () => {
+    sdk?.close();
+    await node?.stop();
+    await registry?.stop();
+  });
+
+  const sh = async (command: string) => (await booted().shell()).ok(command);
+  const logs = (pod: string, container: string) => podLogs(client(), pod, container);
+  const until = (pod: string, what: string, ok: (p: PodInfo) => boolean, timeoutMs = 90_000) =>
+    eventually(async () => {
+      const p = await client().pods.inspect(pod);
+      return ok(p) && p;
+    }, timeoutMs, `pod ${pod} ${what}`);
+
+  it('pulls the image and runs a pod: its output (env, hostname) is in the logs and its exit code in the status', async () => {
+    const progress: string[] = [];
+    const started = await client().pods.run(
+      {
+        name: 'hello',
+        env: { GREETING: 'hello-from-the-pod', SHARED: 'pod' },
+        containers: [
+          {
+            name: 'echo',
+            image,
+            command: ['/bin/sh', '-c', 'echo "greeting=$GREETING shared=$SHARED host=$(hostname) uid=$(id -u) pid=$$"; exit 3'],
+            env: { SHARED: 'container' },
+          },
+        ],
+      },
+      { onProgress: (p) => progress.push(`${p.image} ${p.state}`) },
+    );
+    expect(started.containers[0]).toMatchObject({ name: 'echo', image });
+    expect(started.containers[0]!.imageDigest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(progress.some((p) => p.startsWith(`${image} `))).toBe(true);
+    const done = await until('hello', 'to end', (p) => p.state === 'failed');
+    expect(done.containers[0]).toMatchObject({ state: 'failed', exit: { code: 3, signal: null, oomKilled: false } });
+    expect(await logs('hello', 'echo')).toContain('greeting=hello-from-the-pod shared=container host=hello uid=0 pid=1');
+    // The pod is a cell: its container is an executable of the cell "hello".
+    expect((await client().cells.get('hello')).executables.map((e) => e.name)).toEqual(['echo']);
+  });
+
+  it('stops a long-running pod with grace: SIGTERM is honoured at once, ignored it ends with SIGKILL after the grace', async () => {
+    await client().pods.run({
+      name: 'polite',
+      containers: [{ name: 'app', image, command: ['/bin/sh', '-c', 'trap "echo got-term; exit 0" TERM; echo started; while :; do sleep 0.2; done'] }],
+    });
+    await eventually(async () => (await logs('polite', 'app')).includes('started'), 60_000, 'polite to start');
+    let t = Date.now();
+    const polite = await client().pods.stop('polite', { graceMs: 30_000 });
+    expect(Date.now() - t).toBeLessThan(20_000);
+    expect(polite).toMatchObject({ state: 'stopped', containers: [{ state: 'exited', exit: { code: 0 } }] });
+    expect(await logs('polite', 'app')).toContain('got-term');
+
+    // sleep as the container's pid 1 has no SIGTERM handler: the signal is ignored, the grace runs out.
+    await client().pods.run({ name: 'stubborn', containers: [{ name: 'app', image, command: ['/bin/sh', '-c', 'echo started; exec sleep 600'] }] });
+    await eventually(async () => (await logs('stubborn', 'app')).includes('started'), 60_000, 'stubborn to start');
+    t = Date.now();
+    const stubborn = await client().pods.stop('stubborn', { graceMs: 2_000 });
+    expect(Date.now() - t).toBeGreaterThanOrEqual(2_000);
+    expect(stubborn.state).toBe('stopped');
+    expect(stubborn.containers[0]!.exit).toMatchObject({ signal: 'SIGKILL' });
+    expect((await sh('cat /sys/fs/cgroup/aurae/stubborn/exe.app/cgroup.procs')).trim()).toBe('');
+  });
+
+  it("an OOM kill inside a container is reported (the pod's memory limit is its cell's)", async () => {
+    const mem = 32 * 1024 * 1024;
+    await client().pods.run({
+      name: 'hog',
+      limits: { memoryMax: mem },
+      // dd fills a 64 MiB buffer from /dev/zero: the kernel's OOM killer ends it (it is the container's pid 1).
+      containers: [{ name: 'app', image, command: ['/bin/dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'] }],
+    });
+    expect((await sh('cat /sys/fs/cgroup/aurae/hog/memory.max')).trim()).toBe(String(mem));
+    const done = await until('hog', 'to be OOM-killed', (p) => p.state === 'failed');
+    expect(done.containers[0]!.exit).toMatchObject({ oomKilled: true });
+  });
+
+  it('a pod survives an auraed SIGKILL: reconciled, its container runs again in the same sandbox', async () => {
+    await client().pods.run({
+      name: 'survivor',
+      restart: 'always',
+      containers: [{ name: 'app', image, command: ['/bin/sh', '-c', 'echo "up host=$(hostname) net=$(readlink /proc/self/ns/net)"; exec sleep 600'] }],
+    });
+    const before = await until('survivor', 'to run', (p) => p.state === 'running' && p.containers[0]!.pid !== null);
+    await eventually(async () => (await logs('survivor', 'app')).includes('up host=survivor'), 60_000, 'survivor to print');
+    const from = booted().vm.console.length;
+    await sh('kill -9 "$(cat /run/aurae/auraed.pid)"');
+    await booted().waitReady(180_000, from);
+    sdk?.close();
+    sdk = null;
+    const after = await until('survivor', 'to run again', (p) => p.state === 'running' && p.containers[0]!.pid !== null && p.containers[0]!.pid !== before.containers[0]!.pid, 120_000);
+    expect(after.createdAt).toBe(before.createdAt);
+    const ups = await eventually(async () => {
+      const lines = (await logs('survivor', 'app')).split('\n').filter((l) => l.startsWith('up host=survivor'));
+      return lines.length >= 2 && lines;
+    }, 60_000, 'the restarted container to print');
+    // The pinned network namespace was kept: the same one before and after.
+    expect(ups[1]!.split('net=')[1]).toBe(ups[0]!.split('net=')[1]);
+  });
+
+  it('remove frees the cells, unmounts the root filesystems and releases the image', async () => {
+    await expect(client().pods.remove('survivor')).rejects.toMatchObject({ code: 'FAILED_PRECONDITION' });
+    // Retained by the pods that use it.
+    await expect(client().images.remove(image)).rejects.toMatchObject({ code: 'FAILED_PRECONDITION' });
+    await client().pods.remove('survivor', { force: true });
+    for (const name of ['hello', 'polite', 'stubborn', 'hog']) await client().pods.remove(name);
+    expect(await client().pods.list()).toEqual([]);
+    await expect(client().cells.get('survivor')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect((await sh('grep -c "/var/lib/aurae/pods\\|/run/aurae/pods" /proc/mounts || true')).trim()).toBe('0');
+    expect((await sh('ls /var/lib/aurae/pods /run/aurae/pods 2>/dev/null | grep -v ":$" | grep -c . || true')).trim()).toBe('0');
+    await client().images.remove(image);
+    expect((await client().images.list()).map((i) => i.name)).not.toContain(`${REGISTRY}/busybox`);
+  });
+});
+
+describe('41 pods across a reboot with a state disk', () => {
+  let registry: TestRegistry | null = null;
+  let node: BootedNode | null = null;
+  let sdk: AuraeClient | null = null;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-41-state-'));
+  const booted = () => {
+    if (!node) throw new Error('the node did not boot (see the beforeAll error)');
+    return node;
+  };
+  const client = () => (sdk ??= booted().client());
+
+  beforeAll(async () => {
+    registry = await registryWithBusybox();
+    node = await bootNode({ name: '41-pods-reboot', disks: [createStateDisk(dir, 256)], noReboot: false, ...reachingRegistry(registry) });
+  }, 600_000);
+  afterEach((ctx) => {
+    if (ctx.task.result?.state === 'fail' && node) console.error(`--- console of 41-pods-reboot (full log: ${node.consoleLog}) ---\n${node.vm.tail(60)}`);
+  });
+  afterAll(async () => {
+    sdk?.close();
+    await node?.stop();
+    await registry?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a pod that should run comes back after the reboot: remounted, re-pinned, restarted; the same pod', async () => {
+    await client().pods.run({
+      name: 'keeper',
+      restart: 'always',
+      containers: [{ name: 'app', image: IMAGE, command: ['/bin/sh', '-c', 'echo "up boot=$(cat /proc/sys/kernel/random/boot_id)"; exec sleep 600'] }],
+    });
+    await eventually(async () => (await podLogs(client(), 'keeper', 'app')).includes('up boot='), 60_000, 'keeper to start');
+    const before = await client().pods.inspect('keeper');
+    const from = booted().vm.console.length;
+    await client().node.reboot({ reason: '41: pods across a reboot' });
+    sdk?.close();
+    sdk = null;
+    await booted().waitReady(240_000, from);
+    const ups = await eventually(async () => {
+      const lines = (await podLogs(client(), 'keeper', 'app')).split('\n').filter((l) => l.startsWith('up boot='));
+      return lines.length >= 2 && lines;
+    }, 120_000, 'keeper to run again after the reboot');
+    expect(ups[1]).not.toBe(ups[0]); // another boot
+    const after = await client().pods.inspect('keeper');
+    expect(after).toMatchObject({ state: 'running', createdAt: before.createdAt });
+    expect(after.containers[0]!.imageDigest).toBe(before.containers[0]!.imageDigest);
+    await client().pods.remove('keeper', { force: true });
+    expect(await client().pods.list()).toEqual([]);
+  });
+});

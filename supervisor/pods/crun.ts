@@ -1,0 +1,162 @@
+// How a container is run (pure): where its files are, the OCI spec input for supervisor/pods/oci-spec.ts, and the
+// executable of the pod's cell that runs it with `crun run`.
+//
+// Layout. Persistent, under <state.dir>/pods/<pod>/<container>/: config.json (the bundle), rootfs/ (the overlay
+// mount point), upper/ and work/ (the overlay's writable layer). Per boot (tmpfs), under /run/aurae/pods/<pod>/:
+// ns/{net,ipc,uts} (the pod's pinned namespaces) and `ready` (written once this boot's preparation — namespaces
+// pinned, root filesystems mounted, bundles written — is done). crun's own state: /run/aurae/crun.
+//
+// Sandbox. A pod's shared namespaces are not held by an infra ("pause") process: they are pinned by bind mounts of
+// /proc/PID/ns/* (as CRI-O's pinns does), made by busybox `unshare --net=FILE --ipc=FILE --uts=FILE` which also
+// sets the hostname and brings lo up. Containers join them by path; nothing has to be supervised, and a container
+// restart or an auraed restart finds them where they were.
+//
+// Cgroups. crun runs with `--cgroup-manager=disabled`: the container stays in the cgroup crun was started in,
+// the executable's leaf (<pod cell>/exe.<container>). So the pod cell's limits apply, the leaf's memory.events
+// reports the container's OOM kills, Stop's SIGTERM → grace → cgroup.kill reaches every process of the
+// container, and cells' reconcile sees no cgroup it does not know.
+//
+// Start. The executable is a small sh script: it waits (bounded) for the pod's `ready` file, so the cells'
+// reconcile may start a container before the pods' reconcile has remounted its root filesystem after a reboot;
+// it deletes what a killed crun left in its state directory; then it execs `crun run` in the foreground (crun
+// forwards signals to the container's init and exits with its status).
+import path from 'node:path';
+import { existsSync } from 'node:fs';
+import { AuraeError } from '../errors';
+import { DEFAULT_PATH, type ExecutableSpec, RESTART_DEFAULTS } from '../executables';
+import { RUN_DIR } from '../config/node-paths';
+import type { ResolvedUser } from './container-config';
+import type { ContainerProcess } from './container-config';
+import type { OciSpecInput } from './oci-spec';
+import type { PodSpec } from './spec';
+
+/** crun's state root (tmpfs: crun state is per boot). */
+export const CRUN_STATE_ROOT = `${RUN_DIR}/crun`;
+/** The pods' per-boot files: pinned namespaces and ready markers. */
+export const PODS_RUN_DIR = `${RUN_DIR}/pods`;
+/** How long a container's start waits for its pod to be prepared. */
+export const READY_WAIT_S = 60;
+
+export interface ContainerPaths {
+  dir: string;
+  bundle: string;
+  config: string;
+  rootfs: string;
+  upper: string;
+  work: string;
+}
+
+export interface PodPaths {
+  /** <state.dir>/pods/<pod> */
+  dir: string;
+  /** /run/aurae/pods/<pod> */
+  runDir: string;
+  ns: { net: string; ipc: string; uts: string };
+  ready: string;
+  container(name: string): ContainerPaths;
+}
+
+/** Preconditions: `pod` and container names are validated DNS labels. */
+export function podPaths(podsDir: string, pod: string, runDir = PODS_RUN_DIR): PodPaths {
+  const dir = path.join(podsDir, pod);
+  const run = path.join(runDir, pod);
+  return {
+    dir,
+    runDir: run,
+    ns: { net: path.join(run, 'ns', 'net'), ipc: path.join(run, 'ns', 'ipc'), uts: path.join(run, 'ns', 'uts') },
+    ready: path.join(run, 'ready'),
+    container(name) {
+      const c = path.join(dir, name);
+      return { dir: c, bundle: c, config: path.join(c, 'config.json'), rootfs: path.join(c, 'rootfs'), upper: path.join(c, 'upper'), work: path.join(c, 'work') };
+    },
+  };
+}
+
+/** crun's container id: "<pod>.<container>" (labels hold no dot, so the pair is unambiguous). */
+export function containerId(pod: string, container: string): string {
+  return `${pod}.${container}`;
+}
+
+/** Where crun is: env AURAE_CRUN, then each PATH directory, then /usr/bin/crun (the image's). */
+export function findCrun(env: NodeJS.ProcessEnv = process.env, exists: (p: string) => boolean = existsSync): string {
+  const candidates = [...(env.AURAE_CRUN ? [env.AURAE_CRUN] : []), ...(env.PATH ?? DEFAULT_PATH).split(':').filter(Boolean).map((d) => path.join(d, 'crun')), '/usr/bin/crun'];
+  const found = candidates.find((c) => exists(c));
+  if (found) return found;
+  throw new AuraeError('FAILED_PRECONDITION', `crun was not found (looked in ${[...new Set(candidates)].join(', ')}): pods need crun, as in the aurae image; set AURAE_CRUN to its path`);
+}
+
+/** The start script; positional arguments: ready file, container id, bundle, crun, crun's state root. */
+export const START_SCRIPT = [
+  'ready=$1 id=$2 bundle=$3 crun=$4 root=$5',
+  'n=0',
+  'while [ ! -e "$ready" ]; do',
+  `  n=$((n + 1)); if [ "$n" -gt ${READY_WAIT_S * 10} ]; then echo "aurae: container $id: its pod was not prepared within ${READY_WAIT_S} s ($ready is missing): see auraed's log" >&2; exit 125; fi`,
+  '  sleep 0.1',
+  'done',
+  // A crun killed with its container (stop after the grace, OOM, auraed restart) leaves its state behind.
+  '"$crun" --root "$root" delete --force "$id" >/dev/null 2>&1',
+  'exec "$crun" --root "$root" --cgroup-manager=disabled run --bundle "$bundle" "$id"',
+].join('\n');
+
+export interface CrunExecutableInput {
+  crun: string;
+  stateRoot?: string;
+  pod: Pick<PodSpec, 'name' | 'restart'>;
+  container: string;
+  paths: Pick<ContainerPaths, 'bundle'>;
+  ready: string;
+}
+
+/** The executable of the pod's cell that runs one container. */
+export function crunExecutable(input: CrunExecutableInput): ExecutableSpec {
+  const id = containerId(input.pod.name, input.container);
+  return {
+    name: input.container,
+    command: '',
+    args: ['/bin/sh', '-c', START_SCRIPT, 'aurae-container', input.ready, id, input.paths.bundle, input.crun, input.stateRoot ?? CRUN_STATE_ROOT],
+    description: `container ${input.container} of pod ${input.pod.name}`,
+    env: { PATH: DEFAULT_PATH },
+    cwd: '/',
+    uid: null,
+    gid: null,
+    restart: { mode: input.pod.restart, ...RESTART_DEFAULTS },
+  };
+}
+
+export interface ContainerSpecInput {
+  process: ContainerProcess;
+  user: ResolvedUser;
+  paths: Pick<ContainerPaths, 'rootfs'>;
+  pod: PodPaths;
+  readOnlyRootfs: boolean;
+  /** The executable's leaf cgroup, relative to the cgroup2 root (crun does not manage it: see above). */
+  cgroupsPath: string;
+}
+
+/**
+ * The input of ociSpec (oci-spec.ts) for one container: its own pid, mount and cgroup namespaces, the pod's network,
+ * ipc and uts ones (joined by path: no hostname here, the pinned UTS namespace has it).
+ */
+export function containerSpecInput(input: ContainerSpecInput): OciSpecInput {
+  return {
+    args: input.process.args,
+    env: input.process.env,
+    cwd: input.process.cwd,
+    uid: input.user.uid,
+    gid: input.user.gid,
+    additionalGids: input.user.additionalGids,
+    rootfs: input.paths.rootfs,
+    readOnlyRootfs: input.readOnlyRootfs,
+    terminal: false,
+    namespaces: [
+      { type: 'pid' },
+      { type: 'mount' },
+      { type: 'cgroup' },
+      { type: 'network', path: input.pod.ns.net },
+      { type: 'ipc', path: input.pod.ns.ipc },
+      { type: 'uts', path: input.pod.ns.uts },
+    ],
+    cgroupsPath: input.cgroupsPath,
+    noNewPrivileges: true,
+  };
+}

@@ -1,0 +1,233 @@
+// aurae.pods.v0.PodService: decode → validate → PodRuntime → response. No logic beyond mapping.
+// A pod is a cell: every call is authorized on the pod's cell ({ cell }: the pod's name), so a tenant whose rules
+// are scoped to cells ["web"] runs, sees, stops and removes pod "web" only, exactly as with cells. (Pod names are
+// one label, top-level cells: a "nova/*" scope allows no pod until pods may live below a tenant's cell.)
+// Run also declares who the containers run as (runAs, as CellService/Start does): root unless every container
+// names the same numeric user, since the image's USER is known only after the pull and containers have no user
+// namespace yet. Credentials in a Run request are used for that run's pulls only: never summarized or logged.
+import type { ServerWritableStream } from '@grpc/grpc-js';
+import type {
+  ContainerStatus as ContainerStatusProto,
+  Pod,
+  PodServiceInspectRequest,
+  PodServiceInspectResponse,
+  PodServiceListRequest,
+  PodServiceListResponse,
+  PodServiceRemoveRequest,
+  PodServiceRemoveResponse,
+  PodServiceRunRequest,
+  PodServiceRunResponse,
+  PodServiceServer,
+  PodServiceStopRequest,
+  PodServiceStopResponse,
+  PodStatus as PodStatusProto,
+} from '../gen/aurae/pods/v0/pods';
+import { AuraeError, toInt64 } from '../errors';
+import { type Images, type PullAuth, type PullProgress, progressThrottle, progressToProto, validateAuth } from '../images';
+import { type Resource, type RpcContext, serverStream, unary } from '../server';
+import { DEFAULTS, RANGES, checkInt, checkLabel, invalid } from '../validation';
+import type { ContainerStatus, PodRuntime, PodStatus } from './runtime';
+import { type PodSpec, validatePodSpec } from './spec';
+
+const SERVICE = 'aurae.pods.v0.PodService';
+
+/** Most ports one pod may expose. */
+export const MAX_EXPOSED_PORTS = 64;
+
+export interface PodServiceDeps {
+  runtime: Pick<PodRuntime, 'run' | 'list' | 'get' | 'stop' | 'remove'>;
+  /** The spec check; default validatePodSpec (names the bad field, throws INVALID_ARGUMENT). */
+  validateSpec?(pod: Pod | undefined): PodSpec;
+  /** The cell a pod lives in (the authorization resource); default: the pod's name (runtime.ts podCellSpec). */
+  cellOf?(pod: string): string;
+  /** Pulls with the request's credentials before the run (the runtime then finds the images stored). */
+  images?: Pick<Images, 'pull'>;
+  clock?: () => number;
+}
+
+/** What Run validated: the spec for the runtime (with its exposed ports, sorted) and the credentials for its pulls. */
+export interface RunInput {
+  spec: PodSpec;
+  auth?: PullAuth;
+}
+
+/** The exposed ports: each 1..65535, no duplicates, at most MAX_EXPOSED_PORTS (sorted). */
+export function validateExpose(field: string, ports: readonly number[] | undefined): number[] {
+  const list = [...(ports ?? [])];
+  if (list.length > MAX_EXPOSED_PORTS) throw invalid(field, `at most ${MAX_EXPOSED_PORTS} ports (got ${list.length})`);
+  list.forEach((port, i) => checkInt(`${field}[${i}]`, port, [1, 65_535]));
+  const seen = new Set<number>();
+  list.forEach((port, i) => {
+    if (seen.has(port)) throw invalid(`${field}[${i}]`, `port ${port} is listed twice`);
+    seen.add(port);
+  });
+  return list.sort((a, b) => a - b);
+}
+
+/**
+ * Run's request: the pod (the runtime's own check, its field names prefixed with "pod."), its ports and the
+ * credentials. A missing pod is "pod: required".
+ */
+export function validateRunRequest(request: PodServiceRunRequest, validateSpec: (pod: Pod | undefined) => PodSpec = validatePodSpec): RunInput {
+  if (!request.pod) throw invalid('pod', 'required: a pod with a name and at least one container');
+  let spec: PodSpec;
+  try {
+    spec = validateSpec(request.pod);
+  } catch (err) {
+    throw prefixField(err, 'pod');
+  }
+  const expose = validateExpose('pod.expose', request.pod.expose);
+  const auth = validateAuth('auth', request.auth);
+  return { spec: expose.length ? { ...spec, expose } : spec, ...(auth ? { auth } : {}) };
+}
+
+/** An INVALID_ARGUMENT "field: …" from a nested validator, as "prefix.field: …" (other errors unchanged). */
+function prefixField(err: unknown, prefix: string): unknown {
+  if (!(err instanceof AuraeError) || err.code !== 'INVALID_ARGUMENT' || err.message.startsWith(`${prefix}.`) || err.message.startsWith(`${prefix}:`)) return err;
+  return new AuraeError('INVALID_ARGUMENT', `${prefix}.${err.message}`, { cause: err });
+}
+
+/** Who the containers run as, for the policy: one numeric user shared by every container, else root. */
+export function podRunAs(spec: Pick<PodSpec, 'containers'>): { uid: number; gid: number } {
+  const users = new Set(spec.containers.map((c) => c.user ?? ''));
+  const [only] = [...users];
+  const m = users.size === 1 ? /^(\d{1,10})(?::(\d{1,10}))?$/.exec(only ?? '') : null;
+  if (!m) return { uid: 0, gid: 0 };
+  const uid = Number(m[1]);
+  const gid = m[2] === undefined ? uid : Number(m[2]);
+  return uid <= RANGES.id[1] && gid <= RANGES.id[1] ? { uid, gid } : { uid: 0, gid: 0 };
+}
+
+export function createPodService(ctx: RpcContext, deps: PodServiceDeps): PodServiceServer {
+  const { runtime } = deps;
+  const cellOf = deps.cellOf ?? ((pod: string) => pod);
+  const clock = deps.clock ?? Date.now;
+  const podResource = (name: string): Resource => ({ cell: cellOf(name) });
+  const podName = (request: { podName: string }) => checkLabel('pod_name', request.podName);
+
+  return {
+    run: serverStream(ctx, {
+      method: `${SERVICE}/Run`,
+      access: 'admin',
+      validate: (request: PodServiceRunRequest) => validateRunRequest(request, deps.validateSpec ?? validatePodSpec),
+      summary: ({ spec }) => `${spec.name}: ${spec.containers.map((c) => `${c.name}=${c.image}`).join(', ')}`,
+      resource: ({ spec }) => ({ ...podResource(spec.name), runAs: podRunAs(spec) }),
+      run: async ({ spec, auth }, call: ServerWritableStream<PodServiceRunRequest, PodServiceRunResponse>) => {
+        const report = progressThrottle<PullProgress & { image: string }>(clock, ({ image, ...progress }) => {
+          if (!call.cancelled) call.write({ pull: { image, progress: progressToProto(progress) } });
+        });
+        // With credentials: pull here (the runtime's own pulls use the node config's), then run.
+        if (auth && deps.images) {
+          for (const image of new Set(spec.containers.map((c) => c.image))) {
+            await deps.images.pull(image, { auth, onProgress: (p) => report({ ...p, image }) });
+          }
+        }
+        const status = await runtime.run(spec, { onProgress: report });
+        if (call.cancelled) return;
+        call.write({ status: podStatusToProto(status) });
+        call.end();
+      },
+    }),
+    list: unary(ctx, {
+      method: `${SERVICE}/List`,
+      access: 'read',
+      validate: (_request: PodServiceListRequest) => undefined,
+      resource: () => 'each',
+      run: (_, _caller, access): PodServiceListResponse => ({
+        pods: runtime
+          .list()
+          .filter((pod) => access.sees(podResource(pod.name)))
+          .sort((a, b) => a.name.localeCompare(b.name))
+          .map(podStatusToProto),
+      }),
+    }),
+    inspect: unary(ctx, {
+      method: `${SERVICE}/Inspect`,
+      access: 'read',
+      validate: (request: PodServiceInspectRequest) => podName(request),
+      resource: podResource,
+      run: (name): PodServiceInspectResponse => ({ pod: podStatusToProto(requirePod(runtime, name)) }),
+    }),
+    stop: unary(ctx, {
+      method: `${SERVICE}/Stop`,
+      access: 'admin',
+      validate: (request: PodServiceStopRequest) => ({
+        name: podName(request),
+        graceMs: checkInt('grace_period_ms', request.gracePeriodMs, RANGES.stopGraceMs) ?? DEFAULTS.stopGraceMs,
+      }),
+      summary: ({ name }) => name,
+      resource: ({ name }) => podResource(name),
+      run: async ({ name, graceMs }): Promise<PodServiceStopResponse> => ({ pod: podStatusToProto(await runtime.stop(name, graceMs)) }),
+    }),
+    remove: unary(ctx, {
+      method: `${SERVICE}/Remove`,
+      access: 'admin',
+      validate: (request: PodServiceRemoveRequest) => ({ name: podName(request), force: request.force === true }),
+      summary: ({ name, force }) => (force ? `${name} (force)` : name),
+      resource: ({ name }) => podResource(name),
+      run: async ({ name, force }): Promise<PodServiceRemoveResponse> => {
+        await runtime.remove(name, { force });
+        return {};
+      },
+    }),
+  };
+}
+
+function requirePod(runtime: Pick<PodRuntime, 'get'>, name: string): PodStatus {
+  const pod = runtime.get(name);
+  if (!pod) throw new AuraeError('NOT_FOUND', `pod "${name}" does not exist: run it first (aer pod run ${name} --image IMAGE)`);
+  return pod;
+}
+
+/** The runtime's PodSpec as the API's Pod. */
+export function podSpecToProto(spec: PodSpec): Pod {
+  const limits = spec.limits;
+  return {
+    name: spec.name,
+    sandbox: spec.sandbox,
+    containers: spec.containers.map((c) => ({
+      name: c.name,
+      image: c.image,
+      command: [...(c.command ?? [])],
+      args: [...(c.args ?? [])],
+      env: { ...c.env },
+      workingDir: c.workingDir ?? '',
+      user: c.user ?? '',
+      readOnlyRootfs: c.readOnlyRootfs,
+    })),
+    env: { ...spec.env },
+    restart: spec.restart,
+    limits: {
+      ...(limits?.memoryMax != null ? { memoryMax: toInt64(limits.memoryMax) } : {}),
+      ...(limits?.pidsMax != null ? { pidsMax: toInt64(limits.pidsMax) } : {}),
+      ...(limits?.cpuWeight != null ? { cpuWeight: toInt64(limits.cpuWeight) } : {}),
+    },
+    expose: [...(spec.expose ?? [])],
+  };
+}
+
+export function containerStatusToProto(c: ContainerStatus): ContainerStatusProto {
+  return {
+    name: c.name,
+    image: c.image,
+    imageDigest: c.imageDigest,
+    state: c.state,
+    pid: c.pid ?? 0,
+    exit: c.exit
+      ? { ...(c.exit.code !== null ? { code: c.exit.code } : {}), ...(c.exit.signal !== null ? { signal: c.exit.signal } : {}), oomKilled: c.exit.oomKilled }
+      : undefined,
+    restarts: c.restarts,
+  };
+}
+
+/** The runtime's PodStatus (with its spec when the runtime reports it) as the API's. */
+export function podStatusToProto(status: Omit<PodStatus, 'spec'> & { spec?: PodSpec }): PodStatusProto {
+  return {
+    name: status.name,
+    sandbox: status.sandbox,
+    state: status.state,
+    containers: status.containers.map(containerStatusToProto),
+    createdAt: toInt64(status.createdAt),
+    spec: status.spec ? podSpecToProto(status.spec) : undefined,
+  };
+}
