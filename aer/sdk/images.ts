@@ -12,6 +12,7 @@ import {
   type PullProgress as ProtoPullProgress,
   type RegistryAuth as ProtoRegistryAuth,
 } from '../../supervisor/gen/aurae/images/v0/images';
+import type { ImageRuntimeConfig } from '../../supervisor/images/types';
 import type { SdkCallContext } from './call-context';
 import { toApiError } from './errors';
 import { fromWireInt } from './int64';
@@ -49,16 +50,7 @@ export interface ImageInfo {
   /** Manifest digest. */
   digest: string;
   configDigest: string;
-  config: {
-    entrypoint: string[];
-    cmd: string[];
-    env: string[];
-    workingDir: string;
-    user: string;
-    exposedPorts: string[];
-    labels: Record<string, string>;
-    stopSignal: string;
-  };
+  config: ImageRuntimeConfig;
   /** Bottom layer first. */
   layers: ImageLayerInfo[];
   /** Compressed bytes. */

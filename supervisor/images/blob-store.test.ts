@@ -5,9 +5,9 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AuraeError } from '../errors';
 import { silentLogger } from '../log';
 import { BlobStore, type BlobSource } from './blob-store';
+import { failure } from './testing';
 
 const content = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7) % 251));
 const digest = `sha256:${createHash('sha256').update(content).digest('hex')}`;
@@ -47,14 +47,6 @@ beforeEach(async () => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-async function failure(p: Promise<unknown>): Promise<AuraeError> {
-  const err = await p.then(
-    () => new Error('expected a failure'),
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AuraeError);
-  return err as AuraeError;
-}
 
 describe('BlobStore', () => {
   it('stores a verified blob under blobs/sha256/<hex>, reports progress, and knows it next time', async () => {

@@ -6,13 +6,13 @@ import { lstatSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AuraeError } from '../errors';
 import { silentLogger } from '../log';
 import { openDatabase } from '../store';
 import { type HttpTransport, createUndiciTransport } from './http';
 import { type ImagesCore, createImages } from './images';
 import { type TestImages, type TestRegistry, buildTestImages, startTestRegistry } from './test-registry';
 import type { ImagesConfig, PullProgress } from './types';
+import { failure } from './testing';
 
 let work: string;
 let images: TestImages;
@@ -43,14 +43,6 @@ function core(config: ImagesConfig, transport?: HttpTransport): ImagesCore {
   return c;
 }
 
-async function failure(p: Promise<unknown>): Promise<AuraeError> {
-  const err = await p.then(
-    () => new Error('expected a failure'),
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AuraeError);
-  return err as AuraeError;
-}
 
 describe('plain HTTP registry (marked insecure)', () => {
   let reg: TestRegistry;

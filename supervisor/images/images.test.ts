@@ -16,6 +16,7 @@ import { type ImagesCore, createImages } from './images';
 import { MEDIA_TYPES } from './manifest';
 import { type Snapshots, lowerDirsFor, snapshotFs, snapshotId } from './snapshots';
 import type { PullProgress } from './types';
+import { failure } from './testing';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const LAYER_TYPE = 'application/vnd.oci.image.layer.v1.tar+gzip';
@@ -123,14 +124,6 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function failure(p: Promise<unknown>): Promise<AuraeError> {
-  const err = await p.then(
-    () => new Error('expected a failure'),
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AuraeError);
-  return err as AuraeError;
-}
 
 describe('Images.pull', () => {
   it('pulls an image: blobs stored, snapshots made, record with config and layers, progress per layer', async () => {

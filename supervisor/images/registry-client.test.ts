@@ -2,13 +2,13 @@
 // scope, redirects that drop Authorization on another origin, and errors that name the fix.
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { AuraeError } from '../errors';
 import { TokenCache, parseWwwAuthenticate } from './auth';
 import type { HttpRequest, HttpResponse } from './http';
 import { MEDIA_TYPES } from './manifest';
 import { parseReference } from './reference';
 import { RegistryClient } from './registry-client';
 import type { ImagesConfig } from './types';
+import { failure } from './testing';
 
 function response(status: number, headers: Record<string, string | string[]> = {}, body: Buffer | string = ''): HttpResponse {
   const bytes = Buffer.from(body);
@@ -88,14 +88,6 @@ const config = (auth: { username: string; password: string } | null = null, extr
 });
 const ref = parseReference('reg.test/team/app:1');
 
-async function failure(p: Promise<unknown>): Promise<AuraeError> {
-  const err = await p.then(
-    () => new Error('expected a failure'),
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AuraeError);
-  return err as AuraeError;
-}
 
 describe('RegistryClient', () => {
   it('does the Bearer dance with credentials from the config, then reuses the cached token', async () => {
