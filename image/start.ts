@@ -4,6 +4,10 @@
 //   npm start -- --check      boot, check health, shut down cleanly, exit (a quick end-to-end demo)
 //   npm start -- --uefi       boot disk.raw the way a flashed machine does: OVMF (UEFI) on q35, from a 4 GiB
 //                             copy kept in out/uefi-disk.raw (its STATE partition persists across runs)
+//   npm start -- --registry   a local OCI registry for the node: Debian's docker-registry on 127.0.0.1 serving
+//                             busybox built offline (umoci, from busybox-static), reached by the node as
+//                             10.0.2.100:5000, for `aer image pull` and `aer pod run` (direct boot only)
+//   npm start -- --registry PORT   the same with your own registry on 127.0.0.1:PORT (plain HTTP)
 // The direct boot attaches the boot volume (esp.img, read-only) as a flashed disk has it, so the node can
 // spawn children from its own image (`aer vm spawn web`). The image holds no key: the node's identity
 // (out/pki/identity.json) goes over fw_cfg (opt/aurae/identity); with --uefi it is written into the disk's
@@ -17,6 +21,8 @@ import { connect } from '../aer/sdk';
 import { IDENTITY_FW_CFG } from '../init/identity/document';
 import { detectAccel, launchVm } from '../supervisor/vms';
 import { buildImage, GUEST_API_PORT, REPO_ROOT } from './build';
+import { buildTestImages, startTestRegistry, TEST_IMAGE_NAMES, type TestRegistry, testImagesDir } from '../supervisor/images/test-registry';
+import { GUEST_REGISTRY, GUEST_REGISTRY_HOST, initramfsWithConfig, relayForward, withGuestRegistry } from './lib/guest-registry';
 import { OVMF_CODE, OVMF_VARS } from './lib/ovmf';
 
 const check = process.argv.includes('--check');
@@ -24,6 +30,33 @@ const uefi = process.argv.includes('--uefi');
 const UEFI_DISK_BYTES = 4 * 1024 ** 3;
 const started = Date.now();
 const say = (line: string) => console.error(`[start ${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${line}`);
+
+/** `--registry [PORT]`: a port of 127.0.0.1 (the only host address tools here talk to), 'local', or null. */
+function registryOption(argv: string[]): number | 'local' | null {
+  const at = argv.indexOf('--registry');
+  if (at < 0) return null;
+  if (argv[at + 1] === undefined || argv[at + 1]!.startsWith('--')) return 'local';
+  const port = Number(argv[at + 1]);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new Error(`--registry: expected the port of a registry on 127.0.0.1 (1..65535), got "${argv[at + 1] ?? ''}"; e.g. npm start -- --registry 5000`);
+  }
+  return port;
+}
+
+/** `--registry` alone: Debian's docker-registry on 127.0.0.1 with the offline-built busybox pushed as busybox:latest. */
+async function startLocalRegistry(): Promise<TestRegistry> {
+  say('local registry: building busybox images offline (umoci, busybox-static; cached) and starting docker-registry on 127.0.0.1');
+  const images = await buildTestImages(testImagesDir());
+  const registry = await startTestRegistry();
+  try {
+    await registry.push(images.layout, images.tags.base, TEST_IMAGE_NAMES.base);
+  } catch (err) {
+    await registry.stop();
+    throw err;
+  }
+  say(`local registry on ${registry.host} serves busybox:latest (stopped with the node)`);
+  return registry;
+}
 
 async function pickPort(preferred: number): Promise<number> {
   const tryListen = (port: number) =>
@@ -39,7 +72,11 @@ async function pickPort(preferred: number): Promise<number> {
 }
 
 async function main(): Promise<number> {
+  const registryChoice = registryOption(process.argv);
+  if (uefi && registryChoice !== null) throw new Error('--registry works with the direct boot only (the UEFI disk carries its own config): drop --uefi or --registry');
   const image = await buildImage({ log: say });
+  const registry = registryChoice === 'local' ? await startLocalRegistry() : null;
+  const registryPort = registry ? registry.port : (registryChoice as number | null);
   const port = await pickPort(Number(process.env.AURAE_HOST_PORT ?? GUEST_API_PORT));
   const accel = detectAccel();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-start-'));
@@ -62,12 +99,13 @@ async function main(): Promise<number> {
     disks = [{ path: disk, readOnly: false, format: 'raw' }];
     say(`booting out/uefi-disk.raw with UEFI firmware (OVMF, q35, ${accel}); API on 127.0.0.1:${port}`);
   } else {
+    if (registryPort !== null) say(`the node reaches the registry on 127.0.0.1:${registryPort} as ${GUEST_REGISTRY_HOST} (plain HTTP)`);
     say(`booting ${path.relative(REPO_ROOT, image.kernel)} + ${path.relative(REPO_ROOT, image.initramfs)} in QEMU (microvm, ${accel}) with the boot volume; API on 127.0.0.1:${port}`);
   }
   const vm = await launchVm(
     {
       kernel: image.kernel,
-      initrd: image.initramfs,
+      initrd: registryPort === null ? image.initramfs : await initramfsWithConfig(image, withGuestRegistry, dir),
       append: image.manifest.cmdline,
       firmware,
       // Room for a child or two (aer vm spawn): each takes 512 MiB by default.
@@ -76,6 +114,7 @@ async function main(): Promise<number> {
       accel,
       machine: uefi ? 'q35' : 'microvm',
       forwards: [{ hostPort: port, guestPort: image.manifest.apiPort }],
+      guestForwards: registryPort === null ? [] : [relayForward(GUEST_REGISTRY.address, GUEST_REGISTRY.port, registryPort)],
       qmpSocket: path.join(dir, 'qmp.sock'),
       debugConsoleSocket: null,
       noReboot: false,
@@ -131,6 +170,13 @@ async function main(): Promise<number> {
       '  npm run -s aer -- version -o json   # node name, version, uptime, kernel',
       '  npm run -s aer -- vm spawn web      # a child microVM from this node\'s own image (nested)',
       '  npm run -s aer -- --node aurae/web health   # reach the child through its parent',
+      ...(registryPort === null
+        ? ['  (npm start -- --registry gives the node a local registry with busybox to pull and run pods from)']
+        : [
+            `  npm run -s aer -- image pull ${GUEST_REGISTRY_HOST}/busybox:latest`,
+            `  npm run -s aer -- pod run hello --image ${GUEST_REGISTRY_HOST}/busybox:latest -- sh -c 'echo hello from $(hostname)'`,
+            '  npm run -s aer -- pod logs hello',
+          ]),
       '  npm run -s aer -- reboot            # graceful reboot; the node comes back',
       '  npm run -s aer -- shutdown          # graceful poweroff; QEMU exits',
       'Press Ctrl-C to power the node off.',
@@ -139,6 +185,7 @@ async function main(): Promise<number> {
   );
   if (check) await stop('--check');
   const exit = await vm.exited;
+  await registry?.stop();
   fs.rmSync(dir, { recursive: true, force: true });
   say(`QEMU exited (${exit.code ?? exit.signal})`);
   return exit.code === 0 ? 0 : 1;

@@ -13,8 +13,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { AuraeClient, PodInfo } from '../aer/sdk';
 import { buildTestImages, startTestRegistry, testImagesDir, type TestRegistry } from '../supervisor/images/test-registry';
 import { type BootOptions, bootNode, createStateDisk, eventually, type BootedNode } from './fixture/node';
+import { GUEST_REGISTRY, GUEST_REGISTRY_HOST, withGuestRegistry } from '../image/lib/guest-registry';
 
-const REGISTRY = '10.0.2.100:5000';
+const REGISTRY = GUEST_REGISTRY_HOST;
 const IMAGE = `${REGISTRY}/busybox:latest`;
 
 /** The host registry with the busybox test image as busybox:latest. */
@@ -28,8 +29,8 @@ async function registryWithBusybox(): Promise<TestRegistry> {
 /** Boot options for a node that pulls from the host registry as 10.0.2.100:5000 (plain HTTP, marked insecure). */
 function reachingRegistry(registry: TestRegistry): Pick<BootOptions, 'guestForwards' | 'nodeConfig'> {
   return {
-    guestForwards: [{ guestAddress: '10.0.2.100', guestPort: 5000, hostPort: registry.port }],
-    nodeConfig: (config) => ({ ...config, images: { registries: { [REGISTRY]: { insecure: true, caFile: null, auth: null } } } }),
+    guestForwards: [{ guestAddress: GUEST_REGISTRY.address, guestPort: GUEST_REGISTRY.port, hostPort: registry.port }],
+    nodeConfig: withGuestRegistry,
   };
 }
 

@@ -1,7 +1,7 @@
-// Test fixture (priv and qemu tiers): images built offline with umoci from busybox-static, served by Debian's
-// docker-registry on 127.0.0.1:<free port> — plain HTTP, Basic auth over TLS (htpasswd, bcrypt cost 4), or Bearer
-// tokens from a small ES256 token server written here — and pushed with skopeo. Every process and temp dir it
-// makes is removed by stop(); readiness is polled with deadlines, never slept for.
+// Test fixture (priv and qemu tiers; also `npm start -- --registry`): images built offline with umoci from
+// busybox-static, served by Debian's docker-registry on 127.0.0.1:<free port> — plain HTTP, Basic auth over TLS
+// (htpasswd, bcrypt cost 4), or Bearer tokens from a small ES256 token server written here — and pushed with skopeo.
+// Every process and temp dir it makes is removed by stop(); readiness is polled with deadlines, never slept for.
 //
 //   const images = await buildTestImages(dir);            // OCI layout with tags base, whiteout, nonroot, multi, evil
 //   const reg = await startTestRegistry({ auth: 'basic', tls: true });
