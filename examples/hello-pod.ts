@@ -6,9 +6,9 @@
 //   let auae = connect(); let runtime = auae.runtime(); runtime.run(helloPod);
 //
 // IMAGE defaults to busybox (Docker Hub); a node without internet access pulls from a local registry instead,
-// e.g. 10.0.2.100:5000/busybox (see the README, "Images and pods"). Ports are recorded with the pod: pods have no
-// network of their own yet. The container's command line is ours (the seeds leave busybox's `sh`, which exits at
-// once without a terminal): it greets and stays up a little so that it can be seen running.
+// e.g. 10.0.2.100:5000/busybox (see the README, "Images and pods"). `expose(80)` publishes the pod's port 80 on the
+// node's port 80 (README, "Pod networking"). The container's command line is ours (the seeds leave busybox's `sh`,
+// which exits at once without a terminal): it greets and stays up a little so that it can be seen running.
 import { connect, container, pod } from 'aurae';
 
 const image = process.argv[2] ?? 'busybox';

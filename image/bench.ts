@@ -1,6 +1,7 @@
 // `npm run bench` (not a test): boot → API ready for the Node image versus a busybox /init baseline on the SAME
 // kernel in the same run, where that boot time goes (the phase durations init and auraed print on the console),
 // image sizes, and memory (PSS and RSS) of init + auraed after boot. Writes BENCHMARKS.md.
+// `npm run bench -- --only pods` runs only the pods part (image/bench/pods.ts) and rewrites its section in place.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,12 +14,15 @@ import { benchApi, type ApiBenchResult } from './bench/api';
 import { bootTimeline, phaseRows, timelineSummary, type BootTimeline } from './bench/boot-phases';
 import { benchExecStart, type ExecBenchResult } from './bench/exec';
 import { benchNested } from './bench/nested';
+import { benchPods, podsSection, replacePodsSection } from './bench/pods';
 import { benchSpawn } from './bench/spawn';
 import { benchUefi } from './bench/uefi';
 import { IDENTITY_FW_CFG } from '../init/identity/document';
 import { assembleInitramfs, buildImage, REPO_ROOT, type BuiltImage } from './build';
 
 const RUNS = Number(process.env.AURAE_BENCH_RUNS ?? 3);
+/** Parts that run alone with `--only NAME`. */
+const ALONE = ['pods'] as const;
 const say = (line: string) => console.error(`[bench] ${line}`);
 
 /** `identity`: the node's identity document, handed over fw_cfg (the image holds no key; init/identity). */
@@ -128,9 +132,21 @@ const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const fmt = (x: number | null) => (x === null || Number.isNaN(x) ? 'n/a' : x.toFixed(2));
 
 async function main(): Promise<void> {
+  const onlyAt = process.argv.indexOf('--only');
+  const only = onlyAt >= 0 ? (process.argv[onlyAt + 1] ?? '') : null;
+  if (only !== null && !(ALONE as readonly string[]).includes(only)) throw new Error(`--only: "${only}" is not a part that runs alone: ${ALONE.join(', ')}`);
   const image = await buildImage({ log: say });
   const benchDir = path.join(REPO_ROOT, 'out', 'bench');
   fs.mkdirSync(benchDir, { recursive: true });
+  const today = new Date().toISOString().slice(0, 10);
+  if (only === 'pods') {
+    const pods = await benchPods(image, benchDir, say);
+    const file = path.join(REPO_ROOT, 'BENCHMARKS.md');
+    const section = podsSection(pods, `by \`npm run bench -- --only pods\` on ${today} (${os.cpus().length} CPUs, QEMU ${detectAccel().toUpperCase()})`);
+    fs.writeFileSync(file, replacePodsSection(fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n', section));
+    console.log(section.join('\n'));
+    return;
+  }
   const baseline = await buildBaselineInitramfs(benchDir);
   // Variant: the same initramfs uncompressed (boots faster, ships bigger).
   const variants: { name: string; initrd: string; image: BuiltImage | null }[] = [
@@ -161,6 +177,7 @@ async function main(): Promise<void> {
   const spawnResult = await benchSpawn(image, say);
   const nested = await benchNested(image, say);
   const uefi = await benchUefi(image, say, RUNS);
+  const pods = await benchPods(image, benchDir, say);
   const api: ApiBenchResult = await benchApi({ node: runtime.node, bundleDir: path.dirname(runtime.bundles['auraed.cjs']), sqliteAddon: runtime.sqliteAddon, log: say });
 
   const base = mean(results[0]!.samples.map((s) => s.readyLine));
@@ -264,6 +281,8 @@ async function main(): Promise<void> {
     `| raw child_process.spawn of the same program inside the guest, to its 'spawn' event | ${exec.rawSpawnMedianMs.toFixed(1)} |`,
     '',
     `Start ÷ raw spawn: **${(exec.startMedianMs / exec.rawSpawnMedianMs).toFixed(2)}×**; without the RPC round trip: **${((exec.startMedianMs - exec.rpcMedianMs) / exec.rawSpawnMedianMs).toFixed(2)}×** (target ≤ 2×).`,
+    '',
+    ...podsSection(pods, `in the same run (${today})`),
     '',
   ];
   const notesFile = path.join(REPO_ROOT, 'image', 'bench-notes.md');

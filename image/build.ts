@@ -12,7 +12,7 @@ import { IDENTITY_FILE_NAME, identityDocumentText, parseIdentityDocument } from 
 import { AURAE_EXEC_SOURCE, buildAuraeExec, buildSyscallsAddon, SYSCALLS_SOURCE } from '../native/build';
 import { parseNodeConfig, type NodeConfig, type NodeConfigInput } from '../supervisor/config';
 import { need, runPhases, type Phase } from '../supervisor/phases';
-import { DEFAULT_API_SOCKET, IMAGE_CA_CERT, NODE_PKI_FILES } from '../supervisor/config/node-paths';
+import { DEFAULT_API_SOCKET, IMAGE_CA_CERT, NODE_PKI_FILES, REPO_ROOT } from '../supervisor/config/node-paths';
 import { ensurePki, type EnsurePkiResult } from '../supervisor/pki';
 import { buildBetterSqlite3, checkLoads } from './addons';
 import { buildBundles, type BundleName } from './bundle';
@@ -23,7 +23,8 @@ import { initramfsLayout, type InitramfsInputs } from './initramfs/layout';
 import { cached, cacheRoot, sha256, sha256File } from './lib/cache';
 import { fetchRuntime, sharedLibraries, type Runtime } from './runtime';
 
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/** The checkout's root (owned by supervisor/config/node-paths), for the image tools and the boot tests. */
+export { REPO_ROOT };
 export const DEFAULT_OUT = path.join(REPO_ROOT, 'out');
 /** Kernel command line the image is meant to boot with (console= is added by the launcher). */
 export const DEFAULT_CMDLINE = 'panic=-1 quiet';
@@ -46,6 +47,9 @@ export const IMAGE_TOOLS: readonly ImageTool[] = [
   // crun 1.8.1 runs pods' containers (cgroup v2, --cgroup-manager=cgroupfs). Its libraries (libseccomp, libcap,
   // libyajl, libsystemd and what that pulls in) come from ldd like everyone else's.
   { path: '/usr/bin/crun', package: 'crun', why: 'the OCI runtime that runs containers' },
+  // Pod networking (supervisor/pods/network.ts): busybox `ip` cannot create bridges or veth pairs.
+  { path: '/sbin/ip', package: 'iproute2', why: "pod networking: the node bridge, pods' veth pairs, addresses and routes" },
+  { path: '/usr/sbin/nft', package: 'nftables', why: "pod networking: egress masquerade and published ports (DNAT)" },
 ];
 
 export interface Artifact {

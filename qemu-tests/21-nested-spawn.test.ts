@@ -1,7 +1,10 @@
 // 21: the nested tier. A booted node (with its boot volume attached, as a flashed disk has it) spawns a child
 // from its OWN kernel and initramfs with the QEMU on its boot volume — a VM inside the VM (KVM inside the TCG
 // guest where the emulated CPU offers it, TCG inside TCG otherwise) — and clients reach the child through it.
+// The child's QEMU runs confined in its aurae-vms cgroup inside the parent.
 import { afterEach, describe, expect, it } from 'vitest';
+import { DEFAULTS } from '../supervisor/validation';
+import { QEMU_OVERHEAD_MIB } from '../supervisor/vms';
 import { aer } from './fixture/aer';
 import { useNode } from './fixture/node';
 
@@ -46,6 +49,20 @@ describe('21 nested spawn', () => {
     expect(JSON.parse(version.stdout).auraed.nodeName).toBe('aurae/web');
     const list = await aer(node(), ['vm', 'list'], CALL_MS);
     expect(list.stdout).toMatch(/web\s+running/);
+    // The child's QEMU is confined in its own cgroup, as the parent's kernel sees it: /proc/<pid>/cgroup names
+    // aurae-vms/web, whose limits are the guest's RAM plus QEMU's overhead and one CPU period per vCPU.
+    const listed = JSON.parse((await aer(node(), ['--output', 'json', 'vm', 'list'], CALL_MS)).stdout) as Array<{ name: string; pid: number; confined: boolean }>;
+    const web = listed.find((v) => v.name === 'web');
+    expect(web).toMatchObject({ confined: true });
+    const sh = await node().shell();
+    expect((await sh.ok(`cat /proc/${web!.pid}/cgroup`)).trim()).toBe('0::/aurae-vms/web');
+    // Its processes: QEMU, and with KVM the kernel's worker threads for that VM (kvm-nx-lpage-recovery), which
+    // KVM attaches to the VM owner's cgroup.
+    const members = (await sh.ok('for p in $(cat /sys/fs/cgroup/aurae-vms/web/cgroup.procs); do echo "$p $(cat /proc/$p/comm)"; done')).trim().split('\n');
+    expect(members.map((m) => m.split(' ')[0])).toContain(String(web!.pid));
+    for (const m of members.filter((m) => m.split(' ')[0] !== String(web!.pid))) expect(m).toMatch(/^\d+ kvm-/);
+    expect((await sh.ok('cat /sys/fs/cgroup/aurae-vms/web/memory.max')).trim()).toBe(String((512 + QEMU_OVERHEAD_MIB) * 1024 * 1024));
+    expect((await sh.ok('cat /sys/fs/cgroup/aurae-vms/web/cpu.max')).trim()).toBe(`${DEFAULTS.cpuPeriod} ${DEFAULTS.cpuPeriod}`);
     const stop = await aer(node(), ['vm', 'stop', 'web'], STOP_MS);
     expect(stop.code, stop.stderr).toBe(0);
     expect((await aer(node(), ['vm', 'list'], CALL_MS)).stdout).toMatch(/web\s+stopped/);

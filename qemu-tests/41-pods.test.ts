@@ -2,27 +2,31 @@
 // docker-registry on 127.0.0.1 with a busybox image built offline); the guest reaches it as 10.0.2.100:5000 through
 // QEMU's guestfwd and its node config marks that registry insecure (plain HTTP). Then, with the SDK: a pod is run
 // (its image pulled, progress reported), its container's output (env and hostname) is in the logs and its exit
-// code in the status; a long-running pod is stopped with grace (SIGTERM honoured; ignored → killed after the
-// grace); an OOM kill inside a container is reported; a pod survives an auraed SIGKILL (restarted by the reconcile, in a sandbox that was kept); removing pods
+// code in the status, and its life in the events (image_pulled, container_created, container_started with the
+// container's pid, container_exited with the code); a long-running pod is stopped with grace (SIGTERM honoured;
+// ignored → killed after the grace; an image's StopSignal, SIGQUIT, sent instead of SIGTERM); an OOM kill inside a container is reported; a pod survives an auraed SIGKILL (restarted by the reconcile, in a sandbox that was kept); removing pods
 // frees their cells, unmounts their root filesystems and releases the image. A second node, with a state disk,
 // reboots with a pod running and gets it back.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { AuraeClient, PodInfo } from '../aer/sdk';
+import type { AuraeClient, ObservedEvent, PodInfo } from '../aer/sdk';
 import { buildTestImages, startTestRegistry, testImagesDir, type TestRegistry } from '../supervisor/images/test-registry';
 import { type BootOptions, bootNode, createStateDisk, eventually, type BootedNode } from './fixture/node';
 import { GUEST_REGISTRY, GUEST_REGISTRY_HOST, withGuestRegistry } from '../image/lib/guest-registry';
 
 const REGISTRY = GUEST_REGISTRY_HOST;
 const IMAGE = `${REGISTRY}/busybox:latest`;
+/** StopSignal SIGQUIT; its entrypoint ignores SIGTERM and exits 0 on SIGQUIT (test-registry.ts). */
+const STOPSIGNAL_IMAGE = `${REGISTRY}/stopsignal:latest`;
 
 /** The host registry with the busybox test image as busybox:latest. */
 async function registryWithBusybox(): Promise<TestRegistry> {
   const images = await buildTestImages(testImagesDir());
   const registry = await startTestRegistry();
   await registry.push(images.layout, images.tags.base, 'busybox:latest');
+  await registry.push(images.layout, images.tags.stopsignal, 'stopsignal:latest');
   return registry;
 }
 
@@ -32,6 +36,13 @@ function reachingRegistry(registry: TestRegistry): Pick<BootOptions, 'guestForwa
     guestForwards: [{ guestAddress: GUEST_REGISTRY.address, guestPort: GUEST_REGISTRY.port, hostPort: registry.port }],
     nodeConfig: withGuestRegistry,
   };
+}
+
+/** The pod's events still held by auraed (its cell's: a pod is a cell), oldest first. */
+async function podEvents(client: AuraeClient, pod: string): Promise<ObservedEvent[]> {
+  const events: ObservedEvent[] = [];
+  for await (const e of client.observe.events({ cell: pod })) events.push(e);
+  return events;
 }
 
 async function podLogs(client: AuraeClient, pod: string, container: string): Promise<string> {
@@ -97,6 +108,21 @@ describe('41 pods', () => {
     expect(await logs('hello', 'echo')).toContain('greeting=hello-from-the-pod shared=container host=hello uid=0 pid=1');
     // The pod is a cell: its container is an executable of the cell "hello".
     expect((await client().cells.get('hello')).executables.map((e) => e.name)).toEqual(['echo']);
+    // Its life in the events, in order: pulled, created, started by crun (the container's pid 1 on the node), exited.
+    const events = await eventually(async () => {
+      const all = await podEvents(client(), 'hello');
+      return all.some((e) => e.kind === 'container_exited') && all;
+    }, 30_000, 'container_exited for hello');
+    const kinds = events.map((e) => e.kind).filter((k) => k.startsWith('image_') || k.startsWith('container_'));
+    expect(kinds).toEqual(['image_pulled', 'container_created', 'container_started', 'container_exited']);
+    const byKind = <K extends ObservedEvent['kind']>(kind: K) => events.find((e): e is Extract<ObservedEvent, { kind: K }> => e.kind === kind)!;
+    expect(byKind('image_pulled')).toMatchObject({ cell: 'hello', pod: 'hello', container: 'echo', image, digest: done.containers[0]!.imageDigest });
+    expect(byKind('image_pulled').bytes).toBeGreaterThan(100_000); // busybox-static, compressed
+    expect(byKind('container_created')).toMatchObject({ pod: 'hello', container: 'echo', image, digest: done.containers[0]!.imageDigest });
+    expect(byKind('container_started').pid).toBeGreaterThan(1);
+    expect(byKind('container_exited')).toMatchObject({ pod: 'hello', container: 'echo', pid: byKind('container_started').pid, code: 3, signal: null, oomKilled: false });
+    // "started" comes after the executable (the start script) started: crun had to create and start the container.
+    expect(byKind('container_started').seq).toBeGreaterThan(events.find((e) => e.kind === 'executable_started')!.seq);
   });
 
   it('stops a long-running pod with grace: SIGTERM is honoured at once, ignored it ends with SIGKILL after the grace', async () => {
@@ -105,6 +131,12 @@ describe('41 pods', () => {
       containers: [{ name: 'app', image, command: ['/bin/sh', '-c', 'trap "echo got-term; exit 0" TERM; echo started; while :; do sleep 0.2; done'] }],
     });
     await eventually(async () => (await logs('polite', 'app')).includes('started'), 60_000, 'polite to start');
+    // Running, and its pid is the container's init: pid 1 in its own pid namespace.
+    const running = await until('polite', 'to run', (p) => p.containers[0]!.state === 'running');
+    expect(running.state).toBe('running');
+    const started = (await podEvents(client(), 'polite')).find((e) => e.kind === 'container_started');
+    expect(started).toBeDefined();
+    expect((await sh(`grep NSpid /proc/${(started as { pid: number }).pid}/status`)).trim()).toMatch(/^NSpid:\s+\d+\s+1$/);
     let t = Date.now();
     const polite = await client().pods.stop('polite', { graceMs: 30_000 });
     expect(Date.now() - t).toBeLessThan(20_000);
@@ -122,6 +154,23 @@ describe('41 pods', () => {
     expect((await sh('cat /sys/fs/cgroup/aurae/stubborn/exe.app/cgroup.procs')).trim()).toBe('');
   });
 
+  it("stops with the image's StopSignal (SIGQUIT, like nginx): the container's init gets it, not SIGTERM", async () => {
+    const pulled = await client().images.pull(STOPSIGNAL_IMAGE);
+    expect(pulled.config.stopSignal).toBe('SIGQUIT');
+    // No command: the image's Entrypoint traps QUIT (exit 0) and ignores TERM.
+    await client().pods.run({ name: 'quitter', containers: [{ name: 'app', image: STOPSIGNAL_IMAGE }] });
+    await eventually(async () => (await logs('quitter', 'app')).includes('started'), 60_000, 'quitter to start');
+    const t = Date.now();
+    const stopped = await client().pods.stop('quitter', { graceMs: 30_000 });
+    expect(Date.now() - t).toBeLessThan(20_000); // not the grace: SIGQUIT ended it
+    expect(stopped).toMatchObject({ state: 'stopped', containers: [{ state: 'exited', exit: { code: 0, signal: null } }] });
+    const out = await logs('quitter', 'app');
+    expect(out).toContain('got-quit');
+    expect(out).not.toContain('got-term-ignored');
+    const exited = (await podEvents(client(), 'quitter')).find((e) => e.kind === 'container_exited');
+    expect(exited).toMatchObject({ code: 0, signal: null });
+  });
+
   it("an OOM kill inside a container is reported (the pod's memory limit is its cell's)", async () => {
     const mem = 32 * 1024 * 1024;
     await client().pods.run({
@@ -133,6 +182,9 @@ describe('41 pods', () => {
     expect((await sh('cat /sys/fs/cgroup/aurae/hog/memory.max')).trim()).toBe(String(mem));
     const done = await until('hog', 'to be OOM-killed', (p) => p.state === 'failed');
     expect(done.containers[0]!.exit).toMatchObject({ oomKilled: true });
+    const events = await podEvents(client(), 'hog');
+    expect(events.find((e) => e.kind === 'container_oom_killed')).toMatchObject({ pod: 'hog', container: 'app' });
+    expect(events.find((e) => e.kind === 'container_exited')).toMatchObject({ pod: 'hog', container: 'app', oomKilled: true });
   });
 
   it('a pod survives an auraed SIGKILL: reconciled, its container runs again in the same sandbox', async () => {
@@ -163,12 +215,13 @@ describe('41 pods', () => {
     // Retained by the pods that use it.
     await expect(client().images.remove(image)).rejects.toMatchObject({ code: 'FAILED_PRECONDITION' });
     await client().pods.remove('survivor', { force: true });
-    for (const name of ['hello', 'polite', 'stubborn', 'hog']) await client().pods.remove(name);
+    for (const name of ['hello', 'polite', 'stubborn', 'quitter', 'hog']) await client().pods.remove(name);
     expect(await client().pods.list()).toEqual([]);
     await expect(client().cells.get('survivor')).rejects.toMatchObject({ code: 'NOT_FOUND' });
     expect((await sh('grep -c "/var/lib/aurae/pods\\|/run/aurae/pods" /proc/mounts || true')).trim()).toBe('0');
     expect((await sh('ls /var/lib/aurae/pods /run/aurae/pods 2>/dev/null | grep -v ":$" | grep -c . || true')).trim()).toBe('0');
     await client().images.remove(image);
+    await client().images.remove(STOPSIGNAL_IMAGE);
     expect((await client().images.list()).map((i) => i.name)).not.toContain(`${REGISTRY}/busybox`);
   });
 });

@@ -36,9 +36,12 @@ export function formatDaemonLine(line: string): string {
   return [String(time ?? ''), String(level ?? '').toUpperCase().padEnd(5), `${String(subsystem ?? '')}:`, msg, ...rest].join(' ');
 }
 
-/** "SEQ TIME KIND CELL[/EXECUTABLE] details", or "SEQ TIME KIND vm:NAME details" for a child VM. */
+/**
+ * "SEQ TIME KIND CELL[/EXECUTABLE] details", "SEQ TIME KIND vm:NAME details" for a child VM, or
+ * "SEQ TIME KIND pod:POD/CONTAINER details" for a pod's container.
+ */
 export function formatEvent(e: ObservedEvent): string {
-  const where = 'vm' in e ? `vm:${e.vm}` : 'executable' in e ? `${e.cell}/${e.executable}` : e.cell;
+  const where = 'vm' in e ? `vm:${e.vm}` : 'container' in e ? `pod:${e.pod}/${e.container}` : 'executable' in e ? `${e.cell}/${e.executable}` : e.cell;
   let details = '';
   switch (e.kind) {
     case 'executable_started':
@@ -68,6 +71,21 @@ export function formatEvent(e: ObservedEvent): string {
       break;
     case 'vm_failed':
       details = `reason=${JSON.stringify(e.reason)}`;
+      break;
+    case 'image_pulled':
+      details = `image=${e.image} digest=${e.digest} bytes=${e.bytes}`;
+      break;
+    case 'container_created':
+      details = `image=${e.image} digest=${e.digest}`;
+      break;
+    case 'container_started':
+      details = `pid=${e.pid}`;
+      break;
+    case 'container_exited':
+      details = `pid=${e.pid} ${e.signal !== null ? `signal=${e.signal}` : `code=${e.code}`}${e.oomKilled ? ' oom-killed' : ''}`;
+      break;
+    case 'container_oom_killed':
+      details = `count=${e.count}`;
       break;
   }
   return [String(e.seq), e.time, e.kind, where, details].filter(Boolean).join(' ');

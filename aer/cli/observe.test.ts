@@ -152,6 +152,13 @@ describe('observe formatting', () => {
     expect(formatEvent({ kind: 'vm_exited', ...v, pid: 7, code: null, signal: 'SIGKILL', expected: false })).toBe('2 T vm_exited vm:web pid=7 signal=SIGKILL crashed');
     expect(formatEvent({ kind: 'vm_restarted', ...v, attempt: 1, delayMs: 1000 })).toBe('2 T vm_restarted vm:web attempt=1 after=1000ms');
     expect(formatEvent({ kind: 'vm_failed', ...v, reason: 'restart limit (5) reached' })).toBe('2 T vm_failed vm:web reason="restart limit (5) reached"');
+    const p = { seq: 3, time: 'T', cell: 'web', pod: 'web', container: 'app' };
+    expect(formatEvent({ kind: 'image_pulled', ...p, image: 'busybox', digest: 'sha256:ab', bytes: 1024 })).toBe('3 T image_pulled pod:web/app image=busybox digest=sha256:ab bytes=1024');
+    expect(formatEvent({ kind: 'container_created', ...p, image: 'busybox', digest: 'sha256:ab' })).toBe('3 T container_created pod:web/app image=busybox digest=sha256:ab');
+    expect(formatEvent({ kind: 'container_started', ...p, pid: 9 })).toBe('3 T container_started pod:web/app pid=9');
+    expect(formatEvent({ kind: 'container_exited', ...p, pid: 9, code: 3, signal: null, oomKilled: false })).toBe('3 T container_exited pod:web/app pid=9 code=3');
+    expect(formatEvent({ kind: 'container_exited', ...p, pid: 9, code: 137, signal: null, oomKilled: true })).toBe('3 T container_exited pod:web/app pid=9 code=137 oom-killed');
+    expect(formatEvent({ kind: 'container_oom_killed', ...p, count: 2 })).toBe('3 T container_oom_killed pod:web/app count=2');
   });
 
   it('topRows: CPU% only where both samples have the row; no cells → a plain message', () => {

@@ -21,6 +21,7 @@ function info(spec: PodSpec, state: PodInfo['state'] = 'running'): PodInfo {
     containers: spec.containers.map((c) => ({ name: c.name, image: c.image, imageDigest: `sha256:${'ab'.repeat(32)}`, state: 'running', pid: 42, exit: null, restarts: 0 })),
     createdAt: NOW - 65_000,
     spec,
+    ip: '10.88.0.2',
   };
 }
 
@@ -97,6 +98,30 @@ describe('aer pod run', () => {
     expect(r.out).toEqual(['web  running  app running pid 42']);
   });
 
+  it('--publish NODE:POD[/proto] or PORT[/proto]; a later one replaces the same node port; a malformed one is a usage error', async () => {
+    const r = await run(['pod', 'run', 'web', '--image', 'busybox', '--publish', '8080:80', '--publish', '53/udp', '--publish', '9000', '--publish', '8080:81/tcp']);
+    expect(r.code).toBe(0);
+    expect(r.calls[0]).toMatchObject([
+      'run',
+      {
+        publish: [
+          { nodePort: 53, podPort: 53, protocol: 'udp' },
+          { nodePort: 9000, podPort: 9000, protocol: 'tcp' },
+          { nodePort: 8080, podPort: 81, protocol: 'tcp' },
+        ],
+      },
+      undefined,
+    ]);
+    for (const bad of ['80:', 'x', '80:90/sctp', '0:80', '80:70000']) {
+      const b = await run(['pod', 'run', 'web', '--image', 'busybox', '--publish', bad]);
+      expect(b.code, bad).toBe(2);
+      expect(b.calls).toEqual([]);
+    }
+    const file = JSON.stringify({ name: 'f', containers: [{ name: 'a', image: 'busybox' }], publish: [{ nodePort: 8080, podPort: 80 }, { nodePort: 9090, podPort: 90 }] });
+    const f = await run(['pod', 'run', '--file', 'pod.json', '--publish', '8080:8000'], { 'pod.json': file });
+    expect(f.calls[0]).toMatchObject(['run', { publish: [{ nodePort: 9090, podPort: 90 }, { nodePort: 8080, podPort: 8000, protocol: 'tcp' }] }, undefined]);
+  });
+
   it('several containers from --file; NAME renames; container options are refused with --file', async () => {
     const file = JSON.stringify({ name: 'duo', containers: [{ name: 'a', image: 'busybox' }, { name: 'b', image: 'busybox', args: ['sleep', '9'] }], env: { x: '1' } });
     const r = await run(['pod', 'run', '--file', 'pod.json', '--env', 'y=2'], { 'pod.json': file });
@@ -116,6 +141,13 @@ describe('aer pod run', () => {
     const badPort = await run(['pod', 'run', 'web', '--image', 'busybox', '--expose', '70000']);
     expect(badPort.code).toBe(2);
     expect(badPort.calls).toEqual([]);
+  });
+
+  it('--sandbox vm asks for a VM-sandboxed pod; anything but cell or vm is a usage error', async () => {
+    expect(podSpecFromOptions('web', [], { image: 'busybox', sandbox: 'vm' }, noFile, fail)).toEqual({ name: 'web', sandbox: 'vm', containers: [{ name: 'app', image: 'busybox' }] });
+    const r = await run(['pod', 'run', 'web', '--image', 'busybox', '--sandbox', 'jail']);
+    expect(r.code).not.toBe(0);
+    expect(r.err.join('\n')).toMatch(/--sandbox.*jail.*cell, vm/);
   });
 
   it('podSpecFromOptions keeps what was not given out of the spec', () => {
@@ -149,6 +181,35 @@ describe('aer pod list|inspect|stop|rm|logs', () => {
     expect(chosen.out).toEqual(['hello from web']);
   });
 
+  it('logs of a VM pod are read on its child node pod-NAME, routed through the node; a stopped VM has none', async () => {
+    const { client, calls, pods } = fakeClient();
+    pods.set('vmweb', { ...info({ name: 'vmweb', containers: [{ name: 'app', image: 'busybox' }] }), sandbox: 'vm' });
+    let vmState = 'running';
+    Object.assign(client, { vms: { list: async () => [{ name: 'pod-vmweb', nodePath: 'aurae/pod-vmweb', state: vmState }] } });
+    const routedTo: string[] = [];
+    const logs = async () => {
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await runAer(['pod', 'logs', 'vmweb'], {
+        out: (t) => void out.push(t),
+        err: (t) => void err.push(t),
+        env: {},
+        connect: () => client,
+        connectTo: (_c: AuraeClient, nodePath: string) => (routedTo.push(nodePath), client),
+      } as Parameters<typeof runAer>[1]);
+      return { code, out, err };
+    };
+    const ok = await logs();
+    expect(ok.code).toBe(0);
+    expect(routedTo).toEqual(['aurae/pod-vmweb']);
+    expect(calls).toContainEqual(['logs', 'vmweb', 'app', false, undefined]);
+    expect(ok.out).toEqual(['hello from web']);
+    vmState = 'stopped';
+    const gone = await logs();
+    expect(gone.code).not.toBe(0);
+    expect(gone.err.join('\n')).toContain('pod vmweb runs in a VM sandbox and its VM pod-vmweb is stopped: its logs lived in that VM');
+  });
+
   it('logsContainer picks the only container or checks the chosen one', () => {
     const pod = info({ name: 'web', containers: [{ name: 'app', image: 'busybox' }] });
     expect(logsContainer(pod, undefined, fail)).toBe('app');
@@ -156,11 +217,13 @@ describe('aer pod list|inspect|stop|rm|logs', () => {
   });
 
   it('formats the table and the details', () => {
-    const pod = info({ name: 'web', containers: [{ name: 'app', image: 'busybox', args: ['sh'] }], env: { key: 'value' }, expose: [80] });
+    const pod = info({ name: 'web', containers: [{ name: 'app', image: 'busybox', args: ['sh'] }], env: { key: 'value' }, expose: [80], publish: [{ nodePort: 8080, podPort: 80, protocol: 'tcp' }] });
     expect(formatPodTable([pod], NOW).split('\n')).toEqual(['NAME  STATE    READY  IMAGES   AGE', 'web   running  1/1    busybox  1m 5s']);
     expect(formatPodTable([], NOW)).toBe('no pods');
     const text = formatPod(pod);
-    expect(text).toContain('expose    80 (recorded; not published on the node)');
+    expect(text).toContain('expose    80');
+    expect(text).toContain('publish   8080:80/tcp');
+    expect(text).toContain('ip        10.88.0.2');
     expect(text).toContain('    image   busybox (abababababab)');
     expect(text).toContain('    args    "sh"');
   });

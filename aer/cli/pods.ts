@@ -1,15 +1,17 @@
-// `aer pod run|list|inspect|stop|rm|logs`: pods of containers (aurae.pods.v0.PodService). `run` takes one
+// `aer pod run|list|inspect|stop|rm|logs|exec` (exec: pod-exec.ts): pods of containers (aurae.pods.v0.PodService). `run` takes one
 // container from options (`--image`, `-- ARGS…`) or several from `--file pod.json` (the SDK's PodSpec as JSON).
 // A pod is a cell and its containers are that cell's executables, so `aer pod logs` reads ObserveService logs
-// of cell POD, executable CONTAINER (the same as `aer logs POD CONTAINER`).
+// of cell POD, executable CONTAINER (the same as `aer logs POD CONTAINER`); for a VM pod, on its child node
+// pod-POD, through the node (aurae-node routing).
 import { readFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { type ContainerSpec, DEFAULTS, type PodInfo, type PodRestart, type PodSpec, RANGES } from '../sdk';
+import { type AuraeClient, connect, type ContainerSpec, DEFAULTS, type PodInfo, type PodRestart, type PodSpec, type PortPublish, RANGES } from '../sdk';
 import { bytes } from './cells';
 import { formatDuration } from './format';
 import { type ImagesCliIo, pullProgressDisplay, readAuth, shortDigest, type UsageFail, usageFail } from './images';
 import { formatLogEntry } from './observe-format';
 import { intIn } from './options';
+import { type ExecStreams, registerPodExecCommand } from './pod-exec';
 import type { Print, WithClient } from './types';
 
 export interface PodRunOptions {
@@ -22,10 +24,12 @@ export interface PodRunOptions {
   pids?: number;
   cpuWeight?: number;
   expose?: number[];
+  publish?: PortPublish[];
   entrypoint?: string;
   workdir?: string;
   user?: string;
   readOnly?: boolean;
+  sandbox?: 'cell' | 'vm';
 }
 
 function envPair(value: string, previous: Record<string, string> = {}): Record<string, string> {
@@ -38,21 +42,34 @@ function port(value: string, previous: number[] = []): number[] {
   return [...previous, intIn(1, 65_535)(value)];
 }
 
+/** `--publish NODEPORT:PODPORT[/tcp|udp]`, or `--publish PORT[/tcp|udp]` (the same port on the node). */
+export function publishOption(value: string, previous: PortPublish[] = []): PortPublish[] {
+  const m = /^(\d{1,5})(?::(\d{1,5}))?(?:\/(tcp|udp))?$/.exec(value);
+  if (!m) throw new InvalidArgumentError('expected NODEPORT:PODPORT[/tcp|udp] or PORT[/tcp|udp], e.g. 8080:80 or 53/udp');
+  const nodePort = intIn(1, 65_535)(m[1]!);
+  const podPort = m[2] === undefined ? nodePort : intIn(1, 65_535)(m[2]);
+  const protocol = (m[3] ?? 'tcp') as 'tcp' | 'udp';
+  return [...previous.filter((p) => !(p.nodePort === nodePort && (p.protocol ?? 'tcp') === protocol)), { nodePort, podPort, protocol }];
+}
+
 /**
  * The PodSpec for `aer pod run` (pure; tested): from --file (NAME, when given, renames it; the other container
  * options are refused with it), or one container from the options. Pod-wide options (--env, --restart, limits,
- * --expose) apply in both cases, on top of the file's.
+ * --expose, --publish) apply in both cases, on top of the file's (a --publish replaces the file's same node port).
  */
 export function podSpecFromOptions(name: string | undefined, argv: string[], o: PodRunOptions, readFile: (path: string) => string, fail: UsageFail): PodSpec {
   const podWide = (spec: PodSpec): PodSpec => {
     const limits = { ...spec.limits, ...defined({ memoryMax: o.memory, pidsMax: o.pids, cpuWeight: o.cpuWeight }) };
     const expose = [...new Set([...(spec.expose ?? []), ...(o.expose ?? [])])];
+    const publish = (o.publish ?? []).reduce((list, p) => [...list.filter((x) => !(x.nodePort === p.nodePort && (x.protocol ?? 'tcp') === p.protocol)), p], spec.publish ?? []);
     return {
       ...spec,
       ...(o.env || spec.env ? { env: { ...spec.env, ...o.env } } : {}),
       ...(o.restart ? { restart: o.restart } : {}),
+      ...(o.sandbox ? { sandbox: o.sandbox } : {}),
       ...(Object.keys(limits).length ? { limits } : {}),
       ...(expose.length ? { expose } : {}),
+      ...(publish.length ? { publish } : {}),
     };
   };
   if (o.file !== undefined) {
@@ -130,12 +147,14 @@ export function formatPodTable(pods: PodInfo[], now: number): string {
 
 export function formatPod(p: PodInfo): string {
   const lines = [`name      ${p.name}`, `state     ${p.state}`, `sandbox   ${p.sandbox}`, `created   ${new Date(p.createdAt).toISOString()}`];
+  if (p.ip) lines.push(`ip        ${p.ip}`);
   if (p.spec) {
     const s = p.spec;
     lines.push(`restart   ${s.restart ?? 'never'}`);
     if (s.limits && Object.keys(s.limits).length) lines.push(`limits    ${Object.entries(s.limits).map(([k, v]) => `${k}=${v}`).join(' ')}`);
     if (s.env && Object.keys(s.env).length) lines.push(`env       ${Object.entries(s.env).map(([k, v]) => `${k}=${v}`).join(' ')}`);
-    if (s.expose?.length) lines.push(`expose    ${s.expose.join(' ')} (recorded; not published on the node)`);
+    if (s.expose?.length) lines.push(`expose    ${s.expose.join(' ')}`);
+    if (s.publish?.length) lines.push(`publish   ${s.publish.map((m) => `${m.nodePort}:${m.podPort}/${m.protocol ?? 'tcp'}`).join(' ')}`);
   }
   lines.push('containers');
   for (const c of p.containers) {
@@ -158,10 +177,21 @@ export function logsContainer(pod: PodInfo, wanted: string | undefined, fail: Us
   return pod.containers[0]!.name;
 }
 
-export function registerPodCommands(program: Command, withClient: WithClient, print: Print, io: ImagesCliIo & { readFile?: (path: string) => string }): void {
+/** A client for node `nodePath`, routed through the node `c` is connected to (same config, address, identity). */
+function connectTo(c: AuraeClient, nodePath: string): AuraeClient {
+  return connect({ config: c.config.path, address: c.config.address, targetNode: nodePath });
+}
+
+export function registerPodCommands(
+  program: Command,
+  withClient: WithClient,
+  print: Print,
+  io: ImagesCliIo & { readFile?: (path: string) => string; execStreams?: ExecStreams; connectTo?: (c: AuraeClient, nodePath: string) => AuraeClient },
+): void {
   const pod = program.command('pod').description('pods: containers from images, in a cell sandbox (shared network, IPC and UTS namespaces)');
   const now = io.now ?? Date.now;
   const readFile = io.readFile ?? ((path: string) => readFileSync(path, 'utf8'));
+  registerPodExecCommand(pod, withClient, io.execStreams);
 
   const run: Command = pod
     .command('run')
@@ -169,14 +199,16 @@ export function registerPodCommands(program: Command, withClient: WithClient, pr
     .argument('[name]', 'pod name (DNS label); with --file, renames the file\'s pod')
     .argument('[args...]', "the container's command line after -- (replaces the image's Cmd)")
     .option('--image <reference>', 'the container image, e.g. busybox or 127.0.0.1:5000/app:1.0')
-    .option('--file <pod.json>', 'the pod as JSON: {"name", "containers": [{"name", "image", "command", "args", "env", "workingDir", "user"}], "env", "restart", "limits", "expose"}')
+    .option('--file <pod.json>', 'the pod as JSON: {"name", "containers": [{"name", "image", "command", "args", "env", "workingDir", "user"}], "env", "restart", "limits", "expose", "publish": [{"nodePort", "podPort", "protocol"}]}')
     .option('--container <name>', 'container name (default app)')
     .option('--env <NAME=VALUE>', 'environment variable for every container (repeatable)', envPair)
     .addOption(new Option('--restart <policy>', 'when a container exits (default never)').choices(['never', 'on-failure', 'always']))
+    .addOption(new Option('--sandbox <kind>', 'cell (default: namespaces + a cell on the node) or vm (a child microVM booted from the node\'s image)').choices(['cell', 'vm']))
     .option('--memory <bytes>', "memory.max of the pod's cell (K/M/G suffixes)", bytes)
     .option('--pids <n>', "pids.max of the pod's cell", intIn(...RANGES.pidsMax))
     .option('--cpu-weight <n>', `cpu.weight ${RANGES.cpuWeight.join('..')}`, intIn(...RANGES.cpuWeight))
-    .option('--expose <port>', 'a port the pod listens on (repeatable; recorded only: pods have no network of their own yet)', port)
+    .option('--expose <port>', 'a port the pod listens on, published on the same node port (repeatable)', port)
+    .option('--publish <[node:]pod[/proto]>', 'map a node port to a pod port, e.g. 8080:80, 80 (same port) or 53/udp (repeatable)', publishOption)
     .option('--entrypoint <program>', "replaces the image's Entrypoint")
     .option('--workdir <dir>', "working directory (absolute; default the image's)")
     .option('--user <user>', "uid, uid:gid, name or name:group (default the image's)")
@@ -253,10 +285,24 @@ export function registerPodCommands(program: Command, withClient: WithClient, pr
     .option('-t, --timestamps', 'prefix each line with its time and stream');
   logs.action(
     withClient(async (c, output, name: string, options: { container?: string; tail?: number; follow?: boolean; timestamps?: boolean }) => {
-      const container = logsContainer(await c.pods.inspect(name), options.container, usageFail(logs));
-      // The pod's cell is the pod's name; each container is an executable of that cell (supervisor/pods).
-      for await (const entry of c.observe.logs(name, container, { tail: options.tail, follow: options.follow ?? false })) {
-        print(output, entry, formatLogEntry(entry, options.timestamps ?? false));
+      const info = await c.pods.inspect(name);
+      const container = logsContainer(info, options.container, usageFail(logs));
+      // A VM pod's containers are executables of its child node pod-NAME: read there, routed through this node.
+      let source: AuraeClient = c;
+      if (info.sandbox === 'vm') {
+        const vm = (await c.vms.list()).find((v) => v.name === `pod-${name}`);
+        if (!vm?.nodePath || vm.state !== 'running') {
+          throw new Error(`pod ${name} runs in a VM sandbox and its VM pod-${name} is ${vm?.state ?? 'gone'}: its logs lived in that VM and went with it`);
+        }
+        source = (io.connectTo ?? connectTo)(c, vm.nodePath);
+      }
+      try {
+        // The pod's cell is the pod's name; each container is an executable of that cell (supervisor/pods).
+        for await (const entry of source.observe.logs(name, container, { tail: options.tail, follow: options.follow ?? false })) {
+          print(output, entry, formatLogEntry(entry, options.timestamps ?? false));
+        }
+      } finally {
+        if (source !== c) source.close();
       }
     }),
   );

@@ -9,6 +9,7 @@ import { registerExecCommand } from './exec';
 import { type ImageCliIo, registerImageCommands } from './image';
 import { registerContainerImageCommands } from './images';
 import { registerPodCommands } from './pods';
+import type { ExecStreams } from './pod-exec';
 import { registerRunCommand } from './run';
 import { describeError } from './errors';
 import { formatVersion } from './format';
@@ -23,6 +24,8 @@ export interface CliIo extends ImageCliIo {
   env: Record<string, string | undefined>;
   /** The SDK's connect (replaced in tests). */
   connect?: (options: ConnectOptions) => AuraeClient;
+  /** Byte streams for `aer pod exec` (default: the process's stdin, stdout, stderr). */
+  execStreams?: ExecStreams;
 }
 
 interface GlobalOptions {

@@ -1,4 +1,4 @@
-// aer vm list|spawn|allocate|start|stop|free: child microVMs of the node (aurae.vms.v0.VmService).
+// aer vm list|spawn|allocate|start|stop|free|renew: child microVMs of the node (aurae.vms.v0.VmService).
 import { type Command, Option } from 'commander';
 import { DEFAULTS, RANGES, type VmInfo } from '../sdk';
 import { intIn } from './options';
@@ -79,6 +79,16 @@ export function registerVmCommands(program: Command, withClient: WithClient, pri
       withClient(async (c, output, name: string) => {
         await c.vms.free(name);
         print(output, { freed: name }, `freed ${name}`);
+      }),
+    );
+
+  vm.command('renew')
+    .description("renew a running child's certificate now (the node does it by itself at half-life); the old one is refused from then on")
+    .argument('<name>')
+    .action(
+      withClient(async (c, output, name: string) => {
+        const r = await c.vms.renew(name);
+        print(output, { name, ...r }, `renewed ${name}: it serves certificate sha256 ${r.fingerprint}, valid until ${r.notAfter}`);
       }),
     );
 }

@@ -13,13 +13,15 @@ export {
   type PodRuntimeApi,
   type PodSpec,
   type PodsApi,
+  type PortPublish,
   type RunOptions,
   ContainerBuilder,
   PodBuilder,
   container,
   pod,
 } from './pods';
-export { type VmInfo, type VmRestartPolicy, type VmSpec, type VmStateName, type VmsApi } from './vms';
+export { type ExecExit, type ExecOptions, type ExecResult, type ExecSession, type ExecStartOptions } from './pod-exec';
+export { type VmInfo, type VmRenewal, type VmRestartPolicy, type VmSpec, type VmStateName, type VmsApi } from './vms';
 export {
   type ClientConfig,
   type ClientConfigOverrides,
@@ -32,7 +34,7 @@ export {
 } from './client-config';
 export { AuraeApiError, type GrpcStatusName } from './errors';
 /** The API's numeric limits (what auraed accepts) and defaults; aer's options parse with them. */
-export { DEFAULTS, RANGES, type RangeName } from '../../supervisor/validation/ranges';
+export { DEFAULTS, RANGES } from '../../supervisor/validation/ranges';
 export {
   type AuditQuery,
   type AuditRecord,

@@ -19,6 +19,13 @@ const every: StampedEvent[] = [
   { kind: 'vm_exited', ...t, vm: 'web', pid: 4242, code: null, signal: 'SIGKILL', expected: false },
   { kind: 'vm_restarted', ...t, vm: 'web', attempt: 2, delayMs: 2000 },
   { kind: 'vm_failed', ...t, vm: 'web', reason: 'restart limit (5) reached' },
+  { kind: 'image_pulled', ...t, cell: 'hello', pod: 'hello', container: 'echo', image: '10.0.2.100:5000/busybox:latest', digest: `sha256:${'a'.repeat(64)}`, bytes: 1_234_567 },
+  { kind: 'container_created', ...t, cell: 'hello', pod: 'hello', container: 'echo', image: 'busybox', digest: `sha256:${'b'.repeat(64)}` },
+  { kind: 'container_started', ...t, cell: 'hello', pod: 'hello', container: 'echo', pid: 321 },
+  { kind: 'container_exited', ...t, cell: 'hello', pod: 'hello', container: 'echo', pid: 321, code: 0, signal: null, oomKilled: false },
+  { kind: 'container_exited', ...t, cell: 'hello', pod: 'hello', container: 'echo', pid: 321, code: 137, signal: null, oomKilled: true },
+  { kind: 'container_exited', ...t, cell: 'hello', pod: 'hello', container: 'echo', pid: 321, code: null, signal: 'SIGKILL', oomKilled: false },
+  { kind: 'container_oom_killed', ...t, cell: 'hello', pod: 'hello', container: 'echo', count: 1 },
 ];
 
 describe('events over the wire', () => {

@@ -141,6 +141,7 @@ export function fromProtoEvent(e: ProtoEvent): ObservedEvent | undefined {
   const seq = fromWireInt(e.seq);
   const stamp = { seq, time: e.time, cell: e.cell };
   const vm = { seq, time: e.time, vm: e.vm };
+  const pod = { ...stamp, pod: e.pod, container: e.container };
   switch (e.kind) {
     case EventKind.EVENT_KIND_CELL_ALLOCATED:
       return { kind: 'cell_allocated', ...stamp };
@@ -164,6 +165,16 @@ export function fromProtoEvent(e: ProtoEvent): ObservedEvent | undefined {
       return { kind: 'vm_restarted', ...vm, attempt: e.attempt, delayMs: e.delayMs };
     case EventKind.EVENT_KIND_VM_FAILED:
       return { kind: 'vm_failed', ...vm, reason: e.reason };
+    case EventKind.EVENT_KIND_IMAGE_PULLED:
+      return { kind: 'image_pulled', ...pod, image: e.image, digest: e.digest, bytes: fromWireInt(e.bytes) };
+    case EventKind.EVENT_KIND_CONTAINER_CREATED:
+      return { kind: 'container_created', ...pod, image: e.image, digest: e.digest };
+    case EventKind.EVENT_KIND_CONTAINER_STARTED:
+      return { kind: 'container_started', ...pod, pid: e.pid };
+    case EventKind.EVENT_KIND_CONTAINER_EXITED:
+      return { kind: 'container_exited', ...pod, pid: e.pid, code: e.code ?? null, signal: e.signal ?? null, oomKilled: e.oomKilled };
+    case EventKind.EVENT_KIND_CONTAINER_OOM_KILLED:
+      return { kind: 'container_oom_killed', ...pod, count: e.count };
     default:
       return undefined; // a newer auraed's kind: not ours to guess
   }

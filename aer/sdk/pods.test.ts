@@ -37,6 +37,8 @@ describe('container() and pod()', () => {
     expect(spec.containers.map((c) => c.name)).toEqual(['web-app', 'web', 'side']);
     expect(spec.containers[2]).toEqual({ name: 'side', image: 'busybox', command: ['/bin/sh'], env: { A: '1' }, readOnlyRootfs: true });
     expect(spec).toMatchObject({ name: 'web', restart: 'always', limits: { memoryMax: 64 << 20, pidsMax: 32, cpuWeight: 200 }, expose: [80] });
+    expect(pod('w').add(container().image('busybox')).sandbox('vm').build().sandbox).toBe('vm');
+    expect(pod('w').add(container().image('busybox')).build()).not.toHaveProperty('sandbox');
     const twins = pod('t').add(container().image('busybox'), container().image('busybox')).build();
     expect(twins.containers.map((c) => c.name)).toEqual(['busybox', 'busybox-2']);
   });
@@ -59,6 +61,24 @@ describe('wire mapping', () => {
     const wire = Pod.decode(Pod.encode(toProtoPod(spec)).finish());
     expect(wire.limits?.memoryMax).toBe(1024n);
     expect(fromProtoPod(wire)).toEqual(spec);
+  });
+
+  it('publish(node, pod, proto) maps node ports (a later one replaces the same node port); the ip comes back', () => {
+    const spec = pod('web').add(container('app').image('busybox')).expose(80).publish(8080, 80).publish(53, 53, 'udp').publish(8080, 81).publish(9000).build();
+    expect(spec.publish).toEqual([
+      { nodePort: 53, podPort: 53, protocol: 'udp' },
+      { nodePort: 8080, podPort: 81, protocol: 'tcp' },
+      { nodePort: 9000, podPort: 9000, protocol: 'tcp' },
+    ]);
+    const wire = Pod.decode(Pod.encode(toProtoPod(spec)).finish());
+    expect(wire.publish).toEqual([
+      { nodePort: 53, podPort: 53, protocol: 'udp' },
+      { nodePort: 8080, podPort: 81, protocol: 'tcp' },
+      { nodePort: 9000, podPort: 9000, protocol: 'tcp' },
+    ]);
+    expect(fromProtoPod(wire)).toEqual(spec);
+    expect(fromProtoPodStatus(PodStatus.fromPartial({ name: 'web', ip: '10.88.0.2' })).ip).toBe('10.88.0.2');
+    expect(fromProtoPodStatus(PodStatus.fromPartial({ name: 'web' })).ip).toBeNull();
   });
 
   it('a status maps states, pids and exits; unknown states stay visible as unknown', () => {

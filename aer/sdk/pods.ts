@@ -5,8 +5,8 @@
 //   await aurae.runtime().run(helloPod);
 //
 // Builders only collect a PodSpec (plain data, also accepted by pods.run); auraed validates it and names the
-// field it refuses. `expose` is recorded with the pod (like an image's EXPOSE); pods have no network of their own
-// yet, so nothing is published on the node.
+// field it refuses. `expose(80)` publishes the pod's port 80 on the node's port 80 (tcp); `publish(8080, 80)`
+// maps another node port, `publish(53, 53, 'udp')` a UDP one. A pod gets its own address (PodInfo.ip).
 import { randomBytes } from 'node:crypto';
 import { Metadata } from '@grpc/grpc-js';
 import {
@@ -21,6 +21,7 @@ import {
   type PodStatus as ProtoPodStatus,
 } from '../../supervisor/gen/aurae/pods/v0/pods';
 import type { SdkCallContext } from './call-context';
+import { type ExecOptions, type ExecResult, type ExecSession, type ExecStartOptions, execCollect, execStream } from './pod-exec';
 import { type PullProgress, type RegistryAuth, consumeStream, fromProtoProgress, toProtoAuth } from './images';
 import { fromWireInt, fromWireInts, toWireInts } from './int64';
 
@@ -55,8 +56,17 @@ export interface PodSpec {
   env?: Record<string, string>;
   restart?: PodRestart;
   limits?: { memoryMax?: number; pidsMax?: number; cpuWeight?: number };
-  /** Ports the containers listen on (recorded only: no publishing on the node yet). */
+  /** Ports the containers listen on; each is published on the same node port (tcp) unless `publish` maps it. */
   expose?: number[];
+  /** Node ports mapped to the pod's ports (DNAT on the node). */
+  publish?: PortPublish[];
+}
+
+export interface PortPublish {
+  nodePort: number;
+  podPort: number;
+  /** Default "tcp". */
+  protocol?: 'tcp' | 'udp';
 }
 
 export interface ContainerInfo {
@@ -78,6 +88,8 @@ export interface PodInfo {
   createdAt: number;
   /** The pod as requested (null when the node does not report it). */
   spec: PodSpec | null;
+  /** The pod's IPv4 address in the node's pod network; null when it has none. */
+  ip: string | null;
 }
 
 /** Pull progress of one of the pod's images. */
@@ -101,6 +113,10 @@ export interface PodsApi {
   stop(name: string, options?: { graceMs?: number }): Promise<PodInfo>;
   /** force: kill running containers first. */
   remove(name: string, options?: { force?: boolean }): Promise<void>;
+  /** Run `command` in a running container of `pod` to its end: its exit and its collected output (pod-exec.ts). */
+  exec(pod: string, command: string[], options?: ExecOptions): Promise<ExecResult>;
+  /** The same with the streams: stdin (with stdin: true), stdout, stderr, and the exit (pod-exec.ts). */
+  execStream(pod: string, command: string[], options?: ExecStartOptions & { stdin?: boolean }): ExecSession;
 }
 
 /** The seeds' `auae.runtime()`: what runs pods. */
@@ -168,7 +184,9 @@ export class PodBuilder {
   private readonly containers: ContainerBuilder[] = [];
   private readonly podEnv: Record<string, string> = {};
   private readonly ports: number[] = [];
+  private readonly published: PortPublish[] = [];
   private restartPolicy: PodRestart | undefined;
+  private sandboxKind: 'cell' | 'vm' | undefined;
   private readonly podLimits: NonNullable<PodSpec['limits']> = {};
 
   constructor(name?: string) {
@@ -187,13 +205,25 @@ export class PodBuilder {
     this.podEnv[name] = value;
     return this;
   }
-  /** A port the pod's containers listen on (recorded with the pod; not published on the node yet). */
+  /** A port the pod's containers listen on, published on the same node port (tcp). */
   expose(port: number): this {
     if (!this.ports.includes(port)) this.ports.push(port);
     return this;
   }
+  /** Map node port `nodePort` to the pod's `podPort` (default the same port). */
+  publish(nodePort: number, podPort: number = nodePort, protocol: 'tcp' | 'udp' = 'tcp'): this {
+    const at = this.published.findIndex((p) => p.nodePort === nodePort && (p.protocol ?? 'tcp') === protocol);
+    if (at >= 0) this.published.splice(at, 1);
+    this.published.push({ nodePort, podPort, protocol });
+    return this;
+  }
   restart(policy: PodRestart): this {
     this.restartPolicy = policy;
+    return this;
+  }
+  /** "cell" (the node's default: namespaces + a cell) or "vm" (a child microVM booted from the node's image). */
+  sandbox(kind: 'cell' | 'vm'): this {
+    this.sandboxKind = kind;
     return this;
   }
   /** memory.max of the pod's cell, in bytes. */
@@ -229,7 +259,9 @@ export class PodBuilder {
       containers,
       ...(Object.keys(this.podEnv).length ? { env: { ...this.podEnv } } : {}),
       ...(this.ports.length ? { expose: [...this.ports] } : {}),
+      ...(this.published.length ? { publish: this.published.map((p) => ({ ...p })) } : {}),
       ...(this.restartPolicy ? { restart: this.restartPolicy } : {}),
+      ...(this.sandboxKind ? { sandbox: this.sandboxKind } : {}),
       ...(Object.keys(this.podLimits).length ? { limits: { ...this.podLimits } } : {}),
     };
   }
@@ -286,6 +318,7 @@ export function toProtoPod(spec: PodSpec): ProtoPod {
     restart: spec.restart ?? '',
     limits: spec.limits ? toWireInts('limits', spec.limits) : undefined,
     expose: spec.expose ?? [],
+    publish: (spec.publish ?? []).map((p) => ({ nodePort: p.nodePort, podPort: p.podPort, protocol: p.protocol ?? '' })),
   };
 }
 
@@ -308,6 +341,7 @@ export function fromProtoPod(p: ProtoPod): PodSpec {
     ...(p.restart === 'never' || p.restart === 'on-failure' || p.restart === 'always' ? { restart: p.restart } : {}),
     ...(Object.keys(limits).length ? { limits: limits as PodSpec['limits'] } : {}),
     ...(p.expose.length ? { expose: p.expose } : {}),
+    ...(p.publish?.length ? { publish: p.publish.map((x) => ({ nodePort: x.nodePort, podPort: x.podPort, protocol: x.protocol === 'udp' ? ('udp' as const) : ('tcp' as const) })) } : {}),
   };
 }
 
@@ -334,6 +368,7 @@ export function fromProtoPodStatus(s: ProtoPodStatus): PodInfo {
     containers: s.containers.map(fromProtoContainer),
     createdAt: fromWireInt(s.createdAt),
     spec: s.spec ? fromProtoPod(s.spec) : null,
+    ip: s.ip || null,
   };
 }
 
@@ -371,6 +406,8 @@ export function createPodsApi(ctx: SdkCallContext): PodsApi {
         ),
         podName,
       ),
+    exec: (podName, command, options) => execCollect(client, ctx.address, podName, command, options),
+    execStream: (podName, command, options) => execStream(client, ctx.address, podName, command, options),
     remove: async (podName, options = {}) => {
       await ctx.unary(name('Remove'), (done) => client.remove({ podName, force: options.force ?? false }, new Metadata(), { deadline: Date.now() + 30_000 }, done));
     },

@@ -255,6 +255,10 @@ describe('decide with resources, nodes and run-as (scoped rules)', () => {
     ['admin', 'aurae.authz.v0.AuthzService/SetParentRules', {}, false, 'parent-only'],
     ['aurae', 'aurae.authz.v0.AuthzService/SetParentRules', { fromParent: true }, true, 'parent'],
     ['ops', 'aurae.authz.v0.AuthzService/SetParentRules', {}, false, 'parent-only'],
+    // The parent itself drives the pods of its VM sandbox (it is their agent's owner); relayed callers are not it.
+    ['aurae', 'aurae.pods.v0.PodService/Run', { fromParent: true, resource: { cell: 'web', runAs: root } }, true, 'parent'],
+    ['aurae', 'aurae.pods.v0.PodService/Run', { resource: { cell: 'web', runAs: root } }, false, 'default'],
+    ['aurae', `${CELLS}/Start`, { fromParent: true, resource: { cell: 'web', runAs: root } }, false, 'default'],
   ] as const)('%s → %s %j: allowed=%s (%s)', (identity, method, target, allowed, reason) => {
     const decision = decide(tenants, identity, method, target as Target);
     expect(decision.allowed).toBe(allowed);

@@ -95,6 +95,13 @@ export const ADMIN_ONLY_METHODS: readonly string[] = [
 export const PARENT_ONLY_METHODS: readonly string[] = ['aurae.authz.v0.AuthzService/SetParentRules', 'aurae.node.v0.NodeService/RenewIdentity'];
 const RENEW_IDENTITY = 'aurae.node.v0.NodeService/RenewIdentity';
 
+/**
+ * What this node's parent itself (its own certificate, not a call it relays) may call besides the parent-only
+ * methods: the pods of a VM sandbox (supervisor/pods/vm-sandbox.ts), whose agent this node is. No escalation:
+ * the parent already holds everything of its child (it mints its identity, attaches its disks, runs its QEMU).
+ */
+export const PARENT_AGENT_METHODS: readonly string[] = ['aurae.pods.v0.PodService/*'];
+
 const list = (values: readonly string[] | undefined): readonly string[] => values ?? [];
 
 /** Whether `rule` applies on `node` (node-scoped rules apply only where the node is known). */
@@ -149,6 +156,7 @@ export function decide(policy: Policy, identity: string, method: string, target:
   if ((policy.parentOnly ?? []).some((p) => matches(p, method))) {
     return target.fromParent ? { allowed: true, reason: 'parent' } : { allowed: false, reason: 'parent-only' };
   }
+  if (target.fromParent && PARENT_AGENT_METHODS.some((p) => matches(p, method))) return { allowed: true, reason: 'parent' };
   if (policy.admins.has(identity)) return { allowed: true, reason: 'admin' };
   if (policy.open.some((p) => matches(p, method))) return { allowed: true, reason: 'open' };
   if (policy.adminOnly.some((p) => matches(p, method))) return { allowed: false, reason: 'admin-only' };

@@ -55,7 +55,7 @@ function world(rules: ConfigRule[]) {
   const observe = createObserveService(ctx, { daemonLog: createLogRing({ clock: () => 1 }), logs, events, metrics, streams: new StreamRegistry() });
   const vmList = ['nova-a', 'nova-b', 'other-x'].map((name) => ({ request: { name, memoryMiB: 256, cpus: 1, restart: 'never' }, nodePath: `aurae/${name}`, state: 'running', address: '', tlsName: '', pid: 0, restarts: 0, lastExit: '', confined: false }));
   const vmRuntime = { list: () => vmList, stop: async (name: string) => vmList.find((v) => v.request.name === name)! };
-  const vms = createVmService(ctx, vmRuntime as never, { maxMemoryMiB: 4096, maxCpus: 4 } as never);
+  const vms = createVmService(ctx, vmRuntime as never, { maxMemoryMiB: 4096, maxCpus: 4 } as never, async () => ({ fingerprint: 'f', notAfter: '' }));
   return { authz, runtime, cells, observe, vms, events, logs };
 }
 

@@ -34,6 +34,15 @@ const ipv4Cidr = z.string().check(
     return addr.split('.').every((o) => Number(o) <= 255) && Number(prefix) <= 32;
   }, 'octets must be 0..255 and prefix 0..32'),
 );
+/** A pod network: IPv4 network/prefix with prefix 8..30 and no host bits set, e.g. 10.88.0.0/16. */
+const podCidr = ipv4Cidr.check(
+  z.refine((s) => {
+    const [addr, prefix] = s.split('/') as [string, string];
+    const p = Number(prefix);
+    const n = addr.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
+    return p >= 8 && p <= 30 && n % 2 ** (32 - p) === 0;
+  }, 'expected a network with a prefix of 8..30 and no host bits set, e.g. 10.88.0.0/16'),
+);
 /** A client certificate common name, as authz checks it. */
 const identity = z.string().check(z.superRefine((s, ctx) => void problem(ctx, s, identityProblem(s, 'identity'))));
 /** An authz method pattern: "*", "package.Service/*" or "package.Service/Method". */
@@ -230,8 +239,13 @@ export const NodeConfigSchema = z.strictObject({
       bootTimeoutMs: z._default(intIn(1000, 600_000), 120_000),
       /** Graceful stop: time after ACPI powerdown before QMP quit (then SIGKILL). */
       stopTimeoutMs: z._default(intIn(100, 300_000), 15_000),
+      /**
+       * When auraed stops (SIGTERM, node shutdown): time each child gets after its ACPI powerdown before QMP quit
+       * (then SIGKILL). Below shutdown.graceMs (init kills what is left then). null: min(3 s, 0.6 × shutdown.graceMs).
+       */
+      shutdownPowerdownMs: z._default(z.nullable(intIn(100, 300_000)), null),
     }),
-    { kernel: '/boot/vmlinuz', initrd: '/boot/initramfs', qemu: null, bootDisk: null, maxMemoryMiB: 2048, maxDepth: 2, bootTimeoutMs: 120_000, stopTimeoutMs: 15_000 },
+    { kernel: '/boot/vmlinuz', initrd: '/boot/initramfs', qemu: null, bootDisk: null, maxMemoryMiB: 2048, maxDepth: 2, bootTimeoutMs: 120_000, stopTimeoutMs: 15_000, shutdownPowerdownMs: null },
   ),
   images: z._default(
     z.strictObject({
@@ -255,6 +269,32 @@ export const NodeConfigSchema = z.strictObject({
       ),
     }),
     { registries: {} },
+  ),
+  cri: z._default(
+    z.strictObject({
+      /** Serve the Kubernetes CRI (runtime.v1, supervisor/cri) on a root-only Unix socket; only when auraed runs as root. */
+      enabled: z._default(z.boolean(), true),
+      /** The socket; null: cri.sock beside listen.socket (/run/aurae/cri.sock on a node). */
+      socket: z._default(z.nullable(absPath), null),
+    }),
+    { enabled: true, socket: null },
+  ),
+  pods: z._default(
+    z.strictObject({
+      /** Cell pods' network (supervisor/pods/network-plan.ts): a node bridge, a veth per pod, NAT for egress. */
+      network: z._default(
+        z.strictObject({
+          /** The node-local pod CIDR (prefix 8..30, no host bits); the bridge gets its first address. */
+          cidr: z._default(podCidr, '10.88.0.0/16'),
+          /** The bridge's interface name. */
+          bridge: z._default(z.string().check(z.regex(/^[A-Za-z][A-Za-z0-9_-]{0,14}$/, 'expected an interface name: a letter, then letters, digits, "-" or "_", at most 15 characters')), 'aurae0'),
+          /** Name servers for pods' /etc/resolv.conf; null: the node's /etc/resolv.conf, else 8.8.8.8 and 8.8.4.4. */
+          nameservers: z._default(z.nullable(z.array(ipv4).check(z.maxLength(3, 'at most 3 name servers (the resolver reads no more)'))), null),
+        }),
+        { cidr: '10.88.0.0/16', bridge: 'aurae0', nameservers: null },
+      ),
+    }),
+    { network: { cidr: '10.88.0.0/16', bridge: 'aurae0', nameservers: null } },
   ),
   /**
    * Set only in a spawned child (written by its parent into the guest payload, see guest/): who the parent is.
@@ -283,6 +323,13 @@ export const NodeConfigSchema = z.strictObject({
     const name = config.node.name;
     const depth = name.split('/').length - 1;
     const issue = (path: PropertyKey[], message: string) => ctx.addIssue({ code: 'custom', input: config, path, message });
+    const powerdownMs = config.vms.shutdownPowerdownMs;
+    if (powerdownMs !== null && powerdownMs >= config.shutdown.graceMs) {
+      issue(
+        ['vms', 'shutdownPowerdownMs'],
+        `${powerdownMs} is not below shutdown.graceMs (${config.shutdown.graceMs}): init kills auraed and its QEMUs once shutdown.graceMs has passed, so raise shutdown.graceMs with it (or leave it null for min(3 s, 0.6 × shutdown.graceMs))`,
+      );
+    }
     if (config.guest === null) {
       if (depth > 0) issue(['node', 'name'], `"${name}" is a child's path: a spawned node's config also names its parent (guest section)`);
       return;

@@ -50,6 +50,9 @@ export function inCheckout(relative: string): string {
   return path.resolve(runningFrom(), '..', '..', relative);
 }
 
+/** The root of the checkout this code runs from (the build, the dev tools and the tests; meaningful only from source). */
+export const REPO_ROOT = inCheckout('.');
+
 export interface LocatedFile {
   /** Every path tried, in order (for the error message when none exists). */
   candidates: string[];

@@ -6,15 +6,17 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Authz, type AuthzStore, AuthzServiceService, createAuthz, createAuthzService, createAuthzStore, createParentRulePusher, methodNames, type ParentRulePusher } from '../authz';
 import { CellRuntime, CellServiceDefinition, createCellService, sqliteCellStore } from '../cells';
-import { CGROUP_ROOT, CgroupTree, nodeCgroupFs } from '../cgroup';
+import { CGROUP_ROOT, CgroupTree, isCgroup2, nodeCgroupFs } from '../cgroup';
 import type { NodeConfig } from '../config';
+import { criSocketPath, type RunningCriServer, startCriServer } from '../cri';
 import { DiscoveryServiceService, type SystemInfo, createDiscoveryService, hostSystemInfo } from '../discovery';
 import { HealthRegistry, HealthService, createHealthService, STORAGE_HEALTH_SERVICE, storageHealth, type StorageHealth } from '../health';
 import { STORAGE_STATUS_PATH } from '../config/node-paths';
 import type { InitChannel, ReadyMessage } from '../ipc';
 import type { LogRing, Logger } from '../log';
 import { type ImagesCore, ImageServiceService, createImageService, createImages } from '../images';
-import { type PodRuntime, PodServiceService, createPodRuntime, createPodService } from '../pods';
+import { type PodRuntime, PodServiceService, cellPodStore, createNodeVmPods, createPodRuntime, createPodService, nodeDiskHost, sandboxedPodRuntime, sqlitePodStore, withDiskImages } from '../pods';
+import { loadSyscalls } from '../../native';
 import { type NodeIdentity, NodeServiceService, createNodeIdentity, createNodeService, createPowerControl } from '../node';
 import { type Observe, type ObserveOverrides, ObserveServiceService, createObserve } from '../observe';
 import { type ReloadableServerCredentials, type RpcContext, type RunningServer, type ServerPki, type ServiceBinding, createIssuerCheck, listenTargets, mtlsServerCredentials, startServer, withRouting } from '../server';
@@ -47,7 +49,10 @@ export interface AuraedOptions {
 
 export interface RunningAuraed {
   ready: ReadyMessage;
-  /** Mark everything NOT_SERVING, end Watch streams, then stop the server (forced after timeoutMs). */
+  /**
+   * Mark everything NOT_SERVING, end Watch streams, power the children down (each up to vms.shutdownPowerdownMs,
+   * default timeoutMs), then stop the server (forced after timeoutMs).
+   */
   stop(timeoutMs: number): Promise<'graceful' | 'forced'>;
 }
 
@@ -82,6 +87,8 @@ interface StartContext {
   /** 'images', 'pods' */
   images?: ImagesCore;
   pods?: PodRuntime;
+  /** 'cri': the Kubernetes CRI endpoint; unset when it is not served. */
+  cri?: RunningCriServer;
   /** 'rule-push': children inherit this node's effective rules; `unwatch` ends the subscriptions. */
   pusher?: ParentRulePusher;
   unwatch?: () => void;
@@ -101,6 +108,7 @@ const START_PHASES: readonly Phase<StartContext>[] = [
   { name: 'cells', run: startCells },
   { name: 'images', run: startImages },
   { name: 'pods', run: startPods },
+  { name: 'cri', run: startCri },
   { name: 'vms', run: startVms },
   { name: 'rule-push', run: startRulePush },
   { name: 'services', run: bindServices },
@@ -202,14 +210,46 @@ function startImages(ctx: StartContext): void {
  * so Run, Stop and Remove answer FAILED_PRECONDITION from it, as CellService does.
  */
 function startPods(ctx: StartContext): void {
-  ctx.pods = createPodRuntime({
-    db: need(ctx, 'db'),
+  // One pods table for both sandboxes; the cell runtime sees only its own rows.
+  const store = sqlitePodStore(need(ctx, 'db'));
+  const log = ctx.log.child({ subsystem: 'pods' });
+  const images = need(ctx, 'images');
+  const vmPods = createNodeVmPods({ store, images, stateDir: ctx.config.state.dir, vms: () => need(ctx, 'vms'), vmLimits: ctx.config.vms, log });
+  const cellPods = createPodRuntime({
+    store: cellPodStore(store),
     dir: ctx.config.state.dir,
-    images: need(ctx, 'images'),
+    // A spawned node is the pod agent of its parent's VM pods: it also runs images handed over as disks.
+    images: ctx.config.guest ? withDiskImages(images, nodeDiskHost({ mount: (...a) => loadSyscalls().mount(...a) })) : images,
     cells: need(ctx, 'cells'),
     observe: need(ctx, 'observe'),
-    log: ctx.log.child({ subsystem: 'pods' }),
+    log,
+    networkConfig: ctx.config.pods.network,
+    // Published ports are DNAT on every node address: the API's own port must stay the node's.
+    reservedNodePorts: ctx.config.listen.tcp ? [{ port: Number(ctx.config.listen.tcp.slice(ctx.config.listen.tcp.lastIndexOf(':') + 1)), protocol: 'tcp', why: 'the aurae API' }] : [],
   });
+  ctx.pods = sandboxedPodRuntime(cellPods, vmPods);
+}
+
+/**
+ * The Kubernetes CRI (supervisor/cri) on its root-only socket, when cri.enabled and auraed runs as root (as
+ * kubelet does). Not fatal: if it cannot listen, the error is logged and the node's own API still serves.
+ */
+async function startCri(ctx: StartContext): Promise<void> {
+  const socket = criSocketPath(ctx.config);
+  if (socket === null || process.getuid?.() !== 0) return;
+  const noCgroup2 = { ready: false, reason: 'NoCgroupV2', message: `no cgroup v2 hierarchy at ${CGROUP_ROOT}: pods need cgroup2, as in the aurae image` };
+  try {
+    ctx.cri = await startCriServer({
+      socket,
+      images: need(ctx, 'images'),
+      imagesDir: join(ctx.config.state.dir, 'images'),
+      version: ctx.version,
+      runtimeReadiness: () => (isCgroup2(nodeCgroupFs, CGROUP_ROOT) ? { ready: true } : noCgroup2),
+      log: ctx.log,
+    });
+  } catch (err) {
+    ctx.log.child({ subsystem: 'cri' }).error('the Kubernetes CRI is not served', { socket, err });
+  }
 }
 
 /**
@@ -332,10 +372,12 @@ async function stopAuraed(ctx: StartContext, timeoutMs: number): Promise<'gracef
   ctx.health.shutdown();
   ctx.unwatch?.();
   ctx.pusher?.close();
-  // Children first: each gets an ACPI powerdown and up to timeoutMs before QMP quit (then SIGKILL).
-  await need(ctx, 'vms').close(timeoutMs);
+  // Children first: each gets an ACPI powerdown and up to vms.shutdownPowerdownMs (default: timeoutMs) before
+  // QMP quit (then SIGKILL).
+  await need(ctx, 'vms').close(childPowerdownMs(ctx.config, timeoutMs));
   observe.shutdown(); // follow streams end with OK, so the graceful stop need not wait for them
-  const how = await need(ctx, 'server').shutdown(timeoutMs);
+  // The CRI socket stops with the API (in parallel: both within timeoutMs).
+  const [how] = await Promise.all([need(ctx, 'server').shutdown(timeoutMs), ctx.cri?.shutdown(timeoutMs)]);
   need(ctx, 'cells').close(); // executables keep running; their later exits are not written to the closed database
   await need(ctx, 'images').close();
   await observe.close();
@@ -379,6 +421,14 @@ function nodeGuest(config: NodeConfig, rootCaPem: string, authz: Authz): (spawnC
  */
 export function shutdownTimeoutMs(config: NodeConfig): number {
   return Math.min(3000, Math.max(100, Math.floor(config.shutdown.graceMs * 0.6)));
+}
+
+/**
+ * How long each child gets after its ACPI powerdown when auraed stops, before QMP quit: vms.shutdownPowerdownMs,
+ * or by default `timeoutMs` (the in-flight call timeout, shutdownTimeoutMs: min(3 s, 0.6 × shutdown.graceMs)).
+ */
+export function childPowerdownMs(config: NodeConfig, timeoutMs: number): number {
+  return config.vms.shutdownPowerdownMs ?? timeoutMs;
 }
 
 async function readServerPki(paths: NodeConfig['pki']): Promise<ServerPki> {

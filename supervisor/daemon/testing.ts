@@ -2,7 +2,7 @@
 // Used by the host tests of supervisor/ and aer/. Not part of auraed.
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { inCheckout } from '../config/node-paths';
+import { REPO_ROOT } from '../config/node-paths';
 
 export {
   type AuraedExit as Exit,
@@ -13,7 +13,7 @@ export {
 } from './host-node';
 export { freeLoopbackPort as freePort } from '../vms';
 
-export const REPO_ROOT = inCheckout('.');
+export { REPO_ROOT };
 
 export interface CliResult {
   code: number;

@@ -179,7 +179,15 @@ export class ExecutableRunner {
   }
 
   private async terminate(run: Run, graceMs: number): Promise<RecordedExit> {
-    if (this.deps.isolation.pid && !run.reaped) {
+    const stopSignal = this.deps.spec.stopSignal;
+    if (stopSignal && !run.reaped) {
+      // The main process passes the signal on (crun run to its container's init): the others must not get it too.
+      try {
+        this.deps.signal(run.process.pid, stopSignal);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+      }
+    } else if (this.deps.isolation.pid && !run.reaped) {
       // aurae-exec and the namespace's init forward SIGTERM to the program: signalling every process in the
       // leaf as well would hand the program two or three SIGTERMs, which many programs read as "force quit".
       // Anything that ignores it is killed with the cgroup when the grace period ends.

@@ -25,6 +25,12 @@ export interface ExecutableSpec {
   uid: number | null;
   gid: number | null;
   restart: RestartPolicySpec;
+  /**
+   * When set, Stop sends this signal to the main process only (it passes it on: `crun run` forwards it to its
+   * container's init) instead of SIGTERM to every process of the leaf; the grace then cgroup.kill still apply.
+   * Set by pods (an image's StopSignal); not in the CellService API.
+   */
+  stopSignal?: NodeJS.Signals;
 }
 
 export const RESTART_DEFAULTS: Omit<RestartPolicySpec, 'mode'> = {

@@ -7,6 +7,7 @@ import type { Logger } from '../log';
 import type { BlobStore } from './blob-store';
 import type { ImageStore, StoredManifest } from './image-store';
 import type { Pins } from './pull';
+import { pruneRootfsDisks } from './rootfs-disk';
 import { type Snapshots, snapshotId } from './snapshots';
 
 /** A partial download older than this is dropped by GC (a pull resumes younger ones). */
@@ -82,6 +83,8 @@ export async function collectGarbage(deps: GcDeps): Promise<{ blobs: number; sna
     await deps.snapshots.remove(id);
   }
   const now = (deps.now ?? Date.now)();
+  // The rootfs disks of VM pods (rootfs-disk.ts) go with their images.
+  bytes += pruneRootfsDisks(path.dirname(deps.snapshotsDir), new Set(deps.store.manifests().map((m) => m.digest)), now);
   for (const ingest of await deps.blobs.strayIngests()) {
     const st = await fs.stat(ingest.file).catch(() => null);
     if (st && now - st.mtimeMs > STALE_INGEST_MS) {

@@ -13,3 +13,5 @@ export { MOUNT_DATA_MAX, mountOverlay, overlayMountPlan, type OverlayMountPlan }
 // H4 (API): the gRPC service over Images, and its request checks (PodService/Run reuses them for credentials).
 export { createImageService, progressThrottle, progressToProto, validateAuth, validateReference } from './image-service';
 export { ImageServiceService } from '../gen/aurae/images/v0/images';
+// VM pods: an image's rootfs as a read-only ext4 file (mke2fs -d), handed to a child VM as a disk.
+export { createRootfsDisks, pruneRootfsDisks, ROOTFS_DISK_META, ROOTFS_DISK_ROOT, type RootfsDiskMeta, type RootfsDisks, rootfsDiskLabel, rootfsDiskPath } from './rootfs-disk';

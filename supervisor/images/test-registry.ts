@@ -21,7 +21,7 @@ import { Agent, request } from 'undici';
 
 const BUSYBOX = '/bin/busybox';
 /** Bump when the images change (the cache in the layout dir is keyed by it). */
-const IMAGES_VERSION = 'aurae-test-images-5';
+const IMAGES_VERSION = 'aurae-test-images-6';
 
 function run(cmd: string, args: string[], opts: { cwd?: string; input?: string } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -47,9 +47,14 @@ export interface TestImages {
     multi: 'multi';
     /** base + a layer whose entry is `../../etc/passwd` (an unpacker must refuse it). */
     evil: 'evil';
+    /**
+     * base with StopSignal SIGQUIT and an Entrypoint (sh, no Cmd) that prints "started", ignores SIGTERM (prints
+     * "got-term-ignored") and exits 0 on SIGQUIT (prints "got-quit"): like nginx, whose graceful stop is SIGQUIT.
+     */
+    stopsignal: 'stopsignal';
   };
   /** The manifest digests of the tags (multi: the index digest; its amd64 entry is `base`). */
-  digests: Record<'base' | 'whiteout' | 'nonroot' | 'multi' | 'evil' | 'arm64', string>;
+  digests: Record<'base' | 'whiteout' | 'nonroot' | 'multi' | 'evil' | 'arm64' | 'stopsignal', string>;
 }
 
 interface OciIndex {
@@ -107,8 +112,8 @@ function tarEntry(name: string, body: Buffer, type: '0' | '5' = '0'): Buffer {
   return Buffer.concat([h, body, pad]);
 }
 
-/** Add a layer made of `tar` on top of `from`, as tag `tag` (config diff_ids and history updated). */
-async function addRawLayer(layout: string, from: string, tag: string, tar: Buffer, createdBy: string): Promise<void> {
+/** Add a layer made of `tar` on top of `from`, as tag `tag` (config diff_ids and history updated). Also used by image/bench/pods.ts. */
+export async function addRawLayer(layout: string, from: string, tag: string, tar: Buffer, createdBy: string): Promise<void> {
   const index = await readIndex(layout);
   const desc = tagDescriptor(index, from);
   const manifest = JSON.parse((await readBlob(layout, desc.digest)).toString()) as { config: { digest: string; size: number; mediaType: string }; layers: unknown[] };
@@ -131,7 +136,7 @@ async function addRawLayer(layout: string, from: string, tag: string, tar: Buffe
 export async function buildTestImages(dir: string): Promise<TestImages> {
   const layout = path.join(dir, 'oci');
   const marker = path.join(dir, 'complete.json');
-  const tags = { base: 'base', whiteout: 'whiteout', nonroot: 'nonroot', multi: 'multi', evil: 'evil' } as const;
+  const tags = { base: 'base', whiteout: 'whiteout', nonroot: 'nonroot', multi: 'multi', evil: 'evil', stopsignal: 'stopsignal' } as const;
   const cached = (): TestImages | null => {
     if (!existsSync(marker) || !existsSync(layout)) return null;
     const done = JSON.parse(readFileSync(marker, 'utf8')) as { version: string; digests: TestImages['digests'] };
@@ -204,6 +209,8 @@ async function buildInto(dir: string, tags: TestImages['tags']): Promise<TestIma
 
   await run('umoci', ['config', '--image', img(tags.base), '--tag', tags.nonroot, '--config.user', '1000:1000', '--config.workingdir', '/home/app']);
   await run('umoci', ['config', '--image', img(tags.base), '--tag', 'arm64', '--architecture', 'arm64']);
+  const stopScript = 'trap "echo got-quit; exit 0" QUIT; trap "echo got-term-ignored" TERM; echo started; while :; do sleep 0.2; done';
+  await run('umoci', ['config', '--image', img(tags.base), '--tag', tags.stopsignal, '--config.stopsignal', 'SIGQUIT', '--clear', 'config.cmd', '--config.entrypoint', '/bin/sh', '--config.entrypoint', '-c', '--config.entrypoint', stopScript]);
 
   await addRawLayer(layout, tags.base, tags.evil, Buffer.concat([tarEntry('../../etc/passwd', Buffer.from('evil::0:0::/:/bin/sh\n')), Buffer.alloc(1024)]), 'hostile layer');
 
@@ -229,6 +236,7 @@ async function buildInto(dir: string, tags: TestImages['tags']): Promise<TestIma
     whiteout: tagDescriptor(final, tags.whiteout).digest,
     nonroot: tagDescriptor(final, tags.nonroot).digest,
     evil: tagDescriptor(final, tags.evil).digest,
+    stopsignal: tagDescriptor(final, tags.stopsignal).digest,
     multi: multiBlob.digest,
   };
   return digests;
@@ -512,7 +520,7 @@ async function waitReady(child: ChildProcess, url: string, caFile: string | null
 }
 
 /** The standard names the fixture's images are pushed under by pushTestImages. */
-export const TEST_IMAGE_NAMES = { base: 'busybox:latest', whiteout: 'whiteout:latest', nonroot: 'nonroot:latest', multi: 'multi:latest', evil: 'evil:latest' } as const;
+export const TEST_IMAGE_NAMES = { base: 'busybox:latest', whiteout: 'whiteout:latest', nonroot: 'nonroot:latest', multi: 'multi:latest', evil: 'evil:latest', stopsignal: 'stopsignal:latest' } as const;
 
 /** Push every test image under TEST_IMAGE_NAMES (about 2 s). */
 export async function pushTestImages(registry: TestRegistry, images: TestImages): Promise<void> {

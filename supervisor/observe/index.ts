@@ -1,6 +1,6 @@
 // Observe: lifecycle events, executables' logs, auraed's own log stream and per-cell metrics, and the
 // aurae.observe.v0.ObserveService over them. The runtime (cells, executables) depends on ./types only.
-export type { AuraeEvent, CellPath, EventBus, LogLine, LogSink, LogStore, LogStream, StampedEvent, VmLifecycleEvent } from './types';
+export type { AuraeEvent, CellPath, EventBus, LogLine, LogSink, LogStore, LogStream, PodLifecycleEvent, StampedEvent, VmLifecycleEvent } from './types';
 export { type EventBusOptions, createEventBus } from './event-bus';
 export { type FileLogStore, type FileLogStoreOptions, createFileLogStore } from './log-store';
 export { type LogFileHandle, type LogFs, nodeLogFs } from './log-fs';

@@ -258,6 +258,12 @@ describe('GetEvents', () => {
       address: '',
       expected: false,
       reason: '',
+      pod: '',
+      container: '',
+      image: '',
+      digest: '',
+      bytes: 0n,
+      oomKilled: false,
     });
     expect(got[1]).toMatchObject({ code: 3, pid: 8 });
     expect(got[1]).not.toHaveProperty('signal');

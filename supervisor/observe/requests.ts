@@ -109,6 +109,11 @@ const KINDS: Record<StampedEvent['kind'], EventKind> = {
   vm_exited: EventKind.EVENT_KIND_VM_EXITED,
   vm_restarted: EventKind.EVENT_KIND_VM_RESTARTED,
   vm_failed: EventKind.EVENT_KIND_VM_FAILED,
+  image_pulled: EventKind.EVENT_KIND_IMAGE_PULLED,
+  container_created: EventKind.EVENT_KIND_CONTAINER_CREATED,
+  container_started: EventKind.EVENT_KIND_CONTAINER_STARTED,
+  container_exited: EventKind.EVENT_KIND_CONTAINER_EXITED,
+  container_oom_killed: EventKind.EVENT_KIND_CONTAINER_OOM_KILLED,
 };
 
 export function eventMessage(event: StampedEvent): ProtoEvent {
@@ -128,6 +133,12 @@ export function eventMessage(event: StampedEvent): ProtoEvent {
     address: '',
     expected: false,
     reason: '',
+    pod: 'pod' in event ? event.pod : '',
+    container: 'container' in event ? event.container : '',
+    image: '',
+    digest: '',
+    bytes: 0n,
+    oomKilled: false,
   };
   switch (event.kind) {
     case 'executable_started':
@@ -165,6 +176,27 @@ export function eventMessage(event: StampedEvent): ProtoEvent {
       break;
     case 'vm_failed':
       message.reason = event.reason;
+      break;
+    case 'image_pulled':
+      message.image = event.image;
+      message.digest = event.digest;
+      message.bytes = toInt64(event.bytes);
+      break;
+    case 'container_created':
+      message.image = event.image;
+      message.digest = event.digest;
+      break;
+    case 'container_started':
+      message.pid = event.pid;
+      break;
+    case 'container_exited':
+      message.pid = event.pid;
+      if (event.code !== null) message.code = event.code;
+      if (event.signal !== null) message.signal = event.signal;
+      message.oomKilled = event.oomKilled;
+      break;
+    case 'container_oom_killed':
+      message.count = event.count;
       break;
   }
   return message;

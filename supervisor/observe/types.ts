@@ -12,7 +12,27 @@ export type AuraeEvent =
   | { kind: 'executable_restarted'; cell: CellPath; executable: string; attempt: number; delayMs: number }
   | { kind: 'executable_oom_killed'; cell: CellPath; executable: string; count: number }
   | { kind: 'start_limit_hit'; cell: CellPath; executable: string; starts: number; intervalMs: number }
+  | PodLifecycleEvent
   | VmLifecycleEvent;
+
+/**
+ * A pod's life (supervisor/pods). `cell` is the pod's cell (its name), so cell filters and the authz policy treat
+ * a pod like its cell; `container` is the container (its executable in that cell has the same name).
+ * - image_pulled: the container's image was pulled from its registry (not published when it was already stored);
+ *   `bytes` is the sum of its compressed layers.
+ * - container_created: its bundle and root filesystem are ready and crun was asked to run it.
+ * - container_started: crun started it (its pid file appeared): `pid` is the container's init on this node.
+ * - container_exited: crun ended with the container's status (`code`, 128+N when the container died of signal N)
+ *   or was itself killed (`signal`); `oomKilled` when the kernel OOM-killed a process of it during this run;
+ *   `pid` as in container_started, 0 when crun never started it.
+ * - container_oom_killed: the kernel OOM-killed `count` processes of it since the last report.
+ */
+export type PodLifecycleEvent =
+  | { kind: 'image_pulled'; cell: CellPath; pod: string; container: string; image: string; digest: string; bytes: number }
+  | { kind: 'container_created'; cell: CellPath; pod: string; container: string; image: string; digest: string }
+  | { kind: 'container_started'; cell: CellPath; pod: string; container: string; pid: number }
+  | { kind: 'container_exited'; cell: CellPath; pod: string; container: string; pid: number; code: number | null; signal: string | null; oomKilled: boolean }
+  | { kind: 'container_oom_killed'; cell: CellPath; pod: string; container: string; count: number };
 
 /**
  * A child VM's lifecycle (supervisor/vms). `vm` is the VM's name on this node; `pid` is QEMU's. These carry no

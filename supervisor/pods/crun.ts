@@ -19,9 +19,15 @@
 // Start. The executable is a small sh script: it waits (bounded) for the pod's `ready` file, so the cells'
 // reconcile may start a container before the pods' reconcile has remounted its root filesystem after a reboot;
 // it deletes what a killed crun left in its state directory; then it execs `crun run` in the foreground (crun
-// forwards signals to the container's init and exits with its status).
+// forwards signals to the container's init and exits with its status). crun writes the container's pid to
+// `<run>/<pod>/<container>.pid` once the container runs (the script removes a stale one first): until then the
+// container is "created", not "running" (runtime.ts).
+//
+// Stop. The executable's stopSignal is the image's StopSignal (default SIGTERM): Stop sends it to crun alone, which
+// forwards it to the container's init; after the grace the leaf is killed (cgroup.kill) as for any executable.
 import path from 'node:path';
 import { existsSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { AuraeError } from '../errors';
 import { DEFAULT_PATH, type ExecutableSpec, RESTART_DEFAULTS } from '../executables';
 import { RUN_DIR } from '../config/node-paths';
@@ -54,6 +60,8 @@ export interface PodPaths {
   ns: { net: string; ipc: string; uts: string };
   ready: string;
   container(name: string): ContainerPaths;
+  /** Where crun writes the container's pid once it runs: <runDir>/<container>.pid. */
+  pidFile(container: string): string;
 }
 
 /** Preconditions: `pod` and container names are validated DNS labels. */
@@ -65,6 +73,7 @@ export function podPaths(podsDir: string, pod: string, runDir = PODS_RUN_DIR): P
     runDir: run,
     ns: { net: path.join(run, 'ns', 'net'), ipc: path.join(run, 'ns', 'ipc'), uts: path.join(run, 'ns', 'uts') },
     ready: path.join(run, 'ready'),
+    pidFile: (name) => path.join(run, `${name}.pid`),
     container(name) {
       const c = path.join(dir, name);
       return { dir: c, bundle: c, config: path.join(c, 'config.json'), rootfs: path.join(c, 'rootfs'), upper: path.join(c, 'upper'), work: path.join(c, 'work') };
@@ -85,18 +94,36 @@ export function findCrun(env: NodeJS.ProcessEnv = process.env, exists: (p: strin
   throw new AuraeError('FAILED_PRECONDITION', `crun was not found (looked in ${[...new Set(candidates)].join(', ')}): pods need crun, as in the aurae image; set AURAE_CRUN to its path`);
 }
 
-/** The start script; positional arguments: ready file, container id, bundle, crun, crun's state root. */
+/** The start script; positional arguments: ready file, container id, bundle, crun, crun's state root, pid file. */
 export const START_SCRIPT = [
-  'ready=$1 id=$2 bundle=$3 crun=$4 root=$5',
+  'ready=$1 id=$2 bundle=$3 crun=$4 root=$5 pidfile=$6',
   'n=0',
   'while [ ! -e "$ready" ]; do',
   `  n=$((n + 1)); if [ "$n" -gt ${READY_WAIT_S * 10} ]; then echo "aurae: container $id: its pod was not prepared within ${READY_WAIT_S} s ($ready is missing): see auraed's log" >&2; exit 125; fi`,
   '  sleep 0.1',
   'done',
   // A crun killed with its container (stop after the grace, OOM, auraed restart) leaves its state behind.
-  '"$crun" --root "$root" delete --force "$id" >/dev/null 2>&1',
-  'exec "$crun" --root "$root" --cgroup-manager=disabled run --bundle "$bundle" "$id"',
+  // Only then: another crun start costs tens of ms on a slow CPU.
+  'if [ -d "$root/$id" ]; then "$crun" --root "$root" delete --force "$id" >/dev/null 2>&1; fi',
+  'rm -f "$pidfile"',
+  'exec "$crun" --root "$root" --cgroup-manager=disabled run --pid-file "$pidfile" --bundle "$bundle" "$id"',
 ].join('\n');
+
+/**
+ * The signal that stops a container: its image's StopSignal ("SIGQUIT", "QUIT", "3", any case), SIGTERM when the
+ * image names none. null when the image names a signal this node does not know (the caller warns, uses SIGTERM).
+ */
+export function stopSignalOf(imageStopSignal: string): NodeJS.Signals | null {
+  const raw = imageStopSignal.trim();
+  if (raw === '') return 'SIGTERM';
+  const signals = osConstants.signals as Record<string, number>;
+  if (/^\d+$/.test(raw)) {
+    const name = Object.keys(signals).find((k) => signals[k] === Number(raw));
+    return (name as NodeJS.Signals | undefined) ?? null;
+  }
+  const name = raw.toUpperCase().startsWith('SIG') ? raw.toUpperCase() : `SIG${raw.toUpperCase()}`;
+  return name in signals ? (name as NodeJS.Signals) : null;
+}
 
 export interface CrunExecutableInput {
   crun: string;
@@ -105,6 +132,10 @@ export interface CrunExecutableInput {
   container: string;
   paths: Pick<ContainerPaths, 'bundle'>;
   ready: string;
+  /** Where crun writes the container's pid (PodPaths.pidFile). */
+  pidFile: string;
+  /** Sent to crun on Stop (stopSignalOf the image's StopSignal); default SIGTERM. */
+  stopSignal?: NodeJS.Signals;
 }
 
 /** The executable of the pod's cell that runs one container. */
@@ -113,13 +144,14 @@ export function crunExecutable(input: CrunExecutableInput): ExecutableSpec {
   return {
     name: input.container,
     command: '',
-    args: ['/bin/sh', '-c', START_SCRIPT, 'aurae-container', input.ready, id, input.paths.bundle, input.crun, input.stateRoot ?? CRUN_STATE_ROOT],
+    args: ['/bin/sh', '-c', START_SCRIPT, 'aurae-container', input.ready, id, input.paths.bundle, input.crun, input.stateRoot ?? CRUN_STATE_ROOT, input.pidFile],
     description: `container ${input.container} of pod ${input.pod.name}`,
     env: { PATH: DEFAULT_PATH },
     cwd: '/',
     uid: null,
     gid: null,
     restart: { mode: input.pod.restart, ...RESTART_DEFAULTS },
+    stopSignal: input.stopSignal ?? 'SIGTERM',
   };
 }
 

@@ -3,9 +3,12 @@
 // layout, the pinned namespaces and the cgroup placement); its desired state is in the pods table, reconciled at
 // start (reconcile.ts). PodService (pod-service.ts) is the API over PodRuntime; oci-spec.ts writes config.json.
 export { type ContainerProcess, containerProcess, type ResolvedUser, resolveUser } from './container-config';
-export { containerId, CRUN_STATE_ROOT, crunExecutable, findCrun, PODS_RUN_DIR, type PodPaths, podPaths, START_SCRIPT } from './crun';
+export { containerId, CRUN_STATE_ROOT, crunExecutable, findCrun, PODS_RUN_DIR, type PodPaths, podPaths, START_SCRIPT, stopSignalOf } from './crun';
 export { nodePodHost, parseMountInfo, type PodHost } from './host';
 export { type PodReconcileAction, podReconcilePlan } from './reconcile';
+// Pod networking: the plan (network-plan.ts: CIDR, veth, nftables, /etc files) and its executor (network.ts).
+export { nodePodNetwork, type PodNetwork } from './network';
+export { DEFAULT_NAMESERVERS, DEFAULT_POD_NETWORK, effectivePublish, type PodNetworkConfig, type PortMapping, type PortProtocol } from './network-plan';
 export {
   type ContainerState,
   type ContainerStatus,
@@ -24,4 +27,9 @@ export {
 export { type ContainerSpec, type PodLimitsSpec, type PodRestart, type PodSpec, POD_LIMITS, validatePodSpec } from './spec';
 export { memoryPodStore, PODS_MIGRATIONS, type PodStore, sqlitePodStore, type StoredPod } from './store';
 export { createPodService, type PodServiceDeps } from './pod-service';
+export { type ExecDeps, type ExecTarget, killExecProcess, runExec } from './exec';
 export { PodServiceService } from '../gen/aurae/pods/v0/pods';
+// Sandbox "vm": the pod in a child microVM (vm-sandbox.ts), the child's side (disk-images.ts), the adapters (vm-agent.ts).
+export { cellPodStore, childPodSpec, createVmPodRuntime, sandboxedPodRuntime, vmPodMemoryMiB, vmPodName, vmPodStatus, type VmPodRuntime } from './vm-sandbox';
+export { DISK_IMAGE_PREFIX, diskImageRef, ext4Label, nodeDiskHost, parseDiskImageRef, withDiskImages } from './disk-images';
+export { childPodAgent, createNodeVmPods, nodePodVms, podStatusFromProto } from './vm-agent';

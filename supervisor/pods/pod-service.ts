@@ -9,6 +9,7 @@ import type { ServerWritableStream } from '@grpc/grpc-js';
 import type {
   ContainerStatus as ContainerStatusProto,
   Pod,
+  PodServiceExecRequest,
   PodServiceInspectRequest,
   PodServiceInspectResponse,
   PodServiceListRequest,
@@ -24,8 +25,9 @@ import type {
 } from '../gen/aurae/pods/v0/pods';
 import { AuraeError, toInt64 } from '../errors';
 import { type Images, type PullAuth, type PullProgress, progressThrottle, progressToProto, validateAuth } from '../images';
-import { type Resource, type RpcContext, serverStream, unary } from '../server';
+import { type Resource, type RpcContext, bidiStream, serverStream, unary } from '../server';
 import { DEFAULTS, RANGES, checkInt, checkLabel, invalid } from '../validation';
+import { type ExecDeps, type ExecInput, type ExecTarget, runExec, validateExecStart } from './exec';
 import type { ContainerStatus, PodRuntime, PodStatus } from './runtime';
 import { type PodSpec, validatePodSpec } from './spec';
 
@@ -35,7 +37,14 @@ const SERVICE = 'aurae.pods.v0.PodService';
 export const MAX_EXPOSED_PORTS = 64;
 
 export interface PodServiceDeps {
-  runtime: Pick<PodRuntime, 'run' | 'list' | 'get' | 'stop' | 'remove'>;
+  runtime: Pick<PodRuntime, 'run' | 'list' | 'get' | 'stop' | 'remove'> & {
+    /** Fetch fresh status where it lives elsewhere (VM pods: their child VMs); called before List and Inspect. */
+    refresh?(name?: string): Promise<void>;
+    /** Exec's paths and crun (PodRuntime.execTarget); without it Exec answers UNIMPLEMENTED. */
+    execTarget?(pod: string, container: string): ExecTarget;
+  };
+  /** Exec's process adapters and logger (tests); default: crun through node's spawn, ctx.log. */
+  exec?: Partial<Omit<ExecDeps, 'targets'>>;
   /** The spec check; default validatePodSpec (names the bad field, throws INVALID_ARGUMENT). */
   validateSpec?(pod: Pod | undefined): PodSpec;
   /** The cell a pod lives in (the authorization resource); default: the pod's name (runtime.ts podCellSpec). */
@@ -133,20 +142,26 @@ export function createPodService(ctx: RpcContext, deps: PodServiceDeps): PodServ
       access: 'read',
       validate: (_request: PodServiceListRequest) => undefined,
       resource: () => 'each',
-      run: (_, _caller, access): PodServiceListResponse => ({
-        pods: runtime
-          .list()
-          .filter((pod) => access.sees(podResource(pod.name)))
-          .sort((a, b) => a.name.localeCompare(b.name))
-          .map(podStatusToProto),
-      }),
+      run: async (_, _caller, access): Promise<PodServiceListResponse> => {
+        await runtime.refresh?.();
+        return {
+          pods: runtime
+            .list()
+            .filter((pod) => access.sees(podResource(pod.name)))
+            .sort((a, b) => a.name.localeCompare(b.name))
+            .map(podStatusToProto),
+        };
+      },
     }),
     inspect: unary(ctx, {
       method: `${SERVICE}/Inspect`,
       access: 'read',
       validate: (request: PodServiceInspectRequest) => podName(request),
       resource: podResource,
-      run: (name): PodServiceInspectResponse => ({ pod: podStatusToProto(requirePod(runtime, name)) }),
+      run: async (name): Promise<PodServiceInspectResponse> => {
+        await runtime.refresh?.(name);
+        return { pod: podStatusToProto(requirePod(runtime, name)) };
+      },
     }),
     stop: unary(ctx, {
       method: `${SERVICE}/Stop`,
@@ -170,7 +185,29 @@ export function createPodService(ctx: RpcContext, deps: PodServiceDeps): PodServ
         return {};
       },
     }),
+    exec: bidiStream(ctx, {
+      method: `${SERVICE}/Exec`,
+      access: 'admin',
+      validate: (request: PodServiceExecRequest) => validateExecStart(request.start),
+      // The program only: its arguments may carry secrets.
+      summary: (input) => `${input.pod}${input.container ? `/${input.container}` : ''}: ${input.command[0]}`,
+      resource: (input) => ({ ...podResource(input.pod), runAs: execRunAs(input, runtime.get(input.pod)?.spec) }),
+      run: (input, first, call) => {
+        const execTarget = runtime.execTarget?.bind(runtime);
+        if (!execTarget) throw new AuraeError('UNIMPLEMENTED', 'PodService/Exec is not available on this node');
+        return runExec({ log: ctx.log, ...deps.exec, targets: { get: (pod) => runtime.get(pod), execTarget } }, input, first, call);
+      },
+    }),
   };
+}
+
+/**
+ * Who an exec'd process runs as, for the policy: the request's numeric user, else the container's spec user when
+ * numeric, else root (a user name or the image's USER is resolved only inside the container).
+ */
+export function execRunAs(input: Pick<ExecInput, 'container' | 'user'>, spec: Pick<PodSpec, 'containers'> | undefined): { uid: number; gid: number } {
+  const container = input.container === null ? (spec?.containers.length === 1 ? spec.containers[0] : undefined) : spec?.containers.find((c) => c.name === input.container);
+  return podRunAs({ containers: [{ user: input.user ?? container?.user ?? null } as PodSpec['containers'][number]] });
 }
 
 function requirePod(runtime: Pick<PodRuntime, 'get'>, name: string): PodStatus {
@@ -203,6 +240,7 @@ export function podSpecToProto(spec: PodSpec): Pod {
       ...(limits?.cpuWeight != null ? { cpuWeight: toInt64(limits.cpuWeight) } : {}),
     },
     expose: [...(spec.expose ?? [])],
+    publish: (spec.publish ?? []).map((m) => ({ nodePort: m.nodePort, podPort: m.podPort, protocol: m.protocol })),
   };
 }
 
@@ -221,7 +259,7 @@ export function containerStatusToProto(c: ContainerStatus): ContainerStatusProto
 }
 
 /** The runtime's PodStatus (with its spec when the runtime reports it) as the API's. */
-export function podStatusToProto(status: Omit<PodStatus, 'spec'> & { spec?: PodSpec }): PodStatusProto {
+export function podStatusToProto(status: Omit<PodStatus, 'spec' | 'ip'> & { spec?: PodSpec; ip?: string | null }): PodStatusProto {
   return {
     name: status.name,
     sandbox: status.sandbox,
@@ -229,5 +267,6 @@ export function podStatusToProto(status: Omit<PodStatus, 'spec'> & { spec?: PodS
     containers: status.containers.map(containerStatusToProto),
     createdAt: toInt64(status.createdAt),
     spec: status.spec ? podSpecToProto(status.spec) : undefined,
+    ip: status.ip ?? '',
   };
 }

@@ -15,12 +15,13 @@ import type { ImageRecord, ImageRuntimeConfig, PullProgress } from '../images';
 import { silentLogger } from '../log';
 import { openDatabase } from '../store';
 import { containerProcess, resolveUser } from './container-config';
-import { containerId, crunExecutable, podPaths, START_SCRIPT } from './crun';
+import { containerId, crunExecutable, podPaths, START_SCRIPT, stopSignalOf } from './crun';
 import { parseMountInfo, type PodHost } from './host';
 import { podReconcilePlan } from './reconcile';
 import { createPodRuntime, podState, type PodRuntime } from './runtime';
 import { type ContainerSpec, type PodSpec, validatePodSpec } from './spec';
 import { memoryPodStore, type PodStore, sqlitePodStore } from './store';
+import { FakePodNetwork } from './testing';
 
 const tmpDirs: string[] = [];
 function tmpDir(): string {
@@ -54,7 +55,7 @@ const container = (extra: Partial<Pod['containers'][number]> = {}): Pod['contain
   readOnlyRootfs: false,
   ...extra,
 });
-const pod = (extra: Partial<Pod> = {}): Pod => ({ name: 'web', sandbox: '', containers: [container()], env: {}, restart: '', expose: [], ...extra });
+const pod = (extra: Partial<Pod> = {}): Pod => ({ name: 'web', sandbox: '', containers: [container()], env: {}, restart: '', expose: [], publish: [], ...extra });
 
 describe('validatePodSpec', () => {
   it('fills the defaults and keeps what was given', () => {
@@ -84,7 +85,8 @@ describe('validatePodSpec', () => {
     rejects(() => validatePodSpec(undefined), 'INVALID_ARGUMENT', /^pod: required/);
     rejects(() => validatePodSpec(pod({ name: 'Web' })), 'INVALID_ARGUMENT', /^name: "Web" is not a DNS label/);
     rejects(() => validatePodSpec(pod({ name: 'a/b' })), 'INVALID_ARGUMENT', /^name: /);
-    rejects(() => validatePodSpec(pod({ sandbox: 'vm' })), 'UNIMPLEMENTED', /^sandbox: "vm" is not implemented yet/);
+    expect(validatePodSpec(pod({ sandbox: 'vm' })).sandbox).toBe('vm');
+    rejects(() => validatePodSpec(pod({ sandbox: 'vm', name: 'a'.repeat(60) })), 'INVALID_ARGUMENT', /^name: "a+" is too long for sandbox "vm": at most 59/);
     rejects(() => validatePodSpec(pod({ sandbox: 'jail' })), 'INVALID_ARGUMENT', /^sandbox: "jail" is not a sandbox/);
     rejects(() => validatePodSpec(pod({ restart: 'sometimes' })), 'INVALID_ARGUMENT', /^restart: "sometimes" is not a restart policy: "never", "on-failure" or "always"/);
     rejects(() => validatePodSpec(pod({ containers: [] })), 'INVALID_ARGUMENT', /^containers: required: at least one container/);
@@ -167,11 +169,22 @@ describe('resolveUser', () => {
 describe('crun executable and its start script', () => {
   it("is the pod cell's executable running the script with the container's id, bundle and the pod's policy", () => {
     const paths = podPaths('/var/lib/aurae/pods', 'web', '/run/aurae/pods');
-    const exe = crunExecutable({ crun: '/usr/bin/crun', pod: { name: 'web', restart: 'always' }, container: 'app', paths: paths.container('app'), ready: paths.ready });
-    expect(exe).toMatchObject({ name: 'app', command: '', cwd: '/', uid: null, restart: { mode: 'always' } });
-    expect(exe.args).toEqual(['/bin/sh', '-c', START_SCRIPT, 'aurae-container', '/run/aurae/pods/web/ready', 'web.app', '/var/lib/aurae/pods/web/app', '/usr/bin/crun', '/run/aurae/crun']);
+    const exe = crunExecutable({ crun: '/usr/bin/crun', pod: { name: 'web', restart: 'always' }, container: 'app', paths: paths.container('app'), ready: paths.ready, pidFile: paths.pidFile('app') });
+    expect(exe).toMatchObject({ name: 'app', command: '', cwd: '/', uid: null, restart: { mode: 'always' }, stopSignal: 'SIGTERM' });
+    expect(exe.args).toEqual(['/bin/sh', '-c', START_SCRIPT, 'aurae-container', '/run/aurae/pods/web/ready', 'web.app', '/var/lib/aurae/pods/web/app', '/usr/bin/crun', '/run/aurae/crun', '/run/aurae/pods/web/app.pid']);
+    expect(crunExecutable({ crun: 'c', pod: { name: 'web', restart: 'never' }, container: 'app', paths: paths.container('app'), ready: paths.ready, pidFile: 'p', stopSignal: 'SIGQUIT' }).stopSignal).toBe('SIGQUIT');
     expect(containerId('web', 'app')).toBe('web.app');
     expect(paths.ns).toEqual({ net: '/run/aurae/pods/web/ns/net', ipc: '/run/aurae/pods/web/ns/ipc', uts: '/run/aurae/pods/web/ns/uts' });
+  });
+
+  it("stopSignalOf: the image's StopSignal by name, short name or number; SIGTERM when unset; null when unknown", () => {
+    expect(stopSignalOf('')).toBe('SIGTERM');
+    expect(stopSignalOf('SIGQUIT')).toBe('SIGQUIT');
+    expect(stopSignalOf('quit')).toBe('SIGQUIT');
+    expect(stopSignalOf('3')).toBe('SIGQUIT');
+    expect(stopSignalOf(' SIGWINCH ')).toBe('SIGWINCH');
+    expect(stopSignalOf('SIGNOPE')).toBeNull();
+    expect(stopSignalOf('999')).toBeNull();
   });
 
   it('waits for the ready marker, clears stale crun state, then execs crun run in the foreground', async () => {
@@ -182,7 +195,10 @@ describe('crun executable and its start script', () => {
     const crun = path.join(dir, 'crun');
     fs.writeFileSync(crun, `#!/bin/sh\necho "crun $*" >> ${calls}\ncase "$*" in *" run "*) echo container-output; exit 7;; esac\n`, { mode: 0o755 });
     fs.writeFileSync(path.join(dir, 'sleep'), `#!/bin/sh\necho "sleep $*" >> ${calls}\n[ "$(grep -c sleep ${calls})" -ge 3 ] && : > ${ready}\nexit 0\n`, { mode: 0o755 });
-    const exe = crunExecutable({ crun, stateRoot: path.join(dir, 'state'), pod: { name: 'web', restart: 'never' }, container: 'app', paths: { bundle: path.join(dir, 'bundle') }, ready });
+    fs.mkdirSync(path.join(dir, 'state', 'web.app'), { recursive: true }); // a killed crun's state
+    const pidFile = path.join(dir, 'app.pid');
+    fs.writeFileSync(pidFile, '1'); // a previous run's: removed before crun runs
+    const exe = crunExecutable({ crun, stateRoot: path.join(dir, 'state'), pod: { name: 'web', restart: 'never' }, container: 'app', paths: { bundle: path.join(dir, 'bundle') }, ready, pidFile });
     const { code, stdout } = await new Promise<{ code: number; stdout: string }>((resolve) => {
       execFile(exe.args[0]!, exe.args.slice(1), { env: { PATH: `${dir}:${process.env.PATH}` } }, (err, out) => resolve({ code: err ? Number(err.code) : 0, stdout: out }));
     });
@@ -193,8 +209,9 @@ describe('crun executable and its start script', () => {
       'sleep 0.1',
       'sleep 0.1',
       `crun --root ${dir}/state delete --force web.app`,
-      `crun --root ${dir}/state --cgroup-manager=disabled run --bundle ${dir}/bundle web.app`,
+      `crun --root ${dir}/state --cgroup-manager=disabled run --pid-file ${dir}/app.pid --bundle ${dir}/bundle web.app`,
     ]);
+    expect(fs.existsSync(pidFile)).toBe(false);
   });
 });
 
@@ -222,6 +239,7 @@ describe('podReconcilePlan', () => {
   it('after a reboot: recreate the cell, pin, mount, rewrite the bundles, mark ready; containers the cells restart are left to them', () => {
     expect(podReconcilePlan({ ...base, pods: [{ spec: web, desiredRunning: true }], cells: new Set(['web']), executables: new Map([['web', new Set(['app'])]]) })).toEqual([
       { kind: 'pin_namespaces', pod: 'web' },
+      { kind: 'connect_network', pod: 'web' },
       { kind: 'mount_rootfs', pod: 'web', container: 'app' },
       { kind: 'mount_rootfs', pod: 'web', container: 'side' },
       { kind: 'write_bundle', pod: 'web', container: 'app' },
@@ -232,12 +250,12 @@ describe('podReconcilePlan', () => {
     expect(podReconcilePlan({ ...base, pods: [{ spec: web, desiredRunning: true }] })[0]).toEqual({ kind: 'create_cell', pod: 'web' });
   });
 
-  it('after an auraed restart (mounts and marker still there): only marks ready again', () => {
+  it('after an auraed restart (mounts and marker still there): only checks the network and marks ready again', () => {
     const p = paths('web');
     const mounts = new Map([...Object.values(p.ns).map((f) => [f, 'nsfs'] as const), [p.container('app').rootfs, 'overlay'], [p.container('side').rootfs, 'overlay']]);
     expect(
       podReconcilePlan({ ...base, pods: [{ spec: web, desiredRunning: true }], cells: new Set(['web']), executables: new Map([['web', new Set(['app', 'side'])]]), mounts, ready: new Set(['web']) }),
-    ).toEqual([{ kind: 'mark_ready', pod: 'web' }]);
+    ).toEqual([{ kind: 'connect_network', pod: 'web' }, { kind: 'mark_ready', pod: 'web' }]);
   });
 
   it('leaves stopped pods alone and removes the files of pods not stored, unmounting deepest first', () => {
@@ -316,7 +334,7 @@ class FakeHost implements PodHost {
   }
 }
 
-function world(options: { db?: ReturnType<typeof openDatabase>; dir?: string; host?: FakeHost; images?: FakeImages } = {}) {
+function world(options: { db?: ReturnType<typeof openDatabase>; dir?: string; host?: FakeHost; images?: FakeImages; network?: FakePodNetwork } = {}) {
   const dir = options.dir ?? tmpDir();
   const lower = path.join(dir, 'lower');
   fs.mkdirSync(path.join(lower, 'etc'), { recursive: true });
@@ -337,8 +355,23 @@ function world(options: { db?: ReturnType<typeof openDatabase>; dir?: string; ho
   const cells = new CellRuntime({ cgroups, store: cellStore, events, logs, log: silentLogger, launcher, clock: new FakeClock(), helper: '/usr/lib/aurae/aurae-exec', signal: launcher.signal });
   const images = options.images ?? new FakeImages(lower);
   const host = options.host ?? new FakeHost();
-  const runtime: PodRuntime = createPodRuntime({ store: podStore, dir: path.join(dir, 'state'), images, cells, log: silentLogger, host, crun: '/usr/bin/crun', runDir: path.join(dir, 'run'), clock: () => 1_700_000_000_000 });
-  return { dir, cgfs, launcher, events, logs, cells, images, host, runtime, state: path.join(dir, 'state'), run: path.join(dir, 'run') };
+  const network = options.network ?? new FakePodNetwork();
+  const runtime: PodRuntime = createPodRuntime({ store: podStore, dir: path.join(dir, 'state'), images, cells, observe: { events }, log: silentLogger, host, network, crun: '/usr/bin/crun', runDir: path.join(dir, 'run'), clock: () => 1_700_000_000_000 });
+  const run = path.join(dir, 'run');
+  /** What crun does once the container runs: write its pid (a live one: the runtime checks it). */
+  const crunStarted = (pod: string, container: string, pid = process.pid) => fs.writeFileSync(path.join(run, pod, `${container}.pid`), String(pid));
+  return { dir, cgfs, launcher, events, logs, cells, images, host, network, runtime, state: path.join(dir, 'state'), run, crunStarted };
+}
+
+/** Wait (bounded) until the runtime published an event of this kind: inotify delivers crun's pid file asynchronously. */
+async function eventOf(events: MemoryEventBus, kind: string, timeoutMs = 5_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = events.events.find((e) => e.kind === kind);
+    if (found) return found;
+    if (Date.now() > deadline) throw new Error(`no ${kind} event within ${timeoutMs} ms (events: ${events.kinds().join(', ')})`);
+    await new Promise((r) => setImmediate(r));
+  }
 }
 
 describe('PodRuntime', () => {
@@ -350,14 +383,17 @@ describe('PodRuntime', () => {
     const status = await w.runtime.run(spec, { onProgress: (p) => progress.push(`${p.image} ${p.state} ${p.done}/${p.total}`) });
     expect(progress).toEqual(['busybox downloading 5/10', 'busybox done 10/10']);
     expect(w.images.retained).toEqual(new Map([['pod:web/app', w.images.get('busybox')!.digest]]));
-    expect(status).toMatchObject({ name: 'web', sandbox: 'cell', state: 'running', createdAt: 1_700_000_000_000, spec });
-    expect(status.containers).toEqual([{ name: 'app', image: 'busybox', imageDigest: w.images.get('busybox')!.digest, state: 'running', pid: 1000, exit: null, restarts: 0 }]);
+    // The start script runs, but crun has not started the container yet: created, the pod pending.
+    expect(status).toMatchObject({ name: 'web', sandbox: 'cell', state: 'pending', createdAt: 1_700_000_000_000, spec });
+    expect(status.containers).toEqual([{ name: 'app', image: 'busybox', imageDigest: w.images.get('busybox')!.digest, state: 'created', pid: 1000, exit: null, restarts: 0 }]);
+    w.crunStarted('web', 'app');
+    expect(w.runtime.get('web')).toMatchObject({ state: 'running', containers: [{ state: 'running', pid: 1000 }] });
     // The cell: the pod's limits, no isolation of its own; one executable per container.
     expect(w.cells.get('web').spec).toEqual({ name: 'web', isolation: { pid: false, mount: false, uts: false, ipc: false, network: false }, memory: { max: 64 << 20 }, pids: { max: 50 } });
     expect(w.cgfs.read(`${CGROUP_ROOT}/aurae/web/memory.max`).trim()).toBe(String(64 << 20));
     const argv = w.launcher.last.plan.args;
     expect(argv.slice(0, 2)).toEqual(['--cgroup', `${CGROUP_ROOT}/aurae/web/exe.app`]);
-    expect(argv.slice(argv.indexOf('--') + 1)).toEqual(['/bin/sh', '-c', START_SCRIPT, 'aurae-container', `${w.run}/web/ready`, 'web.app', `${w.state}/pods/web/app`, '/usr/bin/crun', '/run/aurae/crun']);
+    expect(argv.slice(argv.indexOf('--') + 1)).toEqual(['/bin/sh', '-c', START_SCRIPT, 'aurae-container', `${w.run}/web/ready`, 'web.app', `${w.state}/pods/web/app`, '/usr/bin/crun', '/run/aurae/crun', `${w.run}/web/app.pid`]);
     // The sandbox and the bundle.
     expect(w.host.pins).toEqual(['web']);
     expect(w.host.table.get(`${w.state}/pods/web/app/rootfs`)).toBe('overlay');
@@ -383,6 +419,7 @@ describe('PodRuntime', () => {
     w.images.add('busybox');
     await w.runtime.run(validatePodSpec(pod({ containers: [container(), container({ name: 'b' })] })));
     expect(w.images.pulls).toEqual([]);
+    w.crunStarted('web', 'b');
     w.launcher.processes[0]!.exit(0, null);
     await flush();
     expect(w.runtime.get('web')!.state).toBe('running');
@@ -444,6 +481,66 @@ describe('PodRuntime', () => {
     await expect(w.runtime.stop('nope', 0)).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 
+  it("publishes the pod's life: image_pulled, container_created, container_started once crun wrote its pid, container_exited, container_oom_killed", async () => {
+    const w = world();
+    await w.cells.init();
+    await w.runtime.run(validatePodSpec(pod({ restart: 'never' })));
+    const record = w.images.get('busybox')!;
+    const podEvents = () => w.events.events.filter((e) => e.kind.startsWith('image_') || e.kind.startsWith('container_'));
+    expect(podEvents()).toEqual([
+      expect.objectContaining({ kind: 'image_pulled', cell: 'web', pod: 'web', container: 'app', image: 'busybox', digest: record.digest, bytes: 10 }),
+      expect.objectContaining({ kind: 'container_created', cell: 'web', pod: 'web', container: 'app', image: 'busybox', digest: record.digest }),
+    ]);
+    // The executable started (the script), crun not yet: no container_started.
+    expect(w.events.kinds()).toContain('executable_started');
+    w.crunStarted('web', 'app', process.pid);
+    expect(await eventOf(w.events, 'container_started')).toMatchObject({ cell: 'web', pod: 'web', container: 'app', pid: process.pid });
+    w.cgfs.oomKill(`${CGROUP_ROOT}/aurae/web/exe.app`);
+    expect(w.events.events.at(-1)).toMatchObject({ kind: 'container_oom_killed', pod: 'web', container: 'app', count: 1 });
+    w.launcher.last.exit(137, null); // crun: the container's init died of SIGKILL (128 + 9)
+    await flush();
+    expect(w.events.events.at(-1)).toMatchObject({ kind: 'container_exited', pod: 'web', container: 'app', pid: process.pid, code: 137, signal: null, oomKilled: true });
+    expect(podEvents().map((e) => e.kind)).toEqual(['image_pulled', 'container_created', 'container_started', 'container_oom_killed', 'container_exited']);
+    // The pid file of the ended run is gone: a restart is "created" until its crun writes a new one.
+    expect(fs.existsSync(`${w.run}/web/app.pid`)).toBe(false);
+    // A stored image is not pulled again: no image_pulled for the second pod.
+    await w.runtime.run(validatePodSpec(pod({ name: 'again' })));
+    expect(podEvents().filter((e) => e.kind === 'image_pulled')).toHaveLength(1);
+    expect(podEvents().at(-1)).toMatchObject({ kind: 'container_created', pod: 'again' });
+  });
+
+  it('a container that ends before inotify reports its pid file still gets container_started, before container_exited', async () => {
+    const w = world();
+    await w.cells.init();
+    await w.runtime.run(validatePodSpec(pod()));
+    w.crunStarted('web', 'app', 4321); // crun wrote the pid, the container ran and ended at once
+    w.launcher.last.exit(0, null);
+    await flush();
+    const kinds = w.events.events.filter((e) => e.kind.startsWith('container_')).map((e) => e.kind);
+    expect(kinds).toEqual(['container_created', 'container_started', 'container_exited']);
+    expect(w.events.events.at(-1)).toMatchObject({ kind: 'container_exited', pid: 4321, code: 0 });
+  });
+
+  it("stops with the image's StopSignal, sent to crun alone (it forwards it to the container), then the grace", async () => {
+    const w = world();
+    await w.cells.init();
+    w.images.add('nginx', { stopSignal: 'SIGQUIT' });
+    await w.runtime.run(validatePodSpec(pod({ containers: [container({ image: 'nginx' })] })));
+    const crun = w.launcher.last;
+    const stopping = w.runtime.stop('web', 30_000);
+    await flush();
+    expect(crun.signals).toEqual(['SIGQUIT']);
+    expect(w.runtime.get('web')!.containers[0]!.state).toBe('running');
+    crun.exit(0, null); // the container's init handled SIGQUIT and exited 0
+    expect(await stopping).toMatchObject({ state: 'stopped', containers: [{ state: 'exited', exit: { code: 0, signal: null } }] });
+    // An image whose StopSignal this node does not know stops with SIGTERM.
+    w.images.add('odd', { stopSignal: 'SIGNOPE' });
+    await w.runtime.run(validatePodSpec(pod({ name: 'odd', containers: [container({ image: 'odd' })] })));
+    void w.runtime.stop('odd', 30_000);
+    await flush();
+    expect(w.launcher.last.signals).toEqual(['SIGTERM']);
+  });
+
   it('remove: refused while a container runs unless forced; frees the cell, unmounts, deletes crun state and files, releases images', async () => {
     const w = world();
     await w.cells.init();
@@ -480,7 +577,7 @@ describe('PodRuntime', () => {
     await after.cells.init();
     await flush();
     // The cells' reconcile already started both containers (their scripts wait for the ready marker).
-    expect(after.launcher.processes.map((p) => p.plan.args.at(-5))).toEqual([`${after.run}/web/ready`, `${after.run}/web/ready`]);
+    expect(after.launcher.processes.map((p) => p.plan.args.at(-6))).toEqual([`${after.run}/web/ready`, `${after.run}/web/ready`]);
     expect(fs.existsSync(`${after.run}/web/ready`)).toBe(false);
     await after.runtime.reconcile();
     expect(after.host.pins).toEqual(['web']);
@@ -488,6 +585,7 @@ describe('PodRuntime', () => {
     expect(fs.readFileSync(`${after.state}/pods/web/app/config.json`, 'utf8')).toBe(bundle);
     expect(fs.existsSync(`${after.run}/web/ready`)).toBe(true);
     expect(after.launcher.processes).toHaveLength(2); // nothing started twice
+    after.crunStarted('web', 'app');
     expect(after.runtime.get('web')).toMatchObject({ state: 'running', createdAt: 1_700_000_000_000 });
     // Idempotent: a second reconcile (an auraed restart) only marks ready again.
     await after.runtime.reconcile();
@@ -506,10 +604,93 @@ describe('PodRuntime', () => {
     const again = world({ db, dir, host: w.host, images: w.images });
     await again.cells.init();
     await again.runtime.reconcile();
+    expect(again.runtime.get('web')).toMatchObject({ state: 'pending', createdAt: 5, containers: [{ state: 'created' }] });
+    again.crunStarted('web', 'app');
     expect(again.runtime.get('web')).toMatchObject({ state: 'running', createdAt: 5 });
     expect(again.launcher.processes).toHaveLength(1);
     expect(fs.existsSync(`${w.state}/pods/stray`)).toBe(false);
     expect(w.host.table.has(`${w.state}/pods/stray/app/rootfs`)).toBe(false);
+  });
+});
+
+describe('PodRuntime networking', () => {
+  it('gives each pod an address, its /etc files as bind mounts, its published ports in the ruleset; stop and remove undo it', async () => {
+    const w = world();
+    await w.cells.init();
+    const web = await w.runtime.run(validatePodSpec(pod({ expose: [9090], publish: [{ nodePort: 8080, podPort: 80, protocol: '' }], containers: [container(), container({ name: 'side' })] })));
+    expect(web.ip).toBe('10.88.0.2');
+    expect(w.network.calls.slice(0, 3)).toEqual(['ensureNode', 'connect web 10.88.0.2', 'ruleset web=10.88.0.2,8080:80/tcp,9090:9090/tcp']);
+    expect(fs.readFileSync(`${w.run}/web/etc/hosts`, 'utf8')).toContain('10.88.0.2\tweb\n');
+    expect(fs.readFileSync(`${w.run}/web/etc/hostname`, 'utf8')).toBe('web\n');
+    expect(fs.readFileSync(`${w.run}/web/etc/resolv.conf`, 'utf8')).toBe('nameserver 8.8.8.8\nnameserver 8.8.4.4\n');
+    for (const c of ['app', 'side']) {
+      const mounts = JSON.parse(fs.readFileSync(`${w.state}/pods/web/${c}/config.json`, 'utf8')).mounts as { destination: string; source: string; type: string }[];
+      expect(mounts.filter((m) => m.destination.startsWith('/etc/'))).toEqual([
+        { destination: '/etc/hosts', type: 'bind', source: `${w.run}/web/etc/hosts`, options: ['rbind', 'rprivate'] },
+        { destination: '/etc/resolv.conf', type: 'bind', source: `${w.run}/web/etc/resolv.conf`, options: ['rbind', 'rprivate'] },
+        { destination: '/etc/hostname', type: 'bind', source: `${w.run}/web/etc/hostname`, options: ['rbind', 'rprivate'] },
+      ]);
+    }
+    // A second pod: the next address; a node port another pod has is refused before anything is pulled or made.
+    expect((await w.runtime.run(validatePodSpec(pod({ name: 'db' })))).ip).toBe('10.88.0.3');
+    await expect(w.runtime.run(validatePodSpec(pod({ name: 'clash', expose: [9090] })))).rejects.toMatchObject({
+      code: 'FAILED_PRECONDITION',
+      message: 'pod "clash": publish: node port 9090/tcp is already published by pod "web": choose another node port, or remove pod "web" first',
+    });
+    expect(w.runtime.get('clash')).toBeUndefined();
+    expect(w.network.ruleset!.map((p) => p.name)).toEqual(['web', 'db']);
+    // Stop: the veth goes, the rules go; the address stays held until removal.
+    await w.runtime.stop('web', 0);
+    expect(w.network.connected.has('web')).toBe(false);
+    expect(w.network.ruleset!.map((p) => p.name)).toEqual(['db']);
+    expect(w.runtime.get('web')!.ip).toBe('10.88.0.2');
+    await w.runtime.remove('web', { force: false });
+    expect(w.runtime.get('web')).toBeUndefined();
+    // The freed address is the lowest again.
+    expect((await w.runtime.run(validatePodSpec(pod({ name: 'next' })))).ip).toBe('10.88.0.2');
+    await w.runtime.remove('db', { force: true });
+    expect(w.network.connected).toEqual(new Map([['next', '10.88.0.2']]));
+    expect(w.network.ruleset!.map((p) => p.name)).toEqual(['next']);
+  });
+
+  it("refuses the node's reserved ports and frees the address of a run that failed", async () => {
+    const w = world();
+    await w.cells.init();
+    const reserved = createPodRuntime({
+      store: memoryPodStore(),
+      dir: path.join(w.dir, 'state2'),
+      images: w.images,
+      cells: w.cells,
+      log: silentLogger,
+      host: w.host,
+      network: w.network,
+      reservedNodePorts: [{ port: 8443, protocol: 'tcp', why: 'the aurae API' }],
+    });
+    await expect(reserved.run(validatePodSpec(pod({ expose: [8443] })))).rejects.toMatchObject({ code: 'FAILED_PRECONDITION', message: expect.stringContaining("node port 8443/tcp is the node's own (the aurae API)") });
+    // A bad user fails the run after the network was connected: undone, the address is free for the next pod.
+    await expect(w.runtime.run(validatePodSpec(pod({ containers: [container({ user: 'nobody' })] })))).rejects.toMatchObject({ code: 'FAILED_PRECONDITION' });
+    expect(w.network.connected.size).toBe(0);
+    expect((await w.runtime.run(validatePodSpec(pod({ name: 'ok' })))).ip).toBe('10.88.0.2');
+  });
+
+  it('keeps the address across a restart (SQLite) and reconnects the pod on reconcile', async () => {
+    const dir = tmpDir();
+    const db = openDatabase(':memory:');
+    const before = world({ db, dir });
+    await before.cells.init();
+    await before.runtime.run(validatePodSpec(pod({ name: 'a', restart: 'always' })));
+    await before.runtime.run(validatePodSpec(pod({ name: 'b', restart: 'always', publish: [{ nodePort: 53, podPort: 5353, protocol: 'udp' }] })));
+    expect(sqlitePodStore(db).addresses()).toEqual(new Map([['a', '10.88.0.2'], ['b', '10.88.0.3']]));
+    fs.rmSync(before.run, { recursive: true }); // a reboot: /run is gone
+    const after = world({ db, dir, images: before.images });
+    await after.cells.init();
+    await after.runtime.reconcile();
+    expect(after.runtime.get('b')!.ip).toBe('10.88.0.3');
+    expect(after.network.calls).toEqual(['ensureNode', 'connect a 10.88.0.2', 'ensureNode', 'connect b 10.88.0.3', 'ruleset a=10.88.0.2 b=10.88.0.3,53:5353/udp']);
+    expect(fs.readFileSync(`${after.run}/b/etc/hosts`, 'utf8')).toContain('10.88.0.3\tb\n');
+    // Removing frees the row.
+    await after.runtime.remove('a', { force: true });
+    expect(sqlitePodStore(db).addresses()).toEqual(new Map([['b', '10.88.0.3']]));
   });
 });
 

@@ -3,7 +3,8 @@
 //   1. remove strays: pod directories no stored pod accounts for (a remove cut short), their mounts first;
 //   2. for every pod that should run: recreate its cell when missing; pin its namespaces and mount its
 //      containers' root filesystems when this boot has not (after a reboot /run and the mounts are gone);
-//      rewrite the bundles; mark it ready (the containers' start scripts wait for that);
+//      connect its network (address, veth, /etc files: network.ts); rewrite the bundles; mark it ready (the
+//      containers' start scripts wait for that);
 //   3. start the containers that have no executable in the cell (a run cut short). Containers that have one are
 //      the cells' reconcile's: it restarts those that were running (they wait for the ready marker).
 // A pod that should not run (stopped) gets nothing: it can only be removed, which copes with what is missing.
@@ -29,6 +30,7 @@ export type PodReconcileAction =
   | { kind: 'remove_stray'; pod: string; unmount: string[] }
   | { kind: 'create_cell'; pod: string }
   | { kind: 'pin_namespaces'; pod: string }
+  | { kind: 'connect_network'; pod: string }
   | { kind: 'mount_rootfs'; pod: string; container: string }
   | { kind: 'write_bundle'; pod: string; container: string }
   | { kind: 'mark_ready'; pod: string }
@@ -51,6 +53,8 @@ export function podReconcilePlan(input: ReconcileInput): PodReconcileAction[] {
     const ready = input.ready.has(name);
     const pinned = Object.values(paths.ns).every((f) => input.mounts.get(f) === 'nsfs');
     if (!pinned) actions.push({ kind: 'pin_namespaces', pod: name });
+    // Always: connecting is idempotent and checks what is there (the veth dies with a re-created namespace).
+    actions.push({ kind: 'connect_network', pod: name });
     for (const c of pod.spec.containers) {
       if (input.mounts.get(paths.container(c.name).rootfs) !== 'overlay') actions.push({ kind: 'mount_rootfs', pod: name, container: c.name });
     }

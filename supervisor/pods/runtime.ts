@@ -2,7 +2,9 @@
 // for any cell); each container is an executable of that cell running `crun run` (crun.ts), so restart policy,
 // stop with grace then kill, exit codes, OOM and logs come from the executables' machinery. This module pulls the
 // images, prepares the sandbox (pinned namespaces, overlay root filesystems, bundles), keeps the desired state in
-// the pods table, and reports PodStatus from the cell's executables.
+// the pods table, and reports PodStatus from the cell's executables. It publishes the pod's own events
+// (image_pulled, container_created; container_started when crun's pid file appears; container_exited and
+// container_oom_killed from its executables' events) and reports a container running only once crun started it.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { CellSpec, CellView } from '../cells';
@@ -12,12 +14,28 @@ import type { ExecutableSnapshot, ExecutableSpec, RecordedExit } from '../execut
 import type { ImageRecord, Images, PullProgress } from '../images';
 import { overlayMountPlan } from '../images';
 import type { Logger } from '../log';
+import type { EventBus, StampedEvent } from '../observe';
 import type { Db } from '../store';
 import { loadSyscalls } from '../../native';
 import { containerProcess, resolveUser } from './container-config';
-import { containerId, containerSpecInput, CRUN_STATE_ROOT, crunExecutable, findCrun, PODS_RUN_DIR, type PodPaths, podPaths } from './crun';
+import { containerId, containerSpecInput, CRUN_STATE_ROOT, crunExecutable, findCrun, PODS_RUN_DIR, type PodPaths, podPaths, stopSignalOf } from './crun';
+import type { ExecTarget } from './exec';
 import { nodePodHost, type PodHost } from './host';
-import { ociSpec } from './oci-spec';
+import { nodePodNetwork, type PodNetwork } from './network';
+import {
+  allocatePodAddress,
+  DEFAULT_POD_NETWORK,
+  effectivePublish,
+  hostnameFile,
+  hostsFile,
+  type NetworkedPod,
+  parseCidr,
+  type PodNetworkConfig,
+  type PortProtocol,
+  publishConflict,
+  resolvConf,
+} from './network-plan';
+import { ociSpec, type OciSpecInput } from './oci-spec';
 import { type PodReconcileAction, podReconcilePlan } from './reconcile';
 import type { ContainerSpec, PodSpec } from './spec';
 import { type PodStore, sqlitePodStore } from './store';
@@ -38,12 +56,14 @@ export type PodState = 'pending' | 'running' | 'succeeded' | 'failed' | 'stopped
 
 export interface PodStatus {
   name: string;
-  sandbox: 'cell';
+  sandbox: PodSpec['sandbox'];
   state: PodState;
   containers: ContainerStatus[];
   createdAt: number;
   /** The pod as requested. */
   spec: PodSpec;
+  /** Its address in the node's pod network (held until it is removed); null/absent when it has none. */
+  ip?: string | null;
 }
 
 export interface PodRuntime {
@@ -54,6 +74,8 @@ export interface PodRuntime {
   remove(name: string, opts: { force: boolean }): Promise<void>;
   /** After an auraed restart or a reboot with a state disk: bring back the pods that should run. */
   reconcile(): Promise<void>;
+  /** Where `crun exec` finds container `container` of `pod` (exec.ts; the caller checked it exists and runs). */
+  execTarget(pod: string, container: string): ExecTarget;
 }
 
 /** What pods need of the cell runtime (CellRuntime). */
@@ -75,8 +97,11 @@ export interface PodRuntimeDeps {
   dir: string;
   images: PodImages;
   cells: PodCells;
-  /** Unused so far (the executables publish the containers' events); kept for pod-level events. */
-  observe?: unknown;
+  /**
+   * Where the pods' events go (image_pulled, container_created/started/exited/oom_killed); the containers' own
+   * executable events come from the cells. Without it no pod event is published and no start is watched.
+   */
+  observe?: { events: EventBus };
   log: Logger;
   /** Side effects on the node; default nodePodHost with the syscall addon (loaded on first use). */
   host?: PodHost;
@@ -86,6 +111,12 @@ export interface PodRuntimeDeps {
   runDir?: string;
   crunStateRoot?: string;
   clock?: () => number;
+  /** Pod networking's side effects; default nodePodNetwork (iproute2 ip, nsenter, nft). */
+  network?: PodNetwork;
+  /** The node config's pods.network; default DEFAULT_POD_NETWORK. */
+  networkConfig?: PodNetworkConfig;
+  /** Node ports a pod may not publish (the node's own, e.g. the API's). */
+  reservedNodePorts?: { port: number; protocol: PortProtocol; why: string }[];
 }
 
 interface PodEntry {
@@ -149,6 +180,15 @@ export class PodRuntimeImpl implements PodRuntime {
   private hostAdapter: PodHost | undefined;
   private crunPath: string | undefined;
   private lock: Promise<unknown> = Promise.resolve();
+  /** Containers whose executable started and whose crun has not written its pid file yet: stop watching. */
+  private readonly startWatches = new Map<string, { check(before?: boolean): void; stop(): void }>();
+  /** "pod/container" → the pid of the container's init in its current run (from container_started). */
+  private readonly startedPids = new Map<string, number>();
+  /** Pod → its address in the pod network (the pod_addresses table). */
+  private readonly addresses: Map<string, string>;
+  private networkAdapter: PodNetwork | undefined;
+  /** The node's pod network was set up by this process (the nftables table is ours to keep current). */
+  private networkUsed = false;
 
   constructor(private readonly deps: PodRuntimeDeps) {
     if (!deps.store && !deps.db) throw new Error('createPodRuntime: give db or store');
@@ -159,7 +199,10 @@ export class PodRuntimeImpl implements PodRuntime {
     this.clock = deps.clock ?? Date.now;
     this.hostAdapter = deps.host;
     this.crunPath = deps.crun;
+    this.networkAdapter = deps.network;
+    this.addresses = this.store.addresses();
     for (const p of this.store.pods()) this.pods.set(p.spec.name, { spec: p.spec, desiredRunning: p.desiredRunning, images: p.images, createdAt: p.createdAt, phase: 'created' });
+    deps.observe?.events.subscribe((event) => this.onExecutableEvent(event));
   }
 
   private get host(): PodHost {
@@ -175,6 +218,15 @@ export class PodRuntimeImpl implements PodRuntime {
     return this.crunPath;
   }
 
+  private get network(): PodNetwork {
+    this.networkAdapter ??= nodePodNetwork();
+    return this.networkAdapter;
+  }
+
+  private get networkConfig(): PodNetworkConfig {
+    return this.deps.networkConfig ?? DEFAULT_POD_NETWORK;
+  }
+
   paths(pod: string): PodPaths {
     return podPaths(this.podsDir, pod, this.runDir);
   }
@@ -182,6 +234,12 @@ export class PodRuntimeImpl implements PodRuntime {
   async run(spec: PodSpec, opts: { onProgress?: (p: PullProgress & { image: string }) => void } = {}): Promise<PodStatus> {
     const { log } = this.deps;
     if (this.pods.has(spec.name)) throw new AuraeError('ALREADY_EXISTS', `pod "${spec.name}" already exists: remove it first (aer pod rm ${spec.name}) or choose another name`);
+    const conflict = publishConflict(
+      { name: spec.name, publish: effectivePublish(spec) },
+      [...this.pods.values()].map((e) => ({ name: e.spec.name, publish: effectivePublish(e.spec) })),
+      this.deps.reservedNodePorts ?? [],
+    );
+    if (conflict) throw new AuraeError('FAILED_PRECONDITION', `pod "${spec.name}": publish: ${conflict}`);
     const entry: PodEntry = { spec, desiredRunning: true, images: {}, createdAt: this.clock(), phase: 'creating' };
     // Reserved at once: a second Run of the name fails while the first pulls.
     this.pods.set(spec.name, entry);
@@ -190,7 +248,9 @@ export class PodRuntimeImpl implements PodRuntime {
     let allocated = false;
     try {
       for (const c of spec.containers) {
-        const record = this.deps.images.get(c.image) ?? (await this.deps.images.pull(c.image, { onProgress: (p) => opts.onProgress?.({ ...p, image: c.image }) }));
+        const stored = this.deps.images.get(c.image);
+        const record = stored ?? (await this.deps.images.pull(c.image, { onProgress: (p) => opts.onProgress?.({ ...p, image: c.image }) }));
+        if (!stored) this.publish({ kind: 'image_pulled', cell: spec.name, pod: spec.name, container: c.name, image: c.image, digest: record.digest, bytes: record.size });
         this.deps.images.retain(record.digest, imageHolder(spec.name, c.name));
         records.set(c.name, record);
         entry.images[c.name] = record.digest;
@@ -202,7 +262,7 @@ export class PodRuntimeImpl implements PodRuntime {
         allocated = true;
         await this.prepare(spec, records);
         entry.phase = 'created';
-        for (const c of spec.containers) await this.startContainer(spec, c.name);
+        for (const c of spec.containers) await this.startContainer(spec, c.name, records.get(c.name)!);
       });
     } catch (err) {
       log.warn('running a pod failed: undoing', { pod: spec.name, err });
@@ -217,6 +277,8 @@ export class PodRuntimeImpl implements PodRuntime {
   private async prepare(spec: PodSpec, records: Map<string, ImageRecord>): Promise<void> {
     const paths = this.paths(spec.name);
     await this.pinNamespaces(spec.name, paths);
+    await this.connectNetwork(spec);
+    await this.syncPorts();
     for (const c of spec.containers) {
       this.mountRootfs(spec.name, c.name, records.get(c.name)!);
       this.writeBundle(spec, c, records.get(c.name)!);
@@ -231,6 +293,57 @@ export class PodRuntimeImpl implements PodRuntime {
     await this.host.pinNamespaces(paths.ns, pod);
   }
 
+  /**
+   * The pod's address (the stored one when still valid), the node's bridge, the pod's veth, and the files its
+   * containers get as /etc/hosts, /etc/resolv.conf and /etc/hostname (idempotent).
+   */
+  private async connectNetwork(spec: PodSpec): Promise<void> {
+    if ((spec.sandbox as string) !== 'cell') return;
+    const config = this.networkConfig;
+    const held = this.addresses.get(spec.name) ?? null;
+    const taken = [...this.addresses].filter(([pod]) => pod !== spec.name).map(([, a]) => a);
+    const address = allocatePodAddress(parseCidr(config.cidr), taken, held);
+    if (address !== held) {
+      this.store.setAddress(spec.name, address);
+      this.addresses.set(spec.name, address);
+      if (held !== null) this.deps.log.warn("a pod's address changed: its old one is outside pods.network.cidr or taken", { pod: spec.name, from: held, to: address });
+    }
+    this.networkUsed = true;
+    await this.network.ensureNode(config);
+    await this.network.connectPod(config, { pod: spec.name, address, netns: this.paths(spec.name).ns.net });
+    const files = this.networkFiles(spec.name);
+    fs.mkdirSync(path.dirname(files.hosts), { recursive: true, mode: 0o755 });
+    const resolv = resolvConf(this.network.nodeResolvConf(), config.nameservers);
+    if (resolv.source === 'default') this.deps.log.info("the node has no usable name server: pods get the default ones in /etc/resolv.conf", { pod: spec.name, resolvConf: resolv.text });
+    for (const [file, text] of [[files.hosts, hostsFile(spec.name, address)], [files.resolvConf, resolv.text], [files.hostname, hostnameFile(spec.name)]] as const) {
+      fs.writeFileSync(`${file}.tmp`, text, { mode: 0o644 });
+      fs.renameSync(`${file}.tmp`, file);
+    }
+  }
+
+  /** Where the pod's /etc/hosts, /etc/resolv.conf and /etc/hostname are kept (per boot, beside its namespaces). */
+  private networkFiles(pod: string): { hosts: string; resolvConf: string; hostname: string } {
+    const dir = path.join(this.paths(pod).runDir, 'etc');
+    return { hosts: path.join(dir, 'hosts'), resolvConf: path.join(dir, 'resolv.conf'), hostname: path.join(dir, 'hostname') };
+  }
+
+  /** Delete the pod's veth (its address stays held until the pod is removed). */
+  private async disconnectNetwork(pod: string): Promise<void> {
+    if (!this.addresses.has(pod)) return;
+    await this.network.disconnectPod(pod);
+  }
+
+  /** The nftables table for the pods that should run and have an address: masquerade, published ports. */
+  private async syncPorts(): Promise<void> {
+    if (!this.networkUsed) return;
+    const pods: NetworkedPod[] = [];
+    for (const e of this.pods.values()) {
+      const address = this.addresses.get(e.spec.name);
+      if (e.desiredRunning && address !== undefined) pods.push({ name: e.spec.name, address, publish: effectivePublish(e.spec) });
+    }
+    await this.network.applyRuleset(this.networkConfig, pods);
+  }
+
   private mountRootfs(pod: string, container: string, record: ImageRecord): void {
     const c = this.paths(pod).container(container);
     if (this.host.mounts().get(c.rootfs) === 'overlay') return;
@@ -243,7 +356,7 @@ export class PodRuntimeImpl implements PodRuntime {
     const process = containerProcess(record.config, spec, c);
     const what = `pod "${spec.name}": container "${c.name}"`;
     const user = resolveUser(process.user, { passwd: readImageFile(cp.rootfs, 'passwd'), group: readImageFile(cp.rootfs, 'group') }, what);
-    const input = containerSpecInput({
+    const input: OciSpecInput = containerSpecInput({
       process,
       user,
       paths: cp,
@@ -251,6 +364,11 @@ export class PodRuntimeImpl implements PodRuntime {
       readOnlyRootfs: c.readOnlyRootfs,
       cgroupsPath: leafDir(cellTreeDir('/'), spec.name, c.name),
     });
+    if (this.addresses.has(spec.name)) {
+      const files = this.networkFiles(spec.name);
+      const bind = (destination: string, source: string) => ({ destination, type: 'bind', source, options: ['rbind', 'rprivate'] });
+      input.mounts = [...(input.mounts ?? []), bind('/etc/hosts', files.hosts), bind('/etc/resolv.conf', files.resolvConf), bind('/etc/hostname', files.hostname)];
+    }
     const tmp = `${cp.config}.tmp`;
     fs.writeFileSync(tmp, `${JSON.stringify(ociSpec(input), null, 2)}\n`, { mode: 0o600 });
     fs.renameSync(tmp, cp.config);
@@ -261,9 +379,128 @@ export class PodRuntimeImpl implements PodRuntime {
     fs.writeFileSync(paths.ready, '');
   }
 
-  private async startContainer(spec: PodSpec, container: string): Promise<void> {
+  private async startContainer(spec: PodSpec, container: string, record: ImageRecord): Promise<void> {
     const paths = this.paths(spec.name);
-    await this.deps.cells.start(spec.name, crunExecutable({ crun: this.crun, stateRoot: this.stateRoot, pod: spec, container, paths: paths.container(container), ready: paths.ready }));
+    let stopSignal = stopSignalOf(record.config.stopSignal);
+    if (stopSignal === null) {
+      this.deps.log.warn("the image's StopSignal is not a signal of this node: stopping with SIGTERM", { pod: spec.name, container, stopSignal: record.config.stopSignal });
+      stopSignal = 'SIGTERM';
+    }
+    fs.rmSync(paths.pidFile(container), { force: true }); // "running" only once this run's crun wrote it
+    const image = spec.containers.find((c) => c.name === container)?.image ?? record.name;
+    this.publish({ kind: 'container_created', cell: spec.name, pod: spec.name, container, image, digest: record.digest });
+    await this.deps.cells.start(
+      spec.name,
+      crunExecutable({ crun: this.crun, stateRoot: this.stateRoot, pod: spec, container, paths: paths.container(container), ready: paths.ready, pidFile: paths.pidFile(container), stopSignal }),
+    );
+  }
+
+  private publish(event: Parameters<EventBus['publish']>[0]): void {
+    this.deps.observe?.events.publish(event);
+  }
+
+  /**
+   * The pid crun wrote for this run of the container, or null: no file yet (crun has not started it), or a
+   * stale one whose process is gone (an auraed restart killed the old run before the start script replaced it).
+   */
+  private containerPid(pod: string, container: string): number | null {
+    const pid = this.pidFileValue(pod, container);
+    if (pid === null) return null;
+    try {
+      process.kill(pid, 0);
+      return pid;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'EPERM' ? pid : null;
+    }
+  }
+
+  /** What crun wrote in the pid file (null: none yet, or still empty). */
+  private pidFileValue(pod: string, container: string): number | null {
+    let text: string;
+    try {
+      text = fs.readFileSync(this.paths(pod).pidFile(container), 'utf8').trim();
+    } catch {
+      return null;
+    }
+    const pid = Number(text);
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  }
+
+  /** The containers' executables' events, as pod events; a started executable is watched until crun runs it. */
+  private onExecutableEvent(event: StampedEvent): void {
+    if (!('executable' in event)) return;
+    const entry = this.pods.get(event.cell);
+    if (!entry || !entry.spec.containers.some((c) => c.name === event.executable)) return;
+    const pod = event.cell;
+    const container = event.executable;
+    const key = `${pod}/${container}`;
+    switch (event.kind) {
+      case 'executable_started':
+        this.watchStart(pod, container);
+        return;
+      case 'executable_exited': {
+        // A short-lived container may end before inotify told us of its pid file: it did start.
+        if (this.startWatches.has(key)) this.startWatches.get(key)!.check();
+        this.unwatchStart(key);
+        const pid = this.startedPids.get(key) ?? 0;
+        this.startedPids.delete(key);
+        let oomKilled = false;
+        try {
+          oomKilled = this.deps.cells.get(pod).executables.find((e) => e.spec.name === container)?.lastExit?.oomKilled ?? false;
+        } catch {
+          oomKilled = false; // the cell is being freed
+        }
+        fs.rmSync(this.paths(pod).pidFile(container), { force: true });
+        this.publish({ kind: 'container_exited', cell: pod, pod, container, pid, code: event.code, signal: event.signal, oomKilled });
+        return;
+      }
+      case 'executable_oom_killed':
+        this.publish({ kind: 'container_oom_killed', cell: pod, pod, container, count: event.count });
+        return;
+      default:
+        return;
+    }
+  }
+
+  /**
+   * Wait (inotify on the pod's run directory, no polling) for crun's pid file: then the container runs and
+   * container_started is published. Ends at the executable's exit or the pod's removal.
+   */
+  private watchStart(pod: string, container: string): void {
+    const key = `${pod}/${container}`;
+    this.unwatchStart(key);
+    const file = this.paths(pod).pidFile(container);
+    const name = path.basename(file);
+    let watcher: fs.FSWatcher;
+    try {
+      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      watcher = fs.watch(path.dirname(file), { persistent: false }, (_type, changed) => {
+        if (changed === null || changed === name) check(false);
+      });
+    } catch (err) {
+      this.deps.log.warn("watching for a container's start failed: no container_started event for this run", { pod, container, err });
+      return;
+    }
+    // A file written while watching is this run's, even when the container already ended (no liveness check);
+    // one there before (an auraed restart cut the previous run short) counts only while its process lives.
+    const check = (before = false) => {
+      if (this.startWatches.get(key) !== handle) return;
+      const pid = before ? this.containerPid(pod, container) : this.pidFileValue(pod, container);
+      if (pid === null) return;
+      this.unwatchStart(key);
+      this.startedPids.set(key, pid);
+      this.publish({ kind: 'container_started', cell: pod, pod, container, pid });
+    };
+    const handle = { check, stop: () => watcher.close() };
+    watcher.on('error', () => this.unwatchStart(key));
+    this.startWatches.set(key, handle);
+    check(true);
+  }
+
+  private unwatchStart(key: string): void {
+    const handle = this.startWatches.get(key);
+    this.startWatches.delete(key);
+    handle?.stop();
   }
 
   /** Undo a run that failed part way: the cell (its processes), the files, the images, the row. */
@@ -273,16 +510,24 @@ export class PodRuntimeImpl implements PodRuntime {
         await this.deps.cells.free(spec.name, true);
         await this.teardown(spec);
       }
-      if (done.stored) this.store.delete(spec.name);
+      if (done.stored) {
+        this.store.delete(spec.name);
+        this.addresses.delete(spec.name);
+      }
     } finally {
       for (const c of spec.containers) this.deps.images.release(imageHolder(spec.name, c.name));
       this.pods.delete(spec.name);
     }
+    await this.exclusive(() => this.syncPorts());
   }
 
   /** Remove the pod's files: crun state, root filesystem mounts, pinned namespaces, directories. */
   private async teardown(spec: PodSpec): Promise<void> {
     const paths = this.paths(spec.name);
+    for (const c of spec.containers) {
+      this.unwatchStart(`${spec.name}/${c.name}`);
+      this.startedPids.delete(`${spec.name}/${c.name}`);
+    }
     let crun: string | null = null;
     try {
       crun = this.crun;
@@ -290,6 +535,7 @@ export class PodRuntimeImpl implements PodRuntime {
       crun = null; // no crun on this node: nothing of it to delete
     }
     if (crun) for (const c of spec.containers) await this.host.crunDelete(crun, this.stateRoot, containerId(spec.name, c.name));
+    await this.disconnectNetwork(spec.name);
     this.unmountUnder([paths.dir, paths.runDir]);
     fs.rmSync(paths.dir, { recursive: true, force: true });
     fs.rmSync(paths.runDir, { recursive: true, force: true });
@@ -312,6 +558,12 @@ export class PodRuntimeImpl implements PodRuntime {
     return this.status(name);
   }
 
+  execTarget(pod: string, container: string): ExecTarget {
+    const paths = this.paths(pod);
+    const c = paths.container(container);
+    return { pod, container, containerId: containerId(pod, container), crun: this.crun, stateRoot: this.stateRoot, config: c.config, rootfs: c.rootfs, runDir: paths.runDir };
+  }
+
   private status(name: string): PodStatus | undefined {
     const entry = this.pods.get(name);
     if (!entry) return undefined;
@@ -321,7 +573,11 @@ export class PodRuntimeImpl implements PodRuntime {
     } catch {
       view = null; // the cell is missing (being created, or cells are unavailable on this node)
     }
-    const exes = entry.spec.containers.map((c) => view?.executables.find((e) => e.spec.name === c.name) ?? null);
+    // An executable runs as soon as its start script does; its container runs once crun wrote the pid file.
+    const exes = entry.spec.containers.map((c) => {
+      const exe = view?.executables.find((e) => e.spec.name === c.name) ?? null;
+      return exe?.state === 'running' && this.containerPid(name, c.name) === null ? { ...exe, state: 'starting' as const } : exe;
+    });
     const creating = entry.phase === 'creating';
     return {
       name,
@@ -330,6 +586,7 @@ export class PodRuntimeImpl implements PodRuntime {
       containers: entry.spec.containers.map((c, i) => containerStatus(c, entry.images[c.name] ?? '', exes[i] ?? null, creating)),
       createdAt: entry.createdAt,
       spec: entry.spec,
+      ip: this.addresses.get(name) ?? null,
     };
   }
 
@@ -346,6 +603,10 @@ export class PodRuntimeImpl implements PodRuntime {
         }),
       ),
     );
+    await this.exclusive(async () => {
+      await this.disconnectNetwork(name);
+      await this.syncPorts();
+    });
     this.deps.log.info('pod stopped', { pod: name, graceMs });
     return this.status(name)!;
   }
@@ -367,6 +628,8 @@ export class PodRuntimeImpl implements PodRuntime {
       for (const c of entry.spec.containers) this.deps.images.release(imageHolder(name, c.name));
       this.store.delete(name);
       this.pods.delete(name);
+      this.addresses.delete(name);
+      await this.syncPorts();
       this.deps.log.info('pod removed', { pod: name, force: opts.force });
     });
   }
@@ -408,6 +671,7 @@ export class PodRuntimeImpl implements PodRuntime {
           log.error('pods reconcile: an action failed', { action: action.kind, pod: action.pod, err });
         }
       }
+      await this.syncPorts().catch((err: unknown) => log.error('pods reconcile: loading the nftables ruleset failed', { err }));
       if (plan.length) log.info('pods reconciled', { actions: plan.map((a) => a.kind), pods: stored.length, failed: [...failed] });
     });
   }
@@ -433,6 +697,9 @@ export class PodRuntimeImpl implements PodRuntime {
       case 'pin_namespaces':
         await this.pinNamespaces(action.pod, this.paths(action.pod));
         return;
+      case 'connect_network':
+        await this.connectNetwork(pod!.spec);
+        return;
       case 'mount_rootfs':
         this.mountRootfs(action.pod, action.container, record(action.container));
         return;
@@ -443,7 +710,7 @@ export class PodRuntimeImpl implements PodRuntime {
         this.markReady(this.paths(action.pod));
         return;
       case 'start_container':
-        await this.startContainer(pod!.spec, action.container);
+        await this.startContainer(pod!.spec, action.container, record(action.container));
         return;
     }
   }

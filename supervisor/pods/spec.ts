@@ -2,8 +2,9 @@
 // (aurae.pods.v0) by validatePodSpec, whose every error names the field and what is allowed.
 import { AuraeError, checkInt64 } from '../errors';
 import { EXECUTABLE_LIMITS } from '../executables';
-import type { Pod } from '../gen/aurae/pods/v0/pods';
-import { checkLabel, invalid, RANGES, shown, utf8Bytes } from '../validation';
+import type { Pod, PortPublish } from '../gen/aurae/pods/v0/pods';
+import { checkInt, checkLabel, invalid, RANGES, shown, utf8Bytes } from '../validation';
+import type { PortMapping } from './network-plan';
 
 export interface ContainerSpec {
   name: string;
@@ -29,33 +30,39 @@ export interface PodLimitsSpec {
 
 export interface PodSpec {
   name: string;
-  sandbox: 'cell';
+  /** "cell": namespaces + a cell on this node; "vm": inside a child microVM (vm-sandbox.ts). */
+  sandbox: 'cell' | 'vm';
   containers: ContainerSpec[];
   /** Pod-wide environment; a container's own env wins. */
   env: Record<string, string>;
   restart: PodRestart;
   limits: PodLimitsSpec;
-  /** Ports the containers listen on: recorded only (pods have no network of their own yet). */
+  /** Ports the containers listen on; each is published on the same node port (tcp) unless `publish` maps it. */
   expose?: number[];
+  /** Node ports mapped to the pod (network-plan.ts effectivePublish adds the exposed ones). */
+  publish?: PortMapping[];
 }
 
 export const POD_LIMITS = {
   containers: 16,
   imageRefChars: 512,
   userChars: 256,
+  /** Published ports per pod. */
+  publish: 64,
 } as const;
 
 const RESTARTS: readonly PodRestart[] = ['never', 'on-failure', 'always'];
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const USER = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*(:[A-Za-z0-9_.][A-Za-z0-9_.-]*)?$/;
+export const USER = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*(:[A-Za-z0-9_.][A-Za-z0-9_.-]*)?$/;
 
 /** Validate the API's Pod. Throws INVALID_ARGUMENT "<field>: <what is allowed>" (fields as in the proto). */
 export function validatePodSpec(pod: Pod | undefined): PodSpec {
   if (!pod) throw invalid('pod', 'required: a pod with a name and at least one container');
   const name = checkLabel('name', pod.name);
   const sandbox = pod.sandbox ?? '';
-  if (sandbox === 'vm') throw new AuraeError('UNIMPLEMENTED', 'sandbox: "vm" is not implemented yet: use "cell" (the default)');
-  if (sandbox !== '' && sandbox !== 'cell') throw invalid('sandbox', `${shown(sandbox)} is not a sandbox: "cell" (or empty)`);
+  if (sandbox !== '' && sandbox !== 'cell' && sandbox !== 'vm') throw invalid('sandbox', `${shown(sandbox)} is not a sandbox: "cell" (or empty) or "vm"`);
+  // A VM pod's child VM is "pod-<name>", one DNS label (vm-sandbox.ts vmPodName).
+  if (sandbox === 'vm' && name.length > 59) throw invalid('name', `${shown(name)} is too long for sandbox "vm": at most 59 characters (its VM is named pod-NAME)`);
   const restart = (pod.restart ?? '') === '' ? 'never' : (pod.restart as PodRestart);
   if (!RESTARTS.includes(restart)) throw invalid('restart', `${shown(pod.restart)} is not a restart policy: "never", "on-failure" or "always"`);
   const containers = pod.containers ?? [];
@@ -74,9 +81,29 @@ export function validatePodSpec(pod: Pod | undefined): PodSpec {
     pidsMax: checkInt64('limits.pids_max', l?.pidsMax, RANGES.pidsMax[0], RANGES.pidsMax[1]) ?? null,
     cpuWeight: checkInt64('limits.cpu_weight', l?.cpuWeight, RANGES.cpuWeight[0], RANGES.cpuWeight[1]) ?? null,
   };
-  const spec: PodSpec = { name, sandbox: 'cell', containers: specs, env: validateEnv('env', pod.env ?? {}), restart, limits };
+  const spec: PodSpec = { name, sandbox: sandbox === 'vm' ? 'vm' : 'cell', containers: specs, env: validateEnv('env', pod.env ?? {}), restart, limits };
   if (pod.expose?.length) spec.expose = [...pod.expose];
+  const publish = validatePublish('publish', pod.publish ?? []);
+  // Pod networking (network.ts) is the cell sandbox's; a VM pod's ports are not published on this node yet.
+  if (publish.length && spec.sandbox === 'vm') throw new AuraeError('UNIMPLEMENTED', 'publish: publishing ports of a "vm" sandbox pod is not implemented yet: use sandbox "cell"');
+  if (publish.length) spec.publish = publish;
   return spec;
+}
+
+/** Published ports: node and pod ports 1..65535, protocol "tcp" (default) or "udp", a node port once per protocol. */
+export function validatePublish(field: string, list: readonly PortPublish[]): PortMapping[] {
+  if (list.length > POD_LIMITS.publish) throw invalid(field, `at most ${POD_LIMITS.publish} ports (got ${list.length})`);
+  const seen = new Set<string>();
+  return list.map((p, i) => {
+    const nodePort = checkInt(`${field}[${i}].node_port`, p.nodePort ?? 0, [1, 65_535])!;
+    const podPort = checkInt(`${field}[${i}].pod_port`, p.podPort ?? 0, [1, 65_535])!;
+    const protocol = (p.protocol ?? '') === '' ? 'tcp' : p.protocol;
+    if (protocol !== 'tcp' && protocol !== 'udp') throw invalid(`${field}[${i}].protocol`, `${shown(p.protocol)} is not a protocol: "tcp" (the default) or "udp"`);
+    const key = `${nodePort}/${protocol}`;
+    if (seen.has(key)) throw invalid(`${field}[${i}].node_port`, `node port ${key} is published twice`);
+    seen.add(key);
+    return { nodePort, podPort, protocol };
+  });
 }
 
 function validateContainer(c: Pod['containers'][number], field: string): ContainerSpec {
@@ -105,7 +132,8 @@ function validateContainer(c: Pod['containers'][number], field: string): Contain
   };
 }
 
-function validateArgv(field: string, argv: string[]): string[] {
+/** An argv list: at most EXECUTABLE_LIMITS entries and bytes, no NUL, a non-empty program. */
+export function validateArgv(field: string, argv: string[]): string[] {
   if (argv.length > EXECUTABLE_LIMITS.argvEntries) throw invalid(field, `too many entries (${argv.length}): at most ${EXECUTABLE_LIMITS.argvEntries}`);
   let bytes = 0;
   argv.forEach((arg, i) => {
@@ -117,7 +145,8 @@ function validateArgv(field: string, argv: string[]): string[] {
   return [...argv];
 }
 
-function validateAbsolute(field: string, value: string): string {
+/** An absolute path without "."/".." components or control characters. */
+export function validateAbsolute(field: string, value: string): string {
   if (!value.startsWith('/')) throw invalid(field, `${shown(value)} is not an absolute path`);
   if (value.length > EXECUTABLE_LIMITS.pathChars) throw invalid(field, `too long: at most ${EXECUTABLE_LIMITS.pathChars} characters`);
   if (/\p{C}/u.test(value)) throw invalid(field, 'control, format or unassigned characters are not allowed');
@@ -125,7 +154,8 @@ function validateAbsolute(field: string, value: string): string {
   return value;
 }
 
-function validateEnv(field: string, env: Record<string, string>): Record<string, string> {
+/** Environment variables: names [A-Za-z_][A-Za-z0-9_]*, no NUL, within EXECUTABLE_LIMITS. */
+export function validateEnv(field: string, env: Record<string, string>): Record<string, string> {
   const entries = Object.entries(env);
   if (entries.length > EXECUTABLE_LIMITS.envEntries) throw invalid(field, `too many variables (${entries.length}): at most ${EXECUTABLE_LIMITS.envEntries}`);
   let bytes = 0;

@@ -1,5 +1,5 @@
 // The pods' desired state in SQLite: one row per pod (its spec, whether it should run, the image digest each
-// container was created from). What the containers are doing is the cells' executables table (a pod is a cell).
+// container was created from) and its address in the pod network. What the containers are doing is the cells' executables table (a pod is a cell).
 import { type Db, type Migration, migrate } from '../store';
 import type { PodSpec } from './spec';
 
@@ -19,6 +19,19 @@ export const PODS_MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 2,
+    description: 'pod addresses',
+    up(db) {
+      // A pod's address in the node's pod network, held until the pod is removed (UNIQUE: never two pods on one).
+      db.exec(`
+        CREATE TABLE pod_addresses (
+          pod TEXT PRIMARY KEY REFERENCES pods(name) ON DELETE CASCADE,
+          address TEXT NOT NULL UNIQUE
+        );
+      `);
+    },
+  },
 ];
 
 export interface StoredPod {
@@ -34,7 +47,12 @@ export interface PodStore {
   pods(): StoredPod[];
   insert(pod: StoredPod): void;
   setDesired(name: string, running: boolean): void;
+  /** Delete the pod's row and its address. */
   delete(name: string): void;
+  /** Pod → its address in the pod network. */
+  addresses(): Map<string, string>;
+  /** Record (or change) the pod's address. */
+  setAddress(name: string, address: string): void;
 }
 
 interface PodRow {
@@ -53,7 +71,14 @@ export function sqlitePodStore(db: Db): PodStore {
     insert: db.prepare('INSERT INTO pods (name, spec, desired, images, created_at) VALUES (?, ?, ?, ?, ?)'),
     setDesired: db.prepare('UPDATE pods SET desired = ? WHERE name = ?'),
     delete: db.prepare('DELETE FROM pods WHERE name = ?'),
+    deleteAddress: db.prepare('DELETE FROM pod_addresses WHERE pod = ?'),
+    addresses: db.prepare('SELECT pod, address FROM pod_addresses'),
+    setAddress: db.prepare('INSERT INTO pod_addresses (pod, address) VALUES (?, ?) ON CONFLICT (pod) DO UPDATE SET address = excluded.address'),
   };
+  const remove = db.transaction((name: string) => {
+    q.deleteAddress.run(name);
+    q.delete.run(name);
+  });
   return {
     pods: () =>
       (q.pods.all() as PodRow[]).map((r) => ({
@@ -64,13 +89,16 @@ export function sqlitePodStore(db: Db): PodStore {
       })),
     insert: (p) => void q.insert.run(p.spec.name, JSON.stringify(p.spec), p.desiredRunning ? 'running' : 'stopped', JSON.stringify(p.images), p.createdAt),
     setDesired: (name, running) => void q.setDesired.run(running ? 'running' : 'stopped', name),
-    delete: (name) => void q.delete.run(name),
+    delete: (name) => void remove(name),
+    addresses: () => new Map((q.addresses.all() as { pod: string; address: string }[]).map((r) => [r.pod, r.address])),
+    setAddress: (name, address) => void q.setAddress.run(name, address),
   };
 }
 
 /** A store that keeps nothing across restarts (tests). */
 export function memoryPodStore(): PodStore {
   const pods = new Map<string, StoredPod>();
+  const addresses = new Map<string, string>();
   return {
     pods: () => [...pods.values()].map((p) => structuredClone(p)).sort((a, b) => (a.spec.name < b.spec.name ? -1 : 1)),
     insert(p) {
@@ -81,6 +109,14 @@ export function memoryPodStore(): PodStore {
       const p = pods.get(name);
       if (p) p.desiredRunning = running;
     },
-    delete: (name) => void pods.delete(name),
+    delete(name) {
+      pods.delete(name);
+      addresses.delete(name);
+    },
+    addresses: () => new Map(addresses),
+    setAddress(name, address) {
+      for (const [other, a] of addresses) if (a === address && other !== name) throw new Error(`UNIQUE constraint failed: pod_addresses.address (${address})`);
+      addresses.set(name, address);
+    },
   };
 }

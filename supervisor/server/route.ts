@@ -3,7 +3,7 @@
 // it touches), then forwarded to the child on the way (with aurae-on-behalf-of: the
 // caller) over a client certificate this node minted for its own identity. The child checks again.
 // Generic: the forwarding call is built from the method's service definition (path, serialize, deserialize),
-// so every service routes without per-service code. Client- and bidi-streaming methods (none so far) are not
+// so every service routes without per-service code. Client- and bidi-streaming methods (PodService/Exec) are not
 // forwarded: a routed call to one fails with UNIMPLEMENTED rather than running on the wrong node.
 // Auditing: a forwarded call is audited here under the same rule as a local one (mutating methods, and every
 // refusal), with the target node; the child audits it again, with `via` naming this node.

@@ -5,7 +5,7 @@
 // `sees` predicate for that (see RunAccess).
 // Authorization is a policy decision (supervisor/authz implements Authorizer); every mutating call and every
 // refused call is written to the audit log through the same Authorizer.
-import type { handleServerStreamingCall, handleUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import type { handleBidiStreamingCall, handleServerStreamingCall, handleUnaryCall, ServerDuplexStream, ServerWritableStream } from '@grpc/grpc-js';
 import { AuraeError, isAuraeError } from '../errors';
 import type { Logger } from '../log';
 import { type Caller, type CallerSource, callerFromCall } from './caller';
@@ -215,6 +215,77 @@ export function serverStream<Req, In, Res>(ctx: RpcContext, spec: ServerStreamSp
         },
       );
   }, spec);
+}
+
+export interface BidiStreamSpec<Req, In, Res> extends CommonSpec<In> {
+  /** Check the FIRST request (the one that says what the call does) and turn it into the core's input. */
+  validate(request: Req): In;
+  /**
+   * Run the call. The first request was `first` (already validated into `input`); the rest arrive on `call`, which
+   * is paused: listen for 'data'/'end' and then call.resume(). Write responses, end the call; resolve when done
+   * (or cancelled). Rejecting makes the error the call's status.
+   */
+  run(input: In, first: Req, call: ServerDuplexStream<Req, Res>, caller: Caller, access: RunAccess): Promise<void> | void;
+}
+
+/**
+ * A bidirectional-streaming handler: the caller is identified and admitted before anything is read; the first
+ * request is validated and its resource authorized like a unary request's; the handler then owns the stream.
+ * Routing: request-streaming methods are not forwarded to child nodes (server/route.ts answers UNIMPLEMENTED).
+ */
+export function bidiStream<Req, In, Res>(ctx: RpcContext, spec: BidiStreamSpec<Req, In, Res>): handleBidiStreamingCall<Req, Res> {
+  return withAuditInfo<handleBidiStreamingCall<Req, Res>, Req, In>((call) => {
+    const state: CallState<In> = {};
+    Promise.resolve()
+      .then(async () => {
+        state.caller = admit(ctx, spec, call);
+        const first = await firstRequest(call, spec.method);
+        if (first === null) return; // cancelled before it came
+        state.input = spec.validate(first);
+        return spec.run(state.input, first, call, state.caller, authorizeResource(ctx, spec, state));
+      })
+      .then(
+        () => settle(ctx, spec, state, call.cancelled ? 'CANCELLED' : null),
+        (err: unknown) => {
+          settle(ctx, spec, state, err);
+          const status = toGrpcError(err, ctx.log, { method: spec.method, caller: state.caller?.identity });
+          if (!call.cancelled) call.emit('error', status);
+        },
+      );
+  }, spec);
+}
+
+/** The first message of a request stream, leaving the stream paused; null when the call was cancelled first. */
+function firstRequest<Req>(call: ServerDuplexStream<Req, unknown>, method: string): Promise<Req | null> {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      call.off('data', onData);
+      call.off('end', onEnd);
+      call.off('cancelled', onCancelled);
+      call.off('error', onError);
+    };
+    const onData = (message: Req) => {
+      call.pause();
+      done();
+      resolve(message);
+    };
+    const onEnd = () => {
+      done();
+      reject(new AuraeError('INVALID_ARGUMENT', `request: the stream ended before its first message: ${method} needs a first request saying what to do`));
+    };
+    const onCancelled = () => {
+      done();
+      resolve(null);
+    };
+    const onError = (err: unknown) => {
+      done();
+      reject(err);
+    };
+    call.on('data', onData);
+    call.once('end', onEnd);
+    call.once('cancelled', onCancelled);
+    call.once('error', onError);
+  });
 }
 
 interface CallState<In> {

@@ -24,5 +24,5 @@ export {
   vmNameProblem,
 } from './names';
 export { type PlainMessage } from './plain';
-export { DEFAULTS, RANGES, type RangeName, rangeText } from './ranges';
+export { DEFAULTS, RANGES, rangeText } from './ranges';
 export { checkInt, checkLabel, checkRequired, checkText, invalid, utf8Bytes } from './fields';

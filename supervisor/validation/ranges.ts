@@ -37,8 +37,6 @@ export const RANGES = {
   vmCpus: [1, 16],
 } as const satisfies Record<string, readonly [number, number]>;
 
-export type RangeName = keyof typeof RANGES;
-
 /** What the API uses when a field is unset (0 or absent). */
 export const DEFAULTS = {
   cpuPeriod: 100_000,

@@ -72,3 +72,42 @@ describe('child certificate renewer', () => {
     expect(renewer.pinsFor('web', respawned)).not.toContain(pemFingerprint(mints[0]!));
   });
 });
+
+describe('renewNow (VmService/Renew)', () => {
+  it('renews at once, whatever the age, and resolves with the certificate the child now serves: the only one pinned', async () => {
+    const { renewer, run, mints } = await setup();
+    const served = await renewer.renewNow('web');
+    expect(mints).toHaveLength(1);
+    expect(served).toBe(mints[0]);
+    expect(renewer.pinsFor('web', run)).toEqual([pemFingerprint(served)]);
+  });
+
+  it('a failed delivery rejects with its cause and leaves the sent certificate pinned beside the current one', async () => {
+    const { renewer, run, mints, setDeliver } = await setup();
+    setDeliver(async () => {
+      throw new Error('14 UNAVAILABLE: connection refused');
+    });
+    await expect(renewer.renewNow('web')).rejects.toThrow(/connection refused/);
+    expect(renewer.pinsFor('web', run)).toEqual([run, mints[0]!].map(pemFingerprint));
+  });
+
+  it('waits for a renewal already in flight, then renews again (never two deliveries at once)', async () => {
+    const { renewer, mints, setDeliver } = await setup();
+    let inFlight = 0;
+    let most = 0;
+    setDeliver(async () => {
+      most = Math.max(most, ++inFlight);
+      await new Promise((r) => setImmediate(r));
+      inFlight--;
+    });
+    const [, served] = await Promise.all([renewer.check(true), renewer.renewNow('web')]);
+    expect(mints).toHaveLength(2);
+    expect(served).toBe(mints[1]);
+    expect(most).toBe(1);
+  });
+
+  it('refuses a child this auraed did not mint the current run of', async () => {
+    const { renewer } = await setup();
+    await expect(renewer.renewNow('db')).rejects.toThrow(/child "db" does not run with an identity this auraed minted/);
+  });
+});

@@ -38,6 +38,12 @@ export interface ChildCertRenewer {
   pinsFor(label: string, runCertPem: string): string[];
   /** Renew every running child past half-life (`force`: every running child). Resolves when all attempts ended. */
   check(force?: boolean): Promise<void>;
+  /**
+   * Renew the running child `label` now, as check() would (after a renewal already in flight for it), for an
+   * operator (VmService/Renew). Resolves with the certificate (chain) the child serves from then on; rejects when
+   * this auraed did not mint the child's current run or the delivery failed (the child keeps its certificate).
+   */
+  renewNow(label: string): Promise<string>;
   /** Start the periodic check. */
   start(): void;
   close(): void;
@@ -101,6 +107,21 @@ export function createChildCertRenewer(options: ChildCertRenewerOptions): ChildC
         attempts.push(state.inFlight);
       }
       await Promise.all(attempts);
+    },
+
+    async renewNow(label) {
+      const state = states.get(label);
+      const notMinted = () => new Error(`child "${label}" does not run with an identity this auraed minted (still starting, or re-spawned meanwhile): try again once it runs`);
+      if (!state || state.run !== options.runCertOf(label)) throw notMinted();
+      while (state.inFlight) await state.inFlight;
+      const attempt = renew(label, state);
+      state.inFlight = attempt.then(
+        () => undefined,
+        () => undefined,
+      ).finally(() => void (state.inFlight = null));
+      await attempt;
+      if (states.get(label) !== state) throw notMinted();
+      return state.current;
     },
 
     start() {

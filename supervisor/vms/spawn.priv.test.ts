@@ -1,15 +1,22 @@
 // Host tier of spawn: the real auraed (daemon mode, on this machine) spawns a child microVM from the built
 // image's kernel and initramfs, the child's API is reached through the parent (metadata aurae-node), the
 // child stops gracefully (QEMU exits by itself after the ACPI powerdown), a parent SIGTERM stops its children
-// first, and bad requests leave no QEMU process behind. Depth 2: given the boot volume, the child spawns a
-// grandchild with the QEMU from its /boot (KVM inside the TCG child, where the emulated CPU offers it).
+// first, and bad requests leave no QEMU process behind. `aer vm renew` renews a running child's certificate:
+// the child serves the new one at once and the parent refuses the one it replaced. Depth 2: given the boot
+// volume, the child spawns a grandchild with the QEMU from its /boot (KVM inside the TCG child, where the
+// emulated CPU offers it).
 // Needs the built image: AURAE_COMPRESSION=none npx tsx image/build.ts
+import { X509Certificate, createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
+import { Metadata, credentials } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AuraeClient, AuraeApiError, type VmInfo, connect } from '../../aer/sdk';
 import { runAer } from '../../aer/cli/program';
 import { readImage } from '../../image/build';
+import { mintParentClientCert, parseGuestPayload } from '../../guest';
+import { NodeServiceClient } from '../gen/aurae/node/v0/node';
 import { type PreparedNode, REPO_ROOT, type RunningTestAuraed, launchAuraed, prepareTestNode } from '../daemon/testing';
 
 const MANIFEST = join(REPO_ROOT, 'out/image/manifest.json');
@@ -64,6 +71,46 @@ async function waitForVm(client: AuraeClient, name: string, done: (vm: VmInfo) =
     const vm = (await client.vms.list()).find((v) => v.name === name);
     if ((vm && done(vm)) || Date.now() > deadline) return vm;
     await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** SHA-256 (hex) of the certificate a child serves at `address` (host:port), seen by a direct TLS client (admin). */
+function servedFingerprint(node: PreparedNode, address: string, tlsName: string): Promise<string> {
+  const [host, port] = address.split(':');
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({
+      host,
+      port: Number(port),
+      servername: tlsName,
+      ca: readFileSync(node.pki.caCert),
+      cert: readFileSync(node.pki.adminCert),
+      key: readFileSync(node.pki.adminKey),
+      ALPNProtocols: ['h2'],
+    });
+    socket.once('secureConnect', () => {
+      resolve(createHash('sha256').update(socket.getPeerCertificate().raw).digest('hex'));
+      socket.destroy();
+    });
+    socket.once('error', reject);
+  });
+}
+
+/**
+ * Deliver `identity` to the child at `address` as its parent would (NodeService/RenewIdentity from a client
+ * certificate of the parent's spawn CA, read from the test node's files): the test's way to make a child serve
+ * a certificate its parent did not confirm.
+ */
+async function deliverAsParent(node: PreparedNode, address: string, tlsName: string, identity: { serverCertChain: string; serverKey: string; spawnCaCert: string | null }): Promise<void> {
+  const spawnCa = { certPem: readFileSync(node.pki.spawnCaCert, 'utf8'), keyPem: readFileSync(node.pki.spawnCaKey, 'utf8') };
+  const asParent = await mintParentClientCert({ nodePath: node.nodeName, spawnCa });
+  const creds = credentials.createSsl(readFileSync(node.pki.caCert), Buffer.from(asParent.keyPem), Buffer.from(asParent.certChainPem));
+  const client = new NodeServiceClient(address, creds, { 'grpc.ssl_target_name_override': tlsName, 'grpc.default_authority': tlsName });
+  try {
+    await new Promise<void>((resolve, reject) =>
+      client.renewIdentity({ serverCertChain: identity.serverCertChain, serverKey: identity.serverKey, spawnCaCert: identity.spawnCaCert ?? '' }, new Metadata(), { deadline: Date.now() + 60_000 }, (err) => (err ? reject(err) : resolve())),
+    );
+  } finally {
+    client.close();
   }
 }
 
@@ -166,6 +213,46 @@ describe('spawn on the host tier', () => {
     await child.cells.free('flood', { force: true });
     console.log(`console flood from the child: the parent answered ${calls} rounds of calls meanwhile`);
   }, 330_000);
+
+  it("aer vm renew web: the child serves the new certificate at once, and the parent refuses the one it replaced", async () => {
+    const web = (await parent.vms.list()).find((v) => v.name === 'web')!;
+    // What web booted with: the identity in its payload (on this host, under the parent's state dir).
+    const boot = parseGuestPayload(readFileSync(join(node.dir, 'state/vms/web/payload.json'))).pki;
+    const bootFingerprint = createHash('sha256').update(new X509Certificate(boot.serverCertChain).raw).digest('hex');
+    expect(await servedFingerprint(node, web.address, web.tlsName)).toBe(bootFingerprint);
+
+    const out: string[] = [];
+    const aerErr: string[] = [];
+    const io = { out: (t: string) => void out.push(t), err: (t: string) => void aerErr.push(t), env: {} };
+    expect(await runAer(['--config', node.clientConfigPath, '-o', 'json', 'vm', 'renew', 'web'], io), aerErr.join('\n')).toBe(0);
+    const renewed = JSON.parse(out[0]!) as { name: string; fingerprint: string; notAfter: string };
+    expect(renewed.name).toBe('web');
+    expect(renewed.fingerprint).not.toBe(bootFingerprint);
+    // Short-lived: CHILD_VALIDITY_DAYS (3) from now.
+    expect(Date.parse(renewed.notAfter) - Date.now()).toBeGreaterThan(2.9 * 86_400_000);
+    expect(Date.parse(renewed.notAfter) - Date.now()).toBeLessThan(3.1 * 86_400_000);
+    // In use: the child's listener serves it (no restart), and the parent reaches web through it (its router
+    // now pins only the new certificate, so this call made a new TLS connection).
+    expect(await servedFingerprint(node, web.address, web.tlsName)).toBe(renewed.fingerprint);
+    expect(await child.health.check()).toEqual({ status: 'SERVING' });
+    expect((await child.discovery.discover()).nodeName).toBe('aurae/web');
+    expect(auraed.logs.some((l) => l.msg === 'child identity renewed' && l.child === 'web')).toBe(true);
+    expect((await parent.vms.list()).find((v) => v.name === 'web')).toMatchObject({ state: 'running', pid: web.pid, restarts: 0 });
+
+    // The old certificate is refused: web is made to serve its boot certificate again (delivered as its parent
+    // would; it is still within its validity and chains to the root), and the parent no longer accepts it.
+    await deliverAsParent(node, web.address, web.tlsName, boot);
+    expect(await servedFingerprint(node, web.address, web.tlsName)).toBe(bootFingerprint);
+    out.length = 0;
+    aerErr.length = 0;
+    expect(await runAer(['--config', node.clientConfigPath, 'vm', 'renew', 'web'], io)).not.toBe(0);
+    expect(aerErr.join('\n')).toMatch(/renewing its certificate failed: .*presented a certificate this node did not mint for its current run/);
+    const refused = await child.health.check().then(() => null, (e: unknown) => e as AuraeApiError);
+    expect(refused?.code).toBe('UNAVAILABLE');
+    expect(refused?.message).toMatch(/presented a certificate this node did not mint for its current run/);
+    // web itself runs on (only the parent's trust in it is gone); the next test stops it by ACPI, without its API.
+    expect((await parent.vms.list()).find((v) => v.name === 'web')).toMatchObject({ state: 'running', pid: web.pid });
+  }, 120_000);
 
   it('stops web gracefully: QEMU exits by itself after the ACPI powerdown', async () => {
     const before = auraed.logs.length;

@@ -15,6 +15,11 @@ export interface VmRequest {
   memoryMiB: number;
   cpus: number;
   restart: RestartPolicy;
+  /**
+   * Extra read-only raw disks (virtio-blk, after the boot volume), e.g. the rootfs disks of a VM-sandboxed pod.
+   * Set by auraed itself (supervisor/pods/vm-sandbox.ts), never from the API: a caller must not attach node files.
+   */
+  disks?: string[];
 }
 
 export const DEFAULT_VM_MEMORY_MIB = DEFAULTS.vmMemoryMiB;
@@ -141,7 +146,10 @@ export function childVmSpec(request: VmRequest, plan: ChildBootPlan): VmSpec {
     qmpSocket: plan.qmpSocket,
     debugConsoleSocket: null,
     noReboot: true,
-    disks: plan.bootDisk ? [{ path: plan.bootDisk, readOnly: true, format: 'raw' }] : [],
+    disks: [
+      ...(plan.bootDisk ? [{ path: plan.bootDisk, readOnly: true, format: 'raw' as const }] : []),
+      ...(request.disks ?? []).map((path) => ({ path, readOnly: true, format: 'raw' as const })),
+    ],
     fwCfg: [{ name: plan.payloadName, file: plan.payloadFile }],
     // Bound TCG's code buffer: by default it grows towards 1 GiB per child (see BENCHMARKS.md).
     tcgTbSizeMiB: CHILD_TCG_TB_SIZE_MIB,

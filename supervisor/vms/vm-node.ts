@@ -2,13 +2,16 @@
 // for a previous auraed's leftovers), the router to children and the gRPC service. auraed calls createNodeVms
 // once, init() before serving (reconcile), and close() (children first) on shutdown. VM lifecycle events go to
 // the observe event bus and to the log.
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { NodeConfig } from '../config';
+import { AuraeError, isAuraeError } from '../errors';
 import type { Logger } from '../log';
 import type { EventBus } from '../observe';
 import type { CertificateAuthority } from '../pki';
+import { pemFingerprint } from '../pki/node-subtree';
 import type { ChildRouter, RpcContext } from '../server';
 import type { VmServiceServer } from '../gen/aurae/vms/v0/vms';
 import { type Client, Metadata } from '@grpc/grpc-js';
@@ -20,7 +23,7 @@ import { procLeftovers } from './vm-leftovers';
 import type { VmReconcileAction } from './vm-reconcile';
 import { type GuestAdapter, type VmEvent, VmRuntime, type VmRuntimeDeps } from './vm-runtime';
 import type { VmStore } from './vm-store';
-import { createVmService } from './vm-service';
+import { createVmService, type RenewChild } from './vm-service';
 
 export interface NodeVmsOptions {
   config: NodeConfig;
@@ -146,7 +149,7 @@ export async function createNodeVms(options: NodeVmsOptions): Promise<NodeVms> {
     runtime,
     router,
     renewer,
-    createService: (ctx) => createVmService(ctx, runtime, config.vms),
+    createService: (ctx) => createVmService(ctx, runtime, config.vms, renewChildNow(runtime, renewer, nodeGuest !== null && nodeGuest.renewChildIdentity !== undefined, config.node.name)),
     init: () => runtime.init(),
     close: async (timeoutMs) => {
       renewer.close();
@@ -162,6 +165,22 @@ export async function createNodeVms(options: NodeVmsOptions): Promise<NodeVms> {
         await renewer.check(true);
       }
     },
+  };
+}
+
+/** VmService/Renew: the renewer's own renewal of one running child, its failures as the API's errors. */
+function renewChildNow(runtime: VmRuntime, renewer: ChildCertRenewer, canRenew: boolean, nodePath: string): RenewChild {
+  return async (name) => {
+    runtime.route(name); // NOT_FOUND, or UNAVAILABLE when it does not run
+    if (!canRenew) throw new AuraeError('FAILED_PRECONDITION', `node "${nodePath}" cannot renew its children's identities: it has no spawn CA (pki.spawnCaCert/spawnCaKey)`);
+    let chain: string;
+    try {
+      chain = await renewer.renewNow(name);
+    } catch (err) {
+      if (isAuraeError(err)) throw err;
+      throw new AuraeError('UNAVAILABLE', `vm "${name}": renewing its certificate failed: ${(err as Error).message}: it keeps its current certificate; try again with \`aer vm renew ${name}\``);
+    }
+    return { fingerprint: pemFingerprint(chain), notAfter: new Date(new X509Certificate(chain).validTo).toISOString() };
   };
 }
 

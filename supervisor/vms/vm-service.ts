@@ -6,6 +6,8 @@ import {
   type VmServiceAllocateRequest,
   type VmServiceFreeRequest,
   type VmServiceListResponse,
+  type VmServiceRenewRequest,
+  type VmServiceRenewResponse,
   type VmServiceSpawnRequest,
   type VmServiceStartRequest,
   type VmServiceStopRequest,
@@ -16,7 +18,13 @@ import type { VmRuntime, VmStatus } from './vm-runtime';
 
 const SERVICE = 'aurae.vms.v0.VmService';
 
-export function createVmService(ctx: RpcContext, runtime: VmRuntime, limits: VmLimits): VmServiceServer {
+/**
+ * Renew the running child `name`'s certificate now (vm-node: the renewer's renewNow); resolves once the child
+ * installed it. Throws AuraeError (NOT_FOUND, UNAVAILABLE, FAILED_PRECONDITION).
+ */
+export type RenewChild = (name: string) => Promise<VmServiceRenewResponse>;
+
+export function createVmService(ctx: RpcContext, runtime: VmRuntime, limits: VmLimits, renewChild: RenewChild): VmServiceServer {
   const machine = (m: VirtualMachine | undefined) =>
     validateVmRequest({ name: m?.name, memoryMiB: m?.memoryMib, cpus: m?.cpus, restart: m?.restart }, limits);
   const id = (request: { vmId: string }) => validateVmName(request.vmId, 'vm_id');
@@ -70,6 +78,14 @@ export function createVmService(ctx: RpcContext, runtime: VmRuntime, limits: VmL
       resource: (r) => ({ vm: r.name }),
       summary: (r) => `${r.name} (${r.memoryMiB} MiB, ${r.cpus} cpu)`,
       run: async (r) => ({ status: vmStatusToProto(await runtime.spawn(r)) }),
+    }),
+    renew: unary(ctx, {
+      method: `${SERVICE}/Renew`,
+      access: 'admin',
+      validate: (request: VmServiceRenewRequest) => id(request),
+      summary: (name) => name,
+      resource: (name) => ({ vm: name }),
+      run: (name) => renewChild(name),
     }),
   };
 }

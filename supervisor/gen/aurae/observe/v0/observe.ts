@@ -42,6 +42,16 @@ export enum EventKind {
   EVENT_KIND_VM_RESTARTED = 10,
   /** EVENT_KIND_VM_FAILED - A child VM gave up: its restart limit was reached, or it could not be started again (reason). */
   EVENT_KIND_VM_FAILED = 11,
+  /** EVENT_KIND_IMAGE_PULLED - A pod's container image was pulled from its registry (pod, container, image, digest, bytes). */
+  EVENT_KIND_IMAGE_PULLED = 12,
+  /** EVENT_KIND_CONTAINER_CREATED - A pod's container was prepared and handed to crun (pod, container, image, digest). */
+  EVENT_KIND_CONTAINER_CREATED = 13,
+  /** EVENT_KIND_CONTAINER_STARTED - crun started the container (pod, container; pid: the container's init on the node). */
+  EVENT_KIND_CONTAINER_STARTED = 14,
+  /** EVENT_KIND_CONTAINER_EXITED - The container ended (pod, container, pid, code or signal, oom_killed). */
+  EVENT_KIND_CONTAINER_EXITED = 15,
+  /** EVENT_KIND_CONTAINER_OOM_KILLED - The kernel OOM-killed processes of the container (pod, container, count). */
+  EVENT_KIND_CONTAINER_OOM_KILLED = 16,
   UNRECOGNIZED = -1,
 }
 
@@ -83,6 +93,21 @@ export function eventKindFromJSON(object: any): EventKind {
     case 11:
     case "EVENT_KIND_VM_FAILED":
       return EventKind.EVENT_KIND_VM_FAILED;
+    case 12:
+    case "EVENT_KIND_IMAGE_PULLED":
+      return EventKind.EVENT_KIND_IMAGE_PULLED;
+    case 13:
+    case "EVENT_KIND_CONTAINER_CREATED":
+      return EventKind.EVENT_KIND_CONTAINER_CREATED;
+    case 14:
+    case "EVENT_KIND_CONTAINER_STARTED":
+      return EventKind.EVENT_KIND_CONTAINER_STARTED;
+    case 15:
+    case "EVENT_KIND_CONTAINER_EXITED":
+      return EventKind.EVENT_KIND_CONTAINER_EXITED;
+    case 16:
+    case "EVENT_KIND_CONTAINER_OOM_KILLED":
+      return EventKind.EVENT_KIND_CONTAINER_OOM_KILLED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -116,6 +141,16 @@ export function eventKindToJSON(object: EventKind): string {
       return "EVENT_KIND_VM_RESTARTED";
     case EventKind.EVENT_KIND_VM_FAILED:
       return "EVENT_KIND_VM_FAILED";
+    case EventKind.EVENT_KIND_IMAGE_PULLED:
+      return "EVENT_KIND_IMAGE_PULLED";
+    case EventKind.EVENT_KIND_CONTAINER_CREATED:
+      return "EVENT_KIND_CONTAINER_CREATED";
+    case EventKind.EVENT_KIND_CONTAINER_STARTED:
+      return "EVENT_KIND_CONTAINER_STARTED";
+    case EventKind.EVENT_KIND_CONTAINER_EXITED:
+      return "EVENT_KIND_CONTAINER_EXITED";
+    case EventKind.EVENT_KIND_CONTAINER_OOM_KILLED:
+      return "EVENT_KIND_CONTAINER_OOM_KILLED";
     case EventKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -200,6 +235,16 @@ export interface Event {
   expected: boolean;
   /** vm_failed: why the VM gave up. */
   reason: string;
+  /** Pod events (image_pulled, container_*): the pod (also in cell: a pod is a cell) and its container. */
+  pod: string;
+  container: string;
+  /** image_pulled, container_created: the image reference as given and its manifest digest. */
+  image: string;
+  digest: string;
+  /** image_pulled: the image's compressed size. */
+  bytes: bigint;
+  /** container_exited: the kernel OOM-killed a process of the container during this run. */
+  oomKilled: boolean;
 }
 
 export interface GetEventsRequest {
@@ -736,6 +781,12 @@ function createBaseEvent(): Event {
     address: "",
     expected: false,
     reason: "",
+    pod: "",
+    container: "",
+    image: "",
+    digest: "",
+    bytes: 0n,
+    oomKilled: false,
   };
 }
 
@@ -794,6 +845,27 @@ export const Event: MessageFns<Event> = {
     }
     if (message.reason !== "") {
       writer.uint32(138).string(message.reason);
+    }
+    if (message.pod !== "") {
+      writer.uint32(146).string(message.pod);
+    }
+    if (message.container !== "") {
+      writer.uint32(154).string(message.container);
+    }
+    if (message.image !== "") {
+      writer.uint32(162).string(message.image);
+    }
+    if (message.digest !== "") {
+      writer.uint32(170).string(message.digest);
+    }
+    if (message.bytes !== 0n) {
+      if (BigInt.asUintN(64, message.bytes) !== message.bytes) {
+        throw new globalThis.Error("value provided for field message.bytes of type uint64 too large");
+      }
+      writer.uint32(176).uint64(message.bytes);
+    }
+    if (message.oomKilled !== false) {
+      writer.uint32(184).bool(message.oomKilled);
     }
     return writer;
   },
@@ -947,6 +1019,54 @@ export const Event: MessageFns<Event> = {
             message.reason = reader.string();
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.pod = reader.string();
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.container = reader.string();
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.image = reader.string();
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+          case 22: {
+            if (tag !== 176) {
+              break;
+            }
+
+            message.bytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 23: {
+            if (tag !== 184) {
+              break;
+            }
+
+            message.oomKilled = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -986,6 +1106,16 @@ export const Event: MessageFns<Event> = {
       address: isSet(object.address) ? globalThis.String(object.address) : "",
       expected: isSet(object.expected) ? globalThis.Boolean(object.expected) : false,
       reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      pod: isSet(object.pod) ? globalThis.String(object.pod) : "",
+      container: isSet(object.container) ? globalThis.String(object.container) : "",
+      image: isSet(object.image) ? globalThis.String(object.image) : "",
+      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+      bytes: isSet(object.bytes) ? BigInt(object.bytes) : 0n,
+      oomKilled: isSet(object.oomKilled)
+        ? globalThis.Boolean(object.oomKilled)
+        : isSet(object.oom_killed)
+        ? globalThis.Boolean(object.oom_killed)
+        : false,
     };
   },
 
@@ -1042,6 +1172,24 @@ export const Event: MessageFns<Event> = {
     if (message.reason !== "") {
       obj.reason = message.reason;
     }
+    if (message.pod !== "") {
+      obj.pod = message.pod;
+    }
+    if (message.container !== "") {
+      obj.container = message.container;
+    }
+    if (message.image !== "") {
+      obj.image = message.image;
+    }
+    if (message.digest !== "") {
+      obj.digest = message.digest;
+    }
+    if (message.bytes !== 0n) {
+      obj.bytes = message.bytes.toString();
+    }
+    if (message.oomKilled !== false) {
+      obj.oomKilled = message.oomKilled;
+    }
     return obj;
   },
 
@@ -1067,6 +1215,12 @@ export const Event: MessageFns<Event> = {
     message.address = object.address ?? "";
     message.expected = object.expected ?? false;
     message.reason = object.reason ?? "";
+    message.pod = object.pod ?? "";
+    message.container = object.container ?? "";
+    message.image = object.image ?? "";
+    message.digest = object.digest ?? "";
+    message.bytes = (object.bytes !== undefined && object.bytes !== null) ? BigInt(object.bytes) : 0n;
+    message.oomKilled = object.oomKilled ?? false;
     return message;
   },
 };

@@ -10,9 +10,11 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -30,7 +32,10 @@ export const protobufFileName = "aurae/pods/v0/pods.proto";
 export interface Pod {
   /** DNS label; the pod's cell and hostname. */
   name: string;
-  /** "cell" (the default when empty); "vm" is not implemented yet (UNIMPLEMENTED). */
+  /**
+   * "cell" (the default when empty): namespaces and a cell on this node; "vm": inside a child microVM `pod-NAME`
+   * booted from the node's own image (name at most 59 characters), whose auraed runs the pod in a cell.
+   */
   sandbox: string;
   /** 1..16 containers. */
   containers: Container[];
@@ -45,15 +50,31 @@ export interface Pod {
     | PodLimits
     | undefined;
   /**
-   * Ports the pod's containers listen on, 1..65535 (the seeds' expose(80)). Recorded only, like an image's
-   * EXPOSE: pods have no network of their own yet, so nothing is published on the node.
+   * Ports the pod's containers listen on, 1..65535 (the seeds' expose(80)). Each is published on the same node
+   * port over TCP, unless `publish` maps that pod port already.
    */
   expose: number[];
+  /**
+   * Node ports mapped to the pod (DNAT on the node: traffic arriving on the node's interfaces, and the node's
+   * own connections to them). A node port is published by one pod at a time: FAILED_PRECONDITION naming the
+   * other pod otherwise. At most 64 entries.
+   */
+  publish: PortPublish[];
 }
 
 export interface Pod_EnvEntry {
   key: string;
   value: string;
+}
+
+/** One published port: node_port on every node address → pod_port at the pod's address. */
+export interface PortPublish {
+  /** 1..65535. */
+  nodePort: number;
+  /** 1..65535. */
+  podPort: number;
+  /** "tcp" (the default when empty) or "udp". */
+  protocol: string;
 }
 
 /** Limits of the pod's cell, shared by its containers (bytes; unset: no limit). */
@@ -152,7 +173,7 @@ export interface PodServiceRemoveResponse {
 /** A pod as observed. */
 export interface PodStatus {
   name: string;
-  /** "cell". */
+  /** "cell" or "vm". */
   sandbox: string;
   /**
    * "pending" (pulling or starting), "running" (a container runs), "succeeded" (every container exited 0 and
@@ -163,7 +184,11 @@ export interface PodStatus {
   /** When it was created, in milliseconds since the Unix epoch. */
   createdAt: bigint;
   /** The pod as requested (unset when the node does not report it). */
-  spec?: Pod | undefined;
+  spec?:
+    | Pod
+    | undefined;
+  /** The pod's IPv4 address in the node's pod network (node config pods.network); empty when it has none. */
+  ip: string;
 }
 
 export interface ContainerStatus {
@@ -196,8 +221,65 @@ export interface ContainerExit {
   oomKilled: boolean;
 }
 
+/** The first request sets `start` (and may carry stdin already); every later one carries stdin only. */
+export interface PodServiceExecRequest {
+  start?:
+    | ExecStart
+    | undefined;
+  /** Bytes for the process's stdin (only with start.stdin; at most 1 MiB per message). */
+  stdin: Buffer;
+  /**
+   * Close the process's stdin after this message's bytes (end of input). Ending the request stream does the
+   * same.
+   */
+  closeStdin: boolean;
+}
+
+export interface ExecStart {
+  podName: string;
+  /** Required when the pod has more than one container. */
+  containerName: string;
+  /** The program and its arguments (required; the program is looked up in the container's PATH). */
+  command: string[];
+  /** Added to the container's environment (these win); names [A-Za-z_][A-Za-z0-9_]*. */
+  env: { [key: string]: string };
+  /** An absolute path without ".."; empty: the container's working directory. */
+  workingDir: string;
+  /**
+   * "uid", "uid:gid", "name" or "name:group" (names from the container's /etc/passwd and /etc/group); empty:
+   * the container's user.
+   */
+  user: string;
+  /** Attach stdin: the process reads the request stream's bytes; without it, its stdin is /dev/null. */
+  stdin: boolean;
+}
+
+export interface ExecStart_EnvEntry {
+  key: string;
+  value: string;
+}
+
+/** Exactly one field is set: output (any number of times, each at most 64 KiB), then exit (once, last). */
+export interface PodServiceExecResponse {
+  stdout: Buffer;
+  stderr: Buffer;
+  exit?: ExecExit | undefined;
+}
+
+export interface ExecExit {
+  /** The exit code; unset when the process died of a signal. */
+  code?:
+    | number
+    | undefined;
+  /**
+   * The signal name, e.g. "SIGKILL". crun reports a signal death as 128+N, as a shell does: a process that
+   * itself exits with 129..159 is reported as that signal.
+   */
+  signal?: string | undefined;
+}
+
 function createBasePod(): Pod {
-  return { name: "", sandbox: "", containers: [], env: {}, restart: "", limits: undefined, expose: [] };
+  return { name: "", sandbox: "", containers: [], env: {}, restart: "", limits: undefined, expose: [], publish: [] };
 }
 
 export const Pod: MessageFns<Pod> = {
@@ -226,6 +308,9 @@ export const Pod: MessageFns<Pod> = {
         writer.uint32(v);
       }
       writer.join();
+    }
+    for (const v of message.publish) {
+      PortPublish.encode(v!, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -312,6 +397,14 @@ export const Pod: MessageFns<Pod> = {
 
             break;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.publish.push(PortPublish.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -348,6 +441,7 @@ export const Pod: MessageFns<Pod> = {
       restart: isSet(object.restart) ? globalThis.String(object.restart) : "",
       limits: isSet(object.limits) ? PodLimits.fromJSON(object.limits) : undefined,
       expose: globalThis.Array.isArray(object?.expose) ? object.expose.map((e: any) => globalThis.Number(e)) : [],
+      publish: globalThis.Array.isArray(object?.publish) ? object.publish.map((e: any) => PortPublish.fromJSON(e)) : [],
     };
   },
 
@@ -380,6 +474,9 @@ export const Pod: MessageFns<Pod> = {
     if (message.expose?.length) {
       obj.expose = message.expose.map((e) => Math.round(e));
     }
+    if (message.publish?.length) {
+      obj.publish = message.publish.map((e) => PortPublish.toJSON(e));
+    }
     return obj;
   },
 
@@ -405,6 +502,7 @@ export const Pod: MessageFns<Pod> = {
       ? PodLimits.fromPartial(object.limits)
       : undefined;
     message.expose = object.expose?.map((e) => e) || [];
+    message.publish = object.publish?.map((e) => PortPublish.fromPartial(e)) || [];
     return message;
   },
 };
@@ -490,6 +588,115 @@ export const Pod_EnvEntry: MessageFns<Pod_EnvEntry> = {
     const message = createBasePod_EnvEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBasePortPublish(): PortPublish {
+  return { nodePort: 0, podPort: 0, protocol: "" };
+}
+
+export const PortPublish: MessageFns<PortPublish> = {
+  encode(message: PortPublish, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodePort !== 0) {
+      writer.uint32(8).uint32(message.nodePort);
+    }
+    if (message.podPort !== 0) {
+      writer.uint32(16).uint32(message.podPort);
+    }
+    if (message.protocol !== "") {
+      writer.uint32(26).string(message.protocol);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PortPublish {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePortPublish();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.nodePort = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.podPort = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.protocol = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PortPublish {
+    return {
+      nodePort: isSet(object.nodePort)
+        ? globalThis.Number(object.nodePort)
+        : isSet(object.node_port)
+        ? globalThis.Number(object.node_port)
+        : 0,
+      podPort: isSet(object.podPort)
+        ? globalThis.Number(object.podPort)
+        : isSet(object.pod_port)
+        ? globalThis.Number(object.pod_port)
+        : 0,
+      protocol: isSet(object.protocol) ? globalThis.String(object.protocol) : "",
+    };
+  },
+
+  toJSON(message: PortPublish): unknown {
+    const obj: any = {};
+    if (message.nodePort !== 0) {
+      obj.nodePort = Math.round(message.nodePort);
+    }
+    if (message.podPort !== 0) {
+      obj.podPort = Math.round(message.podPort);
+    }
+    if (message.protocol !== "") {
+      obj.protocol = message.protocol;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PortPublish>, I>>(base?: I): PortPublish {
+    return PortPublish.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PortPublish>, I>>(object: I): PortPublish {
+    const message = createBasePortPublish();
+    message.nodePort = object.nodePort ?? 0;
+    message.podPort = object.podPort ?? 0;
+    message.protocol = object.protocol ?? "";
     return message;
   },
 };
@@ -1748,7 +1955,7 @@ export const PodServiceRemoveResponse: MessageFns<PodServiceRemoveResponse> = {
 };
 
 function createBasePodStatus(): PodStatus {
-  return { name: "", sandbox: "", state: "", containers: [], createdAt: 0n, spec: undefined };
+  return { name: "", sandbox: "", state: "", containers: [], createdAt: 0n, spec: undefined, ip: "" };
 }
 
 export const PodStatus: MessageFns<PodStatus> = {
@@ -1773,6 +1980,9 @@ export const PodStatus: MessageFns<PodStatus> = {
     }
     if (message.spec !== undefined) {
       Pod.encode(message.spec, writer.uint32(50).fork()).join();
+    }
+    if (message.ip !== "") {
+      writer.uint32(58).string(message.ip);
     }
     return writer;
   },
@@ -1838,6 +2048,14 @@ export const PodStatus: MessageFns<PodStatus> = {
             message.spec = Pod.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.ip = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1864,6 +2082,7 @@ export const PodStatus: MessageFns<PodStatus> = {
         ? BigInt(object.created_at)
         : 0n,
       spec: isSet(object.spec) ? Pod.fromJSON(object.spec) : undefined,
+      ip: isSet(object.ip) ? globalThis.String(object.ip) : "",
     };
   },
 
@@ -1887,6 +2106,9 @@ export const PodStatus: MessageFns<PodStatus> = {
     if (message.spec !== undefined) {
       obj.spec = Pod.toJSON(message.spec);
     }
+    if (message.ip !== "") {
+      obj.ip = message.ip;
+    }
     return obj;
   },
 
@@ -1901,6 +2123,7 @@ export const PodStatus: MessageFns<PodStatus> = {
     message.containers = object.containers?.map((e) => ContainerStatus.fromPartial(e)) || [];
     message.createdAt = (object.createdAt !== undefined && object.createdAt !== null) ? BigInt(object.createdAt) : 0n;
     message.spec = (object.spec !== undefined && object.spec !== null) ? Pod.fromPartial(object.spec) : undefined;
+    message.ip = object.ip ?? "";
     return message;
   },
 };
@@ -2181,6 +2404,591 @@ export const ContainerExit: MessageFns<ContainerExit> = {
   },
 };
 
+function createBasePodServiceExecRequest(): PodServiceExecRequest {
+  return { start: undefined, stdin: Buffer.alloc(0), closeStdin: false };
+}
+
+export const PodServiceExecRequest: MessageFns<PodServiceExecRequest> = {
+  encode(message: PodServiceExecRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.start !== undefined) {
+      ExecStart.encode(message.start, writer.uint32(10).fork()).join();
+    }
+    if (message.stdin.length !== 0) {
+      writer.uint32(18).bytes(message.stdin);
+    }
+    if (message.closeStdin !== false) {
+      writer.uint32(24).bool(message.closeStdin);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PodServiceExecRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePodServiceExecRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.start = ExecStart.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.stdin = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.closeStdin = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PodServiceExecRequest {
+    return {
+      start: isSet(object.start) ? ExecStart.fromJSON(object.start) : undefined,
+      stdin: isSet(object.stdin) ? Buffer.from(bytesFromBase64(object.stdin)) : Buffer.alloc(0),
+      closeStdin: isSet(object.closeStdin)
+        ? globalThis.Boolean(object.closeStdin)
+        : isSet(object.close_stdin)
+        ? globalThis.Boolean(object.close_stdin)
+        : false,
+    };
+  },
+
+  toJSON(message: PodServiceExecRequest): unknown {
+    const obj: any = {};
+    if (message.start !== undefined) {
+      obj.start = ExecStart.toJSON(message.start);
+    }
+    if (message.stdin.length !== 0) {
+      obj.stdin = base64FromBytes(message.stdin);
+    }
+    if (message.closeStdin !== false) {
+      obj.closeStdin = message.closeStdin;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PodServiceExecRequest>, I>>(base?: I): PodServiceExecRequest {
+    return PodServiceExecRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PodServiceExecRequest>, I>>(object: I): PodServiceExecRequest {
+    const message = createBasePodServiceExecRequest();
+    message.start = (object.start !== undefined && object.start !== null)
+      ? ExecStart.fromPartial(object.start)
+      : undefined;
+    message.stdin = object.stdin ?? Buffer.alloc(0);
+    message.closeStdin = object.closeStdin ?? false;
+    return message;
+  },
+};
+
+function createBaseExecStart(): ExecStart {
+  return { podName: "", containerName: "", command: [], env: {}, workingDir: "", user: "", stdin: false };
+}
+
+export const ExecStart: MessageFns<ExecStart> = {
+  encode(message: ExecStart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.podName !== "") {
+      writer.uint32(10).string(message.podName);
+    }
+    if (message.containerName !== "") {
+      writer.uint32(18).string(message.containerName);
+    }
+    for (const v of message.command) {
+      writer.uint32(26).string(v!);
+    }
+    globalThis.Object.entries(message.env).forEach(([key, value]: [string, string]) => {
+      ExecStart_EnvEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    if (message.workingDir !== "") {
+      writer.uint32(42).string(message.workingDir);
+    }
+    if (message.user !== "") {
+      writer.uint32(50).string(message.user);
+    }
+    if (message.stdin !== false) {
+      writer.uint32(56).bool(message.stdin);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecStart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecStart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.podName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.containerName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.command.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = ExecStart_EnvEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.env[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.workingDir = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.stdin = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExecStart {
+    return {
+      podName: isSet(object.podName)
+        ? globalThis.String(object.podName)
+        : isSet(object.pod_name)
+        ? globalThis.String(object.pod_name)
+        : "",
+      containerName: isSet(object.containerName)
+        ? globalThis.String(object.containerName)
+        : isSet(object.container_name)
+        ? globalThis.String(object.container_name)
+        : "",
+      command: globalThis.Array.isArray(object?.command) ? object.command.map((e: any) => globalThis.String(e)) : [],
+      env: isObject(object.env)
+        ? (globalThis.Object.entries(object.env) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      workingDir: isSet(object.workingDir)
+        ? globalThis.String(object.workingDir)
+        : isSet(object.working_dir)
+        ? globalThis.String(object.working_dir)
+        : "",
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
+      stdin: isSet(object.stdin) ? globalThis.Boolean(object.stdin) : false,
+    };
+  },
+
+  toJSON(message: ExecStart): unknown {
+    const obj: any = {};
+    if (message.podName !== "") {
+      obj.podName = message.podName;
+    }
+    if (message.containerName !== "") {
+      obj.containerName = message.containerName;
+    }
+    if (message.command?.length) {
+      obj.command = message.command;
+    }
+    if (message.env) {
+      const entries = globalThis.Object.entries(message.env) as [string, string][];
+      if (entries.length > 0) {
+        obj.env = {};
+        entries.forEach(([k, v]) => {
+          obj.env[k] = v;
+        });
+      }
+    }
+    if (message.workingDir !== "") {
+      obj.workingDir = message.workingDir;
+    }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
+    if (message.stdin !== false) {
+      obj.stdin = message.stdin;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExecStart>, I>>(base?: I): ExecStart {
+    return ExecStart.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExecStart>, I>>(object: I): ExecStart {
+    const message = createBaseExecStart();
+    message.podName = object.podName ?? "";
+    message.containerName = object.containerName ?? "";
+    message.command = object.command?.map((e) => e) || [];
+    message.env = (globalThis.Object.entries(object.env ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.workingDir = object.workingDir ?? "";
+    message.user = object.user ?? "";
+    message.stdin = object.stdin ?? false;
+    return message;
+  },
+};
+
+function createBaseExecStart_EnvEntry(): ExecStart_EnvEntry {
+  return { key: "", value: "" };
+}
+
+export const ExecStart_EnvEntry: MessageFns<ExecStart_EnvEntry> = {
+  encode(message: ExecStart_EnvEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecStart_EnvEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecStart_EnvEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExecStart_EnvEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ExecStart_EnvEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExecStart_EnvEntry>, I>>(base?: I): ExecStart_EnvEntry {
+    return ExecStart_EnvEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExecStart_EnvEntry>, I>>(object: I): ExecStart_EnvEntry {
+    const message = createBaseExecStart_EnvEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBasePodServiceExecResponse(): PodServiceExecResponse {
+  return { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), exit: undefined };
+}
+
+export const PodServiceExecResponse: MessageFns<PodServiceExecResponse> = {
+  encode(message: PodServiceExecResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.stdout.length !== 0) {
+      writer.uint32(10).bytes(message.stdout);
+    }
+    if (message.stderr.length !== 0) {
+      writer.uint32(18).bytes(message.stderr);
+    }
+    if (message.exit !== undefined) {
+      ExecExit.encode(message.exit, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PodServiceExecResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePodServiceExecResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.stdout = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.stderr = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.exit = ExecExit.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PodServiceExecResponse {
+    return {
+      stdout: isSet(object.stdout) ? Buffer.from(bytesFromBase64(object.stdout)) : Buffer.alloc(0),
+      stderr: isSet(object.stderr) ? Buffer.from(bytesFromBase64(object.stderr)) : Buffer.alloc(0),
+      exit: isSet(object.exit) ? ExecExit.fromJSON(object.exit) : undefined,
+    };
+  },
+
+  toJSON(message: PodServiceExecResponse): unknown {
+    const obj: any = {};
+    if (message.stdout.length !== 0) {
+      obj.stdout = base64FromBytes(message.stdout);
+    }
+    if (message.stderr.length !== 0) {
+      obj.stderr = base64FromBytes(message.stderr);
+    }
+    if (message.exit !== undefined) {
+      obj.exit = ExecExit.toJSON(message.exit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PodServiceExecResponse>, I>>(base?: I): PodServiceExecResponse {
+    return PodServiceExecResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PodServiceExecResponse>, I>>(object: I): PodServiceExecResponse {
+    const message = createBasePodServiceExecResponse();
+    message.stdout = object.stdout ?? Buffer.alloc(0);
+    message.stderr = object.stderr ?? Buffer.alloc(0);
+    message.exit = (object.exit !== undefined && object.exit !== null) ? ExecExit.fromPartial(object.exit) : undefined;
+    return message;
+  },
+};
+
+function createBaseExecExit(): ExecExit {
+  return { code: undefined, signal: undefined };
+}
+
+export const ExecExit: MessageFns<ExecExit> = {
+  encode(message: ExecExit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== undefined) {
+      writer.uint32(8).int32(message.code);
+    }
+    if (message.signal !== undefined) {
+      writer.uint32(18).string(message.signal);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecExit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecExit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.signal = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExecExit {
+    return {
+      code: isSet(object.code) ? globalThis.Number(object.code) : undefined,
+      signal: isSet(object.signal) ? globalThis.String(object.signal) : undefined,
+    };
+  },
+
+  toJSON(message: ExecExit): unknown {
+    const obj: any = {};
+    if (message.code !== undefined) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.signal !== undefined) {
+      obj.signal = message.signal;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExecExit>, I>>(base?: I): ExecExit {
+    return ExecExit.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExecExit>, I>>(object: I): ExecExit {
+    const message = createBaseExecExit();
+    message.code = object.code ?? undefined;
+    message.signal = object.signal ?? undefined;
+    return message;
+  },
+};
+
 export type PodServiceService = typeof PodServiceService;
 export const PodServiceService = {
   /**
@@ -2253,6 +3061,26 @@ export const PodServiceService = {
       Buffer.from(PodServiceRemoveResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PodServiceRemoveResponse => PodServiceRemoveResponse.decode(value),
   },
+  /**
+   * Run a new process in a running container (like `docker exec`, without a terminal): the first request
+   * names the pod, the container and the command; later requests carry its stdin. The responses stream its
+   * stdout and stderr (in order per stream, with back-pressure: a slow reader slows the process down rather
+   * than filling auraed's memory), then its exit, then the call ends OK. NOT_FOUND: no such pod or container;
+   * FAILED_PRECONDITION: the container is not running; INVALID_ARGUMENT names the bad field. Cancelling the
+   * call (or its deadline) kills the process. Not forwarded to child nodes (requests stream): call the child's
+   * own address. A command that is not found in the container exits with 127 (126: not executable).
+   */
+  exec: {
+    path: "/aurae.pods.v0.PodService/Exec" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: PodServiceExecRequest): Buffer =>
+      Buffer.from(PodServiceExecRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PodServiceExecRequest => PodServiceExecRequest.decode(value),
+    responseSerialize: (value: PodServiceExecResponse): Buffer =>
+      Buffer.from(PodServiceExecResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PodServiceExecResponse => PodServiceExecResponse.decode(value),
+  },
 } as const;
 
 export interface PodServiceServer extends UntypedServiceImplementation {
@@ -2277,6 +3105,16 @@ export interface PodServiceServer extends UntypedServiceImplementation {
    * unless force (which kills them first, without grace).
    */
   remove: handleUnaryCall<PodServiceRemoveRequest, PodServiceRemoveResponse>;
+  /**
+   * Run a new process in a running container (like `docker exec`, without a terminal): the first request
+   * names the pod, the container and the command; later requests carry its stdin. The responses stream its
+   * stdout and stderr (in order per stream, with back-pressure: a slow reader slows the process down rather
+   * than filling auraed's memory), then its exit, then the call ends OK. NOT_FOUND: no such pod or container;
+   * FAILED_PRECONDITION: the container is not running; INVALID_ARGUMENT names the bad field. Cancelling the
+   * call (or its deadline) kills the process. Not forwarded to child nodes (requests stream): call the child's
+   * own address. A command that is not found in the container exits with 127 (126: not executable).
+   */
+  exec: handleBidiStreamingCall<PodServiceExecRequest, PodServiceExecResponse>;
 }
 
 export interface PodServiceClient extends Client {
@@ -2362,6 +3200,21 @@ export interface PodServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PodServiceRemoveResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Run a new process in a running container (like `docker exec`, without a terminal): the first request
+   * names the pod, the container and the command; later requests carry its stdin. The responses stream its
+   * stdout and stderr (in order per stream, with back-pressure: a slow reader slows the process down rather
+   * than filling auraed's memory), then its exit, then the call ends OK. NOT_FOUND: no such pod or container;
+   * FAILED_PRECONDITION: the container is not running; INVALID_ARGUMENT names the bad field. Cancelling the
+   * call (or its deadline) kills the process. Not forwarded to child nodes (requests stream): call the child's
+   * own address. A command that is not found in the container exits with 127 (126: not executable).
+   */
+  exec(): ClientDuplexStream<PodServiceExecRequest, PodServiceExecResponse>;
+  exec(options: Partial<CallOptions>): ClientDuplexStream<PodServiceExecRequest, PodServiceExecResponse>;
+  exec(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<PodServiceExecRequest, PodServiceExecResponse>;
 }
 
 export const PodServiceClient = makeGenericClientConstructor(
@@ -2372,6 +3225,14 @@ export const PodServiceClient = makeGenericClientConstructor(
   service: typeof PodServiceService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 

@@ -101,6 +101,16 @@ export interface VmServiceSpawnResponse {
   status?: VmStatus | undefined;
 }
 
+export interface VmServiceRenewRequest {
+  vmId: string;
+}
+
+export interface VmServiceRenewResponse {
+  /** The certificate the child serves now: SHA-256 of its DER (hex), and its end of validity (RFC 3339, UTC). */
+  fingerprint: string;
+  notAfter: string;
+}
+
 function createBaseVirtualMachine(): VirtualMachine {
   return { name: "", memoryMib: 0, cpus: 0, restart: "" };
 }
@@ -1247,6 +1257,168 @@ export const VmServiceSpawnResponse: MessageFns<VmServiceSpawnResponse> = {
   },
 };
 
+function createBaseVmServiceRenewRequest(): VmServiceRenewRequest {
+  return { vmId: "" };
+}
+
+export const VmServiceRenewRequest: MessageFns<VmServiceRenewRequest> = {
+  encode(message: VmServiceRenewRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.vmId !== "") {
+      writer.uint32(10).string(message.vmId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VmServiceRenewRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVmServiceRenewRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.vmId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VmServiceRenewRequest {
+    return {
+      vmId: isSet(object.vmId)
+        ? globalThis.String(object.vmId)
+        : isSet(object.vm_id)
+        ? globalThis.String(object.vm_id)
+        : "",
+    };
+  },
+
+  toJSON(message: VmServiceRenewRequest): unknown {
+    const obj: any = {};
+    if (message.vmId !== "") {
+      obj.vmId = message.vmId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VmServiceRenewRequest>, I>>(base?: I): VmServiceRenewRequest {
+    return VmServiceRenewRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VmServiceRenewRequest>, I>>(object: I): VmServiceRenewRequest {
+    const message = createBaseVmServiceRenewRequest();
+    message.vmId = object.vmId ?? "";
+    return message;
+  },
+};
+
+function createBaseVmServiceRenewResponse(): VmServiceRenewResponse {
+  return { fingerprint: "", notAfter: "" };
+}
+
+export const VmServiceRenewResponse: MessageFns<VmServiceRenewResponse> = {
+  encode(message: VmServiceRenewResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.fingerprint !== "") {
+      writer.uint32(10).string(message.fingerprint);
+    }
+    if (message.notAfter !== "") {
+      writer.uint32(18).string(message.notAfter);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VmServiceRenewResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVmServiceRenewResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.fingerprint = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.notAfter = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VmServiceRenewResponse {
+    return {
+      fingerprint: isSet(object.fingerprint) ? globalThis.String(object.fingerprint) : "",
+      notAfter: isSet(object.notAfter)
+        ? globalThis.String(object.notAfter)
+        : isSet(object.not_after)
+        ? globalThis.String(object.not_after)
+        : "",
+    };
+  },
+
+  toJSON(message: VmServiceRenewResponse): unknown {
+    const obj: any = {};
+    if (message.fingerprint !== "") {
+      obj.fingerprint = message.fingerprint;
+    }
+    if (message.notAfter !== "") {
+      obj.notAfter = message.notAfter;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VmServiceRenewResponse>, I>>(base?: I): VmServiceRenewResponse {
+    return VmServiceRenewResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VmServiceRenewResponse>, I>>(object: I): VmServiceRenewResponse {
+    const message = createBaseVmServiceRenewResponse();
+    message.fingerprint = object.fingerprint ?? "";
+    message.notAfter = object.notAfter ?? "";
+    return message;
+  },
+};
+
 export type VmServiceService = typeof VmServiceService;
 export const VmServiceService = {
   /** Define a VM (resources, restart policy) without starting it. ALREADY_EXISTS when the name is taken. */
@@ -1318,6 +1490,22 @@ export const VmServiceService = {
       Buffer.from(VmServiceSpawnResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): VmServiceSpawnResponse => VmServiceSpawnResponse.decode(value),
   },
+  /**
+   * Renew a running child's certificate now (and re-certify its spawn CA), as the parent does by itself once half
+   * of its validity is gone. Returns once the child installed it; from then on the parent accepts only the new
+   * certificate from that child. UNAVAILABLE when the child did not take it (it keeps serving its current one).
+   */
+  renew: {
+    path: "/aurae.vms.v0.VmService/Renew" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: VmServiceRenewRequest): Buffer =>
+      Buffer.from(VmServiceRenewRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VmServiceRenewRequest => VmServiceRenewRequest.decode(value),
+    responseSerialize: (value: VmServiceRenewResponse): Buffer =>
+      Buffer.from(VmServiceRenewResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VmServiceRenewResponse => VmServiceRenewResponse.decode(value),
+  },
 } as const;
 
 export interface VmServiceServer extends UntypedServiceImplementation {
@@ -1333,6 +1521,12 @@ export interface VmServiceServer extends UntypedServiceImplementation {
   list: handleUnaryCall<VmServiceListRequest, VmServiceListResponse>;
   /** Allocate + Start: a child node from this node's own kernel and initramfs, with an identity minted for it. */
   spawn: handleUnaryCall<VmServiceSpawnRequest, VmServiceSpawnResponse>;
+  /**
+   * Renew a running child's certificate now (and re-certify its spawn CA), as the parent does by itself once half
+   * of its validity is gone. Returns once the child installed it; from then on the parent accepts only the new
+   * certificate from that child. UNAVAILABLE when the child did not take it (it keeps serving its current one).
+   */
+  renew: handleUnaryCall<VmServiceRenewRequest, VmServiceRenewResponse>;
 }
 
 export interface VmServiceClient extends Client {
@@ -1431,6 +1625,26 @@ export interface VmServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: VmServiceSpawnResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Renew a running child's certificate now (and re-certify its spawn CA), as the parent does by itself once half
+   * of its validity is gone. Returns once the child installed it; from then on the parent accepts only the new
+   * certificate from that child. UNAVAILABLE when the child did not take it (it keeps serving its current one).
+   */
+  renew(
+    request: VmServiceRenewRequest,
+    callback: (error: ServiceError | null, response: VmServiceRenewResponse) => void,
+  ): ClientUnaryCall;
+  renew(
+    request: VmServiceRenewRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: VmServiceRenewResponse) => void,
+  ): ClientUnaryCall;
+  renew(
+    request: VmServiceRenewRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: VmServiceRenewResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,365 @@
+// VM pods, unit tier: the pure pieces (VM name and memory, the child's spec, the status shown on this node, the
+// ext4 label read from a superblock, disk references) and the runtime over fakes of the VMs, the child's pod
+// agent, the images and the disks: run, status from the child, stop (then the VM), remove (then free),
+// undo of a failed run, reconcile after a restart, and the dispatch between the cell and VM sandboxes.
+import { describe, expect, it } from 'vitest';
+import { AuraeError } from '../errors';
+import type { ImageRecord } from '../images';
+import { rootfsDiskLabel } from '../images/rootfs-disk';
+import { silentLogger } from '../log';
+import { childVmSpec } from '../vms';
+import { diskImageRef, type DiskHost, ext4Label, parseDiskImageRef, withDiskImages } from './disk-images';
+import type { PodImages, PodRuntime, PodStatus } from './runtime';
+import type { PodSpec } from './spec';
+import { memoryPodStore } from './store';
+import { podStatusFromProto } from './vm-agent';
+import { cellPodStore, type ChildPodAgent, childPodSpec, createVmPodRuntime, type PodVms, type PodVmState, sandboxedPodRuntime, vmPodMemoryMiB, vmPodName, vmPodStatus } from './vm-sandbox';
+
+const DIGEST = `sha256:${'12'.repeat(32)}`;
+const MiB = 1024 * 1024;
+
+function spec(over: Partial<PodSpec> = {}): PodSpec {
+  return {
+    name: 'web',
+    sandbox: 'vm',
+    containers: [{ name: 'app', image: 'busybox', command: ['/bin/sh', '-c', 'uname -n'], args: null, env: {}, workingDir: null, user: null, readOnlyRootfs: false }],
+    env: { A: '1' },
+    restart: 'never',
+    limits: { memoryMax: null, pidsMax: null, cpuWeight: null },
+    ...over,
+  };
+}
+
+function record(digest = DIGEST): ImageRecord {
+  return { name: 'docker.io/library/busybox', tags: ['latest'], digest, configDigest: '', config: { entrypoint: [], cmd: ['sh'], env: [], workingDir: '', user: '', exposedPorts: [], labels: {}, stopSignal: '' }, layers: [], size: 0, pulledAt: 0 };
+}
+
+describe('VM pod planning', () => {
+  it('names the VM pod-NAME and sizes it from the pod memory limit', () => {
+    expect(vmPodName('web')).toBe('pod-web');
+    expect(vmPodMemoryMiB(spec())).toBe(512);
+    expect(vmPodMemoryMiB(spec({ limits: { memoryMax: 64 * MiB, pidsMax: null, cpuWeight: null } }))).toBe(512);
+    expect(vmPodMemoryMiB(spec({ limits: { memoryMax: 1024 * MiB, pidsMax: null, cpuWeight: null } }))).toBe(1408);
+    expect(() => vmPodMemoryMiB(spec({ limits: { memoryMax: 4096 * MiB, pidsMax: null, cpuWeight: null } }), 2048)).toThrow(/limits.memory_max: a VM-sandboxed pod needs a 4480 MiB VM for it, over vms.maxMemoryMiB 2048/);
+  });
+
+  it('gives the child the same pod in a cell with each image as its handed-over disk', () => {
+    const child = childPodSpec(spec(), { app: DIGEST });
+    expect(child).toEqual({ ...spec(), sandbox: 'cell', containers: [{ ...spec().containers[0], image: `aurae-disk:${DIGEST}` }] });
+    expect(() => childPodSpec(spec(), {})).toThrow(/container "app" has no image digest/);
+  });
+
+  it('attaches the rootfs disks read-only after the boot volume (vms childVmSpec)', () => {
+    const plan = { kernel: '/k', initrd: '/i', bootDisk: '/dev/vda', accel: 'tcg' as const, hostPort: 1, guestPort: 2, qmpSocket: '/q', payloadFile: '/p', payloadName: 'opt/aurae/payload' };
+    const vm = childVmSpec({ name: 'pod-web', memoryMiB: 512, cpus: 1, restart: 'never', disks: ['/d/a.ext4', '/d/b.ext4'] }, plan);
+    expect(vm.disks).toEqual([
+      { path: '/dev/vda', readOnly: true, format: 'raw' },
+      { path: '/d/a.ext4', readOnly: true, format: 'raw' },
+      { path: '/d/b.ext4', readOnly: true, format: 'raw' },
+    ]);
+    expect(childVmSpec({ name: 'web', memoryMiB: 512, cpus: 1, restart: 'never' }, plan).disks).toHaveLength(1);
+  });
+
+  it('disk references and ext4 labels', () => {
+    expect(diskImageRef(DIGEST)).toBe(`aurae-disk:${DIGEST}`);
+    expect(parseDiskImageRef(diskImageRef(DIGEST))).toBe(DIGEST);
+    expect(parseDiskImageRef('busybox')).toBeNull();
+    expect(parseDiskImageRef('aurae-disk:sha256:12')).toBeNull();
+    const sb = Buffer.alloc(1024);
+    expect(ext4Label(sb)).toBeNull();
+    sb.writeUInt16LE(0xef53, 0x38);
+    sb.write('aurae-1212121212', 0x78, 'latin1');
+    expect(ext4Label(sb)).toBe('aurae-1212121212');
+    expect(rootfsDiskLabel(DIGEST)).toBe('aurae-1212121212');
+  });
+
+  it('shows the child status under this node (its name, sandbox, spec, images) and the VM state', () => {
+    const entry = { spec: spec(), desiredRunning: true, images: { app: DIGEST }, createdAt: 5, creating: false };
+    const child: PodStatus = {
+      name: 'web',
+      sandbox: 'cell',
+      state: 'running',
+      containers: [{ name: 'app', image: `aurae-disk:${DIGEST}`, imageDigest: DIGEST, state: 'running', pid: 7, exit: null, restarts: 0 }],
+      createdAt: 9,
+      spec: childPodSpec(spec(), { app: DIGEST }),
+    };
+    const running = vmPodStatus(entry, child, 'running');
+    expect(running).toEqual({ name: 'web', sandbox: 'vm', state: 'running', createdAt: 5, spec: spec(), ip: null, containers: [{ name: 'app', image: 'busybox', imageDigest: DIGEST, state: 'running', pid: 7, exit: null, restarts: 0 }] });
+    expect(vmPodStatus({ ...entry, creating: true, images: {} }, null, null)).toMatchObject({ state: 'pending', containers: [{ state: 'pulling', imageDigest: '' }] });
+    expect(vmPodStatus(entry, null, 'starting').state).toBe('pending');
+    // Stopped here and the VM down: stopped, nothing running any more.
+    expect(vmPodStatus({ ...entry, desiredRunning: false }, child, 'stopped')).toMatchObject({ state: 'stopped', containers: [{ state: 'exited', pid: null }] });
+    // The VM died under a pod that should run.
+    expect(vmPodStatus(entry, child, 'crashed').state).toBe('failed');
+    expect(vmPodStatus(entry, { ...child, state: 'succeeded' }, 'running').state).toBe('succeeded');
+  });
+});
+
+class FakeVms implements PodVms {
+  vms = new Map<string, { state: Exclude<PodVmState, null>; disks: string[]; memoryMiB: number }>();
+  calls: string[] = [];
+  failSpawn: Error | null = null;
+  limits = { maxMemoryMiB: 2048, bootTimeoutMs: 1000 };
+  async spawn(r: { name: string; memoryMiB: number; disks: string[] }) {
+    this.calls.push(`spawn ${r.name} ${r.memoryMiB} ${r.disks.join(',')}`);
+    if (this.failSpawn) throw this.failSpawn;
+    this.vms.set(r.name, { state: 'running', disks: r.disks, memoryMiB: r.memoryMiB });
+  }
+  async start(name: string) {
+    this.calls.push(`start ${name}`);
+    this.vms.get(name)!.state = 'running';
+  }
+  async stop(name: string) {
+    this.calls.push(`stop ${name}`);
+    this.vms.get(name)!.state = 'stopped';
+  }
+  free(name: string) {
+    this.calls.push(`free ${name}`);
+    this.vms.delete(name);
+  }
+  state(name: string): PodVmState {
+    return this.vms.get(name)?.state ?? null;
+  }
+}
+
+class FakeAgent implements ChildPodAgent {
+  pods = new Map<string, PodStatus>();
+  calls: string[] = [];
+  failRun: Error | null = null;
+  async run(vm: string, s: PodSpec) {
+    this.calls.push(`run ${vm} ${s.containers.map((c) => c.image).join(',')}`);
+    if (this.failRun) throw this.failRun;
+    const status: PodStatus = { name: s.name, sandbox: 'cell', state: 'running', createdAt: 1, spec: s, containers: s.containers.map((c) => ({ name: c.name, image: c.image, imageDigest: DIGEST, state: 'running', pid: 42, exit: null, restarts: 0 })) };
+    this.pods.set(`${vm}/${s.name}`, status);
+    return status;
+  }
+  async inspect(vm: string, pod: string) {
+    this.calls.push(`inspect ${vm}`);
+    return this.pods.get(`${vm}/${pod}`) ?? null;
+  }
+  async stop(vm: string, pod: string, graceMs: number) {
+    this.calls.push(`stop ${vm} ${graceMs}`);
+    const s = this.pods.get(`${vm}/${pod}`)!;
+    const stopped: PodStatus = { ...s, state: 'stopped', containers: s.containers.map((c) => ({ ...c, state: 'exited', pid: null, exit: { code: 0, signal: null, oomKilled: false } })) };
+    this.pods.set(`${vm}/${pod}`, stopped);
+    return stopped;
+  }
+}
+
+function fakeImages() {
+  const held = new Map<string, string>();
+  const images: PodImages = {
+    get: (ref) => (ref === 'busybox' || ref === DIGEST ? record() : undefined),
+    pull: async () => record(),
+    lowerDirs: () => ['/snap'],
+    retain: (digest, holder) => void held.set(holder, digest),
+    release: (holder) => void held.delete(holder),
+  };
+  return { images, held };
+}
+
+function setup() {
+  const store = memoryPodStore();
+  const vms = new FakeVms();
+  const agent = new FakeAgent();
+  const { images, held } = fakeImages();
+  const built: string[] = [];
+  const make = () =>
+    createVmPodRuntime({
+      store,
+      images,
+      disks: { ensure: async (r) => (built.push(r.digest), { path: `/state/images/disks/${r.digest.slice(7)}.ext4` }) },
+      vms: () => vms,
+      agent,
+      log: silentLogger,
+      clock: () => 1000,
+      sleep: async () => undefined,
+    });
+  return { store, vms, agent, held, built, runtime: make(), make };
+}
+
+describe('VM pod runtime', () => {
+  it('runs: pulls, builds the disk, spawns pod-NAME with it, runs the pod in the child; status comes from the child', async () => {
+    const t = setup();
+    const status = await t.runtime.run(spec());
+    const disk = `/state/images/disks/${'12'.repeat(32)}.ext4`;
+    expect(t.vms.calls).toEqual([`spawn pod-web 512 ${disk}`]);
+    expect(t.agent.calls).toEqual([`run pod-web aurae-disk:${DIGEST}`]);
+    expect(status).toMatchObject({ name: 'web', sandbox: 'vm', state: 'running', containers: [{ name: 'app', image: 'busybox', imageDigest: DIGEST, state: 'running', pid: 42 }] });
+    expect(t.held.get('pod:web/app')).toBe(DIGEST);
+    expect(t.store.pods()).toEqual([{ spec: spec(), desiredRunning: true, images: { app: DIGEST }, createdAt: 1000 }]);
+    await expect(t.runtime.run(spec())).rejects.toThrow(/pod "web" already exists/);
+    // The child's pod ends: a refresh shows it.
+    t.agent.pods.set('pod-web/web', { ...t.agent.pods.get('pod-web/web')!, state: 'succeeded' });
+    await t.runtime.refresh('web');
+    expect(t.runtime.get('web')!.state).toBe('succeeded');
+  });
+
+  it('stop stops the pod in the child, then the VM; remove frees the VM and releases the images', async () => {
+    const t = setup();
+    await t.runtime.run(spec());
+    const stopped = await t.runtime.stop('web', 3000);
+    expect(t.agent.calls.at(-1)).toBe('stop pod-web 3000');
+    expect(t.vms.calls.at(-1)).toBe('stop pod-web');
+    expect(stopped).toMatchObject({ state: 'stopped', containers: [{ state: 'exited', exit: { code: 0 } }] });
+    expect(t.store.pods()[0]!.desiredRunning).toBe(false);
+    await t.runtime.remove('web', { force: false });
+    expect(t.vms.calls.at(-1)).toBe('free pod-web');
+    expect(t.held.size).toBe(0);
+    expect(t.store.pods()).toEqual([]);
+    expect(t.runtime.get('web')).toBeUndefined();
+  });
+
+  it('refuses to remove a running pod without force; with force the VM goes down and is freed', async () => {
+    const t = setup();
+    await t.runtime.run(spec());
+    await expect(t.runtime.remove('web', { force: false })).rejects.toThrow(/pod "web" has running containers \(app\): stop it first/);
+    await t.runtime.remove('web', { force: true });
+    expect(t.vms.calls.slice(-2)).toEqual(['stop pod-web', 'free pod-web']);
+  });
+
+  it('undoes a run whose child refused the pod: VM stopped and freed, row deleted, images released', async () => {
+    const t = setup();
+    t.agent.failRun = new AuraeError('FAILED_PRECONDITION', 'crun failed');
+    await expect(t.runtime.run(spec())).rejects.toThrow('crun failed');
+    expect(t.vms.calls.slice(-2)).toEqual(['stop pod-web', 'free pod-web']);
+    expect(t.store.pods()).toEqual([]);
+    expect(t.held.size).toBe(0);
+    expect(t.runtime.list()).toEqual([]);
+  });
+
+  it('refuses a pod whose memory limit needs a VM over vms.maxMemoryMiB before pulling anything', async () => {
+    const t = setup();
+    await expect(t.runtime.run(spec({ limits: { memoryMax: 4096 * MiB, pidsMax: null, cpuWeight: null } }))).rejects.toThrow(/over vms.maxMemoryMiB 2048/);
+    expect(t.vms.calls).toEqual([]);
+    expect(t.held.size).toBe(0);
+  });
+
+  it('reconcile after an auraed restart: the VM is booted again (or spawned anew) and the pod run in it', async () => {
+    const t = setup();
+    await t.runtime.run(spec());
+    // A new auraed: the VM's QEMU is gone (VmRuntime restored it as stopped); the child knows no pod.
+    t.vms.vms.get('pod-web')!.state = 'stopped';
+    t.agent.pods.clear();
+    const next = t.make();
+    await next.reconcile();
+    expect(t.vms.calls.at(-1)).toBe('start pod-web');
+    expect(t.agent.calls.at(-1)).toBe(`run pod-web aurae-disk:${DIGEST}`);
+    expect(next.get('web')!.state).toBe('running');
+    // VmRuntime is booting it itself (a start is refused as busy, then it runs): the pod agent waits for it.
+    t.vms.vms.get('pod-web')!.state = 'stopped';
+    t.agent.pods.clear();
+    let refusals = 0;
+    const realStart = t.vms.start.bind(t.vms);
+    t.vms.start = async (name: string) => {
+      if (refusals++ < 2) {
+        if (refusals === 2) t.vms.vms.get(name)!.state = 'running';
+        throw new AuraeError('FAILED_PRECONDITION', `vm "${name}" is stopped: stop it first`);
+      }
+      return realStart(name);
+    };
+    await t.make().reconcile();
+    expect(refusals).toBe(2);
+    expect(t.agent.calls.at(-1)).toBe(`run pod-web aurae-disk:${DIGEST}`);
+    t.vms.start = realStart;
+    // The VM was freed meanwhile: spawned again with the disk.
+    t.vms.vms.delete('pod-web');
+    t.agent.pods.clear();
+    await t.make().reconcile();
+    expect(t.vms.calls.at(-1)).toMatch(/^spawn pod-web 512 /);
+  });
+
+  it('dispatches by sandbox; the cell runtime does not see VM pod rows', async () => {
+    const t = setup();
+    const cellCalls: string[] = [];
+    const cell = {
+      run: async (s: PodSpec) => (cellCalls.push(`run ${s.name}`), { name: s.name } as PodStatus),
+      list: () => [],
+      get: () => undefined,
+      stop: async () => ({}) as PodStatus,
+      remove: async () => undefined,
+      reconcile: async () => void cellCalls.push('reconcile'),
+      execTarget: () => ({}) as ReturnType<PodRuntime['execTarget']>,
+    } satisfies PodRuntime;
+    const both = sandboxedPodRuntime(cell, t.runtime);
+    await both.run(spec({ name: 'inside', sandbox: 'vm' }));
+    await both.run(spec({ name: 'beside', sandbox: 'cell' }));
+    expect(cellCalls).toEqual(['run beside']);
+    expect(both.get('inside')?.sandbox).toBe('vm');
+    await expect(both.run(spec({ name: 'inside', sandbox: 'cell' }))).rejects.toThrow(/pod "inside" already exists/);
+    expect(() => both.execTarget('inside', 'app')).toThrow(/runs in a VM sandbox/);
+    expect(cellPodStore(t.store).pods()).toEqual([]);
+  });
+});
+
+describe('the child status on the wire', () => {
+  it('maps the child PodStatus to the runtime one (pids, exits, the spec given)', () => {
+    const s = podStatusFromProto(
+      {
+        name: 'web',
+        sandbox: 'cell',
+        state: 'failed',
+        createdAt: 7n,
+        ip: '10.88.0.2',
+        containers: [
+          { name: 'app', image: `aurae-disk:${DIGEST}`, imageDigest: DIGEST, state: 'exited', pid: 0, exit: { code: 3, oomKilled: false }, restarts: 1 },
+          { name: 'side', image: `aurae-disk:${DIGEST}`, imageDigest: DIGEST, state: 'running', pid: 9, exit: undefined, restarts: 0 },
+        ],
+      },
+      spec(),
+    );
+    expect(s).toEqual({
+      name: 'web',
+      sandbox: 'cell',
+      state: 'failed',
+      createdAt: 7,
+      spec: spec(),
+      containers: [
+        { name: 'app', image: `aurae-disk:${DIGEST}`, imageDigest: DIGEST, state: 'exited', pid: null, exit: { code: 3, signal: null, oomKilled: false }, restarts: 1 },
+        { name: 'side', image: `aurae-disk:${DIGEST}`, imageDigest: DIGEST, state: 'running', pid: 9, exit: null, restarts: 0 },
+      ],
+    });
+  });
+});
+
+describe('disk images in the child', () => {
+  const label = rootfsDiskLabel(DIGEST);
+  const superblock = (l: string) => {
+    const sb = Buffer.alloc(1024);
+    sb.writeUInt16LE(0xef53, 0x38);
+    sb.write(l, 0x78, 'latin1');
+    return sb;
+  };
+  function host(meta: unknown): DiskHost & { mounted: string[] } {
+    const mounted: string[] = [];
+    return {
+      mounted,
+      devices: () => ['vda', 'vdb'],
+      superblock: (name) => (name === 'vdb' ? superblock(label) : superblock('AURAE_BOOT')),
+      isMounted: (target) => mounted.some((m) => m.endsWith(` ${target}`)),
+      mountReadOnly: (name, target) => void mounted.push(`${name} ${target}`),
+      readFile: () => JSON.stringify(meta),
+    };
+  }
+  const base = fakeImages().images;
+
+  it('finds the disk by label, mounts it once, and gives its rootfs as the only lower dir', async () => {
+    const h = host({ digest: DIGEST, name: 'docker.io/library/busybox', config: record().config });
+    const images = withDiskImages(base, h, '/run/disks');
+    const r = images.get(diskImageRef(DIGEST))!;
+    expect(r).toMatchObject({ digest: DIGEST, name: 'docker.io/library/busybox', config: record().config });
+    expect(await images.pull(diskImageRef(DIGEST))).toBe(r);
+    expect(images.get(DIGEST)).toBe(r);
+    expect(h.mounted).toEqual([`vdb /run/disks/${label}`]);
+    expect(images.lowerDirs(r)).toEqual([`/run/disks/${label}/rootfs`]);
+    images.retain(DIGEST, 'pod:web/app'); // no-op for disks: nothing thrown
+    expect(images.get('busybox')).toEqual(record());
+  });
+
+  it('refuses a disk that is missing or holds another image', () => {
+    const other = withDiskImages(base, host({ digest: `sha256:${'34'.repeat(32)}`, name: 'x', config: record().config }), '/run/disks');
+    expect(() => other.get(diskImageRef(DIGEST))).toThrow(/holds image sha256:3434.*, not sha256:1212.*: the parent attached the wrong disk/);
+    const none = withDiskImages(base, host({}), '/run/disks');
+    expect(() => none.get(diskImageRef(`sha256:${'56'.repeat(32)}`))).toThrow(/no disk labelled aurae-5656565656 is attached/);
+  });
+});
