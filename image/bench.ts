@@ -1,7 +1,8 @@
 // `npm run bench` (not a test): boot → API ready for the Node image versus a busybox /init baseline on the SAME
 // kernel in the same run, where that boot time goes (the phase durations init and auraed print on the console),
 // image sizes, and memory (PSS and RSS) of init + auraed after boot. Writes BENCHMARKS.md.
-// `npm run bench -- --only pods` runs only the pods part (image/bench/pods.ts) and rewrites its section in place.
+// `npm run bench -- --only pods` runs only the pods part (image/bench/pods.ts) and rewrites its section in place;
+// `--only cri` the same for the CRI part (image/bench/cri.ts; `--churn-seconds N` shortens its churn loops from 60 s).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,6 +12,7 @@ import { READY_LINE } from '../supervisor/ipc';
 import { detectAccel, freeLoopbackPort, launchVm, type VmSpec } from '../supervisor/vms';
 import { buildBaselineInitramfs } from './baseline';
 import { benchApi, type ApiBenchResult } from './bench/api';
+import { benchCri, criSection, replaceCriSection } from './bench/cri';
 import { bootTimeline, phaseRows, timelineSummary, type BootTimeline } from './bench/boot-phases';
 import { benchExecStart, type ExecBenchResult } from './bench/exec';
 import { benchNested } from './bench/nested';
@@ -22,7 +24,7 @@ import { assembleInitramfs, buildImage, REPO_ROOT, type BuiltImage } from './bui
 
 const RUNS = Number(process.env.AURAE_BENCH_RUNS ?? 3);
 /** Parts that run alone with `--only NAME`. */
-const ALONE = ['pods'] as const;
+const ALONE = ['pods', 'cri'] as const;
 const say = (line: string) => console.error(`[bench] ${line}`);
 
 /** `identity`: the node's identity document, handed over fw_cfg (the image holds no key; init/identity). */
@@ -139,6 +141,17 @@ async function main(): Promise<void> {
   const benchDir = path.join(REPO_ROOT, 'out', 'bench');
   fs.mkdirSync(benchDir, { recursive: true });
   const today = new Date().toISOString().slice(0, 10);
+  const churnAt = process.argv.indexOf('--churn-seconds');
+  const churnSeconds = churnAt >= 0 ? Number(process.argv[churnAt + 1]) : 60;
+  if (!(churnSeconds > 0)) throw new Error(`--churn-seconds: "${process.argv[churnAt + 1] ?? ''}" is not a positive number of seconds`);
+  if (only === 'cri') {
+    const cri = await benchCri(image, say, { churnSeconds });
+    const file = path.join(REPO_ROOT, 'BENCHMARKS.md');
+    const section = criSection(cri, `by \`npm run bench -- --only cri\` on ${today} (${os.cpus().length} CPUs, QEMU ${detectAccel().toUpperCase()})`);
+    fs.writeFileSync(file, replaceCriSection(fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n', section));
+    console.log(section.join('\n'));
+    return;
+  }
   if (only === 'pods') {
     const pods = await benchPods(image, benchDir, say);
     const file = path.join(REPO_ROOT, 'BENCHMARKS.md');
@@ -178,6 +191,7 @@ async function main(): Promise<void> {
   const nested = await benchNested(image, say);
   const uefi = await benchUefi(image, say, RUNS);
   const pods = await benchPods(image, benchDir, say);
+  const cri = await benchCri(image, say, { churnSeconds });
   const api: ApiBenchResult = await benchApi({ node: runtime.node, bundleDir: path.dirname(runtime.bundles['auraed.cjs']), sqliteAddon: runtime.sqliteAddon, log: say });
 
   const base = mean(results[0]!.samples.map((s) => s.readyLine));
@@ -283,6 +297,8 @@ async function main(): Promise<void> {
     `Start ÷ raw spawn: **${(exec.startMedianMs / exec.rawSpawnMedianMs).toFixed(2)}×**; without the RPC round trip: **${((exec.startMedianMs - exec.rpcMedianMs) / exec.rawSpawnMedianMs).toFixed(2)}×** (target ≤ 2×).`,
     '',
     ...podsSection(pods, `in the same run (${today})`),
+    '',
+    ...criSection(cri, `in the same run (${today})`),
     '',
   ];
   const notesFile = path.join(REPO_ROOT, 'image', 'bench-notes.md');

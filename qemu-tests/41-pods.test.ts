@@ -5,35 +5,50 @@
 // code in the status, and its life in the events (image_pulled, container_created, container_started with the
 // container's pid, container_exited with the code); a long-running pod is stopped with grace (SIGTERM honoured;
 // ignored → killed after the grace; an image's StopSignal, SIGQUIT, sent instead of SIGTERM); an OOM kill inside a container is reported; a pod survives an auraed SIGKILL (restarted by the reconcile, in a sandbox that was kept); removing pods
-// frees their cells, unmounts their root filesystems and releases the image. A second node, with a state disk,
-// reboots with a pod running and gets it back.
+// frees their cells, unmounts their root filesystems and releases the image; a registry serving a layer whose
+// digest is wrong (its copy flipped on the host) is refused with nothing stored; a pod whose image has a layer
+// writing ../../etc/passwd is refused, nothing written anywhere. A second node, with a state disk, pulls through a
+// loopback proxy that holds the busybox layer half-way (fixture/registry-proxy.ts), loses its power (QEMU killed)
+// mid-pull, boots again with no half image listed, and pulls again fetching only the held layer's missing bytes
+// (Range from the partial on the state disk); then it reboots with a pod running and gets it back.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { AuraeClient, ObservedEvent, PodInfo } from '../aer/sdk';
-import { buildTestImages, startTestRegistry, testImagesDir, type TestRegistry } from '../supervisor/images/test-registry';
+import { buildTestImages, readLayoutImage, startTestRegistry, testImagesDir, type TestImages, type TestRegistry } from '../supervisor/images/test-registry';
 import { type BootOptions, bootNode, createStateDisk, eventually, type BootedNode } from './fixture/node';
+import { type RegistryProxy, startRegistryProxy } from './fixture/registry-proxy';
 import { GUEST_REGISTRY, GUEST_REGISTRY_HOST, withGuestRegistry } from '../image/lib/guest-registry';
 
 const REGISTRY = GUEST_REGISTRY_HOST;
 const IMAGE = `${REGISTRY}/busybox:latest`;
 /** StopSignal SIGQUIT; its entrypoint ignores SIGTERM and exits 0 on SIGQUIT (test-registry.ts). */
 const STOPSIGNAL_IMAGE = `${REGISTRY}/stopsignal:latest`;
+/** The fixture's whiteout image (busybox + two small layers); in 41's first registry its top layer is corrupt. */
+const CORRUPT_IMAGE = `${REGISTRY}/corrupt:latest`;
+/** busybox + a layer whose one entry is ../../etc/passwd. */
+const EVIL_IMAGE = `${REGISTRY}/evil:latest`;
+/** The fixture's whiteout image, pulled through the proxy in the power-cut test. */
+const WHITEOUT_IMAGE = `${REGISTRY}/whiteout:latest`;
+/** Where auraed keeps images: <state.dir>/images (blobs/sha256, ingest, snapshots). */
+const IMAGES_DIR = '/var/lib/aurae/images';
+const hexOf = (digest: string) => digest.replace(/^sha256:/, '');
 
-/** The host registry with the busybox test image as busybox:latest. */
-async function registryWithBusybox(): Promise<TestRegistry> {
+/** The host registry with the busybox test image as busybox:latest (and `more` images of the fixture, tag → name). */
+async function registryWithBusybox(more: Partial<Record<keyof TestImages['tags'], string>> = {}): Promise<TestRegistry> {
   const images = await buildTestImages(testImagesDir());
   const registry = await startTestRegistry();
   await registry.push(images.layout, images.tags.base, 'busybox:latest');
   await registry.push(images.layout, images.tags.stopsignal, 'stopsignal:latest');
+  for (const [tag, dest] of Object.entries(more)) await registry.push(images.layout, tag, dest);
   return registry;
 }
 
-/** Boot options for a node that pulls from the host registry as 10.0.2.100:5000 (plain HTTP, marked insecure). */
-function reachingRegistry(registry: TestRegistry): Pick<BootOptions, 'guestForwards' | 'nodeConfig'> {
+/** Boot options for a node that pulls from host port `hostPort` as 10.0.2.100:5000 (plain HTTP, marked insecure). */
+function reachingRegistry(hostPort: number): Pick<BootOptions, 'guestForwards' | 'nodeConfig'> {
   return {
-    guestForwards: [{ guestAddress: GUEST_REGISTRY.address, guestPort: GUEST_REGISTRY.port, hostPort: registry.port }],
+    guestForwards: [{ guestAddress: GUEST_REGISTRY.address, guestPort: GUEST_REGISTRY.port, hostPort }],
     nodeConfig: withGuestRegistry,
   };
 }
@@ -62,9 +77,17 @@ describe('41 pods', () => {
   const client = () => (sdk ??= booted().client());
   const image = IMAGE;
 
+  let corrupt: Awaited<ReturnType<typeof readLayoutImage>> | null = null;
+  let evil: Awaited<ReturnType<typeof readLayoutImage>> | null = null;
+
   beforeAll(async () => {
-    registry = await registryWithBusybox();
-    node = await bootNode({ name: '41-pods', ...reachingRegistry(registry) });
+    const images = await buildTestImages(testImagesDir());
+    registry = await registryWithBusybox({ whiteout: 'corrupt:latest', evil: 'evil:latest' });
+    corrupt = await readLayoutImage(images.layout, images.tags.whiteout);
+    evil = await readLayoutImage(images.layout, images.tags.evil);
+    // The top layer (/data made opaque) is this image's own: the registry now serves other bytes of the same size.
+    await registry.corruptBlob(corrupt.layers.at(-1)!.digest);
+    node = await bootNode({ name: '41-pods', ...reachingRegistry(registry.port) });
   }, 600_000);
   afterEach((ctx) => {
     if (ctx.task.result?.state === 'fail' && node) console.error(`--- console of 41-pods (full log: ${node.consoleLog}) ---\n${node.vm.tail(60)}`);
@@ -210,6 +233,36 @@ describe('41 pods', () => {
     expect(ups[1]!.split('net=')[1]).toBe(ups[0]!.split('net=')[1]);
   });
 
+  it('a registry answering with a wrong digest is refused: FAILED_PRECONDITION, nothing of it stored, no image', async () => {
+    const bad = corrupt!.layers.at(-1)!;
+    const err = await client().images.pull(CORRUPT_IMAGE).then(() => null, (e: Error) => e);
+    expect(err).toMatchObject({ code: 'FAILED_PRECONDITION' });
+    expect(err!.message).toMatch(new RegExp(`blob ${bad.digest}: the registry served content whose digest is sha256:[0-9a-f]{64}: refusing it \\(nothing stored\\)`));
+    expect((await client().images.list()).map((i) => i.name)).not.toContain(`${REGISTRY}/corrupt`);
+    await expect(client().images.inspect(CORRUPT_IMAGE)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    // Neither the blob nor a partial download of it, nor a snapshot of its layer.
+    expect((await sh(`ls -A ${IMAGES_DIR}/blobs/sha256 ${IMAGES_DIR}/ingest | grep -c ${hexOf(bad.digest)} || true`)).trim()).toBe('0');
+    expect((await sh(`ls -A ${IMAGES_DIR}/snapshots/${hexOf(bad.diffId)} 2>/dev/null || true`)).trim()).toBe('');
+  });
+
+  it('a pod whose image has a layer writing ../../etc/passwd is refused: INVALID_ARGUMENT, nothing written, no pod, no image', async () => {
+    const passwd = await sh('cat /etc/passwd');
+    const err = await client()
+      .pods.run({ name: 'evil', containers: [{ name: 'app', image: EVIL_IMAGE, command: ['/bin/true'] }] })
+      .then(() => null, (e: Error) => e);
+    expect(err).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(err!.message).toContain('../../etc/passwd');
+    await expect(client().pods.inspect('evil')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect((await client().images.list()).map((i) => i.name)).not.toContain(`${REGISTRY}/evil`);
+    // The hostile layer has no snapshot (not even a temp dir of the unpack); the node's files are untouched and
+    // its line ("evil::0:0:…") is nowhere on the node's /etc or state.
+    expect((await sh(`ls -A ${IMAGES_DIR}/snapshots/${hexOf(evil!.layers.at(-1)!.diffId)} 2>/dev/null || true`)).trim()).toBe('');
+    expect(await sh('cat /etc/passwd')).toBe(passwd);
+    // (The pods' root filesystems, overlays of the snapshots, are skipped: what they show is checked above.)
+    const planted = await sh("find /etc /var/lib/aurae /run/aurae -path /var/lib/aurae/pods -prune -o -type f -exec grep -l '^evil::0:0' {} + 2>/dev/null || true");
+    expect(planted.trim()).toBe('');
+  });
+
   it('remove frees the cells, unmounts the root filesystems and releases the image', async () => {
     await expect(client().pods.remove('survivor')).rejects.toMatchObject({ code: 'FAILED_PRECONDITION' });
     // Retained by the pods that use it.
@@ -228,18 +281,23 @@ describe('41 pods', () => {
 
 describe('41 pods across a reboot with a state disk', () => {
   let registry: TestRegistry | null = null;
+  let proxy: RegistryProxy | null = null;
   let node: BootedNode | null = null;
   let sdk: AuraeClient | null = null;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-41-state-'));
+  const disk = createStateDisk(dir, 256);
   const booted = () => {
     if (!node) throw new Error('the node did not boot (see the beforeAll error)');
     return node;
   };
   const client = () => (sdk ??= booted().client());
+  const sh = async (command: string) => (await booted().shell()).ok(command);
 
   beforeAll(async () => {
-    registry = await registryWithBusybox();
-    node = await bootNode({ name: '41-pods-reboot', disks: [createStateDisk(dir, 256)], noReboot: false, ...reachingRegistry(registry) });
+    registry = await registryWithBusybox({ whiteout: 'whiteout:latest' });
+    // The guest reaches the registry through a proxy that can hold a blob mid-way.
+    proxy = await startRegistryProxy(registry.port);
+    node = await bootNode({ name: '41-pods-reboot', disks: [disk], noReboot: false, ...reachingRegistry(proxy.port) });
   }, 600_000);
   afterEach((ctx) => {
     if (ctx.task.result?.state === 'fail' && node) console.error(`--- console of 41-pods-reboot (full log: ${node.consoleLog}) ---\n${node.vm.tail(60)}`);
@@ -247,9 +305,70 @@ describe('41 pods across a reboot with a state disk', () => {
   afterAll(async () => {
     sdk?.close();
     await node?.stop();
+    await proxy?.stop();
     await registry?.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   });
+
+  it('a pull cut by a power cut leaves no half image; pulled again, it completes, fetching only the bytes it lacked', async () => {
+    const images = await buildTestImages(testImagesDir());
+    const wanted = await readLayoutImage(images.layout, images.tags.whiteout);
+    // Bottom first: the busybox layer (the big one), then the whiteout and the opaque layers (a few hundred bytes).
+    const [big, ...small] = wanted.layers;
+    const half = Math.floor(big!.size / 2);
+    let reached = false;
+    void proxy!.holdBlob(big!.digest, half).then(() => (reached = true));
+    const first = client().images.pull(WHITEOUT_IMAGE).then(() => null, (e: Error) => e);
+    await eventually(async () => reached, 120_000, `the proxy to send ${half} of the busybox layer's ${big!.size} bytes`);
+    // On the state disk: the complete blobs (manifest, config, the small layers) and the partial, exactly as long
+    // as what was sent.
+    const complete = [wanted.digest, wanted.config.digest, ...small.map((l) => l.digest)].map(hexOf);
+    const partial = `${hexOf(big!.digest)}.partial`;
+    const storeState = () => sh(`cd ${IMAGES_DIR} && ls blobs/sha256 && (cd ingest && stat -c '%n %s' * 2>/dev/null || true)`);
+    await eventually(async () => {
+      const out = await storeState();
+      return complete.every((hex) => out.includes(hex)) && out.includes(`${partial} ${half}`);
+    }, 60_000, 'the complete blobs and the partial download in the store');
+    // What the kernel's writeback does within 30 s anyway: the partial's bytes on the disk (complete blobs were
+    // fsynced before their rename). Then the power cut: QEMU killed, no shutdown of any kind.
+    await sh('sync');
+    const vm = booted().vm;
+    vm.process.kill('SIGKILL');
+    await vm.exited;
+    expect(await first).toBeInstanceOf(Error);
+    proxy!.release();
+    sdk?.close();
+    sdk = null;
+    await booted().stop();
+    node = null;
+
+    const mark = proxy!.requests.length;
+    node = await bootNode({ name: '41-pods-reboot-after-power-cut', disks: [disk], noReboot: false, ...reachingRegistry(proxy!.port) });
+    // No half image: not listed, not inspectable. The pieces are still there for the next pull.
+    expect((await client().images.list()).map((i) => i.name)).not.toContain(`${REGISTRY}/whiteout`);
+    await expect(client().images.inspect(WHITEOUT_IMAGE)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    const kept = await storeState();
+    for (const hex of complete) expect(kept).toContain(hex);
+    expect(kept).toContain(`${partial} ${half}`);
+
+    const progress: string[] = [];
+    const image = await client().images.pull(WHITEOUT_IMAGE, { onProgress: (p) => progress.push(`${p.layer} ${p.state}`) });
+    expect(image.digest).toBe(wanted.digest);
+    expect(image.layers.map((l) => l.digest)).toEqual(wanted.layers.map((l) => l.digest));
+    // The registry saw one blob request: the busybox layer from where the partial ended. The config and the small
+    // layers were not fetched again.
+    expect(proxy!.blobGets(mark).map((r) => ({ blob: r.path.split('/blobs/')[1], range: r.range, status: r.status, sent: r.sent }))).toEqual([
+      { blob: big!.digest, range: `bytes=${half}-`, status: 206, sent: big!.size - half },
+    ]);
+    expect(progress).toContain(`${big!.digest} done`);
+    expect((await sh(`ls -A ${IMAGES_DIR}/ingest`)).trim()).toBe('');
+    expect((await sh(`stat -c %s ${IMAGES_DIR}/blobs/sha256/${hexOf(big!.digest)}`)).trim()).toBe(String(big!.size));
+    // And it runs: busybox from the resumed layer, /etc/motd whited out, /data opaque with only c.
+    await client().pods.run({ name: 'resumed', containers: [{ name: 'app', image: WHITEOUT_IMAGE, command: ['/bin/sh', '-c', 'echo "data=$(ls /data) motd=$(cat /etc/motd 2>/dev/null || echo none)"'] }] });
+    await eventually(async () => (await podLogs(client(), 'resumed', 'app')).includes('data=c motd=none'), 60_000, 'the pod of the resumed image to print');
+    await client().pods.remove('resumed', { force: true });
+    await client().images.remove(WHITEOUT_IMAGE);
+  }, 600_000);
 
   it('a pod that should run comes back after the reboot: remounted, re-pinned, restarted; the same pod', async () => {
     await client().pods.run({

@@ -4,6 +4,8 @@
 // child's auraed runs the pod in a cell there. The container's /proc shows the child's kernel command line and
 // memory, not the node's; its logs come back through the node (routed to the child); stop ends the pod and
 // the VM (QEMU exits); remove frees the VM; after an auraed SIGKILL the VM boots again and the pod runs in it.
+// Exec into the VM pod's container works through the node (relayed to the child's PodService/Exec) and routed to
+// the child node (the router relays the bidi stream): stdout, stderr, stdin and the exit code.
 // Also prints cell vs VM pod start times (Run → first log line), cold and warm.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type AuraeClient, connect } from '../aer/sdk';
@@ -60,7 +62,7 @@ describe('44 VM-sandboxed pod', () => {
     await registry?.stop();
   });
 
-  it('runs a busybox pod inside a child VM: /proc is the child\'s, logs come back through the node, stop frees the VM', async () => {
+  it('runs a busybox pod inside a child VM: /proc is the child\'s, logs and exec go through the node, stop frees the VM', async () => {
     // A cell pod first (pulls the image): the start time to compare with.
     let t = Date.now();
     await client().pods.run({ name: 'beside', containers: [{ name: 'app', image: IMAGE, command: ['/bin/sh', '-c', 'echo ready'] }] });
@@ -104,6 +106,23 @@ describe('44 VM-sandboxed pod', () => {
       }, CALL_MS, 'the VM pod to be running');
       expect(inspected.containers[0]).toMatchObject({ name: 'app', state: 'running', image: IMAGE });
       expect((await client().pods.list()).map((p) => `${p.name}:${p.sandbox}`)).toEqual(['beside:cell', 'inside:vm']);
+
+      // Exec into the VM pod's container through the node: the node relays it to the child's PodService/Exec.
+      // The process runs in the child (its memory, not the node's); stdout, stderr, stdin and the exit code pass.
+      const ran = await client().pods.exec('inside', ['/bin/sh', '-c', 'echo "out mem=$(grep MemTotal /proc/meminfo | tr -s " " | cut -d" " -f2)"; echo err >&2; exit 7']);
+      expect(ran.code).toBe(7);
+      expect(ran.stderr.toString()).toBe('err\n');
+      const execMem = Number(/^out mem=(\d+)\n$/.exec(ran.stdout.toString())?.[1]);
+      expect(execMem).toBeGreaterThan(300_000);
+      expect(execMem).toBeLessThan(600_000);
+      const echoed = await client().pods.exec('inside', ['/bin/cat'], { container: 'app', stdin: 'hello through the node\n' });
+      expect({ code: echoed.code, stdout: echoed.stdout.toString() }).toEqual({ code: 0, stdout: 'hello through the node\n' });
+      // aer pod exec on the node: its exit status is the process's.
+      const cliExec = await aer(booted(), ['pod', 'exec', 'inside', '--', '/bin/sh', '-c', 'echo via-aer; exit 3'], CALL_MS);
+      expect({ code: cliExec.code, stdout: cliExec.stdout }).toEqual({ code: 3, stdout: 'via-aer\n' });
+      // Exec routed to the child node itself (aurae-node: the child): the node's router relays the bidi stream.
+      const routedExec = await child.pods.exec('inside', ['/bin/sh', '-c', 'read line; echo "child got $line"; exit 5'], { stdin: 'hi\n' });
+      expect({ code: routedExec.code, stdout: routedExec.stdout.toString() }).toEqual({ code: 5, stdout: 'child got hi\n' });
     } finally {
       child.close();
     }
@@ -135,7 +154,7 @@ describe('44 VM-sandboxed pod', () => {
     }
     console.log(`warm pod start → first log line: cell ${cellWarmMs} ms, vm ${Date.now() - t} ms (Run returned after ${warmRunMs} ms)`);
     await client().pods.remove('beside2', { force: true });
-  }, 3 * CALL_MS + 3 * VM_POD_MS + 120_000);
+  }, 5 * CALL_MS + 3 * VM_POD_MS + 120_000);
 
   it('a VM pod survives an auraed SIGKILL: its VM boots again and the pod runs in it anew; remove frees it', async () => {
     const before = await client().pods.inspect('inside2');

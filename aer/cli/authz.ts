@@ -11,6 +11,8 @@ const collect = (value: string, previous: string[]): string[] => [...previous, v
 interface ScopeOptions {
   cell: string[];
   vm: string[];
+  /** Optional: callers written before pod scopes leave it out. */
+  pod?: string[];
   onNode: string[];
   uid: string[];
   gid: string[];
@@ -21,6 +23,7 @@ export function scopeFromOptions(o: ScopeOptions): AuthzScope | undefined {
   const scope: AuthzScope = {};
   if (o.cell.length) scope.cells = o.cell;
   if (o.vm.length) scope.vms = o.vm;
+  if (o.pod?.length) scope.pods = o.pod;
   if (o.onNode.length) scope.nodes = o.onNode;
   if (o.uid.length) scope.uids = o.uid;
   if (o.gid.length) scope.gids = o.gid;
@@ -29,7 +32,7 @@ export function scopeFromOptions(o: ScopeOptions): AuthzScope | undefined {
 
 /** The scope as the flags that give it, e.g. "--cell 'nova/*' --uid 1000-1999"; "" for none. */
 export function formatScope(scope: AuthzScope | undefined): string {
-  const flags: Array<[keyof AuthzScope, string]> = [['cells', '--cell'], ['vms', '--vm'], ['nodes', '--on-node'], ['uids', '--uid'], ['gids', '--gid']];
+  const flags: Array<[keyof AuthzScope, string]> = [['cells', '--cell'], ['vms', '--vm'], ['pods', '--pod'], ['nodes', '--on-node'], ['uids', '--uid'], ['gids', '--gid']];
   const word = (w: string) => (/^[A-Za-z0-9._/:@=+-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`);
   return flags.flatMap(([field, flag]) => (scope?.[field] ?? []).map((v) => `${flag} ${word(v)}`)).join(' ');
 }
@@ -62,6 +65,7 @@ export function registerAuthzCommands(program: Command, withClient: WithClient, 
       .argument('<method>', 'method pattern, e.g. aurae.node.v0.NodeService/Reboot (quote patterns with *)')
       .option('--cell <pattern>', 'only cells: "nova" (nova and below), "nova/*" (only below nova), "*"; repeatable', collect, [])
       .option('--vm <pattern>', 'only child VMs: a name "web", a prefix "nova-*", "*"; repeatable', collect, [])
+      .option('--pod <pattern>', 'only pods (with their cells, logs, events): a name "web", a prefix "nova-*", "*"; repeatable', collect, [])
       .option('--on-node <pattern>', 'only on nodes of the tree: "aurae/web" (that node and below), "aurae/*"; repeatable', collect, [])
       .option('--uid <range>', `user ids executables may run as, "1000" or "1000-1999" (default: any but root); repeatable`, collect, [])
       .option('--gid <range>', 'group ids executables may run as (default: the --uid ranges, else any but root); repeatable', collect, [])
@@ -84,6 +88,7 @@ export function registerAuthzCommands(program: Command, withClient: WithClient, 
     .argument('[method]', 'the pattern to revoke (both allow and deny); default: every API rule of the identity')
     .option('--cell <pattern>', 'only the rules with exactly this scope (as allow/deny gave it); repeatable', collect, [])
     .option('--vm <pattern>', 'as --cell, for the VM scope; repeatable', collect, [])
+    .option('--pod <pattern>', 'as --cell, for the pod scope; repeatable', collect, [])
     .option('--on-node <pattern>', 'as --cell, for the node scope; repeatable', collect, [])
     .option('--uid <range>', 'as --cell, for the uid scope; repeatable', collect, [])
     .option('--gid <range>', 'as --cell, for the gid scope; repeatable', collect, [])

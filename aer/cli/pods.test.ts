@@ -218,7 +218,8 @@ describe('aer pod list|inspect|stop|rm|logs', () => {
 
   it('formats the table and the details', () => {
     const pod = info({ name: 'web', containers: [{ name: 'app', image: 'busybox', args: ['sh'] }], env: { key: 'value' }, expose: [80], publish: [{ nodePort: 8080, podPort: 80, protocol: 'tcp' }] });
-    expect(formatPodTable([pod], NOW).split('\n')).toEqual(['NAME  STATE    READY  IMAGES   AGE', 'web   running  1/1    busybox  1m 5s']);
+    expect(formatPodTable([pod], NOW).split('\n')).toEqual(['NAME  STATE    READY  IP         IMAGES   AGE', 'web   running  1/1    10.88.0.2  busybox  1m 5s']);
+    expect(formatPodTable([{ ...pod, ip: null }], NOW).split('\n')[1]).toBe('web   running  1/1    -   busybox  1m 5s');
     expect(formatPodTable([], NOW)).toBe('no pods');
     const text = formatPod(pod);
     expect(text).toContain('expose    80');

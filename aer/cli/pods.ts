@@ -132,11 +132,12 @@ function formatContainerState(c: PodInfo['containers'][number]): string {
 export function formatPodTable(pods: PodInfo[], now: number): string {
   if (pods.length === 0) return 'no pods';
   const rows = [
-    ['NAME', 'STATE', 'READY', 'IMAGES', 'AGE'],
+    ['NAME', 'STATE', 'READY', 'IP', 'IMAGES', 'AGE'],
     ...pods.map((p) => [
       p.name,
       p.state,
       `${p.containers.filter((c) => c.state === 'running').length}/${p.containers.length}`,
+      p.ip || '-',
       [...new Set(p.containers.map((c) => c.image))].join(','),
       formatDuration((now - p.createdAt) / 1000),
     ]),

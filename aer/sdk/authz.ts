@@ -18,6 +18,7 @@ export type AuthzRuleSource = 'config' | 'api' | 'parent';
 /**
  * The resources a rule applies to; absent or empty lists: every resource.
  * cells: "*", "nova" (nova and the cells below it), "nova/*" (only below nova); vms: "*", "web", "nova-*";
+ * pods: "*", "web", "nova-*" (a pod's cell, logs and events come with it);
  * nodes: "aurae/web" (that node and below), "aurae/*"; uids/gids: "1000" or "1000-1999", the users and groups
  * executables may run as (default: anything but root).
  */
@@ -83,7 +84,8 @@ export interface AuthzApi {
   deny(identity: string, method: string, scope?: AuthzScope): Promise<AuthzChange>;
   /**
    * One identity's rules, in the seeds' style: `const nova = client.authz.identity('nova');
-   * await nova.allow('aurae.cells.v0.CellService/*', { cells: ['nova/*'] })`.
+   * await nova.allow('aurae.cells.v0.CellService/*', { cells: ['nova/*'] })`; her pods only:
+   * `await nova.allow('aurae.pods.v0.PodService/*', { pods: ['nova-*'], uids: ['1000-1999'] })`.
    */
   identity(name: string): AuthzIdentity;
   /**
@@ -106,7 +108,7 @@ export interface AuthzIdentity {
 
 /** The scope lists of a request (empty lists for absent ones, as the wire has them). */
 function scopeFields(scope: AuthzScope = {}): Required<AuthzScope> {
-  return { cells: scope.cells ?? [], vms: scope.vms ?? [], nodes: scope.nodes ?? [], uids: scope.uids ?? [], gids: scope.gids ?? [] };
+  return { cells: scope.cells ?? [], vms: scope.vms ?? [], pods: scope.pods ?? [], nodes: scope.nodes ?? [], uids: scope.uids ?? [], gids: scope.gids ?? [] };
 }
 
 function scopeOf(rule: ProtoRule): AuthzScope | undefined {

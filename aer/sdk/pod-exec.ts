@@ -7,8 +7,8 @@
 //
 // Back-pressure holds end to end: a stdout or stderr reader that does not keep up pauses the call (and so, on the
 // node, the process); stdin writes complete as the node takes them. The call has no deadline of its own: pass
-// `signal` to cancel it (the node then kills the process). Exec is not forwarded to child nodes (`targetNode`):
-// connect to the child itself.
+// `signal` to cancel it (the node then kills the process). With `targetNode` the node relays the call to that
+// descendant; a VM-sandboxed pod's exec is relayed to its child VM by the node itself.
 import { Readable, Writable } from 'node:stream';
 import type { ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
 import type { PodServiceClient, PodServiceExecRequest, PodServiceExecResponse } from '../../supervisor/gen/aurae/pods/v0/pods';

@@ -14,6 +14,7 @@ const result: PodsBenchResult = {
     ],
     crunFirstLineMs: [200, 190, 210],
     cellPodStartMs: [700, 600, 800],
+    vmPods: { startMs: [30_000, 21_000], firstLineMs: [31_000, 21_500], runReturnedMs: [29_000, 20_000] },
     memory: {
       pods: 10,
       auraedBefore: { rssKiB: 80 * 1024, pssKiB: 60 * 1024 },
@@ -39,6 +40,11 @@ describe('pods bench report', () => {
     expect(text).toContain('| 700 | 700, 600, 800 |');
     expect(text).toMatch(/container_created: pin namespaces.* \| 310 \|/);
     expect(text).toMatch(/the rest: .* \| 250 \|/); // 900 - median(650, 650, 680)
+    // VM pods beside the cell pods: each run's row, the ratio of the last run to the cells' median (21000 / 700).
+    expect(text).toContain("| vm, run 1 (builds the image's rootfs disk, mke2fs -d) | 30000 | 31000 | 29000 |");
+    expect(text).toContain('| vm, run 2 (rootfs disk reused) | 21000 | 21500 | 20000 |');
+    expect(text).toContain('| cell (median of 3 / 3; image stored) | 700 | 900 | |');
+    expect(text).toContain('(the last VM run, to the running state): **30.0×**');
   });
 
   it('replaces its own section, else goes before the notes, else at the end', () => {

@@ -3,5 +3,5 @@ export { auraedCommand, locateAuraed } from './command';
 export type { AuraedCommandInputs } from './command';
 export { nextFailureCount, restartDelay } from './backoff';
 export type { BackoffPolicy } from './backoff';
-export { createAuraedService, realTimers } from './service';
-export type { AuraedService, AuraedServiceDeps, SpawnFn, Timers } from './service';
+export { afterExit, createAuraedService, realTimers } from './service';
+export type { AfterExit, AuraedService, AuraedServiceDeps, SpawnFn, Timers } from './service';

@@ -4,6 +4,7 @@ import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createMemoryLogger } from '../log';
 import {
+  afterExit,
   auraedCommand,
   createAuraedService,
   nextFailureCount,
@@ -11,6 +12,7 @@ import {
   type Timers,
 } from './index';
 import { parseAuraedMessage, readyLine } from '../../supervisor/ipc';
+import { cutMarker, LINE_LIMITS } from '../../supervisor/log';
 
 const policy = { initialMs: 100, maxMs: 1_000, stableMs: 10_000 };
 
@@ -252,6 +254,32 @@ describe('auraed service', () => {
     expect(timers.pending()).toEqual([100]);
     await service.stop(1_000);
     expect(timers.pending()).toEqual([]);
+  });
+
+  it('cuts an over-long output line at the cap, counts it, and keeps relaying', async () => {
+    const { service, children, log } = setup();
+    service.start();
+    const child = children[0]!;
+    const cap = LINE_LIMITS.auraedLineBytes;
+    // A line 4 times the cap, written in chunks without a newline, then a normal line.
+    for (let i = 0; i < 4; i++) child.stdout.write('x'.repeat(cap));
+    child.stdout.write('\nafter\r\n');
+    child.stderr.write('y'.repeat(cap + 10));
+    child.stderr.end(); // the last line has no newline: relayed (cut) at the stream's end
+    await new Promise((r) => setImmediate(r));
+    const relayed = log.lines.filter((l) => l.includes('auraed: '));
+    expect(relayed).toEqual([
+      `[   0.000] auraed: ${'x'.repeat(cap)}${cutMarker(3 * cap)}`,
+      '[   0.000] auraed: after',
+      `[   0.000] auraed: ${'y'.repeat(cap)}${cutMarker(10)}`,
+    ]);
+    expect(service.output).toEqual({ lines: 3, cutLines: 2, cutBytes: 3 * cap + 10 });
+  });
+
+  it('after an exit: stays down when stopping, restarts at once when asked, else backs off', () => {
+    expect(afterExit({ stopping: true, restartRequested: true })).toBe('stay-down');
+    expect(afterExit({ stopping: false, restartRequested: true })).toBe('restart-now');
+    expect(afterExit({ stopping: false, restartRequested: false })).toBe('restart-after-backoff');
   });
 
   it('restartNow() restarts at once without backoff', () => {

@@ -1,12 +1,14 @@
 // Supervise auraed: spawn it, relay its output, act on its IPC messages, restart it with
 // backoff when it exits, and stop it (SIGTERM → grace → SIGKILL) on request.
+// One function per duty: start → watch (relay, messages, exit) → after the exit, one of three outcomes
+// (stay down, restart at once, restart after backoff) → stop.
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { errorMessage, type Logger } from '../log';
 import { trackChild } from '../reaper';
 import { nextFailureCount, restartDelay, type BackoffPolicy } from './backoff';
-import { parseAuraedMessage, readyLine, type ReadyMessage } from '../../supervisor/ipc';
+import { parseAuraedMessage, readyLine, type PowerMessage, type ReadyMessage } from '../../supervisor/ipc';
+import { LINE_LIMITS, LineSplitter, type LineSplitterStats } from '../../supervisor/log';
 
 export type SpawnFn = (command: string, args: string[], options: SpawnOptions) => ChildProcess;
 
@@ -37,6 +39,8 @@ export interface AuraedServiceDeps {
   onReady?(message: ReadyMessage, pid: number): void;
   spawn?: SpawnFn;
   timers?: Timers;
+  /** Bytes kept of one line of auraed's output; default LINE_LIMITS.auraedLineBytes. */
+  maxLineBytes?: number;
 }
 
 export interface AuraedService {
@@ -48,10 +52,15 @@ export interface AuraedService {
   restartNow(): void;
   readonly pid: number | undefined;
   readonly running: boolean;
+  /** auraed's output lines relayed so far (all runs, stdout and stderr), and how many were cut at the cap. */
+  readonly output: Readonly<LineSplitterStats>;
 }
 
 /** How long to wait for the exit after SIGKILL before giving up (the kernel should be quick). */
 const KILL_WAIT_MS = 5_000;
+
+/** How one run of auraed ended: an exit, or a spawn that failed (no pid, no 'exit'). */
+type Ending = { code: number | null; signal: NodeJS.Signals | null } | { spawnError: Error };
 
 function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
   if (signal) return `was killed by ${signal}`;
@@ -59,149 +68,227 @@ function describeExit(code: number | null, signal: NodeJS.Signals | null): strin
   return 'could not be started';
 }
 
-export function createAuraedService(deps: AuraedServiceDeps): AuraedService {
-  const spawn = deps.spawn ?? nodeSpawn;
-  const timers = deps.timers ?? realTimers;
-  let child: ChildProcess | undefined;
-  let exitWaiters: Array<() => void> = [];
-  let stopping = false;
-  let failures = 0;
-  let restartTimer: unknown;
-  let immediateRestart = false;
+/** "(pid 100) exited with code 1 after 0.3 s", or "could not be started (argv): why". */
+function describeEnding(argv: string[], pid: number | undefined, ranMs: number, ending: Ending): string {
+  if ('spawnError' in ending) return `could not be started (${argv.join(' ')}): ${ending.spawnError.message}`;
+  return `(pid ${pid}) ${describeExit(ending.code, ending.signal)} after ${(ranMs / 1000).toFixed(1)} s`;
+}
 
-  const relay = (stream: Readable | null) => {
-    if (!stream) return;
-    createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => deps.log.relay('auraed', line));
-  };
+/**
+ * Relay one of auraed's output streams to the console, line by line. auraed may print anything (a client's
+ * text in an error, a runaway stack): a line longer than maxLineBytes is cut and marked (supervisor/log's
+ * LineSplitter), counted in `totals`, and never held whole in init's memory.
+ */
+function relayOutput(stream: Readable | null, log: Logger, totals: LineSplitterStats, maxLineBytes: number): void {
+  if (!stream) return;
+  const splitter = new LineSplitter(
+    (line) => {
+      totals.lines++;
+      log.relay('auraed', line);
+    },
+    {
+      maxLineBytes,
+      trimCr: true,
+      onCut: (cutBytes) => {
+        totals.cutLines++;
+        totals.cutBytes += cutBytes;
+      },
+    },
+  );
+  stream.on('data', (chunk: Buffer | string) => splitter.push(chunk));
+  stream.on('end', () => splitter.end());
+  // A read error on a pipe only means the output ends here; the exit is reported through 'exit'.
+  stream.on('error', () => splitter.end());
+}
 
-  const onMessage = (pid: number, raw: unknown) => {
-    const message = parseAuraedMessage(raw);
-    if (typeof message === 'string') {
-      deps.log.warn(`ignoring malformed IPC message from auraed (${message}): ${JSON.stringify(raw)?.slice(0, 200)}`);
-      return;
-    }
-    if (message.type === 'ready') {
-      // Pid file first: whoever sees AURAE_READY may read it at once.
-      try {
-        deps.files.write(deps.pidFile, `${pid}\n`);
-      } catch (err) {
-        deps.log.warn(`writing ${deps.pidFile} failed: ${errorMessage(err)}`);
-      }
-      deps.log.raw(readyLine(message, pid));
-      deps.onReady?.(message, pid);
-    } else {
-      const why = message.reason ? `: ${message.reason}` : '';
-      deps.log.info(`auraed asks for ${message.action} (requested by ${message.by}${why})`);
-      deps.onPower(message.action, message.by, message.reason);
-    }
-  };
+/** 'ready': the pid file first (whoever sees AURAE_READY may read it at once), then the line, then the hook. */
+function announceReady(deps: AuraedServiceDeps, message: ReadyMessage, pid: number): void {
+  try {
+    deps.files.write(deps.pidFile, `${pid}\n`);
+  } catch (err) {
+    deps.log.warn(`writing ${deps.pidFile} failed: ${errorMessage(err)}`);
+  }
+  deps.log.raw(readyLine(message, pid));
+  deps.onReady?.(message, pid);
+}
 
-  const start = () => {
-    if (stopping || child) return;
-    restartTimer = undefined;
-    const [program, ...args] = deps.argv;
+function forwardPower(deps: AuraedServiceDeps, message: PowerMessage): void {
+  const why = message.reason ? `: ${message.reason}` : '';
+  deps.log.info(`auraed asks for ${message.action} (requested by ${message.by}${why})`);
+  deps.onPower(message.action, message.by, message.reason);
+}
+
+/** One IPC message from auraed (the schema is supervisor/ipc's): a malformed one is logged and ignored. */
+function handleMessage(deps: AuraedServiceDeps, pid: number, raw: unknown): void {
+  const message = parseAuraedMessage(raw);
+  if (typeof message === 'string') {
+    deps.log.warn(`ignoring malformed IPC message from auraed (${message}): ${JSON.stringify(raw)?.slice(0, 200)}`);
+  } else if (message.type === 'ready') {
+    announceReady(deps, message, pid);
+  } else {
+    forwardPower(deps, message);
+  }
+}
+
+function removePidFile(deps: AuraedServiceDeps): void {
+  try {
+    deps.files.remove(deps.pidFile);
+  } catch {
+    // Not written yet, or already gone.
+  }
+}
+
+/** What to do once auraed has exited. */
+export type AfterExit = 'stay-down' | 'restart-now' | 'restart-after-backoff';
+
+export function afterExit(state: { stopping: boolean; restartRequested: boolean }): AfterExit {
+  if (state.stopping) return 'stay-down';
+  if (state.restartRequested) return 'restart-now';
+  return 'restart-after-backoff';
+}
+
+class AuraedSupervisor implements AuraedService {
+  readonly output: LineSplitterStats = { lines: 0, cutLines: 0, cutBytes: 0 };
+  private readonly spawn: SpawnFn;
+  private readonly timers: Timers;
+  private child: ChildProcess | undefined;
+  private exitWaiters: Array<() => void> = [];
+  private stopping = false;
+  /** Set by restartNow(): the next exit restarts at once, without backoff. */
+  private restartRequested = false;
+  private failures = 0;
+  private restartTimer: unknown;
+
+  constructor(private readonly deps: AuraedServiceDeps) {
+    this.spawn = deps.spawn ?? nodeSpawn;
+    this.timers = deps.timers ?? realTimers;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get running(): boolean {
+    return this.child !== undefined;
+  }
+
+  start(): void {
+    if (this.stopping || this.child) return;
+    this.restartTimer = undefined;
+    const [program, ...args] = this.deps.argv;
     if (!program) throw new Error('auraed command is empty');
-    const startedAt = timers.now();
+    const startedAt = this.timers.now();
     let proc: ChildProcess;
     try {
-      proc = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: deps.env ?? process.env });
+      proc = this.spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: this.deps.env ?? process.env });
     } catch (err) {
-      deps.log.error(`starting auraed (${deps.argv.join(' ')}) failed: ${errorMessage(err)}`);
-      scheduleRestart(0);
+      this.deps.log.error(`starting auraed (${this.deps.argv.join(' ')}) failed: ${errorMessage(err)}`);
+      this.restartAfterBackoff(0, 'could not be started');
       return;
     }
-    child = proc;
-    trackChild(deps.tracked, proc);
-    const pid = proc.pid;
-    if (pid !== undefined) deps.log.info(`started auraed (pid ${pid})`);
-    relay(proc.stdout);
-    relay(proc.stderr);
-    proc.on('message', (raw) => pid !== undefined && onMessage(pid, raw));
+    this.child = proc;
+    trackChild(this.deps.tracked, proc);
+    if (proc.pid !== undefined) this.deps.log.info(`started auraed (pid ${proc.pid})`);
+    this.watch(proc, startedAt);
+  }
 
-    let done = false;
-    const onExit = (code: number | null, signal: NodeJS.Signals | null, spawnError?: Error) => {
-      if (done) return;
-      done = true;
-      if (child === proc) child = undefined;
-      try {
-        deps.files.remove(deps.pidFile);
-      } catch {
-        // Not written yet, or already gone.
-      }
-      const ranMs = timers.now() - startedAt;
-      const what = spawnError
-        ? `could not be started (${deps.argv.join(' ')}): ${spawnError.message}`
-        : `(pid ${pid}) ${describeExit(code, signal)} after ${(ranMs / 1000).toFixed(1)} s`;
-      const waiters = exitWaiters;
-      exitWaiters = [];
-      waiters.forEach((resolve) => resolve());
-      if (stopping) {
-        deps.log.info(`auraed ${what}`);
-        return;
-      }
-      if (immediateRestart) {
-        immediateRestart = false;
-        deps.log.info(`auraed ${what}; restarting`);
-        failures = 0;
-        start();
-        return;
-      }
-      scheduleRestart(ranMs, what);
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    this.cancelRestart();
+    const proc = this.child;
+    if (!proc) return;
+    const { log } = this.deps;
+    log.info(`stopping auraed (pid ${proc.pid}): SIGTERM, SIGKILL after ${graceMs} ms`);
+    proc.kill('SIGTERM');
+    if (await this.waitForExit(graceMs)) return;
+    log.warn(`auraed (pid ${proc.pid}) still running ${graceMs} ms after SIGTERM; sending SIGKILL`);
+    proc.kill('SIGKILL');
+    if (!(await this.waitForExit(KILL_WAIT_MS))) {
+      log.error(`auraed (pid ${proc.pid}) did not exit ${KILL_WAIT_MS} ms after SIGKILL; continuing`);
+    }
+  }
+
+  restartNow(): void {
+    if (!this.child || this.stopping) return;
+    this.restartRequested = true;
+    this.child.kill('SIGTERM');
+  }
+
+  /** Relay the output, act on the messages, and handle the exit (or a spawn failure) exactly once. */
+  private watch(proc: ChildProcess, startedAt: number): void {
+    const pid = proc.pid;
+    const maxLineBytes = this.deps.maxLineBytes ?? LINE_LIMITS.auraedLineBytes;
+    relayOutput(proc.stdout, this.deps.log, this.output, maxLineBytes);
+    relayOutput(proc.stderr, this.deps.log, this.output, maxLineBytes);
+    proc.on('message', (raw) => pid !== undefined && handleMessage(this.deps, pid, raw));
+
+    let exited = false;
+    const onExit = (ending: Ending) => {
+      if (exited) return;
+      exited = true;
+      const ranMs = this.timers.now() - startedAt;
+      this.onExit(proc, ranMs, describeEnding(this.deps.argv, pid, ranMs, ending));
     };
-    proc.once('exit', (code, signal) => onExit(code, signal));
+    proc.once('exit', (code, signal) => onExit({ code, signal }));
     proc.on('error', (err) => {
       // Spawn failures come only as 'error' (no pid, no 'exit'); later errors (a failed
       // kill or IPC send) leave the process running.
-      if (proc.pid === undefined) onExit(null, null, err);
-      else deps.log.warn(`auraed (pid ${proc.pid}): ${err.message}`);
+      if (proc.pid === undefined) onExit({ spawnError: err });
+      else this.deps.log.warn(`auraed (pid ${proc.pid}): ${err.message}`);
     });
-  };
+  }
 
-  const scheduleRestart = (ranMs: number, what = 'could not be started') => {
-    failures = nextFailureCount(failures, ranMs, deps.policy);
-    const delay = restartDelay(failures, deps.policy);
-    deps.log.warn(`auraed ${what}; restarting in ${delay} ms (attempt ${failures})`);
-    restartTimer = timers.setTimeout(start, delay);
-  };
+  /** auraed is gone: forget it, release stop()'s waiters, then stay down or restart. */
+  private onExit(proc: ChildProcess, ranMs: number, what: string): void {
+    if (this.child === proc) this.child = undefined;
+    removePidFile(this.deps);
+    this.releaseExitWaiters();
+    switch (afterExit({ stopping: this.stopping, restartRequested: this.restartRequested })) {
+      case 'stay-down':
+        this.deps.log.info(`auraed ${what}`);
+        return;
+      case 'restart-now':
+        this.restartRequested = false;
+        this.deps.log.info(`auraed ${what}; restarting`);
+        this.failures = 0;
+        this.start();
+        return;
+      case 'restart-after-backoff':
+        this.restartAfterBackoff(ranMs, what);
+    }
+  }
 
-  const waitForExit = (ms: number): Promise<boolean> => {
-    if (!child) return Promise.resolve(true);
+  private restartAfterBackoff(ranMs: number, what: string): void {
+    this.failures = nextFailureCount(this.failures, ranMs, this.deps.policy);
+    const delay = restartDelay(this.failures, this.deps.policy);
+    this.deps.log.warn(`auraed ${what}; restarting in ${delay} ms (attempt ${this.failures})`);
+    this.restartTimer = this.timers.setTimeout(() => this.start(), delay);
+  }
+
+  private cancelRestart(): void {
+    if (this.restartTimer !== undefined) this.timers.clearTimeout(this.restartTimer);
+    this.restartTimer = undefined;
+  }
+
+  private releaseExitWaiters(): void {
+    const waiters = this.exitWaiters;
+    this.exitWaiters = [];
+    waiters.forEach((resolve) => resolve());
+  }
+
+  /** True once auraed has exited, false after `ms`. */
+  private waitForExit(ms: number): Promise<boolean> {
+    if (!this.child) return Promise.resolve(true);
     return new Promise((resolve) => {
-      const timer = timers.setTimeout(() => resolve(false), ms);
-      exitWaiters.push(() => {
-        timers.clearTimeout(timer);
+      const timer = this.timers.setTimeout(() => resolve(false), ms);
+      this.exitWaiters.push(() => {
+        this.timers.clearTimeout(timer);
         resolve(true);
       });
     });
-  };
+  }
+}
 
-  return {
-    start,
-    async stop(graceMs) {
-      stopping = true;
-      if (restartTimer !== undefined) timers.clearTimeout(restartTimer);
-      restartTimer = undefined;
-      const proc = child;
-      if (!proc) return;
-      deps.log.info(`stopping auraed (pid ${proc.pid}): SIGTERM, SIGKILL after ${graceMs} ms`);
-      proc.kill('SIGTERM');
-      if (await waitForExit(graceMs)) return;
-      deps.log.warn(`auraed (pid ${proc.pid}) still running ${graceMs} ms after SIGTERM; sending SIGKILL`);
-      proc.kill('SIGKILL');
-      if (!(await waitForExit(KILL_WAIT_MS))) {
-        deps.log.error(`auraed (pid ${proc.pid}) did not exit ${KILL_WAIT_MS} ms after SIGKILL; continuing`);
-      }
-    },
-    restartNow() {
-      if (!child || stopping) return;
-      immediateRestart = true;
-      child.kill('SIGTERM');
-    },
-    get pid() {
-      return child?.pid;
-    },
-    get running() {
-      return child !== undefined;
-    },
-  };
+export function createAuraedService(deps: AuraedServiceDeps): AuraedService {
+  return new AuraedSupervisor(deps);
 }

@@ -51,7 +51,7 @@ describe('AuthzService', () => {
       value: {
         changed: true,
         notes: [],
-        rules: [{ identity: 'viewer', effect: Effect.EFFECT_ALLOW, method: 'aurae.node.v0.NodeService/Reboot', source: RuleSource.RULE_SOURCE_API, createdBy: 'admin', createdAt: expect.any(String), cells: [], vms: [], nodes: [], uids: [], gids: [] }],
+        rules: [{ identity: 'viewer', effect: Effect.EFFECT_ALLOW, method: 'aurae.node.v0.NodeService/Reboot', source: RuleSource.RULE_SOURCE_API, createdBy: 'admin', createdAt: expect.any(String), cells: [], vms: [], nodes: [], uids: [], gids: [], pods: [] }],
       },
     });
     expect((await call('deny', { identity: 'viewer', method: '*' })).code).toBe(status.OK);

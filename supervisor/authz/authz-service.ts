@@ -31,6 +31,7 @@ export function toProtoRule(rule: PolicyRule): ProtoRule {
     createdAt: rule.createdAt ?? '',
     cells: [...(rule.scope?.cells ?? [])],
     vms: [...(rule.scope?.vms ?? [])],
+    pods: [...(rule.scope?.pods ?? [])],
     nodes: [...(rule.scope?.nodes ?? [])],
     uids: [...(rule.scope?.uids ?? [])],
     gids: [...(rule.scope?.gids ?? [])],

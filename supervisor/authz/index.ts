@@ -1,6 +1,6 @@
 // Identity and authorization: the policy decision for every RPC, policy edits (aurae.authz.v0.AuthzService),
 // and the audit log of mutating and refused calls. Callers are identified by their certificate CN (server/caller).
-// Rules name methods and, optionally, the resources they apply to (cells, VMs, nodes of the tree, the uids and
+// Rules name methods and, optionally, the resources they apply to (cells, VMs, pods, nodes of the tree, the uids and
 // gids executables run as; patterns.ts); handlers declare the resource each request touches (server/rpc.ts).
 // Spawned nodes inherit their parent's effective rules at boot and on every change (rule-store.ts, push.ts).
 export { type Authz, type AuthzOptions, type ConfigRule, type PolicyView, type RevokeResult, type RuleChange, configPolicyRules, createAuthz, methodNames } from './authz';

@@ -82,6 +82,8 @@ export function shellWord(word: string): string {
 //   cells  cell path patterns: "*" every cell, "nova" the cell nova and every cell below it, "nova/*" only the
 //          cells below nova (so a tenant can be confined under a cell an admin sized for her)
 //   vms    child VM names on the node: "*", an exact name "web", or a prefix "nova-*"
+//   pods   pod names on the node, as VMs: "*", "web", or a prefix "nova-*" (pod names are DNS labels, so a
+//          tenant's pods share a name prefix rather than a cell path; a pod's own cell is covered with it)
 //   nodes  node path patterns, as cells: "*", "aurae/web" (that node and its descendants), "aurae/*" (only
 //          the descendants of aurae)
 //   uids, gids  the users/groups executables may run as: "1000", "1000-1999"
@@ -98,12 +100,13 @@ const VM_PREFIX = /^[a-z0-9][a-z0-9-]{0,61}\*$/;
 export interface RuleScope {
   cells?: readonly string[];
   vms?: readonly string[];
+  pods?: readonly string[];
   nodes?: readonly string[];
   uids?: readonly string[];
   gids?: readonly string[];
 }
 
-export const SCOPE_FIELDS = ['cells', 'vms', 'nodes', 'uids', 'gids'] as const;
+export const SCOPE_FIELDS = ['cells', 'vms', 'pods', 'nodes', 'uids', 'gids'] as const;
 export type ScopeField = (typeof SCOPE_FIELDS)[number];
 
 /** Why `pattern` is not a valid path pattern ("*", "a/b", "a/b/*"), or null. `what` is "cell" or "node". */
@@ -132,6 +135,11 @@ export function vmPatternProblem(pattern: string, field = 'vms'): string | null 
   return `${field}: ${shown(pattern)} is not a VM name pattern: use a VM name (a DNS label, e.g. "web"), a prefix ending in "*" (e.g. "nova-*") or "*"`;
 }
 
+export function podPatternProblem(pattern: string, field = 'pods'): string | null {
+  if (pattern === '*' || DNS_LABEL.test(pattern) || VM_PREFIX.test(pattern)) return null;
+  return `${field}: ${shown(pattern)} is not a pod name pattern: use a pod name (a DNS label, e.g. "web"), a prefix ending in "*" (e.g. "nova-*") or "*"`;
+}
+
 /** [min, max] of "N" or "N-M", or null when malformed. */
 export function parseIdRange(range: string): [number, number] | null {
   const m = /^(\d{1,10})(?:-(\d{1,10}))?$/.exec(range);
@@ -150,6 +158,7 @@ export function idRangeProblem(range: string, field = 'uids'): string | null {
 const SCOPE_CHECKS: Record<ScopeField, (value: string, field: string) => string | null> = {
   cells: cellPatternProblem,
   vms: vmPatternProblem,
+  pods: podPatternProblem,
   nodes: nodePatternProblem,
   uids: idRangeProblem,
   gids: idRangeProblem,
@@ -197,6 +206,9 @@ export function vmWithin(pattern: string, name: string): boolean {
   return name === pattern;
 }
 
+/** Whether the pod name `name` matches the valid pod pattern `pattern` (as VM names). */
+export const podWithin = vmWithin;
+
 /** Whether `id` is in one of the valid ranges. */
 export function idWithin(ranges: readonly string[], id: number): boolean {
   return ranges.some((r) => {
@@ -207,6 +219,6 @@ export function idWithin(ranges: readonly string[], id: number): boolean {
 
 /** The scope as CLI flags, e.g. "--cell 'nova/*' --uid 1000-1999" ("" when unscoped). */
 export function scopeFlags(scope: RuleScope | undefined): string {
-  const flag: Record<ScopeField, string> = { cells: '--cell', vms: '--vm', nodes: '--on-node', uids: '--uid', gids: '--gid' };
+  const flag: Record<ScopeField, string> = { cells: '--cell', vms: '--vm', pods: '--pod', nodes: '--on-node', uids: '--uid', gids: '--gid' };
   return SCOPE_FIELDS.flatMap((f) => (scope?.[f] ?? []).map((v) => `${flag[f]} ${shellWord(v)}`)).join(' ');
 }

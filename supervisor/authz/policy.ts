@@ -12,10 +12,11 @@
 //   6. default     everyone else is denied
 //
 // A rule applies to a call when its identity and method pattern match and the call is within its scope
-// (patterns.ts): on a node its `nodes` name, touching a cell or VM its `cells`/`vms` name. Rules without
-// a scope apply to every resource, as before scopes existed. Executables run as a uid/gid a matching allow
+// (patterns.ts): on a node its `nodes` name, touching a cell, VM or pod its `cells`/`vms`/`pods` name (a pod is
+// also its own cell, so a rule naming either covers it). Rules without a scope apply to every resource, as
+// before scopes existed. Executables run as a uid/gid a matching allow
 // rule permits: the rule's `uids`/`gids`, or any but root (0) when it pins none ("not root" by default).
-import { type RuleScope, covers, idWithin, matches, pathWithin, scopeFlags, shellWord, unscoped, vmWithin } from './patterns';
+import { type RuleScope, covers, idWithin, matches, pathWithin, podWithin, scopeFlags, shellWord, unscoped, vmWithin } from './patterns';
 
 export type Effect = 'allow' | 'deny';
 /**
@@ -54,6 +55,8 @@ export interface Resource {
   cell?: string;
   /** A child VM's name on the node. */
   vm?: string;
+  /** A pod's name on the node (with `cell`: the pod's own cell). */
+  pod?: string;
   /** The user and group an executable would run as (Start). */
   runAs?: { uid: number; gid: number };
 }
@@ -110,16 +113,20 @@ function onNode(rule: PolicyRule, node: string | undefined): boolean {
   return nodes.length === 0 || (node !== undefined && nodes.some((p) => pathWithin(p, node)));
 }
 
-/** Whether `rule` restricts cells or VMs. */
+/** Whether `rule` restricts cells, VMs or pods. */
 function resourceScoped(rule: PolicyRule): boolean {
-  return list(rule.scope?.cells).length > 0 || list(rule.scope?.vms).length > 0;
+  return list(rule.scope?.cells).length > 0 || list(rule.scope?.vms).length > 0 || list(rule.scope?.pods).length > 0;
 }
 
-/** Whether `resource` is within `rule`'s cells/VMs (every resource when it names neither). */
+/** Whether `resource` is within `rule`'s cells/VMs/pods (every resource when it names none). */
 function covering(rule: PolicyRule, resource: Resource): boolean {
   if (!resourceScoped(rule)) return true;
-  const { cell, vm } = resource;
-  return (cell !== undefined && list(rule.scope?.cells).some((p) => pathWithin(p, cell))) || (vm !== undefined && list(rule.scope?.vms).some((p) => vmWithin(p, vm)));
+  const { cell, vm, pod } = resource;
+  return (
+    (cell !== undefined && list(rule.scope?.cells).some((p) => pathWithin(p, cell))) ||
+    (vm !== undefined && list(rule.scope?.vms).some((p) => vmWithin(p, vm))) ||
+    (pod !== undefined && list(rule.scope?.pods).some((p) => podWithin(p, pod)))
+  );
 }
 
 /** The gid ranges an allow rule permits: its gids, else its uids (a user's own group), else null (not root). */
@@ -183,8 +190,9 @@ export function decide(policy: Policy, identity: string, method: string, target:
   return { allowed: true, reason: 'allow', rule: allows[0]! };
 }
 
-/** "cell \"nova/web\"", "VM \"web\"" or "" for the node itself. */
+/** "pod \"nova-web\"", "cell \"nova/web\"", "VM \"web\"" or "" for the node itself. */
 export function describeResource(resource: Resource | null): string {
+  if (resource?.pod !== undefined) return `pod "${resource.pod}"`;
   if (resource?.cell !== undefined) return `cell "${resource.cell}"`;
   if (resource?.vm !== undefined) return `VM "${resource.vm}"`;
   return '';
@@ -193,7 +201,8 @@ export function describeResource(resource: Resource | null): string {
 /** The CLI scope flags that grant exactly `resource`. */
 function grantFlags(resource: Resource | null, runAs?: { uid: number; gid: number }): string {
   const flags = scopeFlags({
-    ...(resource?.cell !== undefined ? { cells: [resource.cell] } : {}),
+    // A pod is granted by its name (its cell comes with it).
+    ...(resource?.pod !== undefined ? { pods: [resource.pod] } : resource?.cell !== undefined ? { cells: [resource.cell] } : {}),
     ...(resource?.vm !== undefined ? { vms: [resource.vm] } : {}),
     ...(runAs ? { uids: [String(runAs.uid)], ...(runAs.gid !== runAs.uid ? { gids: [String(runAs.gid)] } : {}) } : {}),
   });
@@ -243,7 +252,7 @@ export function denialMessage(identity: string, method: string, decision: Decisi
       const where = describeResource(decision.resource);
       return (
         `identity "${identity}" may not run executables as ${as}${where ? ` in ${where}` : ''}: ${allowed}: ` +
-        `give the user to run as (aer cell start … --uid 1000 [--gid 1000]), or an admin can allow it with: ` +
+        `give the user to run as (${decision.resource.pod !== undefined ? 'a numeric user: aer pod run … --user 1000[:1000]' : 'aer cell start … --uid 1000 [--gid 1000]'}), or an admin can allow it with: ` +
         `aer authz allow ${shellWord(identity)} ${shellWord(method)}${grantFlags(decision.resource, decision.resource.runAs)}`
       );
     }

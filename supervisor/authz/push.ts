@@ -44,6 +44,7 @@ export function protoRules(rules: readonly InheritedRule[]): ProtoRule[] {
     createdAt: '',
     cells: [...(r.cells ?? [])],
     vms: [...(r.vms ?? [])],
+    pods: [...(r.pods ?? [])],
     nodes: [...(r.nodes ?? [])],
     uids: [...(r.uids ?? [])],
     gids: [...(r.gids ?? [])],

@@ -55,6 +55,7 @@ export interface InheritedRule {
   method: string;
   cells?: string[];
   vms?: string[];
+  pods?: string[];
   nodes?: string[];
   uids?: string[];
   gids?: string[];

@@ -9,6 +9,7 @@ import {
   ExecutableRunner,
   findExecHelper,
   KILL_WAIT_MS,
+  type OutputTap,
   type ProcessLauncher,
   type RecordedExit,
   ACTIVE_STATES,
@@ -41,6 +42,8 @@ export interface CellRuntimeDeps {
   logs: LogStore;
   log: Logger;
   launcher?: ProcessLauncher;
+  /** Also gets every executable's output, uncut (the CRI container log files). */
+  outputTap?: OutputTap;
   clock?: Clock;
   /** Path of aurae-exec; found lazily (findExecHelper) on the first start when not given. */
   helper?: string;
@@ -232,6 +235,23 @@ export class CellRuntime {
     return this.getRunner(cell, executable).stop(graceMs);
   }
 
+  /**
+   * Forget an executable that is not active (pods' removeContainer): its runner, its row, its leaf cgroup and its
+   * logs. FAILED_PRECONDITION while it is active (stop it first); NOT_FOUND when there is no such executable.
+   */
+  async removeExecutable(cell: string, executable: string): Promise<void> {
+    return this.exclusive(async () => {
+      this.requireEnabled();
+      const entry = this.getCell(cell);
+      const runner = this.getRunner(cell, executable);
+      if (runner.active) throw new AuraeError('FAILED_PRECONDITION', `executable "${executable}" in cell "${cell}" is ${runner.snapshot().state}: stop it first`);
+      entry.runners.delete(executable);
+      this.deps.store.deleteExecutable(cell, executable);
+      await this.deps.cgroups.removeTree(this.deps.cgroups.leafDir(cell, executable), KILL_WAIT_MS);
+      await this.deps.logs.remove(cell, executable).catch((err: unknown) => this.deps.log.warn('removing logs failed', { cell, executable, err }));
+    });
+  }
+
   /** Every cell as a tree (top-level cells first, children by name). */
   list(): CellView[] {
     this.requireEnabled();
@@ -274,6 +294,7 @@ export class CellRuntime {
       helper: () => this.helperPath(),
       events: this.deps.events,
       logs: this.deps.logs,
+      ...(this.deps.outputTap ? { outputTap: this.deps.outputTap } : {}),
       clock: this.clock,
       log: log.child({ subsystem: 'executables' }),
       signal: this.signal,

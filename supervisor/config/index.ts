@@ -4,7 +4,7 @@
 import * as z from 'zod/mini';
 import en from 'zod/v4/locales/en.js';
 import { DEFAULT_API_SOCKET } from './node-paths';
-import { cellPatternProblem, idRangeProblem, identityProblem, MAX_SCOPE_ENTRIES, methodPatternProblem, nodePatternProblem, vmPatternProblem } from '../authz/patterns';
+import { cellPatternProblem, idRangeProblem, identityProblem, MAX_SCOPE_ENTRIES, methodPatternProblem, nodePatternProblem, podPatternProblem, vmPatternProblem } from '../authz/patterns';
 import { MAX_NODE_DEPTH, MAX_PATH_CHARS, NODE_NAME_FORM, NODE_PATH, RANGES } from '../validation';
 
 // zod/mini (~20 KB) rather than zod (~450 KB): init and auraed parse this on every boot, and under TCG each
@@ -47,7 +47,7 @@ const podCidr = ipv4Cidr.check(
 const identity = z.string().check(z.superRefine((s, ctx) => void problem(ctx, s, identityProblem(s, 'identity'))));
 /** An authz method pattern: "*", "package.Service/*" or "package.Service/Method". */
 const methodPattern = z.string().check(z.superRefine((s, ctx) => void problem(ctx, s, methodPatternProblem(s, 'method pattern'))));
-/** A resource scope list of an authz rule (see supervisor/authz/patterns.ts): cells, vms, nodes, uids, gids. */
+/** A resource scope list of an authz rule (see supervisor/authz/patterns.ts): cells, vms, pods, nodes, uids, gids. */
 const scopeList = (check: (value: string, field: string) => string | null) =>
   z.optional(
     z.array(z.string().check(z.superRefine((s, ctx) => void problem(ctx, s, check(s, 'scope'))))).check(z.maxLength(MAX_SCOPE_ENTRIES, `at most ${MAX_SCOPE_ENTRIES} entries`)),
@@ -58,6 +58,8 @@ const ruleScope = {
   cells: scopeList(cellPatternProblem),
   /** Child VM names: "*", "web", "nova-*". */
   vms: scopeList(vmPatternProblem),
+  /** Pod names: "*", "web", "nova-*" (with each pod its own cell). */
+  pods: scopeList(podPatternProblem),
   /** Node paths: "aurae/web" (that node and its descendants), "aurae/*", "*". */
   nodes: scopeList(nodePatternProblem),
   /** The uids ("N" or "N-M") the identity's executables may run as; default any but 0 (root). */
@@ -145,7 +147,7 @@ export const NodeConfigSchema = z.strictObject({
           z.superRefine((entries, ctx) => {
             const seen = new Map<string, number>();
             entries.forEach((entry, i) => {
-              const key = JSON.stringify([entry.identity, ...(['cells', 'vms', 'nodes', 'uids', 'gids'] as const).map((f) => [...(entry[f] ?? [])].sort())]);
+              const key = JSON.stringify([entry.identity, ...(['cells', 'vms', 'pods', 'nodes', 'uids', 'gids'] as const).map((f) => [...(entry[f] ?? [])].sort())]);
               const first = seen.get(key);
               if (first === undefined) seen.set(key, i);
               else ctx.addIssue({ code: 'custom', input: entry.identity, path: [i, 'identity'], message: `"${entry.identity}" already has an entry with the same scope (authz.policy.${first}): merge them into one` });

@@ -5,6 +5,26 @@ import { type MethodDefinition, type ServerUnaryCall, type ServiceDefinition, ty
 import type { Logger } from '../log';
 import { toGrpcError } from '../server';
 
+/**
+ * A status the CRI needs that AuraeError's codes do not carry (ExecSync's DEADLINE_EXCEEDED, as kubelet's probes
+ * expect on a timeout).
+ */
+export class CriStatusError extends Error {
+  constructor(
+    readonly code: status,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'CriStatusError';
+  }
+}
+
+/** An error as the call's status: CriStatusError as it is, anything else through server/status.ts. */
+export function criStatus(err: unknown, log: Logger, method: string): { code: status; details: string } {
+  if (err instanceof CriStatusError) return { code: err.code, details: err.message };
+  return toGrpcError(err, log, { method });
+}
+
 /** A unary handler for `method` ("runtime.v1.ImageService/PullImage"): `run`'s result or its error as the status. */
 export function criUnary<Req, Res>(method: string, log: Logger, run: (request: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>): handleUnaryCall<Req, Res> {
   return (call, callback) => {
@@ -12,7 +32,7 @@ export function criUnary<Req, Res>(method: string, log: Logger, run: (request: R
       .then(() => run(call.request, call))
       .then(
         (response) => callback(null, response),
-        (err: unknown) => callback(toGrpcError(err, log, { method })),
+        (err: unknown) => callback(criStatus(err, log, method)),
       );
   };
 }

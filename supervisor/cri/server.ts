@@ -1,15 +1,25 @@
 // The CRI endpoint: plain gRPC (no TLS, as kubelet expects) on a Unix socket only — never TCP — mode 0600 in a
-// directory created 0700, serving runtime.v1.RuntimeService and ImageService.
+// directory created 0700, serving runtime.v1.RuntimeService and ImageService. With a pods runtime and the state
+// database, sandboxes and containers are served over it (cri-runtime.ts), exec and port-forward through the
+// streaming server (supervisor/cri/streaming, started here with this runtime as its backend), stats from observe's
+// metrics, log files through supervisor/cri/logs' taps.
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { ServerCredentials } from '@grpc/grpc-js';
 import { ImageServiceService, RuntimeServiceService } from '../gen/runtime/v1/api';
 import type { Images } from '../images';
 import type { Logger } from '../log';
+import type { EventBus, MetricsReader } from '../observe';
+import type { Db } from '../store';
+import { type CriExec, type CriExecAdapters, createCriExec } from './cri-exec';
+import { CriRuntime, type CriLogSink } from './cri-runtime';
+import { createCriStats } from './cri-stats';
+import { sqliteCriStore } from './cri-store';
+import type { CriPods } from './pods-contract';
 import { ListenError, type RunningServer, startServer } from '../server';
 import { cachedUsage, diskUsage } from './disk-usage';
 import { createCriImageService } from './image-service';
-import { createCriRuntimeService, type RuntimeReadiness } from './runtime-service';
+import { createCriRuntimeService, type CriStreaming, type RuntimeReadiness } from './runtime-service';
 
 /** How long ImageFsInfo reuses one walk of the images directory. */
 export const USAGE_CACHE_MS = 5000;
@@ -26,6 +36,20 @@ export interface CriServerOptions {
   /** ImageFsInfo's cache (tests: 0). */
   usageCacheMs?: number;
   clock?: () => number;
+  /** The pods runtime: with `db`, sandboxes and containers are served. */
+  pods?: CriPods;
+  /** The state database (the CRI's own tables migrate on it). */
+  db?: Db;
+  /** Container events and the cells' metrics (GetContainerEvents, the stats). */
+  observe?: { events: Pick<EventBus, 'subscribe'>; metrics: MetricsReader };
+  /** CRI log files (supervisor/cri/logs createContainerLogTaps, fed by the executables' output tap). */
+  logs?: CriLogSink;
+  /** Start the streaming server with this runtime's exec/port-forward backend (supervisor/cri/streaming). */
+  startStreaming?: (backend: CriExec) => Promise<CriStreaming & { close(): Promise<void> }>;
+  /** The node's pods.network.cidr (UpdateRuntimeConfig compares kubelet's pod CIDR with it). */
+  podCidr?: string;
+  /** Exec's process adapters (tests). */
+  execAdapters?: CriExecAdapters;
 }
 
 export interface RunningCriServer {
@@ -44,21 +68,51 @@ export async function startCriServer(options: CriServerOptions): Promise<Running
   const clock = options.clock ?? Date.now;
   await mkdir(dirname(options.socket), { recursive: true, mode: 0o700 });
   const usage = cachedUsage(() => diskUsage(options.imagesDir), options.usageCacheMs ?? USAGE_CACHE_MS, clock);
+  let runtime: CriRuntime | undefined;
+  let exec: CriExec | undefined;
+  let streaming: (CriStreaming & { close(): Promise<void> }) | undefined;
+  if (options.pods && options.db) {
+    const pods = options.pods;
+    runtime = new CriRuntime({ pods, store: sqliteCriStore(options.db), images: options.images, events: options.observe?.events, logs: options.logs, log, clock });
+    exec = createCriExec(runtime, pods, log, options.execAdapters);
+    if (options.startStreaming) {
+      try {
+        streaming = await options.startStreaming(exec);
+      } catch (err) {
+        // Not fatal: Exec and PortForward answer UNIMPLEMENTED saying the streaming server is not running.
+        log.error('the CRI streaming server did not start: Exec and PortForward are not served', { err });
+      }
+    }
+  }
+  const stats = runtime && options.observe ? createCriStats({ metrics: options.observe.metrics }) : undefined;
   let server: RunningServer;
   try {
     server = await startServer({
       credentials: ServerCredentials.createInsecure(),
       targets: [{ kind: 'unix', path: options.socket, address: `unix://${options.socket}` }],
       services: [
-        { definition: RuntimeServiceService, implementation: createCriRuntimeService({ version: options.version, runtimeReadiness: options.runtimeReadiness, log }) },
+        {
+          definition: RuntimeServiceService,
+          implementation: createCriRuntimeService({ version: options.version, runtimeReadiness: options.runtimeReadiness, log, runtime, exec, stats, streaming, podCidr: options.podCidr }),
+        },
         { definition: ImageServiceService, implementation: createCriImageService({ images: options.images, imagesDir: options.imagesDir, usage, log, clock }) },
       ],
       log,
     });
   } catch (err) {
+    runtime?.close();
+    await streaming?.close().catch(() => undefined);
     // The listener's messages name the API's field; this socket is cri.socket's.
     if (err instanceof ListenError) throw new ListenError(err.message.replace(/^listen\.socket/, 'cri.socket'));
     throw err;
   }
-  return { socket: options.socket, shutdown: (timeoutMs) => server.shutdown(timeoutMs) };
+  return {
+    socket: options.socket,
+    async shutdown(timeoutMs) {
+      const how = await server.shutdown(timeoutMs);
+      runtime?.close();
+      await streaming?.close().catch((err: unknown) => log.warn('closing the CRI streaming server failed', { err }));
+      return how;
+    },
+  };
 }

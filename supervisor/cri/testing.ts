@@ -1,8 +1,11 @@
-// Test helpers: an in-memory Images (the part the CRI uses) and a grpc-js client of both CRI services on a socket.
+// Test helpers: an in-memory Images (the part the CRI uses), an in-memory pods runtime (the incremental API the
+// CRI maps onto) and a grpc-js client of both CRI services on a socket.
 import { credentials, type Client, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { AuraeError } from '../errors';
 import { ImageServiceClient, RuntimeServiceClient } from '../gen/runtime/v1/api';
 import { type ImageRecord, type Images, type PullOptions, parseReference } from '../images';
+import type { ContainerStatus, ExecTarget, PodStatus } from '../pods';
+import type { CriPods } from './pods-contract';
 
 export type FakeImages = Pick<Images, 'pull' | 'list' | 'get' | 'remove'> & {
   records: ImageRecord[];
@@ -92,4 +95,107 @@ export function call<Req, Res>(client: Client, method: UnaryMethod<Req, Res>, re
   return new Promise((resolve, reject) => {
     method.call(client, request, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res)));
   });
+}
+
+/** A pods runtime in memory with the incremental API (CriPods), for the CRI's unit tests. */
+export interface FakePods extends CriPods {
+  pods: Map<string, PodStatus>;
+  calls: string[];
+  /** Make the container exit (as its executable would): code, signal, OOM. */
+  exit(pod: string, container: string, exit: { code: number | null; signal?: string | null; oomKilled?: boolean }, at?: number): void;
+  /** Fail the next call of this method with this error. */
+  failNext: Map<string, Error>;
+  /** Where execTarget points (tests write a config.json there). */
+  execTargets: Map<string, ExecTarget>;
+}
+
+export function fakePods(clock: () => number = Date.now): FakePods {
+  const pods = new Map<string, PodStatus>();
+  const calls: string[] = [];
+  const failNext = new Map<string, Error>();
+  const execTargets = new Map<string, ExecTarget>();
+  const check = (method: string, arg: string) => {
+    calls.push(`${method} ${arg}`);
+    const err = failNext.get(method);
+    if (err) {
+      failNext.delete(method);
+      throw err;
+    }
+  };
+  const pod = (name: string) => {
+    const p = pods.get(name);
+    if (!p) throw new AuraeError('NOT_FOUND', `pod "${name}" does not exist`);
+    return p;
+  };
+  const container = (p: PodStatus, name: string) => {
+    const c = p.containers.find((x) => x.name === name);
+    if (!c) throw new AuraeError('NOT_FOUND', `pod "${p.name}" has no container "${name}"`);
+    return c;
+  };
+  const fake: FakePods = {
+    pods,
+    calls,
+    failNext,
+    execTargets,
+    list: () => [...pods.values()].map((p) => structuredClone(p)),
+    get: (name) => (pods.has(name) ? structuredClone(pods.get(name)!) : undefined),
+    async createSandbox(spec) {
+      check('createSandbox', spec.name);
+      if (pods.has(spec.name)) throw new AuraeError('ALREADY_EXISTS', `pod "${spec.name}" already exists`);
+      const status: PodStatus = { name: spec.name, sandbox: spec.sandbox, state: 'running', containers: [], createdAt: clock(), spec, ip: '10.88.0.2' };
+      pods.set(spec.name, status);
+      return structuredClone(status);
+    },
+    async createContainer(podName, c) {
+      check('createContainer', `${podName}/${c.name}`);
+      const p = pod(podName);
+      if (p.state === 'stopped') throw new AuraeError('FAILED_PRECONDITION', `pod "${podName}" is stopped`);
+      const status: ContainerStatus = { name: c.name, image: c.image, imageDigest: c.image.split('@')[1] ?? '', state: 'created', pid: null, exit: null, restarts: 0, createdAt: clock(), startedAt: null, finishedAt: null };
+      p.containers.push(status);
+      p.spec = { ...p.spec, containers: [...p.spec.containers, c] };
+      return structuredClone(status);
+    },
+    async startContainer(podName, name) {
+      check('startContainer', `${podName}/${name}`);
+      const c = container(pod(podName), name);
+      if (c.state !== 'created') throw new AuraeError('FAILED_PRECONDITION', `container "${name}" is ${c.state}`);
+      Object.assign(c, { state: 'running', pid: 4242, startedAt: clock() });
+      return structuredClone(c);
+    },
+    async stopContainer(podName, name, graceMs) {
+      check('stopContainer', `${podName}/${name} ${graceMs}`);
+      const c = container(pod(podName), name);
+      if (c.state === 'running') Object.assign(c, { state: 'exited', pid: null, exit: { code: 137, signal: null, oomKilled: false }, finishedAt: clock() });
+      return structuredClone(c);
+    },
+    async removeContainer(podName, name, opts) {
+      check('removeContainer', `${podName}/${name}${opts.force ? ' force' : ''}`);
+      const p = pod(podName);
+      container(p, name);
+      p.containers = p.containers.filter((c) => c.name !== name);
+      p.spec = { ...p.spec, containers: p.spec.containers.filter((c) => c.name !== name) };
+    },
+    async stop(name, graceMs) {
+      check('stop', `${name} ${graceMs}`);
+      const p = pod(name);
+      for (const c of p.containers) if (c.state === 'running') Object.assign(c, { state: 'exited', pid: null, exit: { code: 137, signal: null, oomKilled: false }, finishedAt: clock() });
+      p.state = 'stopped';
+      return structuredClone(p);
+    },
+    async remove(name, opts) {
+      check('remove', `${name}${opts.force ? ' force' : ''}`);
+      pod(name);
+      pods.delete(name);
+    },
+    execTarget(podName, name) {
+      const t = execTargets.get(`${podName}/${name}`);
+      if (!t) throw new AuraeError('FAILED_PRECONDITION', `no exec target for ${podName}/${name}`);
+      return t;
+    },
+    exit(podName, name, exit, at = clock()) {
+      const c = container(pod(podName), name);
+      Object.assign(c, { state: exit.code === 0 ? 'exited' : 'failed', pid: null, exit: { code: exit.code, signal: exit.signal ?? null, oomKilled: exit.oomKilled ?? false }, finishedAt: at });
+    },
+  };
+  return fake;
 }

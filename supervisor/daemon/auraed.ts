@@ -9,13 +9,15 @@ import { CellRuntime, CellServiceDefinition, createCellService, sqliteCellStore 
 import { CGROUP_ROOT, CgroupTree, isCgroup2, nodeCgroupFs } from '../cgroup';
 import type { NodeConfig } from '../config';
 import { criSocketPath, type RunningCriServer, startCriServer } from '../cri';
+import { type ContainerLogTaps, createContainerLogTaps } from '../cri/logs';
+import { startStreamingServer } from '../cri/streaming';
 import { DiscoveryServiceService, type SystemInfo, createDiscoveryService, hostSystemInfo } from '../discovery';
 import { HealthRegistry, HealthService, createHealthService, STORAGE_HEALTH_SERVICE, storageHealth, type StorageHealth } from '../health';
 import { STORAGE_STATUS_PATH } from '../config/node-paths';
 import type { InitChannel, ReadyMessage } from '../ipc';
 import type { LogRing, Logger } from '../log';
 import { type ImagesCore, ImageServiceService, createImageService, createImages } from '../images';
-import { type PodRuntime, PodServiceService, cellPodStore, createNodeVmPods, createPodRuntime, createPodService, nodeDiskHost, sandboxedPodRuntime, sqlitePodStore, withDiskImages } from '../pods';
+import { type PodRuntime, PodServiceService, cellPodStore, childExecRelay, createNodeVmPods, createPodRuntime, createPodService, nodeDiskHost, sandboxedPodRuntime, sqlitePodStore, withDiskImages } from '../pods';
 import { loadSyscalls } from '../../native';
 import { type NodeIdentity, NodeServiceService, createNodeIdentity, createNodeService, createPowerControl } from '../node';
 import { type Observe, type ObserveOverrides, ObserveServiceService, createObserve } from '../observe';
@@ -83,6 +85,8 @@ interface StartContext {
   /** 'observe', 'cells', 'vms' */
   observe?: Observe;
   cells?: CellRuntime;
+  /** 'cells': CRI container log files (supervisor/cri/logs), fed with executables' output; the CRI registers into it. */
+  containerLogs?: ContainerLogTaps;
   vms?: NodeVms;
   /** 'images', 'pods' */
   images?: ImagesCore;
@@ -189,13 +193,17 @@ function startObserve(ctx: StartContext): void {
  */
 async function startCells(ctx: StartContext): Promise<void> {
   const observe = need(ctx, 'observe');
+  // Before the runners exist: a container restarted by reconcile writes to its CRI log once the CRI registers it.
+  const containerLogs = createContainerLogTaps({ log: ctx.log.child({ subsystem: 'cri' }) });
   const cells = new CellRuntime({
     cgroups: new CgroupTree({ fs: nodeCgroupFs, root: CGROUP_ROOT, log: ctx.log.child({ subsystem: 'cells' }) }),
     store: sqliteCellStore(need(ctx, 'db')),
     events: observe.events,
     logs: observe.logs,
+    outputTap: containerLogs,
     log: ctx.log.child({ subsystem: 'cells' }),
   });
+  ctx.containerLogs = containerLogs;
   ctx.cells = cells;
   await cells.init();
 }
@@ -246,6 +254,14 @@ async function startCri(ctx: StartContext): Promise<void> {
       version: ctx.version,
       runtimeReadiness: () => (isCgroup2(nodeCgroupFs, CGROUP_ROOT) ? { ready: true } : noCgroup2),
       log: ctx.log,
+      // Sandboxes and containers are aurae pods (one model, two APIs); the CRI's own ids live in the same database.
+      pods: need(ctx, 'pods'),
+      db: need(ctx, 'db'),
+      observe: need(ctx, 'observe'),
+      podCidr: ctx.config.pods.network.cidr,
+      logs: ctx.containerLogs,
+      // Exec/PortForward URLs on loopback (kubelet on this node proxies them), backed by crun exec and TCP to the pod.
+      startStreaming: (backend) => startStreamingServer({ backend, log: ctx.log }),
     });
   } catch (err) {
     ctx.log.child({ subsystem: 'cri' }).error('the Kubernetes CRI is not served', { socket, err });
@@ -315,12 +331,13 @@ function bindServices(ctx: StartContext): void {
       implementation: createDiscoveryService(rpc, { nodeName: config.node.name, version, health, system: options.system ?? hostSystemInfo }),
     },
     { definition: NodeServiceService, implementation: createNodeService(rpc, power, renewableIdentity(ctx)) },
-    { definition: ObserveServiceService, implementation: need(ctx, 'observe').createService(rpc) },
+    // A pod's own cell is covered by rules scoped to that pod (its logs, events and metrics come with it).
+    { definition: ObserveServiceService, implementation: need(ctx, 'observe').createService(rpc, { podOf: (cell) => (need(ctx, 'pods').get(cell) ? cell : undefined) }) },
     { definition: AuthzServiceService, implementation: createAuthzService(rpc, authz) },
     { definition: CellServiceDefinition, implementation: createCellService(rpc, need(ctx, 'cells')) },
     { definition: VmServiceService, implementation: need(ctx, 'vms').createService(rpc) },
     { definition: ImageServiceService, implementation: createImageService(rpc, need(ctx, 'images')) },
-    { definition: PodServiceService, implementation: createPodService(rpc, { runtime: need(ctx, 'pods'), images: need(ctx, 'images') }) },
+    { definition: PodServiceService, implementation: createPodService(rpc, { runtime: need(ctx, 'pods'), images: need(ctx, 'images'), vmExec: childExecRelay((vm) => need(ctx, 'vms').router.clientFor(vm)) }) },
   ];
   for (const rule of authz.unmatchedConfigRules()) {
     log.warn('authz.policy rule matches no method this auraed serves', { identity: rule.identity, effect: rule.effect, pattern: rule.pattern });
@@ -379,6 +396,7 @@ async function stopAuraed(ctx: StartContext, timeoutMs: number): Promise<'gracef
   // The CRI socket stops with the API (in parallel: both within timeoutMs).
   const [how] = await Promise.all([need(ctx, 'server').shutdown(timeoutMs), ctx.cri?.shutdown(timeoutMs)]);
   need(ctx, 'cells').close(); // executables keep running; their later exits are not written to the closed database
+  ctx.containerLogs?.close(); // their later output is not written to the CRI log files either (as to observe)
   await need(ctx, 'images').close();
   await observe.close();
   // After the server stopped: no refusal comes later. A failed flush must not keep the database open.

@@ -1,5 +1,6 @@
 // Discovery core: who this node is and whether auraed is healthy. System facts come through an adapter.
 import os from 'node:os';
+import type { DiscoverResponse } from '../gen/aurae/discovery/v0/discovery';
 import type { HealthRegistry } from '../health';
 
 export interface SystemInfo {
@@ -16,14 +17,8 @@ export const hostSystemInfo: SystemInfo = {
   pid: () => process.pid,
 };
 
-export interface DiscoveryInfo {
-  healthy: boolean;
-  version: string;
-  nodeName: string;
-  uptimeSeconds: number;
-  kernelRelease: string;
-  pid: number;
-}
+/** What Discover answers: the generated proto type, not a copy of it. */
+export type DiscoveryInfo = DiscoverResponse;
 
 export interface DiscoveryDeps {
   nodeName: string;

@@ -23,15 +23,21 @@ export interface LaunchedProcess {
   exited: Promise<ProcessExit>;
 }
 
+/** A line's pieces, lossless (LineSplitter onPiece): `partial` when the next piece continues the line. */
+export type OnOutputPiece = (stream: LogStream, piece: string, partial: boolean) => void;
+
 export interface ProcessLauncher {
-  /** Spawn; rejects (FAILED_PRECONDITION) when the helper cannot be spawned at all. */
-  launch(plan: LaunchPlan, onLine: (stream: LogStream, line: string) => void): Promise<LaunchedProcess>;
+  /**
+   * Spawn; rejects (FAILED_PRECONDITION) when the helper cannot be spawned at all. `onLine` gets each line (a
+   * longer one cut and marked); `onPiece`, when given, the same output losslessly in pieces (CRI log files).
+   */
+  launch(plan: LaunchPlan, onLine: (stream: LogStream, line: string) => void, onPiece?: OnOutputPiece): Promise<LaunchedProcess>;
 }
 
-function pipeLines(stream: Readable | null, onLine: (line: string) => void): void {
+function pipeLines(stream: Readable | null, onLine: (line: string) => void, onPiece?: (piece: string, partial: boolean) => void): void {
   if (!stream) return;
   // A workload may write anything: lines are capped (a longer one is cut and marked, see log/line-splitter.ts).
-  const splitter = new LineSplitter(onLine, { maxLineBytes: LINE_LIMITS.outputLineBytes });
+  const splitter = new LineSplitter(onLine, { maxLineBytes: LINE_LIMITS.outputLineBytes, ...(onPiece ? { onPiece } : {}) });
   stream.on('data', (chunk: Buffer) => splitter.push(chunk));
   stream.on('end', () => splitter.end());
   // A read error on a pipe only means the output is cut; the exit is reported through 'exit'.
@@ -40,7 +46,7 @@ function pipeLines(stream: Readable | null, onLine: (line: string) => void): voi
 
 /** The real launcher: child_process.spawn, detached (own session: no signals from auraed's terminal). */
 export const spawnLauncher: ProcessLauncher = {
-  launch(plan, onLine) {
+  launch(plan, onLine, onPiece) {
     return new Promise((resolve, reject) => {
       const child = spawn(plan.file, plan.args, {
         env: plan.env,
@@ -57,8 +63,8 @@ export const spawnLauncher: ProcessLauncher = {
         );
       });
       child.once('spawn', () => {
-        pipeLines(child.stdout, (line) => onLine('stdout', line));
-        pipeLines(child.stderr, (line) => onLine('stderr', line));
+        pipeLines(child.stdout, (line) => onLine('stdout', line), onPiece && ((piece, partial) => onPiece('stdout', piece, partial)));
+        pipeLines(child.stderr, (line) => onLine('stderr', line), onPiece && ((piece, partial) => onPiece('stderr', piece, partial)));
         const status = child.stdio[3] as Readable | null;
         const outcome = new Promise<ExecOutcome>((res) => {
           if (!status) return res({ executed: true });

@@ -4,7 +4,7 @@
 import type { LeafCgroup } from '../cgroup';
 import { AuraeError } from '../errors';
 import type { Logger } from '../log';
-import type { EventBus, LogSink, LogStore } from '../observe/types';
+import type { EventBus, LogSink, LogStore, LogStream } from '../observe/types';
 import { type IsolationSpec, launchPlan } from './launch-plan';
 import type { LaunchedProcess, ProcessExit, ProcessLauncher } from './launcher';
 import { decideAfterExit, type ExitInfo, recentStarts } from './restart-policy';
@@ -46,6 +46,14 @@ export interface ExecutableSnapshot {
   lastExit: RecordedExit | null;
 }
 
+/**
+ * Another reader of every executable's output (the CRI container log files, supervisor/cri/logs): each line in
+ * pieces of at most LINE_LIMITS.outputLineBytes, `partial` when the next piece continues it. Must not throw.
+ */
+export interface OutputTap {
+  onLine(cell: string, executable: string, stream: LogStream, text: string, partial: boolean): void;
+}
+
 export interface RunnerDeps {
   cell: string;
   spec: ExecutableSpec;
@@ -57,6 +65,8 @@ export interface RunnerDeps {
   helper(): string;
   events: EventBus;
   logs: LogStore;
+  /** Optional: also gets every output line, uncut (see OutputTap). */
+  outputTap?: OutputTap;
   clock: Clock;
   log: Logger;
   /** Send a signal to a pid (process.kill); ESRCH is ignored by the caller. */
@@ -259,7 +269,14 @@ export class ExecutableRunner {
     this.starts = [...recentStarts(this.starts, startedAt, deps.spec.restart.startLimitIntervalMs), startedAt];
     let process: LaunchedProcess;
     try {
-      process = await deps.launcher.launch(plan, (stream, line) => sink.write(stream, line));
+      const tap = deps.outputTap;
+      const cell = deps.cell;
+      const name = this.name;
+      process = await deps.launcher.launch(
+        plan,
+        (stream, line) => sink.write(stream, line),
+        tap && ((stream, piece, partial) => tap.onLine(cell, name, stream, piece, partial)),
+      );
     } catch (err) {
       await sink.close();
       throw err;

@@ -223,10 +223,13 @@ describe('ImageService', () => {
     ]);
   });
 
-  it('authorizes every method on the node itself (images are shared by every pod)', async () => {
+  it('List, Inspect and Pull are shared (the method-level check only: images serve every pod); Remove is on the node itself', async () => {
     const targets: (CheckTarget | undefined)[] = [];
     const { svc } = setup({ allows: (_m, t) => (targets.push(t), true) });
     await unaryCall(svc.list as never, {}, 'viewer');
+    expect(targets).toEqual([{ resource: null }]);
+    targets.length = 0;
+    await unaryCall(svc.remove as never, { reference: 'busybox', force: false }, 'viewer');
     expect(targets).toEqual([{ resource: null }, { resource: {} }]);
   });
 

@@ -1,7 +1,10 @@
 // aurae.images.v0.ImageService: decode → validate → Images core → response. No logic beyond mapping (and
-// thinning the progress stream). Images are node-wide (shared by every pod), so every method touches the node
-// itself: only callers whose rules are not scoped to cells or VMs may call them (admins, unscoped tenants).
-// Pods pull through PodService/Run, authorized on the pod's cell instead.
+// thinning the progress stream). Images are node-wide, content-addressed and shared by every pod, so Pull, List
+// and Inspect are 'shared': any rule allowing the method allows them, whatever its cell/VM/pod scope (a tenant
+// allowed her pods "nova-*" can pull and see the images they need; PodService/Run pulls them anyway). Remove
+// touches what other tenants' pods use: it stays on the node itself (admins, rules without a resource scope).
+// Consequence, documented in the README: an image pulled with credentials is listed to, and runnable by, every
+// tenant of the node (as with Kubernetes without AlwaysPullImages).
 // Credentials in a request are handed to the core for one pull and never summarized, audited or logged.
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import type {
@@ -88,6 +91,7 @@ export function createImageService(ctx: RpcContext, images: Pick<Images, 'pull' 
       validate: validatePullRequest,
       // The reference only: the credentials never reach the audit log.
       summary: ({ reference }) => reference,
+      resource: () => 'shared',
       run: async ({ reference, auth }, call: ServerWritableStream<ImageServicePullRequest, ImageServicePullResponse>) => {
         const abort = new AbortController();
         const onCancelled = () => abort.abort(new AuraeError('UNAVAILABLE', `pulling ${reference}: the client cancelled the call`));
@@ -107,12 +111,14 @@ export function createImageService(ctx: RpcContext, images: Pick<Images, 'pull' 
       method: `${SERVICE}/List`,
       access: 'read',
       validate: (_request: ImageServiceListRequest) => undefined,
+      resource: () => 'shared',
       run: (): ImageServiceListResponse => ({ images: images.list().map(imageToProto) }),
     }),
     inspect: unary(ctx, {
       method: `${SERVICE}/Inspect`,
       access: 'read',
       validate: (request: ImageServiceInspectRequest) => validateReference('reference', request.reference),
+      resource: () => 'shared',
       run: (reference): ImageServiceInspectResponse => {
         const image = images.get(reference);
         if (!image) throw new AuraeError('NOT_FOUND', `image ${JSON.stringify(reference)} is not stored on this node: pull it first (aer image pull ${reference})`);

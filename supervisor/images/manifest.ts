@@ -48,6 +48,18 @@ function bad(what: string, why: string): AuraeError {
   return new AuraeError('FAILED_PRECONDITION', `${what}: ${why}: the registry served an invalid document; check the image was pushed correctly`);
 }
 
+/** The document as a JSON object, or FAILED_PRECONDITION naming `what`. */
+function jsonObject(bytes: Buffer, what: string): Record<string, unknown> {
+  let doc: Record<string, unknown>;
+  try {
+    doc = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
+  } catch (err) {
+    throw bad(what, `not JSON (${(err as Error).message})`);
+  }
+  if (typeof doc !== 'object' || doc === null) throw bad(what, 'not a JSON object');
+  return doc;
+}
+
 function descriptor(value: unknown, what: string): Descriptor {
   const d = value as Record<string, unknown> | null;
   if (typeof d !== 'object' || d === null) throw bad(what, 'not an object');
@@ -69,13 +81,7 @@ function descriptor(value: unknown, what: string): Descriptor {
  * present (OCI makes it optional, registries sometimes send a generic Content-Type).
  */
 export function parseManifest(bytes: Buffer, contentType: string, what = 'manifest'): ParsedManifest {
-  let doc: Record<string, unknown>;
-  try {
-    doc = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
-  } catch (err) {
-    throw bad(what, `not JSON (${(err as Error).message})`);
-  }
-  if (typeof doc !== 'object' || doc === null) throw bad(what, 'not a JSON object');
+  const doc = jsonObject(bytes, what);
   const declared = typeof doc.mediaType === 'string' ? doc.mediaType : contentType.split(';')[0]!.trim();
   if (doc.schemaVersion === 1 || declared === MEDIA_TYPES.dockerSchema1 || declared === MEDIA_TYPES.dockerSchema1Signed) {
     throw new AuraeError('UNIMPLEMENTED', `${what}: Docker schema 1 manifests are not supported: push the image again with a current client (schema 2 or OCI)`);
@@ -130,13 +136,7 @@ const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((s): s is
 
 /** The image config blob (OCI image-spec config / Docker image JSON). */
 export function parseImageConfig(bytes: Buffer, what = 'image config'): ParsedImageConfig {
-  let doc: Record<string, unknown>;
-  try {
-    doc = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
-  } catch (err) {
-    throw bad(what, `not JSON (${(err as Error).message})`);
-  }
-  if (typeof doc !== 'object' || doc === null) throw bad(what, 'not a JSON object');
+  const doc = jsonObject(bytes, what);
   const rootfs = doc.rootfs as { type?: unknown; diff_ids?: unknown } | undefined;
   if (!rootfs || rootfs.type !== 'layers' || !Array.isArray(rootfs.diff_ids)) throw bad(what, 'rootfs.diff_ids is missing');
   const diffIds = rootfs.diff_ids.map((d, i) => {

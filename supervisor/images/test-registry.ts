@@ -129,6 +129,21 @@ export async function addRawLayer(layout: string, from: string, tag: string, tar
   await setTag(layout, tag, { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m });
 }
 
+/** What a tag of the OCI layout holds: its manifest digest, config, layers (bottom first) and their diffIds. */
+export async function readLayoutImage(
+  layout: string,
+  tag: string,
+): Promise<{ digest: string; config: { digest: string; size: number }; layers: { digest: string; size: number; diffId: string }[] }> {
+  const desc = tagDescriptor(await readIndex(layout), tag);
+  const manifest = JSON.parse((await readBlob(layout, desc.digest)).toString()) as { config: { digest: string; size: number }; layers: { digest: string; size: number }[] };
+  const config = JSON.parse((await readBlob(layout, manifest.config.digest)).toString()) as { rootfs: { diff_ids: string[] } };
+  return {
+    digest: desc.digest,
+    config: { digest: manifest.config.digest, size: manifest.config.size },
+    layers: manifest.layers.map((l, i) => ({ digest: l.digest, size: l.size, diffId: config.rootfs.diff_ids[i]! })),
+  };
+}
+
 /**
  * Build the test images into `dir` (an OCI layout at `dir/oci`), or reuse them when `dir` already holds this
  * version's build. Under a second with umoci. Needs root (ownership is kept) and busybox-static.

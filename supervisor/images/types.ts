@@ -1,5 +1,6 @@
 // The images subsystem's public shapes (the contract in notes/pods-plan.md): what a pull produces and what pods
 // consume. Kept apart from the code so index.ts re-exports one list and H2's unpack/snapshots can import them.
+import type { ImageConfig } from '../gen/aurae/images/v0/images';
 
 export interface ImageLayer {
   /** The compressed blob's digest (what the registry serves). */
@@ -10,17 +11,8 @@ export interface ImageLayer {
   diffId: string;
 }
 
-/** The parts of the image config a container starts from (OCI image-spec config.config). */
-export interface ImageRuntimeConfig {
-  entrypoint: string[];
-  cmd: string[];
-  env: string[];
-  workingDir: string;
-  user: string;
-  exposedPorts: string[];
-  labels: Record<string, string>;
-  stopSignal: string;
-}
+/** The parts of the image config a container starts from (OCI image-spec config.config): the API's ImageConfig. */
+export type ImageRuntimeConfig = ImageConfig;
 
 export interface ImageRecord {
   /** Canonical repository, e.g. "127.0.0.1:5000/busybox" or "docker.io/library/busybox". */

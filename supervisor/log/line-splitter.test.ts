@@ -92,3 +92,72 @@ describe('LineSplitter', () => {
     expect(() => new LineSplitter(() => {}, { maxLineBytes: 0 })).toThrow(/maxLineBytes: 0/);
   });
 });
+
+describe('LineSplitter onPiece (the lossless view: CRI log records)', () => {
+  function pieces(options: ConstructorParameters<typeof LineSplitter>[1] = {}) {
+    const out: [string, boolean][] = [];
+    const lines: string[] = [];
+    const splitter = new LineSplitter((l) => lines.push(l), { ...options, onPiece: (p, partial) => out.push([p, partial]) });
+    return { out, lines, splitter };
+  }
+
+  it('short lines: one full piece each, the same as the lines; a tail without newline is partial', () => {
+    const { out, lines, splitter } = pieces({ maxLineBytes: 8 });
+    splitter.push('ab\n\ncd');
+    splitter.push('ef\ntail');
+    splitter.end();
+    expect(out).toEqual([
+      ['ab', false],
+      ['', false],
+      ['cdef', false],
+      ['tail', true],
+    ]);
+    expect(lines).toEqual(['ab', '', 'cdef', 'tail']);
+  });
+
+  it('an over-long line comes whole in pieces of the cap (partial but the last) while the line is cut as before', () => {
+    const { out, lines, splitter } = pieces({ maxLineBytes: 4 });
+    splitter.push('0123456789');
+    splitter.push('ab\n4444\n');
+    expect(out).toEqual([
+      ['0123', true],
+      ['4567', true],
+      ['89ab', false],
+      ['4444', false], // exactly the cap: one full piece
+    ]);
+    expect(lines).toEqual([`0123${cutMarker(8)}`, '4444']);
+  });
+
+  it('pieces end at UTF-8 character boundaries: a split character starts the next piece', () => {
+    const { out, splitter } = pieces({ maxLineBytes: 5 });
+    splitter.push('abcd€xy\n'); // "abcd" + the first byte of € fill the cap: € moves to the next piece
+    splitter.push('ab€€\n'); // "ab" + € fill the cap exactly: the second € is the next piece
+    expect(out).toEqual([
+      ['abcd', true],
+      ['€xy', false],
+      ['ab€', true],
+      ['€', false],
+    ]);
+    expect(out.map(([t]) => t).join('')).not.toContain('\uFFFD');
+  });
+
+  it('4 MiB without a newline: every piece at most the cap, the head of the cut line at the cap, nothing lost', () => {
+    const cap = 16 * 1024;
+    let total = 0;
+    let count = 0;
+    const splitter = new LineSplitter(() => {}, {
+      maxLineBytes: cap,
+      onPiece: (p, partial) => {
+        expect(p.length).toBeLessThanOrEqual(cap);
+        total += p.length;
+        count++;
+        expect(partial).toBe(true);
+      },
+    });
+    const chunk = Buffer.alloc(64 * 1024, 'A');
+    for (let sent = 0; sent < 4 * MiB; sent += chunk.length) splitter.push(chunk);
+    expect(splitter.pendingBytes).toBe(cap);
+    expect(total).toBe(4 * MiB - cap);
+    expect(count).toBe((4 * MiB) / cap - 1);
+  });
+});

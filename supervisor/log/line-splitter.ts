@@ -3,6 +3,8 @@
 // the cap keeps its first `maxLineBytes` bytes (cut at a UTF-8 character boundary), the rest is dropped and
 // counted, and the line is emitted with a marker "…[cut N bytes]" once its newline (or the stream's end) arrives.
 // A stream that never sends a newline therefore costs at most `maxLineBytes` of memory, however long it runs.
+// A second, lossless view is optional (`onPiece`, for the CRI container log files): every line in pieces of at most
+// `maxLineBytes`, the pieces of an over-long line flagged partial but the last; it costs another `maxLineBytes`.
 
 /** The caps, one owner: every reader of an outside stream takes its limit from here. */
 export const LINE_LIMITS = {
@@ -12,6 +14,8 @@ export const LINE_LIMITS = {
   outputLineBytes: 16 * 1024,
   /** One QMP message from QEMU (qmp.ts); the replies we ask for are a few hundred bytes. */
   qmpLineBytes: 64 * 1024,
+  /** One line of auraed's stdout/stderr that init relays to the console (init/service). */
+  auraedLineBytes: 16 * 1024,
 } as const;
 
 /** How much of the stream was cut, for logs and tests. */
@@ -30,6 +34,12 @@ export interface LineSplitterOptions {
   trimCr?: boolean;
   /** Called once per cut line, before the line itself is emitted (e.g. to log the cut). */
   onCut?: (cutBytes: number) => void;
+  /**
+   * Also emit every line losslessly, in pieces of at most maxLineBytes cut at UTF-8 character boundaries, before
+   * the (possibly cut) line itself: `partial` is true for a piece that the next one continues, and for a last line
+   * that the stream's end cut short of its newline (the CRI log format's "P"; "F" otherwise).
+   */
+  onPiece?: (piece: string, partial: boolean) => void;
 }
 
 const NEWLINE = 0x0a;
@@ -49,6 +59,9 @@ export class LineSplitter {
   private dropped = 0;
   /** Whether the last byte dropped was a CR (trimmed, not counted, when trimCr). */
   private droppedCr = false;
+  /** The current piece of the lossless view (onPiece): copies, at most maxLineBytes. */
+  private pieceParts: Buffer[] = [];
+  private pieceKept = 0;
 
   constructor(
     private readonly emit: (line: string) => void,
@@ -70,14 +83,14 @@ export class LineSplitter {
         return;
       }
       this.keep(buf, start, nl);
-      this.finishLine();
+      this.finishLine(true);
       start = nl + 1;
     }
   }
 
   /** The stream ended: emit a last line that had no newline. */
   end(): void {
-    if (this.kept > 0 || this.dropped > 0) this.finishLine();
+    if (this.kept > 0 || this.dropped > 0) this.finishLine(false);
   }
 
   /** Bytes held for the current (unfinished) line; never above maxLineBytes. */
@@ -86,6 +99,7 @@ export class LineSplitter {
   }
 
   private keep(buf: Buffer, from: number, to: number): void {
+    if (this.options.onPiece) this.keepPiece(buf, from, to);
     const room = this.maxBytes - this.kept;
     const take = Math.min(room, to - from);
     if (take > 0) {
@@ -98,7 +112,38 @@ export class LineSplitter {
     }
   }
 
-  private finishLine(): void {
+  /** The lossless view: a full piece is emitted (partial) only once a further byte of its line arrives. */
+  private keepPiece(buf: Buffer, from: number, to: number): void {
+    for (let at = from; at < to; ) {
+      if (this.pieceKept === this.maxBytes) this.emitPiece(true);
+      const take = Math.min(this.maxBytes - this.pieceKept, to - at);
+      this.pieceParts.push(Buffer.from(buf.subarray(at, at + take)));
+      this.pieceKept += take;
+      at += take;
+    }
+  }
+
+  /** Emit the current piece; a partial one keeps an incomplete last UTF-8 character for the next piece. */
+  private emitPiece(partial: boolean, lineEnded = false): void {
+    let bytes = this.pieceParts.length === 1 ? this.pieceParts[0]! : Buffer.concat(this.pieceParts, this.pieceKept);
+    let carry: Buffer | null = null;
+    if (partial && !lineEnded) {
+      const end = charBoundary(bytes);
+      // A cap below 4 bytes may hold nothing but an incomplete character: emit it as it is rather than loop.
+      if (end > 0 && end < bytes.length) {
+        carry = Buffer.from(bytes.subarray(end));
+        bytes = bytes.subarray(0, end);
+      }
+    } else if (this.trimCr && bytes.length > 0 && bytes[bytes.length - 1] === 0x0d) {
+      bytes = bytes.subarray(0, bytes.length - 1);
+    }
+    this.pieceParts = carry ? [carry] : [];
+    this.pieceKept = carry ? carry.length : 0;
+    this.options.onPiece!(bytes.toString('utf8'), partial);
+  }
+
+  private finishLine(terminated: boolean): void {
+    if (this.options.onPiece) this.emitPiece(!terminated, true);
     let bytes = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.kept);
     const dropped = this.dropped - (this.trimCr && this.droppedCr ? 1 : 0);
     this.droppedCr = false;
@@ -110,15 +155,7 @@ export class LineSplitter {
       if (this.trimCr && bytes.length > 0 && bytes[bytes.length - 1] === 0x0d) bytes = bytes.subarray(0, bytes.length - 1);
       line = bytes.toString('utf8');
     } else {
-      // Cut at a character boundary: back off over UTF-8 continuation bytes (10xxxxxx) and their lead byte.
-      let end = bytes.length;
-      let back = 0;
-      while (end - back - 1 >= 0 && back < 3 && (bytes[end - back - 1]! & 0xc0) === 0x80) back++;
-      const lead = end - back - 1;
-      if (lead >= 0 && bytes[lead]! >= 0xc0) {
-        const need = bytes[lead]! >= 0xf0 ? 4 : bytes[lead]! >= 0xe0 ? 3 : 2;
-        if (back + 1 < need) end = lead; // the last character is incomplete: drop it too
-      }
+      const end = charBoundary(bytes);
       const cut = dropped + (bytes.length - end);
       this.stats.cutLines++;
       this.stats.cutBytes += cut;
@@ -128,4 +165,18 @@ export class LineSplitter {
     this.stats.lines++;
     this.emit(line);
   }
+}
+
+/** Where `bytes` ends at a UTF-8 character boundary: before an incomplete last character (its lead byte and the
+ *  continuation bytes 10xxxxxx that follow it), else at its length. */
+function charBoundary(bytes: Buffer): number {
+  const end = bytes.length;
+  let back = 0;
+  while (end - back - 1 >= 0 && back < 3 && (bytes[end - back - 1]! & 0xc0) === 0x80) back++;
+  const lead = end - back - 1;
+  if (lead >= 0 && bytes[lead]! >= 0xc0) {
+    const need = bytes[lead]! >= 0xf0 ? 4 : bytes[lead]! >= 0xe0 ? 3 : 2;
+    if (back + 1 < need) return lead; // the last character is incomplete
+  }
+  return end;
 }

@@ -39,17 +39,26 @@ export interface ObserveServiceDeps {
   streams: StreamRegistry;
   /** Live items waiting for a slow follower before its stream is cut (default in pumpStream). */
   maxQueued?: number;
+  /** The pod whose own cell `cell` is, if any (supervisor/pods): a rule scoped to that pod covers its logs too. */
+  podOf?(cell: string): string | undefined;
 }
 
 const SERVICE = 'aurae.observe.v0.ObserveService';
 
-/** What an event is about, for the policy: its cell, or its VM. */
-export function eventResource(event: StampedEvent): { cell: string } | { vm: string } {
-  return 'cell' in event ? { cell: event.cell } : { vm: event.vm };
+/** What an event is about, for the policy: its cell (and its pod: pod events name it, `podOf` knows the others), or its VM. */
+export function eventResource(event: StampedEvent, podOf?: (cell: string) => string | undefined): { cell: string; pod?: string } | { vm: string } {
+  if (!('cell' in event)) return { vm: event.vm };
+  const pod = 'pod' in event ? event.pod : podOf?.(event.cell);
+  return pod === undefined ? { cell: event.cell } : { cell: event.cell, pod };
 }
 
 export function createObserveService(ctx: RpcContext, deps: ObserveServiceDeps): ObserveServiceServer {
   const { streams: registry, maxQueued } = deps;
+  /** A cell as the policy sees it: with its pod when it is a pod's own cell. */
+  const cellResource = (cell: string): { cell: string; pod?: string } => {
+    const pod = deps.podOf?.(cell);
+    return pod === undefined ? { cell } : { cell, pod };
+  };
   return {
     getAuraeDaemonLogStream: serverStream(ctx, {
       method: `${SERVICE}/GetAuraeDaemonLogStream`,
@@ -67,7 +76,7 @@ export function createObserveService(ctx: RpcContext, deps: ObserveServiceDeps):
       method: `${SERVICE}/GetLogs`,
       access: 'read',
       validate: validateLogsRequest,
-      resource: (query) => ({ cell: query.cell }),
+      resource: (query) => cellResource(query.cell),
       run: (query, call: ServerWritableStream<GetLogsRequest, GetLogsResponse>) =>
         pumpStream(
           call,
@@ -87,7 +96,7 @@ export function createObserveService(ctx: RpcContext, deps: ObserveServiceDeps):
       // Every event is checked: cell events against the caller's cells, VM events against its VMs.
       resource: () => 'each',
       run: (query, call: ServerWritableStream<GetEventsRequest, GetEventsResponse>, _caller, access) => {
-        const wanted = (event: StampedEvent) => event.seq > query.sinceSeq && eventMatches(query, event) && access.sees(eventResource(event));
+        const wanted = (event: StampedEvent) => event.seq > query.sinceSeq && eventMatches(query, event) && access.sees(eventResource(event, deps.podOf));
         return pumpStream(
           call,
           {
@@ -104,10 +113,10 @@ export function createObserveService(ctx: RpcContext, deps: ObserveServiceDeps):
       access: 'read',
       validate: validateMetricsRequest,
       // One cell's subtree: that cell is checked; every cell: each row is.
-      resource: (cell) => (cell === null ? 'each' : { cell }),
+      resource: (cell) => (cell === null ? 'each' : cellResource(cell)),
       run: async (cell, _caller, access): Promise<GetMetricsResponse> => {
         const snapshot = await deps.metrics(cell);
-        return metricsResponse({ ...snapshot, cells: snapshot.cells.filter((row) => access.sees({ cell: row.cell })) });
+        return metricsResponse({ ...snapshot, cells: snapshot.cells.filter((row) => access.sees(cellResource(row.cell))) });
       },
     }),
   };

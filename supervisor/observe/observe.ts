@@ -7,7 +7,7 @@ import type { RpcContext } from '../server';
 import { createEventBus } from './event-bus';
 import { type FileLogStore, createFileLogStore } from './log-store';
 import { type MetricsFs, type MetricsReader, createMetricsReader } from './metrics';
-import { createObserveService } from './observe-service';
+import { type ObserveServiceDeps, createObserveService } from './observe-service';
 import { StreamRegistry } from './streams';
 import type { EventBus, LogStore } from './types';
 import type { ObserveServiceServer } from '../gen/aurae/observe/v0/observe';
@@ -26,7 +26,8 @@ export interface Observe {
   logs: LogStore;
   daemonLog: LogRing;
   metrics: MetricsReader;
-  createService(ctx: RpcContext): ObserveServiceServer;
+  /** `podOf`: the pod whose own cell a cell is (pod-scoped rules cover its logs, events and metrics). */
+  createService(ctx: RpcContext, extra?: Pick<ObserveServiceDeps, 'podOf'>): ObserveServiceServer;
   /** End every follow stream (auraed is stopping); streams opened later end at once. */
   shutdown(): void;
   /** After the server stopped: wait until queued log lines are on disk. */
@@ -56,7 +57,7 @@ export function createObserve(options: ObserveOptions): Observe {
     logs,
     daemonLog,
     metrics,
-    createService: (ctx) => createObserveService(ctx, { daemonLog, logs, events, metrics, streams }),
+    createService: (ctx, extra) => createObserveService(ctx, { daemonLog, logs, events, metrics, streams, ...extra }),
     shutdown: () => streams.shutdown(),
     close: async () => {
       await fileLogs?.flush();

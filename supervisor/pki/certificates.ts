@@ -143,29 +143,11 @@ export async function createIntermediateCa(
       `CA "${caCert.subject}" has pathLenConstraint ${issuerLimit}: an intermediate below it may have at most ${issuerLimit - 1} (asked ${request.pathLength})`,
     );
   }
-  const caKeyId = caCert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
-  const keys = await generateKeyPair();
-  const { notBefore, notAfter } = validity(request, LEAF_VALIDITY_DAYS);
-  const cert = await x509.X509CertificateGenerator.create(
-    {
-      serialNumber: randomSerial(),
-      subject: [{ CN: [request.name] }],
-      issuer: caCert.subjectName,
-      notBefore,
-      notAfter,
-      publicKey: keys.publicKey,
-      signingKey: caKey,
-      signingAlgorithm: SIGNING_ALGORITHM,
-      extensions: [
-        new x509.BasicConstraintsExtension(true, request.pathLength, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-        ...(request.permittedDnsSubtree !== undefined ? [nameConstraintsExtension(request.permittedDnsSubtree)] : []),
-        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
-        ...(caKeyId ? [new x509.AuthorityKeyIdentifierExtension(caKeyId, false)] : []),
-      ],
-    },
-    crypto,
-  );
+  const { cert, keys } = await signNewKey(caCert, caKey, request.name, request, [
+    new x509.BasicConstraintsExtension(true, request.pathLength, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+    ...(request.permittedDnsSubtree !== undefined ? [nameConstraintsExtension(request.permittedDnsSubtree)] : []),
+  ]);
   return { certPem: cert.toString('pem') + '\n' + issuerChainPem(issuer.certPem), keyPem: await exportPrivateKey(keys.privateKey) };
 }
 
@@ -349,6 +331,26 @@ async function issueLeaf(
   extensions: x509.Extension[],
 ): Promise<CertifiedKey> {
   const { caCert, caKey } = await loadCa(ca);
+  const { cert, keys } = await signNewKey(caCert, caKey, commonName, options, [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+    ...extensions,
+  ]);
+  return { certPem: cert.toString('pem') + '\n', keyPem: await exportPrivateKey(keys.privateKey) };
+}
+
+/**
+ * A fresh key pair and its certificate CN=commonName signed by the CA (validity from `options`, default
+ * LEAF_VALIDITY_DAYS): `extensions`, then the subject key identifier and the CA's key identifier. The one
+ * place both intermediate CAs and leaves are signed.
+ */
+async function signNewKey(
+  caCert: x509.X509Certificate,
+  caKey: CryptoKey,
+  commonName: string,
+  options: IssueOptions,
+  extensions: x509.Extension[],
+): Promise<{ cert: x509.X509Certificate; keys: CryptoKeyPair }> {
   const caKeyId = caCert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
   const keys = await generateKeyPair();
   const { notBefore, notAfter } = validity(options, LEAF_VALIDITY_DAYS);
@@ -363,8 +365,6 @@ async function issueLeaf(
       signingKey: caKey,
       signingAlgorithm: SIGNING_ALGORITHM,
       extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
         ...extensions,
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
         ...(caKeyId ? [new x509.AuthorityKeyIdentifierExtension(caKeyId, false)] : []),
@@ -372,7 +372,7 @@ async function issueLeaf(
     },
     crypto,
   );
-  return { certPem: cert.toString('pem') + '\n', keyPem: await exportPrivateKey(keys.privateKey) };
+  return { cert, keys };
 }
 
 /** The CA's own (first) certificate and its signing key; `extractable` for re-certifying. */

@@ -3,7 +3,7 @@
 import { AuraeError } from '../errors';
 import { DEFAULT_PATH } from '../executables';
 import type { ImageRuntimeConfig } from '../images';
-import type { ContainerSpec, PodSpec } from './spec';
+import type { ContainerSecurity, ContainerSpec, PodSpec } from './spec';
 
 export interface ContainerProcess {
   args: string[];
@@ -18,7 +18,7 @@ export interface ContainerProcess {
  * Kubernetes' rules: `command` replaces the Entrypoint and, when given without `args`, drops the image's Cmd too;
  * `args` replaces the Cmd. Throws FAILED_PRECONDITION when nothing is left to run.
  */
-export function containerProcess(image: ImageRuntimeConfig, pod: Pick<PodSpec, 'name' | 'env'>, c: ContainerSpec): ContainerProcess {
+export function containerProcess(image: ImageRuntimeConfig, pod: Pick<PodSpec, 'name' | 'env' | 'hostname'>, c: ContainerSpec): ContainerProcess {
   const entrypoint = c.command ?? image.entrypoint;
   const cmd = c.args ?? (c.command ? [] : image.cmd);
   const args = [...entrypoint, ...cmd];
@@ -31,7 +31,7 @@ export function containerProcess(image: ImageRuntimeConfig, pod: Pick<PodSpec, '
     if (eq > 0) env.set(entry.slice(0, eq), entry.slice(eq + 1));
   }
   if (!env.has('PATH')) env.set('PATH', DEFAULT_PATH);
-  env.set('HOSTNAME', pod.name);
+  env.set('HOSTNAME', pod.hostname ?? pod.name);
   for (const [k, v] of Object.entries(pod.env)) env.set(k, v);
   for (const [k, v] of Object.entries(c.env)) env.set(k, v);
   return {
@@ -81,7 +81,7 @@ function parseGroup(text: string | null): { name: string; gid: number; members: 
  * /etc/group (null when the image has none). A numeric uid missing from passwd gets gid = uid (what the pods API
  * declares to the policy). Supplementary groups: the groups listing the user by name.
  */
-export function resolveUser(user: string, files: { passwd: string | null; group: string | null }, what: string): ResolvedUser {
+export function resolveUser(user: string, files: { passwd: string | null; group: string | null }, what: string, opts: { missingGid?: 'uid' | 'root' } = {}): ResolvedUser {
   if (user === '') return { uid: 0, gid: 0, additionalGids: [] };
   const [u = '', g] = user.split(':');
   const passwd = parsePasswd(files.passwd);
@@ -103,7 +103,7 @@ export function resolveUser(user: string, files: { passwd: string | null; group:
     uid = entry.uid;
   }
   let gid: number;
-  if (g === undefined) gid = entry?.gid ?? uid;
+  if (g === undefined) gid = entry?.gid ?? (opts.missingGid === 'root' ? 0 : uid);
   else if (ID.test(g)) gid = checkId(g);
   else {
     const group = groups.find((x) => x.name === g);
@@ -112,4 +112,24 @@ export function resolveUser(user: string, files: { passwd: string | null; group:
   }
   const additionalGids = entry ? [...new Set(groups.filter((x) => x.members.includes(entry.name) && x.gid !== gid).map((x) => x.gid))].sort((a, b) => a - b) : [];
   return { uid, gid, additionalGids };
+}
+
+/**
+ * The user a container runs as: the security context's numeric runAsUser/runAsGroup when given (a uid the image's
+ * passwd lacks gets gid 0 then, as in Kubernetes), else `user` (the spec's or the image's) through resolveUser;
+ * supplementalGroups are added to the groups the image gives.
+ */
+export function containerUser(user: string, security: ContainerSecurity | undefined, files: { passwd: string | null; group: string | null }, what: string): ResolvedUser {
+  const s = security ?? {};
+  let resolved: ResolvedUser;
+  if (s.runAsUser !== undefined) {
+    resolved = resolveUser(s.runAsGroup !== undefined ? `${s.runAsUser}:${s.runAsGroup}` : String(s.runAsUser), files, what, { missingGid: 'root' });
+  } else if (s.runAsGroup !== undefined) {
+    resolved = { ...resolveUser(user, files, what), gid: s.runAsGroup };
+  } else {
+    resolved = resolveUser(user, files, what);
+  }
+  const extra = s.supplementalGroups ?? [];
+  if (extra.length) resolved = { ...resolved, additionalGids: [...new Set([...resolved.additionalGids, ...extra])].filter((g) => g !== resolved.gid).sort((a, b) => a - b) };
+  return resolved;
 }

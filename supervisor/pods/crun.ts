@@ -23,6 +23,11 @@
 // `<run>/<pod>/<container>.pid` once the container runs (the script removes a stale one first): until then the
 // container is "created", not "running" (runtime.ts).
 //
+// Container limits (ContainerSpec.resources). crun does not touch cgroups here, so it would not apply
+// linux.resources: the start script writes them into its own cgroup — the executable's leaf, which crun and the
+// container stay in — before it execs crun (containerCgroupLimits: file/value pairs after the script's arguments).
+// The pod's limits stay on the cell above.
+//
 // Stop. The executable's stopSignal is the image's StopSignal (default SIGTERM): Stop sends it to crun alone, which
 // forwards it to the container's init; after the grace the leaf is killed (cgroup.kill) as for any executable.
 import path from 'node:path';
@@ -34,7 +39,7 @@ import { RUN_DIR } from '../config/node-paths';
 import type { ResolvedUser } from './container-config';
 import type { ContainerProcess } from './container-config';
 import type { OciSpecInput } from './oci-spec';
-import type { PodSpec } from './spec';
+import type { ContainerResources, ContainerSpec, PodSpec } from './spec';
 
 /** crun's state root (tmpfs: crun state is per boot). */
 export const CRUN_STATE_ROOT = `${RUN_DIR}/crun`;
@@ -94,9 +99,22 @@ export function findCrun(env: NodeJS.ProcessEnv = process.env, exists: (p: strin
   throw new AuraeError('FAILED_PRECONDITION', `crun was not found (looked in ${[...new Set(candidates)].join(', ')}): pods need crun, as in the aurae image; set AURAE_CRUN to its path`);
 }
 
-/** The start script; positional arguments: ready file, container id, bundle, crun, crun's state root, pid file. */
+/**
+ * The start script; positional arguments: ready file, container id, bundle, crun, crun's state root, pid file,
+ * then cgroup file/value pairs to write into its own cgroup (the "0::" line of /proc/self/cgroup).
+ */
 export const START_SCRIPT = [
   'ready=$1 id=$2 bundle=$3 crun=$4 root=$5 pidfile=$6',
+  'if [ "$#" -gt 6 ]; then',
+  // AURAE_CGROUP_ROOT: where cgroup2 is mounted (tests point it at a directory of their own).
+  '  cg=; while read -r l; do case $l in 0::*) cg=${l#0::} ;; esac; done < /proc/self/cgroup',
+  '  [ -n "$cg" ] || { echo "aurae: container $id: no cgroup v2 line in /proc/self/cgroup: container limits need cgroup2" >&2; exit 125; }',
+  '  cg=${AURAE_CGROUP_ROOT:-/sys/fs/cgroup}$cg; shift 6',
+  '  while [ "$#" -ge 2 ]; do',
+  '    echo "$2" > "$cg/$1" || { echo "aurae: container $id: writing $1 = $2 in $cg failed: is the controller enabled for the pod\'s cell?" >&2; exit 125; }',
+  '    shift 2',
+  '  done',
+  'fi',
   'n=0',
   'while [ ! -e "$ready" ]; do',
   `  n=$((n + 1)); if [ "$n" -gt ${READY_WAIT_S * 10} ]; then echo "aurae: container $id: its pod was not prepared within ${READY_WAIT_S} s ($ready is missing): see auraed's log" >&2; exit 125; fi`,
@@ -136,6 +154,22 @@ export interface CrunExecutableInput {
   pidFile: string;
   /** Sent to crun on Stop (stopSignalOf the image's StopSignal); default SIGTERM. */
   stopSignal?: NodeJS.Signals;
+  /** Written into the leaf before crun runs (containerCgroupLimits). */
+  cgroupLimits?: readonly (readonly [string, string])[];
+}
+
+/**
+ * The container's own limits as cgroup v2 writes into its leaf: memory.max; cpu.weight from CPU shares (the
+ * kubelet's cgroup v1 unit, converted as runc and crun do: 1 + (shares - 2) * 9999 / 262142); cpu.max
+ * "quota period" (period default 100000 µs).
+ */
+export function containerCgroupLimits(r: ContainerResources | undefined): [string, string][] {
+  if (!r) return [];
+  const out: [string, string][] = [];
+  if (r.memoryLimit !== undefined) out.push(['memory.max', String(r.memoryLimit)]);
+  if (r.cpuShares !== undefined) out.push(['cpu.weight', String(1 + Math.floor(((r.cpuShares - 2) * 9999) / 262_142))]);
+  if (r.cpuQuota !== undefined || r.cpuPeriod !== undefined) out.push(['cpu.max', `${r.cpuQuota ?? 'max'} ${r.cpuPeriod ?? 100_000}`]);
+  return out;
 }
 
 /** The executable of the pod's cell that runs one container. */
@@ -144,7 +178,19 @@ export function crunExecutable(input: CrunExecutableInput): ExecutableSpec {
   return {
     name: input.container,
     command: '',
-    args: ['/bin/sh', '-c', START_SCRIPT, 'aurae-container', input.ready, id, input.paths.bundle, input.crun, input.stateRoot ?? CRUN_STATE_ROOT, input.pidFile],
+    args: [
+      '/bin/sh',
+      '-c',
+      START_SCRIPT,
+      'aurae-container',
+      input.ready,
+      id,
+      input.paths.bundle,
+      input.crun,
+      input.stateRoot ?? CRUN_STATE_ROOT,
+      input.pidFile,
+      ...(input.cgroupLimits ?? []).flat(),
+    ],
     description: `container ${input.container} of pod ${input.pod.name}`,
     env: { PATH: DEFAULT_PATH },
     cwd: '/',
@@ -163,14 +209,29 @@ export interface ContainerSpecInput {
   readOnlyRootfs: boolean;
   /** The executable's leaf cgroup, relative to the cgroup2 root (crun does not manage it: see above). */
   cgroupsPath: string;
+  /** The container's optional extensions (absent: the defaults). */
+  container?: Pick<ContainerSpec, 'mounts' | 'security' | 'sysctls' | 'resources'>;
 }
 
 /**
  * The input of ociSpec (oci-spec.ts) for one container: its own pid, mount and cgroup namespaces, the pod's network,
- * ipc and uts ones (joined by path: no hostname here, the pinned UTS namespace has it).
+ * ipc and uts ones (joined by path: no hostname here, the pinned UTS namespace has it); "node" namespace modes
+ * leave a namespace out (the node's). Privileged: every capability, no seccomp filter, no masked or read-only
+ * paths, every device allowed, /sys writable. Bind mounts with their propagation (the root's follows the widest).
  */
 export function containerSpecInput(input: ContainerSpecInput): OciSpecInput {
-  return {
+  const security = input.container?.security ?? {};
+  const privileged = security.privileged === true;
+  const ns = security.namespaces ?? {};
+  const namespaces: OciSpecInput['namespaces'] = [
+    ...(ns.pid === 'node' ? [] : [{ type: 'pid' as const }]),
+    { type: 'mount' },
+    { type: 'cgroup' },
+    ...(ns.network === 'node' ? [] : [{ type: 'network' as const, path: input.pod.ns.net }]),
+    ...(ns.ipc === 'node' ? [] : [{ type: 'ipc' as const, path: input.pod.ns.ipc }]),
+    { type: 'uts', path: input.pod.ns.uts },
+  ];
+  const out: OciSpecInput = {
     args: input.process.args,
     env: input.process.env,
     cwd: input.process.cwd,
@@ -180,15 +241,24 @@ export function containerSpecInput(input: ContainerSpecInput): OciSpecInput {
     rootfs: input.paths.rootfs,
     readOnlyRootfs: input.readOnlyRootfs,
     terminal: false,
-    namespaces: [
-      { type: 'pid' },
-      { type: 'mount' },
-      { type: 'cgroup' },
-      { type: 'network', path: input.pod.ns.net },
-      { type: 'ipc', path: input.pod.ns.ipc },
-      { type: 'uts', path: input.pod.ns.uts },
-    ],
+    namespaces,
     cgroupsPath: input.cgroupsPath,
-    noNewPrivileges: true,
+    noNewPrivileges: security.noNewPrivs ?? true,
   };
+  if (privileged) {
+    Object.assign(out, { capabilities: { add: ['ALL'], drop: [] }, seccomp: 'unconfined', maskedPaths: [], readonlyPaths: [], devices: 'all', sysfsWritable: true });
+  } else {
+    if (security.capAdd?.length || security.capDrop?.length) out.capabilities = { add: [...(security.capAdd ?? [])], drop: [...(security.capDrop ?? [])] };
+    if (security.maskedPaths) out.maskedPaths = [...security.maskedPaths];
+    if (security.readonlyPaths) out.readonlyPaths = [...security.readonlyPaths];
+  }
+  const mounts = input.container?.mounts ?? [];
+  if (mounts.length) {
+    out.mounts = mounts.map((m) => ({ destination: m.containerPath, type: 'bind', source: m.hostPath, options: ['rbind', m.readonly ? 'ro' : 'rw', `r${m.propagation.replace(/^r/, '')}`] }));
+    if (mounts.some((m) => m.propagation === 'rshared')) out.rootfsPropagation = 'rshared';
+    else if (mounts.some((m) => m.propagation === 'rslave')) out.rootfsPropagation = 'rslave';
+  }
+  if (input.container?.sysctls) out.sysctl = { ...input.container.sysctls };
+  if (input.container?.resources?.oomScoreAdj !== undefined) out.oomScoreAdj = input.container.resources.oomScoreAdj;
+  return out;
 }

@@ -6,6 +6,12 @@
 // config and one lower dir: the disk's /rootfs (the container's overlay adds its own upper and work dirs).
 // Every other reference goes to the node's own image store. Only a spawned node (one with a parent) takes these
 // references: on a root node a user must not be able to mount the node's block devices as images.
+//
+// Images a pod gains after its VM booted (containers created one by one: the CRI) cannot come as disks (microvm
+// has no hot-plug): the parent shares a directory with the VM read-only over virtio-9p (tag VM_POD_SHARE_TAG)
+// and mounts each such image's merged root filesystem in it as `<label>/rootfs`, beside `<label>/aurae-image.json`
+// (the layout of a rootfs disk). A reference with no disk attached is looked up there: the share is mounted once
+// (read-only, nodev, nosuid, cache=mmap: nothing cached but pages, so what the parent adds later is seen).
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Syscalls } from '../../native';
@@ -19,6 +25,10 @@ export const DISK_IMAGE_PREFIX = 'aurae-disk:';
 const DISK_REF = /^aurae-disk:(sha256:[0-9a-f]{64})$/;
 /** Where handed-over disks are mounted (per boot). */
 export const POD_DISKS_DIR = '/run/aurae/pod-disks';
+/** The virtio-9p tag of the directory a parent shares with a VM sandbox (supervisor/pods/vm-sandbox.ts). */
+export const VM_POD_SHARE_TAG = 'aurae-images';
+/** Where the share is mounted in the VM (per boot). */
+export const POD_SHARE_DIR = '/run/aurae/pod-share';
 
 /** The reference the pod agent resolves to the handed-over disk of `digest`. */
 export function diskImageRef(digest: string): string {
@@ -48,6 +58,9 @@ export interface DiskHost {
   /** Mount `/dev/<name>` read-only, ext4, nodev, nosuid, at `target` (created). */
   mountReadOnly(name: string, target: string): void;
   readFile(file: string): string;
+  /** Mount the virtio-9p share `tag` read-only at `target` (created); throws when there is no such share. */
+  mountShare?(tag: string, target: string): void;
+  exists?(file: string): boolean;
 }
 
 export function nodeDiskHost(sys: Pick<Syscalls, 'mount'>): DiskHost {
@@ -81,6 +94,11 @@ export function nodeDiskHost(sys: Pick<Syscalls, 'mount'>): DiskHost {
       sys.mount(`/dev/${name}`, target, 'ext4', MS_RDONLY | MS_NOSUID | MS_NODEV, null);
     },
     readFile: (file) => fs.readFileSync(file, 'utf8'),
+    mountShare(tag, target) {
+      fs.mkdirSync(target, { recursive: true, mode: 0o700 });
+      sys.mount(tag, target, '9p', MS_RDONLY | MS_NOSUID | MS_NODEV, 'trans=virtio,version=9p2000.L,msize=262144,cache=mmap');
+    },
+    exists: (file) => fs.existsSync(file),
   };
 }
 
@@ -89,7 +107,7 @@ export function nodeDiskHost(sys: Pick<Syscalls, 'mount'>): DiskHost {
  * lowerDirs of such a record is the disk's rootfs; retain/release of it are no-ops (the parent holds the image,
  * the disk lives as long as the VM). Every other call goes to `images`.
  */
-export function withDiskImages(images: PodImages, host: DiskHost, dir: string = POD_DISKS_DIR): PodImages {
+export function withDiskImages(images: PodImages, host: DiskHost, dir: string = POD_DISKS_DIR, shareDir: string = POD_SHARE_DIR): PodImages {
   const records = new Map<string, { record: ImageRecord; root: string }>();
   const open = (ref: string): ImageRecord | undefined => {
     const digest = parseDiskImageRef(ref);
@@ -101,11 +119,17 @@ export function withDiskImages(images: PodImages, host: DiskHost, dir: string = 
       const sb = host.superblock(name);
       return sb !== null && ext4Label(sb) === label;
     });
-    if (!device) {
-      throw new AuraeError('NOT_FOUND', `image ${ref}: no disk labelled ${label} is attached to this node: disk images are handed over by the parent of a VM-sandboxed pod`);
+    let target: string;
+    if (device) {
+      target = path.join(dir, label);
+    } else {
+      const shared = sharedImage(label);
+      if (shared === null) {
+        throw new AuraeError('NOT_FOUND', `image ${ref}: no disk labelled ${label} is attached to this node, nor shared in ${VM_POD_SHARE_TAG}: disk images are handed over by the parent of a VM-sandboxed pod`);
+      }
+      target = shared;
     }
-    const target = path.join(dir, label);
-    if (!host.isMounted(target)) {
+    if (device && !host.isMounted(target)) {
       try {
         host.mountReadOnly(device, target);
       } catch (err) {
@@ -116,14 +140,27 @@ export function withDiskImages(images: PodImages, host: DiskHost, dir: string = 
     try {
       meta = JSON.parse(host.readFile(path.join(target, ROOTFS_DISK_META))) as RootfsDiskMeta;
     } catch (err) {
-      throw new AuraeError('FAILED_PRECONDITION', `image ${ref}: /dev/${device} has no readable ${ROOTFS_DISK_META}: ${(err as Error).message}: it is not a rootfs disk`);
+      throw new AuraeError('FAILED_PRECONDITION', `image ${ref}: ${device ? `/dev/${device}` : target} has no readable ${ROOTFS_DISK_META}: ${(err as Error).message}: it is not a rootfs disk`);
     }
     if (meta.digest !== digest) {
-      throw new AuraeError('FAILED_PRECONDITION', `image ${ref}: /dev/${device} (${label}) holds image ${meta.digest}, not ${digest}: the parent attached the wrong disk`);
+      throw new AuraeError('FAILED_PRECONDITION', `image ${ref}: ${device ? `/dev/${device}` : target} (${label}) holds image ${meta.digest}, not ${digest}: the parent attached the wrong disk`);
     }
     const record: ImageRecord = { name: meta.name, tags: [], digest, configDigest: '', config: meta.config, layers: [], size: 0, pulledAt: 0 };
     records.set(digest, { record, root: path.join(target, ROOTFS_DISK_ROOT) });
     return record;
+  };
+  /** The image's directory in the parent's share (mounted on first use); null: no share, or not in it. */
+  const sharedImage = (label: string): string | null => {
+    if (!host.mountShare || !host.exists) return null;
+    if (!host.isMounted(shareDir)) {
+      try {
+        host.mountShare(VM_POD_SHARE_TAG, shareDir);
+      } catch {
+        return null; // no share: this VM was booted with disks only (or is no VM sandbox)
+      }
+    }
+    const target = path.join(shareDir, label);
+    return host.exists(path.join(target, ROOTFS_DISK_META)) ? target : null;
   };
   return {
     // A bare digest of a disk already opened resolves too (the pod runtime's reconcile looks images up by digest).

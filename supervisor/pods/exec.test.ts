@@ -516,21 +516,33 @@ describe('PodService/Exec', () => {
     call.emit('data', req({ start: start() }));
     await settled(call);
     expect(call.errors[0]).toMatchObject({ code: status.PERMISSION_DENIED });
-    expect(seen.at(-1)).toEqual({ resource: { cell: 'web', runAs: { uid: 1000, gid: 1000 } } });
+    expect(seen.at(-1)).toEqual({ resource: { pod: 'web', cell: 'web', runAs: { uid: 1000, gid: 1000 } } });
     expect(authz.audits.at(-1)).toMatchObject({ identity: 'tenant', code: 'PERMISSION_DENIED' });
     expect(execRunAs({ container: null, user: '0' }, { containers: [{ user: '1000' }] as never })).toEqual({ uid: 0, gid: 0 });
     expect(execRunAs({ container: null, user: 'nobody' }, undefined)).toEqual({ uid: 0, gid: 0 });
   });
 
-  it('is not forwarded to a child node: a routed Exec is UNIMPLEMENTED, saying to connect to the child', async () => {
+  it('a routed Exec is relayed to the child node, not run here (server/route.ts; relaying itself: route.test.ts)', async () => {
     const { svc } = service();
     const ctx = { log: silentLogger, admins: new Set(['admin']), authz: fakeAuthorizer(), parentIdentity: null, issuerOf: issuerByName() };
-    const routed = withRouting(ctx, { nodePath: 'aurae', clientFor: async () => { throw new Error('no child'); } }, PodServiceService, svc as never) as unknown as typeof svc;
-    const call = duplexCall('admin');
+    const asked: string[] = [];
+    const router = {
+      nodePath: 'aurae',
+      clientFor: async (label: string) => {
+        asked.push(label);
+        throw new AuraeError('UNAVAILABLE', `child "aurae/${label}" is stopped, not running`);
+      },
+    };
+    const routed = withRouting(ctx, router, PodServiceService, svc as never) as unknown as typeof svc;
+    const call = Object.assign(duplexCall('admin'), { getDeadline: () => Infinity });
     call.metadata.set(NODE_METADATA, 'aurae/web');
     routed.exec(call as never);
+    await tick();
+    call.emit('data', req({ start: start() }));
     await settled(call);
-    expect(call.errors[0]).toMatchObject({ code: status.UNIMPLEMENTED, details: expect.stringMatching(/PodService\/Exec streams requests, which are not forwarded to child nodes: connect to aurae\/web/) });
+    expect(asked).toEqual(['web']);
+    expect(call.errors[0]).toMatchObject({ code: status.UNAVAILABLE, details: 'child "aurae/web" is stopped, not running' });
+    expect(call.sent).toEqual([]);
   });
 
   it('NOT_FOUND for an unknown pod', async () => {

@@ -13,6 +13,9 @@
 // The exit is sent once the process exited and both pipes closed — or, after the exit, stayed silent for
 // exitIdleMs (a background child of the process holding them open).
 //
+// VM pods. A VM-sandboxed pod's containers run in its child node: Exec there is relayed to the child's
+// PodService/Exec for the same pod and container (vm-agent.ts childExecRelay), streams and exit passing through.
+//
 // Ending. Cancel, deadline or an auraed shutdown kill the process's process group (crun makes it a session
 // leader; its children stay in its group unless they leave it) and crun. The caller's end of the request stream
 // closes stdin only. Nothing of an exec is persisted: scratch files live in the pod's per-boot directory and are
@@ -65,6 +68,23 @@ export function validateExecStart(start: ExecStart | undefined): ExecInput {
     throw invalid('start.user', `${shown(user)} is not a user: "uid", "uid:gid", "name" or "name:group"`);
   }
   return { pod, container, command, env: validateEnv('start.env', start.env ?? {}), workingDir, user, stdin: start.stdin === true };
+}
+
+/**
+ * Exec into a VM-sandboxed pod (vm-agent.ts childExecRelay): relay the call, whose first request was `first`, to
+ * the PodService/Exec of the pod's child node `vm`. Resolves when the child ended the call (the call is ended) or
+ * the caller cancelled; rejects with an AuraeError (the child's status, naming its VM) otherwise.
+ */
+export type VmExecRelay = (vm: string, first: PodServiceExecRequest, call: ServerDuplexStream<PodServiceExecRequest, PodServiceExecResponse>) => Promise<void>;
+
+/**
+ * Whether a VM pod can be exec'd into (pure): its containers run in its child VM, which must be up. The child
+ * checks the container itself (its names are the pod's own: vm-sandbox.ts childPodSpec).
+ */
+export function checkVmExec(pod: string, state: string): void {
+  if (state === 'stopped' || state === 'failed') {
+    throw new AuraeError('FAILED_PRECONDITION', `pod "${pod}" is ${state}: its VM is not running, exec needs a running pod (aer pod inspect ${pod})`);
+  }
 }
 
 /** Where and how to exec into one running container (PodRuntime.execTarget). */

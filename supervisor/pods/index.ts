@@ -1,9 +1,11 @@
 // Pods: containers from OCI images (supervisor/images) run by crun, grouped in a sandbox sharing network, IPC and
 // UTS namespaces. Sandbox "cell": the pod is a cell and each container an executable of it (see crun.ts for the
-// layout, the pinned namespaces and the cgroup placement); its desired state is in the pods table, reconciled at
-// start (reconcile.ts). PodService (pod-service.ts) is the API over PodRuntime; oci-spec.ts writes config.json.
-export { type ContainerProcess, containerProcess, type ResolvedUser, resolveUser } from './container-config';
-export { containerId, CRUN_STATE_ROOT, crunExecutable, findCrun, PODS_RUN_DIR, type PodPaths, podPaths, START_SCRIPT, stopSignalOf } from './crun';
+// layout, the pinned namespaces and the cgroup placement); its desired state (and each container's) is in the pods
+// tables, reconciled at start (reconcile.ts). Pods are run whole (run) or built piece by piece (createSandbox,
+// createContainer, startContainer, stopContainer, removeContainer: the CRI's mapping, supervisor/cri). PodService
+// (pod-service.ts) is the API over PodRuntime; oci-spec.ts writes config.json.
+export { type ContainerProcess, containerProcess, containerUser, type ResolvedUser, resolveUser } from './container-config';
+export { containerCgroupLimits, containerId, CRUN_STATE_ROOT, crunExecutable, findCrun, PODS_RUN_DIR, type PodPaths, podPaths, START_SCRIPT, stopSignalOf } from './crun';
 export { nodePodHost, parseMountInfo, type PodHost } from './host';
 export { type PodReconcileAction, podReconcilePlan } from './reconcile';
 // Pod networking: the plan (network-plan.ts: CIDR, veth, nftables, /etc files) and its executor (network.ts).
@@ -22,14 +24,32 @@ export {
   type PodRuntimeDeps,
   type PodState,
   type PodStatus,
+  podHostname,
   podState,
+  SANDBOX_CONTAINERS_MAX,
 } from './runtime';
-export { type ContainerSpec, type PodLimitsSpec, type PodRestart, type PodSpec, POD_LIMITS, validatePodSpec } from './spec';
-export { memoryPodStore, PODS_MIGRATIONS, type PodStore, sqlitePodStore, type StoredPod } from './store';
+export {
+  type ContainerInput,
+  type ContainerMount,
+  type ContainerResources,
+  type ContainerSecurity,
+  type ContainerSpec,
+  type MountPropagation,
+  type PodDnsSpec,
+  type PodInput,
+  type PodLimitsSpec,
+  type PodRestart,
+  type PodSpec,
+  POD_LIMITS,
+  validateContainerSpec,
+  validatePodSpec,
+  validateSandboxSpec,
+} from './spec';
+export { type ContainerDesired, memoryPodStore, PODS_MIGRATIONS, type PodStore, sqlitePodStore, type StoredContainer, type StoredPod } from './store';
 export { createPodService, type PodServiceDeps } from './pod-service';
 export { type ExecDeps, type ExecTarget, killExecProcess, runExec } from './exec';
 export { PodServiceService } from '../gen/aurae/pods/v0/pods';
 // Sandbox "vm": the pod in a child microVM (vm-sandbox.ts), the child's side (disk-images.ts), the adapters (vm-agent.ts).
 export { cellPodStore, childPodSpec, createVmPodRuntime, sandboxedPodRuntime, vmPodMemoryMiB, vmPodName, vmPodStatus, type VmPodRuntime } from './vm-sandbox';
 export { DISK_IMAGE_PREFIX, diskImageRef, ext4Label, nodeDiskHost, parseDiskImageRef, withDiskImages } from './disk-images';
-export { childPodAgent, createNodeVmPods, nodePodVms, podStatusFromProto } from './vm-agent';
+export { childExecRelay, childPodAgent, createNodeVmPods, nodePodVms, podStatusFromProto } from './vm-agent';

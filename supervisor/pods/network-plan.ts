@@ -310,3 +310,13 @@ export function publishConflict(
   }
   return null;
 }
+
+/**
+ * The resolv.conf of a pod that names its DNS (PodSpec.dns, the CRI's DNSConfig): its search domains, its name
+ * servers (else those of `fallback`, the node's as resolvConf chose them), its options.
+ */
+export function podResolvConf(dns: { servers: readonly string[]; searches: readonly string[]; options: readonly string[] }, fallback: ResolvConf): ResolvConf {
+  const servers = dns.servers.length ? dns.servers.map((s) => `nameserver ${s}`) : fallback.text.split('\n').filter((l) => l.startsWith('nameserver '));
+  const lines = [...(dns.searches.length ? [`search ${dns.searches.join(' ')}`] : []), ...servers, ...(dns.options.length ? [`options ${dns.options.join(' ')}`] : []), ''];
+  return { text: lines.join('\n'), source: dns.servers.length ? 'config' : fallback.source };
+}

@@ -49,6 +49,17 @@ export interface OciSpecInput {
   sysctl?: Record<string, string>;
   /** Extension of the plan's contract: 'default' (DEFAULT_SECCOMP, the default) or 'unconfined' (no filter). */
   seccomp?: 'default' | 'unconfined';
+  /** Replace MASKED_PATHS / READONLY_PATHS ([] for none, as a privileged container has). */
+  maskedPaths?: string[];
+  readonlyPaths?: string[];
+  /** Device cgroup rules: 'default' (defaultDeviceRules) or 'all' (every device allowed: privileged). */
+  devices?: 'default' | 'all';
+  /** /sys and /sys/fs/cgroup writable (privileged). */
+  sysfsWritable?: boolean;
+  /** The container's init's oom_score_adj (-1000..1000); crun writes it. */
+  oomScoreAdj?: number;
+  /** Propagation of the root's mount: 'rslave' or 'rshared' when a bind mount asks for it (default private). */
+  rootfsPropagation?: 'rslave' | 'rshared';
 }
 
 // --- The config.json shape (the subset of opencontainers/runtime-spec v1.0.2 we write) ---------------------------
@@ -82,6 +93,7 @@ export interface OciSpec {
     capabilities: OciCapabilities;
     rlimits: { type: string; hard: number; soft: number }[];
     noNewPrivileges: boolean;
+    oomScoreAdj?: number;
   };
   root: { path: string; readonly: boolean };
   hostname?: string;
@@ -99,6 +111,7 @@ export interface OciSpec {
     seccomp?: OciSeccomp;
     maskedPaths: string[];
     readonlyPaths: string[];
+    rootfsPropagation?: string;
   };
 }
 
@@ -311,7 +324,7 @@ function checkPositive(field: string, value: number | undefined, max = Number.MA
 }
 
 /** "net_admin", "CAP_NET_ADMIN" → "CAP_NET_ADMIN"; "all" → "ALL". */
-function capabilityName(field: string, raw: unknown): string {
+export function capabilityName(field: string, raw: unknown): string {
   const name = checkString(field, raw, { nonEmpty: true }).toUpperCase();
   if (name === 'ALL') return 'ALL';
   const full = name.startsWith('CAP_') ? name : `CAP_${name}`;
@@ -372,8 +385,8 @@ function checkEnv(env: unknown): string[] {
   return out.some((e) => e.startsWith('PATH=')) ? out : [DEFAULT_PATH, ...out];
 }
 
-function mergeMounts(extra: OciMount[] | undefined): OciMount[] {
-  const mounts = defaultMounts();
+function mergeMounts(extra: OciMount[] | undefined, sysfsWritable: boolean): OciMount[] {
+  const mounts = defaultMounts().map((m) => (sysfsWritable && m.destination.startsWith('/sys') ? { ...m, options: m.options!.filter((o) => o !== 'ro').concat('rw') } : m));
   (extra ?? []).forEach((m, i) => {
     const field = `mounts[${i}]`;
     const destination = checkString(`${field}.destination`, m?.destination, { nonEmpty: true, absolute: true });
@@ -435,10 +448,29 @@ export function ociSpec(input: OciSpecInput): OciSpec {
     if (uts.path !== undefined) hostname = undefined;
   }
   const sysctl = checkSysctl(input.sysctl, namespaces);
+  const pathList = (field: 'maskedPaths' | 'readonlyPaths', fallback: readonly string[]) => {
+    const list = input[field];
+    if (list === undefined) return [...fallback];
+    if (!Array.isArray(list)) throw invalid(field, 'must be a list of absolute paths');
+    return list.map((p, i) => checkString(`${field}[${i}]`, p, { nonEmpty: true, absolute: true }));
+  };
+  const maskedPaths = pathList('maskedPaths', MASKED_PATHS);
+  const readonlyPaths = pathList('readonlyPaths', READONLY_PATHS);
+  const devices = input.devices ?? 'default';
+  if (devices !== 'default' && devices !== 'all') throw invalid('devices', `${JSON.stringify(devices)} is not allowed: use "default" or "all"`);
+  let oomScoreAdj: number | undefined;
+  if (input.oomScoreAdj !== undefined) {
+    if (!Number.isSafeInteger(input.oomScoreAdj) || input.oomScoreAdj < -1000 || input.oomScoreAdj > 1000) throw invalid('oomScoreAdj', `${String(input.oomScoreAdj)} is out of range: allowed -1000..1000`);
+    oomScoreAdj = input.oomScoreAdj;
+  }
+  const rootfsPropagation = input.rootfsPropagation;
+  if (rootfsPropagation !== undefined && rootfsPropagation !== 'rslave' && rootfsPropagation !== 'rshared') {
+    throw invalid('rootfsPropagation', `${JSON.stringify(rootfsPropagation)} is not allowed: use "rslave" or "rshared" (or leave it out: private)`);
+  }
   const seccomp = input.seccomp ?? 'default';
   if (seccomp !== 'default' && seccomp !== 'unconfined') throw invalid('seccomp', `${JSON.stringify(seccomp)} is not allowed: use "default" or "unconfined"`);
 
-  const resources: OciSpec['linux']['resources'] = { devices: defaultDeviceRules() };
+  const resources: OciSpec['linux']['resources'] = { devices: devices === 'all' ? [{ allow: true, access: 'rwm' }] : defaultDeviceRules() };
   if (memoryMax !== undefined) resources.memory = { limit: memoryMax };
   if (pidsMax !== undefined) resources.pids = { limit: pidsMax };
   // cgroup v2 weight as is: crun 1.8.1 would turn cpu.shares into a weight with its own (lossy) formula.
@@ -455,18 +487,20 @@ export function ociSpec(input: OciSpecInput): OciSpec {
       capabilities: { bounding: capabilities, effective: [...capabilities], inheritable: [], permitted: [...capabilities], ambient: [] },
       rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }],
       noNewPrivileges: input.noNewPrivileges === true,
+      ...(oomScoreAdj !== undefined ? { oomScoreAdj } : {}),
     },
     root: { path: rootfs, readonly: input.readOnlyRootfs === true },
     ...(hostname !== undefined ? { hostname } : {}),
-    mounts: mergeMounts(input.mounts),
+    mounts: mergeMounts(input.mounts, input.sysfsWritable === true),
     linux: {
       cgroupsPath,
       namespaces,
       resources,
       ...(sysctl !== undefined && Object.keys(sysctl).length > 0 ? { sysctl } : {}),
       ...(seccomp === 'default' ? { seccomp: structuredClone(DEFAULT_SECCOMP) } : {}),
-      maskedPaths: [...MASKED_PATHS],
-      readonlyPaths: [...READONLY_PATHS],
+      maskedPaths,
+      readonlyPaths,
+      ...(rootfsPropagation !== undefined ? { rootfsPropagation } : {}),
     },
   };
 }

@@ -224,7 +224,7 @@ describe('PodService', () => {
     const targets: (CheckTarget | undefined)[] = [];
     const { svc } = setup({ allows: (_i, _m, t) => (targets.push(t), true) });
     await streamCall(svc.run as never, { pod: podMsg({ containers: [container({ user: '1000' })] }) }, 'tenant').done;
-    expect(targets).toContainEqual({ resource: { cell: 'web', runAs: { uid: 1000, gid: 1000 } } });
+    expect(targets).toContainEqual({ resource: { pod: 'web', cell: 'web', runAs: { uid: 1000, gid: 1000 } } });
   });
 });
 

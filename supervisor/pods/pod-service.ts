@@ -1,7 +1,8 @@
 // aurae.pods.v0.PodService: decode → validate → PodRuntime → response. No logic beyond mapping.
-// A pod is a cell: every call is authorized on the pod's cell ({ cell }: the pod's name), so a tenant whose rules
-// are scoped to cells ["web"] runs, sees, stops and removes pod "web" only, exactly as with cells. (Pod names are
-// one label, top-level cells: a "nova/*" scope allows no pod until pods may live below a tenant's cell.)
+// Every call is authorized on the pod ({ pod, cell }: its name and its cell), so a tenant whose rules are scoped
+// to pods ["nova-*"] (or to the pod's cell, e.g. cells ["web"]) runs, sees, stops, execs into and removes only
+// those pods; List shows her only them. (Pod names are one label, top-level cells: a tenant's pods share a name
+// prefix, `aer authz allow nova 'aurae.pods.v0.PodService/*' --pod 'nova-*'`; a "nova/*" cell scope allows none.)
 // Run also declares who the containers run as (runAs, as CellService/Start does): root unless every container
 // names the same numeric user, since the image's USER is known only after the pull and containers have no user
 // namespace yet. Credentials in a Run request are used for that run's pulls only: never summarized or logged.
@@ -9,16 +10,26 @@ import type { ServerWritableStream } from '@grpc/grpc-js';
 import type {
   ContainerStatus as ContainerStatusProto,
   Pod,
+  PodServiceCreateContainerRequest,
+  PodServiceCreateContainerResponse,
+  PodServiceCreateSandboxRequest,
+  PodServiceCreateSandboxResponse,
   PodServiceExecRequest,
   PodServiceInspectRequest,
   PodServiceInspectResponse,
   PodServiceListRequest,
   PodServiceListResponse,
+  PodServiceRemoveContainerRequest,
+  PodServiceRemoveContainerResponse,
   PodServiceRemoveRequest,
   PodServiceRemoveResponse,
   PodServiceRunRequest,
   PodServiceRunResponse,
   PodServiceServer,
+  PodServiceStartContainerRequest,
+  PodServiceStartContainerResponse,
+  PodServiceStopContainerRequest,
+  PodServiceStopContainerResponse,
   PodServiceStopRequest,
   PodServiceStopResponse,
   PodStatus as PodStatusProto,
@@ -27,9 +38,10 @@ import { AuraeError, toInt64 } from '../errors';
 import { type Images, type PullAuth, type PullProgress, progressThrottle, progressToProto, validateAuth } from '../images';
 import { type Resource, type RpcContext, bidiStream, serverStream, unary } from '../server';
 import { DEFAULTS, RANGES, checkInt, checkLabel, invalid } from '../validation';
-import { type ExecDeps, type ExecInput, type ExecTarget, runExec, validateExecStart } from './exec';
+import { type ExecDeps, type ExecInput, type ExecTarget, type VmExecRelay, checkVmExec, runExec, validateExecStart } from './exec';
 import type { ContainerStatus, PodRuntime, PodStatus } from './runtime';
-import { type PodSpec, validatePodSpec } from './spec';
+import { type ContainerInput, type ContainerSpec, type PodInput, type PodSpec, validateContainerSpec, validatePodSpec, validateSandboxSpec } from './spec';
+import { vmPodName } from './vm-sandbox';
 
 const SERVICE = 'aurae.pods.v0.PodService';
 
@@ -42,9 +54,11 @@ export interface PodServiceDeps {
     refresh?(name?: string): Promise<void>;
     /** Exec's paths and crun (PodRuntime.execTarget); without it Exec answers UNIMPLEMENTED. */
     execTarget?(pod: string, container: string): ExecTarget;
-  };
+  } & Partial<Pick<PodRuntime, 'createSandbox' | 'createContainer' | 'startContainer' | 'stopContainer' | 'removeContainer'>>;
   /** Exec's process adapters and logger (tests); default: crun through node's spawn, ctx.log. */
   exec?: Partial<Omit<ExecDeps, 'targets'>>;
+  /** Exec into VM-sandboxed pods, relayed to their child nodes (vm-agent.ts childExecRelay); without it: UNIMPLEMENTED. */
+  vmExec?: VmExecRelay;
   /** The spec check; default validatePodSpec (names the bad field, throws INVALID_ARGUMENT). */
   validateSpec?(pod: Pod | undefined): PodSpec;
   /** The cell a pod lives in (the authorization resource); default: the pod's name (runtime.ts podCellSpec). */
@@ -111,7 +125,7 @@ export function createPodService(ctx: RpcContext, deps: PodServiceDeps): PodServ
   const { runtime } = deps;
   const cellOf = deps.cellOf ?? ((pod: string) => pod);
   const clock = deps.clock ?? Date.now;
-  const podResource = (name: string): Resource => ({ cell: cellOf(name) });
+  const podResource = (name: string): Resource => ({ pod: name, cell: cellOf(name) });
   const podName = (request: { podName: string }) => checkLabel('pod_name', request.podName);
 
   return {
@@ -185,6 +199,60 @@ export function createPodService(ctx: RpcContext, deps: PodServiceDeps): PodServ
         return {};
       },
     }),
+    // The incremental API (CreateSandbox … RemoveContainer): what a parent asks of its VM sandbox's agent.
+    createSandbox: unary(ctx, {
+      method: `${SERVICE}/CreateSandbox`,
+      access: 'admin',
+      validate: (request: PodServiceCreateSandboxRequest) => validateSandboxRequest(request),
+      summary: (spec) => spec.name,
+      resource: (spec) => podResource(spec.name),
+      run: async (spec): Promise<PodServiceCreateSandboxResponse> => ({ pod: podStatusToProto(await incremental(runtime, 'createSandbox')(spec)) }),
+    }),
+    createContainer: unary(ctx, {
+      method: `${SERVICE}/CreateContainer`,
+      access: 'admin',
+      validate: (request: PodServiceCreateContainerRequest) => ({ pod: podName(request), container: validateCreateContainerRequest(request) }),
+      summary: ({ pod, container }) => `${pod}/${container.name}=${container.image}`,
+      resource: ({ pod, container }) => ({ ...podResource(pod), runAs: podRunAs({ containers: [container] }) }),
+      run: async ({ pod, container }): Promise<PodServiceCreateContainerResponse> => ({
+        container: containerStatusToProto(await incremental(runtime, 'createContainer')(pod, container)),
+      }),
+    }),
+    startContainer: unary(ctx, {
+      method: `${SERVICE}/StartContainer`,
+      access: 'admin',
+      validate: (request: PodServiceStartContainerRequest) => ({ pod: podName(request), container: checkLabel('container_name', request.containerName) }),
+      summary: ({ pod, container }) => `${pod}/${container}`,
+      resource: ({ pod }) => podResource(pod),
+      run: async ({ pod, container }): Promise<PodServiceStartContainerResponse> => ({
+        container: containerStatusToProto(await incremental(runtime, 'startContainer')(pod, container)),
+      }),
+    }),
+    stopContainer: unary(ctx, {
+      method: `${SERVICE}/StopContainer`,
+      access: 'admin',
+      validate: (request: PodServiceStopContainerRequest) => ({
+        pod: podName(request),
+        container: checkLabel('container_name', request.containerName),
+        graceMs: checkInt('grace_period_ms', request.gracePeriodMs, RANGES.stopGraceMs) ?? DEFAULTS.stopGraceMs,
+      }),
+      summary: ({ pod, container }) => `${pod}/${container}`,
+      resource: ({ pod }) => podResource(pod),
+      run: async ({ pod, container, graceMs }): Promise<PodServiceStopContainerResponse> => ({
+        container: containerStatusToProto(await incremental(runtime, 'stopContainer')(pod, container, graceMs)),
+      }),
+    }),
+    removeContainer: unary(ctx, {
+      method: `${SERVICE}/RemoveContainer`,
+      access: 'admin',
+      validate: (request: PodServiceRemoveContainerRequest) => ({ pod: podName(request), container: checkLabel('container_name', request.containerName), force: request.force === true }),
+      summary: ({ pod, container, force }) => `${pod}/${container}${force ? ' (force)' : ''}`,
+      resource: ({ pod }) => podResource(pod),
+      run: async ({ pod, container, force }): Promise<PodServiceRemoveContainerResponse> => {
+        await incremental(runtime, 'removeContainer')(pod, container, { force });
+        return {};
+      },
+    }),
     exec: bidiStream(ctx, {
       method: `${SERVICE}/Exec`,
       access: 'admin',
@@ -193,6 +261,13 @@ export function createPodService(ctx: RpcContext, deps: PodServiceDeps): PodServ
       summary: (input) => `${input.pod}${input.container ? `/${input.container}` : ''}: ${input.command[0]}`,
       resource: (input) => ({ ...podResource(input.pod), runAs: execRunAs(input, runtime.get(input.pod)?.spec) }),
       run: (input, first, call) => {
+        const pod = runtime.get(input.pod);
+        if (pod?.sandbox === 'vm') {
+          // Its containers run in its child VM: the child's PodService/Exec runs it (same pod and container names).
+          if (!deps.vmExec) throw new AuraeError('UNIMPLEMENTED', `pod "${input.pod}": exec into a VM-sandboxed pod is not available on this node`);
+          checkVmExec(input.pod, pod.state);
+          return deps.vmExec(vmPodName(input.pod), first, call);
+        }
         const execTarget = runtime.execTarget?.bind(runtime);
         if (!execTarget) throw new AuraeError('UNIMPLEMENTED', 'PodService/Exec is not available on this node');
         return runExec({ log: ctx.log, ...deps.exec, targets: { get: (pod) => runtime.get(pod), execTarget } }, input, first, call);
@@ -210,6 +285,90 @@ export function execRunAs(input: Pick<ExecInput, 'container' | 'user'>, spec: Pi
   return podRunAs({ containers: [{ user: input.user ?? container?.user ?? null } as PodSpec['containers'][number]] });
 }
 
+type IncrementalMethod = 'createSandbox' | 'createContainer' | 'startContainer' | 'stopContainer' | 'removeContainer';
+
+/** The runtime's incremental method, bound (UNIMPLEMENTED when this node's runtime has none). */
+function incremental<K extends IncrementalMethod>(runtime: Partial<Pick<PodRuntime, IncrementalMethod>>, method: K): PodRuntime[K] {
+  const fn = runtime[method];
+  if (!fn) throw new AuraeError('UNIMPLEMENTED', `PodService/${method[0]!.toUpperCase()}${method.slice(1)} is not available on this node`);
+  return fn.bind(runtime) as PodRuntime[K];
+}
+
+/** CreateSandbox's request: the pod without containers (field names prefixed with "pod."). */
+export function validateSandboxRequest(request: PodServiceCreateSandboxRequest): PodSpec {
+  if (!request.pod) throw invalid('pod', 'required: a pod with a name (and no containers)');
+  if (request.pod.containers.length) throw invalid('pod.containers', `must be empty (got ${request.pod.containers.length}): add containers with CreateContainer`);
+  const input: PodInput = { ...request.pod };
+  for (const [key, value] of Object.entries(extensionsOf(request.extensionsJson ?? '', POD_EXTENSIONS))) (input as unknown as Record<string, unknown>)[key] = value;
+  let spec: PodSpec;
+  try {
+    spec = validateSandboxSpec(input);
+  } catch (err) {
+    throw prefixField(err, 'pod');
+  }
+  const expose = validateExpose('pod.expose', request.pod.expose);
+  return expose.length ? { ...spec, expose } : spec;
+}
+
+/** The extension fields extensions_json may carry (ContainerInput's; host path mounts are not among them). */
+const CONTAINER_EXTENSIONS = ['security', 'resources', 'sysctls'] as const;
+
+/** CreateContainer's container: the API's Container plus the extensions from extensions_json. */
+export function validateCreateContainerRequest(request: Pick<PodServiceCreateContainerRequest, 'container' | 'extensionsJson'>): ContainerSpec {
+  if (!request.container) throw invalid('container', 'required: a container with a name and an image');
+  const input: ContainerInput = { ...request.container };
+  for (const [key, value] of Object.entries(extensionsOf(request.extensionsJson ?? '', CONTAINER_EXTENSIONS))) {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalid(`extensions_json.${key}`, 'must be a JSON object');
+    (input as unknown as Record<string, unknown>)[key] = value;
+  }
+  return validateContainerSpec(input, 'container');
+}
+
+/** The pod extensions CreateSandbox's extensions_json may carry. */
+const POD_EXTENSIONS = ['hostname', 'dns'] as const;
+
+/** extensions_json: '' (none) or a JSON object with only the `allowed` keys. */
+function extensionsOf(text: string, allowed: readonly string[]): Record<string, unknown> {
+  if (text === '') return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw invalid('extensions_json', `not JSON: ${(err as Error).message}`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw invalid('extensions_json', 'must be a JSON object');
+  for (const key of Object.keys(parsed)) if (!allowed.includes(key)) throw invalid(`extensions_json.${key}`, `not an extension: ${allowed.join(', ')}`);
+  return parsed as Record<string, unknown>;
+}
+
+/** A pod's extensions as CreateSandbox's extensions_json ('' when it has none). */
+export function podExtensionsJson(spec: PodSpec): string {
+  const ext: Record<string, unknown> = {};
+  for (const key of POD_EXTENSIONS) if (spec[key] !== undefined) ext[key] = spec[key];
+  return Object.keys(ext).length ? JSON.stringify(ext) : '';
+}
+
+/** A container's extensions as CreateContainer's extensions_json ('' when it has none; host path mounts are not carried). */
+export function containerExtensionsJson(c: ContainerSpec): string {
+  const ext: Record<string, unknown> = {};
+  for (const key of CONTAINER_EXTENSIONS) if (c[key] !== undefined) ext[key] = c[key];
+  return Object.keys(ext).length ? JSON.stringify(ext) : '';
+}
+
+/** The runtime's ContainerSpec as the API's Container (its extensions: containerExtensionsJson). */
+export function containerSpecToProto(c: ContainerSpec): Pod['containers'][number] {
+  return {
+    name: c.name,
+    image: c.image,
+    command: [...(c.command ?? [])],
+    args: [...(c.args ?? [])],
+    env: { ...c.env },
+    workingDir: c.workingDir ?? '',
+    user: c.user ?? '',
+    readOnlyRootfs: c.readOnlyRootfs,
+  };
+}
+
 function requirePod(runtime: Pick<PodRuntime, 'get'>, name: string): PodStatus {
   const pod = runtime.get(name);
   if (!pod) throw new AuraeError('NOT_FOUND', `pod "${name}" does not exist: run it first (aer pod run ${name} --image IMAGE)`);
@@ -222,16 +381,7 @@ export function podSpecToProto(spec: PodSpec): Pod {
   return {
     name: spec.name,
     sandbox: spec.sandbox,
-    containers: spec.containers.map((c) => ({
-      name: c.name,
-      image: c.image,
-      command: [...(c.command ?? [])],
-      args: [...(c.args ?? [])],
-      env: { ...c.env },
-      workingDir: c.workingDir ?? '',
-      user: c.user ?? '',
-      readOnlyRootfs: c.readOnlyRootfs,
-    })),
+    containers: spec.containers.map(containerSpecToProto),
     env: { ...spec.env },
     restart: spec.restart,
     limits: {
@@ -255,6 +405,9 @@ export function containerStatusToProto(c: ContainerStatus): ContainerStatusProto
       ? { ...(c.exit.code !== null ? { code: c.exit.code } : {}), ...(c.exit.signal !== null ? { signal: c.exit.signal } : {}), oomKilled: c.exit.oomKilled }
       : undefined,
     restarts: c.restarts,
+    ...(c.createdAt != null ? { createdAt: toInt64(c.createdAt) } : {}),
+    ...(c.startedAt != null ? { startedAt: toInt64(c.startedAt) } : {}),
+    ...(c.finishedAt != null ? { finishedAt: toInt64(c.finishedAt) } : {}),
   };
 }
 

@@ -13,14 +13,16 @@ import { FakeClock, FakeLauncher, flush, MemoryEventBus, MemoryLogStore } from '
 import type { Pod } from '../gen/aurae/pods/v0/pods';
 import type { ImageRecord, ImageRuntimeConfig, PullProgress } from '../images';
 import { silentLogger } from '../log';
-import { openDatabase } from '../store';
+import { migrate, openDatabase } from '../store';
 import { containerProcess, resolveUser } from './container-config';
-import { containerId, crunExecutable, podPaths, START_SCRIPT, stopSignalOf } from './crun';
+import { containerCgroupLimits, containerId, containerSpecInput, crunExecutable, podPaths, START_SCRIPT, stopSignalOf } from './crun';
 import { parseMountInfo, type PodHost } from './host';
 import { podReconcilePlan } from './reconcile';
 import { createPodRuntime, podState, type PodRuntime } from './runtime';
-import { type ContainerSpec, type PodSpec, validatePodSpec } from './spec';
-import { memoryPodStore, type PodStore, sqlitePodStore } from './store';
+import { ALL_CAPABILITIES, MASKED_PATHS, ociSpec } from './oci-spec';
+import { type ContainerInput, type ContainerSpec, type PodSpec, validateContainerSpec, validatePodSpec, validateSandboxSpec } from './spec';
+import { memoryPodStore, PODS_MIGRATIONS, type PodStore, sqlitePodStore } from './store';
+import { sandboxedPodRuntime } from './vm-sandbox';
 import { FakePodNetwork } from './testing';
 
 const tmpDirs: string[] = [];
@@ -385,7 +387,7 @@ describe('PodRuntime', () => {
     expect(w.images.retained).toEqual(new Map([['pod:web/app', w.images.get('busybox')!.digest]]));
     // The start script runs, but crun has not started the container yet: created, the pod pending.
     expect(status).toMatchObject({ name: 'web', sandbox: 'cell', state: 'pending', createdAt: 1_700_000_000_000, spec });
-    expect(status.containers).toEqual([{ name: 'app', image: 'busybox', imageDigest: w.images.get('busybox')!.digest, state: 'created', pid: 1000, exit: null, restarts: 0 }]);
+    expect(status.containers).toEqual([{ name: 'app', image: 'busybox', imageDigest: w.images.get('busybox')!.digest, state: 'created', pid: 1000, exit: null, restarts: 0, createdAt: 1_700_000_000_000, startedAt: null, finishedAt: null }]);
     w.crunStarted('web', 'app');
     expect(w.runtime.get('web')).toMatchObject({ state: 'running', containers: [{ state: 'running', pid: 1000 }] });
     // The cell: the pod's limits, no isolation of its own; one executable per container.
@@ -705,5 +707,457 @@ describe('podState', () => {
     expect(podState({ desiredRunning: true, creating: false }, [exe('exited', 0), exe('failed', 2)])).toBe('failed');
     expect(podState({ desiredRunning: false, creating: false }, [exe('stopping')])).toBe('running');
     expect(podState({ desiredRunning: false, creating: false }, [exe('stopped'), exe('exited', 0)])).toBe('stopped');
+  });
+});
+
+// --- the incremental API (the CRI's): sandbox first, then containers one by one ------------------------------------
+
+describe('validateSandboxSpec and validateContainerSpec', () => {
+  it('a sandbox may have no containers; a container is checked alone, its fields named', () => {
+    expect(validateSandboxSpec(pod({ containers: [] }))).toMatchObject({ name: 'web', sandbox: 'cell', containers: [], restart: 'never' });
+    rejects(() => validateSandboxSpec(undefined), 'INVALID_ARGUMENT', /^pod: required/);
+    rejects(() => validateSandboxSpec(pod({ containers: [], name: 'Web' })), 'INVALID_ARGUMENT', /^name: /);
+    expect(validateContainerSpec(container({ name: 'c-0123456789ab' }))).toEqual({ name: 'c-0123456789ab', image: 'busybox', command: null, args: null, env: {}, workingDir: null, user: null, readOnlyRootfs: false });
+    rejects(() => validateContainerSpec(undefined), 'INVALID_ARGUMENT', /^container: required/);
+    rejects(() => validateContainerSpec(container({ image: '' })), 'INVALID_ARGUMENT', /^container\.image: required/);
+    rejects(() => validateContainerSpec(container({ workingDir: 'x' }), 'config'), 'INVALID_ARGUMENT', /^config\.working_dir: "x" is not an absolute path/);
+  });
+});
+
+const CREATED_AT = 1_700_000_000_000;
+
+describe('PodRuntime, one container at a time', () => {
+  const sandbox = (extra: Partial<Pod> = {}) => validateSandboxSpec(pod({ containers: [], ...extra }));
+  const ctr = (name: string, extra: Partial<Pod['containers'][number]> = {}) => validateContainerSpec(container({ name, ...extra }));
+
+  it('createSandbox: the cell, pinned namespaces, address and /etc files, the ready marker; ready with no container; persisted', async () => {
+    const db = openDatabase(':memory:');
+    const w = world({ db });
+    await w.cells.init();
+    const status = await w.runtime.createSandbox(sandbox());
+    expect(status).toMatchObject({ name: 'web', sandbox: 'cell', state: 'running', containers: [], ip: '10.88.0.2', createdAt: CREATED_AT });
+    expect(w.cells.get('web').executables).toEqual([]);
+    expect(w.host.pins).toEqual(['web']);
+    expect(fs.existsSync(`${w.run}/web/ready`)).toBe(true);
+    expect(fs.readFileSync(`${w.run}/web/etc/hostname`, 'utf8')).toBe('web\n');
+    expect(w.network.connected.get('web')).toBe('10.88.0.2');
+    expect(sqlitePodStore(db).pods()).toEqual([{ spec: sandbox(), desiredRunning: true, images: {}, createdAt: CREATED_AT }]);
+    await expect(w.runtime.createSandbox(sandbox())).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
+    await expect(w.runtime.createSandbox(validatePodSpec(pod({ name: 'full' })))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^containers: a sandbox is created without containers/) });
+    expect(w.runtime.get('full')).toBeUndefined();
+    // Stopped, it is no longer ready; it is removed like any pod.
+    expect(await w.runtime.stop('web', 0)).toMatchObject({ state: 'stopped' });
+    await w.runtime.remove('web', { force: false });
+    expect(sqlitePodStore(db).pods()).toEqual([]);
+  });
+
+  it('createContainer: needs the image stored (no pull); mounts, writes the bundle, retains, persists; does not start', async () => {
+    const db = openDatabase(':memory:');
+    const w = world({ db });
+    await w.cells.init();
+    await w.runtime.createSandbox(sandbox());
+    await expect(w.runtime.createContainer('web', ctr('app'))).rejects.toMatchObject({ code: 'NOT_FOUND', message: 'pod "web": container "app": image busybox is not stored on this node: pull it first' });
+    expect(w.images.pulls).toEqual([]);
+    expect(w.runtime.get('web')!.containers).toEqual([]);
+    const record = w.images.add('busybox');
+    const created = await w.runtime.createContainer('web', ctr('app', { args: ['echo', 'hi'] }));
+    expect(created).toEqual({ name: 'app', image: 'busybox', imageDigest: record.digest, state: 'created', pid: null, exit: null, restarts: 0, createdAt: CREATED_AT, startedAt: null, finishedAt: null });
+    expect(w.launcher.processes).toHaveLength(0);
+    expect(w.cells.get('web').executables).toEqual([]);
+    expect(w.host.table.get(`${w.state}/pods/web/app/rootfs`)).toBe('overlay');
+    expect(JSON.parse(fs.readFileSync(`${w.state}/pods/web/app/config.json`, 'utf8')).process.args).toEqual(['echo', 'hi']);
+    expect(w.images.retained).toEqual(new Map([['pod:web/app', record.digest]]));
+    expect(w.events.events.filter((e) => e.kind.startsWith('container_'))).toEqual([expect.objectContaining({ kind: 'container_created', pod: 'web', container: 'app', digest: record.digest })]);
+    // The pod is ready (a created container does not make it pending); the spec gained the container.
+    expect(w.runtime.get('web')).toMatchObject({ state: 'running', spec: { containers: [{ name: 'app', args: ['echo', 'hi'] }] } });
+    const store = sqlitePodStore(db);
+    expect(store.pods()[0]).toMatchObject({ spec: { containers: [{ name: 'app' }] }, images: { app: record.digest } });
+    expect(store.containers()).toEqual(new Map([['web', new Map([['app', { desired: 'created', createdAt: CREATED_AT, startedAt: null, finishedAt: null }]])]]));
+    await expect(w.runtime.createContainer('web', ctr('app'))).rejects.toMatchObject({ code: 'ALREADY_EXISTS', message: expect.stringMatching(/^pod "web": container "app" already exists/) });
+    await expect(w.runtime.createContainer('nope', ctr('app'))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    // A failure while preparing leaves nothing: no files, no row, nothing retained.
+    await expect(w.runtime.createContainer('web', ctr('bad', { user: 'nobody' }))).rejects.toMatchObject({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(/user "nobody"/) });
+    expect(fs.existsSync(`${w.state}/pods/web/bad`)).toBe(false);
+    expect(w.host.table.has(`${w.state}/pods/web/bad/rootfs`)).toBe(false);
+    expect(w.images.retained.has('pod:web/bad')).toBe(false);
+    expect(w.runtime.get('web')!.spec.containers.map((c) => c.name)).toEqual(['app']);
+  });
+
+  it('startContainer: hands it to the cell; running once crun wrote its pid (startedAt its mtime); only a created container starts', async () => {
+    const db = openDatabase(':memory:');
+    const w = world({ db });
+    await w.cells.init();
+    w.images.add('busybox');
+    await w.runtime.createSandbox(sandbox());
+    await w.runtime.createContainer('web', ctr('app'));
+    await w.runtime.createContainer('web', ctr('side'));
+    const started = await w.runtime.startContainer('web', 'app');
+    expect(started).toMatchObject({ name: 'app', state: 'created', pid: 1000, startedAt: null });
+    expect(w.launcher.processes).toHaveLength(1);
+    expect(w.launcher.last.plan.args.slice(0, 2)).toEqual(['--cgroup', `${CGROUP_ROOT}/aurae/web/exe.app`]);
+    const before = Date.now();
+    w.crunStarted('web', 'app');
+    await eventOf(w.events, 'container_started');
+    const running = w.runtime.get('web')!;
+    expect(running).toMatchObject({ state: 'running', containers: [{ name: 'app', state: 'running', finishedAt: null }, { name: 'side', state: 'created', startedAt: null }] });
+    expect(running.containers[0]!.startedAt).toBeGreaterThanOrEqual(before - 2_000);
+    expect(running.containers[0]!.startedAt).toBeLessThanOrEqual(Date.now());
+    expect(sqlitePodStore(db).containers().get('web')!.get('app')).toMatchObject({ desired: 'running', startedAt: running.containers[0]!.startedAt });
+    await expect(w.runtime.startContainer('web', 'app')).rejects.toMatchObject({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(/^pod "web": container "app" was started before \(it is running\): only a created container can be started/) });
+    await expect(w.runtime.startContainer('web', 'nope')).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/^pod "web" has no container "nope" \(it has app, side\)/) });
+    // It ends (restart "never"): exited with the executable's exit time; never started again.
+    w.launcher.last.exit(3, null);
+    await flush();
+    expect(w.runtime.get('web')!.containers[0]).toMatchObject({ state: 'failed', exit: { code: 3 }, finishedAt: 1_000_000 /* the cells' FakeClock */ });
+    await expect(w.runtime.startContainer('web', 'app')).rejects.toMatchObject({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(/it is failed/) });
+  });
+
+  it('stopContainer: grace then kill, not restarted after, idempotent; a created one is left as is', async () => {
+    const db = openDatabase(':memory:');
+    const w = world({ db });
+    await w.cells.init();
+    w.images.add('busybox');
+    await w.runtime.createSandbox(sandbox({ restart: 'always' }));
+    await w.runtime.createContainer('web', ctr('app'));
+    await w.runtime.createContainer('web', ctr('idle'));
+    await w.runtime.startContainer('web', 'app');
+    w.crunStarted('web', 'app');
+    const crun = w.launcher.last;
+    crun.onTerm = 'ignore';
+    const stopping = w.runtime.stopContainer('web', 'app', 5_000);
+    await flush();
+    expect(crun.signals).toEqual(['SIGTERM']);
+    crun.signal('SIGKILL'); // what cgroup.kill does after the grace
+    expect(await stopping).toMatchObject({ name: 'app', state: 'exited', exit: { signal: 'SIGKILL' }, finishedAt: 1_000_000 });
+    expect(w.launcher.processes).toHaveLength(1); // restart "always", yet stopped is stopped
+    expect(sqlitePodStore(db).containers().get('web')!.get('app')!.desired).toBe('stopped');
+    expect(await w.runtime.stopContainer('web', 'app', 0)).toMatchObject({ state: 'exited' });
+    expect(await w.runtime.stopContainer('web', 'idle', 0)).toMatchObject({ state: 'created' });
+    expect(sqlitePodStore(db).containers().get('web')!.get('idle')!.desired).toBe('created');
+    await expect(w.runtime.stopContainer('web', 'nope', 0)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('removeContainer: refused while running unless forced; deletes crun state, mounts, files, executable; releases the image', async () => {
+    const db = openDatabase(':memory:');
+    const w = world({ db });
+    await w.cells.init();
+    w.images.add('busybox');
+    await w.runtime.createSandbox(sandbox());
+    await w.runtime.createContainer('web', ctr('app'));
+    await w.runtime.createContainer('web', ctr('keep'));
+    await w.runtime.startContainer('web', 'app');
+    await expect(w.runtime.removeContainer('web', 'app', { force: false })).rejects.toMatchObject({ code: 'FAILED_PRECONDITION', message: 'pod "web": container "app" is running: stop it first, or remove it with force' });
+    await w.runtime.removeContainer('web', 'app', { force: true });
+    expect(w.launcher.last.alive).toBe(false);
+    expect(w.cells.get('web').executables).toEqual([]);
+    expect(w.cgfs.exists(`${CGROUP_ROOT}/aurae/web/exe.app`)).toBe(false);
+    expect(w.host.deleted).toEqual(['web.app']);
+    expect(w.host.table.has(`${w.state}/pods/web/app/rootfs`)).toBe(false);
+    expect(fs.existsSync(`${w.state}/pods/web/app`)).toBe(false);
+    expect([...w.images.retained.keys()]).toEqual(['pod:web/keep']);
+    expect(w.runtime.get('web')!.containers.map((c) => c.name)).toEqual(['keep']);
+    const store = sqlitePodStore(db);
+    expect(store.pods()[0]!.spec.containers.map((c) => c.name)).toEqual(['keep']);
+    expect(store.pods()[0]!.images).toEqual({ keep: w.images.get('busybox')!.digest });
+    expect([...store.containers().get('web')!.keys()]).toEqual(['keep']);
+    await expect(w.runtime.removeContainer('web', 'app', { force: true })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    // A created container is removed without force; the name can be used again.
+    await w.runtime.removeContainer('web', 'keep', { force: false });
+    expect(w.images.retained.size).toBe(0);
+    expect((await w.runtime.createContainer('web', ctr('app'))).state).toBe('created');
+    // The sandbox is still there and ready.
+    expect(w.runtime.get('web')).toMatchObject({ state: 'running', containers: [{ name: 'app', state: 'created' }] });
+  });
+
+  it('after an auraed restart (SIGKILL): created stays created, exited and stopped stay so, only the running one runs again', async () => {
+    const dir = tmpDir();
+    const db = openDatabase(':memory:');
+    const before = world({ db, dir });
+    await before.cells.init();
+    before.images.add('busybox');
+    await before.runtime.createSandbox(sandbox());
+    for (const name of ['created', 'exited', 'stopped', 'running']) await before.runtime.createContainer('web', ctr(name));
+    for (const name of ['exited', 'stopped', 'running']) await before.runtime.startContainer('web', name);
+    before.launcher.processes[0]!.exit(0, null); // "exited" ends by itself
+    await flush();
+    await before.runtime.stopContainer('web', 'stopped', 0);
+    // SIGKILL: nothing is cleaned up; the mounts, /run and the database stay; a new auraed starts.
+    const after = world({ db, dir, host: before.host, images: before.images });
+    await after.cells.init();
+    await after.runtime.reconcile();
+    await flush();
+    // The cells' reconcile restarted the one that was running (its old processes were killed); nothing else.
+    expect(after.launcher.processes.map((p) => p.plan.args.at(-5))).toEqual(['web.running']);
+    after.crunStarted('web', 'running');
+    const status = after.runtime.get('web')!;
+    expect(status.containers.map((c) => [c.name, c.state])).toEqual([
+      ['created', 'created'],
+      ['exited', 'exited'],
+      ['stopped', 'exited'],
+      ['running', 'running'],
+    ]);
+    expect(status.containers[0]).toMatchObject({ createdAt: CREATED_AT, startedAt: null, finishedAt: null });
+    expect(status.containers[1]).toMatchObject({ exit: { code: 0 }, finishedAt: 1_000_000 });
+    // The created one can still be started.
+    await after.runtime.startContainer('web', 'created');
+    expect(after.launcher.last.plan.args.at(-5)).toBe('web.created');
+  });
+
+  it('after a reboot: the sandbox and every container are prepared again, only those desired running are started', async () => {
+    const dir = tmpDir();
+    const db = openDatabase(':memory:');
+    const before = world({ db, dir });
+    await before.cells.init();
+    before.images.add('busybox');
+    await before.runtime.createSandbox(sandbox());
+    await before.runtime.createContainer('web', ctr('idle'));
+    await before.runtime.createContainer('web', ctr('app'));
+    await before.runtime.startContainer('web', 'app');
+    fs.rmSync(before.run, { recursive: true }); // the reboot: /run, mounts and cgroups are gone
+    const after = world({ db, dir, images: before.images });
+    await after.cells.init();
+    await after.runtime.reconcile();
+    expect(after.host.pins).toEqual(['web']);
+    expect(after.host.table.get(`${after.state}/pods/web/idle/rootfs`)).toBe('overlay');
+    expect(fs.existsSync(`${after.run}/web/ready`)).toBe(true);
+    expect(after.launcher.processes.map((p) => p.plan.args.at(-5))).toEqual(['web.app']);
+    expect(after.runtime.get('web')!.containers.map((c) => c.state)).toEqual(['created', 'created']);
+    after.crunStarted('web', 'app');
+    expect(after.runtime.get('web')!.containers.map((c) => c.state)).toEqual(['created', 'running']);
+  });
+
+  it('a sandbox "vm" goes to the VM sandbox runtime (vm-sandbox.test.ts tests it), not to the cells', async () => {
+    const w = world();
+    const created: string[] = [];
+    const vm = { get: () => undefined, list: () => [], createSandbox: async (s: { name: string }) => (created.push(s.name), { name: s.name }) } as unknown as Parameters<typeof sandboxedPodRuntime>[1];
+    const both = sandboxedPodRuntime(w.runtime, vm);
+    await both.createSandbox(validateSandboxSpec(pod({ containers: [], sandbox: 'vm' })));
+    expect(created).toEqual(['web']);
+    expect(w.runtime.get('web')).toBeUndefined();
+  });
+});
+
+describe('podReconcilePlan with per-container desired state', () => {
+  it('prepares every container, starts only those desired running that have no executable', () => {
+    const paths = (p: string) => podPaths('/s/pods', p, '/run/pods');
+    const web = validatePodSpec(pod({ containers: ['a', 'b', 'c', 'd'].map((name) => container({ name })) }));
+    const containers = new Map([['a', 'created'], ['b', 'running'], ['c', 'stopped']] as const); // d: no row → running
+    const plan = podReconcilePlan({ pods: [{ spec: web, desiredRunning: true, containers }], cells: new Set(['web']), executables: new Map([['web', new Set(['c'])]]), mounts: new Map(), ready: new Set(), podDirs: [], paths });
+    expect(plan.filter((a) => a.kind === 'mount_rootfs').map((a) => (a as { container: string }).container)).toEqual(['a', 'b', 'c', 'd']);
+    expect(plan.filter((a) => a.kind === 'write_bundle').map((a) => (a as { container: string }).container)).toEqual(['a', 'b', 'c', 'd']);
+    expect(plan.filter((a) => a.kind === 'start_container')).toEqual([
+      { kind: 'start_container', pod: 'web', container: 'b' },
+      { kind: 'start_container', pod: 'web', container: 'd' },
+    ]);
+  });
+});
+
+describe('pods store version 3', () => {
+  it("gives existing pods' containers a row with the pod's desired state", () => {
+    const db = openDatabase(':memory:');
+    migrate(db, 'pods', PODS_MIGRATIONS.slice(0, 2));
+    const spec = validatePodSpec(pod({ containers: [container(), container({ name: 'side' })] }));
+    db.prepare('INSERT INTO pods (name, spec, desired, images, created_at) VALUES (?, ?, ?, ?, ?)').run('web', JSON.stringify(spec), 'stopped', '{}', 42);
+    const store = sqlitePodStore(db);
+    expect(store.containers()).toEqual(
+      new Map([
+        [
+          'web',
+          new Map([
+            ['app', { desired: 'stopped', createdAt: 42, startedAt: null, finishedAt: null }],
+            ['side', { desired: 'stopped', createdAt: 42, startedAt: null, finishedAt: null }],
+          ]),
+        ],
+      ]),
+    );
+    store.delete('web');
+    expect(store.containers()).toEqual(new Map());
+  });
+});
+
+// --- the container extensions (the CRI's): validation, the OCI mapping, the container's own cgroup limits ----------
+
+describe('container and pod extensions: validation', () => {
+  const ext = (extra: Partial<ContainerInput>) => validateContainerSpec({ ...container(), ...extra });
+
+  it('keeps what was given, with defaults filled (propagation private, sysctl slashes as dots)', () => {
+    const c = ext({
+      mounts: [{ hostPath: '/var/lib/k/vol', containerPath: '/data', readonly: true, propagation: '' as never }],
+      security: { privileged: false, capAdd: ['net_admin'], capDrop: ['ALL'], noNewPrivs: false, runAsUser: 1000, runAsGroup: 2000, supplementalGroups: [3000], namespaces: { pid: 'node', ipc: 'node', network: 'pod' } },
+      resources: { cpuShares: 512, cpuQuota: 50_000, cpuPeriod: 100_000, memoryLimit: 64 << 20, oomScoreAdj: 500 },
+      sysctls: { 'net/ipv4/ip_unprivileged_port_start': '0' },
+    });
+    expect(c.mounts).toEqual([{ hostPath: '/var/lib/k/vol', containerPath: '/data', readonly: true, propagation: 'private' }]);
+    expect(c.security).toEqual({ privileged: false, capAdd: ['CAP_NET_ADMIN'], capDrop: ['ALL'], noNewPrivs: false, runAsUser: 1000, runAsGroup: 2000, supplementalGroups: [3000], namespaces: { pid: 'node', ipc: 'node', network: 'pod' } });
+    expect(c.resources).toEqual({ cpuShares: 512, cpuQuota: 50_000, cpuPeriod: 100_000, memoryLimit: 64 << 20, oomScoreAdj: 500 });
+    expect(c.sysctls).toEqual({ 'net.ipv4.ip_unprivileged_port_start': '0' });
+    // Absent stays absent: today's container.
+    expect(Object.keys(ext({}))).toEqual(['name', 'image', 'command', 'args', 'env', 'workingDir', 'user', 'readOnlyRootfs']);
+  });
+
+  it('names the bad field; refuses what cannot be done', () => {
+    const m = { hostPath: '/h', containerPath: '/c', readonly: false, propagation: 'private' as const };
+    rejects(() => ext({ mounts: [{ ...m, hostPath: 'h' }] }), 'INVALID_ARGUMENT', /^container\.mounts\[0\]\.host_path: "h" is not an absolute path/);
+    rejects(() => ext({ mounts: [{ ...m, containerPath: '/' }] }), 'INVALID_ARGUMENT', /^container\.mounts\[0\]\.container_path: must not be "\/"/);
+    rejects(() => ext({ mounts: [m, m] }), 'INVALID_ARGUMENT', /^container\.mounts\[1\]\.container_path: "\/c" is mounted twice/);
+    rejects(() => ext({ mounts: [{ ...m, propagation: 'shared' as never }] }), 'INVALID_ARGUMENT', /^container\.mounts\[0\]\.propagation: "shared" is not a propagation/);
+    rejects(() => ext({ security: { capAdd: ['FLY'] } }), 'INVALID_ARGUMENT', /^container\.security\.capAdd\[0\]: unknown capability "FLY"/);
+    rejects(() => ext({ security: { runAsUser: -1 } }), 'INVALID_ARGUMENT', /^container\.security\.runAsUser: -1 is out of range/);
+    rejects(() => ext({ security: { maskedPaths: ['proc/kcore'] } }), 'INVALID_ARGUMENT', /^container\.security\.maskedPaths\[0\]: /);
+    rejects(() => ext({ security: { namespaces: { ipc: 'container' as never } } }), 'INVALID_ARGUMENT', /^container\.security\.namespaces\.ipc: "container" is not a mode: "pod", "node"/);
+    rejects(() => ext({ security: { namespaces: { pid: 'pod' } } }), 'UNIMPLEMENTED', /^container\.security\.namespaces\.pid: "pod" .* is not implemented: use "container" or "node"/);
+    rejects(() => ext({ resources: { cpuShares: 1 } }), 'INVALID_ARGUMENT', /^container\.resources\.cpuShares: 1 is out of range: allowed 2\.\.262144/);
+    rejects(() => ext({ resources: { cpuPeriod: 10 } }), 'INVALID_ARGUMENT', /^container\.resources\.cpuPeriod: /);
+    rejects(() => ext({ resources: { oomScoreAdj: 1001 } }), 'INVALID_ARGUMENT', /^container\.resources\.oomScoreAdj: /);
+    rejects(() => ext({ sysctls: { 'not a sysctl': '1' } }), 'INVALID_ARGUMENT', /^container\.sysctls\[not a sysctl\]: not a sysctl name/);
+  });
+
+  it('pod hostname and dns', () => {
+    const s = validateSandboxSpec({ ...pod({ containers: [] }), hostname: 'web-0', dns: { servers: ['10.96.0.10'], searches: ['default.svc.cluster.local', 'cluster.local'], options: ['ndots:5'] } });
+    expect(s).toMatchObject({ hostname: 'web-0', dns: { servers: ['10.96.0.10'], searches: ['default.svc.cluster.local', 'cluster.local'], options: ['ndots:5'] } });
+    expect(validateSandboxSpec({ ...pod({ containers: [] }), hostname: '' }).hostname).toBeUndefined();
+    rejects(() => validateSandboxSpec({ ...pod({ containers: [] }), hostname: 'a_b' }), 'INVALID_ARGUMENT', /^hostname: "a_b" is not a host name/);
+    rejects(() => validateSandboxSpec({ ...pod({ containers: [] }), dns: { servers: ['1.1.1.1', '1.0.0.1', '8.8.8.8', '8.8.4.4'], searches: [], options: [] } }), 'INVALID_ARGUMENT', /^dns\.servers: at most 3/);
+    rejects(() => validateSandboxSpec({ ...pod({ containers: [] }), dns: { servers: ['dns.local'], searches: [], options: [] } }), 'INVALID_ARGUMENT', /^dns\.servers\[0\]: "dns\.local" is not an IP address/);
+    rejects(() => validateSandboxSpec({ ...pod({ containers: [] }), dns: { servers: [], searches: ['bad domain'], options: [] } }), 'INVALID_ARGUMENT', /^dns\.searches\[0\]: /);
+    rejects(() => validateSandboxSpec({ ...pod({ containers: [] }), dns: { servers: [], searches: [], options: ['a b'] } }), 'INVALID_ARGUMENT', /^dns\.options\[0\]: /);
+    rejects(() => validateSandboxSpec({ ...pod({ containers: [], sandbox: 'vm' }), hostname: 'x' }), 'UNIMPLEMENTED', /^hostname: not implemented for a "vm" sandbox pod/);
+  });
+});
+
+describe('container extensions: the OCI spec and the cgroup limits', () => {
+  const paths = podPaths('/s/pods', 'web', '/run/pods');
+  const input = (c: Partial<ContainerSpec>) =>
+    containerSpecInput({
+      process: { args: ['sh'], env: [], cwd: '/', user: '' },
+      user: { uid: 0, gid: 0, additionalGids: [] },
+      paths: paths.container('app'),
+      pod: paths,
+      readOnlyRootfs: false,
+      cgroupsPath: '/aurae/web/exe.app',
+      container: c,
+    });
+
+  it("absent extensions: today's spec (pod namespaces joined, defaults)", () => {
+    const spec = ociSpec(input({}));
+    expect(spec.linux.namespaces.map((n) => n.type)).toEqual(['pid', 'mount', 'cgroup', 'network', 'ipc', 'uts']);
+    expect(spec.process.noNewPrivileges).toBe(true);
+    expect(spec.linux.maskedPaths).toEqual([...MASKED_PATHS]);
+    expect(spec.linux.seccomp).toBeDefined();
+    expect(spec.linux.rootfsPropagation).toBeUndefined();
+    expect(spec.process.oomScoreAdj).toBeUndefined();
+  });
+
+  it('privileged: every capability, no seccomp, no masked or read-only paths, every device, /sys writable', () => {
+    const spec = ociSpec(input({ security: { privileged: true, capDrop: ['NET_RAW'] } }));
+    expect(spec.process.capabilities.bounding).toEqual([...ALL_CAPABILITIES]);
+    expect(spec.linux.seccomp).toBeUndefined();
+    expect(spec.linux.maskedPaths).toEqual([]);
+    expect(spec.linux.readonlyPaths).toEqual([]);
+    expect(spec.linux.resources.devices).toEqual([{ allow: true, access: 'rwm' }]);
+    expect(spec.mounts.find((m) => m.destination === '/sys')!.options).toEqual(['nosuid', 'noexec', 'nodev', 'rw']);
+    expect(spec.mounts.find((m) => m.destination === '/sys/fs/cgroup')!.options).not.toContain('ro');
+  });
+
+  it('capabilities, no_new_privs, masked paths, namespace modes, bind mounts with propagation, sysctls, oom_score_adj', () => {
+    const spec = ociSpec(
+      input({
+        security: { capAdd: ['CAP_NET_ADMIN'], capDrop: ['CAP_KILL'], noNewPrivs: false, maskedPaths: ['/proc/kcore'], readonlyPaths: [], namespaces: { pid: 'node', ipc: 'node' } },
+        mounts: [
+          { hostPath: '/var/lib/k/a', containerPath: '/a', readonly: true, propagation: 'private' },
+          { hostPath: '/var/lib/k/b', containerPath: '/b', readonly: false, propagation: 'rslave' },
+        ],
+        sysctls: { 'net.ipv4.ip_unprivileged_port_start': '0' },
+        resources: { oomScoreAdj: -500 },
+      }),
+    );
+    expect(spec.process.capabilities.bounding).toContain('CAP_NET_ADMIN');
+    expect(spec.process.capabilities.bounding).not.toContain('CAP_KILL');
+    expect(spec.process.noNewPrivileges).toBe(false);
+    expect(spec.linux.maskedPaths).toEqual(['/proc/kcore']);
+    expect(spec.linux.readonlyPaths).toEqual([]);
+    expect(spec.linux.namespaces).toEqual([{ type: 'mount' }, { type: 'cgroup' }, { type: 'network', path: paths.ns.net }, { type: 'uts', path: paths.ns.uts }]);
+    expect(spec.mounts.slice(-2)).toEqual([
+      { destination: '/a', type: 'bind', source: '/var/lib/k/a', options: ['rbind', 'ro', 'rprivate'] },
+      { destination: '/b', type: 'bind', source: '/var/lib/k/b', options: ['rbind', 'rw', 'rslave'] },
+    ]);
+    expect(spec.linux.rootfsPropagation).toBe('rslave');
+    expect(spec.linux.sysctl).toEqual({ 'net.ipv4.ip_unprivileged_port_start': '0' });
+    expect(spec.process.oomScoreAdj).toBe(-500);
+    expect(ociSpec(input({ mounts: [{ hostPath: '/h', containerPath: '/c', readonly: false, propagation: 'rshared' }] })).linux.rootfsPropagation).toBe('rshared');
+    // A net.* sysctl needs the pod's network namespace.
+    rejects(() => ociSpec(input({ security: { namespaces: { network: 'node' } }, sysctls: { 'net.core.somaxconn': '1024' } })), 'INVALID_ARGUMENT', /^sysctl\[net\.core\.somaxconn\]: needs a network namespace/);
+  });
+
+  it('containerCgroupLimits: memory.max, cpu.weight from shares, cpu.max; passed to the start script', () => {
+    expect(containerCgroupLimits(undefined)).toEqual([]);
+    expect(containerCgroupLimits({ memoryLimit: 1 << 20, cpuShares: 1024, cpuQuota: 50_000 })).toEqual([
+      ['memory.max', '1048576'],
+      ['cpu.weight', '39'],
+      ['cpu.max', '50000 100000'],
+    ]);
+    expect(containerCgroupLimits({ cpuShares: 2 })).toEqual([['cpu.weight', '1']]);
+    expect(containerCgroupLimits({ cpuShares: 262_144 })).toEqual([['cpu.weight', '10000']]);
+    expect(containerCgroupLimits({ cpuPeriod: 50_000 })).toEqual([['cpu.max', 'max 50000']]);
+    const exe = crunExecutable({ crun: 'c', pod: { name: 'web', restart: 'never' }, container: 'app', paths: paths.container('app'), ready: paths.ready, pidFile: 'p', cgroupLimits: [['memory.max', '100']] });
+    expect(exe.args.slice(-3)).toEqual(['p', 'memory.max', '100']);
+  });
+
+  it('the start script writes the limits into its own cgroup before crun runs', async () => {
+    const dir = tmpDir();
+    const own = fs.readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => l.startsWith('0::'))!.slice(3);
+    const cgroot = path.join(dir, 'cg');
+    fs.mkdirSync(path.join(cgroot, own), { recursive: true });
+    const ready = path.join(dir, 'ready');
+    fs.writeFileSync(ready, '');
+    const crun = path.join(dir, 'crun');
+    fs.writeFileSync(crun, `#!/bin/sh\ncat ${cgroot}${own}/memory.max ${cgroot}${own}/cpu.max\n`, { mode: 0o755 });
+    const exe = crunExecutable({ crun, stateRoot: path.join(dir, 'state'), pod: { name: 'web', restart: 'never' }, container: 'app', paths: { bundle: dir }, ready, pidFile: path.join(dir, 'pid'), cgroupLimits: [['memory.max', '4096'], ['cpu.max', '50000 100000']] });
+    const stdout = await new Promise<string>((resolve, reject) => {
+      execFile(exe.args[0]!, exe.args.slice(1), { env: { PATH: process.env.PATH, AURAE_CGROUP_ROOT: cgroot } }, (err, out) => (err ? reject(err) : resolve(out)));
+    });
+    expect(stdout).toBe('4096\n50000 100000\n');
+  });
+});
+
+describe('PodRuntime with the extensions', () => {
+  it('the pod hostname and DNS; the container mounts, user, security and limits reach the bundle and the executable', async () => {
+    const w = world();
+    await w.cells.init();
+    w.images.add('busybox');
+    const volume = path.join(w.dir, 'volume');
+    await w.runtime.createSandbox(validateSandboxSpec({ ...pod({ containers: [] }), hostname: 'web-0', dns: { servers: ['10.96.0.10'], searches: ['cluster.local'], options: ['ndots:5'] } }));
+    expect(w.host.pins).toEqual(['web-0']);
+    expect(fs.readFileSync(`${w.run}/web/etc/hostname`, 'utf8')).toBe('web-0\n');
+    expect(fs.readFileSync(`${w.run}/web/etc/hosts`, 'utf8')).toContain('10.88.0.2\tweb-0\n');
+    expect(fs.readFileSync(`${w.run}/web/etc/resolv.conf`, 'utf8')).toBe('search cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n');
+    const hosts = path.join(w.dir, 'kubelet-hosts');
+    fs.writeFileSync(hosts, '');
+    await w.runtime.createContainer(
+      'web',
+      validateContainerSpec({
+        ...container({ user: 'www-data' }),
+        mounts: [
+          { hostPath: volume, containerPath: '/data', readonly: false, propagation: 'private' },
+          { hostPath: hosts, containerPath: '/etc/hosts', readonly: true, propagation: 'private' },
+        ],
+        security: { runAsUser: 1000, supplementalGroups: [33], capAdd: ['NET_ADMIN'] },
+        resources: { memoryLimit: 32 << 20, cpuShares: 1024 },
+      }),
+    );
+    expect(fs.statSync(volume).isDirectory()).toBe(true); // made, as containerd does
+    const config = JSON.parse(fs.readFileSync(`${w.state}/pods/web/app/config.json`, 'utf8'));
+    expect(config.process.user).toEqual({ uid: 1000, gid: 0, additionalGids: [33] }); // runAsUser wins over "user"; unknown uid: gid 0
+    expect(config.process.env).toContain('HOSTNAME=web-0');
+    expect(config.process.capabilities.bounding).toContain('CAP_NET_ADMIN');
+    const etc = (config.mounts as { destination: string; source: string }[]).filter((m) => m.destination.startsWith('/etc/') || m.destination === '/data');
+    expect(etc.map((m) => [m.destination, m.source])).toEqual([
+      ['/etc/hosts', hosts], // the container's own replaces the pod's
+      ['/etc/resolv.conf', `${w.run}/web/etc/resolv.conf`],
+      ['/etc/hostname', `${w.run}/web/etc/hostname`],
+      ['/data', volume],
+    ]);
+    await w.runtime.startContainer('web', 'app');
+    expect(w.launcher.last.plan.args.slice(-4)).toEqual(['memory.max', String(32 << 20), 'cpu.weight', '39']);
   });
 });

@@ -5,14 +5,19 @@
 //      containers' root filesystems when this boot has not (after a reboot /run and the mounts are gone);
 //      connect its network (address, veth, /etc files: network.ts); rewrite the bundles; mark it ready (the
 //      containers' start scripts wait for that);
-//   3. start the containers that have no executable in the cell (a run cut short). Containers that have one are
-//      the cells' reconcile's: it restarts those that were running (they wait for the ready marker).
+//   3. start the containers desired 'running' that have no executable in the cell (a run or a start cut short).
+//      Containers that have one are the cells' reconcile's: it restarts those that were running (they wait for
+//      the ready marker) and leaves alone those that ended under the pod's restart policy or were stopped.
+//      A container created and never started ('created') or stopped alone ('stopped') is prepared (mounted,
+//      bundle written: it may be started or inspected later) but not started.
 // A pod that should not run (stopped) gets nothing: it can only be removed, which copes with what is missing.
 import type { PodPaths } from './crun';
 import type { PodSpec } from './spec';
+import type { ContainerDesired } from './store';
 
 export interface ReconcileInput {
-  pods: { spec: PodSpec; desiredRunning: boolean }[];
+  /** `containers`: each container's desired state; one not listed is 'running' (stored before containers had their own). */
+  pods: { spec: PodSpec; desiredRunning: boolean; containers?: ReadonlyMap<string, ContainerDesired> }[];
   /** Cells that exist (names). */
   cells: ReadonlySet<string>;
   /** Executables per existing cell. */
@@ -63,7 +68,10 @@ export function podReconcilePlan(input: ReconcileInput): PodReconcileAction[] {
     }
     actions.push({ kind: 'mark_ready', pod: name });
     const exes = input.executables.get(name) ?? new Set<string>();
-    for (const c of pod.spec.containers) if (!exes.has(c.name)) actions.push({ kind: 'start_container', pod: name, container: c.name });
+    for (const c of pod.spec.containers) {
+      const desired = pod.containers?.get(c.name) ?? 'running';
+      if (desired === 'running' && !exes.has(c.name)) actions.push({ kind: 'start_container', pod: name, container: c.name });
+    }
   }
   return actions;
 }

@@ -2,7 +2,10 @@
 // for any cell); each container is an executable of that cell running `crun run` (crun.ts), so restart policy,
 // stop with grace then kill, exit codes, OOM and logs come from the executables' machinery. This module pulls the
 // images, prepares the sandbox (pinned namespaces, overlay root filesystems, bundles), keeps the desired state in
-// the pods table, and reports PodStatus from the cell's executables. It publishes the pod's own events
+// the pods table, and reports PodStatus from the cell's executables. Pods are made whole (run: pull, sandbox,
+// every container, start) or piece by piece (the CRI: createSandbox, then createContainer / startContainer /
+// stopContainer / removeContainer per container, each container's desired state persisted: store.ts). It
+// publishes the pod's own events
 // (image_pulled, container_created; container_started when crun's pid file appears; container_exited and
 // container_oom_killed from its executables' events) and reports a container running only once crun started it.
 import fs from 'node:fs';
@@ -17,8 +20,8 @@ import type { Logger } from '../log';
 import type { EventBus, StampedEvent } from '../observe';
 import type { Db } from '../store';
 import { loadSyscalls } from '../../native';
-import { containerProcess, resolveUser } from './container-config';
-import { containerId, containerSpecInput, CRUN_STATE_ROOT, crunExecutable, findCrun, PODS_RUN_DIR, type PodPaths, podPaths, stopSignalOf } from './crun';
+import { containerProcess, containerUser } from './container-config';
+import { containerCgroupLimits, containerId, containerSpecInput, CRUN_STATE_ROOT, crunExecutable, findCrun, PODS_RUN_DIR, type PodPaths, podPaths, stopSignalOf } from './crun';
 import type { ExecTarget } from './exec';
 import { nodePodHost, type PodHost } from './host';
 import { nodePodNetwork, type PodNetwork } from './network';
@@ -31,6 +34,7 @@ import {
   type NetworkedPod,
   parseCidr,
   type PodNetworkConfig,
+  podResolvConf,
   type PortProtocol,
   publishConflict,
   resolvConf,
@@ -38,7 +42,7 @@ import {
 import { ociSpec, type OciSpecInput } from './oci-spec';
 import { type PodReconcileAction, podReconcilePlan } from './reconcile';
 import type { ContainerSpec, PodSpec } from './spec';
-import { type PodStore, sqlitePodStore } from './store';
+import { type PodStore, sqlitePodStore, type StoredContainer } from './store';
 
 export type ContainerState = 'pulling' | 'created' | 'running' | 'exited' | 'failed';
 
@@ -50,6 +54,11 @@ export interface ContainerStatus {
   pid: number | null;
   exit: { code: number | null; signal: string | null; oomKilled: boolean } | null;
   restarts: number;
+  /** ms since the epoch: created (bundle written); last started by crun; last ended. null: not yet. Always set by
+   *  the cell runtime; absent from the VM sandbox's statuses. */
+  createdAt?: number | null;
+  startedAt?: number | null;
+  finishedAt?: number | null;
 }
 
 export type PodState = 'pending' | 'running' | 'succeeded' | 'failed' | 'stopped';
@@ -74,6 +83,27 @@ export interface PodRuntime {
   remove(name: string, opts: { force: boolean }): Promise<void>;
   /** After an auraed restart or a reboot with a state disk: bring back the pods that should run. */
   reconcile(): Promise<void>;
+  /**
+   * A pod with no containers yet (spec.containers must be []: validateSandboxSpec): its cell, pinned namespaces,
+   * network (address, /etc files), ready marker; persisted. ALREADY_EXISTS for a taken name, FAILED_PRECONDITION
+   * for a published node port another pod has.
+   */
+  createSandbox(spec: PodSpec): Promise<PodStatus>;
+  /**
+   * Add a container in state "created": root filesystem mounted, bundle written, NOT started; persisted (the pod's
+   * spec gains it), container_created published. Its image must be stored (images.get(ref)), else NOT_FOUND: no
+   * pull here. ALREADY_EXISTS for a name the pod has; FAILED_PRECONDITION while the pod is created or stopped.
+   */
+  createContainer(pod: string, c: ContainerSpec): Promise<ContainerStatus>;
+  /** Hand a created container to the pod's cell (crun run). FAILED_PRECONDITION unless it is "created" (never started). */
+  startContainer(pod: string, container: string): Promise<ContainerStatus>;
+  /** Stop with grace (the image's StopSignal), then kill; never restarted after. Idempotent (created or stopped is fine). */
+  stopContainer(pod: string, container: string, graceMs: number): Promise<ContainerStatus>;
+  /**
+   * crun delete, unmount, delete its files and its executable, drop it from the spec, release its image.
+   * FAILED_PRECONDITION while it runs unless force (then it is killed); NOT_FOUND for an unknown pod or container.
+   */
+  removeContainer(pod: string, container: string, opts: { force: boolean }): Promise<void>;
   /** Where `crun exec` finds container `container` of `pod` (exec.ts; the caller checked it exists and runs). */
   execTarget(pod: string, container: string): ExecTarget;
 }
@@ -84,6 +114,8 @@ export interface PodCells {
   free(name: string, force: boolean): Promise<void>;
   start(cell: string, spec: ExecutableSpec): Promise<{ pid: number }>;
   stop(cell: string, executable: string, graceMs: number): Promise<RecordedExit | null>;
+  /** Forget a stopped executable: its runner, row, leaf cgroup and logs (removeContainer). */
+  removeExecutable(cell: string, executable: string): Promise<void>;
   get(name: string): CellView;
 }
 
@@ -127,7 +159,12 @@ interface PodEntry {
   createdAt: number;
   /** 'creating': pulling images or preparing; 'created': its containers were handed to the cell. */
   phase: 'creating' | 'created';
+  /** Each container's desired state and times (store.ts pod_containers). */
+  containers: Map<string, StoredContainer>;
 }
+
+/** Containers a sandbox may gain one by one (the CRI keeps exited ones until the kubelet removes them). */
+export const SANDBOX_CONTAINERS_MAX = 64;
 
 /** Who retains a container's image (images.retain/release). */
 export function imageHolder(pod: string, container: string): string {
@@ -146,14 +183,27 @@ export function podCellSpec(spec: PodSpec): CellSpec {
 const STARTING = new Set(['starting']);
 const ACTIVE = new Set(['starting', 'running', 'stopping', 'backoff']);
 
-/** A container's status from its executable (null: not handed to the cell yet). */
-export function containerStatus(c: ContainerSpec, digest: string, exe: ExecutableSnapshot | null, creating: boolean): ContainerStatus {
+/**
+ * A container's status from its executable (null: not handed to the cell yet) and its stored row (when given,
+ * createdAt/startedAt/finishedAt are set; finishedAt only once it ended, from the executable's last exit).
+ */
+export function containerStatus(c: ContainerSpec, digest: string, exe: ExecutableSnapshot | null, creating: boolean, row?: StoredContainer): ContainerStatus {
   const base = { name: c.name, image: c.image, imageDigest: digest };
-  if (!exe) return { ...base, state: creating && digest === '' ? 'pulling' : 'created', pid: null, exit: null, restarts: 0 };
+  if (!exe) {
+    // Started once (its row says so) and no executable now: it ended while auraed was down (e.g. a SIGKILL) and was
+    // not started again, so it has exited, with an exit status nobody saw (exit null).
+    if (row && row.startedAt !== null && !creating) {
+      return { ...base, state: 'exited', pid: null, exit: null, restarts: 0, createdAt: row.createdAt, startedAt: row.startedAt, finishedAt: row.finishedAt ?? row.startedAt };
+    }
+    const state = creating && digest === '' ? 'pulling' : 'created';
+    return { ...base, state, pid: null, exit: null, restarts: 0, ...(row ? { createdAt: row.createdAt, startedAt: null, finishedAt: null } : {}) };
+  }
   const exit = exe.lastExit ? { code: exe.lastExit.code, signal: exe.lastExit.signal, oomKilled: exe.lastExit.oomKilled } : null;
   const state: ContainerState =
     exe.state === 'starting' ? 'created' : exe.state === 'running' || exe.state === 'stopping' ? 'running' : exe.state === 'failed' ? 'failed' : 'exited';
-  return { ...base, state, pid: exe.pid > 0 ? exe.pid : null, exit, restarts: exe.restarts };
+  const ended = state === 'exited' || state === 'failed';
+  const times = row ? { createdAt: row.createdAt, startedAt: row.startedAt, finishedAt: ended ? (exe.lastExit?.time ?? row.finishedAt) : null } : {};
+  return { ...base, state, pid: exe.pid > 0 ? exe.pid : null, exit, restarts: exe.restarts, ...times };
 }
 
 /**
@@ -163,6 +213,8 @@ export function containerStatus(c: ContainerSpec, digest: string, exe: Executabl
  */
 export function podState(entry: { desiredRunning: boolean; creating: boolean }, exes: (ExecutableSnapshot | null)[]): PodState {
   if (entry.creating) return 'pending';
+  // A sandbox whose containers are yet to come (or only created): ready while it should run.
+  if (exes.length === 0) return entry.desiredRunning ? 'running' : 'stopped';
   const active = exes.filter((e) => e !== null && ACTIVE.has(e.state));
   if (!entry.desiredRunning && active.every((e) => e!.state === 'stopping')) return active.length ? 'running' : 'stopped';
   if (exes.some((e) => e === null)) return 'pending';
@@ -201,7 +253,10 @@ export class PodRuntimeImpl implements PodRuntime {
     this.crunPath = deps.crun;
     this.networkAdapter = deps.network;
     this.addresses = this.store.addresses();
-    for (const p of this.store.pods()) this.pods.set(p.spec.name, { spec: p.spec, desiredRunning: p.desiredRunning, images: p.images, createdAt: p.createdAt, phase: 'created' });
+    const rows = this.store.containers();
+    for (const p of this.store.pods()) {
+      this.pods.set(p.spec.name, { spec: p.spec, desiredRunning: p.desiredRunning, images: p.images, createdAt: p.createdAt, phase: 'created', containers: storedContainers(p, rows.get(p.spec.name)) });
+    }
     deps.observe?.events.subscribe((event) => this.onExecutableEvent(event));
   }
 
@@ -233,16 +288,8 @@ export class PodRuntimeImpl implements PodRuntime {
 
   async run(spec: PodSpec, opts: { onProgress?: (p: PullProgress & { image: string }) => void } = {}): Promise<PodStatus> {
     const { log } = this.deps;
-    if (this.pods.has(spec.name)) throw new AuraeError('ALREADY_EXISTS', `pod "${spec.name}" already exists: remove it first (aer pod rm ${spec.name}) or choose another name`);
-    const conflict = publishConflict(
-      { name: spec.name, publish: effectivePublish(spec) },
-      [...this.pods.values()].map((e) => ({ name: e.spec.name, publish: effectivePublish(e.spec) })),
-      this.deps.reservedNodePorts ?? [],
-    );
-    if (conflict) throw new AuraeError('FAILED_PRECONDITION', `pod "${spec.name}": publish: ${conflict}`);
-    const entry: PodEntry = { spec, desiredRunning: true, images: {}, createdAt: this.clock(), phase: 'creating' };
-    // Reserved at once: a second Run of the name fails while the first pulls.
-    this.pods.set(spec.name, entry);
+    const entry = this.reserve(spec);
+    for (const c of spec.containers) entry.containers.set(c.name, { desired: 'running', createdAt: entry.createdAt, startedAt: null, finishedAt: null });
     const records = new Map<string, ImageRecord>();
     let stored = false;
     let allocated = false;
@@ -256,13 +303,15 @@ export class PodRuntimeImpl implements PodRuntime {
         entry.images[c.name] = record.digest;
       }
       await this.exclusive(async () => {
-        this.store.insert({ spec, desiredRunning: true, images: entry.images, createdAt: entry.createdAt });
+        this.store.insert({ spec, desiredRunning: true, images: entry.images, createdAt: entry.createdAt }, Object.fromEntries(entry.containers));
         stored = true;
         await this.deps.cells.allocate(podCellSpec(spec));
         allocated = true;
-        await this.prepare(spec, records);
+        await this.prepareSandbox(spec);
+        for (const c of spec.containers) this.prepareContainer(spec, c, records.get(c.name)!);
+        this.markReady(this.paths(spec.name));
         entry.phase = 'created';
-        for (const c of spec.containers) await this.startContainer(spec, c.name, records.get(c.name)!);
+        for (const c of spec.containers) await this.launchContainer(spec, c.name, records.get(c.name)!);
       });
     } catch (err) {
       log.warn('running a pod failed: undoing', { pod: spec.name, err });
@@ -273,24 +322,223 @@ export class PodRuntimeImpl implements PodRuntime {
     return this.status(spec.name)!;
   }
 
-  /** Pin the namespaces, mount and configure every container, mark the pod ready (idempotent). */
-  private async prepare(spec: PodSpec, records: Map<string, ImageRecord>): Promise<void> {
-    const paths = this.paths(spec.name);
-    await this.pinNamespaces(spec.name, paths);
-    await this.connectNetwork(spec);
-    await this.syncPorts();
-    for (const c of spec.containers) {
-      this.mountRootfs(spec.name, c.name, records.get(c.name)!);
-      this.writeBundle(spec, c, records.get(c.name)!);
+  async createSandbox(spec: PodSpec): Promise<PodStatus> {
+    const { log } = this.deps;
+    if (spec.containers.length) throw new AuraeError('INVALID_ARGUMENT', `containers: a sandbox is created without containers (got ${spec.containers.length}): add them with createContainer`);
+    if (spec.sandbox !== 'cell') throw new AuraeError('INTERNAL', `pod "${spec.name}": the cell runtime creates sandbox "cell" pods only`);
+    const entry = this.reserve(spec);
+    let stored = false;
+    let allocated = false;
+    try {
+      await this.exclusive(async () => {
+        this.store.insert({ spec, desiredRunning: true, images: entry.images, createdAt: entry.createdAt });
+        stored = true;
+        await this.deps.cells.allocate(podCellSpec(spec));
+        allocated = true;
+        await this.prepareSandbox(spec);
+        this.markReady(this.paths(spec.name));
+        entry.phase = 'created';
+      });
+    } catch (err) {
+      log.warn('creating a sandbox failed: undoing', { pod: spec.name, err });
+      await this.undo(spec, { stored, allocated }).catch((undoErr: unknown) => log.error('undoing a failed sandbox creation failed', { pod: spec.name, err: undoErr }));
+      throw err;
     }
-    this.markReady(paths);
+    log.info('sandbox created', { pod: spec.name });
+    return this.status(spec.name)!;
   }
 
-  private async pinNamespaces(pod: string, paths: PodPaths): Promise<void> {
+  /** Check the name and the published ports, and hold the name (a second Run of it fails while the first pulls). */
+  private reserve(spec: PodSpec): PodEntry {
+    if (this.pods.has(spec.name)) throw new AuraeError('ALREADY_EXISTS', `pod "${spec.name}" already exists: remove it first (aer pod rm ${spec.name}) or choose another name`);
+    const conflict = publishConflict(
+      { name: spec.name, publish: effectivePublish(spec) },
+      [...this.pods.values()].map((e) => ({ name: e.spec.name, publish: effectivePublish(e.spec) })),
+      this.deps.reservedNodePorts ?? [],
+    );
+    if (conflict) throw new AuraeError('FAILED_PRECONDITION', `pod "${spec.name}": publish: ${conflict}`);
+    const entry: PodEntry = { spec, desiredRunning: true, images: {}, createdAt: this.clock(), phase: 'creating', containers: new Map() };
+    this.pods.set(spec.name, entry);
+    return entry;
+  }
+
+  async createContainer(pod: string, c: ContainerSpec): Promise<ContainerStatus> {
+    return this.exclusive(async () => {
+      const entry = this.requireReadyPod(pod, 'add containers to it');
+      if (!entry.desiredRunning) throw new AuraeError('FAILED_PRECONDITION', `pod "${pod}" is stopped: containers cannot be added to a stopped pod: create a new one`);
+      if (entry.spec.containers.some((x) => x.name === c.name)) {
+        throw new AuraeError('ALREADY_EXISTS', `pod "${pod}": container "${c.name}" already exists: remove it first or choose another name`);
+      }
+      if (entry.spec.containers.length >= SANDBOX_CONTAINERS_MAX) {
+        throw new AuraeError('RESOURCE_EXHAUSTED', `pod "${pod}" has ${entry.spec.containers.length} containers, the most a pod may have: remove exited ones first`);
+      }
+      const record = this.deps.images.get(c.image);
+      if (!record) throw new AuraeError('NOT_FOUND', `pod "${pod}": container "${c.name}": image ${c.image} is not stored on this node: pull it first`);
+      const holder = imageHolder(pod, c.name);
+      this.deps.images.retain(record.digest, holder);
+      const spec: PodSpec = { ...entry.spec, containers: [...entry.spec.containers, c] };
+      const images = { ...entry.images, [c.name]: record.digest };
+      const row: StoredContainer = { desired: 'created', createdAt: this.clock(), startedAt: null, finishedAt: null };
+      try {
+        this.prepareContainer(spec, c, record);
+        this.store.putContainer(pod, c.name, row, { spec, images });
+      } catch (err) {
+        this.deps.log.warn('creating a container failed: undoing', { pod, container: c.name, err });
+        try {
+          this.removeContainerFiles(pod, c.name);
+        } catch (undoErr) {
+          this.deps.log.error('undoing a failed container creation failed', { pod, container: c.name, err: undoErr });
+        }
+        this.deps.images.release(holder);
+        throw err;
+      }
+      entry.spec = spec;
+      entry.images = images;
+      entry.containers.set(c.name, row);
+      this.deps.log.info('container created', { pod, container: c.name, image: c.image });
+      return this.containerStatusOf(pod, c.name);
+    });
+  }
+
+  async startContainer(pod: string, container: string): Promise<ContainerStatus> {
+    return this.exclusive(async () => {
+      const entry = this.requireReadyPod(pod, 'start its containers');
+      const { row } = this.requireContainer(entry, container);
+      if (!entry.desiredRunning) throw new AuraeError('FAILED_PRECONDITION', `pod "${pod}" is stopped: its containers cannot be started: create a new pod`);
+      if (row.desired !== 'created') {
+        const state = this.containerStatusOf(pod, container).state;
+        throw new AuraeError('FAILED_PRECONDITION', `pod "${pod}": container "${container}" was started before (it is ${state}): only a created container can be started: create a new one`);
+      }
+      const record = this.storedImage(entry, container);
+      this.setContainer(entry, container, { ...row, desired: 'running' });
+      try {
+        await this.launchContainer(entry.spec, container, record);
+      } catch (err) {
+        // Not handed to the cell at all (no executable): still only created. Otherwise its executable says why it failed.
+        if (this.exeState(pod, container) === null) this.setContainer(entry, container, row);
+        throw err;
+      }
+      this.deps.log.info('container started', { pod, container });
+      return this.containerStatusOf(pod, container);
+    });
+  }
+
+  async stopContainer(pod: string, container: string, graceMs: number): Promise<ContainerStatus> {
+    const entry = this.requireReadyPod(pod, 'stop its containers');
+    const { row } = this.requireContainer(entry, container);
+    if (row.desired === 'running') this.setContainer(entry, container, { ...row, desired: 'stopped' });
+    // Not under the lock: the grace period may be long. Concurrent stops share one (the runner's).
+    await this.deps.cells.stop(pod, container, graceMs).catch((err: unknown) => {
+      // Created and never started: nothing to stop.
+      if (!(err instanceof AuraeError && err.code === 'NOT_FOUND')) throw err;
+    });
+    this.deps.log.info('container stopped', { pod, container, graceMs });
+    return this.containerStatusOf(pod, container);
+  }
+
+  async removeContainer(pod: string, container: string, opts: { force: boolean }): Promise<void> {
+    return this.exclusive(async () => {
+      const entry = this.requireReadyPod(pod, 'remove its containers');
+      const { row } = this.requireContainer(entry, container);
+      const state = this.exeState(pod, container);
+      if (!opts.force && ACTIVE.has(state ?? '')) {
+        throw new AuraeError('FAILED_PRECONDITION', `pod "${pod}": container "${container}" is ${state}: stop it first, or remove it with force`);
+      }
+      if (row.desired === 'running') this.setContainer(entry, container, { ...row, desired: 'stopped' });
+      const ignoreMissing = (err: unknown) => {
+        if (!(err instanceof AuraeError && err.code === 'NOT_FOUND')) throw err;
+      };
+      await this.deps.cells.stop(pod, container, 0).catch(ignoreMissing);
+      await this.deps.cells.removeExecutable(pod, container).catch(ignoreMissing);
+      let crun: string | null = null;
+      try {
+        crun = this.crun;
+      } catch {
+        crun = null; // no crun on this node: nothing of it to delete
+      }
+      if (crun) await this.host.crunDelete(crun, this.stateRoot, containerId(pod, container));
+      this.removeContainerFiles(pod, container);
+      const spec: PodSpec = { ...entry.spec, containers: entry.spec.containers.filter((c) => c.name !== container) };
+      const images = { ...entry.images };
+      delete images[container];
+      this.store.deleteContainer(pod, container, { spec, images });
+      entry.spec = spec;
+      entry.images = images;
+      entry.containers.delete(container);
+      this.deps.images.release(imageHolder(pod, container));
+      this.deps.log.info('container removed', { pod, container, force: opts.force });
+    });
+  }
+
+  /** A container's pid file watch, pid file, mounts and directory (idempotent). */
+  private removeContainerFiles(pod: string, container: string): void {
+    const key = `${pod}/${container}`;
+    this.unwatchStart(key);
+    this.startedPids.delete(key);
+    fs.rmSync(this.paths(pod).pidFile(container), { force: true });
+    const dir = this.paths(pod).container(container).dir;
+    this.unmountUnder([dir]);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+
+  private requireReadyPod(name: string, what: string): PodEntry {
+    const entry = this.requirePod(name);
+    if (entry.phase === 'creating') throw new AuraeError('FAILED_PRECONDITION', `pod "${name}" is still being created: wait for it to be ready, then ${what}`);
+    return entry;
+  }
+
+  private requireContainer(entry: PodEntry, container: string): { spec: ContainerSpec; row: StoredContainer } {
+    const spec = entry.spec.containers.find((c) => c.name === container);
+    if (!spec) {
+      const names = entry.spec.containers.map((c) => c.name);
+      throw new AuraeError('NOT_FOUND', `pod "${entry.spec.name}" has no container "${container}" (${names.length ? `it has ${names.join(', ')}` : 'it has none'}): create it first`);
+    }
+    return { spec, row: this.containerRow(entry, container) };
+  }
+
+  private containerRow(entry: PodEntry, container: string): StoredContainer {
+    return entry.containers.get(container) ?? defaultContainerRow(entry);
+  }
+
+  /** Change a container's row, here and in the store. */
+  private setContainer(entry: PodEntry, container: string, row: StoredContainer): void {
+    this.store.putContainer(entry.spec.name, container, row);
+    entry.containers.set(container, row);
+  }
+
+  /** The image a container was created from, still stored (FAILED_PRECONDITION when it was deleted since). */
+  private storedImage(entry: { spec: PodSpec; images: Record<string, string> }, container: string): ImageRecord {
+    const digest = entry.images[container] ?? '';
+    const r = digest === '' ? undefined : this.deps.images.get(digest);
+    if (!r) throw new AuraeError('FAILED_PRECONDITION', `pod "${entry.spec.name}": container "${container}": its image ${digest || '(unknown)'} is no longer stored: remove the container and create it again`);
+    return r;
+  }
+
+  private containerStatusOf(pod: string, container: string): ContainerStatus {
+    const status = this.status(pod)!.containers.find((c) => c.name === container);
+    if (!status) throw new AuraeError('NOT_FOUND', `pod "${pod}" has no container "${container}"`);
+    return status;
+  }
+
+  /** The sandbox: pinned namespaces, the network, the node's port rules (idempotent). */
+  private async prepareSandbox(spec: PodSpec): Promise<void> {
+    await this.pinNamespaces(spec, this.paths(spec.name));
+    await this.connectNetwork(spec);
+    await this.syncPorts();
+  }
+
+  /** A container's root filesystem and bundle; container_created (its start waits for the pod's ready marker). */
+  private prepareContainer(spec: PodSpec, c: ContainerSpec, record: ImageRecord): void {
+    this.mountRootfs(spec.name, c.name, record);
+    this.writeBundle(spec, c, record);
+    this.publish({ kind: 'container_created', cell: spec.name, pod: spec.name, container: c.name, image: c.image, digest: record.digest });
+  }
+
+  private async pinNamespaces(spec: PodSpec, paths: PodPaths): Promise<void> {
     const mounts = this.host.mounts();
     if (Object.values(paths.ns).every((f) => mounts.get(f) === 'nsfs')) return;
     for (const f of Object.values(paths.ns)) if (mounts.has(f)) this.host.unmount(f);
-    await this.host.pinNamespaces(paths.ns, pod);
+    await this.host.pinNamespaces(paths.ns, podHostname(spec));
   }
 
   /**
@@ -313,9 +561,11 @@ export class PodRuntimeImpl implements PodRuntime {
     await this.network.connectPod(config, { pod: spec.name, address, netns: this.paths(spec.name).ns.net });
     const files = this.networkFiles(spec.name);
     fs.mkdirSync(path.dirname(files.hosts), { recursive: true, mode: 0o755 });
-    const resolv = resolvConf(this.network.nodeResolvConf(), config.nameservers);
+    const nodeResolv = resolvConf(this.network.nodeResolvConf(), config.nameservers);
+    const resolv = spec.dns ? podResolvConf(spec.dns, nodeResolv) : nodeResolv;
     if (resolv.source === 'default') this.deps.log.info("the node has no usable name server: pods get the default ones in /etc/resolv.conf", { pod: spec.name, resolvConf: resolv.text });
-    for (const [file, text] of [[files.hosts, hostsFile(spec.name, address)], [files.resolvConf, resolv.text], [files.hostname, hostnameFile(spec.name)]] as const) {
+    const hostname = podHostname(spec);
+    for (const [file, text] of [[files.hosts, hostsFile(hostname, address)], [files.resolvConf, resolv.text], [files.hostname, hostnameFile(hostname)]] as const) {
       fs.writeFileSync(`${file}.tmp`, text, { mode: 0o644 });
       fs.renameSync(`${file}.tmp`, file);
     }
@@ -348,6 +598,9 @@ export class PodRuntimeImpl implements PodRuntime {
     const c = this.paths(pod).container(container);
     if (this.host.mounts().get(c.rootfs) === 'overlay') return;
     for (const d of [c.dir, c.upper, c.work, c.rootfs]) fs.mkdirSync(d, { recursive: true, mode: 0o700 });
+    // The container's / takes the upper directory's mode: 0755 as an image's root, or a non-root user without
+    // CAP_DAC_OVERRIDE (Kubernetes' "restricted" profile) could not look up any path. (An older pod's is 0700.)
+    fs.chmodSync(c.upper, 0o755);
     this.host.mountOverlay(overlayMountPlan(this.deps.images.lowerDirs(record), c.upper, c.work, c.rootfs));
   }
 
@@ -355,7 +608,8 @@ export class PodRuntimeImpl implements PodRuntime {
     const cp = this.paths(spec.name).container(c.name);
     const process = containerProcess(record.config, spec, c);
     const what = `pod "${spec.name}": container "${c.name}"`;
-    const user = resolveUser(process.user, { passwd: readImageFile(cp.rootfs, 'passwd'), group: readImageFile(cp.rootfs, 'group') }, what);
+    const files = { passwd: readImageFile(cp.rootfs, 'passwd'), group: readImageFile(cp.rootfs, 'group') };
+    const user = containerUser(process.user, c.security, files, what);
     const input: OciSpecInput = containerSpecInput({
       process,
       user,
@@ -363,11 +617,15 @@ export class PodRuntimeImpl implements PodRuntime {
       pod: this.paths(spec.name),
       readOnlyRootfs: c.readOnlyRootfs,
       cgroupsPath: leafDir(cellTreeDir('/'), spec.name, c.name),
+      container: c,
     });
-    if (this.addresses.has(spec.name)) {
+    // As containerd does, a bind mount's missing host directory is made (the kubelet makes its volumes itself).
+    for (const m of c.mounts ?? []) if (!fs.existsSync(m.hostPath)) fs.mkdirSync(m.hostPath, { recursive: true, mode: 0o755 });
+    if (this.addresses.has(spec.name) && c.security?.namespaces?.network !== 'node') {
       const files = this.networkFiles(spec.name);
       const bind = (destination: string, source: string) => ({ destination, type: 'bind', source, options: ['rbind', 'rprivate'] });
-      input.mounts = [...(input.mounts ?? []), bind('/etc/hosts', files.hosts), bind('/etc/resolv.conf', files.resolvConf), bind('/etc/hostname', files.hostname)];
+      // First: the container's own mounts of the same paths (the kubelet's /etc/hosts) replace these.
+      input.mounts = [bind('/etc/hosts', files.hosts), bind('/etc/resolv.conf', files.resolvConf), bind('/etc/hostname', files.hostname), ...(input.mounts ?? [])];
     }
     const tmp = `${cp.config}.tmp`;
     fs.writeFileSync(tmp, `${JSON.stringify(ociSpec(input), null, 2)}\n`, { mode: 0o600 });
@@ -379,7 +637,8 @@ export class PodRuntimeImpl implements PodRuntime {
     fs.writeFileSync(paths.ready, '');
   }
 
-  private async startContainer(spec: PodSpec, container: string, record: ImageRecord): Promise<void> {
+  /** Hand the container to the pod's cell: its executable runs the start script (crun run once the pod is ready). */
+  private async launchContainer(spec: PodSpec, container: string, record: ImageRecord): Promise<void> {
     const paths = this.paths(spec.name);
     let stopSignal = stopSignalOf(record.config.stopSignal);
     if (stopSignal === null) {
@@ -387,11 +646,10 @@ export class PodRuntimeImpl implements PodRuntime {
       stopSignal = 'SIGTERM';
     }
     fs.rmSync(paths.pidFile(container), { force: true }); // "running" only once this run's crun wrote it
-    const image = spec.containers.find((c) => c.name === container)?.image ?? record.name;
-    this.publish({ kind: 'container_created', cell: spec.name, pod: spec.name, container, image, digest: record.digest });
+    const cgroupLimits = containerCgroupLimits(spec.containers.find((c) => c.name === container)?.resources);
     await this.deps.cells.start(
       spec.name,
-      crunExecutable({ crun: this.crun, stateRoot: this.stateRoot, pod: spec, container, paths: paths.container(container), ready: paths.ready, pidFile: paths.pidFile(container), stopSignal }),
+      crunExecutable({ crun: this.crun, stateRoot: this.stateRoot, pod: spec, container, paths: paths.container(container), ready: paths.ready, pidFile: paths.pidFile(container), stopSignal, cgroupLimits }),
     );
   }
 
@@ -444,12 +702,14 @@ export class PodRuntimeImpl implements PodRuntime {
         this.unwatchStart(key);
         const pid = this.startedPids.get(key) ?? 0;
         this.startedPids.delete(key);
-        let oomKilled = false;
+        let lastExit: RecordedExit | null = null;
         try {
-          oomKilled = this.deps.cells.get(pod).executables.find((e) => e.spec.name === container)?.lastExit?.oomKilled ?? false;
+          lastExit = this.deps.cells.get(pod).executables.find((e) => e.spec.name === container)?.lastExit ?? null;
         } catch {
-          oomKilled = false; // the cell is being freed
+          lastExit = null; // the cell is being freed
         }
+        const oomKilled = lastExit?.oomKilled ?? false;
+        this.recordTimes(pod, container, { finishedAt: lastExit?.time ?? this.clock() });
         fs.rmSync(this.paths(pod).pidFile(container), { force: true });
         this.publish({ kind: 'container_exited', cell: pod, pod, container, pid, code: event.code, signal: event.signal, oomKilled });
         return;
@@ -489,12 +749,31 @@ export class PodRuntimeImpl implements PodRuntime {
       if (pid === null) return;
       this.unwatchStart(key);
       this.startedPids.set(key, pid);
+      // crun writes the pid file as the container starts: its mtime is the start, even when seen late.
+      let startedAt: number;
+      try {
+        startedAt = Math.floor(fs.statSync(file).mtimeMs);
+      } catch {
+        startedAt = this.clock(); // already gone: the container ended at once
+      }
+      this.recordTimes(pod, container, { startedAt, finishedAt: null });
       this.publish({ kind: 'container_started', cell: pod, pod, container, pid });
     };
     const handle = { check, stop: () => watcher.close() };
     watcher.on('error', () => this.unwatchStart(key));
     this.startWatches.set(key, handle);
     check(true);
+  }
+
+  /** Keep a container's start or end time (its row; a failed write is logged: the container is not affected). */
+  private recordTimes(pod: string, container: string, times: Partial<Pick<StoredContainer, 'startedAt' | 'finishedAt'>>): void {
+    const entry = this.pods.get(pod);
+    if (!entry || !entry.spec.containers.some((c) => c.name === container)) return;
+    try {
+      this.setContainer(entry, container, { ...this.containerRow(entry, container), ...times });
+    } catch (err) {
+      this.deps.log.warn("recording a container's start or end time failed", { pod, container, err });
+    }
   }
 
   private unwatchStart(key: string): void {
@@ -579,11 +858,14 @@ export class PodRuntimeImpl implements PodRuntime {
       return exe?.state === 'running' && this.containerPid(name, c.name) === null ? { ...exe, state: 'starting' as const } : exe;
     });
     const creating = entry.phase === 'creating';
+    const rows = entry.spec.containers.map((c) => this.containerRow(entry, c.name));
+    // Containers created and never started do not make the pod pending: they wait for a startContainer.
+    const counted = exes.filter((e, i) => e !== null || rows[i]!.desired !== 'created');
     return {
       name,
       sandbox: 'cell',
-      state: podState({ desiredRunning: entry.desiredRunning, creating }, exes),
-      containers: entry.spec.containers.map((c, i) => containerStatus(c, entry.images[c.name] ?? '', exes[i] ?? null, creating)),
+      state: podState({ desiredRunning: entry.desiredRunning, creating }, counted),
+      containers: entry.spec.containers.map((c, i) => containerStatus(c, entry.images[c.name] ?? '', exes[i] ?? null, creating, rows[i])),
       createdAt: entry.createdAt,
       spec: entry.spec,
       ip: this.addresses.get(name) ?? null,
@@ -659,7 +941,9 @@ export class PodRuntimeImpl implements PodRuntime {
       }
       const podDirs = fs.existsSync(this.podsDir) ? fs.readdirSync(this.podsDir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name) : [];
       const ready = new Set(stored.filter((p) => fs.existsSync(this.paths(p.spec.name).ready)).map((p) => p.spec.name));
-      const plan = podReconcilePlan({ pods: stored, cells, executables, mounts: stored.length || podDirs.length ? this.host.mounts() : new Map(), ready, podDirs, paths: (pod) => this.paths(pod) });
+      const rows = this.store.containers();
+      const pods = stored.map((p) => ({ ...p, containers: new Map([...storedContainers(p, rows.get(p.spec.name))].map(([c, row]) => [c, row.desired])) }));
+      const plan = podReconcilePlan({ pods, cells, executables, mounts: stored.length || podDirs.length ? this.host.mounts() : new Map(), ready, podDirs, paths: (pod) => this.paths(pod) });
       const failed = new Set<string>();
       for (const action of plan) {
         if (failed.has(action.pod)) continue;
@@ -678,12 +962,7 @@ export class PodRuntimeImpl implements PodRuntime {
 
   private async apply(action: PodReconcileAction, stored: { spec: PodSpec; images: Record<string, string> }[]): Promise<void> {
     const pod = stored.find((p) => p.spec.name === action.pod);
-    const record = (container: string): ImageRecord => {
-      const digest = pod!.images[container]!;
-      const r = this.deps.images.get(digest);
-      if (!r) throw new AuraeError('FAILED_PRECONDITION', `pod "${action.pod}": container "${container}": its image ${digest} is no longer stored: remove the pod and run it again`);
-      return r;
-    };
+    const record = (container: string): ImageRecord => this.storedImage(pod!, container);
     switch (action.kind) {
       case 'remove_stray':
         this.deps.log.info('removing the files of a pod that is not stored', { pod: action.pod });
@@ -695,7 +974,7 @@ export class PodRuntimeImpl implements PodRuntime {
         await this.deps.cells.allocate(podCellSpec(pod!.spec));
         return;
       case 'pin_namespaces':
-        await this.pinNamespaces(action.pod, this.paths(action.pod));
+        await this.pinNamespaces(pod!.spec, this.paths(action.pod));
         return;
       case 'connect_network':
         await this.connectNetwork(pod!.spec);
@@ -710,7 +989,7 @@ export class PodRuntimeImpl implements PodRuntime {
         this.markReady(this.paths(action.pod));
         return;
       case 'start_container':
-        await this.startContainer(pod!.spec, action.container, record(action.container));
+        await this.launchContainer(pod!.spec, action.container, record(action.container));
         return;
     }
   }
@@ -744,6 +1023,21 @@ export function readImageFile(rootfs: string, name: string): string | null {
   } catch {
     return null;
   }
+}
+
+/** The pod's host name: its own, else its name. */
+export function podHostname(spec: Pick<PodSpec, 'name' | 'hostname'>): string {
+  return spec.hostname ?? spec.name;
+}
+
+/** A container without a row (stored before pod_containers, or a cut-short write) has the pod's desired state. */
+function defaultContainerRow(p: { desiredRunning: boolean; createdAt: number }): StoredContainer {
+  return { desired: p.desiredRunning ? 'running' : 'stopped', createdAt: p.createdAt, startedAt: null, finishedAt: null };
+}
+
+/** Every container of a stored pod with its row (or the default one). */
+function storedContainers(p: { spec: PodSpec; desiredRunning: boolean; createdAt: number }, rows: Map<string, StoredContainer> | undefined): Map<string, StoredContainer> {
+  return new Map(p.spec.containers.map((c) => [c.name, rows?.get(c.name) ?? defaultContainerRow(p)]));
 }
 
 export function createPodRuntime(deps: PodRuntimeDeps): PodRuntime {

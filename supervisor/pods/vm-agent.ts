@@ -1,21 +1,24 @@
 // The real adapters of VM pods (vm-sandbox.ts): the child's PodService called over this node's router (its own
 // client certificate: the child lets its parent run pods there, authz policy.ts PARENT_AGENT_METHODS), the
-// node's VmRuntime as PodVms, and createNodeVmPods, the composition auraed uses.
+// node's VmRuntime as PodVms, the image share (nodePodImageShare: images mounted read-only in a directory the VM
+// sees over virtio-9p), and createNodeVmPods, the composition auraed uses.
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import fs, { existsSync } from 'node:fs';
 import path from 'node:path';
 import { type Client, Metadata, type ServiceError, status as grpcStatus } from '@grpc/grpc-js';
 import { loadSyscalls } from '../../native';
 import { AuraeError, type AuraeErrorCode, fromInt64 } from '../errors';
 import { DEFAULT_PATH } from '../executables';
-import { createRootfsDisks, type Images } from '../images';
+import { createRootfsDisks, type ImageRecord, type Images, mountOverlay, overlayMountPlan, ROOTFS_DISK_META, ROOTFS_DISK_ROOT, type RootfsDiskMeta, rootfsDiskLabel } from '../images';
 import type { Logger } from '../log';
-import { type PodServiceRunResponse, PodServiceService, type PodStatus as ProtoPodStatus } from '../gen/aurae/pods/v0/pods';
-import { podSpecToProto } from './pod-service';
+import { type ContainerStatus as ProtoContainerStatus, type PodServiceRunResponse, PodServiceService, type PodStatus as ProtoPodStatus } from '../gen/aurae/pods/v0/pods';
+import { containerExtensionsJson, containerSpecToProto, podExtensionsJson, podSpecToProto } from './pod-service';
 import type { ContainerStatus, PodStatus } from './runtime';
-import type { PodSpec } from './spec';
+import type { ContainerSpec, PodSpec } from './spec';
 import type { PodStore } from './store';
-import { type ChildPodAgent, createVmPodRuntime, type PodVms, type PodVmState, type VmPodRuntime } from './vm-sandbox';
+import { type ChildPodAgent, createVmPodRuntime, type PodImageShare, type PodVms, type PodVmState, type VmPodRuntime } from './vm-sandbox';
+import type { VmExecRelay } from './exec';
+import { relayStream } from '../server';
 
 /** Deadlines of the calls to the child: Run starts crun in a microVM (slow under nested TCG). */
 const RUN_DEADLINE_MS = 180_000;
@@ -25,7 +28,18 @@ const INSPECT_DEADLINE_MS = 10_000;
 
 /** A child's PodStatus as this node's runtime type (the spec is the parent's own: the child's is not used). */
 export function podStatusFromProto(p: ProtoPodStatus, spec: PodSpec): PodStatus {
-  const containers: ContainerStatus[] = p.containers.map((c) => ({
+  const containers: ContainerStatus[] = p.containers.map(containerStatusFromProto);
+  return { name: p.name, sandbox: 'cell', state: p.state as PodStatus['state'], containers, createdAt: fromInt64(p.createdAt), spec };
+}
+
+/** A child's ContainerStatus as this node's runtime type (times only when the child reports them). */
+export function containerStatusFromProto(c: ProtoContainerStatus): ContainerStatus {
+  const times = {
+    ...(c.createdAt !== undefined ? { createdAt: fromInt64(c.createdAt) } : {}),
+    ...(c.startedAt !== undefined ? { startedAt: fromInt64(c.startedAt) } : {}),
+    ...(c.finishedAt !== undefined ? { finishedAt: fromInt64(c.finishedAt) } : {}),
+  };
+  return {
     name: c.name,
     image: c.image,
     imageDigest: c.imageDigest,
@@ -33,8 +47,8 @@ export function podStatusFromProto(p: ProtoPodStatus, spec: PodSpec): PodStatus 
     pid: c.pid > 0 ? c.pid : null,
     exit: c.exit ? { code: c.exit.code ?? null, signal: c.exit.signal ?? null, oomKilled: c.exit.oomKilled } : null,
     restarts: c.restarts,
-  }));
-  return { name: p.name, sandbox: 'cell', state: p.state as PodStatus['state'], containers, createdAt: fromInt64(p.createdAt), spec };
+    ...times,
+  };
 }
 
 const CODES: Partial<Record<number, AuraeErrorCode>> = {
@@ -92,6 +106,132 @@ export function childPodAgent(clientFor: (vm: string) => Promise<Client>): Child
       if (!res.pod) throw new AuraeError('UNAVAILABLE', `VM pod agent "${vm}": Stop answered without the pod's status`);
       return podStatusFromProto(res.pod, specOf(res.pod));
     },
+    async createSandbox(vm, spec) {
+      const res = await unary(vm, PodServiceService.createSandbox, { pod: podSpecToProto(spec), extensionsJson: podExtensionsJson(spec) }, 'CreateSandbox', RUN_DEADLINE_MS);
+      if (!res.pod) throw new AuraeError('UNAVAILABLE', `VM pod agent "${vm}": CreateSandbox answered without the pod's status`);
+      return podStatusFromProto(res.pod, spec);
+    },
+    async createContainer(vm, pod, c) {
+      const request = { podName: pod, container: containerSpecToProto(c), extensionsJson: containerExtensionsJson(c) };
+      return containerOf(vm, 'CreateContainer', (await unary(vm, PodServiceService.createContainer, request, 'CreateContainer', RUN_DEADLINE_MS)).container);
+    },
+    async startContainer(vm, pod, container) {
+      const res = await unary(vm, PodServiceService.startContainer, { podName: pod, containerName: container }, 'StartContainer', RUN_DEADLINE_MS);
+      return containerOf(vm, 'StartContainer', res.container);
+    },
+    async stopContainer(vm, pod, container, graceMs) {
+      const res = await unary(vm, PodServiceService.stopContainer, { podName: pod, containerName: container, gracePeriodMs: graceMs }, 'StopContainer', graceMs + CALL_DEADLINE_MS);
+      return containerOf(vm, 'StopContainer', res.container);
+    },
+    async removeContainer(vm, pod, container, opts) {
+      await unary(vm, PodServiceService.removeContainer, { podName: pod, containerName: container, force: opts.force }, 'RemoveContainer', CALL_DEADLINE_MS);
+    },
+  };
+}
+
+function containerOf(vm: string, what: string, c: ProtoContainerStatus | undefined): ContainerStatus {
+  if (!c) throw new AuraeError('UNAVAILABLE', `VM pod agent "${vm}": ${what} answered without the container's status`);
+  return containerStatusFromProto(c);
+}
+
+/** Where the image shares of VM pods are (per boot: the mounts in them are). */
+export const VM_POD_SHARES_DIR = '/run/aurae/vm-pod-shares';
+
+/** What nodePodImageShare needs: the images' layer dirs and the mount syscalls. */
+export interface ImageShareDeps {
+  lowerDirs(image: ImageRecord): string[];
+  sys: { mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void; umount2(target: string, flags: number): void };
+  /** Default VM_POD_SHARES_DIR. */
+  dir?: string;
+  /** Mount points (default: /proc/self/mountinfo). */
+  mounts?(): string[];
+}
+
+function mountPoints(): string[] {
+  return fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => (l.split(' ')[4] ?? '').replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))));
+}
+
+/**
+ * The image share of VM pods: `<dir>/<pod>` is shared with the pod's VM (read-only, virtio-9p); add mounts an
+ * image's merged root filesystem read-only at `<pod>/<label>/rootfs` (an overlay of its layers, or a read-only
+ * bind of a single layer) and writes `<label>/aurae-image.json` beside it, the layout of a rootfs disk, so the
+ * child's disk-images.ts finds it the same way.
+ */
+export function nodePodImageShare(deps: ImageShareDeps): PodImageShare {
+  const root = deps.dir ?? VM_POD_SHARES_DIR;
+  const mounts = deps.mounts ?? mountPoints;
+  const MS_RDONLY = 1;
+  const MS_REMOUNT = 32;
+  const MS_BIND = 4096;
+  const MNT_DETACH = 2;
+  const podDir = (pod: string) => path.join(root, pod);
+  const unmountBelow = (dir: string) => {
+    for (const m of mounts().filter((m) => m.startsWith(`${dir}/`)).sort().reverse()) deps.sys.umount2(m, MNT_DETACH);
+  };
+  const ensureDir = (pod: string) => {
+    const dir = podDir(pod);
+    fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    return dir;
+  };
+  return {
+    dir: ensureDir,
+    async add(pod, image) {
+      const dir = path.join(ensureDir(pod), rootfsDiskLabel(image.digest));
+      const rootfs = path.join(dir, ROOTFS_DISK_ROOT);
+      if (mounts().includes(rootfs)) return;
+      fs.mkdirSync(rootfs, { recursive: true, mode: 0o755 });
+      const meta: RootfsDiskMeta = { digest: image.digest, name: image.name, config: image.config };
+      fs.writeFileSync(path.join(dir, `${ROOTFS_DISK_META}.tmp`), `${JSON.stringify(meta)}\n`, { mode: 0o644 });
+      const lowers = [...new Set(deps.lowerDirs(image))];
+      try {
+        if (lowers.length >= 2) {
+          mountOverlay({ ...overlayMountPlan(lowers, null, null, rootfs), flags: MS_RDONLY }, deps.sys);
+        } else {
+          deps.sys.mount(lowers[0]!, rootfs, null, MS_BIND, null);
+          deps.sys.mount(null, rootfs, null, MS_REMOUNT | MS_BIND | MS_RDONLY, null);
+        }
+      } catch (err) {
+        if (mounts().includes(rootfs)) deps.sys.umount2(rootfs, MNT_DETACH);
+        throw new AuraeError('FAILED_PRECONDITION', `sharing image ${image.digest} with the VM of pod "${pod}": mounting it at ${rootfs} failed: ${(err as Error).message}`, { cause: err });
+      }
+      // The description last: the child takes an image as there once its aurae-image.json is.
+      fs.renameSync(path.join(dir, `${ROOTFS_DISK_META}.tmp`), path.join(dir, ROOTFS_DISK_META));
+    },
+    remove(pod, digest) {
+      const dir = path.join(podDir(pod), rootfsDiskLabel(digest));
+      unmountBelow(dir);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+    removeAll(pod) {
+      const dir = podDir(pod);
+      unmountBelow(dir);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Exec into a VM pod (PodService/Exec on this node for a pod with sandbox "vm"): the child's PodService/Exec, called
+ * as its parent, for the same pod and container (the child runs them under the same names: vm-sandbox.ts
+ * childPodSpec), so the first request goes as it came. Everything after it is relayed both ways with back-pressure
+ * (server/relay.ts); the caller's cancel and deadline reach the child, the child's status comes back naming the VM.
+ */
+export function childExecRelay(clientFor: (vm: string) => Promise<Client>): VmExecRelay {
+  return async (vm, first, call) => {
+    const client = await clientFor(vm);
+    if (call.cancelled) return;
+    const def = PodServiceService.exec;
+    const deadline = call.getDeadline();
+    const options = deadline instanceof Date || (typeof deadline === 'number' && Number.isFinite(deadline)) ? { deadline } : {};
+    const upstream = client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, new Metadata(), options);
+    upstream.write(first);
+    const outcome = await relayStream(call, upstream, { requests: true, responses: true });
+    if (outcome.kind === 'error') throw childError(vm, 'Exec', Object.assign(new Error(outcome.error.details), outcome.error) as ServiceError);
+    if (outcome.kind === 'ok') call.end();
   };
 }
 
@@ -102,7 +242,7 @@ function specOf(p: ProtoPodStatus): PodSpec {
 
 /** What vm-sandbox needs of the node's VmRuntime. */
 export interface VmRuntimeLike {
-  spawn(request: { name: string; memoryMiB: number; cpus: number; restart: 'never'; disks?: string[] }): Promise<unknown>;
+  spawn(request: { name: string; memoryMiB: number; cpus: number; restart: 'never'; disks?: string[]; shares?: { tag: string; path: string }[] }): Promise<unknown>;
   start(name: string): Promise<unknown>;
   stop(name: string): Promise<unknown>;
   free(name: string): void;
@@ -161,6 +301,10 @@ export function createNodeVmPods(options: {
     store: options.store,
     images: options.images,
     disks,
+    share: nodePodImageShare({
+      lowerDirs: (image) => options.images.lowerDirs(image),
+      sys: { mount: (...a) => syscalls().mount(...a), umount2: (...a) => syscalls().umount2(...a) },
+    }),
     vms: () => nodePodVms(options.vms().runtime, options.vmLimits),
     agent: childPodAgent((vm) => options.vms().router.clientFor(vm)),
     log: options.log,

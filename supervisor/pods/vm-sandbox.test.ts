@@ -2,18 +2,23 @@
 // ext4 label read from a superblock, disk references) and the runtime over fakes of the VMs, the child's pod
 // agent, the images and the disks: run, status from the child, stop (then the VM), remove (then free),
 // undo of a failed run, reconcile after a restart, and the dispatch between the cell and VM sandboxes.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AuraeError } from '../errors';
 import type { ImageRecord } from '../images';
 import { rootfsDiskLabel } from '../images/rootfs-disk';
 import { silentLogger } from '../log';
 import { childVmSpec } from '../vms';
+import { qemuArgs } from '../vms/qemu-args';
 import { diskImageRef, type DiskHost, ext4Label, parseDiskImageRef, withDiskImages } from './disk-images';
-import type { PodImages, PodRuntime, PodStatus } from './runtime';
+import type { ContainerStatus, PodImages, PodRuntime, PodStatus } from './runtime';
 import type { PodSpec } from './spec';
 import { memoryPodStore } from './store';
-import { podStatusFromProto } from './vm-agent';
-import { cellPodStore, type ChildPodAgent, childPodSpec, createVmPodRuntime, type PodVms, type PodVmState, sandboxedPodRuntime, vmPodMemoryMiB, vmPodName, vmPodStatus } from './vm-sandbox';
+import { containerExtensionsJson, podExtensionsJson, podSpecToProto, validateCreateContainerRequest, validateSandboxRequest } from './pod-service';
+import { nodePodImageShare, podStatusFromProto } from './vm-agent';
+import { cellPodStore, type ChildPodAgent, childPodSpec, createVmPodRuntime, type PodImageShare, type PodVms, type PodVmState, sandboxedPodRuntime, vmPodMemoryMiB, vmPodName, vmPodStatus } from './vm-sandbox';
 
 const DIGEST = `sha256:${'12'.repeat(32)}`;
 const MiB = 1024 * 1024;
@@ -100,8 +105,10 @@ class FakeVms implements PodVms {
   calls: string[] = [];
   failSpawn: Error | null = null;
   limits = { maxMemoryMiB: 2048, bootTimeoutMs: 1000 };
-  async spawn(r: { name: string; memoryMiB: number; disks: string[] }) {
+  shares = new Map<string, { tag: string; path: string }[]>();
+  async spawn(r: { name: string; memoryMiB: number; disks: string[]; shares?: { tag: string; path: string }[] }) {
     this.calls.push(`spawn ${r.name} ${r.memoryMiB} ${r.disks.join(',')}`);
+    if (r.shares) this.shares.set(r.name, r.shares);
     if (this.failSpawn) throw this.failSpawn;
     this.vms.set(r.name, { state: 'running', disks: r.disks, memoryMiB: r.memoryMiB });
   }
@@ -144,6 +151,56 @@ class FakeAgent implements ChildPodAgent {
     this.pods.set(`${vm}/${pod}`, stopped);
     return stopped;
   }
+  failCreateSandbox: Error | null = null;
+  async createSandbox(vm: string, s: PodSpec) {
+    this.calls.push(`createSandbox ${vm} ${s.sandbox} ${s.containers.length}`);
+    if (this.failCreateSandbox) throw this.failCreateSandbox;
+    const status: PodStatus = { name: s.name, sandbox: 'cell', state: 'running', createdAt: 1, spec: s, containers: [] };
+    this.pods.set(`${vm}/${s.name}`, status);
+    return status;
+  }
+  private change(vm: string, pod: string, name: string, fn: (c: ContainerStatus | undefined) => ContainerStatus | null): ContainerStatus {
+    const p = this.pods.get(`${vm}/${pod}`);
+    if (!p) throw new AuraeError('NOT_FOUND', `pod "${pod}" does not exist`);
+    const next = fn(p.containers.find((c) => c.name === name));
+    this.pods.set(`${vm}/${pod}`, { ...p, containers: [...p.containers.filter((c) => c.name !== name), ...(next ? [next] : [])] });
+    return next!;
+  }
+  async createContainer(vm: string, pod: string, c: PodSpec['containers'][number]) {
+    this.calls.push(`createContainer ${vm} ${c.name} ${c.image}`);
+    return this.change(vm, pod, c.name, () => ({ name: c.name, image: c.image, imageDigest: DIGEST, state: 'created', pid: null, exit: null, restarts: 0, createdAt: 1500 }));
+  }
+  async startContainer(vm: string, pod: string, name: string) {
+    this.calls.push(`startContainer ${vm} ${name}`);
+    return this.change(vm, pod, name, (c) => ({ ...c!, state: 'running', pid: 7, startedAt: 2000 }));
+  }
+  async stopContainer(vm: string, pod: string, name: string, graceMs: number) {
+    this.calls.push(`stopContainer ${vm} ${name} ${graceMs}`);
+    return this.change(vm, pod, name, (c) => (c!.state === 'running' ? { ...c!, state: 'exited', pid: null, exit: { code: 0, signal: null, oomKilled: false }, finishedAt: 3000 } : c!));
+  }
+  async removeContainer(vm: string, pod: string, name: string, opts: { force: boolean }) {
+    this.calls.push(`removeContainer ${vm} ${name}${opts.force ? ' force' : ''}`);
+    this.change(vm, pod, name, (c) => {
+      if (!c) throw new AuraeError('NOT_FOUND', `no container "${name}"`);
+      return null;
+    });
+  }
+}
+
+class FakeShare implements PodImageShare {
+  calls: string[] = [];
+  dir(pod: string) {
+    return `/run/shares/${pod}`;
+  }
+  async add(pod: string, image: ImageRecord) {
+    this.calls.push(`add ${pod} ${image.digest}`);
+  }
+  remove(pod: string, digest: string) {
+    this.calls.push(`remove ${pod} ${digest}`);
+  }
+  removeAll(pod: string) {
+    this.calls.push(`removeAll ${pod}`);
+  }
 }
 
 function fakeImages() {
@@ -164,18 +221,20 @@ function setup() {
   const agent = new FakeAgent();
   const { images, held } = fakeImages();
   const built: string[] = [];
+  const share = new FakeShare();
   const make = () =>
     createVmPodRuntime({
       store,
       images,
       disks: { ensure: async (r) => (built.push(r.digest), { path: `/state/images/disks/${r.digest.slice(7)}.ext4` }) },
+      share,
       vms: () => vms,
       agent,
       log: silentLogger,
       clock: () => 1000,
       sleep: async () => undefined,
     });
-  return { store, vms, agent, held, built, runtime: make(), make };
+  return { store, vms, agent, held, built, share, runtime: make(), make };
 }
 
 describe('VM pod runtime', () => {
@@ -280,6 +339,11 @@ describe('VM pod runtime', () => {
       remove: async () => undefined,
       reconcile: async () => void cellCalls.push('reconcile'),
       execTarget: () => ({}) as ReturnType<PodRuntime['execTarget']>,
+      createSandbox: async (s: PodSpec) => (cellCalls.push(`createSandbox ${s.name}`), { name: s.name } as PodStatus),
+      createContainer: async (p: string) => (cellCalls.push(`createContainer ${p}`), {}) as ContainerStatus,
+      startContainer: async () => ({}) as ContainerStatus,
+      stopContainer: async () => ({}) as ContainerStatus,
+      removeContainer: async () => undefined,
     } satisfies PodRuntime;
     const both = sandboxedPodRuntime(cell, t.runtime);
     await both.run(spec({ name: 'inside', sandbox: 'vm' }));
@@ -361,5 +425,248 @@ describe('disk images in the child', () => {
     expect(() => other.get(diskImageRef(DIGEST))).toThrow(/holds image sha256:3434.*, not sha256:1212.*: the parent attached the wrong disk/);
     const none = withDiskImages(base, host({}), '/run/disks');
     expect(() => none.get(diskImageRef(`sha256:${'56'.repeat(32)}`))).toThrow(/no disk labelled aurae-5656565656 is attached/);
+  });
+});
+
+describe('VM sandbox piece by piece (the CRI runtime handler vm)', () => {
+  const sandbox = (over: Partial<PodSpec> = {}) => spec({ containers: [], ...over });
+  const app = (over: Partial<PodSpec['containers'][number]> = {}): PodSpec['containers'][number] => ({ ...spec().containers[0]!, ...over });
+
+  it('creates the sandbox: the VM spawned with the image share and no disk, an empty cell sandbox in the child', async () => {
+    const t = setup();
+    const status = await t.runtime.createSandbox(sandbox());
+    expect(t.vms.calls).toEqual(['spawn pod-web 512 ']);
+    expect(t.vms.shares.get('pod-web')).toEqual([{ tag: 'aurae-images', path: '/run/shares/web' }]);
+    expect(t.agent.calls).toEqual(['createSandbox pod-web cell 0']);
+    expect(status).toMatchObject({ name: 'web', sandbox: 'vm', state: 'running', containers: [] });
+    expect(t.store.pods()).toEqual([{ spec: sandbox(), desiredRunning: true, images: {}, createdAt: 1000 }]);
+    await expect(t.runtime.createSandbox(sandbox())).rejects.toThrow(/pod "web" already exists/);
+    await expect(t.runtime.createSandbox(sandbox({ name: 'x', containers: [app()] }))).rejects.toThrow(/created without containers/);
+  });
+
+  it('creates, starts, stops and removes a container: image shared, aurae-disk reference in the child, rows kept, image released', async () => {
+    const t = setup();
+    await t.runtime.createSandbox(sandbox());
+    const created = await t.runtime.createContainer('web', app());
+    expect(t.share.calls).toEqual([`add web ${DIGEST}`]);
+    expect(t.agent.calls.at(-1)).toBe(`createContainer pod-web app aurae-disk:${DIGEST}`);
+    expect(created).toMatchObject({ name: 'app', image: 'busybox', imageDigest: DIGEST, state: 'created', createdAt: 1500 });
+    expect(t.held.get('pod:web/app')).toBe(DIGEST);
+    expect(t.store.containers().get('web')?.get('app')).toEqual({ desired: 'created', createdAt: 1000, startedAt: null, finishedAt: null });
+    expect(t.store.pods()[0]!.spec.containers.map((c) => c.name)).toEqual(['app']);
+    await expect(t.runtime.createContainer('web', app())).rejects.toThrow(/container "app" already exists/);
+
+    const started = await t.runtime.startContainer('web', 'app');
+    expect(started).toMatchObject({ state: 'running', pid: 7, startedAt: 2000 });
+    expect(t.store.containers().get('web')?.get('app')?.desired).toBe('running');
+    await expect(t.runtime.startContainer('web', 'app')).rejects.toThrow(/was started before \(it is running\)/);
+    await expect(t.runtime.removeContainer('web', 'app', { force: false })).rejects.toThrow(/is running: stop it first/);
+
+    const stopped = await t.runtime.stopContainer('web', 'app', 5000);
+    expect(t.agent.calls.at(-1)).toBe('stopContainer pod-web app 5000');
+    expect(stopped).toMatchObject({ state: 'exited', exit: { code: 0 }, finishedAt: 3000 });
+    expect(t.store.containers().get('web')?.get('app')).toMatchObject({ desired: 'stopped', finishedAt: 3000 });
+    expect(await t.runtime.stopContainer('web', 'app', 5000)).toMatchObject({ state: 'exited' }); // idempotent
+
+    await t.runtime.removeContainer('web', 'app', { force: false });
+    expect(t.agent.calls.at(-1)).toBe('removeContainer pod-web app');
+    expect(t.share.calls.at(-1)).toBe(`remove web ${DIGEST}`);
+    expect(t.held.size).toBe(0);
+    expect(t.runtime.get('web')!.containers).toEqual([]);
+    expect(t.store.pods()[0]!.spec.containers).toEqual([]);
+    await expect(t.runtime.removeContainer('web', 'app', { force: false })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+
+    // Removing the sandbox: the VM down and freed, the share gone.
+    await t.runtime.stop('web', 1000);
+    await t.runtime.remove('web', { force: false });
+    expect(t.vms.calls.slice(-2)).toEqual(['stop pod-web', 'free pod-web']);
+    expect(t.share.calls.at(-1)).toBe('removeAll web');
+    expect(t.store.pods()).toEqual([]);
+  });
+
+  it('keeps an image shared while another container of the pod uses it', async () => {
+    const t = setup();
+    await t.runtime.createSandbox(sandbox());
+    await t.runtime.createContainer('web', app({ name: 'a' }));
+    await t.runtime.createContainer('web', app({ name: 'b' }));
+    await t.runtime.removeContainer('web', 'a', { force: false });
+    expect(t.share.calls.filter((c) => c.startsWith('remove '))).toEqual([]);
+    await t.runtime.removeContainer('web', 'b', { force: false });
+    expect(t.share.calls.filter((c) => c.startsWith('remove '))).toEqual([`remove web ${DIGEST}`]);
+  });
+
+  it('refuses what it cannot do, naming why', async () => {
+    const t = setup();
+    await t.runtime.createSandbox(sandbox());
+    await expect(t.runtime.createContainer('web', app({ image: 'nginx' }))).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/image nginx is not stored on this node: pull it first/) });
+    const mounts = [{ hostPath: '/data', containerPath: '/data', readonly: false, propagation: 'private' as const }];
+    await expect(t.runtime.createContainer('web', app({ mounts }))).rejects.toMatchObject({ code: 'UNIMPLEMENTED', message: expect.stringMatching(/^container.mounts: host path mounts/) });
+    await expect(t.runtime.startContainer('web', 'nope')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect(t.held.size).toBe(0);
+    // A pod run whole keeps its containers.
+    await t.runtime.run(spec({ name: 'whole' }));
+    await expect(t.runtime.createContainer('whole', app({ name: 'more' }))).rejects.toThrow(/was run whole/);
+    // A VM that went down: no container is added.
+    t.vms.vms.get('pod-web')!.state = 'crashed';
+    await expect(t.runtime.createContainer('web', app())).rejects.toThrow(/its VM pod-web is crashed, not running/);
+  });
+
+  it('undoes a sandbox the child refused: VM stopped and freed, share removed, row deleted', async () => {
+    const t = setup();
+    t.agent.failCreateSandbox = new AuraeError('FAILED_PRECONDITION', 'no cgroup');
+    await expect(t.runtime.createSandbox(sandbox())).rejects.toThrow('no cgroup');
+    expect(t.vms.calls.slice(-2)).toEqual(['stop pod-web', 'free pod-web']);
+    expect(t.share.calls).toEqual(['removeAll web']);
+    expect(t.store.pods()).toEqual([]);
+    expect(t.runtime.list()).toEqual([]);
+  });
+
+  it('reconcile: a sandbox whose VM is gone is spawned again with its share, recreated in the child, containers not restarted (restart never)', async () => {
+    const t = setup();
+    await t.runtime.createSandbox(sandbox());
+    await t.runtime.createContainer('web', app());
+    await t.runtime.startContainer('web', 'app');
+    t.vms.vms.delete('pod-web');
+    t.agent.pods.clear();
+    t.agent.calls = [];
+    t.share.calls = [];
+    const next = t.make();
+    await next.reconcile();
+    expect(t.share.calls).toEqual([`add web ${DIGEST}`, `add web ${DIGEST}`]);
+    expect(t.vms.calls.at(-1)).toBe('spawn pod-web 512 ');
+    expect(t.agent.calls).toEqual(['inspect pod-web', 'createSandbox pod-web cell 0', `createContainer pod-web app aurae-disk:${DIGEST}`, 'inspect pod-web']);
+    // Its run was lost with the VM: shown as ended (the child has it created anew, never to start: restart never).
+    expect(next.get('web')).toMatchObject({ state: 'running', containers: [{ name: 'app', state: 'exited', pid: null, startedAt: 2000, finishedAt: 2000 }] });
+    // The new runtime knows the pod as made piece by piece.
+    await next.removeContainer('web', 'app', { force: true });
+    expect(t.agent.calls.at(-1)).toBe('removeContainer pod-web app force');
+  });
+
+  it('dispatches the incremental calls of a VM pod to the VM sandbox', async () => {
+    const t = setup();
+    const cellCalls: string[] = [];
+    const cell = {
+      run: async () => ({}) as PodStatus,
+      list: () => [],
+      get: () => undefined,
+      stop: async () => ({}) as PodStatus,
+      remove: async () => undefined,
+      reconcile: async () => undefined,
+      execTarget: () => ({}) as ReturnType<PodRuntime['execTarget']>,
+      createSandbox: async (s: PodSpec) => (cellCalls.push(`createSandbox ${s.name}`), { name: s.name } as PodStatus),
+      createContainer: async (p: string) => (cellCalls.push(`createContainer ${p}`), {}) as ContainerStatus,
+      startContainer: async () => ({}) as ContainerStatus,
+      stopContainer: async () => ({}) as ContainerStatus,
+      removeContainer: async () => undefined,
+    } satisfies PodRuntime;
+    const both = sandboxedPodRuntime(cell, t.runtime);
+    await both.createSandbox(sandbox({ name: 'inside' }));
+    await both.createSandbox(sandbox({ name: 'beside', sandbox: 'cell' }));
+    await both.createContainer('inside', app());
+    await both.createContainer('beside', app());
+    expect(cellCalls).toEqual(['createSandbox beside', 'createContainer beside']);
+    expect(t.agent.calls).toEqual(['createSandbox pod-inside cell 0', `createContainer pod-inside app aurae-disk:${DIGEST}`]);
+    expect(await both.startContainer('inside', 'app')).toMatchObject({ state: 'running' });
+  });
+});
+
+describe('the image share', () => {
+  it('the child finds a shared image when no disk has its label (the share mounted once)', () => {
+    const label = rootfsDiskLabel(DIGEST);
+    const mounted: string[] = [];
+    const h: DiskHost = {
+      devices: () => ['vda'],
+      superblock: () => null,
+      isMounted: (target) => mounted.includes(target),
+      mountReadOnly: () => {
+        throw new Error('no disk to mount');
+      },
+      readFile: (file) => (file === `/run/share/${label}/aurae-image.json` ? JSON.stringify({ digest: DIGEST, name: 'busybox', config: record().config }) : ''),
+      mountShare: (tag, target) => void mounted.push(target, tag),
+      exists: (file) => file === `/run/share/${label}/aurae-image.json`,
+    };
+    const images = withDiskImages(fakeImages().images, h, '/run/disks', '/run/share');
+    const r = images.get(diskImageRef(DIGEST))!;
+    expect(r).toMatchObject({ digest: DIGEST, name: 'busybox' });
+    expect(images.lowerDirs(r)).toEqual([`/run/share/${label}/rootfs`]);
+    expect(mounted).toEqual(['/run/share', 'aurae-images']);
+    expect(() => images.get(diskImageRef(`sha256:${'56'.repeat(32)}`))).toThrow(/nor shared in aurae-images/);
+    expect(mounted).toHaveLength(2);
+  });
+
+  it('shares a directory read-only over virtio-9p (qemu argv of a child VM)', () => {
+    const vmSpec = childVmSpec(
+      { name: 'pod-web', memoryMiB: 512, cpus: 1, restart: 'never', disks: [], shares: [{ tag: 'aurae-images', path: '/run/aurae/vm-pod-shares/web' }] },
+      { kernel: '/k', initrd: '/i', bootDisk: null, accel: 'tcg', hostPort: 1, guestPort: 2, qmpSocket: '/q', payloadFile: '/p', payloadName: 'opt/aurae/guest' },
+    );
+    const args = qemuArgs(vmSpec);
+    const i = args.indexOf('-fsdev');
+    expect(args.slice(i, i + 4)).toEqual([
+      '-fsdev',
+      'local,id=fs0,path=/run/aurae/vm-pod-shares/web,security_model=none,readonly=on,multidevs=remap',
+      '-device',
+      'virtio-9p-device,fsdev=fs0,mount_tag=aurae-images',
+    ]);
+    expect(() => qemuArgs({ ...vmSpec, shares: [{ tag: 'a,b', path: '/x' }] })).toThrow(/shares\[0\].tag/);
+  });
+
+  it("mounts an image's layers read-only in the pod's share with its description (the rootfs disk layout); removes them", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'share-'));
+    try {
+      const mounts: string[] = [];
+      const calls: string[] = [];
+      const share = nodePodImageShare({
+        dir,
+        lowerDirs: (image) => (image.digest === DIGEST ? ['/snap/b', '/snap/a'] : ['/snap/one']),
+        mounts: () => mounts,
+        sys: {
+          mount: (source, target, fstype, flags, data) => {
+            calls.push(`mount ${source} ${target} ${fstype} ${flags} ${data}`);
+            if (!mounts.includes(target)) mounts.push(target);
+          },
+          umount2: (target) => {
+            calls.push(`umount ${target}`);
+            mounts.splice(mounts.indexOf(target), 1);
+          },
+        },
+      });
+      const label = rootfsDiskLabel(DIGEST);
+      await share.add('web', record());
+      await share.add('web', record()); // idempotent
+      expect(calls).toEqual([`mount overlay ${dir}/web/${label}/rootfs overlay 1 lowerdir=/snap/b:/snap/a`]);
+      expect(JSON.parse(fs.readFileSync(`${dir}/web/${label}/aurae-image.json`, 'utf8'))).toEqual({ digest: DIGEST, name: record().name, config: record().config });
+      const single = `sha256:${'ab'.repeat(32)}`;
+      await share.add('web', record(single));
+      expect(calls.slice(1)).toEqual([`mount /snap/one ${dir}/web/${rootfsDiskLabel(single)}/rootfs null 4096 null`, `mount null ${dir}/web/${rootfsDiskLabel(single)}/rootfs null 4129 null`]);
+      share.remove('web', DIGEST);
+      expect(fs.existsSync(`${dir}/web/${label}`)).toBe(false);
+      share.removeAll('web');
+      expect(mounts).toEqual([]);
+      expect(fs.existsSync(`${dir}/web`)).toBe(false);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('CreateContainer carries the extensions as JSON, validated again by the child', () => {
+    const c = validateCreateContainerRequest({
+      container: { name: 'app', image: 'busybox', command: [], args: [], env: {}, workingDir: '', user: '', readOnlyRootfs: false },
+      extensionsJson: containerExtensionsJson({ ...spec().containers[0]!, security: { capAdd: ['NET_ADMIN'] }, resources: { memoryLimit: 1 << 20 }, sysctls: { 'net.ipv4.ping_group_range': '0 0' } }),
+    });
+    expect(c).toMatchObject({ name: 'app', security: { capAdd: ['CAP_NET_ADMIN'] }, resources: { memoryLimit: 1 << 20 }, sysctls: { 'net.ipv4.ping_group_range': '0 0' } });
+    const container = { name: 'app', image: 'busybox', command: [], args: [], env: {}, workingDir: '', user: '', readOnlyRootfs: false };
+    expect(() => validateCreateContainerRequest({ container, extensionsJson: '{' })).toThrow(/^extensions_json: not JSON/);
+    expect(() => validateCreateContainerRequest({ container, extensionsJson: '{"mounts":{}}' })).toThrow(/^extensions_json.mounts: not an extension/);
+    expect(() => validateCreateContainerRequest({ container, extensionsJson: '{"resources":{"memoryLimit":0}}' })).toThrow(/^container.resources.memoryLimit/);
+    expect(containerExtensionsJson(spec().containers[0]!)).toBe('');
+  });
+
+  it("CreateSandbox carries the pod's hostname and DNS as JSON (the child's pod is a cell pod: it takes them)", () => {
+    const withExt = { ...spec({ sandbox: 'cell', containers: [] }), hostname: 'web-0', dns: { servers: ['10.96.0.10'], searches: ['svc.local'], options: ['ndots:5'] } };
+    const request = { pod: podSpecToProto(withExt), extensionsJson: podExtensionsJson(withExt) };
+    expect(validateSandboxRequest(request)).toMatchObject({ name: 'web', hostname: 'web-0', dns: withExt.dns });
+    expect(() => validateSandboxRequest({ ...request, extensionsJson: '{"publish":[]}' })).toThrow(/^extensions_json.publish: not an extension/);
+    expect(() => validateSandboxRequest({ ...request, extensionsJson: '{"hostname":"-bad-"}' })).toThrow(/^pod.hostname/);
+    expect(podExtensionsJson(spec())).toBe('');
   });
 });

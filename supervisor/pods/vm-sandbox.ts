@@ -7,16 +7,26 @@
 // (its memory is freed), remove frees the VM too. Reconcile after an auraed restart boots the VM again if needed
 // and runs the pod in it anew (a child keeps no state across its boots).
 //
+// Piece by piece (the CRI's runtime handler "vm": createSandbox, then createContainer / startContainer /
+// stopContainer / removeContainer): createSandbox spawns the VM with no image disk but with an image share, a
+// directory of this node shared read-only with the VM over virtio-9p (microvm has no PCI hot-plug, and the guest
+// kernel no loop device, so a disk cannot be added after boot nor a disk file mounted from a share), and creates
+// an empty sandbox in the child. createContainer mounts the image's merged root filesystem read-only in the share
+// (vm-agent.ts nodePodImageShare: the rootfs disk layout, `<label>/rootfs` and `<label>/aurae-image.json`) and
+// creates the container in the child with the image as `aurae-disk:<digest>`, which the child's disk-images.ts
+// finds in the share when no disk has that label. Each container's desired state is kept here (pod_containers);
+// the rest goes to the child's incremental PodService methods.
+//
 // The pure parts (names, memory, the child's spec, the status shown here) are exported for unit tests; the core
 // takes its side effects as adapters (PodVms over VmRuntime, ChildPodAgent over the router: vm-agent.ts).
 import { AuraeError } from '../errors';
 import type { ImageRecord, PullProgress } from '../images';
 import type { Logger } from '../log';
 import { DEFAULTS, RANGES } from '../validation';
-import { diskImageRef } from './disk-images';
-import { type ContainerStatus, imageHolder, type PodImages, type PodRuntime, type PodStatus } from './runtime';
-import type { PodSpec } from './spec';
-import type { PodStore } from './store';
+import { diskImageRef, VM_POD_SHARE_TAG } from './disk-images';
+import { type ContainerStatus, imageHolder, type PodImages, type PodRuntime, type PodStatus, SANDBOX_CONTAINERS_MAX } from './runtime';
+import type { ContainerSpec, PodSpec } from './spec';
+import type { PodStore, StoredContainer } from './store';
 
 /** The child VM of pod `pod`: `pod-<name>` (a VM name is one DNS label, so pod names of VM pods are ≤ 59 chars). */
 export function vmPodName(pod: string): string {
@@ -51,6 +61,22 @@ export function childPodSpec(spec: PodSpec, digests: Record<string, string>): Po
   };
 }
 
+/** A container as the child creates it: its image the handed-over (shared) disk of its digest. */
+export function childContainerSpec(c: ContainerSpec, digest: string): ContainerSpec {
+  return { ...c, image: diskImageRef(digest) };
+}
+
+/**
+ * Why a container cannot be created in a VM sandbox (null: it can): host path mounts name files of this node,
+ * which the VM does not see.
+ */
+export function vmContainerRefusal(c: ContainerSpec): AuraeError | null {
+  if (c.mounts?.length) {
+    return new AuraeError('UNIMPLEMENTED', `container.mounts: host path mounts are not available in a VM sandbox yet (runtime handler vm): use the cell runtime handler for containers with volumes`);
+  }
+  return null;
+}
+
 /** A VM's state as the pod sees it (VmRuntime's VmState; null: no such VM). */
 export type PodVmState = 'allocated' | 'starting' | 'running' | 'stopping' | 'stopped' | 'crashed' | 'failed' | null;
 
@@ -61,6 +87,43 @@ export type PodVmState = 'allocated' | 'starting' | 'running' | 'stopping' | 'st
  * died under a pod that should run.
  */
 export function vmPodStatus(
+  entry: {
+    spec: PodSpec;
+    desiredRunning: boolean;
+    images: Record<string, string>;
+    createdAt: number;
+    creating: boolean;
+    containers?: Map<string, StoredContainer>;
+    lost?: Set<string>;
+  },
+  child: PodStatus | null,
+  vm: PodVmState,
+): PodStatus {
+  const status = vmPodStatusOf(entry, child, vm);
+  if (!entry.containers?.size) return status;
+  // Containers created one by one: their times from this node's rows where the child does not say; one whose run
+  // was lost with the VM's previous boot (the child has it created anew, never to start: restart never) ended.
+  return {
+    ...status,
+    containers: status.containers.map((c) => {
+      const row = entry.containers!.get(c.name);
+      if (!row) return c;
+      const lost = entry.lost?.has(c.name) === true && c.state === 'created';
+      const state = lost ? ('exited' as const) : c.state;
+      const ended = state === 'exited' || state === 'failed';
+      return {
+        ...c,
+        state,
+        ...(lost ? { pid: null } : {}),
+        createdAt: c.createdAt ?? row.createdAt,
+        startedAt: c.startedAt ?? row.startedAt,
+        finishedAt: c.finishedAt ?? (ended ? (row.finishedAt ?? row.startedAt) : null),
+      };
+    }),
+  };
+}
+
+function vmPodStatusOf(
   entry: { spec: PodSpec; desiredRunning: boolean; images: Record<string, string>; createdAt: number; creating: boolean },
   child: PodStatus | null,
   vm: PodVmState,
@@ -90,7 +153,7 @@ export function vmPodStatus(
 
 /** What VM pods need of the VM runtime (VmRuntime through vm-agent.ts nodePodVms). */
 export interface PodVms {
-  spawn(request: { name: string; memoryMiB: number; cpus: number; restart: 'never'; disks: string[] }): Promise<unknown>;
+  spawn(request: { name: string; memoryMiB: number; cpus: number; restart: 'never'; disks: string[]; shares?: { tag: string; path: string }[] }): Promise<unknown>;
   start(name: string): Promise<unknown>;
   stop(name: string): Promise<unknown>;
   free(name: string): void;
@@ -105,6 +168,24 @@ export interface ChildPodAgent {
   /** null: the child has no such pod. */
   inspect(vm: string, pod: string): Promise<PodStatus | null>;
   stop(vm: string, pod: string, graceMs: number): Promise<PodStatus>;
+  /** The child's incremental methods (PodService CreateSandbox … RemoveContainer). */
+  createSandbox(vm: string, spec: PodSpec): Promise<PodStatus>;
+  createContainer(vm: string, pod: string, c: ContainerSpec): Promise<ContainerStatus>;
+  startContainer(vm: string, pod: string, container: string): Promise<ContainerStatus>;
+  stopContainer(vm: string, pod: string, container: string, graceMs: number): Promise<ContainerStatus>;
+  removeContainer(vm: string, pod: string, container: string, opts: { force: boolean }): Promise<void>;
+}
+
+/**
+ * The directory of images shared with a pod's VM (vm-agent.ts nodePodImageShare): images added after the VM
+ * booted. add is idempotent; remove takes one image out; removeAll the whole directory.
+ */
+export interface PodImageShare {
+  /** The pod's share directory (created): what the VM is spawned with. */
+  dir(pod: string): string;
+  add(pod: string, image: ImageRecord): Promise<void>;
+  remove(pod: string, digest: string): void;
+  removeAll(pod: string): void;
 }
 
 export interface VmPodRuntimeDeps {
@@ -113,6 +194,8 @@ export interface VmPodRuntimeDeps {
   images: PodImages;
   /** Rootfs disks (images/rootfs-disk.ts createRootfsDisks). */
   disks: { ensure(image: ImageRecord): Promise<{ path: string }> };
+  /** Images shared with the VM after its boot (containers created one by one). */
+  share: PodImageShare;
   /** The node's VMs; a function because the VM subsystem starts after pods in auraed. */
   vms: () => PodVms;
   agent: ChildPodAgent;
@@ -129,6 +212,12 @@ interface VmPodEntry {
   creating: boolean;
   /** The child's last answer (null: none yet, or the child had no such pod). */
   child: PodStatus | null;
+  /** Made by createSandbox (its VM has the image share; its containers have rows); false: by run. */
+  incremental: boolean;
+  /** Each container's desired state and times (containers created one by one only). */
+  containers: Map<string, StoredContainer>;
+  /** Containers that had started before the VM booted again: created anew in the child, shown as exited. */
+  lost?: Set<string>;
 }
 
 export interface VmPodRuntime extends Omit<PodRuntime, 'execTarget'> {
@@ -141,8 +230,13 @@ export function createVmPodRuntime(deps: VmPodRuntimeDeps): VmPodRuntime {
   const clock = deps.clock ?? Date.now;
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const pods = new Map<string, VmPodEntry>();
+  const rows = store.containers();
   for (const p of store.pods()) {
-    if (p.spec.sandbox === 'vm') pods.set(p.spec.name, { spec: p.spec, desiredRunning: p.desiredRunning, images: p.images, createdAt: p.createdAt, creating: false, child: null });
+    if (p.spec.sandbox !== 'vm') continue;
+    // A pod of run has no container rows; one of createSandbox has a row per container (or no container yet).
+    const own = rows.get(p.spec.name);
+    const incremental = p.spec.containers.length === 0 || (own !== undefined && own.size > 0);
+    pods.set(p.spec.name, { spec: p.spec, desiredRunning: p.desiredRunning, images: p.images, createdAt: p.createdAt, creating: false, child: null, incremental, containers: new Map(own ?? []) });
   }
   const vmState = (pod: string): PodVmState => {
     try {
@@ -176,6 +270,19 @@ export function createVmPodRuntime(deps: VmPodRuntimeDeps): VmPodRuntime {
     const vms = deps.vms();
     await vms.spawn({ name: vmPodName(spec.name), memoryMiB: vmPodMemoryMiB(spec, vms.limits.maxMemoryMiB), cpus: 1, restart: 'never', disks: await diskPaths(spec, digests) });
   };
+  /** The VM of a pod made piece by piece: no disk, the image share (with the images of its containers). */
+  const spawnShared = async (spec: PodSpec, digests: Record<string, string>) => {
+    const vms = deps.vms();
+    const memoryMiB = vmPodMemoryMiB(spec, vms.limits.maxMemoryMiB);
+    const dir = deps.share.dir(spec.name);
+    for (const c of spec.containers) await deps.share.add(spec.name, storedImage(spec, digests, c.name));
+    await vms.spawn({ name: vmPodName(spec.name), memoryMiB, cpus: 1, restart: 'never', disks: [], shares: [{ tag: VM_POD_SHARE_TAG, path: dir }] });
+  };
+  const storedImage = (spec: PodSpec, digests: Record<string, string>, container: string): ImageRecord => {
+    const record = digests[container] ? images.get(digests[container]) : undefined;
+    if (!record) throw new AuraeError('FAILED_PRECONDITION', `pod "${spec.name}": container "${container}": its image ${digests[container] ?? '(unknown)'} is no longer stored: remove the container and create it again`);
+    return record;
+  };
   /** Wait for a VM that is being booted (by VmRuntime's own reconcile) to be running; its final state otherwise. */
   const settle = async (pod: string): Promise<PodVmState> => {
     const deadline = clock() + deps.vms().limits.bootTimeoutMs + 30_000;
@@ -208,12 +315,79 @@ export function createVmPodRuntime(deps: VmPodRuntimeDeps): VmPodRuntime {
     const state = vmState(pod);
     if (state === 'starting' || state === 'running' || state === 'stopping' || state === 'crashed') await deps.vms().stop(vmPodName(pod));
   };
+  /** Per pod, one incremental change at a time (a promise chain). */
+  const locks = new Map<string, Promise<unknown>>();
+  const exclusive = <T>(pod: string, fn: () => Promise<T>): Promise<T> => {
+    const next = (locks.get(pod) ?? Promise.resolve()).then(fn, fn);
+    const settled = next.catch(() => undefined);
+    locks.set(pod, settled);
+    void settled.then(() => {
+      if (locks.get(pod) === settled) locks.delete(pod);
+    });
+    return next;
+  };
+  /** A pod made piece by piece, ready for changes (FAILED_PRECONDITION for a pod of run: its containers are fixed). */
+  const requireIncremental = (name: string, what: string): VmPodEntry => {
+    const e = require(name);
+    if (!e.incremental) throw new AuraeError('FAILED_PRECONDITION', `pod "${name}" was run whole (aer pod run): its containers cannot be ${what} one by one: create a sandbox for that`);
+    return e;
+  };
+  const requireContainer = (e: VmPodEntry, container: string): StoredContainer => {
+    if (!e.spec.containers.some((c) => c.name === container)) {
+      const names = e.spec.containers.map((c) => c.name);
+      throw new AuraeError('NOT_FOUND', `pod "${e.spec.name}" has no container "${container}" (${names.length ? `it has ${names.join(', ')}` : 'it has none'}): create it first`);
+    }
+    return e.containers.get(container) ?? { desired: 'created', createdAt: e.createdAt, startedAt: null, finishedAt: null };
+  };
+  const requireVmRunning = (name: string, what: string) => {
+    const state = vmState(name);
+    if (state !== 'running') throw new AuraeError('FAILED_PRECONDITION', `pod "${name}": its VM ${vmPodName(name)} is ${state ?? 'gone'}, not running: ${what} needs it (stop and remove the pod, then create it again)`);
+  };
+  const setRow = (e: VmPodEntry, container: string, row: StoredContainer) => {
+    store.putContainer(e.spec.name, container, row);
+    e.containers.set(container, row);
+  };
+  /** The child's answer for one container, into the pod's last child status. */
+  const noteChild = (e: VmPodEntry, c: ContainerStatus) => {
+    if (!e.child) return;
+    const others = e.child.containers.filter((x) => x.name !== c.name);
+    e.child = { ...e.child, containers: [...others, c] };
+  };
+  const containerStatus = (name: string, container: string): ContainerStatus => {
+    const c = status(name)?.containers.find((x) => x.name === container);
+    if (!c) throw new AuraeError('NOT_FOUND', `pod "${name}" has no container "${container}"`);
+    return c;
+  };
+  /** Take an image out of the pod's share once no container of the pod uses it. */
+  const unshareUnused = (e: VmPodEntry, digest: string) => {
+    if (Object.values(e.images).includes(digest)) return;
+    try {
+      deps.share.remove(e.spec.name, digest);
+    } catch (err) {
+      log.warn("taking an image out of a VM pod's share failed", { pod: e.spec.name, image: digest, err });
+    }
+  };
+  /** The child's sandbox and containers anew (a VM booted again keeps nothing); started only when the policy restarts. */
+  const recreateInChild = async (e: VmPodEntry): Promise<PodStatus> => {
+    const vm = vmPodName(e.spec.name);
+    await deps.agent.createSandbox(vm, { ...e.spec, sandbox: 'cell', containers: [] });
+    e.lost = new Set();
+    for (const c of e.spec.containers) {
+      await deps.agent.createContainer(vm, e.spec.name, childContainerSpec(c, e.images[c.name]!));
+      const row = e.containers.get(c.name);
+      if (row?.desired === 'running' && e.spec.restart !== 'never') await deps.agent.startContainer(vm, e.spec.name, c.name);
+      else if (row && row.desired !== 'created') e.lost.add(c.name);
+    }
+    return (await deps.agent.inspect(vm, e.spec.name)) ?? (() => {
+      throw new AuraeError('UNAVAILABLE', `VM pod agent "${vm}": the sandbox just created is not there`);
+    })();
+  };
 
   return {
     async run(spec, opts = {}) {
       if (spec.sandbox !== 'vm') throw new AuraeError('INTERNAL', `pod "${spec.name}": the VM sandbox runs sandbox "vm" pods only`);
       if (pods.has(spec.name)) throw new AuraeError('ALREADY_EXISTS', `pod "${spec.name}" already exists: remove it first (aer pod rm ${spec.name}) or choose another name`);
-      const entry: VmPodEntry = { spec, desiredRunning: true, images: {}, createdAt: clock(), creating: true, child: null };
+      const entry: VmPodEntry = { spec, desiredRunning: true, images: {}, createdAt: clock(), creating: true, child: null, incremental: false, containers: new Map() };
       pods.set(spec.name, entry);
       const done = { retained: false, stored: false, spawned: false };
       try {
@@ -248,6 +422,140 @@ export function createVmPodRuntime(deps: VmPodRuntimeDeps): VmPodRuntime {
       }
       log.info('vm pod running', { pod: spec.name, vm: vmPodName(spec.name), containers: spec.containers.map((c) => c.name) });
       return status(spec.name)!;
+    },
+
+    async createSandbox(spec) {
+      if (spec.sandbox !== 'vm') throw new AuraeError('INTERNAL', `pod "${spec.name}": the VM sandbox creates sandbox "vm" pods only`);
+      if (spec.containers.length) throw new AuraeError('INVALID_ARGUMENT', `containers: a sandbox is created without containers (got ${spec.containers.length}): add them with createContainer`);
+      if (pods.has(spec.name)) throw new AuraeError('ALREADY_EXISTS', `pod "${spec.name}" already exists: remove it first (aer pod rm ${spec.name}) or choose another name`);
+      const entry: VmPodEntry = { spec, desiredRunning: true, images: {}, createdAt: clock(), creating: true, child: null, incremental: true, containers: new Map() };
+      pods.set(spec.name, entry);
+      const done = { stored: false };
+      try {
+        vmPodMemoryMiB(spec, deps.vms().limits.maxMemoryMiB);
+        store.insert({ spec, desiredRunning: true, images: {}, createdAt: entry.createdAt });
+        done.stored = true;
+        await spawnShared(spec, {});
+        entry.child = await deps.agent.createSandbox(vmPodName(spec.name), { ...spec, sandbox: 'cell' });
+        entry.creating = false;
+      } catch (err) {
+        log.warn('creating a VM sandbox failed: undoing', { pod: spec.name, err });
+        try {
+          if (vmState(spec.name) !== null) {
+            await haltVm(spec.name);
+            deps.vms().free(vmPodName(spec.name));
+          }
+          deps.share.removeAll(spec.name);
+          if (done.stored) store.delete(spec.name);
+        } catch (undoErr) {
+          log.error('undoing a failed VM sandbox creation failed', { pod: spec.name, err: undoErr });
+        } finally {
+          pods.delete(spec.name);
+        }
+        throw err;
+      }
+      log.info('vm sandbox created', { pod: spec.name, vm: vmPodName(spec.name) });
+      return status(spec.name)!;
+    },
+
+    createContainer(pod, c) {
+      return exclusive(pod, async () => {
+        const e = requireIncremental(pod, 'added');
+        if (!e.desiredRunning) throw new AuraeError('FAILED_PRECONDITION', `pod "${pod}" is stopped: containers cannot be added to a stopped pod: create a new one`);
+        if (e.spec.containers.some((x) => x.name === c.name)) throw new AuraeError('ALREADY_EXISTS', `pod "${pod}": container "${c.name}" already exists: remove it first or choose another name`);
+        if (e.spec.containers.length >= SANDBOX_CONTAINERS_MAX) throw new AuraeError('RESOURCE_EXHAUSTED', `pod "${pod}" has ${e.spec.containers.length} containers, the most a pod may have: remove exited ones first`);
+        const refusal = vmContainerRefusal(c);
+        if (refusal) throw refusal;
+        requireVmRunning(pod, 'adding a container');
+        const record = images.get(c.image);
+        if (!record) throw new AuraeError('NOT_FOUND', `pod "${pod}": container "${c.name}": image ${c.image} is not stored on this node: pull it first`);
+        const holder = imageHolder(pod, c.name);
+        images.retain(record.digest, holder);
+        const spec: PodSpec = { ...e.spec, containers: [...e.spec.containers, c] };
+        const digests = { ...e.images, [c.name]: record.digest };
+        const row: StoredContainer = { desired: 'created', createdAt: clock(), startedAt: null, finishedAt: null };
+        let created = false;
+        try {
+          await deps.share.add(pod, record);
+          const child = await deps.agent.createContainer(vmPodName(pod), pod, childContainerSpec(c, record.digest));
+          created = true;
+          store.putContainer(pod, c.name, row, { spec, images: digests });
+          e.spec = spec;
+          e.images = digests;
+          e.containers.set(c.name, row);
+          noteChild(e, child);
+        } catch (err) {
+          log.warn('creating a container in a VM sandbox failed: undoing', { pod, container: c.name, err });
+          if (created) await deps.agent.removeContainer(vmPodName(pod), pod, c.name, { force: true }).catch(() => undefined);
+          images.release(holder);
+          unshareUnused(e, record.digest);
+          throw err;
+        }
+        log.info('container created', { pod, container: c.name, image: c.image, sandbox: 'vm' });
+        return containerStatus(pod, c.name);
+      });
+    },
+
+    startContainer(pod, container) {
+      return exclusive(pod, async () => {
+        const e = requireIncremental(pod, 'started');
+        const row = requireContainer(e, container);
+        if (!e.desiredRunning) throw new AuraeError('FAILED_PRECONDITION', `pod "${pod}" is stopped: its containers cannot be started: create a new pod`);
+        if (row.desired !== 'created') {
+          throw new AuraeError('FAILED_PRECONDITION', `pod "${pod}": container "${container}" was started before (it is ${containerStatus(pod, container).state}): only a created container can be started: create a new one`);
+        }
+        requireVmRunning(pod, 'starting a container');
+        const child = await deps.agent.startContainer(vmPodName(pod), pod, container);
+        setRow(e, container, { ...row, desired: 'running', startedAt: child.startedAt ?? clock() });
+        noteChild(e, child);
+        log.info('container started', { pod, container, sandbox: 'vm' });
+        return containerStatus(pod, container);
+      });
+    },
+
+    async stopContainer(pod, container, graceMs) {
+      // Not under the pod's lock: the grace period may be long (the child's stop is idempotent).
+      const e = requireIncremental(pod, 'stopped');
+      const row = requireContainer(e, container);
+      if (row.desired === 'running') setRow(e, container, { ...row, desired: 'stopped' });
+      if (vmState(pod) === 'running') {
+        const child = await deps.agent.stopContainer(vmPodName(pod), pod, container, graceMs);
+        if (child.finishedAt != null) setRow(e, container, { ...e.containers.get(container)!, finishedAt: child.finishedAt });
+        noteChild(e, child);
+      }
+      log.info('container stopped', { pod, container, graceMs, sandbox: 'vm' });
+      return containerStatus(pod, container);
+    },
+
+    removeContainer(pod, container, opts) {
+      return exclusive(pod, async () => {
+        const e = requireIncremental(pod, 'removed');
+        requireContainer(e, container);
+        const state = containerStatus(pod, container).state;
+        const vmUp = vmState(pod) === 'running';
+        if (!opts.force && vmUp && state === 'running') {
+          throw new AuraeError('FAILED_PRECONDITION', `pod "${pod}": container "${container}" is running: stop it first, or remove it with force`);
+        }
+        if (vmUp) {
+          await deps.agent.removeContainer(vmPodName(pod), pod, container, opts).catch((err: unknown) => {
+            // The child lost it (booted again): nothing there to remove.
+            if (!(err instanceof AuraeError && err.code === 'NOT_FOUND')) throw err;
+          });
+        }
+        const digest = e.images[container];
+        const spec: PodSpec = { ...e.spec, containers: e.spec.containers.filter((c) => c.name !== container) };
+        const digests = { ...e.images };
+        delete digests[container];
+        store.deleteContainer(pod, container, { spec, images: digests });
+        e.spec = spec;
+        e.images = digests;
+        e.containers.delete(container);
+        e.lost?.delete(container);
+        if (e.child) e.child = { ...e.child, containers: e.child.containers.filter((c) => c.name !== container) };
+        images.release(imageHolder(pod, container));
+        if (digest) unshareUnused(e, digest);
+        log.info('container removed', { pod, container, force: opts.force, sandbox: 'vm' });
+      });
     },
 
     list: () => [...pods.keys()].sort().map((n) => status(n)!),
@@ -295,6 +603,7 @@ export function createVmPodRuntime(deps: VmPodRuntimeDeps): VmPodRuntime {
       e.desiredRunning = false;
       await haltVm(name);
       if (vmState(name) !== null) deps.vms().free(vmPodName(name));
+      if (e.incremental) deps.share.removeAll(name);
       for (const c of e.spec.containers) images.release(imageHolder(name, c.name));
       store.delete(name);
       pods.delete(name);
@@ -310,11 +619,18 @@ export function createVmPodRuntime(deps: VmPodRuntimeDeps): VmPodRuntime {
             await haltVm(name);
             continue;
           }
-          if (state === null) await spawn(e.spec, e.images);
+          if (e.incremental) {
+            // The share's mounts are per boot: make them again before the VM (re)starts.
+            deps.share.dir(name);
+            for (const c of e.spec.containers) await deps.share.add(name, storedImage(e.spec, e.images, c.name));
+          }
+          if (state === null) await (e.incremental ? spawnShared(e.spec, e.images) : spawn(e.spec, e.images));
           else if (state !== 'running') await startVm(name);
           state = vmState(name);
           if (state !== 'running') throw new AuraeError('UNAVAILABLE', `its VM is ${state ?? 'gone'}`);
-          e.child = (await deps.agent.inspect(vmPodName(name), name)) ?? (await deps.agent.run(vmPodName(name), childPodSpec(e.spec, e.images)));
+          e.child =
+            (await deps.agent.inspect(vmPodName(name), name)) ??
+            (e.incremental ? await recreateInChild(e) : await deps.agent.run(vmPodName(name), childPodSpec(e.spec, e.images)));
           log.info('vm pod reconciled', { pod: name });
         } catch (err) {
           log.error('vm pods reconcile: bringing a pod back failed', { pod: name, err });
@@ -329,8 +645,18 @@ export function createVmPodRuntime(deps: VmPodRuntimeDeps): VmPodRuntime {
  * the pod (names are unique across both: they share the pods table). List merges both, sorted by name.
  */
 export function sandboxedPodRuntime(cell: PodRuntime, vm: VmPodRuntime): PodRuntime & { refresh(name?: string): Promise<void> } {
-  const owner = (name: string): Pick<PodRuntime, 'stop' | 'remove'> => (vm.get(name) ? vm : cell);
+  const owner = (name: string): Omit<PodRuntime, 'execTarget'> => (vm.get(name) ? vm : cell);
   return {
+    createSandbox(spec) {
+      if (cell.get(spec.name) || vm.get(spec.name)) {
+        return Promise.reject(new AuraeError('ALREADY_EXISTS', `pod "${spec.name}" already exists: remove it first (aer pod rm ${spec.name}) or choose another name`));
+      }
+      return spec.sandbox === 'vm' ? vm.createSandbox(spec) : cell.createSandbox(spec);
+    },
+    createContainer: (pod, c) => owner(pod).createContainer(pod, c),
+    startContainer: (pod, c) => owner(pod).startContainer(pod, c),
+    stopContainer: (pod, c, graceMs) => owner(pod).stopContainer(pod, c, graceMs),
+    removeContainer: (pod, c, opts) => owner(pod).removeContainer(pod, c, opts),
     run(spec, opts) {
       if (cell.get(spec.name) || vm.get(spec.name)) {
         return Promise.reject(new AuraeError('ALREADY_EXISTS', `pod "${spec.name}" already exists: remove it first (aer pod rm ${spec.name}) or choose another name`));

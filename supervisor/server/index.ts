@@ -6,4 +6,5 @@ export { type Access, type AuditEvent, type Authorizer, type CheckTarget, type R
 export { type RunningServer, type ServerOptions, type ServiceBinding, startServer } from './server';
 export { type GrpcError, toGrpcError } from './status';
 export { type ChildRouter, NODE_METADATA, type RouteDecision, routeDecision, withRouting } from './route';
+export { type RelayDownstream, type RelayOutcome, type RelayUpstream, type UpstreamError, relayStream } from './relay';
 export { createIssuerCheck, type Issuer, type IssuerCheck } from './issuer';

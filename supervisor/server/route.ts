@@ -3,8 +3,8 @@
 // it touches), then forwarded to the child on the way (with aurae-on-behalf-of: the
 // caller) over a client certificate this node minted for its own identity. The child checks again.
 // Generic: the forwarding call is built from the method's service definition (path, serialize, deserialize),
-// so every service routes without per-service code. Client- and bidi-streaming methods (PodService/Exec) are not
-// forwarded: a routed call to one fails with UNIMPLEMENTED rather than running on the wrong node.
+// so every service routes without per-service code: unary, server-, client- and bidi-streaming methods alike
+// (streams are relayed with back-pressure both ways, the caller's cancel and deadline passed on: relay.ts).
 // Auditing: a forwarded call is audited here under the same rule as a local one (mutating methods, and every
 // refusal), with the target node; the child audits it again, with `via` naming this node.
 import {
@@ -14,7 +14,10 @@ import {
   type handleUnaryCall,
   Metadata,
   type MethodDefinition,
+  type sendUnaryData,
+  type ServerDuplexStream,
   type ServerErrorResponse,
+  type ServerReadableStream,
   type ServerUnaryCall,
   type ServerWritableStream,
   type ServiceDefinition,
@@ -25,7 +28,8 @@ import {
 import { AuraeError, isAuraeError } from '../errors';
 import { expectedForm, isNodePath, NODE_PATH_FORM } from '../validation';
 import { type Caller, ON_BEHALF_OF_METADATA } from './caller';
-import { type RpcContext, admitCall, auditForwarded, rpcAuditInfo } from './rpc';
+import { type RelayDownstream, type RelayOutcome, relayStream } from './relay';
+import { type RpcAuditInfo, type RpcContext, admitCall, admitResource, auditForwarded, firstMessage, rpcAuditInfo } from './rpc';
 import { toGrpcError } from './status';
 
 export const NODE_METADATA = 'aurae-node';
@@ -82,14 +86,14 @@ function outcomeOf(err: unknown): { code: string; details: string } {
 }
 
 /** Pass a child's status through, naming the hop so the caller sees where it failed. */
-function childError(err: ServiceError, target: string): ServerErrorResponse {
+function childError(err: Pick<ServiceError, 'code' | 'details' | 'metadata'>, target: string): ServerErrorResponse {
   const details = err.code === status.UNAVAILABLE ? `child ${target} is unreachable: ${err.details}` : err.details;
   return Object.assign(new Error(details), { code: err.code, details, metadata: err.metadata });
 }
 
 /**
- * Wrap every unary and server-streaming handler of `implementation` so that calls for a descendant node are
- * forwarded. Calls without aurae-node (or naming this node) run the original handler unchanged.
+ * Wrap every handler of `implementation` so that calls for a descendant node are forwarded. Calls without
+ * aurae-node (or naming this node) run the original handler unchanged.
  */
 export function withRouting(ctx: RpcContext, router: ChildRouter, definition: ServiceDefinition, implementation: UntypedServiceImplementation): UntypedServiceImplementation {
   const routed: UntypedServiceImplementation = { ...implementation };
@@ -99,7 +103,7 @@ export function withRouting(ctx: RpcContext, router: ChildRouter, definition: Se
     const method = methodName(def.path);
     const audit = rpcAuditInfo(original);
     if (def.requestStream) {
-      routed[key] = refuseRoutedRequestStream(ctx, router, method, def.responseStream, original as (...args: unknown[]) => void);
+      routed[key] = forwardRequestStream(ctx, router, def, method, audit, original as (...args: unknown[]) => void);
       continue;
     }
     if (!def.responseStream) {
@@ -158,25 +162,7 @@ export function withRouting(ctx: RpcContext, router: ChildRouter, definition: Se
           ctx.log.info('rpc forwarded', { method, caller: caller.identity, to: route.target, stream: true });
           const { metadata, options } = forwardMetadata(route.target, caller.identity, call.getDeadline());
           const upstream = client.makeServerStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, call.request, metadata, options);
-          call.on('cancelled', () => {
-            settle({ code: 'CANCELLED', details: '' });
-            upstream.cancel();
-          });
-          upstream.on('data', (message: unknown) => {
-            // Back-pressure: pause the child while the caller's buffer drains.
-            if (!call.write(message)) {
-              upstream.pause();
-              call.once('drain', () => upstream.resume());
-            }
-          });
-          upstream.on('error', (err: ServiceError) => {
-            settle(outcomeOf(err));
-            if (!call.cancelled) call.emit('error', childError(err, route.target));
-          });
-          upstream.on('end', () => {
-            settle(null);
-            call.end();
-          });
+          endRelayed(call, await relayStream(call, upstream, { requests: false, responses: true }), route.target, settle);
         })().catch((err: unknown) => {
           settle(outcomeOf(err));
           fail(err);
@@ -187,26 +173,109 @@ export function withRouting(ctx: RpcContext, router: ChildRouter, definition: Se
   return routed;
 }
 
-type StreamingCall = { metadata: Metadata; emit(event: 'error', err: unknown): boolean };
+/** A server call that streams requests (client- or bidi-streaming), as the router uses it. */
+type RequestStreamCall = (ServerReadableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>) & RelayDownstream;
 
-function refuseRoutedRequestStream(
+/**
+ * End a relayed streaming call as the child ended it: OK ends it, the child's status (naming the hop when the
+ * child was unreachable) fails it; a cancelled call is only audited.
+ */
+function endRelayed(call: { readonly cancelled: boolean; end(): void; emit(event: 'error', err: unknown): boolean }, outcome: RelayOutcome, target: string, settle: (outcome: { code: string; details: string } | null) => void): void {
+  if (outcome.kind === 'cancelled') return settle({ code: 'CANCELLED', details: '' });
+  if (outcome.kind === 'error') {
+    settle(outcomeOf(outcome.error));
+    if (!call.cancelled) call.emit('error', childError(outcome.error, target));
+    return;
+  }
+  settle(null);
+  call.end();
+}
+
+/**
+ * Client- and bidi-streaming methods (PodService/Exec). Locally: the original handler. Routed: the caller is
+ * admitted for the target node before anything is read, its first request authorized like a unary request (the
+ * resource it touches, when it validates here), then the child's call is opened with that first request and the
+ * rest relayed both ways (relay.ts: back-pressure, half-close, cancel; the caller's deadline goes with the call).
+ * Audited here as a local call would be (mutating methods, with the first request's summary), with the target node.
+ */
+function forwardRequestStream(
   ctx: RpcContext,
   router: ChildRouter,
+  def: MethodDefinition<unknown, unknown>,
   method: string,
-  responseStream: boolean,
+  audit: RpcAuditInfo | undefined,
   original: (...args: unknown[]) => void,
 ): (...args: unknown[]) => void {
-  return (call, callback) => {
-    let err: unknown = null;
+  return (rawCall, rawCallback) => {
+    const call = rawCall as RequestStreamCall;
+    const callback = rawCallback as sendUnaryData<unknown> | undefined;
+    let answered = false;
+    const fail = (err: unknown) => {
+      if (answered) return;
+      answered = true;
+      const status = def.responseStream ? null : toGrpcError(err, ctx.log, { method });
+      if (status) return callback!(status);
+      if (!call.cancelled) call.emit('error', toGrpcError(err, ctx.log, { method }));
+    };
+    let route: RouteDecision;
     try {
-      const route = routeDecision(router.nodePath, targetOf((call as StreamingCall).metadata));
-      if (route.kind === 'local') return original(call, callback);
-      err = new AuraeError('UNIMPLEMENTED', `${method} streams requests, which are not forwarded to child nodes: connect to ${route.target} another way`);
-    } catch (e) {
-      err = e;
+      route = routeDecision(router.nodePath, targetOf(call.metadata));
+    } catch (err) {
+      return fail(err);
     }
-    const status = toGrpcError(err, ctx.log, { method });
-    if (responseStream) (call as StreamingCall).emit('error', status);
-    else (callback as (e: unknown) => void)(status);
+    if (route.kind === 'local') return original(rawCall, rawCallback);
+    let caller: Caller | undefined;
+    let request: unknown;
+    let audited = false;
+    const settle = (outcome: { code: string; details: string } | null) => {
+      if (audited || !caller) return;
+      audited = true;
+      auditForwarded(ctx, audit, caller, request, route.target, outcome);
+    };
+    void (async () => {
+      const admitted = admitCall(ctx, method, call, route.target, null);
+      const first = await firstMessage(call);
+      if (first === null) {
+        caller = admitted;
+        return settle({ code: 'CANCELLED', details: '' });
+      }
+      if (first !== 'end') {
+        request = first.message;
+        admitResource(ctx, method, admitted, route.target, audit?.resourceOf(first.message) ?? null); // a refusal is audited there
+      }
+      caller = admitted;
+      const client = await router.clientFor(route.child);
+      if (call.cancelled) return settle({ code: 'CANCELLED', details: '' });
+      ctx.log.info('rpc forwarded', { method, caller: caller.identity, to: route.target, stream: true });
+      const { metadata, options } = forwardMetadata(route.target, caller.identity, call.getDeadline());
+      const streamsRequests = first !== 'end';
+      if (def.responseStream) {
+        const upstream = client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, metadata, options);
+        if (first !== 'end') upstream.write(first.message);
+        else upstream.end();
+        const outcome = await relayStream(call, upstream, { requests: streamsRequests, responses: true });
+        answered = true;
+        return endRelayed(call as ServerDuplexStream<unknown, unknown>, outcome, route.target, settle);
+      }
+      let response: unknown;
+      const upstream = client.makeClientStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, metadata, options, (_err, value) => {
+        response = value; // the outcome (and its error) comes from relayStream, with the status
+      });
+      if (first !== 'end') upstream.write(first.message);
+      else upstream.end();
+      const outcome = await relayStream(call, upstream, { requests: streamsRequests, responses: false });
+      answered = true;
+      if (outcome.kind === 'cancelled') return settle({ code: 'CANCELLED', details: '' });
+      if (outcome.kind === 'error') {
+        settle(outcomeOf(outcome.error));
+        return callback!(childError(outcome.error, route.target));
+      }
+      settle(null);
+      callback!(null, response);
+    })().catch((err: unknown) => {
+      // Refusals were audited where they were made; a failure after admission (child down) is audited here.
+      settle(outcomeOf(err));
+      fail(err);
+    });
   };
 }

@@ -2,9 +2,11 @@
 // → validate → authorize the resource the request touches → core → map errors. Handlers stay declarative;
 // no handler builds a status itself. A handler declares its resource (a cell, a VM; the node itself when it
 // declares none), or 'each' when it shows each caller only what it may see (lists, streams): its run gets a
-// `sees` predicate for that (see RunAccess).
+// `sees` predicate for that (see RunAccess), or 'shared' for node-wide things every caller allowed the method
+// may use whatever its rules' resource scopes (the image store): only the method-level check applies.
 // Authorization is a policy decision (supervisor/authz implements Authorizer); every mutating call and every
 // refused call is written to the audit log through the same Authorizer.
+import type { EventEmitter } from 'node:events';
 import type { handleBidiStreamingCall, handleServerStreamingCall, handleUnaryCall, ServerDuplexStream, ServerWritableStream } from '@grpc/grpc-js';
 import { AuraeError, isAuraeError } from '../errors';
 import type { Logger } from '../log';
@@ -59,6 +61,8 @@ export interface CheckTarget {
 export interface Resource {
   cell?: string;
   vm?: string;
+  /** A pod's name (with `cell`, the pod's own cell). */
+  pod?: string;
   /** The uid and gid an executable would run as. */
   runAs?: { uid: number; gid: number };
 }
@@ -86,10 +90,11 @@ interface CommonSpec<In> {
   summary?(input: In): string;
   /**
    * The resource the validated request touches, checked against the policy before run: e.g. { cell: 'nova/web' }.
-   * 'each': the handler shows only what the caller may see (through RunAccess.sees). Default {}: the node
-   * itself, which only rules without a cell/VM scope allow.
+   * 'each': the handler shows only what the caller may see (through RunAccess.sees). 'shared': node-wide
+   * things any rule allowing the method covers, whatever its cell/VM/pod scope. Default {}: the node itself,
+   * which only rules without a cell/VM/pod scope allow.
    */
-  resource?(input: In): Resource | 'each';
+  resource?(input: In): Resource | 'each' | 'shared';
 }
 
 /** What a handler may ask about its caller's rights while it runs. */
@@ -115,7 +120,7 @@ export interface RpcAuditInfo {
   summarize(request: unknown): string;
   /**
    * The resource `request` touches, for the router's check before it forwards: null when the request does not
-   * validate on this node or the handler filters ('each'); the child then decides on the resource.
+   * validate on this node or the handler filters ('each') or declares 'shared'; the child then decides.
    */
   resourceOf(request: unknown): Resource | null;
 }
@@ -141,7 +146,7 @@ function withAuditInfo<H extends object, Req, In>(handler: H, spec: CommonSpec<I
     resourceOf: (request) => {
       try {
         const resource = spec.resource ? spec.resource(spec.validate(request as Req)) : {};
-        return resource === 'each' ? null : resource;
+        return resource === 'each' || resource === 'shared' ? null : resource;
       } catch {
         return null;
       }
@@ -199,22 +204,32 @@ export interface ServerStreamSpec<Req, In, Res> extends CommonSpec<In> {
 export function serverStream<Req, In, Res>(ctx: RpcContext, spec: ServerStreamSpec<Req, In, Res>): handleServerStreamingCall<Req, Res> {
   return withAuditInfo<handleServerStreamingCall<Req, Res>, Req, In>((call) => {
     const state: CallState<In> = {};
-    Promise.resolve()
-      .then(() => {
-        state.caller = admit(ctx, spec, call);
-        state.input = spec.validate(call.request);
-        return spec.run(state.input, call, state.caller, authorizeResource(ctx, spec, state));
-      })
-      .then(
-        () => settle(ctx, spec, state, call.cancelled ? 'CANCELLED' : null),
-        (err: unknown) => {
-          settle(ctx, spec, state, err);
-          // grpc-js turns an 'error' event on a server stream into the call's final status.
-          const status = toGrpcError(err, ctx.log, { method: spec.method, caller: state.caller?.identity });
-          if (!call.cancelled) call.emit('error', status);
-        },
-      );
+    const running = Promise.resolve().then(() => {
+      state.caller = admit(ctx, spec, call);
+      state.input = spec.validate(call.request);
+      return spec.run(state.input, call, state.caller, authorizeResource(ctx, spec, state));
+    });
+    endStream(ctx, spec, state, call, running);
   }, spec);
+}
+
+/** A streaming call's end: audit it, and make a failure the call's final status (unless the caller left). */
+function endStream<In>(
+  ctx: RpcContext,
+  spec: CommonSpec<In>,
+  state: CallState<In>,
+  call: { readonly cancelled: boolean; emit(event: 'error', error: unknown): boolean },
+  running: Promise<unknown>,
+): void {
+  running.then(
+    () => settle(ctx, spec, state, call.cancelled ? 'CANCELLED' : null),
+    (err: unknown) => {
+      settle(ctx, spec, state, err);
+      // grpc-js turns an 'error' event on a server stream into the call's final status.
+      const status = toGrpcError(err, ctx.log, { method: spec.method, caller: state.caller?.identity });
+      if (!call.cancelled) call.emit('error', status);
+    },
+  );
 }
 
 export interface BidiStreamSpec<Req, In, Res> extends CommonSpec<In> {
@@ -231,32 +246,34 @@ export interface BidiStreamSpec<Req, In, Res> extends CommonSpec<In> {
 /**
  * A bidirectional-streaming handler: the caller is identified and admitted before anything is read; the first
  * request is validated and its resource authorized like a unary request's; the handler then owns the stream.
- * Routing: request-streaming methods are not forwarded to child nodes (server/route.ts answers UNIMPLEMENTED).
+ * Routing: a call for a child node is relayed there by server/route.ts without running this handler.
  */
 export function bidiStream<Req, In, Res>(ctx: RpcContext, spec: BidiStreamSpec<Req, In, Res>): handleBidiStreamingCall<Req, Res> {
   return withAuditInfo<handleBidiStreamingCall<Req, Res>, Req, In>((call) => {
     const state: CallState<In> = {};
-    Promise.resolve()
-      .then(async () => {
-        state.caller = admit(ctx, spec, call);
-        const first = await firstRequest(call, spec.method);
-        if (first === null) return; // cancelled before it came
-        state.input = spec.validate(first);
-        return spec.run(state.input, first, call, state.caller, authorizeResource(ctx, spec, state));
-      })
-      .then(
-        () => settle(ctx, spec, state, call.cancelled ? 'CANCELLED' : null),
-        (err: unknown) => {
-          settle(ctx, spec, state, err);
-          const status = toGrpcError(err, ctx.log, { method: spec.method, caller: state.caller?.identity });
-          if (!call.cancelled) call.emit('error', status);
-        },
-      );
+    const running = Promise.resolve().then(async () => {
+      state.caller = admit(ctx, spec, call);
+      const first = await firstRequest(call, spec.method);
+      if (first === null) return; // cancelled before it came
+      state.input = spec.validate(first);
+      return spec.run(state.input, first, call, state.caller, authorizeResource(ctx, spec, state));
+    });
+    endStream(ctx, spec, state, call, running);
   }, spec);
 }
 
 /** The first message of a request stream, leaving the stream paused; null when the call was cancelled first. */
-function firstRequest<Req>(call: ServerDuplexStream<Req, unknown>, method: string): Promise<Req | null> {
+async function firstRequest<Req>(call: ServerDuplexStream<Req, unknown>, method: string): Promise<Req | null> {
+  const first = await firstMessage(call);
+  if (first === 'end') throw new AuraeError('INVALID_ARGUMENT', `request: the stream ended before its first message: ${method} needs a first request saying what to do`);
+  return first === null ? null : (first.message as Req);
+}
+
+/**
+ * The first message of a request stream, leaving the stream paused (the one reader of it: bidiStream here, the
+ * router's forwarding). 'end': the caller closed its side without sending one; null: the call was cancelled first.
+ */
+export function firstMessage(call: EventEmitter & { pause(): unknown; readonly cancelled: boolean }): Promise<{ message: unknown } | 'end' | null> {
   return new Promise((resolve, reject) => {
     const done = () => {
       call.off('data', onData);
@@ -264,14 +281,14 @@ function firstRequest<Req>(call: ServerDuplexStream<Req, unknown>, method: strin
       call.off('cancelled', onCancelled);
       call.off('error', onError);
     };
-    const onData = (message: Req) => {
+    const onData = (message: unknown) => {
       call.pause();
       done();
-      resolve(message);
+      resolve({ message });
     };
     const onEnd = () => {
       done();
-      reject(new AuraeError('INVALID_ARGUMENT', `request: the stream ended before its first message: ${method} needs a first request saying what to do`));
+      resolve('end');
     };
     const onCancelled = () => {
       done();
@@ -281,6 +298,7 @@ function firstRequest<Req>(call: ServerDuplexStream<Req, unknown>, method: strin
       done();
       reject(err);
     };
+    if (call.cancelled) return resolve(null);
     call.on('data', onData);
     call.once('end', onEnd);
     call.once('cancelled', onCancelled);
@@ -309,13 +327,21 @@ export function admitCall(ctx: RpcContext, method: string, call: CallerSource, n
 }
 
 /**
+ * For the router's request-streaming calls, admitted by admitCall before their first request is read: check the
+ * resource that first request touches (null: the child decides), as admitCall does for a unary request.
+ */
+export function admitResource(ctx: RpcContext, method: string, caller: Caller, node: string, resource: Resource | null): void {
+  if (resource) refuseUnless(ctx, method, caller, { node, resource }, { node });
+}
+
+/**
  * After validation: check the resource the handler declares (refused calls are audited and thrown), and hand
  * the handler its `sees` predicate. The method-level check in admit() ran before the request was validated.
  */
 function authorizeResource<In>(ctx: RpcContext, spec: CommonSpec<In>, state: CallState<In>): RunAccess {
   const caller = state.caller!;
   const resource = spec.resource ? spec.resource(state.input!) : {};
-  if (resource !== 'each') {
+  if (resource !== 'each' && resource !== 'shared') {
     try {
       refuseUnless(ctx, spec.method, caller, { resource }, {});
     } catch (err) {

@@ -62,6 +62,11 @@ export interface VmSpec {
   tcgTbSizeMiB?: number | null;
   /** Files handed to the guest through QEMU's fw_cfg (/sys/firmware/qemu_fw_cfg/by_name/NAME/raw in the guest). */
   fwCfg?: { name: string; file: string }[];
+  /**
+   * Host directories shared read-only with the guest over virtio-9p (mount -t 9p -o trans=virtio TAG in the
+   * guest). What is added below the directory later (files, mounts) is seen by the guest too.
+   */
+  shares?: { tag: string; path: string }[];
 }
 
 export class VmSpecError extends Error {
@@ -94,6 +99,10 @@ export function validateVmSpec(spec: VmSpec): void {
     // QEMU reserves names outside opt/ for itself; a comma would split the option.
     if (!/^opt\/[A-Za-z0-9._/-]{1,50}$/.test(f.name)) bad(`fwCfg[${i}].name`, 'opt/NAME with letters, digits, . _ / - (at most 54 characters)');
     if (f.file.includes(',')) bad(`fwCfg[${i}].file`, 'a path without commas');
+  }
+  for (const [i, sh] of (spec.shares ?? []).entries()) {
+    if (!/^[A-Za-z0-9_-]{1,31}$/.test(sh.tag)) bad(`shares[${i}].tag`, 'letters, digits, _ and -, at most 31 characters');
+    if (!sh.path.startsWith('/') || /[,\n\0]/.test(sh.path)) bad(`shares[${i}].path`, 'an absolute path without commas or newlines');
   }
   if (spec.firmware && spec.machine === 'microvm') bad('machine', 'pc or q35 with firmware (microvm has no pflash)');
   if (spec.firmware && (spec.firmware.code.includes(',') || spec.firmware.vars.includes(','))) bad('firmware', 'paths without commas');
@@ -142,6 +151,14 @@ export function qemuArgs(spec: VmSpec): string[] {
     );
   }
   for (const f of spec.fwCfg ?? []) args.push('-fw_cfg', `name=${f.name},file=${f.file}`);
+  // Read-only, security_model=none (the host's owners and modes as they are); multidevs=remap: the shared tree
+  // spans several file systems (mounts below it), whose inode numbers must not collide in the guest.
+  for (const [i, sh] of (spec.shares ?? []).entries()) {
+    args.push(
+      '-fsdev', `local,id=fs${i},path=${sh.path},security_model=none,readonly=on,multidevs=remap`,
+      '-device', `${dev('virtio-9p')},fsdev=fs${i},mount_tag=${sh.tag}`,
+    );
+  }
   for (const [i, disk] of spec.disks.entries()) {
     args.push(
       '-drive', `if=none,id=disk${i},file=${disk.path},format=${disk.format},readonly=${disk.readOnly ? 'on' : 'off'}`,

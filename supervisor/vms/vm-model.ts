@@ -20,6 +20,11 @@ export interface VmRequest {
    * Set by auraed itself (supervisor/pods/vm-sandbox.ts), never from the API: a caller must not attach node files.
    */
   disks?: string[];
+  /**
+   * Host directories shared read-only over virtio-9p (tag → path), e.g. the images a VM-sandboxed pod gains
+   * after boot. Set by auraed itself, never from the API, as disks are.
+   */
+  shares?: { tag: string; path: string }[];
 }
 
 export const DEFAULT_VM_MEMORY_MIB = DEFAULTS.vmMemoryMiB;
@@ -151,6 +156,7 @@ export function childVmSpec(request: VmRequest, plan: ChildBootPlan): VmSpec {
       ...(request.disks ?? []).map((path) => ({ path, readOnly: true, format: 'raw' as const })),
     ],
     fwCfg: [{ name: plan.payloadName, file: plan.payloadFile }],
+    ...(request.shares?.length ? { shares: request.shares.map((sh) => ({ ...sh })) } : {}),
     // Bound TCG's code buffer: by default it grows towards 1 GiB per child (see BENCHMARKS.md).
     tcgTbSizeMiB: CHILD_TCG_TB_SIZE_MIB,
   };

@@ -125,6 +125,7 @@ export interface PolicyRule {
   nodes: string[];
   uids: string[];
   gids: string[];
+  pods: string[];
 }
 
 export interface AuthzServiceGetPolicyRequest {
@@ -154,6 +155,7 @@ export interface AuthzServiceAllowRequest {
   nodes: string[];
   uids: string[];
   gids: string[];
+  pods: string[];
 }
 
 export interface AuthzServiceAllowResponse {
@@ -174,6 +176,7 @@ export interface AuthzServiceDenyRequest {
   nodes: string[];
   uids: string[];
   gids: string[];
+  pods: string[];
 }
 
 export interface AuthzServiceDenyResponse {
@@ -192,6 +195,7 @@ export interface AuthzServiceRevokeRequest {
   nodes: string[];
   uids: string[];
   gids: string[];
+  pods: string[];
 }
 
 export interface AuthzServiceRevokeResponse {
@@ -271,6 +275,7 @@ function createBasePolicyRule(): PolicyRule {
     nodes: [],
     uids: [],
     gids: [],
+    pods: [],
   };
 }
 
@@ -308,6 +313,9 @@ export const PolicyRule: MessageFns<PolicyRule> = {
     }
     for (const v of message.gids) {
       writer.uint32(90).string(v!);
+    }
+    for (const v of message.pods) {
+      writer.uint32(98).string(v!);
     }
     return writer;
   },
@@ -413,6 +421,14 @@ export const PolicyRule: MessageFns<PolicyRule> = {
             message.gids.push(reader.string());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.pods.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -446,6 +462,7 @@ export const PolicyRule: MessageFns<PolicyRule> = {
       nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => globalThis.String(e)) : [],
       uids: globalThis.Array.isArray(object?.uids) ? object.uids.map((e: any) => globalThis.String(e)) : [],
       gids: globalThis.Array.isArray(object?.gids) ? object.gids.map((e: any) => globalThis.String(e)) : [],
+      pods: globalThis.Array.isArray(object?.pods) ? object.pods.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -484,6 +501,9 @@ export const PolicyRule: MessageFns<PolicyRule> = {
     if (message.gids?.length) {
       obj.gids = message.gids;
     }
+    if (message.pods?.length) {
+      obj.pods = message.pods;
+    }
     return obj;
   },
 
@@ -503,6 +523,7 @@ export const PolicyRule: MessageFns<PolicyRule> = {
     message.nodes = object.nodes?.map((e) => e) || [];
     message.uids = object.uids?.map((e) => e) || [];
     message.gids = object.gids?.map((e) => e) || [];
+    message.pods = object.pods?.map((e) => e) || [];
     return message;
   },
 };
@@ -722,7 +743,7 @@ export const AuthzServiceGetPolicyResponse: MessageFns<AuthzServiceGetPolicyResp
 };
 
 function createBaseAuthzServiceAllowRequest(): AuthzServiceAllowRequest {
-  return { identity: "", method: "", cells: [], vms: [], nodes: [], uids: [], gids: [] };
+  return { identity: "", method: "", cells: [], vms: [], nodes: [], uids: [], gids: [], pods: [] };
 }
 
 export const AuthzServiceAllowRequest: MessageFns<AuthzServiceAllowRequest> = {
@@ -747,6 +768,9 @@ export const AuthzServiceAllowRequest: MessageFns<AuthzServiceAllowRequest> = {
     }
     for (const v of message.gids) {
       writer.uint32(58).string(v!);
+    }
+    for (const v of message.pods) {
+      writer.uint32(66).string(v!);
     }
     return writer;
   },
@@ -820,6 +844,14 @@ export const AuthzServiceAllowRequest: MessageFns<AuthzServiceAllowRequest> = {
             message.gids.push(reader.string());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.pods.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -841,6 +873,7 @@ export const AuthzServiceAllowRequest: MessageFns<AuthzServiceAllowRequest> = {
       nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => globalThis.String(e)) : [],
       uids: globalThis.Array.isArray(object?.uids) ? object.uids.map((e: any) => globalThis.String(e)) : [],
       gids: globalThis.Array.isArray(object?.gids) ? object.gids.map((e: any) => globalThis.String(e)) : [],
+      pods: globalThis.Array.isArray(object?.pods) ? object.pods.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -867,6 +900,9 @@ export const AuthzServiceAllowRequest: MessageFns<AuthzServiceAllowRequest> = {
     if (message.gids?.length) {
       obj.gids = message.gids;
     }
+    if (message.pods?.length) {
+      obj.pods = message.pods;
+    }
     return obj;
   },
 
@@ -882,6 +918,7 @@ export const AuthzServiceAllowRequest: MessageFns<AuthzServiceAllowRequest> = {
     message.nodes = object.nodes?.map((e) => e) || [];
     message.uids = object.uids?.map((e) => e) || [];
     message.gids = object.gids?.map((e) => e) || [];
+    message.pods = object.pods?.map((e) => e) || [];
     return message;
   },
 };
@@ -988,7 +1025,7 @@ export const AuthzServiceAllowResponse: MessageFns<AuthzServiceAllowResponse> = 
 };
 
 function createBaseAuthzServiceDenyRequest(): AuthzServiceDenyRequest {
-  return { identity: "", method: "", cells: [], vms: [], nodes: [], uids: [], gids: [] };
+  return { identity: "", method: "", cells: [], vms: [], nodes: [], uids: [], gids: [], pods: [] };
 }
 
 export const AuthzServiceDenyRequest: MessageFns<AuthzServiceDenyRequest> = {
@@ -1013,6 +1050,9 @@ export const AuthzServiceDenyRequest: MessageFns<AuthzServiceDenyRequest> = {
     }
     for (const v of message.gids) {
       writer.uint32(58).string(v!);
+    }
+    for (const v of message.pods) {
+      writer.uint32(66).string(v!);
     }
     return writer;
   },
@@ -1086,6 +1126,14 @@ export const AuthzServiceDenyRequest: MessageFns<AuthzServiceDenyRequest> = {
             message.gids.push(reader.string());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.pods.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1107,6 +1155,7 @@ export const AuthzServiceDenyRequest: MessageFns<AuthzServiceDenyRequest> = {
       nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => globalThis.String(e)) : [],
       uids: globalThis.Array.isArray(object?.uids) ? object.uids.map((e: any) => globalThis.String(e)) : [],
       gids: globalThis.Array.isArray(object?.gids) ? object.gids.map((e: any) => globalThis.String(e)) : [],
+      pods: globalThis.Array.isArray(object?.pods) ? object.pods.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -1133,6 +1182,9 @@ export const AuthzServiceDenyRequest: MessageFns<AuthzServiceDenyRequest> = {
     if (message.gids?.length) {
       obj.gids = message.gids;
     }
+    if (message.pods?.length) {
+      obj.pods = message.pods;
+    }
     return obj;
   },
 
@@ -1148,6 +1200,7 @@ export const AuthzServiceDenyRequest: MessageFns<AuthzServiceDenyRequest> = {
     message.nodes = object.nodes?.map((e) => e) || [];
     message.uids = object.uids?.map((e) => e) || [];
     message.gids = object.gids?.map((e) => e) || [];
+    message.pods = object.pods?.map((e) => e) || [];
     return message;
   },
 };
@@ -1254,7 +1307,7 @@ export const AuthzServiceDenyResponse: MessageFns<AuthzServiceDenyResponse> = {
 };
 
 function createBaseAuthzServiceRevokeRequest(): AuthzServiceRevokeRequest {
-  return { identity: "", method: "", cells: [], vms: [], nodes: [], uids: [], gids: [] };
+  return { identity: "", method: "", cells: [], vms: [], nodes: [], uids: [], gids: [], pods: [] };
 }
 
 export const AuthzServiceRevokeRequest: MessageFns<AuthzServiceRevokeRequest> = {
@@ -1279,6 +1332,9 @@ export const AuthzServiceRevokeRequest: MessageFns<AuthzServiceRevokeRequest> = 
     }
     for (const v of message.gids) {
       writer.uint32(58).string(v!);
+    }
+    for (const v of message.pods) {
+      writer.uint32(66).string(v!);
     }
     return writer;
   },
@@ -1352,6 +1408,14 @@ export const AuthzServiceRevokeRequest: MessageFns<AuthzServiceRevokeRequest> = 
             message.gids.push(reader.string());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.pods.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1373,6 +1437,7 @@ export const AuthzServiceRevokeRequest: MessageFns<AuthzServiceRevokeRequest> = 
       nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => globalThis.String(e)) : [],
       uids: globalThis.Array.isArray(object?.uids) ? object.uids.map((e: any) => globalThis.String(e)) : [],
       gids: globalThis.Array.isArray(object?.gids) ? object.gids.map((e: any) => globalThis.String(e)) : [],
+      pods: globalThis.Array.isArray(object?.pods) ? object.pods.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -1399,6 +1464,9 @@ export const AuthzServiceRevokeRequest: MessageFns<AuthzServiceRevokeRequest> = 
     if (message.gids?.length) {
       obj.gids = message.gids;
     }
+    if (message.pods?.length) {
+      obj.pods = message.pods;
+    }
     return obj;
   },
 
@@ -1414,6 +1482,7 @@ export const AuthzServiceRevokeRequest: MessageFns<AuthzServiceRevokeRequest> = 
     message.nodes = object.nodes?.map((e) => e) || [];
     message.uids = object.uids?.map((e) => e) || [];
     message.gids = object.gids?.map((e) => e) || [];
+    message.pods = object.pods?.map((e) => e) || [];
     return message;
   },
 };

@@ -206,6 +206,10 @@ export interface ContainerStatus {
     | undefined;
   /** Restarts by the pod's policy. */
   restarts: number;
+  /** When it was created, last started, last ended (ms since the Unix epoch); unset: not yet (or not known). */
+  createdAt?: bigint | undefined;
+  startedAt?: bigint | undefined;
+  finishedAt?: bigint | undefined;
 }
 
 export interface ContainerExit {
@@ -276,6 +280,69 @@ export interface ExecExit {
    * itself exits with 129..159 is reported as that signal.
    */
   signal?: string | undefined;
+}
+
+export interface PodServiceCreateSandboxRequest {
+  /** The pod, without containers. */
+  pod?:
+    | Pod
+    | undefined;
+  /**
+   * The pod's optional extensions that Pod has no fields for (hostname, dns: the CRI's), as the JSON object of
+   * supervisor/pods/spec.ts PodInput's fields of those names; empty: none.
+   */
+  extensionsJson: string;
+}
+
+export interface PodServiceCreateSandboxResponse {
+  pod?: PodStatus | undefined;
+}
+
+export interface PodServiceCreateContainerRequest {
+  podName: string;
+  container?:
+    | Container
+    | undefined;
+  /**
+   * The container's optional extensions that Container has no fields for (security, resources, sysctls; the
+   * CRI's), as the JSON object of supervisor/pods/spec.ts ContainerInput's fields of those names; empty: none.
+   * Validated as the CRI's are. Host path mounts are not accepted here.
+   */
+  extensionsJson: string;
+}
+
+export interface PodServiceCreateContainerResponse {
+  container?: ContainerStatus | undefined;
+}
+
+export interface PodServiceStartContainerRequest {
+  podName: string;
+  containerName: string;
+}
+
+export interface PodServiceStartContainerResponse {
+  container?: ContainerStatus | undefined;
+}
+
+export interface PodServiceStopContainerRequest {
+  podName: string;
+  containerName: string;
+  /** Time between the stop signal and SIGKILL, 0..300000 ms; 10000 when unset. */
+  gracePeriodMs?: number | undefined;
+}
+
+export interface PodServiceStopContainerResponse {
+  container?: ContainerStatus | undefined;
+}
+
+export interface PodServiceRemoveContainerRequest {
+  podName: string;
+  containerName: string;
+  /** Kill it first if it runs. */
+  force: boolean;
+}
+
+export interface PodServiceRemoveContainerResponse {
 }
 
 function createBasePod(): Pod {
@@ -2129,7 +2196,18 @@ export const PodStatus: MessageFns<PodStatus> = {
 };
 
 function createBaseContainerStatus(): ContainerStatus {
-  return { name: "", image: "", imageDigest: "", state: "", pid: 0, exit: undefined, restarts: 0 };
+  return {
+    name: "",
+    image: "",
+    imageDigest: "",
+    state: "",
+    pid: 0,
+    exit: undefined,
+    restarts: 0,
+    createdAt: undefined,
+    startedAt: undefined,
+    finishedAt: undefined,
+  };
 }
 
 export const ContainerStatus: MessageFns<ContainerStatus> = {
@@ -2154,6 +2232,24 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
     }
     if (message.restarts !== 0) {
       writer.uint32(56).uint32(message.restarts);
+    }
+    if (message.createdAt !== undefined) {
+      if (BigInt.asIntN(64, message.createdAt) !== message.createdAt) {
+        throw new globalThis.Error("value provided for field message.createdAt of type int64 too large");
+      }
+      writer.uint32(64).int64(message.createdAt);
+    }
+    if (message.startedAt !== undefined) {
+      if (BigInt.asIntN(64, message.startedAt) !== message.startedAt) {
+        throw new globalThis.Error("value provided for field message.startedAt of type int64 too large");
+      }
+      writer.uint32(72).int64(message.startedAt);
+    }
+    if (message.finishedAt !== undefined) {
+      if (BigInt.asIntN(64, message.finishedAt) !== message.finishedAt) {
+        throw new globalThis.Error("value provided for field message.finishedAt of type int64 too large");
+      }
+      writer.uint32(80).int64(message.finishedAt);
     }
     return writer;
   },
@@ -2227,6 +2323,30 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
             message.restarts = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.createdAt = reader.int64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.startedAt = reader.int64() as bigint;
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.finishedAt = reader.int64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2252,6 +2372,21 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
       pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
       exit: isSet(object.exit) ? ContainerExit.fromJSON(object.exit) : undefined,
       restarts: isSet(object.restarts) ? globalThis.Number(object.restarts) : 0,
+      createdAt: isSet(object.createdAt)
+        ? BigInt(object.createdAt)
+        : isSet(object.created_at)
+        ? BigInt(object.created_at)
+        : undefined,
+      startedAt: isSet(object.startedAt)
+        ? BigInt(object.startedAt)
+        : isSet(object.started_at)
+        ? BigInt(object.started_at)
+        : undefined,
+      finishedAt: isSet(object.finishedAt)
+        ? BigInt(object.finishedAt)
+        : isSet(object.finished_at)
+        ? BigInt(object.finished_at)
+        : undefined,
     };
   },
 
@@ -2278,6 +2413,15 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
     if (message.restarts !== 0) {
       obj.restarts = Math.round(message.restarts);
     }
+    if (message.createdAt !== undefined) {
+      obj.createdAt = message.createdAt.toString();
+    }
+    if (message.startedAt !== undefined) {
+      obj.startedAt = message.startedAt.toString();
+    }
+    if (message.finishedAt !== undefined) {
+      obj.finishedAt = message.finishedAt.toString();
+    }
     return obj;
   },
 
@@ -2295,6 +2439,15 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
       ? ContainerExit.fromPartial(object.exit)
       : undefined;
     message.restarts = object.restarts ?? 0;
+    message.createdAt = (object.createdAt !== undefined && object.createdAt !== null)
+      ? BigInt(object.createdAt)
+      : undefined;
+    message.startedAt = (object.startedAt !== undefined && object.startedAt !== null)
+      ? BigInt(object.startedAt)
+      : undefined;
+    message.finishedAt = (object.finishedAt !== undefined && object.finishedAt !== null)
+      ? BigInt(object.finishedAt)
+      : undefined;
     return message;
   },
 };
@@ -2989,6 +3142,877 @@ export const ExecExit: MessageFns<ExecExit> = {
   },
 };
 
+function createBasePodServiceCreateSandboxRequest(): PodServiceCreateSandboxRequest {
+  return { pod: undefined, extensionsJson: "" };
+}
+
+export const PodServiceCreateSandboxRequest: MessageFns<PodServiceCreateSandboxRequest> = {
+  encode(message: PodServiceCreateSandboxRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pod !== undefined) {
+      Pod.encode(message.pod, writer.uint32(10).fork()).join();
+    }
+    if (message.extensionsJson !== "") {
+      writer.uint32(18).string(message.extensionsJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PodServiceCreateSandboxRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePodServiceCreateSandboxRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.pod = Pod.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.extensionsJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PodServiceCreateSandboxRequest {
+    return {
+      pod: isSet(object.pod) ? Pod.fromJSON(object.pod) : undefined,
+      extensionsJson: isSet(object.extensionsJson)
+        ? globalThis.String(object.extensionsJson)
+        : isSet(object.extensions_json)
+        ? globalThis.String(object.extensions_json)
+        : "",
+    };
+  },
+
+  toJSON(message: PodServiceCreateSandboxRequest): unknown {
+    const obj: any = {};
+    if (message.pod !== undefined) {
+      obj.pod = Pod.toJSON(message.pod);
+    }
+    if (message.extensionsJson !== "") {
+      obj.extensionsJson = message.extensionsJson;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PodServiceCreateSandboxRequest>, I>>(base?: I): PodServiceCreateSandboxRequest {
+    return PodServiceCreateSandboxRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PodServiceCreateSandboxRequest>, I>>(
+    object: I,
+  ): PodServiceCreateSandboxRequest {
+    const message = createBasePodServiceCreateSandboxRequest();
+    message.pod = (object.pod !== undefined && object.pod !== null) ? Pod.fromPartial(object.pod) : undefined;
+    message.extensionsJson = object.extensionsJson ?? "";
+    return message;
+  },
+};
+
+function createBasePodServiceCreateSandboxResponse(): PodServiceCreateSandboxResponse {
+  return { pod: undefined };
+}
+
+export const PodServiceCreateSandboxResponse: MessageFns<PodServiceCreateSandboxResponse> = {
+  encode(message: PodServiceCreateSandboxResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pod !== undefined) {
+      PodStatus.encode(message.pod, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PodServiceCreateSandboxResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePodServiceCreateSandboxResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.pod = PodStatus.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PodServiceCreateSandboxResponse {
+    return { pod: isSet(object.pod) ? PodStatus.fromJSON(object.pod) : undefined };
+  },
+
+  toJSON(message: PodServiceCreateSandboxResponse): unknown {
+    const obj: any = {};
+    if (message.pod !== undefined) {
+      obj.pod = PodStatus.toJSON(message.pod);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PodServiceCreateSandboxResponse>, I>>(base?: I): PodServiceCreateSandboxResponse {
+    return PodServiceCreateSandboxResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PodServiceCreateSandboxResponse>, I>>(
+    object: I,
+  ): PodServiceCreateSandboxResponse {
+    const message = createBasePodServiceCreateSandboxResponse();
+    message.pod = (object.pod !== undefined && object.pod !== null) ? PodStatus.fromPartial(object.pod) : undefined;
+    return message;
+  },
+};
+
+function createBasePodServiceCreateContainerRequest(): PodServiceCreateContainerRequest {
+  return { podName: "", container: undefined, extensionsJson: "" };
+}
+
+export const PodServiceCreateContainerRequest: MessageFns<PodServiceCreateContainerRequest> = {
+  encode(message: PodServiceCreateContainerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.podName !== "") {
+      writer.uint32(10).string(message.podName);
+    }
+    if (message.container !== undefined) {
+      Container.encode(message.container, writer.uint32(18).fork()).join();
+    }
+    if (message.extensionsJson !== "") {
+      writer.uint32(26).string(message.extensionsJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PodServiceCreateContainerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePodServiceCreateContainerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.podName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.container = Container.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.extensionsJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PodServiceCreateContainerRequest {
+    return {
+      podName: isSet(object.podName)
+        ? globalThis.String(object.podName)
+        : isSet(object.pod_name)
+        ? globalThis.String(object.pod_name)
+        : "",
+      container: isSet(object.container) ? Container.fromJSON(object.container) : undefined,
+      extensionsJson: isSet(object.extensionsJson)
+        ? globalThis.String(object.extensionsJson)
+        : isSet(object.extensions_json)
+        ? globalThis.String(object.extensions_json)
+        : "",
+    };
+  },
+
+  toJSON(message: PodServiceCreateContainerRequest): unknown {
+    const obj: any = {};
+    if (message.podName !== "") {
+      obj.podName = message.podName;
+    }
+    if (message.container !== undefined) {
+      obj.container = Container.toJSON(message.container);
+    }
+    if (message.extensionsJson !== "") {
+      obj.extensionsJson = message.extensionsJson;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PodServiceCreateContainerRequest>, I>>(
+    base?: I,
+  ): PodServiceCreateContainerRequest {
+    return PodServiceCreateContainerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PodServiceCreateContainerRequest>, I>>(
+    object: I,
+  ): PodServiceCreateContainerRequest {
+    const message = createBasePodServiceCreateContainerRequest();
+    message.podName = object.podName ?? "";
+    message.container = (object.container !== undefined && object.container !== null)
+      ? Container.fromPartial(object.container)
+      : undefined;
+    message.extensionsJson = object.extensionsJson ?? "";
+    return message;
+  },
+};
+
+function createBasePodServiceCreateContainerResponse(): PodServiceCreateContainerResponse {
+  return { container: undefined };
+}
+
+export const PodServiceCreateContainerResponse: MessageFns<PodServiceCreateContainerResponse> = {
+  encode(message: PodServiceCreateContainerResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.container !== undefined) {
+      ContainerStatus.encode(message.container, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PodServiceCreateContainerResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePodServiceCreateContainerResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.container = ContainerStatus.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PodServiceCreateContainerResponse {
+    return { container: isSet(object.container) ? ContainerStatus.fromJSON(object.container) : undefined };
+  },
+
+  toJSON(message: PodServiceCreateContainerResponse): unknown {
+    const obj: any = {};
+    if (message.container !== undefined) {
+      obj.container = ContainerStatus.toJSON(message.container);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PodServiceCreateContainerResponse>, I>>(
+    base?: I,
+  ): PodServiceCreateContainerResponse {
+    return PodServiceCreateContainerResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PodServiceCreateContainerResponse>, I>>(
+    object: I,
+  ): PodServiceCreateContainerResponse {
+    const message = createBasePodServiceCreateContainerResponse();
+    message.container = (object.container !== undefined && object.container !== null)
+      ? ContainerStatus.fromPartial(object.container)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePodServiceStartContainerRequest(): PodServiceStartContainerRequest {
+  return { podName: "", containerName: "" };
+}
+
+export const PodServiceStartContainerRequest: MessageFns<PodServiceStartContainerRequest> = {
+  encode(message: PodServiceStartContainerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.podName !== "") {
+      writer.uint32(10).string(message.podName);
+    }
+    if (message.containerName !== "") {
+      writer.uint32(18).string(message.containerName);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PodServiceStartContainerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePodServiceStartContainerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.podName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.containerName = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PodServiceStartContainerRequest {
+    return {
+      podName: isSet(object.podName)
+        ? globalThis.String(object.podName)
+        : isSet(object.pod_name)
+        ? globalThis.String(object.pod_name)
+        : "",
+      containerName: isSet(object.containerName)
+        ? globalThis.String(object.containerName)
+        : isSet(object.container_name)
+        ? globalThis.String(object.container_name)
+        : "",
+    };
+  },
+
+  toJSON(message: PodServiceStartContainerRequest): unknown {
+    const obj: any = {};
+    if (message.podName !== "") {
+      obj.podName = message.podName;
+    }
+    if (message.containerName !== "") {
+      obj.containerName = message.containerName;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PodServiceStartContainerRequest>, I>>(base?: I): PodServiceStartContainerRequest {
+    return PodServiceStartContainerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PodServiceStartContainerRequest>, I>>(
+    object: I,
+  ): PodServiceStartContainerRequest {
+    const message = createBasePodServiceStartContainerRequest();
+    message.podName = object.podName ?? "";
+    message.containerName = object.containerName ?? "";
+    return message;
+  },
+};
+
+function createBasePodServiceStartContainerResponse(): PodServiceStartContainerResponse {
+  return { container: undefined };
+}
+
+export const PodServiceStartContainerResponse: MessageFns<PodServiceStartContainerResponse> = {
+  encode(message: PodServiceStartContainerResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.container !== undefined) {
+      ContainerStatus.encode(message.container, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PodServiceStartContainerResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePodServiceStartContainerResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.container = ContainerStatus.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PodServiceStartContainerResponse {
+    return { container: isSet(object.container) ? ContainerStatus.fromJSON(object.container) : undefined };
+  },
+
+  toJSON(message: PodServiceStartContainerResponse): unknown {
+    const obj: any = {};
+    if (message.container !== undefined) {
+      obj.container = ContainerStatus.toJSON(message.container);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PodServiceStartContainerResponse>, I>>(
+    base?: I,
+  ): PodServiceStartContainerResponse {
+    return PodServiceStartContainerResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PodServiceStartContainerResponse>, I>>(
+    object: I,
+  ): PodServiceStartContainerResponse {
+    const message = createBasePodServiceStartContainerResponse();
+    message.container = (object.container !== undefined && object.container !== null)
+      ? ContainerStatus.fromPartial(object.container)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePodServiceStopContainerRequest(): PodServiceStopContainerRequest {
+  return { podName: "", containerName: "", gracePeriodMs: undefined };
+}
+
+export const PodServiceStopContainerRequest: MessageFns<PodServiceStopContainerRequest> = {
+  encode(message: PodServiceStopContainerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.podName !== "") {
+      writer.uint32(10).string(message.podName);
+    }
+    if (message.containerName !== "") {
+      writer.uint32(18).string(message.containerName);
+    }
+    if (message.gracePeriodMs !== undefined) {
+      writer.uint32(24).uint32(message.gracePeriodMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PodServiceStopContainerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePodServiceStopContainerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.podName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.containerName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.gracePeriodMs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PodServiceStopContainerRequest {
+    return {
+      podName: isSet(object.podName)
+        ? globalThis.String(object.podName)
+        : isSet(object.pod_name)
+        ? globalThis.String(object.pod_name)
+        : "",
+      containerName: isSet(object.containerName)
+        ? globalThis.String(object.containerName)
+        : isSet(object.container_name)
+        ? globalThis.String(object.container_name)
+        : "",
+      gracePeriodMs: isSet(object.gracePeriodMs)
+        ? globalThis.Number(object.gracePeriodMs)
+        : isSet(object.grace_period_ms)
+        ? globalThis.Number(object.grace_period_ms)
+        : undefined,
+    };
+  },
+
+  toJSON(message: PodServiceStopContainerRequest): unknown {
+    const obj: any = {};
+    if (message.podName !== "") {
+      obj.podName = message.podName;
+    }
+    if (message.containerName !== "") {
+      obj.containerName = message.containerName;
+    }
+    if (message.gracePeriodMs !== undefined) {
+      obj.gracePeriodMs = Math.round(message.gracePeriodMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PodServiceStopContainerRequest>, I>>(base?: I): PodServiceStopContainerRequest {
+    return PodServiceStopContainerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PodServiceStopContainerRequest>, I>>(
+    object: I,
+  ): PodServiceStopContainerRequest {
+    const message = createBasePodServiceStopContainerRequest();
+    message.podName = object.podName ?? "";
+    message.containerName = object.containerName ?? "";
+    message.gracePeriodMs = object.gracePeriodMs ?? undefined;
+    return message;
+  },
+};
+
+function createBasePodServiceStopContainerResponse(): PodServiceStopContainerResponse {
+  return { container: undefined };
+}
+
+export const PodServiceStopContainerResponse: MessageFns<PodServiceStopContainerResponse> = {
+  encode(message: PodServiceStopContainerResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.container !== undefined) {
+      ContainerStatus.encode(message.container, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PodServiceStopContainerResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePodServiceStopContainerResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.container = ContainerStatus.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PodServiceStopContainerResponse {
+    return { container: isSet(object.container) ? ContainerStatus.fromJSON(object.container) : undefined };
+  },
+
+  toJSON(message: PodServiceStopContainerResponse): unknown {
+    const obj: any = {};
+    if (message.container !== undefined) {
+      obj.container = ContainerStatus.toJSON(message.container);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PodServiceStopContainerResponse>, I>>(base?: I): PodServiceStopContainerResponse {
+    return PodServiceStopContainerResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PodServiceStopContainerResponse>, I>>(
+    object: I,
+  ): PodServiceStopContainerResponse {
+    const message = createBasePodServiceStopContainerResponse();
+    message.container = (object.container !== undefined && object.container !== null)
+      ? ContainerStatus.fromPartial(object.container)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePodServiceRemoveContainerRequest(): PodServiceRemoveContainerRequest {
+  return { podName: "", containerName: "", force: false };
+}
+
+export const PodServiceRemoveContainerRequest: MessageFns<PodServiceRemoveContainerRequest> = {
+  encode(message: PodServiceRemoveContainerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.podName !== "") {
+      writer.uint32(10).string(message.podName);
+    }
+    if (message.containerName !== "") {
+      writer.uint32(18).string(message.containerName);
+    }
+    if (message.force !== false) {
+      writer.uint32(24).bool(message.force);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PodServiceRemoveContainerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePodServiceRemoveContainerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.podName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.containerName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.force = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PodServiceRemoveContainerRequest {
+    return {
+      podName: isSet(object.podName)
+        ? globalThis.String(object.podName)
+        : isSet(object.pod_name)
+        ? globalThis.String(object.pod_name)
+        : "",
+      containerName: isSet(object.containerName)
+        ? globalThis.String(object.containerName)
+        : isSet(object.container_name)
+        ? globalThis.String(object.container_name)
+        : "",
+      force: isSet(object.force) ? globalThis.Boolean(object.force) : false,
+    };
+  },
+
+  toJSON(message: PodServiceRemoveContainerRequest): unknown {
+    const obj: any = {};
+    if (message.podName !== "") {
+      obj.podName = message.podName;
+    }
+    if (message.containerName !== "") {
+      obj.containerName = message.containerName;
+    }
+    if (message.force !== false) {
+      obj.force = message.force;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PodServiceRemoveContainerRequest>, I>>(
+    base?: I,
+  ): PodServiceRemoveContainerRequest {
+    return PodServiceRemoveContainerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PodServiceRemoveContainerRequest>, I>>(
+    object: I,
+  ): PodServiceRemoveContainerRequest {
+    const message = createBasePodServiceRemoveContainerRequest();
+    message.podName = object.podName ?? "";
+    message.containerName = object.containerName ?? "";
+    message.force = object.force ?? false;
+    return message;
+  },
+};
+
+function createBasePodServiceRemoveContainerResponse(): PodServiceRemoveContainerResponse {
+  return {};
+}
+
+export const PodServiceRemoveContainerResponse: MessageFns<PodServiceRemoveContainerResponse> = {
+  encode(_: PodServiceRemoveContainerResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PodServiceRemoveContainerResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePodServiceRemoveContainerResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): PodServiceRemoveContainerResponse {
+    return {};
+  },
+
+  toJSON(_: PodServiceRemoveContainerResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PodServiceRemoveContainerResponse>, I>>(
+    base?: I,
+  ): PodServiceRemoveContainerResponse {
+    return PodServiceRemoveContainerResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PodServiceRemoveContainerResponse>, I>>(
+    _: I,
+  ): PodServiceRemoveContainerResponse {
+    const message = createBasePodServiceRemoveContainerResponse();
+    return message;
+  },
+};
+
 export type PodServiceService = typeof PodServiceService;
 export const PodServiceService = {
   /**
@@ -3081,6 +4105,88 @@ export const PodServiceService = {
       Buffer.from(PodServiceExecResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PodServiceExecResponse => PodServiceExecResponse.decode(value),
   },
+  /**
+   * Piece by piece (what the Kubernetes CRI does, and what a parent node asks of the agent of its VM sandbox):
+   * a pod with no containers yet (its cell, namespaces, network), then each container created, started, stopped
+   * and removed on its own. CreateSandbox: ALREADY_EXISTS when the name is taken; `pod.containers` must be empty.
+   */
+  createSandbox: {
+    path: "/aurae.pods.v0.PodService/CreateSandbox" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PodServiceCreateSandboxRequest): Buffer =>
+      Buffer.from(PodServiceCreateSandboxRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PodServiceCreateSandboxRequest => PodServiceCreateSandboxRequest.decode(value),
+    responseSerialize: (value: PodServiceCreateSandboxResponse): Buffer =>
+      Buffer.from(PodServiceCreateSandboxResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PodServiceCreateSandboxResponse =>
+      PodServiceCreateSandboxResponse.decode(value),
+  },
+  /**
+   * Add a container in state "created" (root filesystem and bundle ready, not started). Its image must be stored
+   * on this node already (NOT_FOUND otherwise: pull it first; no pull here). ALREADY_EXISTS for a name the pod
+   * has; FAILED_PRECONDITION while the pod is being created or is stopped.
+   */
+  createContainer: {
+    path: "/aurae.pods.v0.PodService/CreateContainer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PodServiceCreateContainerRequest): Buffer =>
+      Buffer.from(PodServiceCreateContainerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PodServiceCreateContainerRequest =>
+      PodServiceCreateContainerRequest.decode(value),
+    responseSerialize: (value: PodServiceCreateContainerResponse): Buffer =>
+      Buffer.from(PodServiceCreateContainerResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PodServiceCreateContainerResponse =>
+      PodServiceCreateContainerResponse.decode(value),
+  },
+  /** Start a created container. FAILED_PRECONDITION unless it is "created" (never started). */
+  startContainer: {
+    path: "/aurae.pods.v0.PodService/StartContainer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PodServiceStartContainerRequest): Buffer =>
+      Buffer.from(PodServiceStartContainerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PodServiceStartContainerRequest =>
+      PodServiceStartContainerRequest.decode(value),
+    responseSerialize: (value: PodServiceStartContainerResponse): Buffer =>
+      Buffer.from(PodServiceStartContainerResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PodServiceStartContainerResponse =>
+      PodServiceStartContainerResponse.decode(value),
+  },
+  /**
+   * Stop a container: its stop signal, then SIGKILL after the grace period; it is not restarted. A created or
+   * stopped container is fine (idempotent).
+   */
+  stopContainer: {
+    path: "/aurae.pods.v0.PodService/StopContainer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PodServiceStopContainerRequest): Buffer =>
+      Buffer.from(PodServiceStopContainerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PodServiceStopContainerRequest => PodServiceStopContainerRequest.decode(value),
+    responseSerialize: (value: PodServiceStopContainerResponse): Buffer =>
+      Buffer.from(PodServiceStopContainerResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PodServiceStopContainerResponse =>
+      PodServiceStopContainerResponse.decode(value),
+  },
+  /**
+   * Remove a container: its process (with force), files and image hold. FAILED_PRECONDITION while it runs unless
+   * force; NOT_FOUND for an unknown pod or container.
+   */
+  removeContainer: {
+    path: "/aurae.pods.v0.PodService/RemoveContainer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PodServiceRemoveContainerRequest): Buffer =>
+      Buffer.from(PodServiceRemoveContainerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PodServiceRemoveContainerRequest =>
+      PodServiceRemoveContainerRequest.decode(value),
+    responseSerialize: (value: PodServiceRemoveContainerResponse): Buffer =>
+      Buffer.from(PodServiceRemoveContainerResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PodServiceRemoveContainerResponse =>
+      PodServiceRemoveContainerResponse.decode(value),
+  },
 } as const;
 
 export interface PodServiceServer extends UntypedServiceImplementation {
@@ -3115,6 +4221,30 @@ export interface PodServiceServer extends UntypedServiceImplementation {
    * own address. A command that is not found in the container exits with 127 (126: not executable).
    */
   exec: handleBidiStreamingCall<PodServiceExecRequest, PodServiceExecResponse>;
+  /**
+   * Piece by piece (what the Kubernetes CRI does, and what a parent node asks of the agent of its VM sandbox):
+   * a pod with no containers yet (its cell, namespaces, network), then each container created, started, stopped
+   * and removed on its own. CreateSandbox: ALREADY_EXISTS when the name is taken; `pod.containers` must be empty.
+   */
+  createSandbox: handleUnaryCall<PodServiceCreateSandboxRequest, PodServiceCreateSandboxResponse>;
+  /**
+   * Add a container in state "created" (root filesystem and bundle ready, not started). Its image must be stored
+   * on this node already (NOT_FOUND otherwise: pull it first; no pull here). ALREADY_EXISTS for a name the pod
+   * has; FAILED_PRECONDITION while the pod is being created or is stopped.
+   */
+  createContainer: handleUnaryCall<PodServiceCreateContainerRequest, PodServiceCreateContainerResponse>;
+  /** Start a created container. FAILED_PRECONDITION unless it is "created" (never started). */
+  startContainer: handleUnaryCall<PodServiceStartContainerRequest, PodServiceStartContainerResponse>;
+  /**
+   * Stop a container: its stop signal, then SIGKILL after the grace period; it is not restarted. A created or
+   * stopped container is fine (idempotent).
+   */
+  stopContainer: handleUnaryCall<PodServiceStopContainerRequest, PodServiceStopContainerResponse>;
+  /**
+   * Remove a container: its process (with force), files and image hold. FAILED_PRECONDITION while it runs unless
+   * force; NOT_FOUND for an unknown pod or container.
+   */
+  removeContainer: handleUnaryCall<PodServiceRemoveContainerRequest, PodServiceRemoveContainerResponse>;
 }
 
 export interface PodServiceClient extends Client {
@@ -3215,6 +4345,100 @@ export interface PodServiceClient extends Client {
     metadata: Metadata,
     options?: Partial<CallOptions>,
   ): ClientDuplexStream<PodServiceExecRequest, PodServiceExecResponse>;
+  /**
+   * Piece by piece (what the Kubernetes CRI does, and what a parent node asks of the agent of its VM sandbox):
+   * a pod with no containers yet (its cell, namespaces, network), then each container created, started, stopped
+   * and removed on its own. CreateSandbox: ALREADY_EXISTS when the name is taken; `pod.containers` must be empty.
+   */
+  createSandbox(
+    request: PodServiceCreateSandboxRequest,
+    callback: (error: ServiceError | null, response: PodServiceCreateSandboxResponse) => void,
+  ): ClientUnaryCall;
+  createSandbox(
+    request: PodServiceCreateSandboxRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PodServiceCreateSandboxResponse) => void,
+  ): ClientUnaryCall;
+  createSandbox(
+    request: PodServiceCreateSandboxRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PodServiceCreateSandboxResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Add a container in state "created" (root filesystem and bundle ready, not started). Its image must be stored
+   * on this node already (NOT_FOUND otherwise: pull it first; no pull here). ALREADY_EXISTS for a name the pod
+   * has; FAILED_PRECONDITION while the pod is being created or is stopped.
+   */
+  createContainer(
+    request: PodServiceCreateContainerRequest,
+    callback: (error: ServiceError | null, response: PodServiceCreateContainerResponse) => void,
+  ): ClientUnaryCall;
+  createContainer(
+    request: PodServiceCreateContainerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PodServiceCreateContainerResponse) => void,
+  ): ClientUnaryCall;
+  createContainer(
+    request: PodServiceCreateContainerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PodServiceCreateContainerResponse) => void,
+  ): ClientUnaryCall;
+  /** Start a created container. FAILED_PRECONDITION unless it is "created" (never started). */
+  startContainer(
+    request: PodServiceStartContainerRequest,
+    callback: (error: ServiceError | null, response: PodServiceStartContainerResponse) => void,
+  ): ClientUnaryCall;
+  startContainer(
+    request: PodServiceStartContainerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PodServiceStartContainerResponse) => void,
+  ): ClientUnaryCall;
+  startContainer(
+    request: PodServiceStartContainerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PodServiceStartContainerResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Stop a container: its stop signal, then SIGKILL after the grace period; it is not restarted. A created or
+   * stopped container is fine (idempotent).
+   */
+  stopContainer(
+    request: PodServiceStopContainerRequest,
+    callback: (error: ServiceError | null, response: PodServiceStopContainerResponse) => void,
+  ): ClientUnaryCall;
+  stopContainer(
+    request: PodServiceStopContainerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PodServiceStopContainerResponse) => void,
+  ): ClientUnaryCall;
+  stopContainer(
+    request: PodServiceStopContainerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PodServiceStopContainerResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Remove a container: its process (with force), files and image hold. FAILED_PRECONDITION while it runs unless
+   * force; NOT_FOUND for an unknown pod or container.
+   */
+  removeContainer(
+    request: PodServiceRemoveContainerRequest,
+    callback: (error: ServiceError | null, response: PodServiceRemoveContainerResponse) => void,
+  ): ClientUnaryCall;
+  removeContainer(
+    request: PodServiceRemoveContainerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PodServiceRemoveContainerResponse) => void,
+  ): ClientUnaryCall;
+  removeContainer(
+    request: PodServiceRemoveContainerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PodServiceRemoveContainerResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const PodServiceClient = makeGenericClientConstructor(
