@@ -11,7 +11,7 @@ import { $ } from 'zx';
 import { IDENTITY_FILE_NAME, identityDocumentText, parseIdentityDocument } from '../init/identity/document';
 import { AURAE_EXEC_SOURCE, buildAuraeExec, buildSyscallsAddon, SYSCALLS_SOURCE } from '../native/build';
 import { parseNodeConfig, type NodeConfig, type NodeConfigInput } from '../supervisor/config';
-import { need, runPhases, type Phase } from '../supervisor/phases';
+import { need, phaseSummary, runPhases, type Phase } from '../supervisor/phases';
 import { DEFAULT_API_SOCKET, IMAGE_CA_CERT, NODE_PKI_FILES, REPO_ROOT } from '../supervisor/config/node-paths';
 import { ensurePki, type EnsurePkiResult } from '../supervisor/pki';
 import { buildBetterSqlite3, checkLoads } from './addons';
@@ -226,7 +226,8 @@ export async function buildImage(opts: BuildOptions = {}): Promise<BuiltImage> {
     epoch: sourceDateEpoch(),
   };
   fs.mkdirSync(ctx.imageDir, { recursive: true });
-  await runPhases(BUILD_PHASES, ctx, { info: log, error: log });
+  // Each phase's line says its duration as it ends; the summary says where the whole build's time went.
+  log(phaseSummary('image build', await runPhases(BUILD_PHASES, ctx, { info: log, error: log })));
   const boot = need(ctx, 'boot');
   return {
     manifest: need(ctx, 'manifest'),

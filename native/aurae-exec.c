@@ -1,30 +1,41 @@
 // aurae-exec: start one executable of a cell. auraed spawns it with the executable's environment and its
 // stdout/stderr pipes; it prepares the process in a fixed order and then execs the program:
 //
-//   1. join the executable's leaf cgroup (write our pid to <DIR>/cgroup.procs) BEFORE anything else, so every
-//      process created afterwards (and every byte allocated) is accounted to and limited by the cell;
-//   2. unshare the requested namespaces (pid, mount, uts, ipc, net);
+//   1. put the program into the executable's leaf cgroup BEFORE it runs, so every process it creates (and every
+//      byte it allocates) is accounted to and limited by the cell. Where the kernel has it (5.7+; the image's 6.1
+//      does), clone3 with CLONE_INTO_CGROUP creates the process that becomes the program (or the pid namespace's
+//      init) directly inside <DIR>, already in its new namespaces; aurae-exec stays outside as its supervisor
+//      and says on --status-fd which pid that is. Otherwise aurae-exec writes its own pid to <DIR>/cgroup.procs
+//      and carries on itself. (That write migrates a running process, which waits for an RCU grace period on
+//      every call: tens of milliseconds on an emulated CPU. A process created in the cgroup is never migrated.)
+//   2. enter the requested namespaces (pid, mount, uts, ipc, net): with clone3 the child is created in them;
+//      otherwise aurae-exec unshares them;
 //   3. in a new UTS namespace set the hostname; in a new network namespace bring `lo` up; in a new mount
 //      namespace make every mount private, so nothing we mount leaks back to the host;
-//   4. with a new pid namespace: fork; the child is PID 1 of the namespace and acts as its init (mounts a
-//      private /proc when the mount namespace is new too, forks the program, reaps every process, forwards
-//      SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to the program, exits with its status). The outer process
-//      forwards the same signals to that init and ends exactly as the program did (same code, same signal);
+//   4. with a new pid namespace: the namespace's PID 1 acts as its init (mounts a private /proc when the mount
+//      namespace is new too, forks the program, reaps every process, forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT/
+//      SIGUSR1/SIGUSR2 to the program, exits with its status). The outer process (aurae-exec) forwards the same
+//      signals to that init and ends exactly as the program did (same code, same signal); after a clone3 it
+//      does the same for a program without a pid namespace;
 //   5. drop privileges (setgroups, setgid, setuid), chdir, execvp.
 //
 // Every system call is checked. On failure a line saying what failed and what to do goes to stderr (the
 // executable's log) and to the --status-fd pipe, which is close-on-exec: auraed reads EOF without data once the
-// program was executed, and a message otherwise. Exit codes follow the shell and env(1): 125 when aurae-exec
-// itself failed, 126 when the program was found but could not be executed, 127 when it was not found.
+// program was executed, and a message otherwise; before either, a line "pid N" when the program (or its
+// namespace's init) is a child of aurae-exec (the clone3 path): the process in the cell auraed should signal.
+// Exit codes follow the shell and env(1): 125 when aurae-exec itself failed, 126 when the program was found but
+// could not be executed, 127 when it was not found.
 //
 // Usage: aurae-exec --cgroup DIR|none [--pid] [--mount] [--uts HOSTNAME] [--ipc] [--net]
 //                   [--uid N] [--gid N] [--cwd DIR] [--status-fd N] -- PROGRAM [ARG...]
-// `--cgroup none` skips step 1 (host tests on cgroup v1 machines).
+// `--cgroup none` skips step 1 (host tests on cgroup v1 machines); a DIR that is not on cgroup2 (a test's plain
+// directory) is joined by the cgroup.procs write.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -38,6 +49,8 @@
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -46,6 +59,19 @@
 #define EXIT_SETUP 125
 #define EXIT_CANNOT_EXECUTE 126
 #define EXIT_NOT_FOUND 127
+
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+
+// The kernel's struct clone_args up to `cgroup` (CLONE_ARGS_SIZE_VER2, Linux 5.7); our own copy, so the build does
+// not depend on the build host's kernel headers (glibc has no clone3 wrapper).
+struct clone_args_v2 {
+  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
 
 struct options {
   const char *cgroup;  // NULL: not given (an error); "none": skip
@@ -153,7 +179,8 @@ static struct options parse_args(int argc, char **argv) {
   return o;
 }
 
-// Step 1. A plain write of our own pid: after it returns, this process and all its future children are in DIR.
+// Step 1 without clone3. A plain write of our own pid: after it returns, this process and all its future
+// children are in DIR.
 static void join_cgroup(const char *dir) {
   char path[PATH_MAX];
   if (snprintf(path, sizeof path, "%s/cgroup.procs", dir) >= (int)sizeof path) {
@@ -184,21 +211,33 @@ static void set_loopback_up(void) {
   close(s);
 }
 
-// Steps 2 and 3: namespaces the calling process itself enters at once (all but pid, which applies to children).
-static void enter_namespaces(const struct options *o) {
+// The requested namespaces as CLONE_NEW* flags (for unshare or clone3).
+static int namespace_flags(const struct options *o) {
   int flags = 0;
   if (o->pid) flags |= CLONE_NEWPID;
   if (o->mount) flags |= CLONE_NEWNS;
   if (o->hostname) flags |= CLONE_NEWUTS;
   if (o->ipc) flags |= CLONE_NEWIPC;
   if (o->net) flags |= CLONE_NEWNET;
-  if (flags == 0) return;
-  if (unshare(flags) != 0) die_errno(EXIT_SETUP, errno, "unshare", "are the namespaces built into the kernel (CONFIG_*_NS) and is aurae-exec run as root?");
+  return flags;
+}
+
+// Step 3, in a process that is in its new namespaces.
+static void configure_namespaces(const struct options *o) {
   if (o->mount && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
     die_errno(EXIT_SETUP, errno, "making / a private mount (MS_REC|MS_PRIVATE)", "needs CAP_SYS_ADMIN in the new mount namespace");
   if (o->hostname && sethostname(o->hostname, strlen(o->hostname)) != 0)
     die_errno(EXIT_SETUP, errno, "sethostname", "needs CAP_SYS_ADMIN in the new UTS namespace");
   if (o->net) set_loopback_up();
+}
+
+// Steps 2 and 3 without clone3: namespaces the calling process itself enters at once (all but pid, which
+// applies to its children).
+static void enter_namespaces(const struct options *o) {
+  int flags = namespace_flags(o);
+  if (flags == 0) return;
+  if (unshare(flags) != 0) die_errno(EXIT_SETUP, errno, "unshare", "are the namespaces built into the kernel (CONFIG_*_NS) and is aurae-exec run as root?");
+  configure_namespaces(o);
 }
 
 // Step 5, in the process that becomes the program.
@@ -293,6 +332,15 @@ static void __attribute__((noreturn)) end_like(int status) {
   _exit(exit_code_of(status));
 }
 
+// The outer process's end when the program ran under a namespace init: as the program, whose raw status the
+// init wrote to `report_fd` before exiting; without that report the init itself died (e.g. SIGKILL from
+// cgroup.kill), and we end as it did.
+static void __attribute__((noreturn)) end_like_reported(int report_fd, int init_status) {
+  int program_status = 0;
+  ssize_t n = read(report_fd, &program_status, sizeof program_status);
+  end_like(n == (ssize_t)sizeof program_status ? program_status : init_status);
+}
+
 // Step 4: we are the namespace's PID 1. Runs the program as our child and exits with its status; writes the raw
 // status to `report_fd` first so the outer process can reproduce a death by signal (PID 1 cannot die by one).
 static void __attribute__((noreturn)) run_as_namespace_init(const struct options *o, const sigset_t *set, int report_fd) {
@@ -315,15 +363,104 @@ static void __attribute__((noreturn)) run_as_namespace_init(const struct options
   _exit(exit_code_of(status));
 }
 
+// DIR opened for clone3, or -1 when it cannot be used for that: missing (join_cgroup then says why, on the same
+// path as before) or not on cgroup2 (a host test's plain directory).
+static int open_cgroup(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct statfs fs;
+  if (fstatfs(fd, &fs) != 0 || fs.f_type != CGROUP2_SUPER_MAGIC) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Steps 1 and 2 by clone3: a child created inside the cgroup (never migrated) and in the requested namespaces.
+// Returns its pid in the parent and 0 in the child; -1 when this kernel cannot do it (ENOSYS: no clone3, before
+// 5.3; E2BIG: no CLONE_INTO_CGROUP, before 5.7; EINVAL: flags it does not know), in which case nothing was
+// created and the caller takes the cgroup.procs path, which reports any real problem.
+static pid_t clone_into_cgroup(int cgroup_fd, int ns_flags) {
+  struct clone_args_v2 args;
+  memset(&args, 0, sizeof args);
+  args.flags = CLONE_INTO_CGROUP | (uint64_t)(unsigned)ns_flags;
+  args.exit_signal = SIGCHLD;
+  args.cgroup = (uint64_t)cgroup_fd;
+  long pid = syscall(SYS_clone3, &args, sizeof args);
+  if (pid >= 0) return (pid_t)pid;
+  if (errno == ENOSYS || errno == E2BIG || errno == EINVAL) return -1;
+  die_errno(EXIT_SETUP, errno, "clone3 into the executable's cgroup",
+            "is the cell's pids.max reached (EAGAIN), does the leaf delegate controllers (EBUSY), or is aurae-exec not run as root (EPERM/EACCES)?");
+}
+
+// Tell auraed which process is the executable's: the child in the cell (the program, or its namespace's init),
+// not aurae-exec outside it. One line on the status descriptor, which this process then closes (the child
+// keeps its copy until exec: EOF still means "executed").
+static void report_child(pid_t child) {
+  if (status_fd < 0) return;
+  char line[32];
+  int n = snprintf(line, sizeof line, "pid %d\n", (int)child);
+  int fd = status_fd;
+  status_fd = -1;  // a failure below is reported on stderr only
+  if (write(fd, line, (size_t)n) != n) report("writing the child's pid to --status-fd failed: %s: auraed will signal aurae-exec, which forwards", strerror(errno));
+  if (close(fd) != 0) report("closing --status-fd failed: %s", strerror(errno));
+}
+
+// Steps 1-5 on the clone3 path: the child becomes the program (or the pid namespace's init, which runs it);
+// this process forwards signals to it and ends exactly as the program did. Returns only when the kernel has no
+// CLONE_INTO_CGROUP, having changed nothing.
+static void run_cloned(const struct options *o, int cgroup_fd) {
+  // Blocked before the clone, so none is lost before supervise(); the child inherits the mask (an init keeps
+  // it, the program's process unblocks before exec).
+  sigset_t set = watched_signals();
+  if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) die_errno(EXIT_SETUP, errno, "sigprocmask(block)", "a bug in aurae-exec");
+  int report_pipe[2] = {-1, -1};
+  if (o->pid && pipe2(report_pipe, O_CLOEXEC) != 0) die_errno(EXIT_SETUP, errno, "pipe2", "too many open files?");
+  pid_t child = clone_into_cgroup(cgroup_fd, namespace_flags(o));
+  if (child < 0) {
+    if (o->pid) {
+      close(report_pipe[0]);
+      close(report_pipe[1]);
+    }
+    close(cgroup_fd);
+    unblock_all();
+    return;
+  }
+  if (child == 0) {
+    close(cgroup_fd);
+    configure_namespaces(o);
+    if (o->pid) {
+      close(report_pipe[0]);
+      run_as_namespace_init(o, &set, report_pipe[1]);
+    }
+    unblock_all();
+    become_program(o);
+  }
+  close(cgroup_fd);
+  if (o->pid) close(report_pipe[1]);
+  report_child(child);
+  int child_status = supervise(child, &set);
+  if (!o->pid) end_like(child_status);
+  end_like_reported(report_pipe[0], child_status);
+}
+
+static void take_status_fd(const struct options *o) {
+  if (o->status_fd < 0) return;
+  int flags = fcntl(o->status_fd, F_GETFD);
+  if (flags < 0 || fcntl(o->status_fd, F_SETFD, flags | FD_CLOEXEC) != 0)
+    die_errno(EXIT_SETUP, errno, "--status-fd", "pass an open file descriptor");
+  status_fd = o->status_fd;
+}
+
 int main(int argc, char **argv) {
   struct options o = parse_args(argc, argv);
-  if (o.status_fd >= 0) {
-    int flags = fcntl(o.status_fd, F_GETFD);
-    if (flags < 0 || fcntl(o.status_fd, F_SETFD, flags | FD_CLOEXEC) != 0)
-      die_errno(EXIT_SETUP, errno, "--status-fd", "pass an open file descriptor");
-    status_fd = o.status_fd;
+  take_status_fd(&o);
+  if (strcmp(o.cgroup, "none") != 0) {
+    int cgroup_fd = open_cgroup(o.cgroup);
+    if (cgroup_fd >= 0) run_cloned(&o, cgroup_fd);
+    // No CLONE_INTO_CGROUP (or not a cgroup2 directory): this process joins, then carries on itself.
+    join_cgroup(o.cgroup);
   }
-  if (strcmp(o.cgroup, "none") != 0) join_cgroup(o.cgroup);
   enter_namespaces(&o);
   if (!o.pid) become_program(&o);
 
@@ -344,9 +481,5 @@ int main(int argc, char **argv) {
     close(status_fd);
     status_fd = -1;
   }
-  int init_status = supervise(init, &set);
-  int program_status = 0;
-  ssize_t n = read(report_pipe[0], &program_status, sizeof program_status);
-  // A full report: the program's own status. None: the init itself died (e.g. SIGKILL from cgroup.kill).
-  end_like(n == (ssize_t)sizeof program_status ? program_status : init_status);
+  end_like_reported(report_pipe[0], supervise(init, &set));
 }

@@ -1,9 +1,10 @@
-// aurae-exec on the host, as root. The host has cgroup v1 only, so the cgroup step is tested against a temp dir
-// whose cgroup.procs is a plain file (the helper's write lands there), or skipped with `--cgroup none`; real
-// cgroups are tested in the booted image (qemu-tests/10-cells.test.ts). Namespaces, ids, cwd, exit codes,
+// aurae-exec on the host, as root. The cgroup.procs path is tested against a temp dir whose cgroup.procs is a
+// plain file (the helper's write lands there), or skipped with `--cgroup none`; the clone3 (CLONE_INTO_CGROUP)
+// path against a real cgroup2 directory where the host mounts one (a hybrid host's /sys/fs/cgroup/unified);
+// cells' cgroups are tested in the booted image (qemu-tests/10-cells.test.ts). Namespaces, ids, cwd, exit codes,
 // the status descriptor, signal forwarding and reaping are all real here.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -155,3 +156,85 @@ async function waitFor(check: () => boolean, timeoutMs = 10_000): Promise<void> 
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** Where the host mounts cgroup2 (null: none, e.g. a pure cgroup v1 host). */
+function cgroup2Mount(): string | null {
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const [before, after] = line.split(' - ');
+    if (after?.startsWith('cgroup2 ')) return before!.split(' ')[4]!;
+  }
+  return null;
+}
+
+const CGROUP2 = cgroup2Mount();
+
+/** Spawn the helper with a status pipe on fd 3; collect stdout, the status text (until EOF) and the exit. */
+function launch(flags: string[], argv: string[]) {
+  const child = spawn(helper, [...flags, '--status-fd', '3', '--', ...argv], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+  const seen = { out: '', err: '', status: '', statusEnded: false };
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (seen.out += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (seen.err += d));
+  const fd3 = child.stdio[3] as NodeJS.ReadableStream;
+  fd3.setEncoding('utf8');
+  fd3.on('data', (d: string) => (seen.status += d));
+  fd3.on('end', () => (seen.statusEnded = true));
+  const exited = new Promise<{ code: number | null; signal: string | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
+  return { child, seen, exited };
+}
+
+describe.skipIf(CGROUP2 === null)(`aurae-exec with a real cgroup2 leaf (clone3 CLONE_INTO_CGROUP; skipped: no cgroup2 mount on this host)`, () => {
+  let leaf: string;
+  beforeAll(() => {
+    leaf = path.join(CGROUP2!, `aurae-exec-test-${process.pid}`);
+    mkdirSync(leaf);
+  });
+  afterAll(() => rmdirSync(leaf));
+  const procs = () => readFileSync(path.join(leaf, 'cgroup.procs'), 'utf8').trim().split('\n').filter(Boolean).map(Number).sort((a, b) => a - b);
+
+  it('creates the program inside the leaf and names it on --status-fd; aurae-exec itself stays outside', async () => {
+    const r = launch(['--cgroup', leaf], ['/bin/sh', '-c', 'echo $$; cat /proc/self/cgroup; echo ready; exec sleep 30']);
+    await waitFor(() => r.seen.out.includes('ready') && r.seen.statusEnded);
+    const programPid = Number(r.seen.out.split('\n')[0]);
+    expect(r.seen.status).toBe(`pid ${programPid}\n`);
+    expect(programPid).not.toBe(r.child.pid);
+    expect(r.seen.out).toContain(`0::/${path.basename(leaf)}\n`);
+    expect(procs()).toEqual([programPid]);
+    // A signal to the named pid ends the program, and aurae-exec ends exactly as it did.
+    process.kill(programPid, 'SIGTERM');
+    expect(await r.exited).toEqual({ code: null, signal: 'SIGTERM' });
+    expect(r.seen.err).toBe('');
+    await waitFor(() => procs().length === 0);
+  });
+
+  it('with a pid namespace: names the namespace init (in the leaf, with the program), ends like the program', async () => {
+    const r = launch(['--cgroup', leaf, '--pid', '--mount'], ['/bin/sh', '-c', 'echo $$; echo ready; exec sleep 30']);
+    await waitFor(() => r.seen.out.includes('ready') && r.seen.statusEnded);
+    expect(r.seen.out.split('\n')[0]).toBe('2');
+    const init = Number(/^pid (\d+)\n$/.exec(r.seen.status)?.[1]);
+    expect(readFileSync(`/proc/${init}/status`, 'utf8')).toMatch(/^NSpid:\s+\d+\s+1$/m);
+    expect(procs()).toContain(init);
+    expect(procs()).toHaveLength(2); // init and the program
+    expect(procs()).not.toContain(r.child.pid);
+    // Signalled as auraed does: SIGTERM to the named pid; the init forwards it to the program.
+    process.kill(init, 'SIGTERM');
+    expect(await r.exited).toEqual({ code: null, signal: 'SIGTERM' });
+    await waitFor(() => procs().length === 0);
+  });
+
+  it('exit codes and setup failures are the same as on the cgroup.procs path; the status names the child and says the failure', async () => {
+    const ok = launch(['--cgroup', leaf], ['/bin/sh', '-c', 'exit 7']);
+    expect(await ok.exited).toEqual({ code: 7, signal: null });
+    const missing = launch(['--cgroup', leaf], ['/no/such/program']);
+    expect(await missing.exited).toEqual({ code: 127, signal: null });
+    await waitFor(() => missing.seen.statusEnded);
+    // Two writers (aurae-exec names the child, the child reports its failure): the lines come in either order.
+    expect(missing.seen.status).toMatch(/^pid \d+$/m);
+    expect(missing.seen.status).toMatch(/^executing \/no\/such\/program failed: No such file or directory \(ENOENT\)/m);
+    const cwd = launch(['--cgroup', leaf, '--pid', '--cwd', '/no/such/dir'], ['/bin/true']);
+    expect(await cwd.exited).toEqual({ code: 125, signal: null });
+    const killed = launch(['--cgroup', leaf, '--pid', '--mount', '--uts', 'cellhost', '--ipc', '--net'], ['/bin/sh', '-c', 'hostname; kill -KILL $$']);
+    expect(await killed.exited).toEqual({ code: null, signal: 'SIGKILL' });
+    expect(killed.seen.out).toBe('cellhost\n');
+    await waitFor(() => procs().length === 0);
+  });
+});

@@ -44,6 +44,14 @@ export interface Syscalls {
   setInterfaceUp(name: string): void;
   setInterfaceAddress(name: string, ipv4: string, prefixLen: number): void;
   addDefaultRoute(gatewayIpv4: string): void;
+  /**
+   * The descriptor carried (SCM_RIGHTS) by the next message on a connected Unix socket, close-on-exec: how crun's
+   * --console-socket hands over a pty master. Waits on the thread pool, at most timeoutMs (1..600000); rejects
+   * with code ETIMEDOUT, EBADMSG (no descriptor in the message), ECONNRESET (closed without one) or the errno.
+   */
+  recvFd(socketFd: number, timeoutMs: number): Promise<number>;
+  /** TIOCSWINSZ: a terminal's size in rows and columns (0..65535); the process on a pty's slave gets SIGWINCH. */
+  setWindowSize(fd: number, rows: number, cols: number): void;
 
   readonly MS_RDONLY: number;
   readonly MS_NOSUID: number;

@@ -2,7 +2,9 @@
 // (DESIGN.md §3): mount, umount2, reboot, sync, sethostname, waitpid on one pid,
 // PR_SET_CHILD_SUBREAPER, and the three ioctls that configure a static IPv4 address; and for unpacking image
 // layers into overlay snapshots: mknod (whiteouts, device nodes, FIFOs), lsetxattr/lgetxattr (opaque dirs,
-// file capabilities) and syncfs (a finished snapshot is on disk before it is renamed into place).
+// file capabilities) and syncfs (a finished snapshot is on disk before it is renamed into place); and for the CRI's
+// terminals: recvFd (the pty master crun sends over --console-socket, SCM_RIGHTS, received on the thread pool) and
+// setWindowSize (TIOCSWINSZ).
 //
 // Plain C against the stable N-API (no node-addon-api, no node-gyp): the napi_* symbols
 // resolve from the node binary when the addon is loaded, so the same source builds
@@ -21,10 +23,12 @@
 #include <limits.h>
 #include <net/if.h>
 #include <net/route.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -32,7 +36,9 @@
 #include <sys/reboot.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/sysmacros.h>
+#include <termios.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
 #include <sys/wait.h>
@@ -84,6 +90,12 @@ static const char *errno_name(int err) {
     case ERANGE: return "ERANGE";
     case E2BIG: return "E2BIG";
     case EDQUOT: return "EDQUOT";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    case EMSGSIZE: return "EMSGSIZE";
+    case ECONNRESET: return "ECONNRESET";
+    case EBADMSG: return "EBADMSG";
+    case ECANCELED: return "ECANCELED";
+    case ENOTSOCK: return "ENOTSOCK";
     default: return "EUNKNOWN";
   }
 }
@@ -580,6 +592,158 @@ static napi_value js_add_default_route(napi_env env, napi_callback_info info) {
 }
 
 // ---------------------------------------------------------------------------
+// Terminals (the CRI's tty exec and attach: crun --console-socket)
+
+// What one recvFd does on the libuv thread pool: wait (bounded) for one message on a connected Unix socket and
+// take the descriptor it carries (SCM_RIGHTS), close-on-exec. crun sends the pty master this way.
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  int socket_fd;
+  int timeout_ms;
+  int received_fd;
+  int err;
+  const char *failed;  // which call failed (for the message)
+} recv_fd_job;
+
+static void recv_fd_execute(napi_env env, void *data) {
+  (void)env;
+  recv_fd_job *job = data;
+  job->received_fd = -1;
+  struct pollfd pfd = {.fd = job->socket_fd, .events = POLLIN};
+  int ready;
+  do {
+    ready = poll(&pfd, 1, job->timeout_ms);
+  } while (ready < 0 && errno == EINTR);
+  if (ready < 0) {
+    job->err = errno;
+    job->failed = "poll";
+    return;
+  }
+  if (ready == 0) {
+    job->err = ETIMEDOUT;
+    job->failed = "poll";
+    return;
+  }
+  char byte[64];
+  struct iovec iov = {.iov_base = byte, .iov_len = sizeof byte};
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * 4)];
+    struct cmsghdr align;
+  } control;
+  memset(&control, 0, sizeof control);
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
+  ssize_t n;
+  do {
+    n = recvmsg(job->socket_fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    job->err = errno;
+    job->failed = "recvmsg";
+    return;
+  }
+  int fd = -1;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    int fds[4];
+    memcpy(fds, CMSG_DATA(c), count * sizeof(int) > sizeof fds ? sizeof fds : count * sizeof(int));
+    // Keep the first descriptor; a peer that sent more does not leak them into auraed.
+    for (size_t i = 0; i < count && i < 4; i++) {
+      if (fd < 0) fd = fds[i];
+      else close(fds[i]);
+    }
+  }
+  if (fd < 0) {
+    job->err = (msg.msg_flags & MSG_CTRUNC) ? EMSGSIZE : (n == 0 ? ECONNRESET : EBADMSG);
+    job->failed = "recvmsg";
+    return;
+  }
+  job->received_fd = fd;
+  job->err = 0;
+}
+
+static void recv_fd_complete(napi_env env, napi_status status, void *data) {
+  recv_fd_job *job = data;
+  napi_value result;
+  if (status == napi_ok && job->err == 0) {
+    if (napi_create_int32(env, job->received_fd, &result) == napi_ok) {
+      napi_resolve_deferred(env, job->deferred, result);
+    } else {
+      close(job->received_fd);
+    }
+  } else {
+    int err = job->err != 0 ? job->err : ECANCELED;
+    char message[512];
+    const char *why = err == ETIMEDOUT ? "no descriptor arrived in time: did the peer (crun --console-socket) start?"
+                      : err == EBADMSG  ? "the message carried no descriptor: is the peer crun --console-socket?"
+                      : err == ECONNRESET ? "the peer closed the connection without sending a descriptor"
+                                          : strerror(err);
+    snprintf(message, sizeof message, "%s(socket fd %d, %d ms): %s (%s)", job->failed ? job->failed : "recvFd", job->socket_fd,
+             job->timeout_ms, errno_name(err), why);
+    napi_value code, msg, error, errnum;
+    if (napi_create_string_utf8(env, errno_name(err), NAPI_AUTO_LENGTH, &code) == napi_ok &&
+        napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg) == napi_ok &&
+        napi_create_error(env, code, msg, &error) == napi_ok) {
+      if (napi_create_int32(env, -err, &errnum) == napi_ok) napi_set_named_property(env, error, "errno", errnum);
+      set_string_prop(env, error, "syscall", job->failed ? job->failed : "recvFd");
+      napi_reject_deferred(env, job->deferred, error);
+    }
+  }
+  napi_delete_async_work(env, job->work);
+  free(job);
+}
+
+// recvFd(socketFd, timeoutMs) -> Promise<fd>: the descriptor the next message on the connected Unix socket
+// carries (close-on-exec). Waits on the thread pool, at most timeoutMs (1..600000). The socket stays open.
+static napi_value js_recv_fd(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv, "recvFd")) return NULL;
+  int64_t fd, timeout;
+  if (!get_int64(env, argv[0], &fd, "recvFd", "socketFd")) return NULL;
+  if (!get_int64(env, argv[1], &timeout, "recvFd", "timeoutMs")) return NULL;
+  if (fd < 0 || fd > INT_MAX) return throw_arg(env, "recvFd", "socketFd must be a descriptor (0..2147483647)");
+  if (timeout < 1 || timeout > 600000) return throw_arg(env, "recvFd", "timeoutMs must be 1..600000");
+  recv_fd_job *job = calloc(1, sizeof *job);
+  if (job == NULL) return throw_errno(env, "recvFd", "allocating the job", ENOMEM);
+  job->socket_fd = (int)fd;
+  job->timeout_ms = (int)timeout;
+  job->received_fd = -1;
+  napi_value promise, name;
+  if (napi_create_promise(env, &job->deferred, &promise) != napi_ok ||
+      napi_create_string_utf8(env, "aurae.recvFd", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, recv_fd_execute, recv_fd_complete, job, &job->work) != napi_ok) {
+    free(job);
+    return NULL;
+  }
+  if (napi_queue_async_work(env, job->work) != napi_ok) {
+    napi_delete_async_work(env, job->work);
+    free(job);
+    return NULL;
+  }
+  return promise;
+}
+
+// setWindowSize(fd, rows, cols): TIOCSWINSZ on a terminal (a pty master: the process on the slave gets SIGWINCH).
+static napi_value js_set_window_size(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv, "setWindowSize")) return NULL;
+  int64_t fd, rows, cols;
+  if (!get_int64(env, argv[0], &fd, "setWindowSize", "fd")) return NULL;
+  if (!get_int64(env, argv[1], &rows, "setWindowSize", "rows")) return NULL;
+  if (!get_int64(env, argv[2], &cols, "setWindowSize", "cols")) return NULL;
+  if (fd < 0 || fd > INT_MAX) return throw_arg(env, "setWindowSize", "fd must be a descriptor (0..2147483647)");
+  if (rows < 0 || rows > 65535 || cols < 0 || cols > 65535) return throw_arg(env, "setWindowSize", "rows and cols must be 0..65535");
+  struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+  if (ioctl((int)fd, TIOCSWINSZ, &ws) != 0) {
+    char detail[96];
+    snprintf(detail, sizeof detail, "fd %d, TIOCSWINSZ %dx%d", (int)fd, (int)rows, (int)cols);
+    return throw_errno(env, "ioctl", detail, errno);
+  }
+  return undefined(env);
+}
+
+// ---------------------------------------------------------------------------
 // Module
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -602,6 +766,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"setInterfaceUp", js_set_interface_up},
       {"setInterfaceAddress", js_set_interface_address},
       {"addDefaultRoute", js_add_default_route},
+      {"recvFd", js_recv_fd},
+      {"setWindowSize", js_set_window_size},
   };
   static const struct {
     const char *name;

@@ -36,6 +36,36 @@ describe('01 boot', () => {
     }
   });
 
+  it("reports where the boot's time went: init's and auraed's phases on the kernel's clock (Discover's boot report)", async () => {
+    const client = node().client();
+    try {
+      const boot = (await client.discovery.discover()).boot!;
+      expect(boot).toMatchObject({ fromInit: true, auraedStarts: 1 });
+      const names = (phases: { name: string }[]) => phases.map((p) => p.name);
+      // Every phase of init's table, in order, the last one spawning auraed; then auraed's, up to serving.
+      expect(names(boot.initPhases).slice(0, 4)).toEqual(['mounts', 'storage', 'ctrl-alt-del', 'config']);
+      expect(names(boot.initPhases).at(-1)).toBe('auraed');
+      expect(names(boot.auraedPhases)).toEqual(expect.arrayContaining(['pki', 'database', 'server', 'serving']));
+      for (const p of [...boot.initPhases, ...boot.auraedPhases]) {
+        expect(['ok', 'skipped'], `${p.name}: ${p.outcome}`).toContain(p.outcome);
+        expect(p.durationMs).toBeGreaterThanOrEqual(0);
+      }
+      // One timeline: the kernel ran before init, init's phases one after another, then auraed, listening, serving.
+      const ran = (phases: typeof boot.initPhases) => phases.filter((p) => p.outcome === 'ok');
+      const timeline = [boot.kernelToInitMs, ...ran(boot.initPhases).map((p) => p.startMs), boot.auraedStartedMs, ...ran(boot.auraedPhases).map((p) => p.startMs)];
+      expect(timeline[0]).toBeGreaterThan(0);
+      for (let i = 1; i < timeline.length; i++) expect(timeline[i]! + 1, `timeline step ${i}`).toBeGreaterThanOrEqual(timeline[i - 1]!);
+      expect(boot.listeningMs).toBeGreaterThan(boot.auraedStartedMs);
+      expect(boot.servingMs).toBeGreaterThanOrEqual(boot.listeningMs);
+      expect(boot.firstServingMs).toBe(boot.servingMs);
+      // The clock is the guest kernel's: SERVING came before this call, at most the node's uptime.
+      const { uptimeSeconds } = await client.discovery.discover();
+      expect(boot.servingMs).toBeLessThanOrEqual(uptimeSeconds * 1000 + 1000);
+    } finally {
+      client.close();
+    }
+  });
+
   it('rejects a client with no certificate', async () => {
     const { ca } = readCreds(node().image.pkiDir);
     const code = await healthStatus(`127.0.0.1:${node().port}`, 'aurae', { ca });

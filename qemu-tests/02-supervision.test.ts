@@ -18,6 +18,13 @@ describe('02 supervision', () => {
     const client = node().client();
     try {
       expect((await client.health.check('')).status).toBe('SERVING');
+      // The boot report survives the restart: init sent its part again; the boot's first SERVING is the first auraed's.
+      const boot = (await client.discovery.discover()).boot!;
+      expect(boot).toMatchObject({ fromInit: true, auraedStarts: 2 });
+      expect(boot.initPhases.map((p) => p.name).at(-1)).toBe('auraed');
+      expect(boot.firstServingMs).toBeGreaterThan(0);
+      expect(boot.servingMs).toBeGreaterThan(boot.firstServingMs);
+      expect(boot.auraedStartedMs).toBeGreaterThan(boot.firstServingMs);
     } finally {
       client.close();
     }
@@ -26,11 +33,14 @@ describe('02 supervision', () => {
   it('reaps orphaned grandchildren: no zombie is left', async () => {
     const sh = await node().shell();
     // Each subshell forks a child and exits at once, so the children are re-parented to PID 1;
-    // they exit 0.2 s later and must then be reaped by init.
-    await sh.ok('for i in 1 2 3 4 5 6 7 8; do (sleep 0.2 &) ; done; sh -c "sleep 0.3 & exit 0"');
-    const zombies = () => sh.ok("for f in /proc/[0-9]*/stat; do awk '$3 == \"Z\" { print $1, $2, $4 }' $f 2>/dev/null; done");
+    // they exit a second later (long enough to be seen re-parented below, even on a fast machine) and must then be reaped by init.
+    await sh.ok('for i in 1 2 3 4 5 6 7 8; do (sleep 1 &) ; done; sh -c "sleep 1.5 & exit 0"');
+    // One awk over every stat line: a process that exits between the glob and the read only drops its line
+    // (a per-file loop would end with that awk's failure and fail the test for a race the test itself made).
+    const procStat = (awk: string) => sh.ok(`cat /proc/[0-9]*/stat 2>/dev/null | awk '${awk}'`);
+    const zombies = () => procStat('$3 == "Z" { print $1, $2, $4 }');
     // First make sure the orphans really were re-parented to init (the test can fail), then that they vanish.
-    const orphansSeen = await sh.ok("for f in /proc/[0-9]*/stat; do awk '$4 == 1 && $2 == \"(sleep)\" { print $1 }' $f 2>/dev/null; done");
+    const orphansSeen = await procStat('$4 == 1 && $2 == "(sleep)" { print $1 }');
     expect(orphansSeen.trim().split(/\s+/).filter(Boolean).length).toBeGreaterThan(0);
     await eventually(async () => (await zombies()).trim() === '', 20_000, 'no zombie processes');
     // init still tracks its own children: auraed is alive and the same as before.

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULTS } from '../supervisor/validation';
 import { QEMU_OVERHEAD_MIB } from '../supervisor/vms';
 import { aer } from './fixture/aer';
-import { useNode } from './fixture/node';
+import { useNode, NESTED_HOST_CPUS } from './fixture/node';
 
 // Deadlines for a loaded 2-core machine (TCG inside TCG), ordered so the product answers before the test gives
 // up: the parent's boot timeout (vms.bootTimeoutMs, 120 s) fires inside Spawn's deadline (the SDK's 180 s), and
@@ -17,7 +17,7 @@ const CALL_MS = 60_000;
 const STOP_MS = 120_000;
 
 describe('21 nested spawn', () => {
-  const node = useNode({ name: '21-nested-parent', bootVolume: true, memoryMiB: 2048, readyTimeoutMs: PARENT_BOOT_MS });
+  const node = useNode({ name: '21-nested-parent', bootVolume: true, cpus: NESTED_HOST_CPUS, memoryMiB: 2048, readyTimeoutMs: PARENT_BOOT_MS });
   /** What aer vm spawn printed: on a failed boot, the child's console tail (kept for the failure report). */
   let spawnOutput = '';
   afterEach(async (ctx) => {

@@ -93,6 +93,8 @@ describe('30 UEFI disk image', () => {
     const n = node!;
     const client = n.client();
     const acknowledged: string[] = [];
+    /** Cells whose Start was acknowledged (one commit per Start: the executable's row with its audit row). */
+    const started: string[] = [];
     let cut = false;
     // Writes in flight, one after another, until QEMU is killed (SIGKILL: no shutdown, no sync, no unmount).
     const writer = (async () => {
@@ -100,6 +102,8 @@ describe('30 UEFI disk image', () => {
         try {
           await client.cells.allocate({ name: `w${i}` });
           acknowledged.push(`w${i}`);
+          await client.cells.start(`w${i}`, { name: 'sleep', args: ['/bin/sleep', '3600'] });
+          started.push(`w${i}`);
         } catch {
           return;
         }
@@ -120,8 +124,12 @@ describe('30 UEFI disk image', () => {
     const after = node.client();
     try {
       expect(await storageHealth(after)).toBe('SERVING');
-      const names = new Set((await after.cells.list()).map((c) => c.name));
+      const cells = await after.cells.list();
+      const names = new Set(cells.map((c) => c.name));
       expect(acknowledged.filter((name) => !names.has(name))).toEqual([]);
+      // Every acknowledged Start is there after the cut (and, desired running, started again by reconcile).
+      const withExecutable = new Set(cells.filter((c) => c.executables.some((x) => x.name === 'sleep')).map((c) => c.name));
+      expect(started.filter((name) => !withExecutable.has(name))).toEqual([]);
       expect(names.has('kept')).toBe(true);
     } finally {
       after.close();

@@ -12,7 +12,7 @@ import { type AuraeClient, connect } from '../aer/sdk';
 import { buildTestImages, startTestRegistry, testImagesDir, type TestRegistry } from '../supervisor/images/test-registry';
 import { GUEST_REGISTRY, GUEST_REGISTRY_HOST, withGuestRegistry } from '../image/lib/guest-registry';
 import { aer } from './fixture/aer';
-import { bootNode, type BootedNode, eventually } from './fixture/node';
+import { bootNode, type BootedNode, eventually, NESTED_HOST_CPUS } from './fixture/node';
 
 const IMAGE = `${GUEST_REGISTRY_HOST}/busybox:latest`;
 // Deadlines for a loaded 2-core host (the child boots with KVM inside the TCG guest, else TCG in TCG; see 21).
@@ -43,7 +43,7 @@ describe('44 VM-sandboxed pod', () => {
     await registry.push(images.layout, images.tags.base, 'busybox:latest');
     node = await bootNode({
       name: '44-pod-vm',
-      bootVolume: true,
+      bootVolume: true, cpus: NESTED_HOST_CPUS,
       memoryMiB: 2048,
       readyTimeoutMs: PARENT_BOOT_MS,
       guestForwards: [{ guestAddress: GUEST_REGISTRY.address, guestPort: GUEST_REGISTRY.port, hostPort: registry.port }],

@@ -27,7 +27,7 @@ import { buildTestImages, startTestRegistry, testImagesDir, type TestRegistry } 
 import { freeLoopbackPort } from '../supervisor/vms';
 import { GUEST_REGISTRY, GUEST_REGISTRY_HOST, withGuestRegistry } from '../image/lib/guest-registry';
 import { startGuestRelay } from '../image/lib/guest-relay';
-import { type BootedNode, bootNode, eventually } from './fixture/node';
+import { type BootedNode, bootNode, eventually, NESTED_HOST_CPUS } from './fixture/node';
 
 const IMAGE = `${GUEST_REGISTRY_HOST}/busybox:latest`;
 /** Guest ports of the relays the test starts: the CRI socket, then the streaming server. */
@@ -110,7 +110,7 @@ describe('45 cri', () => {
       ],
       nodeConfig: withGuestRegistry,
       // The "vm" runtime handler spawns a child microVM from the node's own boot artifacts.
-      bootVolume: true,
+      bootVolume: true, cpus: NESTED_HOST_CPUS,
       memoryMiB: 2048,
     });
     await startRelay(CRI_RELAY_PORT, '/run/aurae/cri.sock');
@@ -529,5 +529,66 @@ describe('45 cri', () => {
     expect((await call(rt(), rt().listPodSandbox, {})).items).toEqual([]);
     expect((await call(rt(), rt().listContainers, {})).containers).toEqual([]);
     expect((await client().pods.list()).filter((p) => p.name.startsWith('k8s-'))).toEqual([]);
+  });
+  // Terminals and Attach (helper T): Exec with tty=true runs `crun exec --console-socket` (the pty's master comes to
+  // auraed through the native addon); containers created with tty/stdin are attachable. Its own sandbox, removed
+  // at the end (the cleanup above already ran).
+  describe('streaming: terminals and attach', () => {
+    let sandbox = '';
+    let shell = '';
+    beforeAll(async () => {
+      // Pulled again (a no-op when the image group ran): this group also runs alone (-t "terminals and attach").
+      await call(img(), img().pullImage, { image: { image: IMAGE, annotations: {}, userSpecifiedImage: '', runtimeHandler: '' } }, 120_000);
+      sandbox = await runSandbox('terminals');
+      shell = await createContainer(sandbox, 'sleeper', { command: ['/bin/sleep', '600'] });
+      await call(rt(), rt().startContainer, { containerId: shell });
+      await untilState(shell, ContainerState.CONTAINER_RUNNING);
+    }, 300_000);
+    afterAll(async () => {
+      if (!sandbox || !node) return;
+      await call(rt(), rt().stopPodSandbox, { podSandboxId: sandbox }, 60_000).catch(() => undefined);
+      await call(rt(), rt().removePodSandbox, { podSandboxId: sandbox }, 60_000).catch(() => undefined);
+    });
+
+    it('exec -t over SPDY and WebSocket: the process is on /dev/pts/N, a resize is its size, its exit code comes back', async () => {
+      const spdy = await call(rt(), rt().exec, { containerId: shell, cmd: ['/bin/sh'], tty: true, stdin: true, stdout: true, stderr: false });
+      const viaSpdy = await spdyExec(await hostUrl(spdy.url), { tty: true, resize: [{ width: 100, height: 40 }], stdin: 'tty; stty size; exit 3\n' });
+      expect(viaSpdy.stdout.toString()).toMatch(/\/dev\/pts\/\d+\r\n/);
+      expect(viaSpdy.stdout.toString()).toContain('40 100\r\n');
+      expect([viaSpdy.stderr.length, viaSpdy.exitCode]).toEqual([0, 3]);
+      const ws = await call(rt(), rt().exec, { containerId: shell, cmd: ['/bin/sh'], tty: true, stdin: true, stdout: true, stderr: false });
+      const viaWs = await wsExec(await hostUrl(ws.url), { tty: true, resize: [{ width: 132, height: 50 }], stdin: 'stty size; echo to-stderr >&2; exit 0\n' });
+      // One output: a terminal's stderr is part of it.
+      expect(viaWs.stdout.toString()).toContain('50 132\r\n');
+      expect(viaWs.stdout.toString()).toContain('to-stderr\r\n');
+      expect(viaWs.exitCode).toBe(0);
+    });
+
+    it('attach to a tty container: its terminal, its stdin and resize; its output is also its log; it ends with the container', async () => {
+      const id = await createContainer(sandbox, 'tty', { command: ['/bin/sh'], tty: true, stdin: true });
+      await call(rt(), rt().startContainer, { containerId: id });
+      await untilState(id, ContainerState.CONTAINER_RUNNING);
+      const res = await call(rt(), rt().attach, { containerId: id, tty: true, stdin: true, stdout: true, stderr: false });
+      const out = await spdyExec(await hostUrl(res.url), { tty: true, resize: [{ width: 90, height: 30 }], stdin: 'stty size; echo attached-$((6*7)); exit 4\n' });
+      expect(out.stdout.toString()).toContain('30 90\r\n');
+      expect(out.stdout.toString()).toContain('attached-42\r\n');
+      expect(await untilState(id, ContainerState.CONTAINER_EXITED)).toMatchObject({ exitCode: 4 });
+      const s = await containerStatus(id);
+      // CRI log format: "<time> stdout F attached-42" (a terminal's output is stdout, its CR dropped).
+      expect(await sh(`cat ${s.logPath}`)).toMatch(/ stdout F attached-42$/m);
+    });
+
+    it('attach to a stdin container (stdin_once): what the client sends reaches cat, its end ends cat, the echo comes back', async () => {
+      const id = await createContainer(sandbox, 'cat', { command: ['/bin/cat'], stdin: true, stdinOnce: true });
+      await call(rt(), rt().startContainer, { containerId: id });
+      await untilState(id, ContainerState.CONTAINER_RUNNING);
+      const res = await call(rt(), rt().attach, { containerId: id, tty: false, stdin: true, stdout: true, stderr: true });
+      const out = await wsExec(await hostUrl(res.url), { stdin: 'through attach\n' });
+      expect(out.stdout.toString()).toBe('through attach\n');
+      expect(await untilState(id, ContainerState.CONTAINER_EXITED)).toMatchObject({ exitCode: 0 });
+      // Attach with stdin to a container created without it is refused.
+      const noStdin = await refusal(call(rt(), rt().attach, { containerId: shell, tty: false, stdin: true, stdout: true, stderr: true }));
+      expect(noStdin.code).toBe(status.FAILED_PRECONDITION);
+    });
   });
 });

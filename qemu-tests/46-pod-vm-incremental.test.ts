@@ -25,7 +25,7 @@ import {
   type PodStatus,
 } from '../supervisor/gen/aurae/pods/v0/pods';
 import { buildTestImages, startTestRegistry, testImagesDir, type TestRegistry } from '../supervisor/images/test-registry';
-import { bootNode, type BootedNode, createStateDisk, eventually } from './fixture/node';
+import { bootNode, type BootedNode, createStateDisk, eventually, NESTED_HOST_CPUS } from './fixture/node';
 
 const IMAGE = `${GUEST_REGISTRY_HOST}/busybox:latest`;
 /**
@@ -93,7 +93,7 @@ describe('46 VM sandbox piece by piece', () => {
     node = await bootNode({
       name: '46-pod-vm-incremental',
       disks: [createStateDisk(dir, 512)],
-      bootVolume: true,
+      bootVolume: true, cpus: NESTED_HOST_CPUS,
       memoryMiB: 2048,
       readyTimeoutMs: PARENT_BOOT_MS,
       guestForwards: [{ guestAddress: GUEST_REGISTRY.address, guestPort: GUEST_REGISTRY.port, hostPort: registry.port }],

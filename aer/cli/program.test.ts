@@ -71,6 +71,16 @@ describe('aer', () => {
     expect(JSON.parse((await run(['version', '-o', 'json'])).out[0]!)).toEqual({ aer: AER_VERSION, auraed: info });
   });
 
+  it("version: the node's boot report, whole in json and as a table in text", async () => {
+    const boot = { fromInit: true, kernelToInitMs: 1200, initPhases: [{ name: 'mounts', outcome: 'ok', startMs: 1500, durationMs: 30 }], auraedStartedMs: 1760, auraedPhases: [], listeningMs: 4490, servingMs: 4500, firstServingMs: 4500, auraedStarts: 1 };
+    const { client } = fakeClient();
+    (client.discovery as { discover: () => Promise<unknown> }).discover = async () => ({ ...info, boot });
+    expect(JSON.parse((await run(['version', '-o', 'json'], client)).out[0]!)).toEqual({ aer: AER_VERSION, auraed: { ...info, boot } });
+    const text = (await run(['version'], client)).out[0]!;
+    expect(text).toContain('kernel → /init     1.20     1.20');
+    expect(text).toContain('first SERVING      4.50');
+  });
+
   it('shutdown and reboot pass the reason and report the node', async () => {
     const { client, calls } = fakeClient();
     expect(await run(['shutdown', '--reason', 'disk swap'], client)).toMatchObject({ code: 0, out: ['node-1: powering off'] });

@@ -50,8 +50,9 @@ export function routeToNode(path: string): Interceptor {
 
 export type HealthStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
 
-/** What Discover reports about the node. */
+/** What Discover reports about the node (with `boot`: where the node's boot time went). */
 export type NodeInfo = DiscoverResponse;
+export type { BootPhase, BootReport } from '../../supervisor/gen/aurae/discovery/v0/discovery';
 
 export interface PowerOptions {
   /** Why (shown in the node's logs and console); at most 256 printable characters. */

@@ -2,7 +2,7 @@
 //   const aurae = await connect();            // ~/.config/aurae/client.json, or AURAE_CONFIG
 //   const info = await aurae.discovery.discover();
 //   aurae.close();
-export { type AuraeClient, type ConnectOptions, type HealthStatus, type NodeInfo, type PowerOptions, connect, NODE_METADATA, routeToNode } from './connect';
+export { type AuraeClient, type BootPhase, type BootReport, type ConnectOptions, type HealthStatus, type NodeInfo, type PowerOptions, connect, NODE_METADATA, routeToNode } from './connect';
 export { type ImageInfo, type ImageLayerInfo, type ImagesApi, type LayerPullState, type PullOptions, type PullProgress, type RegistryAuth } from './images';
 export {
   type ContainerInfo,

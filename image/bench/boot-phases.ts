@@ -1,7 +1,9 @@
-// Where boot time goes, read from a boot's console: init's and auraed's phase lines (supervisor/phases logs each
-// phase once with its duration) and their console stamps. init stamps lines with the kernel's uptime once /proc is
-// mounted (its 'mounts' phase) and with Node's own uptime before that (init/log bootClock), so its first line says
-// how long Node took to start and load init, and the first phase line says when the kernel had reached that point.
+// Where boot time goes, as the node reports it (Discover's boot report: every phase of init and auraed with its
+// start on the kernel's clock, the kernel's time to /init, first SERVING), cross-checked with the boot's console:
+// init's and auraed's phase lines (supervisor/phases logs each phase once with its duration) and their console
+// stamps. init stamps lines with the kernel's uptime once /proc is mounted (its 'mounts' phase) and with Node's own
+// uptime before that (init/log bootClock), so its first line says how long Node took to start and load init.
+import type { BootReport } from '../../aer/sdk';
 import { findPhaseLine } from '../../supervisor/phases';
 
 export interface PhaseTiming {
@@ -14,13 +16,19 @@ export interface PhaseTiming {
 }
 
 export interface BootTimeline {
-  /** init's first line: seconds from Node's start to init running (its own uptime; /proc is not mounted yet). */
+  /** Where it was read: the node's boot report (the API) or the console. */
+  source: 'report' | 'console';
+  /** Seconds from the kernel's start to init (Node as /init) starting: the report only. */
+  kernelToInitS: number | null;
+  /** init's first line: seconds from Node's start to init running (its own uptime; /proc is not mounted yet). Console only. */
   initFirstLineS: number | null;
   /** Seconds from the kernel's start to the start of init's first phase. */
   firstPhaseS: number | null;
   /** Seconds from the end of init's 'auraed' phase (spawned) to the start of auraed's first phase (Node start, bundle load). */
   auraedLoadS: number | null;
-  /** The boot's phases that ran, in console order: the first run of each (skipped and shutdown phases left out). */
+  /** Seconds from the kernel's start to the boot's first SERVING: the report only. */
+  servingS: number | null;
+  /** The boot's phases that ran, in order: the first run of each (skipped and shutdown phases left out). */
   phases: PhaseTiming[];
 }
 
@@ -49,11 +57,57 @@ export function bootTimeline(console: string): BootTimeline {
   const spawned = phases.find((p) => p.program === 'init' && p.phase === 'auraed');
   const firstAuraed = startS(phases.find((p) => p.program === 'auraed'));
   return {
+    source: 'console',
+    kernelToInitS: null,
     initFirstLineS,
     firstPhaseS: startS(firstInit),
     auraedLoadS: spawned && firstAuraed !== null ? firstAuraed - spawned.endS : null,
+    servingS: null,
     phases,
   };
+}
+
+/**
+ * The boot timeline from the node's own report (Discover's `boot`; `aer version -o json` prints it). A restarted
+ * auraed reports its own phases: its times are then later than the boot's first SERVING, which is what counts.
+ */
+export function timelineFromReport(report: BootReport): BootTimeline {
+  const s = (ms: number) => (ms > 0 ? ms / 1000 : null);
+  const phases: PhaseTiming[] = [];
+  for (const [program, list] of [['init', report.initPhases], ['auraed', report.auraedPhases]] as const) {
+    for (const p of list) if (p.outcome !== 'skipped') phases.push({ program, phase: p.name, ms: p.durationMs, endS: (p.startMs + p.durationMs) / 1000 });
+  }
+  const firstInit = report.initPhases.find((p) => p.outcome !== 'skipped');
+  const spawned = report.initPhases.find((p) => p.name === 'auraed' && p.outcome === 'ok');
+  const firstAuraed = report.auraedPhases.find((p) => p.outcome !== 'skipped');
+  return {
+    source: 'report',
+    kernelToInitS: report.fromInit ? s(report.kernelToInitMs) : null,
+    initFirstLineS: null,
+    firstPhaseS: firstInit ? firstInit.startMs / 1000 : null,
+    // Restarted auraed: its start is not the boot's.
+    auraedLoadS: spawned && firstAuraed && report.auraedStarts <= 1 ? (firstAuraed.startMs - (spawned.startMs + spawned.durationMs)) / 1000 : null,
+    servingS: s(report.firstServingMs),
+    phases,
+  };
+}
+
+/**
+ * Where the report and the console disagree (empty when they agree): a phase in one and not the other, or a
+ * duration that differs (both are the same measurement, so only by rounding). Pass the same boot's two timelines.
+ */
+export function crossCheck(report: BootTimeline, console: BootTimeline): string[] {
+  const problems: string[] = [];
+  const key = (p: PhaseTiming) => `${p.program}: ${p.phase}`;
+  const fromConsole = new Map(console.phases.map((p) => [key(p), p]));
+  for (const p of report.phases) {
+    const c = fromConsole.get(key(p));
+    if (!c) problems.push(`${key(p)}: in the report, not on the console`);
+    else if (Math.abs(c.ms - p.ms) > 1) problems.push(`${key(p)}: ${p.ms} ms in the report, ${c.ms} ms on the console`);
+    fromConsole.delete(key(p));
+  }
+  for (const k of fromConsole.keys()) problems.push(`${k}: on the console, not in the report`);
+  return problems;
 }
 
 /**
@@ -69,10 +123,12 @@ export function phaseRows(variants: { timelines: BootTimeline[] }[]): string[] {
   const row = (label: string, pick: (t: BootTimeline) => number | null | undefined, digits: number) =>
     `| ${label} | ${variants.map((v) => mean(v.timelines.flatMap((t) => pick(t) ?? []), digits)).join(' | ')} |`;
   return [
+    row('kernel start → init (Node) started (s)', (t) => t.kernelToInitS, 2),
     row("kernel start → init's first phase (s)", (t) => t.firstPhaseS, 2),
     row("of which Node start → init's first line (s)", (t) => t.initFirstLineS, 2),
     ...keys.map(({ program, phase }) => row(`${program}: ${phase} (ms)`, (t) => t.phases.find((p) => p.program === program && p.phase === phase)?.ms, 0)),
     row("auraed spawned → its first phase: Node start, loading the bundle (s)", (t) => t.auraedLoadS, 2),
+    row('kernel start → first SERVING (s)', (t) => t.servingS, 2),
   ];
 }
 
@@ -81,6 +137,21 @@ export function timelineSummary(t: BootTimeline): string {
   const byProgram = new Map<string, string[]>();
   for (const p of t.phases) byProgram.set(p.program, [...(byProgram.get(p.program) ?? []), `${p.phase} ${p.ms}`]);
   const s = (x: number | null) => (x === null ? '?' : x.toFixed(2));
-  const head = `first phase at ${s(t.firstPhaseS)} s (Node start ${s(t.initFirstLineS)} s), auraed load ${s(t.auraedLoadS)} s`;
+  const head =
+    t.source === 'report'
+      ? `init at ${s(t.kernelToInitS)} s, first phase at ${s(t.firstPhaseS)} s, auraed load ${s(t.auraedLoadS)} s, SERVING at ${s(t.servingS)} s`
+      : `first phase at ${s(t.firstPhaseS)} s (Node start ${s(t.initFirstLineS)} s), auraed load ${s(t.auraedLoadS)} s`;
   return [head, ...[...byProgram].map(([program, list]) => `${program}: ${list.join(', ')} (ms)`)].join('; ');
+}
+
+/**
+ * A boot's timeline as the bench keeps it: the node's report when it gave one (Discover's `boot`), else its
+ * console (an auraed without the report); with what the two disagree on (crossCheck), for the bench to print.
+ */
+export function benchTimeline(report: BootReport | undefined, console: string): { timeline: BootTimeline; disagreements: string[] } {
+  const fromConsole = bootTimeline(console);
+  if (!report) return { timeline: fromConsole, disagreements: [] };
+  const fromReport = timelineFromReport(report);
+  // Node start → init's first line is only on the console (the report starts at Node's start).
+  return { timeline: { ...fromReport, initFirstLineS: fromConsole.initFirstLineS }, disagreements: crossCheck(fromReport, fromConsole) };
 }

@@ -9,6 +9,8 @@ export interface ExecBenchResult {
   startMedianMs: number;
   rpcMedianMs: number;
   rawSpawnMedianMs: number;
+  /** Every Start, in order (ms): the spread behind the median. */
+  startSamplesMs: number[];
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -32,7 +34,7 @@ export async function benchExecStart(client: AuraeClient, shell: DebugShell, log
   // The baseline: the same program spawned by Node in the guest, timed to its 'spawn' event (program executed).
   const script = `const {spawn}=require('child_process');const out=[];let i=0;const next=()=>{if(i++>=${runs}){console.log(JSON.stringify(out));return;}const t=performance.now();const c=spawn('/bin/true');c.once('spawn',()=>{out.push(performance.now()-t);c.once('exit',next);});};next();`;
   const raw = JSON.parse((await shell.ok(`/usr/bin/node -e "${script.replace(/"/g, '\\"')}"`, 60_000)).trim().split('\n').pop()!) as number[];
-  const result = { runs, startMedianMs: median(start), rpcMedianMs: median(rpc), rawSpawnMedianMs: median(raw) };
+  const result = { runs, startMedianMs: median(start), rpcMedianMs: median(rpc), rawSpawnMedianMs: median(raw), startSamplesMs: start };
   log(`exec: Start ${result.startMedianMs.toFixed(1)} ms, Health RPC ${result.rpcMedianMs.toFixed(1)} ms, raw spawn ${result.rawSpawnMedianMs.toFixed(1)} ms (medians of ${runs})`);
   return result;
 }

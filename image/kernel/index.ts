@@ -7,16 +7,18 @@
 //                           rebuilds incrementally (seconds to a minute instead of ~4 min)
 //   <key>/{vmlinuz,config}  finished outputs; present = done
 //   .lock/                  one build at a time per cache (other callers wait)
+//   make-files.json         files the last build per source compiled: the total in "N of M files" (make-progress.ts)
 
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { availableParallelism, homedir } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { $, type Shell } from 'zx';
+import { cacheRoot as buildCacheRoot } from '../lib/cache';
 import { mergeKconfig, verifyKernelConfig } from './config-text';
-import { lineSplitter, makeProgress } from './make-progress';
+import { type ExpectedFiles, expectedFiles, lineSplitter, makeProgress } from './make-progress';
 import { missingPrerequisites, prerequisitesMessage } from './prerequisites';
 
 export { mergeKconfig, parseKconfig, verifyKernelConfig } from './config-text';
@@ -33,7 +35,7 @@ export const DEFAULT_SOURCE_DATE_EPOCH = 1767225600;
 
 export type BuildKernelOptions = {
   log: (line: string) => void;
-  /** Default ~/.cache/aurae. */
+  /** Default: the build cache (~/.cache/aurae, or AURAE_CACHE_DIR). */
   cacheDir?: string;
   /** Parallel make jobs; default: the number of CPUs. */
   jobs?: number;
@@ -94,7 +96,7 @@ export function kernelCacheKey(inputs: {
 
 export async function buildKernel(opts: BuildKernelOptions): Promise<KernelBuild> {
   const { log } = opts;
-  const cacheRoot = join(opts.cacheDir ?? join(homedir(), '.cache', 'aurae'), 'kernel');
+  const cacheRoot = join(opts.cacheDir ?? buildCacheRoot(), 'kernel');
   const sourceVersion = await debianSourceVersion();
   const fragment = await readFile(FRAGMENT_PATH, 'utf8');
   const compiler = await compilerVersion();
@@ -146,8 +148,17 @@ export async function buildKernel(opts: BuildKernelOptions): Promise<KernelBuild
     }
 
     const jobs = opts.jobs ?? availableParallelism();
-    log(`kernel: building bzImage with make -j${jobs} (a full build takes ~4 min on 2 cores)`);
-    const progress = await runMake(make, [`-j${jobs}`, 'bzImage'], buildDir, log, 'make bzImage');
+    const filesRecord = join(cacheRoot, MAKE_FILES_RECORD);
+    const recorded = await readMakeFiles(filesRecord, sourceVersion);
+    // A kernel already in the build directory: kbuild compiles only what the config change touched.
+    const incremental = existsSync(join(buildDir, 'vmlinux'));
+    const expected = expectedFiles(recorded, incremental);
+    log(`kernel: building bzImage with make -j${jobs}: ${describeExpected(expected)} (a full build takes ~4 min on 2 free cores)`);
+    const progress = await runMake(make, [`-j${jobs}`, 'bzImage'], buildDir, log, 'make bzImage', expected);
+    // The next build's total: a full build's own count, or after an incremental one what a full build of this
+    // config would compile (the objects now in the build directory), unless a full count is already known.
+    if (!incremental) await writeMakeFiles(filesRecord, sourceVersion, progress.compiled());
+    else if (recorded === null) await writeMakeFiles(filesRecord, sourceVersion, await countObjects(buildDir));
 
     const tmpOut = `${outDir}.tmp-${process.pid}`;
     await rm(tmpOut, { recursive: true, force: true });
@@ -231,8 +242,8 @@ async function ensureSource(cacheRoot: string, version: string, log: (line: stri
 
 type Make = Shell;
 
-async function runMake(make: Make, args: string[], buildDir: string, log: (line: string) => void, what: string) {
-  const progress = makeProgress({ log });
+async function runMake(make: Make, args: string[], buildDir: string, log: (line: string) => void, what: string, expected?: ExpectedFiles) {
+  const progress = makeProgress({ log, expected });
   const out = makeSplitter(progress);
   const err = makeSplitter(progress);
   const p = make`make ${`O=${buildDir}`} ${args}`;
@@ -251,6 +262,49 @@ async function runMake(make: Make, args: string[], buildDir: string, log: (line:
     );
   }
   return progress;
+}
+
+/** Under the kernel cache: { "<Debian source version>": { "files": N } }, the files the last build compiled. */
+const MAKE_FILES_RECORD = 'make-files.json';
+
+function describeExpected(expected: ExpectedFiles): string {
+  if (expected.basis === 'recorded') return `${expected.files} files to compile, as the last full build`;
+  if (expected.basis === 'estimate') return `about ${expected.files} files to compile (first build: an estimate)`;
+  return `an incremental build, at most about ${expected.files} files`;
+}
+
+async function readMakeFiles(file: string, sourceVersion: string): Promise<number | null> {
+  try {
+    const files = (JSON.parse(await readFile(file, 'utf8')) as Record<string, { files?: unknown }>)[sourceVersion]?.files;
+    return typeof files === 'number' && Number.isInteger(files) && files > 0 ? files : null;
+  } catch {
+    return null; // none yet, or unreadable: the next build writes it again
+  }
+}
+
+/** Best effort: a lost record only means the next build shows an estimate. */
+async function writeMakeFiles(file: string, sourceVersion: string, files: number): Promise<void> {
+  if (files <= 0) return;
+  let record: Record<string, unknown> = {};
+  try {
+    record = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  } catch {
+    record = {};
+  }
+  record[sourceVersion] = { files };
+  const tmp = `${file}.tmp-${process.pid}`;
+  try {
+    await writeFile(tmp, `${JSON.stringify(record, null, 2)}\n`);
+    await rename(tmp, file);
+  } catch {
+    await rm(tmp, { force: true });
+  }
+}
+
+/** Kernel objects in a build directory (host tools under scripts/ and tools/ are not counted: make prints them as HOSTCC). */
+async function countObjects(buildDir: string): Promise<number> {
+  const entries = await readdir(buildDir, { recursive: true });
+  return entries.filter((e) => e.endsWith('.o') && !e.startsWith('scripts/') && !e.startsWith('tools/')).length;
 }
 
 function makeSplitter(progress: ReturnType<typeof makeProgress>) {

@@ -24,7 +24,10 @@ const GUEST_RELAY_FILE = '/tmp/cri-relay.cjs';
  * (QEMU accepts the host's connection either way, then resets it when nothing listens in the guest); its pid.
  */
 export async function startGuestRelay(shell: Pick<DebugShell, 'ok'>, port: number, target: string, timeoutMs = 30_000): Promise<string> {
-  await shell.ok(`test -f ${GUEST_RELAY_FILE} || cat > ${GUEST_RELAY_FILE} <<'EOF'\n${GUEST_RELAY_JS}\nEOF`);
+  // One line (base64), not a heredoc: the debug shell reads commands line by line, and a heredoc split across
+  // its reads was once run as separate commands.
+  const program = Buffer.from(GUEST_RELAY_JS).toString('base64');
+  await shell.ok(`test -f ${GUEST_RELAY_FILE} || { echo '${program}' | base64 -d > ${GUEST_RELAY_FILE}.tmp && mv ${GUEST_RELAY_FILE}.tmp ${GUEST_RELAY_FILE}; }`);
   const pid = (await shell.ok(`/usr/bin/node ${GUEST_RELAY_FILE} ${port} ${target} >/dev/null 2>&1 & echo $!`)).trim();
   const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
   const deadline = Date.now() + timeoutMs;

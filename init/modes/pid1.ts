@@ -3,7 +3,7 @@
 // installed first, so anything that goes wrong later shuts down cleanly.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadSyscalls, type Syscalls } from '../../native';
-import { need, PhaseError, runPhases, type Phase } from '../../supervisor/phases';
+import { need, PhaseError, processStartMs, runPhases, type Phase, type PhaseResult } from '../../supervisor/phases';
 import { delegateRootControllers } from '../../supervisor/cgroup/delegation';
 import { nodeCgroupFs } from '../../supervisor/cgroup/fs';
 import { IMAGE_CONFIG_PATH, RUNTIME_CONFIG_PATH, type NodeConfig } from '../../supervisor/config';
@@ -105,14 +105,19 @@ export async function runPid1(): Promise<void> {
     reap: () => ctx.reaper.reapNow(),
   });
 
+  // Taken first: when Node started as /init, on the clock the phases use (the kernel's time to /init).
+  const startedMs = processStartMs();
+  let phases: PhaseResult[];
   try {
-    await runPhases(BOOT_PHASES, ctx, log);
+    phases = await runPhases(BOOT_PHASES, ctx, log);
   } catch (err) {
     const cause = err instanceof PhaseError ? err.cause : err;
     log.error(`boot failed: ${(cause as Error)?.stack ?? errorMessage(cause)}`);
     fatal(`boot failed: ${errorMessage(err)}`);
     return;
   }
+  // The boot report's first part: auraed serves it (Discover), this one and every restarted one.
+  ctx.service?.reportBoot({ startedMs: Math.round(startedMs), phases });
   // Without an identity nothing privileged runs: no auraed (the debug shell, the power button and signals still
   // work). PID 1 must not exit with nothing left to keep it busy (the kernel would panic): it stays.
   if (configured(ctx) && !ctx.servable) return hangForever();

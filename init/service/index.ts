@@ -4,4 +4,4 @@ export type { AuraedCommandInputs } from './command';
 export { nextFailureCount, restartDelay } from './backoff';
 export type { BackoffPolicy } from './backoff';
 export { afterExit, createAuraedService, realTimers } from './service';
-export type { AfterExit, AuraedService, AuraedServiceDeps, SpawnFn, Timers } from './service';
+export type { AfterExit, AuraedService, AuraedServiceDeps, InitBootPhases, SpawnFn, Timers } from './service';

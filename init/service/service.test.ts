@@ -11,7 +11,7 @@ import {
   restartDelay,
   type Timers,
 } from './index';
-import { parseAuraedMessage, readyLine } from '../../supervisor/ipc';
+import { parseAuraedMessage, parseInitMessage, readyLine } from '../../supervisor/ipc';
 import { cutMarker, LINE_LIMITS } from '../../supervisor/log';
 
 const policy = { initialMs: 100, maxMs: 1_000, stableMs: 10_000 };
@@ -77,6 +77,13 @@ class FakeChild extends EventEmitter {
   stdout = new PassThrough();
   stderr = new PassThrough();
   signals: string[] = [];
+  /** IPC messages init sent to this auraed. */
+  sent: unknown[] = [];
+  send(message: unknown, callback?: (error: Error | null) => void) {
+    this.sent.push(message);
+    callback?.(null);
+    return true;
+  }
   constructor(public pid: number | undefined) {
     super();
   }
@@ -290,5 +297,36 @@ describe('auraed service', () => {
     children[0]!.exit(null, 'SIGTERM');
     expect(children).toHaveLength(2);
     expect(timers.pending()).toEqual([]);
+  });
+
+  it("sends init's boot phases to the running auraed and to every restarted one, with the starts and the first SERVING", () => {
+    const { service, children, timers } = setup();
+    service.start();
+    expect(children[0]!.sent).toEqual([]); // nothing to send before init's phases are done
+    const phases = [{ name: 'mounts', outcome: 'ok' as const, startMs: 1300, ms: 12, error: undefined }];
+    service.reportBoot({ startedMs: 1200, phases });
+    expect(children[0]!.sent).toEqual([{ type: 'boot', init: { startedMs: 1200, phases: [{ name: 'mounts', outcome: 'ok', startMs: 1300, ms: 12 }], auraedStarts: 1, firstServingMs: null } }]);
+    expect(parseInitMessage(children[0]!.sent[0])).toEqual(children[0]!.sent[0]); // the schema auraed checks it with
+    children[0]!.emit('message', { type: 'ready', node: 'n', version: 'v', socket: null, tcp: null, servingMs: 4800.4 });
+    children[0]!.exit(1);
+    timers.advance(100);
+    expect(children[1]!.sent).toEqual([{ type: 'boot', init: expect.objectContaining({ startedMs: 1200, auraedStarts: 2, firstServingMs: 4800 }) }]);
+    // The second's ready does not move the boot's first SERVING.
+    children[1]!.emit('message', { type: 'ready', node: 'n', version: 'v', socket: null, tcp: null, servingMs: 90_000 });
+    service.restartNow();
+    children[1]!.exit(null, 'SIGTERM');
+    expect(children[2]!.sent).toEqual([{ type: 'boot', init: expect.objectContaining({ auraedStarts: 3, firstServingMs: 4800 }) }]);
+  });
+
+  it('a failed send of the boot report is logged, not fatal', () => {
+    const { service, children, log } = setup();
+    service.start();
+    children[0]!.send = (_m: unknown, callback?: (error: Error | null) => void) => {
+      callback?.(new Error('channel closed'));
+      return false;
+    };
+    service.reportBoot({ startedMs: 1, phases: [] });
+    expect(log.lines.some((l) => l.includes('sending the boot report to auraed (pid 100) failed: channel closed'))).toBe(true);
+    expect(service.running).toBe(true);
   });
 });

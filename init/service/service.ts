@@ -7,7 +7,8 @@ import type { Readable } from 'node:stream';
 import { errorMessage, type Logger } from '../log';
 import { trackChild } from '../reaper';
 import { nextFailureCount, restartDelay, type BackoffPolicy } from './backoff';
-import { parseAuraedMessage, readyLine, type PowerMessage, type ReadyMessage } from '../../supervisor/ipc';
+import { parseAuraedMessage, readyLine, type BootMessage, type InitBoot, type PowerMessage, type ReadyMessage } from '../../supervisor/ipc';
+import { bootClockMs } from '../../supervisor/phases';
 import { LINE_LIMITS, LineSplitter, type LineSplitterStats } from '../../supervisor/log';
 
 export type SpawnFn = (command: string, args: string[], options: SpawnOptions) => ChildProcess;
@@ -41,7 +42,12 @@ export interface AuraedServiceDeps {
   timers?: Timers;
   /** Bytes kept of one line of auraed's output; default LINE_LIMITS.auraedLineBytes. */
   maxLineBytes?: number;
+  /** The boot clock (ms since the kernel started); default supervisor/phases bootClockMs. */
+  bootClock?: () => number;
 }
+
+/** What init knows of its own boot: the part of the boot report it sends to every auraed (InitBoot). */
+export type InitBootPhases = Pick<InitBoot, 'startedMs' | 'phases'>;
 
 export interface AuraedService {
   /** Spawn auraed (no-op while it runs or once stopping). */
@@ -50,6 +56,11 @@ export interface AuraedService {
   stop(graceMs: number): Promise<void>;
   /** Kill the running auraed so the supervisor restarts it at once (dev-mode "reboot"). */
   restartNow(): void;
+  /**
+   * init's boot phases, once they have run: sent now to the running auraed and to every auraed started later
+   * (with the start count and the first SERVING time), so each serves the whole boot report.
+   */
+  reportBoot(boot: InitBootPhases): void;
   readonly pid: number | undefined;
   readonly running: boolean;
   /** auraed's output lines relayed so far (all runs, stdout and stderr), and how many were cut at the cap. */
@@ -119,11 +130,12 @@ function forwardPower(deps: AuraedServiceDeps, message: PowerMessage): void {
 }
 
 /** One IPC message from auraed (the schema is supervisor/ipc's): a malformed one is logged and ignored. */
-function handleMessage(deps: AuraedServiceDeps, pid: number, raw: unknown): void {
+function handleMessage(deps: AuraedServiceDeps, pid: number, raw: unknown, onReady: (message: ReadyMessage) => void): void {
   const message = parseAuraedMessage(raw);
   if (typeof message === 'string') {
     deps.log.warn(`ignoring malformed IPC message from auraed (${message}): ${JSON.stringify(raw)?.slice(0, 200)}`);
   } else if (message.type === 'ready') {
+    onReady(message);
     announceReady(deps, message, pid);
   } else {
     forwardPower(deps, message);
@@ -158,6 +170,10 @@ class AuraedSupervisor implements AuraedService {
   private restartRequested = false;
   private failures = 0;
   private restartTimer: unknown;
+  /** The boot report's init part: set by reportBoot, counted and timed here. */
+  private initBoot: InitBootPhases | null = null;
+  private starts = 0;
+  private firstServingMs: number | null = null;
 
   constructor(private readonly deps: AuraedServiceDeps) {
     this.spawn = deps.spawn ?? nodeSpawn;
@@ -188,8 +204,29 @@ class AuraedSupervisor implements AuraedService {
     }
     this.child = proc;
     trackChild(this.deps.tracked, proc);
-    if (proc.pid !== undefined) this.deps.log.info(`started auraed (pid ${proc.pid})`);
+    if (proc.pid !== undefined) {
+      this.starts++;
+      this.deps.log.info(`started auraed (pid ${proc.pid})`);
+    }
     this.watch(proc, startedAt);
+    this.sendBoot(proc);
+  }
+
+  reportBoot(boot: InitBootPhases): void {
+    this.initBoot = { startedMs: boot.startedMs, phases: boot.phases.map((p) => ({ name: p.name, outcome: p.outcome, startMs: p.startMs, ms: p.ms })) };
+    if (this.child) this.sendBoot(this.child);
+  }
+
+  /** init's part of the boot report to `proc` (queued in the IPC pipe until auraed reads it); a failure is only logged. */
+  private sendBoot(proc: ChildProcess): void {
+    if (!this.initBoot || proc.pid === undefined) return;
+    const message: BootMessage = { type: 'boot', init: { ...this.initBoot, auraedStarts: Math.max(1, this.starts), firstServingMs: this.firstServingMs } };
+    const failed = (err: Error) => this.deps.log.warn(`sending the boot report to auraed (pid ${proc.pid}) failed: ${err.message}; its Discover will lack init's phases`);
+    try {
+      proc.send?.(message, (err) => err && failed(err));
+    } catch (err) {
+      failed(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   async stop(graceMs: number): Promise<void> {
@@ -220,7 +257,11 @@ class AuraedSupervisor implements AuraedService {
     const maxLineBytes = this.deps.maxLineBytes ?? LINE_LIMITS.auraedLineBytes;
     relayOutput(proc.stdout, this.deps.log, this.output, maxLineBytes);
     relayOutput(proc.stderr, this.deps.log, this.output, maxLineBytes);
-    proc.on('message', (raw) => pid !== undefined && handleMessage(this.deps, pid, raw));
+    const onReady = (message: ReadyMessage) => {
+      // The boot's first SERVING, for the report of every later auraed (a restart's own comes in its phases).
+      this.firstServingMs ??= Math.round(message.servingMs ?? (this.deps.bootClock ?? bootClockMs)());
+    };
+    proc.on('message', (raw) => pid !== undefined && handleMessage(this.deps, pid, raw, onReady));
 
     let exited = false;
     const onExit = (ending: Ending) => {

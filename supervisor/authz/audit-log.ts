@@ -10,8 +10,11 @@
 // - refusals are buffered and written in one transaction per batch (every flushIntervalMs, or maxPending
 //   distinct rows, before any accepted call's row, before every read, and at close); accepted calls are
 //   written synchronously (durable before the caller hears OK). A crash loses at most the unflushed refusals.
+// An accepted call's row commits the database's write group with it (supervisor/store WriteGroup): the rows the
+// call itself staged (CellService.Start: its executable's row) and its audit row reach the disk in one
+// transaction, one fsync, before the reply.
 import type { AuditEvent } from '../server';
-import { type Db, type Migration, migrate } from '../store';
+import { type Db, type Migration, migrate, writeGroup } from '../store';
 
 /**
  * The audit table itself was created by AUTHZ_MIGRATIONS (authz-store.ts, versions 1-2); these migrations,
@@ -186,6 +189,8 @@ export function createAuditLog(db: Db, options: AuditLogOptions): AuditLog {
     prune.run(0, maxAccepted);
   });
 
+  const group = writeGroup(db);
+
   /** Take the buffer (it is empty afterwards whether or not the write succeeds: memory stays bounded). */
   function take(): Pending[] {
     cancelTimer?.();
@@ -225,7 +230,7 @@ export function createAuditLog(db: Db, options: AuditLogOptions): AuditLog {
   return {
     appendAudit(e) {
       if (REFUSAL_CODES.has(e.code)) buffer(e);
-      else writeAccepted(e, take());
+      else group.commit(() => writeAccepted(e, take()));
     },
     flushAudit,
     closeAudit() {

@@ -1,13 +1,18 @@
 // CellService handlers over the real CellRuntime, with fakes underneath: the in-memory cgroupfs, a fake process
 // launcher whose processes live in the fake cgroups, an in-memory event bus and log store.
 import { EventEmitter } from 'node:events';
+import nodeFs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { type ServerUnaryCall, status } from '@grpc/grpc-js';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createAuthzStore } from '../authz';
 import { FakeClock, FakeLauncher, flush, MemoryEventBus, MemoryLogStore } from '../executables/testing';
 import { type CellServiceServer, ExecutableState, RestartMode } from '../gen/aurae/cells/v0/cells';
 import { silentLogger } from '../log';
-import { openDatabase } from '../store';
+import { type Db, openDatabase } from '../store';
+import { walCommits } from '../store/testing';
 import { CellServiceDefinition, createCellService } from './cell-service';
 import { CgroupTree } from '../cgroup';
 import { CellRuntime } from './runtime';
@@ -15,11 +20,12 @@ import { type CellStore, memoryCellStore, sqliteCellStore } from './store';
 import { FakeCgroupFs } from '../cgroup/testing';
 import { validateCell } from './spec';
 import { validateExecutable } from '../executables';
+import type { Authorizer } from '../server';
 import { fakeAuthContext, fakeAuthorizer, issuerByName } from '../server/testing';
 
 const ROOT = '/sys/fs/cgroup';
 
-function world(options: { store?: CellStore; fs?: FakeCgroupFs; cgroupV2?: boolean } = {}) {
+function world(options: { store?: CellStore; fs?: FakeCgroupFs; cgroupV2?: boolean; authz?: Authorizer } = {}) {
   const fs = options.fs ?? new FakeCgroupFs(ROOT);
   if (options.cgroupV2 === false) fs.rmdir = () => {};
   const launcher = new FakeLauncher();
@@ -36,7 +42,7 @@ function world(options: { store?: CellStore; fs?: FakeCgroupFs; cgroupV2?: boole
   const cgroups = new CgroupTree({ fs, root: options.cgroupV2 === false ? '/nonexistent' : ROOT, log: silentLogger, sleep: async () => {} });
   const runtime = new CellRuntime({ cgroups, store, events, logs, log: silentLogger, launcher, clock, helper: '/usr/lib/aurae/aurae-exec', signal: launcher.signal });
   // Non-admins may List (as a rule would grant), nothing else.
-  const authz = fakeAuthorizer((caller, method) => caller.admin || method === 'aurae.cells.v0.CellService/List');
+  const authz = options.authz ?? fakeAuthorizer((caller, method) => caller.admin || method === 'aurae.cells.v0.CellService/List');
   const service = createCellService({ log: silentLogger, admins: new Set(['admin']), authz, parentIdentity: null, issuerOf: issuerByName() }, runtime);
   return { fs, launcher, events, logs, clock, store, runtime, service };
 }
@@ -268,5 +274,86 @@ describe('CellRuntime reconcile at start', () => {
       ['web', 'running', 3],
     ]);
     expect(store.executables().find((e) => e.spec.name === 'web')).toMatchObject({ state: 'running', desiredRunning: true });
+  });
+});
+
+describe('CellService.Start: one transaction per Start', () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const d of dirs.splice(0)) nodeFs.rmSync(d, { recursive: true, force: true });
+  });
+
+  /** auraed's arrangement: the cells and the audit log in one SQLite file (WAL, synchronous=FULL). */
+  async function durableWorld() {
+    const dir = nodeFs.mkdtempSync(path.join(os.tmpdir(), 'aurae-cells-'));
+    dirs.push(dir);
+    const file = path.join(dir, 'aurae.db');
+    const db: Db = openDatabase(file);
+    // Never rewind the WAL: walCommits then counts every commit (= every fsync) since the database was opened.
+    db.pragma('wal_autocheckpoint = 0');
+    const audit = createAuthzStore(db, { auditMaxRecords: 1000, audit: {} });
+    const authz: Authorizer = { ...fakeAuthorizer(), audit: (event) => audit.appendAudit({ time: new Date(0).toISOString(), ...event }) };
+    const w = await ready(world({ store: sqliteCellStore(db), authz }));
+    // The program reports "executed" a moment after the spawn, as aurae-exec does: the Start spans event-loop turns.
+    w.launcher.autoExecute = false;
+    const onLaunch = w.launcher.onLaunch;
+    w.launcher.onLaunch = (p) => {
+      onLaunch(p);
+      setTimeout(() => (p.plan.args.includes('/no/such/program') ? p.setupFailed('executing /no/such/program failed: ENOENT') : p.executed()), 5);
+    };
+    expect((await call(w.service, 'allocate', cell('a'))).code).toBe(0);
+    const row = (name: string) => db.prepare("SELECT desired, state, restarts FROM executables WHERE cell = 'a' AND name = ?").get(name);
+    const audits = () => db.prepare("SELECT method, code, detail FROM authz_audit WHERE method LIKE '%/Start' ORDER BY id").all();
+    return { ...w, db, commits: () => walCommits(file), row, audits };
+  }
+
+  it('the row (desired running, state, counters) and the audit row reach the disk in ONE commit, before the reply', async () => {
+    const w = await durableWorld();
+    const before = w.commits();
+    const reply = await call(w.service, 'start', { cellName: 'a', executable: exe('web') });
+    // Read as the reply arrives: nothing else ran in between.
+    const atReply = { commits: w.commits() - before, row: w.row('web'), audits: w.audits() };
+    expect(reply).toMatchObject({ code: 0, value: { pid: 1000 } });
+    expect(atReply).toEqual({
+      commits: 1,
+      row: { desired: 'running', state: 'running', restarts: 0 },
+      audits: [{ method: 'aurae.cells.v0.CellService/Start', code: 'OK', detail: 'a/web' }],
+    });
+    // No late write of the same Start (the caller-commit fallback finds nothing staged).
+    await new Promise((r) => setTimeout(r, 20));
+    expect(w.commits() - before).toBe(1);
+    // Later changes are their own writes: the exit is durable at once.
+    w.launcher.last.exit(0, null);
+    await flush();
+    expect(w.commits() - before).toBe(2);
+    expect(w.row('web')).toEqual({ desired: 'running', state: 'exited', restarts: 0 });
+  });
+
+  it('a second Start after an exit resets the counters in the same single commit', async () => {
+    const w = await durableWorld();
+    expect((await call(w.service, 'start', { cellName: 'a', executable: exe('web', { restart: { mode: RestartMode.RESTART_MODE_NEVER } }) })).code).toBe(0);
+    w.launcher.last.exit(3, null);
+    await flush();
+    const before = w.commits();
+    expect((await call(w.service, 'start', { cellName: 'a', executable: exe('web') })).code).toBe(0);
+    expect(w.commits() - before).toBe(1);
+    expect(w.row('web')).toEqual({ desired: 'running', state: 'running', restarts: 0 });
+  });
+
+  it('a Start whose program cannot be executed writes its failed row once and fails the call', async () => {
+    const w = await durableWorld();
+    const before = w.commits();
+    const reply = await call(w.service, 'start', { cellName: 'a', executable: exe('bad', { args: ['/no/such/program'] }) });
+    expect(reply.code).toBe(status.FAILED_PRECONDITION);
+    expect(w.commits() - before).toBe(1);
+    expect(w.row('bad')).toEqual({ desired: 'running', state: 'failed', restarts: 0 });
+  });
+
+  it('a Start from inside auraed (pods, no audit row) is durable when it resolves, in one commit', async () => {
+    const w = await durableWorld();
+    const before = w.commits();
+    await w.runtime.start('a', validateExecutable(exe('inner')));
+    expect(w.commits() - before).toBe(1);
+    expect(w.row('inner')).toEqual({ desired: 'running', state: 'running', restarts: 0 });
   });
 });

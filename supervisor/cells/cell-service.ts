@@ -60,7 +60,9 @@ export function createCellService(ctx: RpcContext, runtime: CellRuntime): CellSe
       summary: ({ cell, spec }) => `${cell}/${spec.name}`,
       // Who the program runs as is part of what is authorized: non-admins may not run as root by default.
       resource: ({ cell, spec }) => ({ cell, runAs: runAsOf(spec) }),
-      run: async ({ cell, spec }): Promise<CellServiceStartResponse> => runtime.start(cell, spec),
+      // The executable's row is committed with this call's audit row, in one transaction before the reply
+      // (server/rpc.ts settle → the audit log commits the database's write group).
+      run: async ({ cell, spec }): Promise<CellServiceStartResponse> => runtime.start(cell, spec, { commit: 'caller' }),
     }),
     stop: unary(ctx, {
       method: `${SERVICE}/Stop`,

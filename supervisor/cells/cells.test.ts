@@ -239,6 +239,24 @@ describe('CgroupTree on the fake cgroupfs', () => {
     });
   });
 
+  it('a leaf is made in one pass: one mkdir, nothing read back; an existing one says so; a missing cell is named', () => {
+    const { tree: t, fs } = tree();
+    t.ensureBase();
+    t.createCell(spec('a'));
+    const calls: string[] = [];
+    for (const m of ['read', 'write', 'mkdir', 'exists', 'subdirs'] as const) {
+      const real = fs[m].bind(fs) as (...args: unknown[]) => unknown;
+      (fs as unknown as Record<string, unknown>)[m] = (...args: unknown[]) => {
+        calls.push(`${m} ${String(args[0]).slice(root.length)}`);
+        return real(...args);
+      };
+    }
+    expect(t.leaf('a', 'web').prepare()).toBe('created');
+    expect(calls).toEqual(['mkdir /aurae/a/exe.web']);
+    expect(t.leaf('a', 'web').prepare()).toBe('existing');
+    expect(() => t.leaf('gone', 'web').prepare()).toThrow(expect.objectContaining({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(/cell "gone": its cgroup .*\/aurae\/gone is missing: free and allocate the cell again/) }));
+  });
+
   it('reads usage and OOM kills', () => {
     const { tree: t, fs } = tree();
     t.ensureBase();

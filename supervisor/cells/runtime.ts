@@ -66,6 +66,8 @@ export class CellRuntime {
   private readonly signal: (pid: number, signal: NodeJS.Signals) => void;
   private helper: string | undefined;
   private lock: Promise<unknown> = Promise.resolve();
+  /** Runners inside a Start: their changes are staged, and written once when the Start resolves. */
+  private readonly starting = new Set<ExecutableRunner>();
   private enabled = false;
   private closed = false;
 
@@ -211,8 +213,14 @@ export class CellRuntime {
     });
   }
 
-  /** Start an executable (new, or replacing one that is not active). Resolves once it was executed. */
-  async start(cell: string, spec: ExecutableSpec): Promise<{ pid: number }> {
+  /**
+   * Start an executable (new, or replacing one that is not active). Resolves once it was executed, with its row
+   * (desired running, its state and counters) written ONCE, whatever states it went through on the way: durable
+   * before this resolves, or with `commit: 'caller'` left staged in the database's write group for the caller to
+   * commit with its own rows before it answers (CellService: the call's audit row; see supervisor/store
+   * WriteGroup). A caller that does not commit leaves it to the next turn of the event loop.
+   */
+  async start(cell: string, spec: ExecutableSpec, options: { commit?: 'now' | 'caller' } = {}): Promise<{ pid: number }> {
     const runner = await this.exclusive(async () => {
       this.requireEnabled();
       const entry = this.getCell(cell);
@@ -224,10 +232,26 @@ export class CellRuntime {
       this.helper ??= findExecHelper();
       const r = this.newRunner(entry, spec);
       entry.runners.set(spec.name, r);
-      this.deps.store.putExecutable({ cell, spec, desiredRunning: true, state: 'stopped', restarts: 0, lastExit: null });
       return r;
     });
-    return runner.start();
+    // The runner's changes until it was executed (starting, its pid, running) only restage the row.
+    this.starting.add(runner);
+    let result: { pid: number };
+    try {
+      result = await runner.start();
+    } catch (err) {
+      this.starting.delete(runner);
+      this.commitRows(); // the failed state: the call fails, nothing waits for it
+      throw err;
+    }
+    this.starting.delete(runner);
+    if (options.commit === 'caller') {
+      // The caller commits it before answering; this only covers a caller that did not.
+      setImmediate(() => this.commitRows());
+    } else {
+      this.commitRows();
+    }
+    return result;
   }
 
   async stop(cell: string, executable: string, graceMs: number): Promise<RecordedExit | null> {
@@ -283,7 +307,7 @@ export class CellRuntime {
   private newRunner(entry: CellEntry, spec: ExecutableSpec, initial?: ConstructorParameters<typeof ExecutableRunner>[0]['initial']): ExecutableRunner {
     const cell = entry.spec.name;
     const { store, log } = this.deps;
-    return new ExecutableRunner({
+    const runner: ExecutableRunner = new ExecutableRunner({
       cell,
       spec,
       isolation: entry.spec.isolation,
@@ -301,14 +325,14 @@ export class CellRuntime {
       onChange: (snap) => {
         // Freed cells are gone from the store; a late exit of their executables is not written back.
         if (this.closed || !this.cells.has(cell) || this.cells.get(cell)!.runners.get(spec.name) === undefined) return;
-        try {
-          store.putExecutable({ cell, spec: snap.spec, desiredRunning: snap.desiredRunning, state: snap.state, restarts: snap.restarts, lastExit: snap.lastExit });
-        } catch (err) {
-          log.error('persisting an executable failed', { cell, executable: spec.name, err });
-        }
+        const row = { cell, spec: snap.spec, desiredRunning: snap.desiredRunning, state: snap.state, restarts: snap.restarts, lastExit: snap.lastExit };
+        store.stageExecutable(row, (err) => log.error('persisting an executable failed', { cell, executable: spec.name, err }));
+        // Outside a Start every change is its own write (exits, restarts, stops: nobody batches them).
+        if (!this.starting.has(runner)) this.commitRows();
       },
       ...(initial ? { initial } : {}),
     });
+    return runner;
   }
 
   /**
@@ -316,8 +340,19 @@ export class CellRuntime {
    * auraed reconciles them); no new call is accepted.
    */
   close(): void {
+    this.commitRows();
     this.closed = true;
     this.enabled = false;
+  }
+
+  /** Write the staged executable rows (one transaction); a failure is logged per row by its stager. */
+  private commitRows(): void {
+    if (this.closed) return;
+    try {
+      this.deps.store.commit();
+    } catch (err) {
+      this.deps.log.error('persisting executables failed', { err });
+    }
   }
 
   private helperPath(): string {

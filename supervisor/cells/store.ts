@@ -2,7 +2,7 @@
 // executable its desired spec, desired state, last known state, restart counter and last exit. What reconcile
 // reads when auraed starts.
 import type { ExecutableSpec, ExecutableState, RecordedExit } from '../executables';
-import { type Db, type Migration, migrate } from '../store';
+import { type Db, type Migration, migrate, type StagedWriteError, writeGroup } from '../store';
 import type { CellSpec } from './spec';
 
 export const CELLS_MIGRATIONS: readonly Migration[] = [
@@ -55,7 +55,19 @@ export interface CellStore {
   /** Delete a cell and its executables (children must be deleted first). */
   deleteCell(name: string): void;
   putExecutable(e: StoredExecutable): void;
+  /**
+   * Stage an executable's row: written by the next commit (this store's, or the database's write group's, e.g.
+   * with the audit row of the call that changed it). The newest staged row of an executable wins.
+   */
+  stageExecutable(e: StoredExecutable, onError: StagedWriteError): void;
+  /** Write every staged row now, in one transaction (one fsync). */
+  commit(): void;
   deleteExecutable(cell: string, name: string): void;
+}
+
+/** The write-group key of an executable's row; a cell's rows share the prefix stagedKey(cell, ''). */
+function stagedKey(cell: string, name: string): string {
+  return `cells.executables\u0000${cell}\u0000${name}`;
 }
 
 interface CellRow {
@@ -88,6 +100,17 @@ export function sqliteCellStore(db: Db, now: () => Date = () => new Date()): Cel
         restarts = excluded.restarts, last_exit = excluded.last_exit, updated_at = excluded.updated_at`),
     deleteExecutable: db.prepare('DELETE FROM executables WHERE cell = ? AND name = ?'),
   };
+  const group = writeGroup(db);
+  const row = (e: StoredExecutable) => ({
+    cell: e.cell,
+    name: e.spec.name,
+    spec: JSON.stringify(e.spec),
+    desired: e.desiredRunning ? 'running' : 'stopped',
+    state: e.state,
+    restarts: e.restarts,
+    last_exit: e.lastExit === null ? null : JSON.stringify(e.lastExit),
+    updated_at: now().toISOString(),
+  });
   return {
     cells: () => (q.cells.all() as CellRow[]).map((r) => ({ spec: JSON.parse(r.spec) as CellSpec, createdAt: r.created_at })),
     executables: () =>
@@ -103,20 +126,22 @@ export function sqliteCellStore(db: Db, now: () => Date = () => new Date()): Cel
       const slash = spec.name.lastIndexOf('/');
       q.insertCell.run(spec.name, slash < 0 ? null : spec.name.slice(0, slash), JSON.stringify(spec), now().toISOString());
     },
-    deleteCell: (name) => void q.deleteCell.run(name),
-    putExecutable(e) {
-      q.putExecutable.run({
-        cell: e.cell,
-        name: e.spec.name,
-        spec: JSON.stringify(e.spec),
-        desired: e.desiredRunning ? 'running' : 'stopped',
-        state: e.state,
-        restarts: e.restarts,
-        last_exit: e.lastExit === null ? null : JSON.stringify(e.lastExit),
-        updated_at: now().toISOString(),
-      });
+    deleteCell(name) {
+      // Its executables' staged rows would now violate the foreign key: they are gone with the cell.
+      group.discard(stagedKey(name, ''));
+      q.deleteCell.run(name);
     },
-    deleteExecutable: (cell, name) => void q.deleteExecutable.run(cell, name),
+    putExecutable: (e) => void q.putExecutable.run(row(e)),
+    stageExecutable(e, onError) {
+      // The row is taken now (updated_at is when it changed), written at the commit.
+      const values = row(e);
+      group.stage(stagedKey(e.cell, e.spec.name), () => void q.putExecutable.run(values), onError);
+    },
+    commit: () => void group.commit(),
+    deleteExecutable(cell, name) {
+      group.discard(stagedKey(cell, name));
+      q.deleteExecutable.run(cell, name);
+    },
   };
 }
 
@@ -124,6 +149,7 @@ export function sqliteCellStore(db: Db, now: () => Date = () => new Date()): Cel
 export function memoryCellStore(): CellStore {
   const cells = new Map<string, StoredCell>();
   const exes = new Map<string, StoredExecutable>();
+  const staged = new Map<string, StoredExecutable>();
   const key = (cell: string, name: string) => `${cell}\u0000${name}`;
   return {
     cells: () => [...cells.values()].sort((a, b) => (a.spec.name < b.spec.name ? -1 : 1)),
@@ -135,8 +161,17 @@ export function memoryCellStore(): CellStore {
     deleteCell(name) {
       cells.delete(name);
       for (const [k, e] of exes) if (e.cell === name) exes.delete(k);
+      for (const [k, e] of staged) if (e.cell === name) staged.delete(k);
     },
     putExecutable: (e) => void exes.set(key(e.cell, e.spec.name), structuredClone(e)),
-    deleteExecutable: (cell, name) => void exes.delete(key(cell, name)),
+    stageExecutable: (e) => void staged.set(key(e.cell, e.spec.name), structuredClone(e)),
+    commit() {
+      for (const [k, e] of staged) exes.set(k, e);
+      staged.clear();
+    },
+    deleteExecutable(cell, name) {
+      exes.delete(key(cell, name));
+      staged.delete(key(cell, name));
+    },
   };
 }

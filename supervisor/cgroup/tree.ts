@@ -7,15 +7,18 @@ import type { Logger } from '../log';
 import { type DelegationState, enableControllers, readDelegation } from './delegation';
 import { type CgroupFs, errnoCode, isCgroup2 } from './fs';
 import { cellDir, cellTreeDir, dirname, executableOfLeaf, join, leafDir } from './layout';
-import { type CgroupLimits, type Controller, cgroupWrites, controllerOf, subtreeControlWrite } from './plan';
+import { type CgroupLimits, type CgroupWrite, type Controller, cgroupWrites, controllerOf, subtreeControlWrite } from './plan';
 import { type CgroupUsage, readOomKills, readUsage } from './stats';
 
 /** An executable's leaf cgroup, as its runner (supervisor/executables) needs it; made by CgroupTree.leaf. */
 export interface LeafCgroup {
   /** Absolute directory, passed to aurae-exec --cgroup. */
   readonly dir: string;
-  /** Create the directory if missing. Throws an AuraeError saying what failed. */
-  prepare(): void;
+  /**
+   * Create the directory if missing (one mkdir): 'created' when it was made now (so it is empty and has
+   * seen no OOM kill: nothing needs reading back), 'existing' otherwise. Throws an AuraeError saying what failed.
+   */
+  prepare(): 'created' | 'existing';
   /** Pids in cgroup.procs ([] when the cgroup is gone). */
   procs(): number[];
   /** SIGKILL every process in it (cgroup.kill). */
@@ -149,7 +152,7 @@ export class CgroupTree {
       throw this.failure(`cell "${spec.name}": creating ${dir}`, err, 'is auraed running as root?');
     }
     try {
-      for (const w of writes) this.writeLimit(spec.name, dir, w.file, w.value);
+      for (const w of writes) this.writeLimit(`cell "${spec.name}"`, dir, w.file, w.value);
       this.delegate(dir, [], `cell "${spec.name}"`);
     } catch (err) {
       try {
@@ -161,12 +164,31 @@ export class CgroupTree {
     }
   }
 
-  private writeLimit(cell: string, dir: string, file: string, value: string): void {
+  /**
+   * Change the limits of an executable's leaf in place (the CRI's UpdateContainerResources): the writes of
+   * `limits`, in plan order. Files in `optional` that the cgroup lacks are skipped (memory.swap.max without swap
+   * accounting). NOT_FOUND when the leaf does not exist (the executable is not running); a refused write as
+   * createCell's (FAILED_PRECONDITION: no such controller; INVALID_ARGUMENT: the kernel refused the value).
+   * Returns the writes made.
+   */
+  setLeafLimits(cell: string, executable: string, limits: CgroupLimits, optional: readonly string[] = []): CgroupWrite[] {
+    const dir = this.leafDir(cell, executable);
+    if (!this.fs.exists(dir)) throw new AuraeError('NOT_FOUND', `executable "${executable}" in cell "${cell}" has no cgroup (${dir}): it is not running`);
+    const done: CgroupWrite[] = [];
+    for (const w of cgroupWrites(limits)) {
+      if (optional.includes(w.file) && !this.fs.exists(join(dir, w.file))) continue;
+      this.writeLimit(`executable "${executable}" in cell "${cell}"`, dir, w.file, w.value);
+      done.push(w);
+    }
+    return done;
+  }
+
+  private writeLimit(owner: string, dir: string, file: string, value: string): void {
     try {
       this.fs.write(join(dir, file), value);
     } catch (err) {
       const code = errnoCode(err);
-      const what = `cell "${cell}": writing ${file} = "${value}" failed (${code})`;
+      const what = `${owner}: writing ${file} = "${value}" failed (${code})`;
       if (code === 'ENOENT') {
         const hint = file === 'io.weight' ? 'io.weight needs io cost control (CONFIG_BLK_CGROUP_IOCOST) in the kernel' : `the ${controllerOf(file)} controller or this feature is not in the kernel`;
         throw new AuraeError('FAILED_PRECONDITION', `${what}: ${hint}`);
@@ -297,14 +319,17 @@ export class CgroupTree {
     return {
       dir,
       prepare: () => {
-        if (this.fs.exists(dir)) return;
-        if (!this.fs.exists(this.cellDir(cell))) {
-          throw new AuraeError('FAILED_PRECONDITION', `cell "${cell}": its cgroup ${this.cellDir(cell)} is missing: free and allocate the cell again`);
-        }
+        // mkdir first: the common case (a new executable) is one system call, and its errno says the rest.
         try {
           this.fs.mkdir(dir);
+          return 'created';
         } catch (err) {
-          if (errnoCode(err) !== 'EEXIST') throw this.failure(`executable "${executable}" in cell "${cell}": creating ${dir}`, err, 'is auraed running as root?');
+          const code = errnoCode(err);
+          if (code === 'EEXIST') return 'existing';
+          if (code === 'ENOENT') {
+            throw new AuraeError('FAILED_PRECONDITION', `cell "${cell}": its cgroup ${this.cellDir(cell)} is missing: free and allocate the cell again`);
+          }
+          throw this.failure(`executable "${executable}" in cell "${cell}": creating ${dir}`, err, 'is auraed running as root?');
         }
       },
       procs: () => this.procs(dir),

@@ -10,10 +10,14 @@ import type { Duplex, Readable, Writable } from 'node:stream';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { AuraeError } from '../errors';
 import type { PodServiceExecRequest, PodServiceExecResponse } from '../gen/aurae/pods/v0/pods';
+import { ContainerEventType, type ContainerEventResponse } from '../gen/runtime/v1/api';
 import type { Logger } from '../log';
 import { type ExecDeps, runExec } from '../pods';
 import type { CriRuntime } from './cri-runtime';
 import { CriStatusError } from './rpc';
+import type { ContainerStdio } from './container-stdio';
+import type { TerminalSyscalls } from './terminal';
+import { runTtyExec } from './tty-exec';
 
 /** Each of ExecSync's outputs is capped at 16 MiB; the rest is dropped without an error (the CRI's rule). */
 export const EXEC_SYNC_MAX_OUTPUT = 16 * 1024 * 1024;
@@ -76,11 +80,18 @@ function firstRequest(input: ExecInput): PodServiceExecRequest {
 export interface CriExec {
   execSync(containerId: string, cmd: string[], timeoutSeconds: bigint): Promise<{ stdout: Buffer; stderr: Buffer; exitCode: number }>;
   exec(req: { containerId: string; cmd: string[]; tty: boolean; stdin: Readable | null; stdout: Writable | null; stderr: Writable | null; resize: EventEmitter; signal?: AbortSignal }): Promise<{ exitCode: number }>;
-  attach(req: { containerId: string }): Promise<void>;
+  attach(req: { containerId: string; tty: boolean; stdin: Readable | null; stdout: Writable | null; stderr: Writable | null; resize: EventEmitter; signal: AbortSignal }): Promise<void>;
   portForward(req: { podSandboxId: string; port: number; stream: Duplex; signal?: AbortSignal }): Promise<void>;
 }
 
-export function createCriExec(runtime: CriRuntime, pods: { execTarget: ExecDeps['targets']['execTarget']; get: ExecDeps['targets']['get'] }, log: Logger, adapters: CriExecAdapters = {}): CriExec {
+export interface CriExecOptions {
+  /** The native addon's terminal calls (loadSyscalls), loaded on first use; absent: Exec with tty answers UNIMPLEMENTED. */
+  terminals?: () => TerminalSyscalls;
+  /** Containers' terminals and stdin (Attach); absent: Attach answers UNIMPLEMENTED. */
+  stdio?: ContainerStdio;
+}
+
+export function createCriExec(runtime: CriRuntime, pods: { execTarget: ExecDeps['targets']['execTarget']; get: ExecDeps['targets']['get'] }, log: Logger, adapters: CriExecAdapters = {}, opts: CriExecOptions = {}): CriExec {
   const deps = (): ExecDeps => ({ targets: { get: (pod) => pods.get(pod), execTarget: (pod, c) => pods.execTarget(pod, c) }, log: log.child({ subsystem: 'cri-exec' }), ...adapters });
 
   const target = (containerId: string) => {
@@ -118,9 +129,23 @@ export function createCriExec(runtime: CriRuntime, pods: { execTarget: ExecDeps[
 
     async exec(req) {
       const { pod, container } = target(req.containerId);
+      if (req.tty) {
+        // A terminal (tty-exec.ts): crun exec --console-socket; its one output is stdout.
+        if (!opts.terminals) throw new AuraeError('UNIMPLEMENTED', 'Exec with tty: this auraed cannot make terminals (the native addon is not loaded): exec without -t');
+        execInput(pod, container, req.cmd, false); // validates cmd
+        return runTtyExec({ targets: deps().targets, sys: opts.terminals, log: log.child({ subsystem: 'cri-exec' }), ...(adapters.kill ? { kill: adapters.kill } : {}), ...(adapters.exitIdleMs !== undefined ? { exitIdleMs: adapters.exitIdleMs } : {}) }, {
+          pod,
+          container,
+          cmd: req.cmd,
+          stdin: req.stdin,
+          stdout: req.stdout,
+          resize: req.resize,
+          ...(req.signal ? { signal: req.signal } : {}),
+        });
+      }
       const input = execInput(pod, container, req.cmd, req.stdin !== null);
-      // No terminal: the exec'd process has pipes (exec.ts); with tty the client expects one stream, so stderr joins stdout.
-      const stderr = req.tty ? req.stdout : req.stderr;
+      // No terminal: the exec'd process has pipes (exec.ts).
+      const stderr = req.stderr;
       let waiting = false;
       const call: ExecCallAdapter = new ExecCallAdapter((msg) => {
         let ok = true;
@@ -162,8 +187,18 @@ export function createCriExec(runtime: CriRuntime, pods: { execTarget: ExecDeps[
       return { exitCode: call.cancelled ? 137 : exitCodeOf(call.exit) };
     },
 
-    async attach() {
-      throw new AuraeError('UNIMPLEMENTED', "Attach: a container's stdio is not attachable: its output goes to its log (crictl logs); containers have no stdin or terminal yet");
+    async attach(req) {
+      if (!opts.stdio) throw new AuraeError('UNIMPLEMENTED', 'Attach: this auraed cannot hold terminals (the native addon is not loaded): read the output with crictl logs');
+      const c = runtime.requireContainer(req.containerId);
+      const id = c.record.id;
+      const onStopped = (cb: () => void) => {
+        const listener = (e: ContainerEventResponse) => {
+          if (e.containerId === id && (e.containerEventType === ContainerEventType.CONTAINER_STOPPED_EVENT || e.containerEventType === ContainerEventType.CONTAINER_DELETED_EVENT)) cb();
+        };
+        runtime.containerEvents.on('event', listener);
+        return () => runtime.containerEvents.off('event', listener);
+      };
+      return opts.stdio.attach(c.sandbox.pod, c.record.container, `container "${id}"`, c.record.extra.stdio, { ...req, running: c.status?.state === 'running', onStopped });
     },
 
     portForward(req) {

@@ -239,6 +239,19 @@ describe('CreateContainer → a container of the pod', () => {
     });
   });
 
+  it('tty and stdin: the container gets a terminal / a kept stdin, the record keeps them for Attach; not in a VM sandbox', () => {
+    const both = containerPlan(createRequest({ tty: true, stdin: true, stdinOnce: true }), sandboxRecord(), image, CID, NOW);
+    expect([both.spec.tty, both.spec.stdin, both.record.extra.stdio]).toEqual([true, true, { tty: true, stdin: true, stdinOnce: true }]);
+    const stdin = containerPlan(createRequest({ stdin: true }), sandboxRecord(), image, CID, NOW);
+    expect([stdin.spec.tty, stdin.spec.stdin, stdin.record.extra.stdio]).toEqual([undefined, true, { tty: false, stdin: true, stdinOnce: false }]);
+    // stdin_once alone means nothing (no stdin); neither asked: no stdio at all.
+    const none = containerPlan(createRequest({ stdinOnce: true }), sandboxRecord(), image, CID, NOW);
+    expect([none.spec.tty, none.spec.stdin, none.record.extra.stdio]).toEqual([undefined, undefined, undefined]);
+    const vm = sandboxRecord({ runtimeHandler: 'vm' });
+    const err = refusal(() => containerPlan(createRequest({ tty: true }), vm, image, CID, NOW));
+    expect([err.code, err.message]).toEqual(['UNIMPLEMENTED', expect.stringMatching(/^config\.tty: .* not supported in VM sandboxes yet/)]);
+  });
+
   it("a user by name; the sandbox's namespaces and sysctls when the container gives none", () => {
     const sb = sandboxRecord({ config: { metadata: { name: 'x' }, linux: { sysctls: { 'net.core.somaxconn': '1024' }, securityContext: { namespaceOptions: { network: NamespaceMode.NODE } } } } });
     const { spec } = containerPlan(createRequest({ linux: { securityContext: { runAsUsername: 'nobody' } } }), sb, image, CID, NOW);
@@ -251,8 +264,6 @@ describe('CreateContainer → a container of the pod', () => {
   it('refusals name the CRI field', () => {
     const cases: [Parameters<typeof createRequest>[0], string, string][] = [
       [{ metadata: { name: '' } }, 'INVALID_ARGUMENT', 'config.metadata.name: required'],
-      [{ tty: true }, 'UNIMPLEMENTED', 'config.tty: containers with a terminal'],
-      [{ stdin: true }, 'UNIMPLEMENTED', 'config.stdin:'],
       [{ devices: [{ containerPath: '/dev/x', hostPath: '/dev/x', permissions: 'rw' }] }, 'UNIMPLEMENTED', 'config.devices:'],
       [{ logPath: '../escape.log' }, 'INVALID_ARGUMENT', 'config.log_path: "../escape.log" is not a path relative'],
       [{ envs: [{ key: 'A=B', value: '' }] }, 'INVALID_ARGUMENT', 'config.envs[0].key: "A=B" is not a variable name'],

@@ -318,8 +318,9 @@ export function containerPlan(request: CreateContainerRequest, sandbox: CriSandb
   const name = checkText('config.metadata.name', config.metadata.name, true);
   const labels = checkMap('config.labels', config.labels, CRI_LIMITS.labels);
   const annotations = checkMap('config.annotations', config.annotations, CRI_LIMITS.annotations);
-  if (config.tty) throw new AuraeError('UNIMPLEMENTED', 'config.tty: containers with a terminal are not supported by auraed yet (their output goes to the CRI log file)');
-  if (config.stdin) throw new AuraeError('UNIMPLEMENTED', 'config.stdin: containers with an open stdin are not supported by auraed yet (nothing can attach to it)');
+  // A terminal and/or a kept stdin (Attach: container-stdio.ts); the VM sandbox's containers run in its child node.
+  const stdio = config.tty || config.stdin ? { tty: config.tty, stdin: config.stdin, stdinOnce: config.stdin && config.stdinOnce } : null;
+  if (stdio && sandbox.runtimeHandler === 'vm') throw new AuraeError('UNIMPLEMENTED', `config.${config.tty ? 'tty' : 'stdin'}: containers with a terminal or an open stdin are not supported in VM sandboxes yet (runtime handler "vm"): use the cell handler`);
   if (config.devices.length) throw new AuraeError('UNIMPLEMENTED', 'config.devices: device nodes in containers are not supported by auraed yet');
   if (config.CDIDevices.length) throw new AuraeError('UNIMPLEMENTED', 'config.CDI_devices: CDI devices are not supported by auraed');
   const logPath = config.logPath ?? '';
@@ -341,6 +342,8 @@ export function containerPlan(request: CreateContainerRequest, sandbox: CriSandb
   if (spec.command?.[0] === '') throw invalid('config.command[0]', 'the program must not be empty');
   if (mounts.length) spec.mounts = mounts.map((m) => ({ hostPath: m.hostPath, containerPath: m.containerPath, readonly: m.readonly, propagation: PROPAGATION[m.propagation]! }));
   if (Object.keys(sandbox.extra.sysctls ?? {}).length) spec.sysctls = { ...sandbox.extra.sysctls };
+  if (stdio?.tty) spec.tty = true;
+  if (stdio?.stdin) spec.stdin = true;
 
   let user: ContainerExtra['user'] = null;
   const linux = config.linux;
@@ -405,7 +408,7 @@ export function containerPlan(request: CreateContainerRequest, sandbox: CriSandb
     imageId: image.configDigest,
     imageRef: `${image.name}@${image.digest}`,
     logPath: logPath !== '' && sandbox.logDirectory !== '' ? path.join(sandbox.logDirectory, logPath) : '',
-    extra: { mounts, user },
+    extra: { mounts, user, ...(stdio ? { stdio } : {}) },
     createdAt: now,
     startedAt: null,
   };

@@ -26,6 +26,7 @@ import { silentLogger } from '../log';
 import { createEventBus, type MetricsSnapshot } from '../observe';
 import { openDatabase, type Db } from '../store';
 import { createCriExec } from './cri-exec';
+import { networkMetricValues } from './cri-metrics';
 import { CriRuntime } from './cri-runtime';
 import { sqliteCriStore } from './cri-store';
 import { type RunningCriServer, startCriServer } from './server';
@@ -144,10 +145,8 @@ describe('runtime info', () => {
   });
 
   it('what is not served answers UNIMPLEMENTED with its reason', async () => {
-    const upd = await refusal(call(rt(), rt().updateContainerResources, { containerId: 'x', annotations: {} }));
-    expect([upd.code, upd.details]).toEqual([status.UNIMPLEMENTED, expect.stringMatching(/^runtime\.v1\.RuntimeService\/UpdateContainerResources is not implemented by auraed yet: the pods runtime has no resource update/)]);
     const attach = await refusal(call(rt(), rt().attach, { containerId: 'x', stdin: false, tty: false, stdout: true, stderr: true }));
-    expect(attach.details).toMatch(/Attach is not implemented by auraed yet: a container's stdio is not attachable/);
+    expect(attach.code).toBe(status.NOT_FOUND); // served (container-stdio.ts): an unknown container
     const cp = await refusal(call(rt(), rt().checkpointContainer, { containerId: 'x', location: '/x', timeout: 0n }));
     expect(cp.details).toMatch(/CRIU/);
   });
@@ -331,6 +330,18 @@ describe('container lifecycle', () => {
     expect(pf.url).toBe(`http://127.0.0.1:1/portforward/${sandbox}`);
   });
 
+  it('Attach hands out a streaming URL for a running container; stdin only if it was created with it; tty/stdin need the addon', async () => {
+    const c = (await call(rt(), rt().listContainers, { filter: { id: '', podSandboxId: sandbox, labelSelector: { c: 'runs' } } })).containers[0]!;
+    expect((await call(rt(), rt().attach, { containerId: c.id, tty: false, stdin: false, stdout: true, stderr: true })).url).toBe('http://127.0.0.1:1/attach');
+    const noStdin = await refusal(call(rt(), rt().attach, { containerId: c.id, tty: false, stdin: true, stdout: true, stderr: true }));
+    expect([noStdin.code, noStdin.details]).toEqual([status.FAILED_PRECONDITION, expect.stringMatching(/was created without stdin/)]);
+    const exited = (await call(rt(), rt().listContainers, { filter: { id: '', podSandboxId: sandbox, labelSelector: { c: 'ok' } } })).containers[0]!;
+    expect((await refusal(call(rt(), rt().attach, { containerId: exited.id, tty: false, stdin: false, stdout: true, stderr: false }))).code).toBe(status.FAILED_PRECONDITION);
+    // This server has no native addon (no `terminals`): a container with a terminal cannot be made here.
+    const tty = await refusal(create(sandbox, 'tty', { tty: true, stdin: true }));
+    expect([tty.code, tty.details]).toEqual([status.UNIMPLEMENTED, expect.stringMatching(/^config\.tty, config\.stdin: this auraed cannot hold terminals/)]);
+  });
+
   it('stats: cpu (core-ns, then nano-cores), memory working set and available, process count', async () => {
     const c = (await call(rt(), rt().listContainers, { filter: { id: '', podSandboxId: sandbox, labelSelector: { c: 'runs' } } })).containers[0]!;
     const pod = podOf(sandbox);
@@ -436,5 +447,117 @@ describe('exec', () => {
     await done;
     echo.close();
     runtime.close();
+  });
+});
+
+describe('UpdateContainerResources', () => {
+  const linux = (over: Record<string, bigint> = {}) => ({
+    cpuPeriod: 0n,
+    cpuQuota: 0n,
+    cpuShares: 0n,
+    memoryLimitInBytes: 0n,
+    oomScoreAdj: 0n,
+    cpusetCpus: '',
+    cpusetMems: '',
+    hugepageLimits: [],
+    unified: {},
+    memorySwapLimitInBytes: 0n,
+    ...over,
+  });
+
+  it('the fields set reach the pods runtime (0 keeps a value); ContainerStatus.resources reports them', async () => {
+    const sandbox = await run('resize');
+    const id = await create(sandbox, 'r', { linux: { resources: linux({ memoryLimitInBytes: 64n << 20n, cpuShares: 512n }) } });
+    await call(rt(), rt().updateContainerResources, { containerId: id, linux: linux({ cpuQuota: 50_000n, cpuPeriod: 100_000n, memoryLimitInBytes: 32n << 20n, memorySwapLimitInBytes: 32n << 20n }), annotations: {} });
+    expect(pods.calls.at(-1)).toBe(`updateContainerResources ${podOf(sandbox)}/${containerOf(id)} ${JSON.stringify({ cpuQuota: 50_000, cpuPeriod: 100_000, memoryLimit: 32 << 20, memorySwapLimit: 32 << 20 })}`);
+    const st = (await call(rt(), rt().containerStatus, { containerId: id, verbose: false })).status!;
+    expect(st.resources?.linux).toMatchObject({ cpuShares: 512n, cpuQuota: 50_000n, cpuPeriod: 100_000n, memoryLimitInBytes: 32n << 20n, memorySwapLimitInBytes: 32n << 20n, oomScoreAdj: 0n });
+    // Nothing set: nothing to do (no call).
+    const calls = pods.calls.length;
+    await call(rt(), rt().updateContainerResources, { containerId: id, linux: linux(), annotations: {} });
+    expect(pods.calls.length).toBe(calls);
+  });
+
+  it('refusals name the field: out of range, swap below memory, cpusets, an unknown container', async () => {
+    const sandbox = await run('resize-bad');
+    const id = await create(sandbox, 'r');
+    const bad = async (l: ReturnType<typeof linux> | Record<string, unknown>) => refusal(call(rt(), rt().updateContainerResources, { containerId: id, linux: l as ReturnType<typeof linux>, annotations: {} }));
+    expect((await bad(linux({ cpuPeriod: 10n }))).details).toMatch(/^linux\.cpu_period: 10 is out of range/);
+    expect((await bad(linux({ memorySwapLimitInBytes: 1n << 20n }))).details).toMatch(/^linux\.memory_swap_limit_in_bytes: memory \+ swap needs a memory limit/);
+    expect((await bad(linux({ memoryLimitInBytes: 2n << 20n, memorySwapLimitInBytes: 1n << 20n }))).details).toMatch(/^linux\.memory_swap_limit_in_bytes: 1048576 is below the memory limit/);
+    const cpuset = await bad({ ...linux(), cpusetCpus: '0' });
+    expect([cpuset.code, cpuset.details]).toEqual([status.UNIMPLEMENTED, expect.stringMatching(/^linux\.cpuset_cpus: /)]);
+    const unknown = await refusal(call(rt(), rt().updateContainerResources, { containerId: hex('9'), linux: linux({ cpuShares: 2n }), annotations: {} }));
+    expect(unknown.code).toBe(status.NOT_FOUND);
+  });
+
+  it('a "vm" runtime handler sandbox: UNIMPLEMENTED saying why', async () => {
+    const sandbox = await run('resize-vm', {}, 'vm');
+    const id = await create(sandbox, 'r');
+    const vm = await refusal(call(rt(), rt().updateContainerResources, { containerId: id, linux: linux({ cpuShares: 2n }), annotations: {} }));
+    expect([vm.code, vm.details]).toEqual([status.UNIMPLEMENTED, expect.stringMatching(/"vm" runtime handler sandbox: its resources cannot be changed in place/)]);
+  });
+});
+
+describe('CRI metrics', () => {
+  it('ListMetricDescriptors: cAdvisor names with id, name, image (and their own) label keys', async () => {
+    const { descriptors } = await call(rt(), rt().listMetricDescriptors, {});
+    const byName = new Map(descriptors.map((x) => [x.name, x]));
+    expect(byName.get('container_cpu_usage_seconds_total')?.labelKeys).toEqual(['id', 'name', 'image', 'cpu']);
+    expect(byName.get('container_memory_working_set_bytes')?.labelKeys).toEqual(['id', 'name', 'image']);
+    expect(byName.get('container_network_receive_bytes_total')?.labelKeys).toEqual(['id', 'name', 'image', 'interface']);
+    expect(new Set(descriptors.map((x) => x.name)).size).toBe(descriptors.length);
+  });
+
+  it('ListPodSandboxMetrics: the sandbox (name POD) and its running containers, from the cgroup files; described names only', async () => {
+    const sandbox = await run('metered');
+    const id = await create(sandbox, 'm');
+    await call(rt(), rt().startContainer, { containerId: id });
+    const pod = podOf(sandbox);
+    metricsRows.splice(
+      0,
+      metricsRows.length,
+      { cell: pod, executable: null, metrics: { cpuUsageUsec: 3_500_000, cpuUserUsec: 2_000_000, cpuSystemUsec: 1_500_000, memoryCurrentBytes: 8192, pidsCurrent: 2 } },
+      { cell: pod, executable: containerOf(id), metrics: { cpuUsageUsec: 1_200_000, memoryCurrentBytes: 4096, memoryMaxBytes: 1 << 20, memoryOomKill: 1, cpuNrPeriods: 10, cpuNrThrottled: 3, cpuThrottledUsec: 2_000_000 } },
+    );
+    const { descriptors } = await call(rt(), rt().listMetricDescriptors, {});
+    const described = new Map(descriptors.map((x) => [x.name, x.labelKeys.length]));
+    const { podMetrics } = await call(rt(), rt().listPodSandboxMetrics, {});
+    const mine = podMetrics.find((p) => p.podSandboxId === sandbox)!;
+    const value = (ms: typeof mine.metrics, name: string) => ms.filter((x) => x.name === name).map((x) => [x.labelValues, x.value?.value]);
+    expect(value(mine.metrics, 'container_cpu_usage_seconds_total')).toEqual([[[sandbox, 'POD', '', 'total'], 3n]]);
+    expect(value(mine.metrics, 'container_processes')).toEqual([[[sandbox, 'POD', ''], 2n]]);
+    expect(mine.containerMetrics.map((c) => c.containerId)).toEqual([id]);
+    const c = mine.containerMetrics[0]!.metrics;
+    expect(value(c, 'container_memory_working_set_bytes')).toEqual([[[id, 'm', 'busybox'], 4096n]]);
+    expect(value(c, 'container_spec_memory_limit_bytes')).toEqual([[[id, 'm', 'busybox'], 1048576n]]);
+    expect(value(c, 'container_cpu_cfs_throttled_seconds_total')).toEqual([[[id, 'm', 'busybox'], 2n]]);
+    expect(value(c, 'container_oom_events_total')).toEqual([[[id, 'm', 'busybox'], 1n]]);
+    // Nothing the files did not give (no memory.peak here), and every metric is described with its label count.
+    expect(value(c, 'container_memory_max_usage_bytes')).toEqual([]);
+    for (const x of [...mine.metrics, ...c]) expect([x.name, x.labelValues.length]).toEqual([x.name, described.get(x.name)]);
+  });
+
+  it('network metrics: every interface but lo, eight counters each', () => {
+    const text = [
+      'Inter-|   Receive                                                |  Transmit',
+      ' face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed',
+      '    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0',
+      '  eth0:    5000      40    1    2    0     0          0         0     3000      30    3    4    0     0       0          0',
+    ].join('\n');
+    const ms = networkMetricValues(text, ['s', 'POD', ''], 7n);
+    expect(ms).toHaveLength(8);
+    expect(ms.map((x) => [x.name, x.value?.value])).toEqual([
+      ['container_network_receive_bytes_total', 5000n],
+      ['container_network_receive_packets_total', 40n],
+      ['container_network_receive_errors_total', 1n],
+      ['container_network_receive_packets_dropped_total', 2n],
+      ['container_network_transmit_bytes_total', 3000n],
+      ['container_network_transmit_packets_total', 30n],
+      ['container_network_transmit_errors_total', 3n],
+      ['container_network_transmit_packets_dropped_total', 4n],
+    ]);
+    expect(ms[0]!.labelValues).toEqual(['s', 'POD', '', 'eth0']);
+    expect(networkMetricValues(null, [], 0n)).toEqual([]);
   });
 });

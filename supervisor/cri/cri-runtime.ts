@@ -21,14 +21,18 @@ import {
   type PodSandbox,
   type PodSandboxStatusResponse,
   type RunPodSandboxRequest,
+  type UpdateContainerResourcesRequest,
 } from '../gen/runtime/v1/api';
 import type { ImageRecord, Images } from '../images';
 import type { Logger } from '../log';
 import type { EventBus, StampedEvent } from '../observe';
 import type { PodStatus } from '../pods';
 import type { ContainerLogTaps } from './logs';
+import { consoleSocketPath, stdinFifoPath } from '../pods';
+import type { ContainerStdio } from './container-stdio';
 import { invalid } from '../validation';
 import { findImage } from './image-mapping';
+import { criResourcesOf, resourcesUpdate } from './cri-resources';
 import {
   containerMatches,
   containerOf,
@@ -56,6 +60,8 @@ export interface CriRuntimeDeps {
   /** The pods' events (container_started / container_exited become CRI STARTED / STOPPED events). */
   events?: Pick<EventBus, 'subscribe'>;
   logs?: CriLogSink;
+  /** Containers' terminals and kept stdin (Attach, container-stdio.ts); absent: tty/stdin containers are refused. */
+  stdio?: Pick<ContainerStdio, 'prepare' | 'release'>;
   log: Logger;
   clock?: () => number;
   newId?: () => string;
@@ -202,6 +208,7 @@ export class CriRuntime {
       if (!isNotFound(err)) throw err;
     }
     for (const c of containers) this.deps.logs?.unregister(sandbox.pod, c.container);
+    for (const c of containers) await this.deps.stdio?.release(sandbox.pod, c.container);
     this.deps.store.deleteSandbox(sandbox.id);
     for (const c of containers) this.emit(ContainerEventType.CONTAINER_DELETED_EVENT, c, sandbox, pod, undefined);
     this.deps.log.info('pod sandbox removed', { id: sandbox.id, pod: sandbox.pod, containers: containers.length });
@@ -253,6 +260,7 @@ export class CriRuntime {
     if (!sandbox.ready) throw new AuraeError('FAILED_PRECONDITION', `pod sandbox "${sandbox.id}" is stopped: create containers in a running sandbox (RunPodSandbox a new attempt)`);
     const image = this.image(request.config?.image?.image);
     const { spec, record } = containerPlan(request, sandbox, image, this.newId(), this.clock());
+    if (record.extra.stdio && !this.deps.stdio) throw new AuraeError('UNIMPLEMENTED', 'config.tty, config.stdin: this auraed cannot hold terminals (the native addon is not loaded): create the container without them');
     try {
       this.deps.store.insertContainer(record);
     } catch (err) {
@@ -267,6 +275,15 @@ export class CriRuntime {
     } catch (err) {
       this.deps.store.deleteContainer(record.id);
       throw err;
+    }
+    if (record.extra.stdio) {
+      try {
+        await this.prepareStdio(sandbox, record);
+      } catch (err) {
+        await this.deps.pods.removeContainer(sandbox.pod, record.container, { force: true }).catch(() => undefined);
+        this.deps.store.deleteContainer(record.id);
+        throw err;
+      }
     }
     if (record.logPath !== '') this.deps.logs?.register(sandbox.pod, record.container, record.logPath);
     this.emit(ContainerEventType.CONTAINER_CREATED_EVENT, record, sandbox, this.deps.pods.get(sandbox.pod), status);
@@ -290,8 +307,17 @@ export class CriRuntime {
     return byRef && byRef.configDigest === group.id ? byRef : group.records[0]!;
   }
 
+  /** A tty/stdin container's console socket or stdin FIFO, before its crun starts (container-stdio.ts). Idempotent. */
+  private async prepareStdio(sandbox: CriSandboxRecord, record: CriContainerRecord): Promise<void> {
+    if (!record.extra.stdio || !this.deps.stdio) return;
+    const runDir = this.deps.pods.execTarget(sandbox.pod, record.container).runDir;
+    await this.deps.stdio.prepare(sandbox.pod, record.container, record.extra.stdio, { consoleSocket: consoleSocketPath(runDir, record.container), stdinFifo: stdinFifoPath(runDir, record.container) });
+  }
+
   async startContainer(id: string): Promise<void> {
     const c = this.requireContainer(id);
+    // Created by an earlier auraed: this one listens / holds the FIFO before crun starts.
+    await this.prepareStdio(c.sandbox, c.record);
     await this.deps.pods.startContainer(c.sandbox.pod, c.record.container);
     this.deps.store.setStarted(c.record.id, this.clock());
     this.deps.log.info('container started', { id: c.record.id, pod: c.sandbox.pod, container: c.record.container });
@@ -318,6 +344,7 @@ export class CriRuntime {
       if (!isNotFound(err)) throw err;
     }
     this.deps.logs?.unregister(c.sandbox.pod, c.record.container);
+    await this.deps.stdio?.release(c.sandbox.pod, c.record.container);
     this.deps.store.deleteContainer(c.record.id);
     this.emit(ContainerEventType.CONTAINER_DELETED_EVENT, c.record, c.sandbox, this.deps.pods.get(c.sandbox.pod), undefined);
     this.deps.log.info('container removed', { id: c.record.id, pod: c.sandbox.pod, container: c.record.container });
@@ -361,7 +388,32 @@ export class CriRuntime {
         logPath: c.record.logPath,
       });
     }
-    return { status: toCriContainerStatus(c.record, c.status, this.since), info };
+    const resources = criResourcesOf(this.specOf(c)?.resources);
+    return { status: { ...toCriContainerStatus(c.record, c.status, this.since), ...(resources ? { resources } : {}) }, info };
+  }
+
+  /**
+   * UpdateContainerResources: the fields set replace the container's (0 keeps one, as containerd does); applied
+   * to its cgroup while it runs, persisted in its pod's spec either way. A VM sandbox's: UNIMPLEMENTED.
+   */
+  async updateContainerResources(request: UpdateContainerResourcesRequest): Promise<void> {
+    const c = this.requireContainer(request.containerId);
+    if (c.sandbox.runtimeHandler === 'vm') {
+      throw new AuraeError('UNIMPLEMENTED', `container "${c.record.id}" is in a "vm" runtime handler sandbox: its resources cannot be changed in place yet (its VM's child has no update): recreate the container`);
+    }
+    if (!request.linux) {
+      if (request.windows) throw invalid('windows', 'this is a Linux node: give linux resources');
+      return;
+    }
+    const update = resourcesUpdate(request.linux, this.specOf(c)?.resources);
+    if (Object.keys(update).length === 0) return;
+    await this.deps.pods.updateContainerResources(c.sandbox.pod, c.record.container, update);
+    this.deps.log.info('container resources updated', { id: c.record.id, pod: c.sandbox.pod, container: c.record.container, update });
+  }
+
+  /** The container's spec in its pod (undefined: the pod or container is gone). */
+  private specOf(c: ResolvedContainer) {
+    return c.pod?.spec.containers.find((x) => x.name === c.record.container);
   }
 
   reopenContainerLog(id: string): void {

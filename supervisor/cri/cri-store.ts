@@ -96,6 +96,8 @@ export interface ContainerExtra {
   mounts: { containerPath: string; hostPath: string; readonly: boolean; propagation: number }[];
   /** uid/gid/groups asked, when numeric (ContainerStatus.user). */
   user: { uid: number; gid: number; supplementalGroups: number[] } | null;
+  /** config.tty / stdin / stdin_once (Attach); absent: neither. */
+  stdio?: { tty: boolean; stdin: boolean; stdinOnce: boolean };
 }
 
 export interface CriContainerRecord {

@@ -13,7 +13,7 @@ export type MountPropagationMode = NonNullable<ContainerSpec['mounts']>[number][
 
 export type CriPods = Pick<
   PodRuntime,
-  'list' | 'get' | 'createSandbox' | 'createContainer' | 'startContainer' | 'stopContainer' | 'removeContainer' | 'stop' | 'remove' | 'execTarget'
+  'list' | 'get' | 'createSandbox' | 'createContainer' | 'startContainer' | 'stopContainer' | 'removeContainer' | 'stop' | 'remove' | 'execTarget' | 'updateContainerResources'
 > & {
   /** Fetch the status of VM-sandboxed pods from their child VMs (sandboxedPodRuntime); absent: nothing to fetch. */
   refresh?(name?: string): Promise<void>;

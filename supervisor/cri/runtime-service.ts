@@ -1,13 +1,14 @@
 // runtime.v1.RuntimeService: decode → CriRuntime (cri-runtime.ts, over the pods runtime) → CRI answer; errors to
 // a status in one place (rpc.ts). Served: Version, Status, RuntimeConfig, UpdateRuntimeConfig, the pod sandbox
-// and container lifecycles, ExecSync, Exec and PortForward (URLs on the streaming server), the stats, and
-// GetContainerEvents. What stays UNIMPLEMENTED names itself and says why (NOT_SERVED): UpdateContainerResources,
-// Attach, CheckpointContainer, ListMetricDescriptors, ListPodSandboxMetrics. Without a pods runtime (a host
+// and container lifecycles, ExecSync, Exec, Attach and PortForward (URLs on the streaming server), the stats, and
+// GetContainerEvents, UpdateContainerResources, ListMetricDescriptors and ListPodSandboxMetrics (cri-metrics.ts).
+// What stays UNIMPLEMENTED names itself and says why (NOT_SERVED): CheckpointContainer. Without a pods runtime (a host
 // without one) only Version, Status, RuntimeConfig answer and the rest is UNIMPLEMENTED (NOT_YET).
 import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { AuraeError } from '../errors';
 import {
   type AttachRequest,
+  type AttachResponse,
   CgroupDriver,
   type ContainerEventResponse,
   type ContainerStatsRequest,
@@ -24,6 +25,10 @@ import {
   type ListContainerStatsRequest,
   type ListContainerStatsResponse,
   type ListContainersRequest,
+  type ListMetricDescriptorsRequest,
+  type ListMetricDescriptorsResponse,
+  type ListPodSandboxMetricsRequest,
+  type ListPodSandboxMetricsResponse,
   type ListContainersResponse,
   type ListPodSandboxRequest,
   type ListPodSandboxResponse,
@@ -48,6 +53,7 @@ import {
   type StatusResponse,
   type StopContainerRequest,
   type StopPodSandboxRequest,
+  type UpdateContainerResourcesRequest,
   type UpdateRuntimeConfigRequest,
   type VersionRequest,
   type VersionResponse,
@@ -56,6 +62,7 @@ import type { Logger } from '../log';
 import type { CriExec } from './cri-exec';
 import { idMatches, labelsMatch } from './cri-mapping';
 import type { CriRuntime } from './cri-runtime';
+import type { CriMetrics } from './cri-metrics';
 import type { CriStats } from './cri-stats';
 import { criStatus, criUnary, unimplementedStatus, withUnimplemented } from './rpc';
 
@@ -73,11 +80,7 @@ export const NOT_YET = 'this auraed serves no pods runtime (cgroup v2 and crun a
 
 /** Why the methods not served even with a pods runtime answer UNIMPLEMENTED. */
 export const NOT_SERVED: Record<string, string> = {
-  updateContainerResources: "the pods runtime has no resource update yet: a container's cpu and memory limits are fixed at CreateContainer (recreate the container to change them)",
-  attach: "a container's stdio is not attachable: its output goes to its CRI log file (crictl logs); containers have no stdin or terminal yet",
   checkpointContainer: 'checkpointing needs CRIU, which this node does not have',
-  listMetricDescriptors: 'the CRI metrics (kubelet PodAndContainerStatsFromCRI) are not served: stats come from ListPodSandboxStats and ListContainerStats',
-  listPodSandboxMetrics: 'the CRI metrics (kubelet PodAndContainerStatsFromCRI) are not served: stats come from ListPodSandboxStats and ListContainerStats',
 };
 
 /** The runtime handlers Status reports ("" is the default: the cell sandbox). */
@@ -108,6 +111,8 @@ export interface CriRuntimeServiceDeps {
   runtime?: CriRuntime;
   exec?: CriExec;
   stats?: CriStats;
+  /** The CRI metrics (cAdvisor's names); absent: ListMetricDescriptors / ListPodSandboxMetrics are UNIMPLEMENTED. */
+  metrics?: CriMetrics;
   streaming?: CriStreaming;
   /** The node's pod network (pods.network.cidr): what UpdateRuntimeConfig compares kubelet's pod CIDR with. */
   podCidr?: string;
@@ -169,6 +174,7 @@ export function createCriRuntimeService(deps: CriRuntimeServiceDeps): UntypedSer
 
   const exec = deps.exec;
   const stats = deps.stats;
+  const metrics = deps.metrics;
   const streaming = deps.streaming;
   const need = <T>(what: T | undefined, method: string, why: string): T => {
     if (what === undefined) throw new AuraeError('UNIMPLEMENTED', `${SERVICE}/${method} is not implemented by auraed yet: ${why}`);
@@ -222,6 +228,10 @@ export function createCriRuntimeService(deps: CriRuntimeServiceDeps): UntypedSer
     }),
     listContainers: criUnary(m('ListContainers'), log, async (request: ListContainersRequest): Promise<ListContainersResponse> => ({ containers: await rt.listContainers(request) })),
     containerStatus: criUnary(m('ContainerStatus'), log, (request: ContainerStatusRequest): Promise<ContainerStatusResponse> => rt.containerStatus(request.containerId, request.verbose)),
+    updateContainerResources: criUnary(m('UpdateContainerResources'), log, async (request: UpdateContainerResourcesRequest) => {
+      await rt.updateContainerResources(request);
+      return {};
+    }),
     reopenContainerLog: criUnary(m('ReopenContainerLog'), log, (request: ReopenContainerLogRequest) => {
       rt.reopenContainerLog(request.containerId);
       return {};
@@ -237,6 +247,16 @@ export function createCriRuntimeService(deps: CriRuntimeServiceDeps): UntypedSer
       if (request.tty && request.stderr) throw new AuraeError('INVALID_ARGUMENT', 'stderr: with tty there is no separate stderr (it is part of stdout)');
       if (c.status?.state !== 'running') throw new AuraeError('FAILED_PRECONDITION', `container "${c.record.id}" is not running (${c.status?.state ?? 'missing'}): exec needs a running container`);
       return server.getExec({ ...request, containerId: c.record.id });
+    }),
+    // Attach (helper T): the container's terminal or kept stdin, and its live output (container-stdio.ts).
+    attach: criUnary(m('Attach'), log, (request: AttachRequest): AttachResponse => {
+      const server = need(streaming, 'Attach', noStreaming);
+      const c = rt.requireContainer(request.containerId);
+      if (!request.stdin && !request.stdout && !request.stderr) throw new AuraeError('INVALID_ARGUMENT', 'stdin, stdout, stderr: at least one must be requested');
+      if (request.tty && request.stderr) throw new AuraeError('INVALID_ARGUMENT', 'stderr: with tty there is no separate stderr (it is part of stdout)');
+      if (c.status?.state !== 'running') throw new AuraeError('FAILED_PRECONDITION', `container "${c.record.id}" is not running (${c.status?.state ?? 'missing'}): attach needs a running container`);
+      if (request.stdin && !c.record.extra.stdio?.stdin) throw new AuraeError('FAILED_PRECONDITION', `container "${c.record.id}" was created without stdin: attach without stdin, or create it with config.stdin`);
+      return server.getAttach({ ...request, containerId: c.record.id });
     }),
     portForward: criUnary(m('PortForward'), log, (request: PortForwardRequest): PortForwardResponse => {
       const server = need(streaming, 'PortForward', noStreaming);
@@ -280,6 +300,19 @@ export function createCriRuntimeService(deps: CriRuntimeServiceDeps): UntypedSer
       }
       return { stats: out };
     }),
+    listMetricDescriptors: criUnary(m('ListMetricDescriptors'), log, (_request: ListMetricDescriptorsRequest): ListMetricDescriptorsResponse => ({
+      descriptors: need(metrics, 'ListMetricDescriptors', 'no metrics reader').descriptors(),
+    })),
+    listPodSandboxMetrics: criUnary(m('ListPodSandboxMetrics'), log, async (_request: ListPodSandboxMetricsRequest): Promise<ListPodSandboxMetricsResponse> => {
+      const reader = need(metrics, 'ListPodSandboxMetrics', 'no metrics reader');
+      const ready = (await rt.listPodSandbox({})).filter((s) => s.state === 0);
+      const podMetrics = [];
+      for (const item of ready) {
+        const running = runningOf(item.id);
+        podMetrics.push(await reader.sandbox(rt.requireSandbox(item.id), running.records, running.pid));
+      }
+      return { podMetrics };
+    }),
     getContainerEvents: (call: ServerWritableStream<GetEventsRequest, ContainerEventResponse>) => {
       const onEvent = (event: ContainerEventResponse) => {
         if (!call.cancelled) call.write(event);
@@ -294,7 +327,7 @@ export function createCriRuntimeService(deps: CriRuntimeServiceDeps): UntypedSer
       });
     },
   };
-  // Attach, UpdateContainerResources, CheckpointContainer and the metrics: each with its own reason.
+  // CheckpointContainer and the metrics: each with its own reason.
   for (const [name, why] of Object.entries(NOT_SERVED)) {
     const method = (RuntimeServiceService as Record<string, { path: string }>)[name]!;
     const refusal = unimplementedStatus(method.path, why);

@@ -13,6 +13,9 @@ import type { EventBus, MetricsReader } from '../observe';
 import type { Db } from '../store';
 import { type CriExec, type CriExecAdapters, createCriExec } from './cri-exec';
 import { CriRuntime, type CriLogSink } from './cri-runtime';
+import { ContainerStdio, type StdioSyscalls } from './container-stdio';
+import type { ContainerLogTaps } from './logs';
+import { createCriMetrics } from './cri-metrics';
 import { createCriStats } from './cri-stats';
 import { sqliteCriStore } from './cri-store';
 import type { CriPods } from './pods-contract';
@@ -43,7 +46,12 @@ export interface CriServerOptions {
   /** Container events and the cells' metrics (GetContainerEvents, the stats). */
   observe?: { events: Pick<EventBus, 'subscribe'>; metrics: MetricsReader };
   /** CRI log files (supervisor/cri/logs createContainerLogTaps, fed by the executables' output tap). */
-  logs?: CriLogSink;
+  logs?: CriLogSink | ContainerLogTaps;
+  /**
+   * The native addon's terminal calls (loadSyscalls: recvFd, setWindowSize, mknod), loaded on first use. With it
+   * and `logs` being the taps: Exec with tty, tty/stdin containers and Attach; without: those answer UNIMPLEMENTED.
+   */
+  terminals?: () => StdioSyscalls;
   /** Start the streaming server with this runtime's exec/port-forward backend (supervisor/cri/streaming). */
   startStreaming?: (backend: CriExec) => Promise<CriStreaming & { close(): Promise<void> }>;
   /** The node's pods.network.cidr (UpdateRuntimeConfig compares kubelet's pod CIDR with it). */
@@ -70,11 +78,14 @@ export async function startCriServer(options: CriServerOptions): Promise<Running
   const usage = cachedUsage(() => diskUsage(options.imagesDir), options.usageCacheMs ?? USAGE_CACHE_MS, clock);
   let runtime: CriRuntime | undefined;
   let exec: CriExec | undefined;
+  let stdio: ContainerStdio | undefined;
   let streaming: (CriStreaming & { close(): Promise<void> }) | undefined;
   if (options.pods && options.db) {
     const pods = options.pods;
-    runtime = new CriRuntime({ pods, store: sqliteCriStore(options.db), images: options.images, events: options.observe?.events, logs: options.logs, log, clock });
-    exec = createCriExec(runtime, pods, log, options.execAdapters);
+    const logs = options.logs;
+    stdio = options.terminals && logs && 'subscribe' in logs ? new ContainerStdio({ sys: options.terminals, output: logs, log }) : undefined;
+    runtime = new CriRuntime({ pods, store: sqliteCriStore(options.db), images: options.images, events: options.observe?.events, logs: options.logs, stdio, log, clock });
+    exec = createCriExec(runtime, pods, log, options.execAdapters, { terminals: options.terminals, stdio });
     if (options.startStreaming) {
       try {
         streaming = await options.startStreaming(exec);
@@ -85,6 +96,7 @@ export async function startCriServer(options: CriServerOptions): Promise<Running
     }
   }
   const stats = runtime && options.observe ? createCriStats({ metrics: options.observe.metrics }) : undefined;
+  const metrics = runtime && options.observe ? createCriMetrics({ metrics: options.observe.metrics }) : undefined;
   let server: RunningServer;
   try {
     server = await startServer({
@@ -93,7 +105,7 @@ export async function startCriServer(options: CriServerOptions): Promise<Running
       services: [
         {
           definition: RuntimeServiceService,
-          implementation: createCriRuntimeService({ version: options.version, runtimeReadiness: options.runtimeReadiness, log, runtime, exec, stats, streaming, podCidr: options.podCidr }),
+          implementation: createCriRuntimeService({ version: options.version, runtimeReadiness: options.runtimeReadiness, log, runtime, exec, stats, metrics, streaming, podCidr: options.podCidr }),
         },
         { definition: ImageServiceService, implementation: createCriImageService({ images: options.images, imagesDir: options.imagesDir, usage, log, clock }) },
       ],
@@ -101,6 +113,7 @@ export async function startCriServer(options: CriServerOptions): Promise<Running
     });
   } catch (err) {
     runtime?.close();
+    await stdio?.close();
     await streaming?.close().catch(() => undefined);
     // The listener's messages name the API's field; this socket is cri.socket's.
     if (err instanceof ListenError) throw new ListenError(err.message.replace(/^listen\.socket/, 'cri.socket'));
@@ -112,6 +125,7 @@ export async function startCriServer(options: CriServerOptions): Promise<Running
       const how = await server.shutdown(timeoutMs);
       runtime?.close();
       await streaming?.close().catch((err: unknown) => log.warn('closing the CRI streaming server failed', { err }));
+      await stdio?.close();
       return how;
     },
   };

@@ -175,6 +175,13 @@ export function fakePods(clock: () => number = Date.now): FakePods {
       p.containers = p.containers.filter((c) => c.name !== name);
       p.spec = { ...p.spec, containers: p.spec.containers.filter((c) => c.name !== name) };
     },
+    async updateContainerResources(podName, name, resources) {
+      check('updateContainerResources', `${podName}/${name} ${JSON.stringify(resources)}`);
+      const p = pod(podName);
+      const c = container(p, name);
+      p.spec = { ...p.spec, containers: p.spec.containers.map((x) => (x.name === name ? { ...x, resources: { ...(x.resources ?? {}), ...resources } } : x)) };
+      return structuredClone(c);
+    },
     async stop(name, graceMs) {
       check('stop', `${name} ${graceMs}`);
       const p = pod(name);

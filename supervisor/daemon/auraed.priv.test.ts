@@ -120,6 +120,18 @@ describe('auraed on the host, not under init', () => {
     expect(info).toMatchObject({ healthy: true, nodeName: 'host-1', version: AURAED_VERSION, pid: auraed.proc.pid });
     expect(info.kernelRelease).toBe(os.release());
     expect(info.uptimeSeconds).toBeGreaterThan(0);
+    // The boot report: auraed's own phases on the kernel's clock (no init here, so none of init's part).
+    const boot = info.boot!;
+    expect(boot).toMatchObject({ fromInit: false, kernelToInitMs: 0, initPhases: [], auraedStarts: 0 });
+    expect(boot.auraedPhases.map((p) => p.name).slice(0, 2)).toEqual(['pki', 'database']);
+    expect(boot.auraedPhases.map((p) => p.name)).toContain('serving');
+    expect(boot.auraedPhases.every((p) => p.outcome === 'ok' && p.startMs >= boot.auraedStartedMs && p.durationMs >= 0)).toBe(true);
+    expect(boot.auraedStartedMs).toBeGreaterThan(0);
+    expect(boot.listeningMs).toBeGreaterThan(boot.auraedStartedMs);
+    expect(boot.servingMs).toBeGreaterThanOrEqual(boot.listeningMs);
+    expect(boot.firstServingMs).toBe(boot.servingMs);
+    // On the clock /proc/uptime counts: auraed started before now.
+    expect(boot.servingMs / 1000).toBeLessThanOrEqual(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) + 1);
   });
 
   it('rejects a client with no certificate (TCP and unix socket)', async () => {
@@ -211,7 +223,23 @@ describe('auraed under a fake init (IPC channel)', () => {
 
   it('reports ready over IPC once both listeners serve', async () => {
     const ready = await auraed.waitForMessage((m) => m.type === 'ready');
-    expect(ready).toEqual({ type: 'ready', node: 'ipc-1', version: AURAED_VERSION, socket: node.socket, tcp: `127.0.0.1:${node.port}` });
+    expect(ready).toEqual({ type: 'ready', node: 'ipc-1', version: AURAED_VERSION, socket: node.socket, tcp: `127.0.0.1:${node.port}`, servingMs: expect.any(Number) });
+  });
+
+  it("serves init's part of the boot report once init sent it, and ignores a malformed one", async () => {
+    const c = connect({ config: node.clientConfigPath, env: {} });
+    try {
+      auraed.proc.send({ type: 'boot', init: { startedMs: -5 } });
+      const init = { startedMs: 1200, phases: [{ name: 'mounts', outcome: 'ok', startMs: 1300, ms: 12 }], auraedStarts: 2, firstServingMs: 4800 };
+      auraed.proc.send({ type: 'boot', init });
+      let boot = (await c.discovery.discover()).boot!;
+      for (const deadline = Date.now() + 10_000; !boot.fromInit && Date.now() < deadline; ) boot = (await c.discovery.discover()).boot!;
+      expect(boot).toMatchObject({ fromInit: true, kernelToInitMs: 1200, initPhases: [{ name: 'mounts', outcome: 'ok', startMs: 1300, durationMs: 12 }], auraedStarts: 2, firstServingMs: 4800 });
+      expect(boot.servingMs).toBeGreaterThan(0);
+      expect(auraed.logs).toContainEqual(expect.objectContaining({ msg: 'ignoring a malformed IPC message from aurae init' }));
+    } finally {
+      c.close();
+    }
   });
 
   it('delivers Shutdown and Reboot to init with the caller identity, then replies OK', async () => {

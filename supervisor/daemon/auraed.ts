@@ -11,7 +11,7 @@ import type { NodeConfig } from '../config';
 import { criSocketPath, type RunningCriServer, startCriServer } from '../cri';
 import { type ContainerLogTaps, createContainerLogTaps } from '../cri/logs';
 import { startStreamingServer } from '../cri/streaming';
-import { DiscoveryServiceService, type SystemInfo, createDiscoveryService, hostSystemInfo } from '../discovery';
+import { type BootRecorder, type BootReport, DiscoveryServiceService, type SystemInfo, createBootRecorder, createDiscoveryService, hostSystemInfo } from '../discovery';
 import { HealthRegistry, HealthService, createHealthService, STORAGE_HEALTH_SERVICE, storageHealth, type StorageHealth } from '../health';
 import { STORAGE_STATUS_PATH } from '../config/node-paths';
 import type { InitChannel, ReadyMessage } from '../ipc';
@@ -23,7 +23,7 @@ import { type NodeIdentity, NodeServiceService, createNodeIdentity, createNodeSe
 import { type Observe, type ObserveOverrides, ObserveServiceService, createObserve } from '../observe';
 import { type ReloadableServerCredentials, type RpcContext, type RunningServer, type ServerPki, type ServiceBinding, createIssuerCheck, listenTargets, mtlsServerCredentials, startServer, withRouting } from '../server';
 import { type Db, integrityCheck, openDatabase } from '../store';
-import { need, PhaseError, runPhases, type Phase } from '../phases';
+import { need, PhaseError, processStartMs, runPhases, type Phase } from '../phases';
 import { type CertificateAuthority, splitPemCertificates } from '../pki';
 
 import { type NodeGuest, type NodeVms, VmServiceService, childBaseConfig, createNodeVms, sqliteVmStore } from '../vms';
@@ -56,6 +56,8 @@ export interface RunningAuraed {
    * default timeoutMs), then stop the server (forced after timeoutMs).
    */
   stop(timeoutMs: number): Promise<'graceful' | 'forced'>;
+  /** The boot report Discover serves (init's part once init sent it). */
+  bootReport(): BootReport;
 }
 
 /** Health service names: "" is the whole server; the others are the full gRPC service names. */
@@ -73,6 +75,8 @@ interface StartContext {
   readonly version: string;
   /** Every service NOT_SERVING until 'serving'. */
   readonly health: HealthRegistry;
+  /** The boot report: each phase as it ends, and init's part from the IPC channel. */
+  readonly boot: BootRecorder;
   /** 'pki' */
   pki?: ServerPki;
   /** 'database': one state database for every subsystem (each owns its tables through its own migrations). */
@@ -125,15 +129,22 @@ export async function startAuraed(options: AuraedOptions): Promise<RunningAuraed
   const { config, log } = options;
   const health = new HealthRegistry();
   for (const name of HEALTH_SERVICE_NAMES) health.set(name, 'NOT_SERVING');
-  const ctx: StartContext = { options, config, log, authzLog: log.child({ subsystem: 'authz' }), version: options.version ?? AURAED_VERSION, health };
-  await runPhases(START_PHASES, ctx, log).catch((err: unknown) => {
+  const boot = createBootRecorder(processStartMs());
+  // init sends its part of the boot report to every auraed it starts (a restart included).
+  options.init?.onMessage?.(
+    (message) => boot.init(message.init),
+    (why) => log.warn('ignoring a malformed IPC message from aurae init', { why }),
+  );
+  const ctx: StartContext = { options, config, log, authzLog: log.child({ subsystem: 'authz' }), version: options.version ?? AURAED_VERSION, health, boot };
+  await runPhases(START_PHASES, ctx, log, { onResult: (result) => boot.phase(result) }).catch((err: unknown) => {
     // The phase line just logged names the phase; callers get the cause's own message ("what failed: why: what to do").
     throw err instanceof PhaseError ? err.cause : err;
   });
   const server = need(ctx, 'server');
   return {
-    ready: { type: 'ready', node: config.node.name, version: ctx.version, socket: server.socket, tcp: server.tcp },
+    ready: { type: 'ready', node: config.node.name, version: ctx.version, socket: server.socket, tcp: server.tcp, servingMs: boot.report().servingMs },
     stop: (timeoutMs) => stopAuraed(ctx, timeoutMs),
+    bootReport: () => boot.report(),
   };
 }
 
@@ -260,6 +271,8 @@ async function startCri(ctx: StartContext): Promise<void> {
       observe: need(ctx, 'observe'),
       podCidr: ctx.config.pods.network.cidr,
       logs: ctx.containerLogs,
+      // Terminals (Exec with tty, Attach): the native addon receives crun's pty masters and sets their size.
+      terminals: () => loadSyscalls(),
       // Exec/PortForward URLs on loopback (kubelet on this node proxies them), backed by crun exec and TCP to the pod.
       startStreaming: (backend) => startStreamingServer({ backend, log: ctx.log }),
     });
@@ -328,7 +341,7 @@ function bindServices(ctx: StartContext): void {
     { definition: HealthService, implementation: createHealthService(rpc, health) },
     {
       definition: DiscoveryServiceService,
-      implementation: createDiscoveryService(rpc, { nodeName: config.node.name, version, health, system: options.system ?? hostSystemInfo }),
+      implementation: createDiscoveryService(rpc, { nodeName: config.node.name, version, health, system: options.system ?? hostSystemInfo, boot: () => ctx.boot.report() }),
     },
     { definition: NodeServiceService, implementation: createNodeService(rpc, power, renewableIdentity(ctx)) },
     // A pod's own cell is covered by rules scoped to that pod (its logs, events and metrics come with it).

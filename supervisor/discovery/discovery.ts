@@ -1,6 +1,6 @@
 // Discovery core: who this node is and whether auraed is healthy. System facts come through an adapter.
 import os from 'node:os';
-import type { DiscoverResponse } from '../gen/aurae/discovery/v0/discovery';
+import type { BootReport, DiscoverResponse } from '../gen/aurae/discovery/v0/discovery';
 import type { HealthRegistry } from '../health';
 
 export interface SystemInfo {
@@ -25,6 +25,8 @@ export interface DiscoveryDeps {
   version: string;
   health: HealthRegistry;
   system: SystemInfo;
+  /** The boot report as far as the boot has come (boot-report.ts); absent: Discover carries none. */
+  boot?: () => BootReport;
 }
 
 export function discover(deps: DiscoveryDeps): DiscoveryInfo {
@@ -35,5 +37,6 @@ export function discover(deps: DiscoveryDeps): DiscoveryInfo {
     uptimeSeconds: deps.system.uptimeSeconds(),
     kernelRelease: deps.system.kernelRelease(),
     pid: deps.system.pid(),
+    boot: deps.boot?.(),
   };
 }

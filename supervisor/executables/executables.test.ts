@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { RestartMode } from '../gen/aurae/cells/v0/cells';
 import { launchPlan, findExecHelper, STATUS_FD } from './launch-plan';
+import { parseExecStatus } from './launcher';
 import { backoffDelayMs, decideAfterExit, isCleanExit, startLimitReached, wantsRestart } from './restart-policy';
 import { effectiveArgv, effectiveEnv, executableToProto, validateExecutable } from './spec';
 import { EXECUTABLE_EVENTS, EXECUTABLE_STATES, nextState, TRANSITIONS, TransitionError } from './state-machine';
@@ -171,5 +172,19 @@ describe('executable state table', () => {
     expect(() => nextState('running', 'start')).toThrow(TransitionError);
     expect(() => nextState('stopped', 'spawned')).toThrow(/event "spawned" is not allowed in state "stopped"/);
     expect(() => nextState('backoff', 'exit_restart')).toThrow(TransitionError);
+  });
+});
+
+describe('parseExecStatus (what aurae-exec wrote on its status descriptor)', () => {
+  it('nothing: executed; "pid N": executed, that child is the executable; any other text: the setup failure', () => {
+    expect(parseExecStatus('')).toEqual({ executed: true });
+    expect(parseExecStatus('pid 4242\n')).toEqual({ executed: true, pid: 4242 });
+    // The child failed after aurae-exec named it: the failure wins, the pid line is not part of the message.
+    expect(parseExecStatus('pid 4242\nexecuting /x failed: No such file or directory (ENOENT): check the path\n')).toEqual({
+      executed: false,
+      message: 'executing /x failed: No such file or directory (ENOENT): check the path',
+    });
+    expect(parseExecStatus('chdir(/nope) failed: …\npid 12\n')).toEqual({ executed: false, message: 'chdir(/nope) failed: …' });
+    expect(parseExecStatus('pid 0\n')).toEqual({ executed: false, message: 'pid 0' });
   });
 });

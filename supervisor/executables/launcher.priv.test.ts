@@ -45,7 +45,7 @@ function groupLeaf(): LeafCgroup & { leader: () => number } {
   return {
     dir: leafDir,
     leader,
-    prepare: () => {},
+    prepare: () => 'existing' as const,
     procs,
     kill: () => {
       if (procs().length) process.kill(-leader(), 'SIGKILL');

@@ -13,9 +13,15 @@ export interface ProcessExit {
   signal: string | null;
 }
 
-export type ExecOutcome = { executed: true } | { executed: false; message: string };
+/**
+ * Whether the program was executed. `pid`, when aurae-exec names one, is the executable's process in its cell
+ * (the program, or its pid namespace's init), a child of aurae-exec (the clone3 path); without it the launched
+ * process itself is (it became the program, or the init's parent in the cell).
+ */
+export type ExecOutcome = { executed: true; pid?: number } | { executed: false; message: string };
 
 export interface LaunchedProcess {
+  /** The launched process (aurae-exec): its exit is the executable's. */
   pid: number;
   /** Resolves once the program was executed, or with the helper's message when its setup failed. */
   outcome: Promise<ExecOutcome>;
@@ -42,6 +48,22 @@ function pipeLines(stream: Readable | null, onLine: (line: string) => void, onPi
   stream.on('end', () => splitter.end());
   // A read error on a pipe only means the output is cut; the exit is reported through 'exit'.
   stream.on('error', () => splitter.end());
+}
+
+/**
+ * What aurae-exec wrote on its status descriptor (launch-plan.ts STATUS_FD) until EOF: a line "pid N" names the
+ * executable's process in the cell; any other text is why the setup failed; nothing else means executed.
+ */
+export function parseExecStatus(text: string): ExecOutcome {
+  let pid: number | undefined;
+  const failure: string[] = [];
+  for (const line of text.split('\n')) {
+    const named = /^pid ([1-9]\d{0,9})$/.exec(line);
+    if (named && pid === undefined) pid = Number(named[1]);
+    else if (line.trim() !== '') failure.push(line);
+  }
+  if (failure.length) return { executed: false, message: failure.join('\n').trim() };
+  return pid === undefined ? { executed: true } : { executed: true, pid };
 }
 
 /** The real launcher: child_process.spawn, detached (own session: no signals from auraed's terminal). */
@@ -73,7 +95,7 @@ export const spawnLauncher: ProcessLauncher = {
           status.on('data', (d: string) => {
             if (text.length < 4096) text += d;
           });
-          const done = () => res(text === '' ? { executed: true } : { executed: false, message: text.trim() });
+          const done = () => res(parseExecStatus(text));
           status.once('end', done);
           status.once('close', done);
           status.once('error', done);

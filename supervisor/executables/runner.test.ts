@@ -6,7 +6,7 @@ import { type Executable } from '../gen/aurae/cells/v0/cells';
 import { validateExecutable } from './spec';
 import { FakeClock, FakeLauncher, FakeLeaf, flush, MemoryEventBus, MemoryLogStore } from './testing';
 
-function setup(exe: Partial<Executable> = {}) {
+function setup(exe: Partial<Executable> = {}, options: { signal?: (launcher: FakeLauncher) => (pid: number, sig: NodeJS.Signals) => void } = {}) {
   const launcher = new FakeLauncher();
   const leaf = new FakeLeaf(launcher);
   const clock = new FakeClock();
@@ -26,7 +26,7 @@ function setup(exe: Partial<Executable> = {}) {
     logs,
     clock,
     log: silentLogger,
-    signal: launcher.signal,
+    signal: options.signal?.(launcher) ?? launcher.signal,
     onChange: (s) => changes.push(s),
   });
   return { launcher, leaf, clock, events, logs, changes, runner };
@@ -53,6 +53,35 @@ describe('ExecutableRunner', () => {
     expect(t.logs.openSinks).toBe(0);
     expect(t.changes.map((c) => c.state)).toContain('running');
     expect(t.changes.at(-1)?.state).toBe('failed');
+  });
+
+  it('a child named by aurae-exec (clone3 into the cell) is the pid reported and signalled; a fresh leaf is not read back', async () => {
+    const signals: [number, string][] = [];
+    const t = setup({}, {
+      // aurae-exec ends as its child does: a signal to the child ends the launched process the same way.
+      signal: (launcher) => (pid, sig) => {
+        signals.push([pid, sig]);
+        if (pid === 7001) launcher.last.exit(null, sig);
+      },
+    });
+    t.launcher.autoExecute = false;
+    let reads = 0;
+    const procs = t.leaf.procs.bind(t.leaf);
+    t.leaf.procs = () => (reads++, procs());
+    t.leaf.oomKills = () => (reads++, 0);
+    const starting = t.runner.start();
+    await flush();
+    expect(t.runner.snapshot().pid).toBe(t.launcher.last.pid); // until aurae-exec names its child
+    t.launcher.last.executed(7001);
+    expect(await starting).toEqual({ pid: 7001 });
+    expect(reads).toBe(0);
+    expect(t.runner.snapshot()).toMatchObject({ state: 'running', pid: 7001 });
+    expect(t.events.recent()[0]).toMatchObject({ kind: 'executable_started', pid: 7001 });
+    // The leaf holds the child (not aurae-exec): SIGTERM reaches it once.
+    t.leaf.procs = () => [7001];
+    const exit = await t.runner.stop(5000);
+    expect(signals).toEqual([[7001, 'SIGTERM']]);
+    expect(exit).toMatchObject({ code: null, signal: 'SIGTERM' });
   });
 
   it('a clean exit with restart never ends "exited"', async () => {

@@ -81,6 +81,11 @@ export const KILL_WAIT_MS = 10_000;
 
 interface Run {
   process: LaunchedProcess;
+  /**
+   * The executable's process, what is reported and signalled: the launched aurae-exec until it names its child
+   * in the cell (ExecOutcome.pid: the program, or its namespace's init), then that child.
+   */
+  pid: number;
   /** Node has reaped the main process: its pid may already belong to someone else. */
   reaped: boolean;
   startedAt: number;
@@ -134,7 +139,7 @@ export class ExecutableRunner {
       spec: this.deps.spec,
       state: this.state,
       desiredRunning: this.desiredRunning,
-      pid: this.run?.process.pid ?? 0,
+      pid: this.run?.pid ?? 0,
       restarts: this.restarts,
       lastExit: this.lastExit,
     };
@@ -193,7 +198,7 @@ export class ExecutableRunner {
     if (stopSignal && !run.reaped) {
       // The main process passes the signal on (crun run to its container's init): the others must not get it too.
       try {
-        this.deps.signal(run.process.pid, stopSignal);
+        this.deps.signal(run.pid, stopSignal);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
       }
@@ -202,18 +207,18 @@ export class ExecutableRunner {
       // leaf as well would hand the program two or three SIGTERMs, which many programs read as "force quit".
       // Anything that ignores it is killed with the cgroup when the grace period ends.
       try {
-        this.deps.signal(run.process.pid, 'SIGTERM');
+        this.deps.signal(run.pid, 'SIGTERM');
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
       }
     } else {
-      this.signalLeaf('SIGTERM', run.reaped ? 0 : run.process.pid);
+      this.signalLeaf('SIGTERM', run.reaped ? 0 : run.pid);
     }
     let graceOver = false;
     const cancel = this.deps.clock.setTimer(() => {
       graceOver = true;
       if (graceMs > 0) this.deps.log.info("grace period over: killing the executable's cgroup", { cell: this.deps.cell, executable: this.name, graceMs });
-      this.killLeaf(run.reaped ? 0 : run.process.pid);
+      this.killLeaf(run.reaped ? 0 : run.pid);
     }, graceMs);
     try {
       return await run.done;
@@ -243,7 +248,7 @@ export class ExecutableRunner {
     if (outcome.executed) {
       this.initialLaunch = false;
       this.markExecuted(run);
-      return { pid: run.process.pid };
+      return { pid: run.pid };
     }
     const message = `executable "${this.name}" in cell "${this.deps.cell}" could not be started: ${outcome.message}`;
     if (this.initialLaunch) {
@@ -253,15 +258,16 @@ export class ExecutableRunner {
       throw new AuraeError('FAILED_PRECONDITION', message);
     }
     this.deps.log.warn('restart failed before exec', { cell: this.deps.cell, executable: this.name, message });
-    return { pid: run.process.pid };
+    return { pid: run.pid };
   }
 
   /** Create the leaf, empty it, spawn aurae-exec; the run is current when this resolves. */
   private async spawn(): Promise<Run> {
     const { deps } = this;
-    deps.leaf.prepare();
-    await this.emptyLeaf();
-    const oomBaseline = deps.leaf.oomKills();
+    // A leaf made just now is empty and has counted no OOM kill: nothing to read back from it.
+    const fresh = deps.leaf.prepare() === 'created';
+    if (!fresh) await this.emptyLeaf();
+    const oomBaseline = fresh ? 0 : deps.leaf.oomKills();
     const plan = launchPlan({ helper: deps.helper(), cgroupDir: deps.leaf.dir, isolation: deps.isolation, hostname: deps.hostname, spec: deps.spec });
     const sink = deps.logs.sink(deps.cell, this.name);
     const startedAt = deps.clock.now();
@@ -281,7 +287,11 @@ export class ExecutableRunner {
       await sink.close();
       throw err;
     }
-    const run: Run = { process, reaped: false, startedAt, oomBaseline, oomSeen: oomBaseline, sink, unwatch: () => {}, done: Promise.resolve(null as unknown as RecordedExit) };
+    const run: Run = { process, pid: process.pid, reaped: false, startedAt, oomBaseline, oomSeen: oomBaseline, sink, unwatch: () => {}, done: Promise.resolve(null as unknown as RecordedExit) };
+    // Registered before anyone awaits the outcome: the child's pid is the run's when "executed" is seen.
+    void process.outcome.then((outcome) => {
+      if (outcome.executed && outcome.pid !== undefined) run.pid = outcome.pid;
+    });
     run.unwatch = deps.leaf.watchEvents(() => this.checkOom(run));
     run.done = process.exited.then((exit) => {
       run.reaped = true;
@@ -296,7 +306,7 @@ export class ExecutableRunner {
   private markExecuted(run: Run): void {
     if (this.state !== 'starting' || this.run !== run) return;
     this.transition('spawned');
-    this.deps.events.publish({ kind: 'executable_started', cell: this.deps.cell, executable: this.name, pid: run.process.pid });
+    this.deps.events.publish({ kind: 'executable_started', cell: this.deps.cell, executable: this.name, pid: run.pid });
   }
 
   private async handleExit(run: Run, exit: ProcessExit): Promise<RecordedExit> {
@@ -308,7 +318,7 @@ export class ExecutableRunner {
     this.checkOom(run);
     const recorded: RecordedExit = { code: exit.code, signal: exit.signal, oomKilled: run.oomSeen > run.oomBaseline, time: deps.clock.now() };
     this.lastExit = recorded;
-    deps.events.publish({ kind: 'executable_exited', cell: deps.cell, executable: this.name, pid: run.process.pid, code: exit.code, signal: exit.signal });
+    deps.events.publish({ kind: 'executable_exited', cell: deps.cell, executable: this.name, pid: run.pid, code: exit.code, signal: exit.signal });
     if (this.state === 'stopping' && this.stopDeadline !== null) {
       // The main process is gone; the others already had SIGTERM and keep the rest of the grace period.
       await deps.leaf.waitEmpty(Math.max(0, this.stopDeadline - deps.clock.now()));

@@ -114,8 +114,9 @@ export class FakeProcess implements LaunchedProcess {
     this.outcome = new Promise((r) => (this.resolveOutcome = r));
     this.exited = new Promise((r) => (this.resolveExit = r));
   }
-  executed(): void {
-    this.resolveOutcome({ executed: true });
+  /** The program runs; `childPid`: aurae-exec named its child in the cell (the clone3 path). */
+  executed(childPid?: number): void {
+    this.resolveOutcome(childPid === undefined ? { executed: true } : { executed: true, pid: childPid });
   }
   setupFailed(message: string, code = 127): void {
     this.resolveOutcome({ executed: false, message });
@@ -188,8 +189,11 @@ export class FakeLeaf implements LeafCgroup {
   ) {
     this.dir = dir;
   }
-  prepare(): void {
+  prepare(): 'created' | 'existing' {
     this.prepared++;
+    // As the kernel's: a cgroup made now holds no process and has counted no OOM kill.
+    const empty = this.extra.length === 0 && !this.launcher.processes.some((p) => p.alive && p.plan.args[1] === this.dir);
+    return this.prepared === 1 && empty && this.oom === 0 ? 'created' : 'existing';
   }
   procs(): number[] {
     return [...this.launcher.processes.filter((p) => p.alive && p.plan.args[1] === this.dir).map((p) => p.pid), ...this.extra];

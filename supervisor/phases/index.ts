@@ -1,3 +1,3 @@
 // Top-level sequences as tables of named phases, run and logged by one runner (see phases.ts).
-export { findPhaseLine, need, PhaseError, phaseLine, runPhases } from './phases';
-export type { Phase, PhaseLog, PhaseOutcome, PhaseResult, PhaseRunOptions } from './phases';
+export { bootClockMs, findPhaseLine, formatMs, need, PhaseError, phaseLine, phaseSummary, processStartMs, runPhases } from './phases';
+export type { LoggedPhase, Phase, PhaseLog, PhaseOutcome, PhaseResult, PhaseRunOptions } from './phases';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { findPhaseLine, need, PhaseError, runPhases, type Phase } from './index';
+import { bootClockMs, findPhaseLine, formatMs, need, PhaseError, phaseSummary, processStartMs, runPhases, type Phase, type PhaseResult } from './index';
 
 /** A log that records lines, and a clock that advances 5 ms per reading. */
 function fakes() {
@@ -34,9 +34,10 @@ describe('runPhases', () => {
     const results = await runPhases(phases, ctx, log, options);
     expect(ctx.order).toEqual(['first', 'second']);
     expect(lines).toEqual(['info phase first ok 5ms', 'info phase second ok 5ms']);
+    // The fake clock reads 5 at the first start, 10 at its end, 15 at the second start.
     expect(results).toEqual([
-      { name: 'first', outcome: 'ok', ms: 5 },
-      { name: 'second', outcome: 'ok', ms: 5 },
+      { name: 'first', outcome: 'ok', startMs: 5, ms: 5 },
+      { name: 'second', outcome: 'ok', startMs: 15, ms: 5 },
     ]);
   });
 
@@ -120,11 +121,56 @@ describe('runPhases', () => {
     expect(lines).toEqual(['error phase odd failed after 5ms: no config']);
   });
 
-  it('measures with the real clock by default', async () => {
+  it('measures with the boot clock by default: starts fall after this process started', async () => {
     const { lines, log } = fakes();
-    await runPhases([{ name: 'quick', run: () => {} }], {}, log);
+    const before = bootClockMs();
+    const [result] = await runPhases([{ name: 'quick', run: () => {} }], {}, log);
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^info phase quick ok \d+ms$/);
+    expect(result!.startMs).toBeGreaterThanOrEqual(Math.floor(before));
+    expect(result!.startMs).toBeGreaterThan(processStartMs());
+  });
+
+  it('tells each result as it comes, before the next phase runs', async () => {
+    const { log, options } = fakes();
+    const seen: string[] = [];
+    await runPhases<Ctx>(
+      [
+        { name: 'a', run: () => void seen.push('run a') },
+        { name: 'b', when: () => false, run: () => {} },
+        { name: 'c', run: () => void seen.push('run c') },
+      ],
+      { order: [] },
+      log,
+      { ...options, onResult: (r: PhaseResult) => void seen.push(`${r.name} ${r.outcome}`) },
+    );
+    expect(seen).toEqual(['run a', 'a ok', 'b skipped', 'run c', 'c ok']);
+  });
+});
+
+describe('the boot clock', () => {
+  it('is monotonic milliseconds on the clock /proc/uptime counts (no suspend in a test run)', () => {
+    const a = bootClockMs();
+    const b = bootClockMs();
+    expect(b).toBeGreaterThanOrEqual(a);
+    expect(processStartMs()).toBeLessThan(a);
+    expect(processStartMs()).toBeGreaterThan(0);
+  });
+});
+
+describe('phaseSummary', () => {
+  it('sums a finished sequence in table order, marking failures and counting skips', () => {
+    const results: PhaseResult[] = [
+      { name: 'kernel', outcome: 'ok', startMs: 0, ms: 245_000 },
+      { name: 'debug', outcome: 'skipped', startMs: 0, ms: 0 },
+      { name: 'runtime', outcome: 'ok', startMs: 0, ms: 12 },
+      { name: 'sync', outcome: 'failed', startMs: 0, ms: 1500 },
+    ];
+    expect(phaseSummary('build', results)).toBe('build: 4 min 07 s in 3 phases (1 skipped): kernel 4 min 05 s, runtime 12 ms, sync 1.5 s (failed)');
+  });
+
+  it('formats durations for people', () => {
+    expect([formatMs(0), formatMs(999), formatMs(1000), formatMs(59_949), formatMs(60_000), formatMs(3_723_000)]).toEqual(['0 ms', '999 ms', '1.0 s', '59.9 s', '1 min 00 s', '62 min 03 s']);
   });
 });
 

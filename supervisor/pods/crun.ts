@@ -67,6 +67,20 @@ export interface PodPaths {
   container(name: string): ContainerPaths;
   /** Where crun writes the container's pid once it runs: <runDir>/<container>.pid. */
   pidFile(container: string): string;
+  /** A tty container's console socket (auraed listens; crun sends the terminal's master): <runDir>/<container>.console. */
+  consoleSocket(container: string): string;
+  /** A stdin container's stdin, a FIFO auraed holds open: <runDir>/<container>.stdin. */
+  stdinFifo(container: string): string;
+}
+
+/** See PodPaths.consoleSocket (the CRI's side finds it from the pod's runDir). */
+export function consoleSocketPath(runDir: string, container: string): string {
+  return path.join(runDir, `${container}.console`);
+}
+
+/** See PodPaths.stdinFifo. */
+export function stdinFifoPath(runDir: string, container: string): string {
+  return path.join(runDir, `${container}.stdin`);
 }
 
 /** Preconditions: `pod` and container names are validated DNS labels. */
@@ -79,6 +93,8 @@ export function podPaths(podsDir: string, pod: string, runDir = PODS_RUN_DIR): P
     ns: { net: path.join(run, 'ns', 'net'), ipc: path.join(run, 'ns', 'ipc'), uts: path.join(run, 'ns', 'uts') },
     ready: path.join(run, 'ready'),
     pidFile: (name) => path.join(run, `${name}.pid`),
+    consoleSocket: (name) => consoleSocketPath(run, name),
+    stdinFifo: (name) => stdinFifoPath(run, name),
     container(name) {
       const c = path.join(dir, name);
       return { dir: c, bundle: c, config: path.join(c, 'config.json'), rootfs: path.join(c, 'rootfs'), upper: path.join(c, 'upper'), work: path.join(c, 'work') };
@@ -100,12 +116,27 @@ export function findCrun(env: NodeJS.ProcessEnv = process.env, exists: (p: strin
 }
 
 /**
+ * The container's limits as the start script reads them: `<bundle>/cgroup-limits`, one "file value" line per
+ * write (containerCgroupLimits). A file, not arguments: UpdateContainerResources rewrites it, and every later
+ * start of the executable (its restart policy, the cells' reconcile after an auraed restart) applies the new values.
+ */
+export const CGROUP_LIMITS_FILE = 'cgroup-limits';
+
+/** The cgroup-limits file's text (empty for none). */
+export function cgroupLimitsText(limits: readonly (readonly [string, string])[]): string {
+  return limits.map(([file, value]) => `${file} ${value}\n`).join('');
+}
+
+/**
  * The start script; positional arguments: ready file, container id, bundle, crun, crun's state root, pid file,
- * then cgroup file/value pairs to write into its own cgroup (the "0::" line of /proc/self/cgroup).
+ * then cgroup file/value pairs to write into its own cgroup (the "0::" line of /proc/self/cgroup; executables
+ * stored before CGROUP_LIMITS_FILE have them), then the lines of <bundle>/cgroup-limits (memory.swap.max is
+ * skipped where the kernel has no swap accounting).
  */
 export const START_SCRIPT = [
   'ready=$1 id=$2 bundle=$3 crun=$4 root=$5 pidfile=$6',
-  'if [ "$#" -gt 6 ]; then',
+  `limits=$bundle/${CGROUP_LIMITS_FILE}`,
+  'if [ "$#" -gt 6 ] || [ -s "$limits" ]; then',
   // AURAE_CGROUP_ROOT: where cgroup2 is mounted (tests point it at a directory of their own).
   '  cg=; while read -r l; do case $l in 0::*) cg=${l#0::} ;; esac; done < /proc/self/cgroup',
   '  [ -n "$cg" ] || { echo "aurae: container $id: no cgroup v2 line in /proc/self/cgroup: container limits need cgroup2" >&2; exit 125; }',
@@ -114,6 +145,13 @@ export const START_SCRIPT = [
   '    echo "$2" > "$cg/$1" || { echo "aurae: container $id: writing $1 = $2 in $cg failed: is the controller enabled for the pod\'s cell?" >&2; exit 125; }',
   '    shift 2',
   '  done',
+  '  if [ -s "$limits" ]; then',
+  '    while read -r f v; do',
+  '      [ -n "$f" ] || continue',
+  '      if [ "$f" = memory.swap.max ] && [ ! -e "$cg/$f" ]; then continue; fi',
+  '      echo "$v" > "$cg/$f" || { echo "aurae: container $id: writing $f = $v in $cg failed: is the controller enabled for the pod\'s cell?" >&2; exit 125; }',
+  '    done < "$limits"',
+  '  fi',
   'fi',
   'n=0',
   'while [ ! -e "$ready" ]; do',
@@ -124,7 +162,15 @@ export const START_SCRIPT = [
   // Only then: another crun start costs tens of ms on a slow CPU.
   'if [ -d "$root/$id" ]; then "$crun" --root "$root" delete --force "$id" >/dev/null 2>&1; fi',
   'rm -f "$pidfile"',
-  'exec "$crun" --root "$root" --cgroup-manager=disabled run --pid-file "$pidfile" --bundle "$bundle" "$id"',
+  // Attach (supervisor/cri/container-stdio.ts): a kept stdin is a FIFO auraed holds open; a terminal's master goes
+  // to auraed's console socket.
+  'if [ -n "$AURAE_STDIN" ]; then',
+  '  [ -p "$AURAE_STDIN" ] || { echo "aurae: container $id: its stdin $AURAE_STDIN is missing: auraed makes it at CreateContainer (was auraed restarted? create the container again)" >&2; exit 125; }',
+  '  exec < "$AURAE_STDIN"',
+  'fi',
+  'set -- --root "$root" --cgroup-manager=disabled run --pid-file "$pidfile"',
+  'if [ -n "$AURAE_CONSOLE_SOCKET" ]; then set -- "$@" --console-socket "$AURAE_CONSOLE_SOCKET"; fi',
+  'exec "$crun" "$@" --bundle "$bundle" "$id"',
 ].join('\n');
 
 /**
@@ -156,6 +202,10 @@ export interface CrunExecutableInput {
   stopSignal?: NodeJS.Signals;
   /** Written into the leaf before crun runs (containerCgroupLimits). */
   cgroupLimits?: readonly (readonly [string, string])[];
+  /** A tty container: crun sends its terminal to this socket (PodPaths.consoleSocket). */
+  consoleSocket?: string;
+  /** A stdin container: its stdin is this FIFO (PodPaths.stdinFifo). */
+  stdinFifo?: string;
 }
 
 /**
@@ -167,6 +217,8 @@ export function containerCgroupLimits(r: ContainerResources | undefined): [strin
   if (!r) return [];
   const out: [string, string][] = [];
   if (r.memoryLimit !== undefined) out.push(['memory.max', String(r.memoryLimit)]);
+  // memory + swap as the CRI gives it; on cgroup v2 the swap alone (crun's conversion): 0 when equal.
+  if (r.memorySwapLimit !== undefined && r.memoryLimit !== undefined) out.push(['memory.swap.max', String(Math.max(0, r.memorySwapLimit - r.memoryLimit))]);
   if (r.cpuShares !== undefined) out.push(['cpu.weight', String(1 + Math.floor(((r.cpuShares - 2) * 9999) / 262_142))]);
   if (r.cpuQuota !== undefined || r.cpuPeriod !== undefined) out.push(['cpu.max', `${r.cpuQuota ?? 'max'} ${r.cpuPeriod ?? 100_000}`]);
   return out;
@@ -192,7 +244,7 @@ export function crunExecutable(input: CrunExecutableInput): ExecutableSpec {
       ...(input.cgroupLimits ?? []).flat(),
     ],
     description: `container ${input.container} of pod ${input.pod.name}`,
-    env: { PATH: DEFAULT_PATH },
+    env: { PATH: DEFAULT_PATH, ...(input.consoleSocket ? { AURAE_CONSOLE_SOCKET: input.consoleSocket } : {}), ...(input.stdinFifo ? { AURAE_STDIN: input.stdinFifo } : {}) },
     cwd: '/',
     uid: null,
     gid: null,
@@ -210,7 +262,7 @@ export interface ContainerSpecInput {
   /** The executable's leaf cgroup, relative to the cgroup2 root (crun does not manage it: see above). */
   cgroupsPath: string;
   /** The container's optional extensions (absent: the defaults). */
-  container?: Pick<ContainerSpec, 'mounts' | 'security' | 'sysctls' | 'resources'>;
+  container?: Pick<ContainerSpec, 'mounts' | 'security' | 'sysctls' | 'resources' | 'tty'>;
 }
 
 /**
@@ -240,7 +292,7 @@ export function containerSpecInput(input: ContainerSpecInput): OciSpecInput {
     additionalGids: input.user.additionalGids,
     rootfs: input.paths.rootfs,
     readOnlyRootfs: input.readOnlyRootfs,
-    terminal: false,
+    terminal: input.container?.tty === true,
     namespaces,
     cgroupsPath: input.cgroupsPath,
     noNewPrivileges: security.noNewPrivs ?? true,

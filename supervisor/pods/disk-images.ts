@@ -29,6 +29,13 @@ export const POD_DISKS_DIR = '/run/aurae/pod-disks';
 export const VM_POD_SHARE_TAG = 'aurae-images';
 /** Where the share is mounted in the VM (per boot). */
 export const POD_SHARE_DIR = '/run/aurae/pod-share';
+/**
+ * The virtio-9p tag of the VM sandbox's volumes: a writable share of the parent in which it binds each container's
+ * host paths (vm-agent.ts nodePodVolumeShare) as `<container>/<i>`; mounted read-write in the VM at
+ * POD_VOLUMES_DIR beside the image share, so containers' mounts name files there (vm-sandbox.ts childContainerSpec).
+ */
+export const VM_POD_VOLUMES_TAG = 'aurae-volumes';
+export const POD_VOLUMES_DIR = '/run/aurae/pod-volumes';
 
 /** The reference the pod agent resolves to the handed-over disk of `digest`. */
 export function diskImageRef(digest: string): string {
@@ -58,8 +65,8 @@ export interface DiskHost {
   /** Mount `/dev/<name>` read-only, ext4, nodev, nosuid, at `target` (created). */
   mountReadOnly(name: string, target: string): void;
   readFile(file: string): string;
-  /** Mount the virtio-9p share `tag` read-only at `target` (created); throws when there is no such share. */
-  mountShare?(tag: string, target: string): void;
+  /** Mount the virtio-9p share `tag` read-only (or writable) at `target` (created); throws when there is no such share. */
+  mountShare?(tag: string, target: string, writable?: boolean): void;
   exists?(file: string): boolean;
 }
 
@@ -94,9 +101,9 @@ export function nodeDiskHost(sys: Pick<Syscalls, 'mount'>): DiskHost {
       sys.mount(`/dev/${name}`, target, 'ext4', MS_RDONLY | MS_NOSUID | MS_NODEV, null);
     },
     readFile: (file) => fs.readFileSync(file, 'utf8'),
-    mountShare(tag, target) {
+    mountShare(tag, target, writable = false) {
       fs.mkdirSync(target, { recursive: true, mode: 0o700 });
-      sys.mount(tag, target, '9p', MS_RDONLY | MS_NOSUID | MS_NODEV, 'trans=virtio,version=9p2000.L,msize=262144,cache=mmap');
+      sys.mount(tag, target, '9p', (writable ? 0 : MS_RDONLY) | MS_NOSUID | MS_NODEV, 'trans=virtio,version=9p2000.L,msize=262144,cache=mmap');
     },
     exists: (file) => fs.existsSync(file),
   };
@@ -107,7 +114,7 @@ export function nodeDiskHost(sys: Pick<Syscalls, 'mount'>): DiskHost {
  * lowerDirs of such a record is the disk's rootfs; retain/release of it are no-ops (the parent holds the image,
  * the disk lives as long as the VM). Every other call goes to `images`.
  */
-export function withDiskImages(images: PodImages, host: DiskHost, dir: string = POD_DISKS_DIR, shareDir: string = POD_SHARE_DIR): PodImages {
+export function withDiskImages(images: PodImages, host: DiskHost, dir: string = POD_DISKS_DIR, shareDir: string = POD_SHARE_DIR, volumesDir: string = POD_VOLUMES_DIR): PodImages {
   const records = new Map<string, { record: ImageRecord; root: string }>();
   const open = (ref: string): ImageRecord | undefined => {
     const digest = parseDiskImageRef(ref);
@@ -157,6 +164,14 @@ export function withDiskImages(images: PodImages, host: DiskHost, dir: string = 
         host.mountShare(VM_POD_SHARE_TAG, shareDir);
       } catch {
         return null; // no share: this VM was booted with disks only (or is no VM sandbox)
+      }
+      // With it, the volumes share: before the first container that names a path in it is prepared.
+      if (!host.isMounted(volumesDir)) {
+        try {
+          host.mountShare(VM_POD_VOLUMES_TAG, volumesDir, true);
+        } catch {
+          // A VM booted before volumes were shared: a container naming a path there is refused (runtime.ts writeBundle).
+        }
       }
     }
     const target = path.join(shareDir, label);

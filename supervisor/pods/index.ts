@@ -5,7 +5,7 @@
 // createContainer, startContainer, stopContainer, removeContainer: the CRI's mapping, supervisor/cri). PodService
 // (pod-service.ts) is the API over PodRuntime; oci-spec.ts writes config.json.
 export { type ContainerProcess, containerProcess, containerUser, type ResolvedUser, resolveUser } from './container-config';
-export { containerCgroupLimits, containerId, CRUN_STATE_ROOT, crunExecutable, findCrun, PODS_RUN_DIR, type PodPaths, podPaths, START_SCRIPT, stopSignalOf } from './crun';
+export { consoleSocketPath, containerCgroupLimits, containerId, CRUN_STATE_ROOT, crunExecutable, findCrun, PODS_RUN_DIR, type PodPaths, podPaths, START_SCRIPT, stdinFifoPath, stopSignalOf } from './crun';
 export { nodePodHost, parseMountInfo, type PodHost } from './host';
 export { type PodReconcileAction, podReconcilePlan } from './reconcile';
 // Pod networking: the plan (network-plan.ts: CIDR, veth, nftables, /etc files) and its executor (network.ts).
@@ -48,6 +48,8 @@ export {
 export { type ContainerDesired, memoryPodStore, PODS_MIGRATIONS, type PodStore, sqlitePodStore, type StoredContainer, type StoredPod } from './store';
 export { createPodService, type PodServiceDeps } from './pod-service';
 export { type ExecDeps, type ExecTarget, killExecProcess, runExec } from './exec';
+// The CRI's exec with a terminal (supervisor/cri/tty-exec.ts) reuses exec's pure parts.
+export { EXEC_LIMITS, type ExecTargets, execContainer, execFiles, execOutcome, execProcess, type OciProcess } from './exec';
 export { PodServiceService } from '../gen/aurae/pods/v0/pods';
 // Sandbox "vm": the pod in a child microVM (vm-sandbox.ts), the child's side (disk-images.ts), the adapters (vm-agent.ts).
 export { cellPodStore, childPodSpec, createVmPodRuntime, sandboxedPodRuntime, vmPodMemoryMiB, vmPodName, vmPodStatus, type VmPodRuntime } from './vm-sandbox';

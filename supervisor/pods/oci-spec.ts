@@ -34,7 +34,8 @@ export interface OciSpecInput {
   /** The root filesystem: absolute, or relative to the bundle directory. */
   rootfs: string;
   readOnlyRootfs: boolean;
-  terminal: false;
+  /** true: the process gets a pty (crun sends its master to --console-socket: the CRI's tty, container-stdio.ts). */
+  terminal: boolean;
   /** A namespace with `path` is joined (/proc/PID/ns/TYPE of an existing process); without, a new one is made. */
   namespaces: { type: NamespaceType; path?: string }[];
   /** The container's cgroup relative to the cgroup2 root, e.g. "/aurae/web/ctr.app" (crun --cgroup-manager=cgroupfs). */
@@ -428,7 +429,7 @@ export function ociSpec(input: OciSpecInput): OciSpec {
   const gid = checkId('gid', input.gid);
   if (!Array.isArray(input.additionalGids)) throw invalid('additionalGids', 'must be a list of group ids');
   const additionalGids = input.additionalGids.map((g, i) => checkId(`additionalGids[${i}]`, g));
-  if (input.terminal !== false) throw invalid('terminal', 'only false is supported: container output goes to the executable\'s logs');
+  if (typeof input.terminal !== 'boolean') throw invalid('terminal', 'must be true (a pty, crun --console-socket) or false (pipes to the executable\'s logs)');
   const rootfs = checkString('rootfs', input.rootfs, { nonEmpty: true });
   const namespaces = checkNamespaces(input.namespaces);
   const cgroupsPath = checkCgroupsPath(input.cgroupsPath);
@@ -479,7 +480,7 @@ export function ociSpec(input: OciSpecInput): OciSpec {
   return {
     ociVersion: OCI_VERSION,
     process: {
-      terminal: false,
+      terminal: input.terminal,
       user: { uid, gid, ...(additionalGids.length > 0 ? { additionalGids } : {}) },
       args,
       env,

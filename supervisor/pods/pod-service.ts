@@ -41,6 +41,7 @@ import { DEFAULTS, RANGES, checkInt, checkLabel, invalid } from '../validation';
 import { type ExecDeps, type ExecInput, type ExecTarget, type VmExecRelay, checkVmExec, runExec, validateExecStart } from './exec';
 import type { ContainerStatus, PodRuntime, PodStatus } from './runtime';
 import { type ContainerInput, type ContainerSpec, type PodInput, type PodSpec, validateContainerSpec, validatePodSpec, validateSandboxSpec } from './spec';
+import { POD_VOLUMES_DIR } from './disk-images';
 import { vmPodName } from './vm-sandbox';
 
 const SERVICE = 'aurae.pods.v0.PodService';
@@ -310,14 +311,28 @@ export function validateSandboxRequest(request: PodServiceCreateSandboxRequest):
   return expose.length ? { ...spec, expose } : spec;
 }
 
-/** The extension fields extensions_json may carry (ContainerInput's; host path mounts are not among them). */
-const CONTAINER_EXTENSIONS = ['security', 'resources', 'sysctls'] as const;
+/**
+ * The extension fields extensions_json may carry (ContainerInput's). Host path mounts only of the VM sandbox's
+ * volumes share (POD_VOLUMES_DIR: the parent of a VM-sandboxed pod binds the container's host paths there): no
+ * caller may bind other files of this node.
+ */
+const CONTAINER_EXTENSIONS = ['security', 'resources', 'sysctls', 'mounts'] as const;
 
 /** CreateContainer's container: the API's Container plus the extensions from extensions_json. */
 export function validateCreateContainerRequest(request: Pick<PodServiceCreateContainerRequest, 'container' | 'extensionsJson'>): ContainerSpec {
   if (!request.container) throw invalid('container', 'required: a container with a name and an image');
   const input: ContainerInput = { ...request.container };
   for (const [key, value] of Object.entries(extensionsOf(request.extensionsJson ?? '', CONTAINER_EXTENSIONS))) {
+    if (key === 'mounts') {
+      if (!Array.isArray(value)) throw invalid('extensions_json.mounts', 'must be a JSON array');
+      value.forEach((m: { hostPath?: unknown }, i) => {
+        if (typeof m?.hostPath !== 'string' || !m.hostPath.startsWith(`${POD_VOLUMES_DIR}/`)) {
+          throw invalid(`extensions_json.mounts[${i}].hostPath`, `only paths in ${POD_VOLUMES_DIR} (a VM sandbox's volumes, shared by its parent) may be mounted through this API`);
+        }
+      });
+      input.mounts = value as ContainerInput['mounts'];
+      continue;
+    }
     if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalid(`extensions_json.${key}`, 'must be a JSON object');
     (input as unknown as Record<string, unknown>)[key] = value;
   }
@@ -348,7 +363,7 @@ export function podExtensionsJson(spec: PodSpec): string {
   return Object.keys(ext).length ? JSON.stringify(ext) : '';
 }
 
-/** A container's extensions as CreateContainer's extensions_json ('' when it has none; host path mounts are not carried). */
+/** A container's extensions as CreateContainer's extensions_json ('' when it has none; mounts: see CONTAINER_EXTENSIONS). */
 export function containerExtensionsJson(c: ContainerSpec): string {
   const ext: Record<string, unknown> = {};
   for (const key of CONTAINER_EXTENSIONS) if (c[key] !== undefined) ext[key] = c[key];

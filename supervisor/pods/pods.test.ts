@@ -358,11 +358,26 @@ function world(options: { db?: ReturnType<typeof openDatabase>; dir?: string; ho
   const images = options.images ?? new FakeImages(lower);
   const host = options.host ?? new FakeHost();
   const network = options.network ?? new FakePodNetwork();
-  const runtime: PodRuntime = createPodRuntime({ store: podStore, dir: path.join(dir, 'state'), images, cells, observe: { events }, log: silentLogger, host, network, crun: '/usr/bin/crun', runDir: path.join(dir, 'run'), clock: () => 1_700_000_000_000 });
+  const oomWrites: [number, number][] = [];
+  const runtime: PodRuntime = createPodRuntime({
+    store: podStore,
+    dir: path.join(dir, 'state'),
+    images,
+    cells,
+    observe: { events },
+    log: silentLogger,
+    host,
+    network,
+    crun: '/usr/bin/crun',
+    runDir: path.join(dir, 'run'),
+    clock: () => 1_700_000_000_000,
+    cgroups,
+    setOomScoreAdj: (pid, value) => void oomWrites.push([pid, value]),
+  });
   const run = path.join(dir, 'run');
   /** What crun does once the container runs: write its pid (a live one: the runtime checks it). */
   const crunStarted = (pod: string, container: string, pid = process.pid) => fs.writeFileSync(path.join(run, pod, `${container}.pid`), String(pid));
-  return { dir, cgfs, launcher, events, logs, cells, images, host, network, runtime, state: path.join(dir, 'state'), run, crunStarted };
+  return { dir, cgfs, launcher, events, logs, cells, images, host, network, runtime, state: path.join(dir, 'state'), run, crunStarted, oomWrites, podStore };
 }
 
 /** Wait (bounded) until the runtime published an event of this kind: inotify delivers crun's pid file asynchronously. */
@@ -1117,6 +1132,14 @@ describe('container extensions: the OCI spec and the cgroup limits', () => {
       execFile(exe.args[0]!, exe.args.slice(1), { env: { PATH: process.env.PATH, AURAE_CGROUP_ROOT: cgroot } }, (err, out) => (err ? reject(err) : resolve(out)));
     });
     expect(stdout).toBe('4096\n50000 100000\n');
+    // The bundle's cgroup-limits file (what an update rewrites) is applied after the arguments; memory.swap.max
+    // is skipped where the cgroup has none (no swap accounting).
+    fs.writeFileSync(path.join(dir, 'cgroup-limits'), 'memory.max 8192\nmemory.swap.max 0\ncpu.max max 100000\n');
+    const again = await new Promise<string>((resolve, reject) => {
+      execFile(exe.args[0]!, exe.args.slice(1), { env: { PATH: process.env.PATH, AURAE_CGROUP_ROOT: cgroot } }, (err, out) => (err ? reject(err) : resolve(out)));
+    });
+    expect(again).toBe('8192\nmax 100000\n');
+    expect(fs.existsSync(`${cgroot}${own}/memory.swap.max`)).toBe(false);
   });
 });
 
@@ -1158,6 +1181,77 @@ describe('PodRuntime with the extensions', () => {
       ['/data', volume],
     ]);
     await w.runtime.startContainer('web', 'app');
-    expect(w.launcher.last.plan.args.slice(-4)).toEqual(['memory.max', String(32 << 20), 'cpu.weight', '39']);
+    // The limits are in the bundle's cgroup-limits file, which the start script applies (not in its arguments).
+    expect(w.launcher.last.plan.args.at(-1)).toBe(`${w.run}/web/app.pid`);
+    expect(fs.readFileSync(`${w.state}/pods/web/app/cgroup-limits`, 'utf8')).toBe(`memory.max ${32 << 20}\ncpu.weight 39\n`);
+  });
+});
+
+describe('PodRuntime.updateContainerResources', () => {
+  const sandbox = () => validateSandboxSpec(pod({ containers: [] }));
+  const leaf = (file: string) => `${CGROUP_ROOT}/aurae/web/exe.app/${file}`;
+  const read = (w: ReturnType<typeof world>, file: string) => w.cgfs.read(leaf(file)).trim();
+
+  it('a created container: persisted in the spec and the bundle limits file only; absent fields are kept', async () => {
+    const db = openDatabase(':memory:');
+    const w = world({ db });
+    await w.cells.init();
+    w.images.add('busybox');
+    await w.runtime.createSandbox(sandbox());
+    await w.runtime.createContainer('web', validateContainerSpec({ ...container(), resources: { memoryLimit: 32 << 20, cpuShares: 1024 } }));
+    const status = await w.runtime.updateContainerResources('web', 'app', { cpuQuota: 50_000, memoryLimit: 64 << 20 });
+    expect(status).toMatchObject({ name: 'app', state: 'created' });
+    const want = { memoryLimit: 64 << 20, cpuShares: 1024, cpuQuota: 50_000 };
+    expect(w.runtime.get('web')!.spec.containers[0]!.resources).toEqual(want);
+    expect(sqlitePodStore(db).pods()[0]!.spec.containers[0]!.resources).toEqual(want);
+    expect(fs.readFileSync(`${w.state}/pods/web/app/cgroup-limits`, 'utf8')).toBe(`memory.max ${64 << 20}\ncpu.weight 39\ncpu.max 50000 100000\n`);
+    expect(w.cgfs.exists(leaf(''))).toBe(false);
+    // A restarted auraed starts it with the new values.
+    const again = createPodRuntime({ db, dir: w.state, images: w.images, cells: w.cells, log: silentLogger, host: w.host, network: w.network, crun: '/usr/bin/crun', runDir: w.run });
+    expect(again.get('web')!.spec.containers[0]!.resources).toEqual(want);
+  });
+
+  it('a running container: its leaf cgroup and its init\'s oom_score_adj change at once; the bundle keeps oomScoreAdj', async () => {
+    const w = world();
+    await w.cells.init();
+    w.images.add('busybox');
+    await w.runtime.createSandbox(sandbox());
+    await w.runtime.createContainer('web', validateContainerSpec({ ...container(), resources: { memoryLimit: 32 << 20, cpuQuota: 20_000 } }));
+    await w.runtime.startContainer('web', 'app');
+    w.crunStarted('web', 'app');
+    await eventOf(w.events, 'container_started');
+    await w.runtime.updateContainerResources('web', 'app', { memoryLimit: 16 << 20, cpuShares: 2, oomScoreAdj: 500 });
+    expect(read(w, 'memory.max')).toBe(String(16 << 20));
+    expect(read(w, 'cpu.weight')).toBe('1');
+    expect(read(w, 'cpu.max')).toBe('max 100000'); // not in the update: untouched
+    expect(w.oomWrites).toEqual([[process.pid, 500]]);
+    expect(JSON.parse(fs.readFileSync(`${w.state}/pods/web/app/config.json`, 'utf8')).process.oomScoreAdj).toBe(500);
+    // A new period keeps the stored quota; memory + swap equal to memory: memory.swap.max 0.
+    await w.runtime.updateContainerResources('web', 'app', { cpuPeriod: 50_000, memorySwapLimit: 16 << 20 });
+    expect(read(w, 'cpu.max')).toBe('20000 50000');
+    expect(read(w, 'memory.swap.max')).toBe('0');
+    expect(fs.readFileSync(`${w.state}/pods/web/app/cgroup-limits`, 'utf8')).toBe(`memory.max ${16 << 20}\nmemory.swap.max 0\ncpu.weight 1\ncpu.max 20000 50000\n`);
+  });
+
+  it('refusals name the field; unknown pods and containers are NOT_FOUND; nothing changes', async () => {
+    const w = world();
+    await w.cells.init();
+    w.images.add('busybox');
+    await w.runtime.createSandbox(sandbox());
+    await w.runtime.createContainer('web', validateContainerSpec(container()));
+    await expect(w.runtime.updateContainerResources('web', 'app', { cpuPeriod: 10 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^resources\.cpuPeriod: /) });
+    await expect(w.runtime.updateContainerResources('web', 'app', { memorySwapLimit: 1 << 20 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^resources\.memorySwapLimit: /) });
+    await expect(w.runtime.updateContainerResources('web', 'nope', { cpuShares: 2 })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(w.runtime.updateContainerResources('nope', 'app', { cpuShares: 2 })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect(w.runtime.get('web')!.spec.containers[0]!.resources).toBeUndefined();
+    expect(fs.existsSync(`${w.state}/pods/web/app/cgroup-limits`)).toBe(false);
+  });
+
+  it("sandboxedPodRuntime routes a VM sandbox pod's update to the VM runtime", async () => {
+    const w = world();
+    await w.cells.init();
+    const vm = { get: (n: string) => (n === 'inside' ? { name: n } : undefined), list: () => [], updateContainerResources: async () => Promise.reject(new Error('not this')) } as unknown as Parameters<typeof sandboxedPodRuntime>[1];
+    const both = sandboxedPodRuntime(w.runtime, vm);
+    await expect(both.updateContainerResources('inside', 'app', {})).rejects.toThrow('not this'); // routed to the VM runtime
   });
 });

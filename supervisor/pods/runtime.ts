@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { CellSpec, CellView } from '../cells';
-import { cellTreeDir, leafDir } from '../cgroup';
+import { CGROUP_ROOT, type CgroupLimits, CgroupTree, cellTreeDir, leafDir, nodeCgroupFs } from '../cgroup';
 import { AuraeError } from '../errors';
 import type { ExecutableSnapshot, ExecutableSpec, RecordedExit } from '../executables';
 import type { ImageRecord, Images, PullProgress } from '../images';
@@ -21,7 +21,8 @@ import type { EventBus, StampedEvent } from '../observe';
 import type { Db } from '../store';
 import { loadSyscalls } from '../../native';
 import { containerProcess, containerUser } from './container-config';
-import { containerCgroupLimits, containerId, containerSpecInput, CRUN_STATE_ROOT, crunExecutable, findCrun, PODS_RUN_DIR, type PodPaths, podPaths, stopSignalOf } from './crun';
+import { POD_VOLUMES_DIR } from './disk-images';
+import { CGROUP_LIMITS_FILE, cgroupLimitsText, containerCgroupLimits, containerId, containerSpecInput, CRUN_STATE_ROOT, crunExecutable, findCrun, PODS_RUN_DIR, type PodPaths, podPaths, stopSignalOf } from './crun';
 import type { ExecTarget } from './exec';
 import { nodePodHost, type PodHost } from './host';
 import { nodePodNetwork, type PodNetwork } from './network';
@@ -41,7 +42,7 @@ import {
 } from './network-plan';
 import { ociSpec, type OciSpecInput } from './oci-spec';
 import { type PodReconcileAction, podReconcilePlan } from './reconcile';
-import type { ContainerSpec, PodSpec } from './spec';
+import { type ContainerResources, type ContainerSpec, type PodSpec, validateResources } from './spec';
 import { type PodStore, sqlitePodStore, type StoredContainer } from './store';
 
 export type ContainerState = 'pulling' | 'created' | 'running' | 'exited' | 'failed';
@@ -106,6 +107,13 @@ export interface PodRuntime {
   removeContainer(pod: string, container: string, opts: { force: boolean }): Promise<void>;
   /** Where `crun exec` finds container `container` of `pod` (exec.ts; the caller checked it exists and runs). */
   execTarget(pod: string, container: string): ExecTarget;
+  /**
+   * Change a container's resources (the CRI's UpdateContainerResources): the fields given replace the stored ones
+   * (absent ones are kept), are persisted in the pod's spec (every later start applies them) and, while the
+   * container runs, written to its cgroup (the executable's leaf) and oom_score_adj to its init. INVALID_ARGUMENT
+   * naming the field; NOT_FOUND for an unknown pod or container; UNIMPLEMENTED for a VM sandbox's.
+   */
+  updateContainerResources(pod: string, container: string, resources: ContainerResources): Promise<ContainerStatus>;
 }
 
 /** What pods need of the cell runtime (CellRuntime). */
@@ -149,6 +157,10 @@ export interface PodRuntimeDeps {
   networkConfig?: PodNetworkConfig;
   /** Node ports a pod may not publish (the node's own, e.g. the API's). */
   reservedNodePorts?: { port: number; protocol: PortProtocol; why: string }[];
+  /** The cgroup tree, for a running container's limits (updateContainerResources); default the node's. */
+  cgroups?: Pick<CgroupTree, 'setLeafLimits'>;
+  /** Write a process's /proc/PID/oom_score_adj; default node:fs. */
+  setOomScoreAdj?: (pid: number, value: number) => void;
 }
 
 interface PodEntry {
@@ -230,6 +242,7 @@ export class PodRuntimeImpl implements PodRuntime {
   private readonly stateRoot: string;
   private readonly clock: () => number;
   private hostAdapter: PodHost | undefined;
+  private cgroupTree: Pick<CgroupTree, 'setLeafLimits'> | undefined;
   private crunPath: string | undefined;
   private lock: Promise<unknown> = Promise.resolve();
   /** Containers whose executable started and whose crun has not written its pid file yet: stop watching. */
@@ -266,6 +279,11 @@ export class PodRuntimeImpl implements PodRuntime {
       this.hostAdapter = nodePodHost(loadSyscalls());
     }
     return this.hostAdapter;
+  }
+
+  private get cgroups(): Pick<CgroupTree, 'setLeafLimits'> {
+    this.cgroupTree ??= this.deps.cgroups ?? new CgroupTree({ fs: nodeCgroupFs, root: CGROUP_ROOT, log: this.deps.log });
+    return this.cgroupTree;
   }
 
   private get crun(): string {
@@ -470,6 +488,56 @@ export class PodRuntimeImpl implements PodRuntime {
     });
   }
 
+  async updateContainerResources(pod: string, container: string, update: ContainerResources): Promise<ContainerStatus> {
+    return this.exclusive(async () => {
+      const entry = this.requireReadyPod(pod, 'update its containers');
+      const { spec: c, row } = this.requireContainer(entry, container);
+      const resources = validateResources('resources', { ...(c.resources ?? {}), ...update });
+      const what = `pod "${pod}": container "${container}"`;
+      const cp = this.paths(pod).container(container);
+      // The start script's file first (a start racing with this applies the new values), then the running
+      // container's cgroup (a refused value puts the file back and changes nothing stored), then the spec.
+      this.writeCgroupLimits(cp.bundle, resources);
+      const live = ACTIVE.has(this.exeState(pod, container) ?? '');
+      if (live) {
+        try {
+          this.cgroups.setLeafLimits(pod, container, cgroupLimitsOf(update, resources), ['memory.swap.max']);
+        } catch (err) {
+          // Between the state read and the write the container ended: its next start applies the stored values.
+          if (!(err instanceof AuraeError && err.code === 'NOT_FOUND')) {
+            this.writeCgroupLimits(cp.bundle, c.resources);
+            throw err;
+          }
+        }
+        const pid = update.oomScoreAdj === undefined ? null : this.containerPid(pod, container);
+        if (pid !== null) {
+          try {
+            (this.deps.setOomScoreAdj ?? writeOomScoreAdj)(pid, update.oomScoreAdj!);
+          } catch (err) {
+            const code = (err as NodeJS.ErrnoException).code;
+            if (code !== 'ENOENT' && code !== 'ESRCH') throw new AuraeError('INTERNAL', `${what}: writing oom_score_adj ${update.oomScoreAdj} of its process ${pid} failed: ${(err as Error).message}`);
+          }
+        }
+      }
+      const spec: PodSpec = { ...entry.spec, containers: entry.spec.containers.map((x) => (x.name === container ? { ...x, resources } : x)) };
+      this.store.putContainer(pod, container, row, { spec, images: entry.images });
+      entry.spec = spec;
+      if (update.oomScoreAdj !== undefined) patchBundleOomScoreAdj(cp.config, resources.oomScoreAdj!, what);
+      this.deps.log.info('container resources updated', { pod, container, resources, live });
+      return this.containerStatusOf(pod, container);
+    });
+  }
+
+  /** The container's limits as its start script reads them (<bundle>/cgroup-limits), written atomically. */
+  private writeCgroupLimits(bundle: string, resources: ContainerResources | undefined): void {
+    const file = path.join(bundle, CGROUP_LIMITS_FILE);
+    const text = cgroupLimitsText(containerCgroupLimits(resources));
+    if (text === '' && !fs.existsSync(file)) return;
+    fs.mkdirSync(bundle, { recursive: true, mode: 0o700 });
+    fs.writeFileSync(`${file}.tmp`, text, { mode: 0o600 });
+    fs.renameSync(`${file}.tmp`, file);
+  }
+
   /** A container's pid file watch, pid file, mounts and directory (idempotent). */
   private removeContainerFiles(pod: string, container: string): void {
     const key = `${pod}/${container}`;
@@ -620,7 +688,14 @@ export class PodRuntimeImpl implements PodRuntime {
       container: c,
     });
     // As containerd does, a bind mount's missing host directory is made (the kubelet makes its volumes itself).
-    for (const m of c.mounts ?? []) if (!fs.existsSync(m.hostPath)) fs.mkdirSync(m.hostPath, { recursive: true, mode: 0o755 });
+    for (const m of c.mounts ?? []) {
+      if (fs.existsSync(m.hostPath)) continue;
+      // In a VM sandbox, a path of the parent's volumes share: missing means the share is (no directory made here).
+      if (m.hostPath.startsWith(`${POD_VOLUMES_DIR}/`)) {
+        throw new AuraeError('FAILED_PRECONDITION', `${what}: mount ${m.containerPath}: ${m.hostPath} is not in this VM: its parent shares no volumes with it (a VM booted by an older auraed): recreate the sandbox`);
+      }
+      fs.mkdirSync(m.hostPath, { recursive: true, mode: 0o755 });
+    }
     if (this.addresses.has(spec.name) && c.security?.namespaces?.network !== 'node') {
       const files = this.networkFiles(spec.name);
       const bind = (destination: string, source: string) => ({ destination, type: 'bind', source, options: ['rbind', 'rprivate'] });
@@ -646,10 +721,14 @@ export class PodRuntimeImpl implements PodRuntime {
       stopSignal = 'SIGTERM';
     }
     fs.rmSync(paths.pidFile(container), { force: true }); // "running" only once this run's crun wrote it
-    const cgroupLimits = containerCgroupLimits(spec.containers.find((c) => c.name === container)?.resources);
+    const c = spec.containers.find((x) => x.name === container);
+    // The limits go in a file the start script reads (not its arguments): an update reaches every later start.
+    this.writeCgroupLimits(paths.container(container).bundle, c?.resources);
+    // A terminal or a kept stdin (the CRI's tty/stdin): the CRI listens on / holds these (supervisor/cri/container-stdio.ts).
+    const stdio = { ...(c?.tty ? { consoleSocket: paths.consoleSocket(container) } : {}), ...(c?.stdin && !c.tty ? { stdinFifo: paths.stdinFifo(container) } : {}) };
     await this.deps.cells.start(
       spec.name,
-      crunExecutable({ crun: this.crun, stateRoot: this.stateRoot, pod: spec, container, paths: paths.container(container), ready: paths.ready, pidFile: paths.pidFile(container), stopSignal, cgroupLimits }),
+      crunExecutable({ crun: this.crun, stateRoot: this.stateRoot, pod: spec, container, paths: paths.container(container), ready: paths.ready, pidFile: paths.pidFile(container), stopSignal, ...stdio }),
     );
   }
 
@@ -1023,6 +1102,45 @@ export function readImageFile(rootfs: string, name: string): string | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * The cgroup writes of an update: the fields it gives, with what they need of the merged values (a new period
+ * keeps the stored quota; memory.swap.max follows memory.max when a swap limit is stored).
+ */
+export function cgroupLimitsOf(update: ContainerResources, merged: ContainerResources): CgroupLimits {
+  const limits: CgroupLimits = {};
+  const cpu: NonNullable<CgroupLimits['cpu']> = {};
+  if (update.cpuShares !== undefined) cpu.weight = Number(containerCgroupLimits({ cpuShares: merged.cpuShares! })[0]![1]);
+  if (update.cpuQuota !== undefined || update.cpuPeriod !== undefined) {
+    if (merged.cpuQuota !== undefined) cpu.max = merged.cpuQuota;
+    cpu.period = merged.cpuPeriod ?? 100_000;
+  }
+  if (Object.keys(cpu).length) limits.cpu = cpu;
+  if (update.memoryLimit !== undefined || update.memorySwapLimit !== undefined) {
+    limits.memory = { max: merged.memoryLimit! };
+    if (merged.memorySwapLimit !== undefined) limits.memory.swapMax = Math.max(0, merged.memorySwapLimit - merged.memoryLimit!);
+  }
+  return limits;
+}
+
+function writeOomScoreAdj(pid: number, value: number): void {
+  fs.writeFileSync(`/proc/${pid}/oom_score_adj`, String(value));
+}
+
+/** Set process.oomScoreAdj in a written bundle: a later start of the container runs with it. */
+function patchBundleOomScoreAdj(config: string, value: number, what: string): void {
+  let spec: { process?: { oomScoreAdj?: number } };
+  try {
+    spec = JSON.parse(fs.readFileSync(config, 'utf8')) as typeof spec;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // written from the spec when it is needed
+    throw new AuraeError('INTERNAL', `${what}: reading its bundle ${config} failed: ${(err as Error).message}`);
+  }
+  if (!spec.process) return;
+  spec.process.oomScoreAdj = value;
+  fs.writeFileSync(`${config}.tmp`, `${JSON.stringify(spec, null, 2)}\n`, { mode: 0o600 });
+  fs.renameSync(`${config}.tmp`, config);
 }
 
 /** The pod's host name: its own, else its name. */

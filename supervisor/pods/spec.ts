@@ -28,6 +28,10 @@ export interface ContainerSpec {
   resources?: ContainerResources;
   /** Namespaced sysctls (net.*, the IPC ones). */
   sysctls?: Record<string, string>;
+  /** The process gets a terminal (crun --console-socket: auraed holds the master; the CRI's tty, Attach). */
+  tty?: boolean;
+  /** The process's stdin stays open for attaching (a FIFO auraed holds; with tty, the terminal is its stdin). */
+  stdin?: boolean;
 }
 
 export type MountPropagation = 'private' | 'rslave' | 'rshared';
@@ -68,6 +72,8 @@ export interface ContainerResources {
   cpuPeriod?: number;
   /** memory.max in bytes. */
   memoryLimit?: number;
+  /** Memory + swap in bytes (the CRI's memory_swap_limit_in_bytes, ≥ memoryLimit): memory.swap.max = the difference. */
+  memorySwapLimit?: number;
   /** The container's init's oom_score_adj (-1000..1000). */
   oomScoreAdj?: number;
 }
@@ -120,7 +126,7 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const USER = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*(:[A-Za-z0-9_.][A-Za-z0-9_.-]*)?$/;
 
 /** A container as given: the API's Container, plus the optional extensions (the CRI's) in ContainerSpec's shape. */
-export type ContainerInput = Pod['containers'][number] & Partial<Pick<ContainerSpec, 'mounts' | 'security' | 'resources' | 'sysctls'>>;
+export type ContainerInput = Pod['containers'][number] & Partial<Pick<ContainerSpec, 'mounts' | 'security' | 'resources' | 'sysctls' | 'tty' | 'stdin'>>;
 /** A pod as given: the API's Pod, plus the optional pod-level extensions. */
 export type PodInput = Omit<Pod, 'containers'> & { containers: ContainerInput[]; hostname?: string; dns?: PodDnsSpec };
 
@@ -258,6 +264,8 @@ function validateContainer(c: ContainerInput, field: string): ContainerSpec {
   if (c.security !== undefined) spec.security = validateSecurity(`${field}.security`, c.security);
   if (c.resources !== undefined) spec.resources = validateResources(`${field}.resources`, c.resources);
   if (c.sysctls !== undefined && Object.keys(c.sysctls).length) spec.sysctls = validateSysctls(`${field}.sysctls`, c.sysctls);
+  if (c.tty === true) spec.tty = true;
+  if (c.stdin === true) spec.stdin = true;
   return spec;
 }
 
@@ -326,13 +334,17 @@ const CPU_SHARES: readonly [number, number] = [2, 262_144];
 const CPU_PERIOD: readonly [number, number] = [1_000, 1_000_000];
 const CPU_QUOTA: readonly [number, number] = [1_000, Number.MAX_SAFE_INTEGER];
 
-function validateResources(field: string, r: ContainerResources): ContainerResources {
+export function validateResources(field: string, r: ContainerResources): ContainerResources {
   const out: ContainerResources = {};
   if (r.cpuShares !== undefined) out.cpuShares = checkInt(`${field}.cpuShares`, r.cpuShares, CPU_SHARES)!;
   if (r.cpuQuota !== undefined) out.cpuQuota = checkInt(`${field}.cpuQuota`, r.cpuQuota, CPU_QUOTA)!;
   if (r.cpuPeriod !== undefined) out.cpuPeriod = checkInt(`${field}.cpuPeriod`, r.cpuPeriod, CPU_PERIOD)!;
   if (r.memoryLimit !== undefined) out.memoryLimit = checkInt(`${field}.memoryLimit`, r.memoryLimit, [1, Number.MAX_SAFE_INTEGER])!;
   if (r.oomScoreAdj !== undefined) out.oomScoreAdj = checkInt(`${field}.oomScoreAdj`, r.oomScoreAdj, [-1000, 1000])!;
+  if (r.memorySwapLimit !== undefined) {
+    out.memorySwapLimit = checkInt(`${field}.memorySwapLimit`, r.memorySwapLimit, [1, Number.MAX_SAFE_INTEGER])!;
+    if (out.memoryLimit === undefined || out.memorySwapLimit < out.memoryLimit) throw invalid(`${field}.memorySwapLimit`, 'memory + swap: needs memoryLimit and must be at least it');
+  }
   return out;
 }
 

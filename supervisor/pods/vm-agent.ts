@@ -16,7 +16,7 @@ import { containerExtensionsJson, containerSpecToProto, podExtensionsJson, podSp
 import type { ContainerStatus, PodStatus } from './runtime';
 import type { ContainerSpec, PodSpec } from './spec';
 import type { PodStore } from './store';
-import { type ChildPodAgent, createVmPodRuntime, type PodImageShare, type PodVms, type PodVmState, type VmPodRuntime } from './vm-sandbox';
+import { type ChildPodAgent, createVmPodRuntime, type PodImageShare, type PodVms, type PodVmState, type PodVolumeShare, type VmPodRuntime } from './vm-sandbox';
 import type { VmExecRelay } from './exec';
 import { relayStream } from '../server';
 
@@ -214,6 +214,87 @@ export function nodePodImageShare(deps: ImageShareDeps): PodImageShare {
   };
 }
 
+/** Where the volumes shares of VM pods are (per boot: a small tmpfs per pod, holding binds), as the VMs see them. */
+export const VM_POD_VOLUMES_DIR = '/run/aurae/vm-pod-volumes';
+/** The same tmpfs, writable, where this node makes the mount points (the VMs never see it). */
+export const VM_POD_VOLUMES_STAGE = '/run/aurae/vm-pod-volumes.stage';
+/** A pod's volumes tmpfs: only mount points live there. */
+export const VM_POD_VOLUMES_TMPFS = 'size=1m,mode=0755';
+
+/**
+ * The volumes share of VM pods (vm-sandbox.ts PodVolumeShare). Per pod a small tmpfs, mounted writable at
+ * `<stage>/<pod>` (where this node makes the mount points) and bound read-only at `<dir>/<pod>` (what the VM is
+ * shared: it cannot change the tree, so no symbolic link of its own can redirect a bind made later). add binds a
+ * container's host paths at `<dir>/<pod>/<container>/<i>` (recursive binds; read-only ones remounted read-only),
+ * making a missing host path a directory as containerd does. remove unmounts before it deletes anything, and
+ * refuses to delete while a bind stays (never a recursive delete through a bind).
+ */
+export function nodePodVolumeShare(deps: Pick<ImageShareDeps, 'sys' | 'mounts'> & { dir?: string; stage?: string }): PodVolumeShare {
+  const root = deps.dir ?? VM_POD_VOLUMES_DIR;
+  const stage = deps.stage ?? VM_POD_VOLUMES_STAGE;
+  const mounts = deps.mounts ?? mountPoints;
+  const MS_RDONLY = 1;
+  const MS_NOSUID = 2;
+  const MS_NODEV = 4;
+  const MS_REMOUNT = 32;
+  const MS_BIND = 4096;
+  const MS_REC = 16384;
+  const MNT_DETACH = 2;
+  const unmountBelow = (dir: string, self: boolean) => {
+    const below = (m: string) => m.startsWith(`${dir}/`) || (self && m === dir);
+    for (const m of mounts().filter(below).sort().reverse()) deps.sys.umount2(m, MNT_DETACH);
+    const left = mounts().filter(below);
+    if (left.length) throw new AuraeError('INTERNAL', `unmounting the volume binds ${left.join(', ')} failed: they are still mounted: nothing was deleted`);
+  };
+  const ensure = (pod: string) => {
+    const shared = path.join(root, pod);
+    const staged = path.join(stage, pod);
+    fs.mkdirSync(shared, { recursive: true, mode: 0o755 });
+    fs.mkdirSync(staged, { recursive: true, mode: 0o700 });
+    const now = mounts();
+    if (!now.includes(staged)) deps.sys.mount('tmpfs', staged, 'tmpfs', MS_NOSUID | MS_NODEV, VM_POD_VOLUMES_TMPFS);
+    if (!now.includes(shared)) {
+      deps.sys.mount(staged, shared, null, MS_BIND, null);
+      deps.sys.mount(null, shared, null, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, null);
+    }
+    return shared;
+  };
+  return {
+    dir: ensure,
+    add(pod, container, list) {
+      const shared = path.join(ensure(pod), container);
+      const staged = path.join(stage, pod, container);
+      fs.mkdirSync(staged, { recursive: true, mode: 0o755 });
+      const mounted = new Set(mounts());
+      list.forEach((m, i) => {
+        const target = path.join(shared, String(i));
+        if (mounted.has(target)) return;
+        if (!fs.existsSync(m.hostPath)) fs.mkdirSync(m.hostPath, { recursive: true, mode: 0o755 });
+        const point = path.join(staged, String(i));
+        if (fs.statSync(m.hostPath).isDirectory()) fs.mkdirSync(point, { recursive: true, mode: 0o755 });
+        else if (!fs.existsSync(point)) fs.writeFileSync(point, '', { mode: 0o644 });
+        try {
+          deps.sys.mount(m.hostPath, target, null, MS_BIND | MS_REC, null);
+          if (m.readonly) deps.sys.mount(null, target, null, MS_REMOUNT | MS_BIND | MS_RDONLY, null);
+        } catch (err) {
+          if (mounts().includes(target)) deps.sys.umount2(target, MNT_DETACH);
+          throw new AuraeError('FAILED_PRECONDITION', `sharing ${m.hostPath} with the VM of pod "${pod}" (container "${container}"): binding it at ${target} failed: ${(err as Error).message}`, { cause: err });
+        }
+      });
+    },
+    remove(pod, container) {
+      unmountBelow(path.join(root, pod, container), false);
+      fs.rmSync(path.join(stage, pod, container), { recursive: true, force: true });
+    },
+    removeAll(pod) {
+      unmountBelow(path.join(root, pod), true);
+      unmountBelow(path.join(stage, pod), true);
+      fs.rmSync(path.join(root, pod), { recursive: true, force: true });
+      fs.rmSync(path.join(stage, pod), { recursive: true, force: true });
+    },
+  };
+}
+
 /**
  * Exec into a VM pod (PodService/Exec on this node for a pod with sandbox "vm"): the child's PodService/Exec, called
  * as its parent, for the same pod and container (the child runs them under the same names: vm-sandbox.ts
@@ -242,7 +323,7 @@ function specOf(p: ProtoPodStatus): PodSpec {
 
 /** What vm-sandbox needs of the node's VmRuntime. */
 export interface VmRuntimeLike {
-  spawn(request: { name: string; memoryMiB: number; cpus: number; restart: 'never'; disks?: string[]; shares?: { tag: string; path: string }[] }): Promise<unknown>;
+  spawn(request: { name: string; memoryMiB: number; cpus: number; restart: 'never'; disks?: string[]; shares?: { tag: string; path: string; writable?: boolean }[] }): Promise<unknown>;
   start(name: string): Promise<unknown>;
   stop(name: string): Promise<unknown>;
   free(name: string): void;
@@ -305,6 +386,7 @@ export function createNodeVmPods(options: {
       lowerDirs: (image) => options.images.lowerDirs(image),
       sys: { mount: (...a) => syscalls().mount(...a), umount2: (...a) => syscalls().umount2(...a) },
     }),
+    volumes: nodePodVolumeShare({ sys: { mount: (...a) => syscalls().mount(...a), umount2: (...a) => syscalls().umount2(...a) } }),
     vms: () => nodePodVms(options.vms().runtime, options.vmLimits),
     agent: childPodAgent((vm) => options.vms().router.clientFor(vm)),
     log: options.log,

@@ -14,11 +14,11 @@ import { childVmSpec } from '../vms';
 import { qemuArgs } from '../vms/qemu-args';
 import { diskImageRef, type DiskHost, ext4Label, parseDiskImageRef, withDiskImages } from './disk-images';
 import type { ContainerStatus, PodImages, PodRuntime, PodStatus } from './runtime';
-import type { PodSpec } from './spec';
+import type { ContainerMount, PodSpec } from './spec';
 import { memoryPodStore } from './store';
 import { containerExtensionsJson, podExtensionsJson, podSpecToProto, validateCreateContainerRequest, validateSandboxRequest } from './pod-service';
-import { nodePodImageShare, podStatusFromProto } from './vm-agent';
-import { cellPodStore, type ChildPodAgent, childPodSpec, createVmPodRuntime, type PodImageShare, type PodVms, type PodVmState, sandboxedPodRuntime, vmPodMemoryMiB, vmPodName, vmPodStatus } from './vm-sandbox';
+import { nodePodImageShare, nodePodVolumeShare, podStatusFromProto } from './vm-agent';
+import { cellPodStore, type ChildPodAgent, childPodSpec, createVmPodRuntime, type PodImageShare, type PodVms, type PodVmState, type PodVolumeShare, sandboxedPodRuntime, vmPodMemoryMiB, vmPodName, vmPodStatus } from './vm-sandbox';
 
 const DIGEST = `sha256:${'12'.repeat(32)}`;
 const MiB = 1024 * 1024;
@@ -105,8 +105,8 @@ class FakeVms implements PodVms {
   calls: string[] = [];
   failSpawn: Error | null = null;
   limits = { maxMemoryMiB: 2048, bootTimeoutMs: 1000 };
-  shares = new Map<string, { tag: string; path: string }[]>();
-  async spawn(r: { name: string; memoryMiB: number; disks: string[]; shares?: { tag: string; path: string }[] }) {
+  shares = new Map<string, { tag: string; path: string; writable?: boolean }[]>();
+  async spawn(r: { name: string; memoryMiB: number; disks: string[]; shares?: { tag: string; path: string; writable?: boolean }[] }) {
     this.calls.push(`spawn ${r.name} ${r.memoryMiB} ${r.disks.join(',')}`);
     if (r.shares) this.shares.set(r.name, r.shares);
     if (this.failSpawn) throw this.failSpawn;
@@ -166,8 +166,10 @@ class FakeAgent implements ChildPodAgent {
     this.pods.set(`${vm}/${pod}`, { ...p, containers: [...p.containers.filter((c) => c.name !== name), ...(next ? [next] : [])] });
     return next!;
   }
+  created: PodSpec['containers'][number][] = [];
   async createContainer(vm: string, pod: string, c: PodSpec['containers'][number]) {
     this.calls.push(`createContainer ${vm} ${c.name} ${c.image}`);
+    this.created.push(c);
     return this.change(vm, pod, c.name, () => ({ name: c.name, image: c.image, imageDigest: DIGEST, state: 'created', pid: null, exit: null, restarts: 0, createdAt: 1500 }));
   }
   async startContainer(vm: string, pod: string, name: string) {
@@ -184,6 +186,22 @@ class FakeAgent implements ChildPodAgent {
       if (!c) throw new AuraeError('NOT_FOUND', `no container "${name}"`);
       return null;
     });
+  }
+}
+
+class FakeVolumes implements PodVolumeShare {
+  calls: string[] = [];
+  dir(pod: string) {
+    return `/run/volumes/${pod}`;
+  }
+  add(pod: string, container: string, mounts: readonly ContainerMount[]) {
+    this.calls.push(`add ${pod} ${container} ${mounts.map((m) => `${m.hostPath}${m.readonly ? ':ro' : ''}`).join(' ')}`);
+  }
+  remove(pod: string, container: string) {
+    this.calls.push(`remove ${pod} ${container}`);
+  }
+  removeAll(pod: string) {
+    this.calls.push(`removeAll ${pod}`);
   }
 }
 
@@ -215,7 +233,8 @@ function fakeImages() {
   return { images, held };
 }
 
-function setup() {
+function setup(opts: { volumes?: boolean } = {}) {
+  const volumes = opts.volumes ? new FakeVolumes() : undefined;
   const store = memoryPodStore();
   const vms = new FakeVms();
   const agent = new FakeAgent();
@@ -228,13 +247,14 @@ function setup() {
       images,
       disks: { ensure: async (r) => (built.push(r.digest), { path: `/state/images/disks/${r.digest.slice(7)}.ext4` }) },
       share,
+      ...(volumes ? { volumes } : {}),
       vms: () => vms,
       agent,
       log: silentLogger,
       clock: () => 1000,
       sleep: async () => undefined,
     });
-  return { store, vms, agent, held, built, share, runtime: make(), make };
+  return { store, vms, agent, held, built, share, volumes, runtime: make(), make };
 }
 
 describe('VM pod runtime', () => {
@@ -344,6 +364,7 @@ describe('VM pod runtime', () => {
       startContainer: async () => ({}) as ContainerStatus,
       stopContainer: async () => ({}) as ContainerStatus,
       removeContainer: async () => undefined,
+      updateContainerResources: async () => ({}) as ContainerStatus,
     } satisfies PodRuntime;
     const both = sandboxedPodRuntime(cell, t.runtime);
     await both.run(spec({ name: 'inside', sandbox: 'vm' }));
@@ -558,6 +579,7 @@ describe('VM sandbox piece by piece (the CRI runtime handler vm)', () => {
       startContainer: async () => ({}) as ContainerStatus,
       stopContainer: async () => ({}) as ContainerStatus,
       removeContainer: async () => undefined,
+      updateContainerResources: async () => ({}) as ContainerStatus,
     } satisfies PodRuntime;
     const both = sandboxedPodRuntime(cell, t.runtime);
     await both.createSandbox(sandbox({ name: 'inside' }));
@@ -582,16 +604,17 @@ describe('the image share', () => {
         throw new Error('no disk to mount');
       },
       readFile: (file) => (file === `/run/share/${label}/aurae-image.json` ? JSON.stringify({ digest: DIGEST, name: 'busybox', config: record().config }) : ''),
-      mountShare: (tag, target) => void mounted.push(target, tag),
+      mountShare: (tag, target, writable) => void mounted.push(target, `${tag}${writable ? ' rw' : ''}`),
       exists: (file) => file === `/run/share/${label}/aurae-image.json`,
     };
-    const images = withDiskImages(fakeImages().images, h, '/run/disks', '/run/share');
+    const images = withDiskImages(fakeImages().images, h, '/run/disks', '/run/share', '/run/vols');
     const r = images.get(diskImageRef(DIGEST))!;
     expect(r).toMatchObject({ digest: DIGEST, name: 'busybox' });
     expect(images.lowerDirs(r)).toEqual([`/run/share/${label}/rootfs`]);
-    expect(mounted).toEqual(['/run/share', 'aurae-images']);
+    // With the image share, the volumes share, writable (containers' host path mounts name files there).
+    expect(mounted).toEqual(['/run/share', 'aurae-images', '/run/vols', 'aurae-volumes rw']);
     expect(() => images.get(diskImageRef(`sha256:${'56'.repeat(32)}`))).toThrow(/nor shared in aurae-images/);
-    expect(mounted).toHaveLength(2);
+    expect(mounted).toHaveLength(4);
   });
 
   it('shares a directory read-only over virtio-9p (qemu argv of a child VM)', () => {
@@ -656,7 +679,11 @@ describe('the image share', () => {
     expect(c).toMatchObject({ name: 'app', security: { capAdd: ['CAP_NET_ADMIN'] }, resources: { memoryLimit: 1 << 20 }, sysctls: { 'net.ipv4.ping_group_range': '0 0' } });
     const container = { name: 'app', image: 'busybox', command: [], args: [], env: {}, workingDir: '', user: '', readOnlyRootfs: false };
     expect(() => validateCreateContainerRequest({ container, extensionsJson: '{' })).toThrow(/^extensions_json: not JSON/);
-    expect(() => validateCreateContainerRequest({ container, extensionsJson: '{"mounts":{}}' })).toThrow(/^extensions_json.mounts: not an extension/);
+    expect(() => validateCreateContainerRequest({ container, extensionsJson: '{"mounts":{}}' })).toThrow(/^extensions_json.mounts: must be a JSON array/);
+    // Host path mounts only of the VM sandbox's volumes share: no other file of the node.
+    expect(() => validateCreateContainerRequest({ container, extensionsJson: '{"mounts":[{"hostPath":"/etc","containerPath":"/x"}]}' })).toThrow(/^extensions_json.mounts\[0\].hostPath: only paths in \/run\/aurae\/pod-volumes/);
+    const vol = { hostPath: '/run/aurae/pod-volumes/app/0', containerPath: '/etc/hosts', readonly: true, propagation: 'private' as const };
+    expect(validateCreateContainerRequest({ container, extensionsJson: containerExtensionsJson({ ...spec().containers[0]!, mounts: [vol] }) }).mounts).toEqual([vol]);
     expect(() => validateCreateContainerRequest({ container, extensionsJson: '{"resources":{"memoryLimit":0}}' })).toThrow(/^container.resources.memoryLimit/);
     expect(containerExtensionsJson(spec().containers[0]!)).toBe('');
   });
@@ -668,5 +695,131 @@ describe('the image share', () => {
     expect(() => validateSandboxRequest({ ...request, extensionsJson: '{"publish":[]}' })).toThrow(/^extensions_json.publish: not an extension/);
     expect(() => validateSandboxRequest({ ...request, extensionsJson: '{"hostname":"-bad-"}' })).toThrow(/^pod.hostname/);
     expect(podExtensionsJson(spec())).toBe('');
+  });
+});
+
+describe('VM sandbox volumes (host path mounts)', () => {
+  const sandbox = () => spec({ containers: [] });
+  const app = (over: Partial<PodSpec['containers'][number]> = {}): PodSpec['containers'][number] => ({ ...spec().containers[0]!, ...over });
+  const kubelet: ContainerMount[] = [
+    { hostPath: '/var/lib/kubelet/pods/u/etc-hosts', containerPath: '/etc/hosts', readonly: false, propagation: 'private' },
+    { hostPath: '/var/lib/kubelet/pods/u/containers/app/1', containerPath: '/dev/termination-log', readonly: false, propagation: 'private' },
+    { hostPath: '/var/lib/kubelet/pods/u/volumes/kubernetes.io~projected/token', containerPath: '/var/run/secrets/kubernetes.io/serviceaccount', readonly: true, propagation: 'private' },
+  ];
+
+  it('the VM gets a writable volumes share; a container\'s host paths are bound there and the child mounts those binds', async () => {
+    const t = setup({ volumes: true });
+    await t.runtime.createSandbox(sandbox());
+    expect(t.vms.shares.get('pod-web')).toEqual([
+      { tag: 'aurae-images', path: '/run/shares/web' },
+      { tag: 'aurae-volumes', path: '/run/volumes/web', writable: true },
+    ]);
+    await t.runtime.createContainer('web', app({ mounts: kubelet }));
+    expect(t.volumes!.calls).toEqual([`add web app ${kubelet.map((m) => `${m.hostPath}${m.readonly ? ':ro' : ''}`).join(' ')}`]);
+    expect(t.agent.created.at(-1)!.mounts).toEqual([
+      { hostPath: '/run/aurae/pod-volumes/app/0', containerPath: '/etc/hosts', readonly: false, propagation: 'private' },
+      { hostPath: '/run/aurae/pod-volumes/app/1', containerPath: '/dev/termination-log', readonly: false, propagation: 'private' },
+      { hostPath: '/run/aurae/pod-volumes/app/2', containerPath: '/var/run/secrets/kubernetes.io/serviceaccount', readonly: true, propagation: 'private' },
+    ]);
+    // This node keeps the container's own host paths (the CRI reports them).
+    expect(t.runtime.get('web')!.spec.containers[0]!.mounts).toEqual(kubelet);
+    await t.runtime.removeContainer('web', 'app', { force: true });
+    expect(t.volumes!.calls.at(-1)).toBe('remove web app');
+    await t.runtime.stop('web', 0);
+    await t.runtime.remove('web', { force: false });
+    expect(t.volumes!.calls.at(-1)).toBe('removeAll web');
+  });
+
+  it('a child that refuses the container: its binds are taken away again', async () => {
+    const t = setup({ volumes: true });
+    await t.runtime.createSandbox(sandbox());
+    t.agent.createContainer = async () => Promise.reject(new AuraeError('INVALID_ARGUMENT', 'no'));
+    await expect(t.runtime.createContainer('web', app({ mounts: kubelet }))).rejects.toThrow('no');
+    expect(t.volumes!.calls.slice(-1)).toEqual(['remove web app']);
+  });
+
+  it('nodePodVolumeShare: a tmpfs per pod, seen by the VM read-only; recursive binds (read-only ones remounted), a file for a file; unmounts before it deletes', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'volumes-'));
+    try {
+      const host = path.join(dir, 'host');
+      fs.mkdirSync(path.join(host, 'dir'), { recursive: true });
+      fs.writeFileSync(path.join(host, 'file'), 'x');
+      const mounts: string[] = [];
+      const calls: string[] = [];
+      let stuck = false;
+      const share = nodePodVolumeShare({
+        dir: path.join(dir, 'vols'),
+        stage: path.join(dir, 'stage'),
+        mounts: () => mounts,
+        sys: {
+          mount: (source, target, fstype, flags, data) => {
+            calls.push(`mount ${source?.replace(dir, '') ?? null} ${target.slice(dir.length)} ${fstype} ${flags} ${data}`);
+            if (!mounts.includes(target)) mounts.push(target);
+            // What a bind of the stage shows at the shared path (the test's plain directories stand in for mounts).
+            if (source === path.join(dir, 'stage', 'web') && target === path.join(dir, 'vols', 'web')) {
+              fs.rmSync(target, { recursive: true });
+              fs.symlinkSync(source, target);
+            }
+          },
+          umount2: (target) => {
+            calls.push(`umount ${target.slice(dir.length)}`);
+            if (!stuck) mounts.splice(mounts.indexOf(target), 1);
+          },
+        },
+      });
+      const list: ContainerMount[] = [
+        { hostPath: path.join(host, 'file'), containerPath: '/etc/hosts', readonly: true, propagation: 'private' },
+        { hostPath: path.join(host, 'dir'), containerPath: '/data', readonly: false, propagation: 'private' },
+        { hostPath: path.join(host, 'new'), containerPath: '/new', readonly: false, propagation: 'private' },
+      ];
+      share.add('web', 'app', list);
+      share.add('web', 'app', list); // idempotent
+      expect(calls).toEqual([
+        'mount tmpfs /stage/web tmpfs 6 size=1m,mode=0755',
+        'mount /stage/web /vols/web null 4096 null',
+        'mount null /vols/web null 4135 null', // read-only, nosuid, nodev: the VM cannot change the tree
+        `mount /host/file /vols/web/app/0 null 20480 null`,
+        'mount null /vols/web/app/0 null 4129 null',
+        `mount /host/dir /vols/web/app/1 null 20480 null`,
+        `mount /host/new /vols/web/app/2 null 20480 null`,
+      ]);
+      // The mount points are made in the stage (what the shared path shows).
+      expect(fs.statSync(`${dir}/stage/web/app/0`).isFile()).toBe(true);
+      expect(fs.statSync(`${dir}/stage/web/app/1`).isDirectory()).toBe(true);
+      expect(fs.statSync(`${host}/new`).isDirectory()).toBe(true); // made, as containerd does
+      // A bind that does not go away: nothing is deleted (never a recursive delete through a bind).
+      stuck = true;
+      expect(() => share.remove('web', 'app')).toThrow(/still mounted: nothing was deleted/);
+      expect(fs.existsSync(`${dir}/stage/web/app/1`)).toBe(true);
+      stuck = false;
+      share.remove('web', 'app');
+      expect(fs.existsSync(`${dir}/stage/web/app`)).toBe(false);
+      expect(fs.readFileSync(`${host}/file`, 'utf8')).toBe('x');
+      share.removeAll('web');
+      expect(mounts).toEqual([]);
+      expect(fs.existsSync(`${dir}/vols/web`)).toBe(false);
+      expect(fs.existsSync(`${dir}/stage/web`)).toBe(false);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a writable share has no readonly=on (qemu argv)', () => {
+    const vmSpec = childVmSpec(
+      { name: 'pod-web', memoryMiB: 512, cpus: 1, restart: 'never', disks: [], shares: [{ tag: 'aurae-volumes', path: '/run/aurae/vm-pod-volumes/web', writable: true }] },
+      { kernel: '/k', initrd: '/i', bootDisk: null, accel: 'tcg', hostPort: 1, guestPort: 2, qmpSocket: '/q', payloadFile: '/p', payloadName: 'opt/aurae/guest' },
+    );
+    const args = qemuArgs(vmSpec);
+    expect(args[args.indexOf('-fsdev') + 1]).toBe('local,id=fs0,path=/run/aurae/vm-pod-volumes/web,security_model=none,multidevs=remap');
+  });
+});
+
+describe('VM sandbox resources', () => {
+  it('updateContainerResources: UNIMPLEMENTED saying why (NOT_FOUND for an unknown container)', async () => {
+    const t = setup();
+    await t.runtime.createSandbox(spec({ containers: [] }));
+    await t.runtime.createContainer('web', spec().containers[0]!);
+    await expect(t.runtime.updateContainerResources('web', 'app', { cpuShares: 2 })).rejects.toMatchObject({ code: 'UNIMPLEMENTED', message: expect.stringMatching(/runs in a VM sandbox .*cannot be changed in place/) });
+    await expect(t.runtime.updateContainerResources('web', 'nope', { cpuShares: 2 })).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 });

@@ -17,15 +17,25 @@
 // finds in the share when no disk has that label. Each container's desired state is kept here (pod_containers);
 // the rest goes to the child's incremental PodService methods.
 //
+// Host path mounts (kubelet's /etc/hosts, termination-log, service-account tokens, emptyDirs): the VM is also
+// spawned with a volumes share, a directory of this node shared writable over virtio-9p (a small tmpfs the VM sees
+// read-only: it can write only into the binds, and cannot plant links there). createContainer binds each of the
+// container's host paths in it as
+// `<container>/<i>` (read-only ones remounted read-only: the VM cannot write them), and the child binds
+// /run/aurae/pod-volumes/<container>/<i> (childMountPath) into the container. Reads and writes go through to this
+// node's files at once (cache=mmap); limits: a read-only bind is read-only at its top only (mounts below a
+// read-only host path stay writable), propagation does not cross the share (a mount made below a host path after
+// the container was created is not seen in the VM), and a VM booted before volumes were shared refuses mounts.
+//
 // The pure parts (names, memory, the child's spec, the status shown here) are exported for unit tests; the core
 // takes its side effects as adapters (PodVms over VmRuntime, ChildPodAgent over the router: vm-agent.ts).
 import { AuraeError } from '../errors';
 import type { ImageRecord, PullProgress } from '../images';
 import type { Logger } from '../log';
 import { DEFAULTS, RANGES } from '../validation';
-import { diskImageRef, VM_POD_SHARE_TAG } from './disk-images';
+import { diskImageRef, POD_VOLUMES_DIR, VM_POD_SHARE_TAG, VM_POD_VOLUMES_TAG } from './disk-images';
 import { type ContainerStatus, imageHolder, type PodImages, type PodRuntime, type PodStatus, SANDBOX_CONTAINERS_MAX } from './runtime';
-import type { ContainerSpec, PodSpec } from './spec';
+import type { ContainerMount, ContainerSpec, PodSpec } from './spec';
 import type { PodStore, StoredContainer } from './store';
 
 /** The child VM of pod `pod`: `pod-<name>` (a VM name is one DNS label, so pod names of VM pods are ≤ 59 chars). */
@@ -61,18 +71,28 @@ export function childPodSpec(spec: PodSpec, digests: Record<string, string>): Po
   };
 }
 
-/** A container as the child creates it: its image the handed-over (shared) disk of its digest. */
+/** Where the VM sees a container's `i`th host path: its bind in the volumes share (PodVolumeShare). */
+export function childMountPath(container: string, i: number): string {
+  return `${POD_VOLUMES_DIR}/${container}/${i}`;
+}
+
+/**
+ * A container as the child creates it: its image the handed-over (shared) disk of its digest; its host path
+ * mounts the binds of those paths in the volumes share (childMountPath), with their modes and propagation.
+ */
 export function childContainerSpec(c: ContainerSpec, digest: string): ContainerSpec {
-  return { ...c, image: diskImageRef(digest) };
+  const out: ContainerSpec = { ...c, image: diskImageRef(digest) };
+  if (c.mounts?.length) out.mounts = c.mounts.map((m, i) => ({ ...m, hostPath: childMountPath(c.name, i) }));
+  return out;
 }
 
 /**
  * Why a container cannot be created in a VM sandbox (null: it can): host path mounts name files of this node,
- * which the VM does not see.
+ * which the VM sees only through a volumes share (`volumes`: this node has one).
  */
-export function vmContainerRefusal(c: ContainerSpec): AuraeError | null {
-  if (c.mounts?.length) {
-    return new AuraeError('UNIMPLEMENTED', `container.mounts: host path mounts are not available in a VM sandbox yet (runtime handler vm): use the cell runtime handler for containers with volumes`);
+export function vmContainerRefusal(c: ContainerSpec, volumes = false): AuraeError | null {
+  if (c.mounts?.length && !volumes) {
+    return new AuraeError('UNIMPLEMENTED', `container.mounts: host path mounts are not available in a VM sandbox on this node (runtime handler vm: no volumes share): use the cell runtime handler for containers with volumes`);
   }
   return null;
 }
@@ -153,7 +173,7 @@ function vmPodStatusOf(
 
 /** What VM pods need of the VM runtime (VmRuntime through vm-agent.ts nodePodVms). */
 export interface PodVms {
-  spawn(request: { name: string; memoryMiB: number; cpus: number; restart: 'never'; disks: string[]; shares?: { tag: string; path: string }[] }): Promise<unknown>;
+  spawn(request: { name: string; memoryMiB: number; cpus: number; restart: 'never'; disks: string[]; shares?: { tag: string; path: string; writable?: boolean }[] }): Promise<unknown>;
   start(name: string): Promise<unknown>;
   stop(name: string): Promise<unknown>;
   free(name: string): void;
@@ -188,6 +208,20 @@ export interface PodImageShare {
   removeAll(pod: string): void;
 }
 
+/**
+ * A VM sandbox's volumes (vm-agent.ts nodePodVolumeShare): a directory shared writable with the VM (virtio-9p tag
+ * VM_POD_VOLUMES_TAG) in which each container's host paths are bound as `<container>/<i>` (read-only ones
+ * read-only) when it is created. Per boot (binds under /run): reconcile adds them again.
+ */
+export interface PodVolumeShare {
+  /** The pod's volumes directory (made): what the VM is spawned with. */
+  dir(pod: string): string;
+  /** Bind the container's host paths (a missing one is made a directory, as containerd does); idempotent. */
+  add(pod: string, container: string, mounts: readonly ContainerMount[]): void;
+  remove(pod: string, container: string): void;
+  removeAll(pod: string): void;
+}
+
 export interface VmPodRuntimeDeps {
   /** The pods table, shared with cell pods (rows with spec.sandbox "vm" are this runtime's). */
   store: PodStore;
@@ -196,6 +230,8 @@ export interface VmPodRuntimeDeps {
   disks: { ensure(image: ImageRecord): Promise<{ path: string }> };
   /** Images shared with the VM after its boot (containers created one by one). */
   share: PodImageShare;
+  /** Host path mounts of containers created one by one; absent: such containers are refused (UNIMPLEMENTED). */
+  volumes?: PodVolumeShare;
   /** The node's VMs; a function because the VM subsystem starts after pods in auraed. */
   vms: () => PodVms;
   agent: ChildPodAgent;
@@ -276,7 +312,9 @@ export function createVmPodRuntime(deps: VmPodRuntimeDeps): VmPodRuntime {
     const memoryMiB = vmPodMemoryMiB(spec, vms.limits.maxMemoryMiB);
     const dir = deps.share.dir(spec.name);
     for (const c of spec.containers) await deps.share.add(spec.name, storedImage(spec, digests, c.name));
-    await vms.spawn({ name: vmPodName(spec.name), memoryMiB, cpus: 1, restart: 'never', disks: [], shares: [{ tag: VM_POD_SHARE_TAG, path: dir }] });
+    const volumes = deps.volumes ? [{ tag: VM_POD_VOLUMES_TAG, path: deps.volumes.dir(spec.name), writable: true }] : [];
+    for (const c of spec.containers) if (c.mounts?.length) deps.volumes?.add(spec.name, c.name, c.mounts);
+    await vms.spawn({ name: vmPodName(spec.name), memoryMiB, cpus: 1, restart: 'never', disks: [], shares: [{ tag: VM_POD_SHARE_TAG, path: dir }, ...volumes] });
   };
   const storedImage = (spec: PodSpec, digests: Record<string, string>, container: string): ImageRecord => {
     const record = digests[container] ? images.get(digests[container]) : undefined;
@@ -446,6 +484,7 @@ export function createVmPodRuntime(deps: VmPodRuntimeDeps): VmPodRuntime {
             deps.vms().free(vmPodName(spec.name));
           }
           deps.share.removeAll(spec.name);
+          deps.volumes?.removeAll(spec.name);
           if (done.stored) store.delete(spec.name);
         } catch (undoErr) {
           log.error('undoing a failed VM sandbox creation failed', { pod: spec.name, err: undoErr });
@@ -464,7 +503,7 @@ export function createVmPodRuntime(deps: VmPodRuntimeDeps): VmPodRuntime {
         if (!e.desiredRunning) throw new AuraeError('FAILED_PRECONDITION', `pod "${pod}" is stopped: containers cannot be added to a stopped pod: create a new one`);
         if (e.spec.containers.some((x) => x.name === c.name)) throw new AuraeError('ALREADY_EXISTS', `pod "${pod}": container "${c.name}" already exists: remove it first or choose another name`);
         if (e.spec.containers.length >= SANDBOX_CONTAINERS_MAX) throw new AuraeError('RESOURCE_EXHAUSTED', `pod "${pod}" has ${e.spec.containers.length} containers, the most a pod may have: remove exited ones first`);
-        const refusal = vmContainerRefusal(c);
+        const refusal = vmContainerRefusal(c, deps.volumes !== undefined);
         if (refusal) throw refusal;
         requireVmRunning(pod, 'adding a container');
         const record = images.get(c.image);
@@ -477,6 +516,7 @@ export function createVmPodRuntime(deps: VmPodRuntimeDeps): VmPodRuntime {
         let created = false;
         try {
           await deps.share.add(pod, record);
+          if (c.mounts?.length) deps.volumes!.add(pod, c.name, c.mounts);
           const child = await deps.agent.createContainer(vmPodName(pod), pod, childContainerSpec(c, record.digest));
           created = true;
           store.putContainer(pod, c.name, row, { spec, images: digests });
@@ -487,6 +527,11 @@ export function createVmPodRuntime(deps: VmPodRuntimeDeps): VmPodRuntime {
         } catch (err) {
           log.warn('creating a container in a VM sandbox failed: undoing', { pod, container: c.name, err });
           if (created) await deps.agent.removeContainer(vmPodName(pod), pod, c.name, { force: true }).catch(() => undefined);
+          try {
+            deps.volumes?.remove(pod, c.name);
+          } catch (undoErr) {
+            log.error("undoing a container's volume binds failed", { pod, container: c.name, err: undoErr });
+          }
           images.release(holder);
           unshareUnused(e, record.digest);
           throw err;
@@ -513,6 +558,10 @@ export function createVmPodRuntime(deps: VmPodRuntimeDeps): VmPodRuntime {
       });
     },
 
+    async updateContainerResources(pod, container) {
+      requireContainer(require(pod), container);
+      throw new AuraeError('UNIMPLEMENTED', `pod "${pod}" runs in a VM sandbox (runtime handler vm): its containers' resources cannot be changed in place yet (the VM's child has no update): recreate the container, or size the pod's VM with its limits`);
+    },
     async stopContainer(pod, container, graceMs) {
       // Not under the pod's lock: the grace period may be long (the child's stop is idempotent).
       const e = requireIncremental(pod, 'stopped');
@@ -554,6 +603,7 @@ export function createVmPodRuntime(deps: VmPodRuntimeDeps): VmPodRuntime {
         if (e.child) e.child = { ...e.child, containers: e.child.containers.filter((c) => c.name !== container) };
         images.release(imageHolder(pod, container));
         if (digest) unshareUnused(e, digest);
+        deps.volumes?.remove(pod, container);
         log.info('container removed', { pod, container, force: opts.force, sandbox: 'vm' });
       });
     },
@@ -603,7 +653,10 @@ export function createVmPodRuntime(deps: VmPodRuntimeDeps): VmPodRuntime {
       e.desiredRunning = false;
       await haltVm(name);
       if (vmState(name) !== null) deps.vms().free(vmPodName(name));
-      if (e.incremental) deps.share.removeAll(name);
+      if (e.incremental) {
+        deps.share.removeAll(name);
+        deps.volumes?.removeAll(name);
+      }
       for (const c of e.spec.containers) images.release(imageHolder(name, c.name));
       store.delete(name);
       pods.delete(name);
@@ -623,6 +676,10 @@ export function createVmPodRuntime(deps: VmPodRuntimeDeps): VmPodRuntime {
             // The share's mounts are per boot: make them again before the VM (re)starts.
             deps.share.dir(name);
             for (const c of e.spec.containers) await deps.share.add(name, storedImage(e.spec, e.images, c.name));
+            if (deps.volumes) {
+              deps.volumes.dir(name);
+              for (const c of e.spec.containers) if (c.mounts?.length) deps.volumes.add(name, c.name, c.mounts);
+            }
           }
           if (state === null) await (e.incremental ? spawnShared(e.spec, e.images) : spawn(e.spec, e.images));
           else if (state !== 'running') await startVm(name);
@@ -657,6 +714,7 @@ export function sandboxedPodRuntime(cell: PodRuntime, vm: VmPodRuntime): PodRunt
     startContainer: (pod, c) => owner(pod).startContainer(pod, c),
     stopContainer: (pod, c, graceMs) => owner(pod).stopContainer(pod, c, graceMs),
     removeContainer: (pod, c, opts) => owner(pod).removeContainer(pod, c, opts),
+    updateContainerResources: (pod, c, resources) => owner(pod).updateContainerResources(pod, c, resources),
     run(spec, opts) {
       if (cell.get(spec.name) || vm.get(spec.name)) {
         return Promise.reject(new AuraeError('ALREADY_EXISTS', `pod "${spec.name}" already exists: remove it first (aer pod rm ${spec.name}) or choose another name`));

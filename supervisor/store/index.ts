@@ -57,6 +57,105 @@ export function openDatabase(file: string): Db {
   }
 }
 
+/** A staged write failed when its group was committed (the others were written). */
+export type StagedWriteError = (err: unknown) => void;
+
+/**
+ * Group commit: the rows of one operation written in ONE transaction (one fsync of the WAL under
+ * synchronous=FULL) instead of one each. A subsystem stages its rows; whoever answers the caller commits the
+ * group, with its own rows, before the answer (CellService.Start: the executable's row and the call's audit row).
+ * A later stage under the same key replaces the earlier one: only the newest state of a row is written.
+ */
+export interface WriteGroup {
+  /** Stage `write` under `key` (nothing is written yet); `onError` hears if it fails when committed. */
+  stage(key: string, write: () => void, onError: StagedWriteError): void;
+  /** Drop the staged writes whose key starts with `prefix` (what they would write was deleted). */
+  discard(prefix: string): void;
+  /**
+   * Write everything staged, then `also`, in one transaction: durable when this returns. A staged write that
+   * fails is rolled back alone (a savepoint) and reported to its onError; the others are written. When `also`
+   * (or the commit) fails, the staged writes are committed on their own and `also`'s error is thrown.
+   */
+  commit<T>(also?: () => T): T | undefined;
+  /** How many writes are staged. */
+  readonly pending: number;
+}
+
+interface Staged {
+  write: () => void;
+  onError: StagedWriteError;
+}
+
+const writeGroups = new WeakMap<Db, WriteGroup>();
+
+/** The write group of `db` (one per database, so every subsystem's rows can share one commit). */
+export function writeGroup(db: Db): WriteGroup {
+  let group = writeGroups.get(db);
+  if (!group) {
+    group = createWriteGroup(db);
+    writeGroups.set(db, group);
+  }
+  return group;
+}
+
+function createWriteGroup(db: Db): WriteGroup {
+  let staged = new Map<string, Staged>();
+  /** Each staged write in its own savepoint (a nested better-sqlite3 transaction); returns the ones that failed. */
+  const writeEach = (batch: Staged[]): [Staged, unknown][] => {
+    const failed: [Staged, unknown][] = [];
+    for (const s of batch) {
+      try {
+        db.transaction(s.write)();
+      } catch (err) {
+        failed.push([s, err]);
+      }
+    }
+    return failed;
+  };
+  const report = (failed: [Staged, unknown][]) => {
+    for (const [s, err] of failed) s.onError(err);
+  };
+  return {
+    stage(key, write, onError) {
+      // Delete first: a re-staged row moves to the end, so rows are written in the order of their last change.
+      staged.delete(key);
+      staged.set(key, { write, onError });
+    },
+    discard(prefix) {
+      for (const key of [...staged.keys()]) if (key.startsWith(prefix)) staged.delete(key);
+    },
+    commit<T>(also?: () => T): T | undefined {
+      const batch = [...staged.values()];
+      if (batch.length === 0 && !also) return undefined;
+      staged = new Map();
+      let failed: [Staged, unknown][] = [];
+      try {
+        const result = db.transaction(() => {
+          failed = writeEach(batch);
+          return also?.();
+        })();
+        report(failed);
+        return result;
+      } catch (err) {
+        if (!also || batch.length === 0) {
+          report(batch.map((s) => [s, err]));
+          throw err;
+        }
+        // The caller's own rows failed: the staged ones still go in, by themselves.
+        try {
+          report(db.transaction(() => writeEach(batch))());
+        } catch (again) {
+          report(batch.map((s) => [s, again]));
+        }
+        throw err;
+      }
+    },
+    get pending() {
+      return staged.size;
+    },
+  };
+}
+
 /** SQLite's integrity_check: ['ok'] when the database is intact, else its findings (at most 20). */
 export function integrityCheck(db: Db): string[] {
   return (db.pragma('integrity_check(20)') as { integrity_check: string }[]).map((r) => r.integrity_check);

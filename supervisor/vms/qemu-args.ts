@@ -64,9 +64,10 @@ export interface VmSpec {
   fwCfg?: { name: string; file: string }[];
   /**
    * Host directories shared read-only with the guest over virtio-9p (mount -t 9p -o trans=virtio TAG in the
-   * guest). What is added below the directory later (files, mounts) is seen by the guest too.
+   * guest). What is added below the directory later (files, mounts) is seen by the guest too. `writable`: the
+   * guest may write (a VM-sandboxed pod's volumes; read-only binds below it stay read-only).
    */
-  shares?: { tag: string; path: string }[];
+  shares?: { tag: string; path: string; writable?: boolean }[];
 }
 
 export class VmSpecError extends Error {
@@ -151,11 +152,11 @@ export function qemuArgs(spec: VmSpec): string[] {
     );
   }
   for (const f of spec.fwCfg ?? []) args.push('-fw_cfg', `name=${f.name},file=${f.file}`);
-  // Read-only, security_model=none (the host's owners and modes as they are); multidevs=remap: the shared tree
+  // Read-only unless writable, security_model=none (the host's owners and modes as they are); multidevs=remap: the shared tree
   // spans several file systems (mounts below it), whose inode numbers must not collide in the guest.
   for (const [i, sh] of (spec.shares ?? []).entries()) {
     args.push(
-      '-fsdev', `local,id=fs${i},path=${sh.path},security_model=none,readonly=on,multidevs=remap`,
+      '-fsdev', `local,id=fs${i},path=${sh.path},security_model=none${sh.writable ? '' : ',readonly=on'},multidevs=remap`,
       '-device', `${dev('virtio-9p')},fsdev=fs${i},mount_tag=${sh.tag}`,
     );
   }

@@ -21,10 +21,10 @@ export interface VmRequest {
    */
   disks?: string[];
   /**
-   * Host directories shared read-only over virtio-9p (tag → path), e.g. the images a VM-sandboxed pod gains
-   * after boot. Set by auraed itself, never from the API, as disks are.
+   * Host directories shared over virtio-9p (tag → path; read-only unless writable), e.g. the images a VM-sandboxed
+   * pod gains after boot and its volumes. Set by auraed itself, never from the API, as disks are.
    */
-  shares?: { tag: string; path: string }[];
+  shares?: { tag: string; path: string; writable?: boolean }[];
 }
 
 export const DEFAULT_VM_MEMORY_MIB = DEFAULTS.vmMemoryMiB;

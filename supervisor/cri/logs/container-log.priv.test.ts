@@ -26,7 +26,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 function fileLeaf(): LeafCgroup {
   const leafDir = mkdtempSync(path.join(dir, 'leaf-'));
   writeFileSync(path.join(leafDir, 'cgroup.procs'), '');
-  return { dir: leafDir, prepare: () => {}, procs: () => [], kill: () => {}, waitEmpty: async () => true, oomKills: () => 0, watchEvents: () => () => {} };
+  return { dir: leafDir, prepare: () => 'existing' as const, procs: () => [], kill: () => {}, waitEmpty: async () => true, oomKills: () => 0, watchEvents: () => () => {} };
 }
 
 async function until(check: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {

@@ -22,6 +22,22 @@ function texts(file: string): [string, 'P' | 'F', string][] {
 }
 
 describe('createContainerLogTaps', () => {
+  it('subscribe: listeners of a pair get its pieces (Attach), with or without a log file; unsubscribe stops them', () => {
+    const taps = createContainerLogTaps({ log: silentLogger, ...manual });
+    const got: string[] = [];
+    const off = taps.subscribe('k8s-pod', 'c-app', (stream, text, partial) => got.push(`${stream} ${partial ? 'P' : 'F'} ${text}`));
+    taps.subscribe('k8s-pod', 'c-app', () => {
+      throw new Error('a listener that throws does not stop the others or the file');
+    });
+    taps.onLine('k8s-pod', 'c-app', 'stdout', 'one', false);
+    taps.onLine('k8s-pod', 'c-other', 'stdout', 'not mine', false);
+    taps.onLine('k8s-pod', 'c-app', 'stderr', 'two', true);
+    off();
+    taps.onLine('k8s-pod', 'c-app', 'stdout', 'after', false);
+    expect(got).toEqual(['stdout F one', 'stderr P two']);
+    taps.close();
+  });
+
   it('sends the pieces of registered (cell, executable) pairs to their file, ignores the others', () => {
     const taps = createContainerLogTaps({ log: silentLogger, ...manual });
     const file = path.join(dir, 'ns_pod_uid', 'app', '0.log');
@@ -99,7 +115,7 @@ describe('createContainerLogTaps', () => {
 /** A leaf cgroup stand-in: no cgroup on a unit-test host; the process is watched through the runner's exit. */
 const noLeaf: LeafCgroup = {
   dir: '/nonexistent/aurae/pod/exe.c',
-  prepare: () => {},
+  prepare: () => 'existing' as const,
   procs: () => [],
   kill: () => {},
   waitEmpty: async () => true,

@@ -25,6 +25,11 @@ export interface ContainerLogTaps {
   get(cell: string, executable: string): ContainerLogHandle | undefined;
   /** Close the pair's writer if registered (same as its handle's close()). */
   unregister(cell: string, executable: string): void;
+  /**
+   * Also hand every later output piece of the pair to `listener` (Attach to a container without a terminal);
+   * returns the unsubscribe. Independent of register: a pair without a log file can be listened to.
+   */
+  subscribe(cell: string, executable: string, listener: (stream: LogStream, text: string, partial: boolean) => void): () => void;
   /** The runner's OutputTap: one piece of a line; `partial` when the next piece of `stream` continues it. Never throws. */
   onLine(cell: string, executable: string, stream: LogStream, text: string, partial: boolean): void;
   /** Write what is queued to every file (tests, shutdown). */
@@ -41,6 +46,7 @@ export function createContainerLogTaps(options: ContainerLogTapsOptions): Contai
   const log = options.log.child({ subsystem: 'cri-logs' });
   const writers = new Map<string, ContainerLog>();
   const handles = new Map<string, ContainerLogHandle>();
+  const listeners = new Map<string, Set<(stream: LogStream, text: string, partial: boolean) => void>>();
   let closed = false;
   // Cell paths and executable names never contain a NUL byte.
   const keyOf = (cell: string, executable: string) => `${cell}\0${executable}`;
@@ -77,7 +83,26 @@ export function createContainerLogTaps(options: ContainerLogTapsOptions): Contai
       const writer = writers.get(key);
       if (writer) drop(key, writer);
     },
+    subscribe(cell, executable, listener) {
+      const key = keyOf(cell, executable);
+      let set = listeners.get(key);
+      if (!set) listeners.set(key, (set = new Set()));
+      set.add(listener);
+      return () => {
+        set.delete(listener);
+        if (set.size === 0 && listeners.get(key) === set) listeners.delete(key);
+      };
+    },
     onLine(cell, executable, stream, text, partial) {
+      if (listeners.size > 0) {
+        for (const listener of listeners.get(keyOf(cell, executable)) ?? []) {
+          try {
+            listener(stream, text, partial);
+          } catch (err) {
+            log.error('container output listener failed', { cell, executable, err });
+          }
+        }
+      }
       const writer = writers.get(keyOf(cell, executable));
       if (!writer) return;
       try {

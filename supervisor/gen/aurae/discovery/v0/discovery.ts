@@ -39,6 +39,51 @@ export interface DiscoverResponse {
   kernelRelease: string;
   /** The process id of auraed on the node. */
   pid: number;
+  /**
+   * Where this boot's time went, timed by the node itself (init and auraed run their start as phases,
+   * supervisor/phases). Absent from an auraed that does not report it.
+   */
+  boot?: BootReport | undefined;
+}
+
+/**
+ * The boot's timeline. Every time is in milliseconds since the kernel started, on the monotonic clock both init
+ * and auraed read (CLOCK_MONOTONIC: on Linux it counts from the kernel's start, without suspend); 0 means not known.
+ */
+export interface BootReport {
+  /**
+   * True when init's part (kernel_to_init_ms, init_phases, auraed_starts, first_serving_ms) came from aurae init;
+   * false when auraed runs without init (or init's message has not arrived yet): then only auraed's part is set.
+   */
+  fromInit: boolean;
+  /** From the kernel's start to init (Node as /init) running: the kernel's boot and unpacking the initramfs. */
+  kernelToInitMs: number;
+  /** init's boot phases in order (mounts, storage, network, …, auraed: spawned), skipped ones included. */
+  initPhases: BootPhase[];
+  /** When this auraed process started (the gap from init's "auraed" phase is Node's start and loading the bundle). */
+  auraedStartedMs: number;
+  /** This auraed's start phases in order (pki, database, …, server, serving), as far as they have run. */
+  auraedPhases: BootPhase[];
+  /** When this auraed's listeners were up (end of its "server" phase). */
+  listeningMs: number;
+  /** When this auraed marked every service SERVING (end of its "serving" phase). */
+  servingMs: number;
+  /** When the boot's first auraed was SERVING: serving_ms, or an earlier auraed's when this one is a restart. */
+  firstServingMs: number;
+  /** How many times init has started auraed this boot (1 + restarts); 0 when not from init. */
+  auraedStarts: number;
+}
+
+/** One phase of a boot sequence. */
+export interface BootPhase {
+  /** kebab-case, as in the console's "phase NAME ok 12ms" line. */
+  name: string;
+  /** "ok", "skipped" or "failed" (an optional phase that failed; the boot went on). */
+  outcome: string;
+  /** When it started (milliseconds since the kernel started). */
+  startMs: number;
+  /** How long it ran (milliseconds; 0 when skipped). */
+  durationMs: number;
 }
 
 function createBaseDiscoverRequest(): DiscoverRequest {
@@ -94,7 +139,7 @@ export const DiscoverRequest: MessageFns<DiscoverRequest> = {
 };
 
 function createBaseDiscoverResponse(): DiscoverResponse {
-  return { healthy: false, version: "", nodeName: "", uptimeSeconds: 0, kernelRelease: "", pid: 0 };
+  return { healthy: false, version: "", nodeName: "", uptimeSeconds: 0, kernelRelease: "", pid: 0, boot: undefined };
 }
 
 export const DiscoverResponse: MessageFns<DiscoverResponse> = {
@@ -116,6 +161,9 @@ export const DiscoverResponse: MessageFns<DiscoverResponse> = {
     }
     if (message.pid !== 0) {
       writer.uint32(48).int32(message.pid);
+    }
+    if (message.boot !== undefined) {
+      BootReport.encode(message.boot, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -181,6 +229,14 @@ export const DiscoverResponse: MessageFns<DiscoverResponse> = {
             message.pid = reader.int32();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.boot = BootReport.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -213,6 +269,7 @@ export const DiscoverResponse: MessageFns<DiscoverResponse> = {
         ? globalThis.String(object.kernel_release)
         : "",
       pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      boot: isSet(object.boot) ? BootReport.fromJSON(object.boot) : undefined,
     };
   },
 
@@ -236,6 +293,9 @@ export const DiscoverResponse: MessageFns<DiscoverResponse> = {
     if (message.pid !== 0) {
       obj.pid = Math.round(message.pid);
     }
+    if (message.boot !== undefined) {
+      obj.boot = BootReport.toJSON(message.boot);
+    }
     return obj;
   },
 
@@ -250,6 +310,377 @@ export const DiscoverResponse: MessageFns<DiscoverResponse> = {
     message.uptimeSeconds = object.uptimeSeconds ?? 0;
     message.kernelRelease = object.kernelRelease ?? "";
     message.pid = object.pid ?? 0;
+    message.boot = (object.boot !== undefined && object.boot !== null)
+      ? BootReport.fromPartial(object.boot)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseBootReport(): BootReport {
+  return {
+    fromInit: false,
+    kernelToInitMs: 0,
+    initPhases: [],
+    auraedStartedMs: 0,
+    auraedPhases: [],
+    listeningMs: 0,
+    servingMs: 0,
+    firstServingMs: 0,
+    auraedStarts: 0,
+  };
+}
+
+export const BootReport: MessageFns<BootReport> = {
+  encode(message: BootReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.fromInit !== false) {
+      writer.uint32(8).bool(message.fromInit);
+    }
+    if (message.kernelToInitMs !== 0) {
+      writer.uint32(17).double(message.kernelToInitMs);
+    }
+    for (const v of message.initPhases) {
+      BootPhase.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.auraedStartedMs !== 0) {
+      writer.uint32(33).double(message.auraedStartedMs);
+    }
+    for (const v of message.auraedPhases) {
+      BootPhase.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.listeningMs !== 0) {
+      writer.uint32(49).double(message.listeningMs);
+    }
+    if (message.servingMs !== 0) {
+      writer.uint32(57).double(message.servingMs);
+    }
+    if (message.firstServingMs !== 0) {
+      writer.uint32(65).double(message.firstServingMs);
+    }
+    if (message.auraedStarts !== 0) {
+      writer.uint32(72).uint32(message.auraedStarts);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BootReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBootReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.fromInit = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.kernelToInitMs = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.initPhases.push(BootPhase.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.auraedStartedMs = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.auraedPhases.push(BootPhase.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.listeningMs = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.servingMs = reader.double();
+            continue;
+          }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.firstServingMs = reader.double();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.auraedStarts = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BootReport {
+    return {
+      fromInit: isSet(object.fromInit)
+        ? globalThis.Boolean(object.fromInit)
+        : isSet(object.from_init)
+        ? globalThis.Boolean(object.from_init)
+        : false,
+      kernelToInitMs: isSet(object.kernelToInitMs)
+        ? globalThis.Number(object.kernelToInitMs)
+        : isSet(object.kernel_to_init_ms)
+        ? globalThis.Number(object.kernel_to_init_ms)
+        : 0,
+      initPhases: globalThis.Array.isArray(object?.initPhases)
+        ? object.initPhases.map((e: any) => BootPhase.fromJSON(e))
+        : globalThis.Array.isArray(object?.init_phases)
+        ? object.init_phases.map((e: any) => BootPhase.fromJSON(e))
+        : [],
+      auraedStartedMs: isSet(object.auraedStartedMs)
+        ? globalThis.Number(object.auraedStartedMs)
+        : isSet(object.auraed_started_ms)
+        ? globalThis.Number(object.auraed_started_ms)
+        : 0,
+      auraedPhases: globalThis.Array.isArray(object?.auraedPhases)
+        ? object.auraedPhases.map((e: any) => BootPhase.fromJSON(e))
+        : globalThis.Array.isArray(object?.auraed_phases)
+        ? object.auraed_phases.map((e: any) => BootPhase.fromJSON(e))
+        : [],
+      listeningMs: isSet(object.listeningMs)
+        ? globalThis.Number(object.listeningMs)
+        : isSet(object.listening_ms)
+        ? globalThis.Number(object.listening_ms)
+        : 0,
+      servingMs: isSet(object.servingMs)
+        ? globalThis.Number(object.servingMs)
+        : isSet(object.serving_ms)
+        ? globalThis.Number(object.serving_ms)
+        : 0,
+      firstServingMs: isSet(object.firstServingMs)
+        ? globalThis.Number(object.firstServingMs)
+        : isSet(object.first_serving_ms)
+        ? globalThis.Number(object.first_serving_ms)
+        : 0,
+      auraedStarts: isSet(object.auraedStarts)
+        ? globalThis.Number(object.auraedStarts)
+        : isSet(object.auraed_starts)
+        ? globalThis.Number(object.auraed_starts)
+        : 0,
+    };
+  },
+
+  toJSON(message: BootReport): unknown {
+    const obj: any = {};
+    if (message.fromInit !== false) {
+      obj.fromInit = message.fromInit;
+    }
+    if (message.kernelToInitMs !== 0) {
+      obj.kernelToInitMs = floatToJson(message.kernelToInitMs);
+    }
+    if (message.initPhases?.length) {
+      obj.initPhases = message.initPhases.map((e) => BootPhase.toJSON(e));
+    }
+    if (message.auraedStartedMs !== 0) {
+      obj.auraedStartedMs = floatToJson(message.auraedStartedMs);
+    }
+    if (message.auraedPhases?.length) {
+      obj.auraedPhases = message.auraedPhases.map((e) => BootPhase.toJSON(e));
+    }
+    if (message.listeningMs !== 0) {
+      obj.listeningMs = floatToJson(message.listeningMs);
+    }
+    if (message.servingMs !== 0) {
+      obj.servingMs = floatToJson(message.servingMs);
+    }
+    if (message.firstServingMs !== 0) {
+      obj.firstServingMs = floatToJson(message.firstServingMs);
+    }
+    if (message.auraedStarts !== 0) {
+      obj.auraedStarts = Math.round(message.auraedStarts);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BootReport>, I>>(base?: I): BootReport {
+    return BootReport.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BootReport>, I>>(object: I): BootReport {
+    const message = createBaseBootReport();
+    message.fromInit = object.fromInit ?? false;
+    message.kernelToInitMs = object.kernelToInitMs ?? 0;
+    message.initPhases = object.initPhases?.map((e) => BootPhase.fromPartial(e)) || [];
+    message.auraedStartedMs = object.auraedStartedMs ?? 0;
+    message.auraedPhases = object.auraedPhases?.map((e) => BootPhase.fromPartial(e)) || [];
+    message.listeningMs = object.listeningMs ?? 0;
+    message.servingMs = object.servingMs ?? 0;
+    message.firstServingMs = object.firstServingMs ?? 0;
+    message.auraedStarts = object.auraedStarts ?? 0;
+    return message;
+  },
+};
+
+function createBaseBootPhase(): BootPhase {
+  return { name: "", outcome: "", startMs: 0, durationMs: 0 };
+}
+
+export const BootPhase: MessageFns<BootPhase> = {
+  encode(message: BootPhase, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.outcome !== "") {
+      writer.uint32(18).string(message.outcome);
+    }
+    if (message.startMs !== 0) {
+      writer.uint32(25).double(message.startMs);
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(33).double(message.durationMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BootPhase {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBootPhase();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.outcome = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.startMs = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.durationMs = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BootPhase {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      outcome: isSet(object.outcome) ? globalThis.String(object.outcome) : "",
+      startMs: isSet(object.startMs)
+        ? globalThis.Number(object.startMs)
+        : isSet(object.start_ms)
+        ? globalThis.Number(object.start_ms)
+        : 0,
+      durationMs: isSet(object.durationMs)
+        ? globalThis.Number(object.durationMs)
+        : isSet(object.duration_ms)
+        ? globalThis.Number(object.duration_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: BootPhase): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.outcome !== "") {
+      obj.outcome = message.outcome;
+    }
+    if (message.startMs !== 0) {
+      obj.startMs = floatToJson(message.startMs);
+    }
+    if (message.durationMs !== 0) {
+      obj.durationMs = floatToJson(message.durationMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BootPhase>, I>>(base?: I): BootPhase {
+    return BootPhase.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BootPhase>, I>>(object: I): BootPhase {
+    const message = createBaseBootPhase();
+    message.name = object.name ?? "";
+    message.outcome = object.outcome ?? "";
+    message.startMs = object.startMs ?? 0;
+    message.durationMs = object.durationMs ?? 0;
     return message;
   },
 };
