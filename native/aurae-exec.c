@@ -378,7 +378,8 @@ static int open_cgroup(const char *dir) {
 
 // Steps 1 and 2 by clone3: a child created inside the cgroup (never migrated) and in the requested namespaces.
 // Returns its pid in the parent and 0 in the child; -1 when this kernel cannot do it (ENOSYS: no clone3, before
-// 5.3; E2BIG: no CLONE_INTO_CGROUP, before 5.7; EINVAL: flags it does not know), in which case nothing was
+// 5.3; E2BIG: no CLONE_INTO_CGROUP, before 5.7; EINVAL: flags it does not know; EPERM: a seccomp filter that
+// refuses clone3, as older container runtimes' default profiles do), in which case nothing was
 // created and the caller takes the cgroup.procs path, which reports any real problem.
 static pid_t clone_into_cgroup(int cgroup_fd, int ns_flags) {
   struct clone_args_v2 args;
@@ -388,9 +389,9 @@ static pid_t clone_into_cgroup(int cgroup_fd, int ns_flags) {
   args.cgroup = (uint64_t)cgroup_fd;
   long pid = syscall(SYS_clone3, &args, sizeof args);
   if (pid >= 0) return (pid_t)pid;
-  if (errno == ENOSYS || errno == E2BIG || errno == EINVAL) return -1;
+  if (errno == ENOSYS || errno == E2BIG || errno == EINVAL || errno == EPERM) return -1;
   die_errno(EXIT_SETUP, errno, "clone3 into the executable's cgroup",
-            "is the cell's pids.max reached (EAGAIN), does the leaf delegate controllers (EBUSY), or is aurae-exec not run as root (EPERM/EACCES)?");
+            "is the cell's pids.max reached (EAGAIN), does the leaf delegate controllers (EBUSY), or is aurae-exec not run as root (EACCES)?");
 }
 
 // Tell auraed which process is the executable's: the child in the cell (the program, or its namespace's init),

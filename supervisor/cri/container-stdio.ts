@@ -60,7 +60,7 @@ export interface StdioAttachRequest {
   onStopped: (cb: () => void) => () => void;
 }
 
-/** Bytes an attached client may have queued before its output is dropped (a client without a terminal). */
+/** Bytes an attached client may have queued before its output is dropped. */
 export const ATTACH_QUEUE_BYTES = 4 * 1024 * 1024;
 const FIFO_MODE = 0o010000 | 0o600;
 
@@ -164,17 +164,19 @@ export class ContainerStdio {
       // A terminal ends lines with CR LF: the log's line is without the CR.
       onPiece: (piece, partial) => this.deps.output.onLine(entry.pod, entry.container, 'stdout', !partial && piece.endsWith('\r') ? piece.slice(0, -1) : piece, partial),
     });
-    let waiting = 0;
+    // The terminal is never paused for a viewer: a client that left while full, or never reads, would stop the
+    // container and its log. A viewer that is behind loses output instead, as an attached client without a terminal does.
+    const behind = new WeakSet<Writable>();
     pty.on('data', (chunk: Buffer) => {
       splitter.push(chunk);
       for (const out of entry.viewers) {
         if (out.destroyed || out.writableEnded) continue;
-        if (!out.write(chunk)) {
-          if (waiting++ === 0) pty.pause();
-          out.once('drain', () => {
-            if (--waiting === 0) pty.resume();
-          });
+        if (out.writableLength > ATTACH_QUEUE_BYTES) {
+          if (!behind.has(out)) this.log.info('attach: the client is behind: output dropped', { pod: entry.pod, container: entry.container });
+          behind.add(out);
+          continue;
         }
+        out.write(chunk);
       }
     });
     pty.once('end', () => {

@@ -12,7 +12,8 @@ import type { ContainerResourcesSpec } from './pods-contract';
 export function resourcesUpdate(linux: LinuxContainerResources, current: ContainerResourcesSpec | undefined): ContainerResourcesSpec {
   const field = 'linux';
   const update = containerResources(linux, field);
-  if (linux.memorySwapLimitInBytes < 0n) throw invalid(`${field}.memory_swap_limit_in_bytes`, `${linux.memorySwapLimitInBytes} is negative`);
+  // -1 is kubelet's "unlimited swap" (UnlimitedSwap): like 0, it asks no limit (the node has no swap to bound).
+  if (linux.memorySwapLimitInBytes < -1n) throw invalid(`${field}.memory_swap_limit_in_bytes`, `${linux.memorySwapLimitInBytes} is negative (allowed: -1 for unlimited, 0 to keep, or memory + swap in bytes)`);
   if (linux.memorySwapLimitInBytes > 0n) {
     const memory = update.memoryLimit ?? current?.memoryLimit;
     const swap = linux.memorySwapLimitInBytes;

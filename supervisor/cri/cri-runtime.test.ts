@@ -475,6 +475,8 @@ describe('UpdateContainerResources', () => {
     // Nothing set: nothing to do (no call).
     const calls = pods.calls.length;
     await call(rt(), rt().updateContainerResources, { containerId: id, linux: linux(), annotations: {} });
+    // kubelet's unlimited swap (-1) asks no limit either.
+    await call(rt(), rt().updateContainerResources, { containerId: id, linux: linux({ memorySwapLimitInBytes: -1n }), annotations: {} });
     expect(pods.calls.length).toBe(calls);
   });
 
@@ -484,6 +486,7 @@ describe('UpdateContainerResources', () => {
     const bad = async (l: ReturnType<typeof linux> | Record<string, unknown>) => refusal(call(rt(), rt().updateContainerResources, { containerId: id, linux: l as ReturnType<typeof linux>, annotations: {} }));
     expect((await bad(linux({ cpuPeriod: 10n }))).details).toMatch(/^linux\.cpu_period: 10 is out of range/);
     expect((await bad(linux({ memorySwapLimitInBytes: 1n << 20n }))).details).toMatch(/^linux\.memory_swap_limit_in_bytes: memory \+ swap needs a memory limit/);
+    expect((await bad(linux({ memorySwapLimitInBytes: -2n }))).details).toMatch(/^linux\.memory_swap_limit_in_bytes: -2 is negative \(allowed: -1 for unlimited/);
     expect((await bad(linux({ memoryLimitInBytes: 2n << 20n, memorySwapLimitInBytes: 1n << 20n }))).details).toMatch(/^linux\.memory_swap_limit_in_bytes: 1048576 is below the memory limit/);
     const cpuset = await bad({ ...linux(), cpusetCpus: '0' });
     expect([cpuset.code, cpuset.details]).toEqual([status.UNIMPLEMENTED, expect.stringMatching(/^linux\.cpuset_cpus: /)]);

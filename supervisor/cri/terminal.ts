@@ -108,7 +108,15 @@ export async function listenConsoleSocket(path: string, sys: TerminalSyscalls, o
     sys.recvFd(fd, CONSOLE_RECV_TIMEOUT_MS).then(
       (master) => {
         conn.destroy();
-        onPty(new Pty(master, sys));
+        let pty: Pty;
+        try {
+          pty = new Pty(master, sys);
+        } catch (err) {
+          fs.closeSync(master);
+          log.warn('console socket: the descriptor received is not a terminal', { path, err: (err as Error).message });
+          return;
+        }
+        onPty(pty);
       },
       (err: Error) => {
         conn.destroy();

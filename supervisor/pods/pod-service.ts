@@ -326,8 +326,11 @@ export function validateCreateContainerRequest(request: Pick<PodServiceCreateCon
     if (key === 'mounts') {
       if (!Array.isArray(value)) throw invalid('extensions_json.mounts', 'must be a JSON array');
       value.forEach((m: { hostPath?: unknown }, i) => {
-        if (typeof m?.hostPath !== 'string' || !m.hostPath.startsWith(`${POD_VOLUMES_DIR}/`)) {
-          throw invalid(`extensions_json.mounts[${i}].hostPath`, `only paths in ${POD_VOLUMES_DIR} (a VM sandbox's volumes, shared by its parent) may be mounted through this API`);
+        // A volume of one container (POD_VOLUMES_DIR/<container>/<i>), never the share itself.
+        const hostPath = typeof m?.hostPath === 'string' ? m.hostPath : '';
+        const inShare = hostPath.startsWith(`${POD_VOLUMES_DIR}/`) ? hostPath.slice(POD_VOLUMES_DIR.length + 1) : '';
+        if (!/^[^/]+\/[^/]+/.test(inShare)) {
+          throw invalid(`extensions_json.mounts[${i}].hostPath`, `only paths ${POD_VOLUMES_DIR}/<container>/<n> (a VM sandbox's volumes, shared by its parent) may be mounted through this API`);
         }
       });
       input.mounts = value as ContainerInput['mounts'];

@@ -284,6 +284,9 @@ export function nodePodVolumeShare(deps: Pick<ImageShareDeps, 'sys' | 'mounts'> 
     },
     remove(pod, container) {
       unmountBelow(path.join(root, pod, container), false);
+      // The stage's binds too (on a host whose /run is shared they are peers of the share's): never a recursive
+      // delete through a bind.
+      unmountBelow(path.join(stage, pod, container), false);
       fs.rmSync(path.join(stage, pod, container), { recursive: true, force: true });
     },
     removeAll(pod) {

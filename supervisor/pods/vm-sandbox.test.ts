@@ -681,7 +681,11 @@ describe('the image share', () => {
     expect(() => validateCreateContainerRequest({ container, extensionsJson: '{' })).toThrow(/^extensions_json: not JSON/);
     expect(() => validateCreateContainerRequest({ container, extensionsJson: '{"mounts":{}}' })).toThrow(/^extensions_json.mounts: must be a JSON array/);
     // Host path mounts only of the VM sandbox's volumes share: no other file of the node.
-    expect(() => validateCreateContainerRequest({ container, extensionsJson: '{"mounts":[{"hostPath":"/etc","containerPath":"/x"}]}' })).toThrow(/^extensions_json.mounts\[0\].hostPath: only paths in \/run\/aurae\/pod-volumes/);
+    expect(() => validateCreateContainerRequest({ container, extensionsJson: '{"mounts":[{"hostPath":"/etc","containerPath":"/x"}]}' })).toThrow(/^extensions_json.mounts\[0\].hostPath: only paths \/run\/aurae\/pod-volumes\/<container>\/<n>/);
+    // Nor the whole share (every container's volumes), nor one container's folder of them.
+    for (const hostPath of ['/run/aurae/pod-volumes/', '/run/aurae/pod-volumes/app', '/run/aurae/pod-volumes/app/']) {
+      expect(() => validateCreateContainerRequest({ container, extensionsJson: JSON.stringify({ mounts: [{ hostPath, containerPath: '/x' }] }) })).toThrow(/^extensions_json.mounts\[0\].hostPath: only paths/);
+    }
     const vol = { hostPath: '/run/aurae/pod-volumes/app/0', containerPath: '/etc/hosts', readonly: true, propagation: 'private' as const };
     expect(validateCreateContainerRequest({ container, extensionsJson: containerExtensionsJson({ ...spec().containers[0]!, mounts: [vol] }) }).mounts).toEqual([vol]);
     expect(() => validateCreateContainerRequest({ container, extensionsJson: '{"resources":{"memoryLimit":0}}' })).toThrow(/^container.resources.memoryLimit/);
