@@ -3,7 +3,11 @@
 // image sizes, and memory (PSS and RSS) of init + auraed after boot. Writes BENCHMARKS.md.
 // `npm run bench -- --only pods` runs only the pods part (image/bench/pods.ts) and rewrites its section in place;
 // `--only cri` the same for the CRI part (image/bench/cri.ts; `--churn-seconds N` shortens its churn loops from 60 s).
-// `--only exec` boots one node and prints the executable-start rows and the memory rows (BENCHMARKS.md untouched).
+// `--only exec` boots one node and prints the executable-start rows and the memory rows (BENCHMARKS.md untouched;
+// `--no-snapshot`: auraed started without its V8 startup snapshot).
+// `--only boot` boots the busybox baseline and the node with and without auraed's V8 startup snapshot
+// (AURAE_SNAPSHOT=off on the kernel command line), AURAE_BENCH_RUNS times each, and prints the boot rows and
+// where the time went (BENCHMARKS.md untouched).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,7 +29,9 @@ import { assembleInitramfs, buildImage, REPO_ROOT, type BuiltImage } from './bui
 
 const RUNS = Number(process.env.AURAE_BENCH_RUNS ?? 3);
 /** Parts that run alone with `--only NAME`. */
-const ALONE = ['pods', 'cri', 'exec'] as const;
+const ALONE = ['pods', 'cri', 'exec', 'boot'] as const;
+/** The kernel command line's addition that starts auraed without its startup snapshot (init/service/command.ts). */
+const NO_SNAPSHOT = 'AURAE_SNAPSHOT=off';
 const say = (line: string) => console.error(`[bench] ${line}`);
 
 /** `identity`: the node's identity document, handed over fw_cfg (the image holds no key; init/identity). */
@@ -55,11 +61,11 @@ interface BootSample {
 }
 
 /** One boot: seconds from QEMU start to the READY line, and (for the node) to the first Health answer. */
-async function bootOnce(kernel: string, initrd: string, image: BuiltImage | null): Promise<BootSample> {
+async function bootOnce(kernel: string, initrd: string, image: BuiltImage | null, extraCmdline = ''): Promise<BootSample> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-bench-'));
   const port = await freeLoopbackPort();
   const t0 = performance.now();
-  const vm = await launchVm(spec(kernel, initrd, image ? image.manifest.cmdline : 'panic=-1 quiet', dir, port, false, image?.identity));
+  const vm = await launchVm(spec(kernel, initrd, `${image ? image.manifest.cmdline : 'panic=-1 quiet'}${extraCmdline ? ` ${extraCmdline}` : ''}`, dir, port, false, image?.identity));
   try {
     await vm.waitForConsole(READY_LINE, 180_000);
     const readyLine = (performance.now() - t0) / 1000;
@@ -93,6 +99,62 @@ async function bootOnce(kernel: string, initrd: string, image: BuiltImage | null
   }
 }
 
+interface BootVariant {
+  name: string;
+  initrd: string;
+  image: BuiltImage | null;
+  /** Added to the image's kernel command line. */
+  extraCmdline?: string;
+}
+
+type BootResult = { name: string; samples: BootSample[] };
+
+/** Each variant booted RUNS times, in order, on the image's kernel. */
+async function bootVariants(image: BuiltImage, variants: BootVariant[]): Promise<BootResult[]> {
+  const results: BootResult[] = [];
+  for (const v of variants) {
+    const samples: BootSample[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const s = await bootOnce(image.kernel, v.initrd, v.image, v.extraCmdline);
+      say(`${v.name}: run ${i + 1}/${RUNS}: READY ${fmt(s.readyLine)} s, API ${fmt(s.apiReady)} s`);
+      if (v.image) say(`  ${timelineSummary(s.timeline)}`);
+      samples.push(s);
+    }
+    results.push({ name: v.name, samples });
+  }
+  return results;
+}
+
+/** The boot table, the ratio to the baseline (results[0]) of the shipped node (results[1]), and where the time went. */
+function bootSection(results: BootResult[], variants: BootVariant[]): string[] {
+  const base = mean(results[0]!.samples.map((s) => s.readyLine));
+  const nodeApi = mean(results[1]!.samples.map((s) => s.apiReady ?? NaN));
+  const nodeVariants = results.filter((r) => variants.find((v) => v.name === r.name)?.image);
+  return [
+    '## Boot → ready (same kernel, same run)',
+    '',
+    '| /init | READY line (s) | API answers Health over mTLS (s) | runs (READY / API) |',
+    '|---|---|---|---|',
+    ...results.map(
+      (r) =>
+        `| ${r.name} | ${fmt(mean(r.samples.map((s) => s.readyLine)))} | ${r.samples[0]!.apiReady === null ? '—' : fmt(mean(r.samples.map((s) => s.apiReady ?? NaN)))} | ${r.samples
+          .map((s) => `${fmt(s.readyLine)}/${s.apiReady === null ? '—' : fmt(s.apiReady)}`)
+          .join(', ')} |`,
+    ),
+    '',
+    `API ready ÷ busybox baseline: **${(nodeApi / base).toFixed(2)}×** (target ≤ 2.0×).`,
+    '',
+    '## Where boot time goes (the node\'s boot report, means of the runs above)',
+    '',
+    "init and auraed time every phase of their start on the kernel's clock (supervisor/phases) and the node returns them in Discover's boot report (`aer version -o json`); the bench reads that and checks it against the phase lines on the console (image/bench/boot-phases.ts). Node start → init's first line comes from the console only.",
+    '',
+    `| phase | ${nodeVariants.map((r) => r.name).join(' | ')} |`,
+    `|---|${nodeVariants.map(() => '---|').join('')}`,
+    ...phaseRows(nodeVariants.map((r) => ({ timelines: r.samples.map((s) => s.timeline) }))),
+    '',
+  ];
+}
+
 interface MemorySample {
   process: string;
   pssMiB: number;
@@ -100,10 +162,10 @@ interface MemorySample {
 }
 
 /** In one booted node: memory of init and auraed after boot, then executable start latency. */
-async function inGuest(image: BuiltImage): Promise<{ mem: MemorySample[]; exec: ExecBenchResult }> {
+async function inGuest(image: BuiltImage, extraCmdline = ''): Promise<{ mem: MemorySample[]; exec: ExecBenchResult }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-bench-'));
   const port = await freeLoopbackPort();
-  const vm = await launchVm(spec(image.kernel, image.initramfs, `${image.manifest.cmdline} aurae.debug_shell=/dev/hvc0`, dir, port, true, image.identity));
+  const vm = await launchVm(spec(image.kernel, image.initramfs, `${image.manifest.cmdline} aurae.debug_shell=/dev/hvc0${extraCmdline ? ` ${extraCmdline}` : ''}`, dir, port, true, image.identity));
   try {
     await vm.waitForConsole(READY_LINE, 180_000);
     await new Promise((r) => setTimeout(r, 3000)); // let start-up garbage settle
@@ -159,7 +221,8 @@ async function main(): Promise<void> {
     return;
   }
   if (only === 'exec') {
-    const { mem, exec } = await inGuest(image);
+    // `--only exec --no-snapshot`: the same with auraed started without its startup snapshot (memory comparison).
+    const { mem, exec } = await inGuest(image, process.argv.includes('--no-snapshot') ? NO_SNAPSHOT : '');
     for (const m of mem) console.log(`| ${m.process} | PSS ${m.pssMiB.toFixed(1)} MiB | RSS ${m.rssMiB.toFixed(1)} MiB |`);
     console.log(`| CellService.Start from the host | ${exec.startMedianMs.toFixed(1)} ms |`);
     console.log(`| Health.Check over the same path | ${exec.rpcMedianMs.toFixed(1)} ms |`);
@@ -177,29 +240,27 @@ async function main(): Promise<void> {
     return;
   }
   const baseline = await buildBaselineInitramfs(benchDir);
-  // Variant: the same initramfs uncompressed (boots faster, ships bigger).
-  const variants: { name: string; initrd: string; image: BuiltImage | null }[] = [
+  const compression = image.manifest.inputs.compression as string;
+  const variants: BootVariant[] = [
     { name: 'busybox /init (baseline)', initrd: baseline, image: null },
-    { name: `Node PID 1 + auraed, initramfs ${image.manifest.inputs.compression as string}`, initrd: image.initramfs, image },
+    { name: `Node PID 1 + auraed, initramfs ${compression}`, initrd: image.initramfs, image },
   ];
+  // What auraed's V8 startup snapshot buys: the same image, auraed started from auraed.cjs (image/bundle/snapshot.ts).
+  const withoutSnapshot: BootVariant = { name: `Node PID 1 + auraed without its snapshot (${NO_SNAPSHOT}), initramfs ${compression}`, initrd: image.initramfs, image, extraCmdline: NO_SNAPSHOT };
+  if (only === 'boot') {
+    const results = await bootVariants(image, [...variants, withoutSnapshot]);
+    console.log(bootSection(results, [...variants, withoutSnapshot]).join('\n'));
+    return;
+  }
+  // Variant: the same initramfs uncompressed (boots faster, ships bigger).
   const uncompressed = path.join(benchDir, 'initramfs-uncompressed.cpio');
   if (image.manifest.inputs.compression !== 'none' && image.initramfsInputs) {
     say('writing an uncompressed copy of the initramfs for comparison');
     await assembleInitramfs(image.initramfsInputs, uncompressed, 'none', image.manifest.sourceDateEpoch, say);
     variants.push({ name: 'Node PID 1 + auraed, initramfs uncompressed', initrd: uncompressed, image });
   }
-
-  const results: { name: string; samples: BootSample[] }[] = [];
-  for (const v of variants) {
-    const samples: BootSample[] = [];
-    for (let i = 0; i < RUNS; i++) {
-      const s = await bootOnce(image.kernel, v.initrd, v.image);
-      say(`${v.name}: run ${i + 1}/${RUNS}: READY ${fmt(s.readyLine)} s, API ${fmt(s.apiReady)} s`);
-      if (v.image) say(`  ${timelineSummary(s.timeline)}`);
-      samples.push(s);
-    }
-    results.push({ name: v.name, samples });
-  }
+  variants.push(withoutSnapshot);
+  const results = await bootVariants(image, variants);
   const { mem, exec } = await inGuest(image);
   const runtime = image.initramfsInputs;
   if (!runtime) throw new Error('bench: buildImage did not report its inputs');
@@ -224,27 +285,7 @@ async function main(): Promise<void> {
     `Written by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)} (${os.cpus().length} CPUs, QEMU ${accel.toUpperCase()}, microvm, 1 vCPU, 1 GiB). ` +
       `Each boot is timed from QEMU's start; means of ${RUNS} runs. These are measurements, not tests.`,
     '',
-    '## Boot → ready (same kernel, same run)',
-    '',
-    '| /init | READY line (s) | API answers Health over mTLS (s) | runs (READY / API) |',
-    '|---|---|---|---|',
-    ...results.map(
-      (r) =>
-        `| ${r.name} | ${fmt(mean(r.samples.map((s) => s.readyLine)))} | ${r.samples[0]!.apiReady === null ? '—' : fmt(mean(r.samples.map((s) => s.apiReady ?? NaN)))} | ${r.samples
-          .map((s) => `${fmt(s.readyLine)}/${s.apiReady === null ? '—' : fmt(s.apiReady)}`)
-          .join(', ')} |`,
-    ),
-    '',
-    `API ready ÷ busybox baseline: **${(nodeApi / base).toFixed(2)}×** (target ≤ 2.0×).`,
-    '',
-    '## Where boot time goes (the node\'s boot report, means of the runs above)',
-    '',
-    "init and auraed time every phase of their start on the kernel's clock (supervisor/phases) and the node returns them in Discover's boot report (`aer version -o json`); the bench reads that and checks it against the phase lines on the console (image/bench/boot-phases.ts). Node start → init's first line comes from the console only.",
-    '',
-    `| phase | ${nodeVariants.map((r) => r.name).join(' | ')} |`,
-    `|---|${nodeVariants.map(() => '---|').join('')}`,
-    ...phaseRows(nodeVariants.map((r) => ({ timelines: r.samples.map((s) => s.timeline) }))),
-    '',
+    ...bootSection(results, variants),
     '## Size',
     '',
     '| artifact | MB |',

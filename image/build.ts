@@ -12,14 +12,16 @@ import { IDENTITY_FILE_NAME, identityDocumentText, parseIdentityDocument } from 
 import { AURAE_EXEC_SOURCE, buildAuraeExec, buildSyscallsAddon, SYSCALLS_SOURCE } from '../native/build';
 import { parseNodeConfig, type NodeConfig, type NodeConfigInput } from '../supervisor/config';
 import { need, phaseSummary, runPhases, type Phase } from '../supervisor/phases';
-import { DEFAULT_API_SOCKET, IMAGE_CA_CERT, NODE_PKI_FILES, REPO_ROOT } from '../supervisor/config/node-paths';
+import { DEFAULT_API_SOCKET, IMAGE_CA_CERT, IMAGE_SIGNING_CERT, NODE_PKI_FILES, REPO_ROOT } from '../supervisor/config/node-paths';
 import { ensurePki, type EnsurePkiResult } from '../supervisor/pki';
 import { buildBetterSqlite3, checkLoads } from './addons';
-import { buildBundles, type BundleName } from './bundle';
+import { buildAuraedSnapshot, buildBundles, BUNDLES, type BundleName } from './bundle';
 import { buildBootArtifacts, type BootArtifacts } from './disk';
+import { ensureImageSigningKey, imageVersion, type SigningKey } from './sign';
 import { buildKernel, sourceDateEpoch, type KernelBuild } from './kernel';
 import { compress, writeCpio, type Compression } from './initramfs/cpio';
-import { initramfsLayout, type InitramfsInputs } from './initramfs/layout';
+import { initramfsLayout, rootImageLayout, type InitramfsInputs } from './initramfs/layout';
+import { buildRootImage, rootImageFromEnv, ROOT_IMAGE_FORMATS, treeKey, type RootImageBuild, type RootImageChoice } from './rootimg';
 import { cached, cacheRoot, sha256, sha256File } from './lib/cache';
 import { fetchRuntime, sharedLibraries, type Runtime } from './runtime';
 
@@ -65,13 +67,20 @@ export interface Manifest {
   cmdline: string;
   apiPort: number;
   inputs: Record<string, unknown>;
-  outputs: { kernel: Artifact; initramfs: Artifact; clientConfig: Artifact; caCert: Artifact; uki: Artifact; esp: Artifact; disk: Artifact };
+  /** rootImage: the read-only /usr image inside the initramfs (image/rootimg), absent with AURAE_ROOT_IMAGE=none. */
+  outputs: { kernel: Artifact; initramfs: Artifact; rootImage?: Artifact; clientConfig: Artifact; caCert: Artifact; uki: Artifact; esp: Artifact; disk: Artifact; release?: Artifact; releaseSignature?: Artifact };
+  /** The release version (AURAE_IMAGE_VERSION or package.json's) and the factory slot's boot entry id (image/sign, image/disk). */
+  release?: { version: string; entry: string };
 }
 
 export interface BuildOptions {
   nodeName?: string;
   outDir?: string;
   compression?: Compression;
+  /** The read-only root image's format, or 'none' (default: AURAE_ROOT_IMAGE, else image/rootimg DEFAULT_ROOT_IMAGE). */
+  rootImage?: RootImageChoice;
+  /** The release version; default AURAE_IMAGE_VERSION, else package.json's version (image/sign imageVersion). */
+  version?: string;
   log?: (line: string) => void;
 }
 
@@ -93,8 +102,12 @@ export interface BuiltImage {
   initramfsInputs?: InitramfsInputs;
 }
 
-function compressionFromEnv(env = process.env): Compression {
-  const c = env.AURAE_COMPRESSION ?? 'zstd';
+/**
+ * AURAE_COMPRESSION, else: none when /usr is a root image (already compressed: a zstd pass over it saves little and
+ * the kernel's zstd under TCG costs ~1.2 s at boot, measured by image/bench/root-image.ts), zstd -19 without one.
+ */
+function compressionFromEnv(rootImage: RootImageChoice, env = process.env): Compression {
+  const c = env.AURAE_COMPRESSION ?? (rootImage === 'none' ? 'zstd' : 'none');
   if (c !== 'zstd' && c !== 'gzip' && c !== 'none') {
     throw new Error(`AURAE_COMPRESSION=${c} is not allowed: use zstd, gzip or none`);
   }
@@ -121,6 +134,8 @@ export function imageNodeConfig(nodeName: string): NodeConfigInput {
     },
     listen: { socket: DEFAULT_API_SOCKET, tcp: `0.0.0.0:${GUEST_API_PORT}` },
     network: { eth0: { mode: 'static', ...QEMU_USER_NET } },
+    // Upgrades are accepted only when signed by the build's image-signing key (image/sign; the cert is in the image).
+    upgrade: { signingCerts: [IMAGE_SIGNING_CERT] },
   };
 }
 
@@ -128,12 +143,7 @@ export function imageNodeConfig(nodeName: string): NodeConfigInput {
 export async function assembleInitramfs(inputs: InitramfsInputs, outFile: string, compression: Compression, mtime: number, log: (l: string) => void): Promise<string> {
   const entries = initramfsLayout(inputs);
   // The key covers every entry's metadata and content, so "same key" means "same bytes".
-  const parts: string[] = [String(mtime), compression];
-  for (const e of entries) {
-    const content = e.data === undefined ? '' : Buffer.isBuffer(e.data) ? sha256(e.data) : await sha256File(e.data.file);
-    parts.push(JSON.stringify([e.path, e.type, e.mode, e.target ?? '', e.rdevMajor ?? 0, e.rdevMinor ?? 0, content]));
-  }
-  const key = sha256(...parts);
+  const key = await treeKey(entries, String(mtime), compression);
   const finalFile = compression === 'none' ? outFile : `${outFile}.${compression === 'zstd' ? 'zst' : 'gz'}`;
   const keyFile = `${finalFile}.key`;
   if (fs.existsSync(finalFile) && fs.existsSync(keyFile) && fs.readFileSync(keyFile, 'utf8') === key) {
@@ -165,7 +175,10 @@ interface BuildContext {
   readonly imageDir: string;
   readonly pkiDir: string;
   readonly compression: Compression;
+  readonly rootImageChoice: RootImageChoice;
   readonly epoch: number;
+  /** The release version (image/sign). */
+  readonly version: string;
   /** 'kernel' */
   kernel?: KernelBuild;
   /** 'runtime' */
@@ -179,9 +192,15 @@ interface BuildContext {
   auraeExec?: string;
   /** 'bundles' */
   bundles?: Record<BundleName, string>;
+  /** 'snapshot': auraed's V8 startup snapshot (image/bundle/snapshot.ts). */
+  auraedSnapshot?: string;
   /** 'pki': the PKI, and the node's identity document beside it (never in the image). */
   pki?: EnsurePkiResult;
   identity?: string;
+  /** 'pki': the image-signing key and certificate beside the PKI (image/sign). */
+  signing?: SigningKey;
+  /** 'root-image': the /usr image, null with AURAE_ROOT_IMAGE=none. */
+  rootImage?: RootImageBuild | null;
   /** 'initramfs' */
   initramfsInputs?: InitramfsInputs;
   initramfs?: string;
@@ -204,7 +223,9 @@ const BUILD_PHASES: readonly Phase<BuildContext>[] = [
   { name: 'syscalls-addon', run: syscallsAddonPhase },
   { name: 'aurae-exec', run: auraeExecPhase },
   { name: 'bundles', run: async (c) => void (c.bundles = await buildBundles(REPO_ROOT, path.join(c.outRoot, 'bundle'), c.log)) },
+  { name: 'snapshot', run: async (c) => void (c.auraedSnapshot = (await buildAuraedSnapshot(REPO_ROOT, BUNDLES['auraed.cjs'], need(c, 'runtime'), path.join(c.outRoot, 'bundle'), c.log)).blob) },
   { name: 'pki', run: pkiPhase },
+  { name: 'root-image', run: rootImagePhase },
   { name: 'initramfs', run: initramfsPhase },
   { name: 'boot-artifacts', run: bootArtifactsPhase },
   { name: 'client-config', run: clientConfigPhase },
@@ -215,6 +236,7 @@ export async function buildImage(opts: BuildOptions = {}): Promise<BuiltImage> {
   const log = opts.log ?? ((line: string) => console.error(line));
   const nodeName = opts.nodeName ?? process.env.AURAE_NODE_NAME ?? 'aurae';
   const outRoot = opts.outDir ?? DEFAULT_OUT;
+  const rootImageChoice = opts.rootImage ?? rootImageFromEnv();
   const ctx: BuildContext = {
     log,
     nodeName,
@@ -222,8 +244,10 @@ export async function buildImage(opts: BuildOptions = {}): Promise<BuiltImage> {
     outRoot,
     imageDir: path.join(outRoot, 'image'),
     pkiDir: path.join(outRoot, 'pki'),
-    compression: opts.compression ?? compressionFromEnv(),
+    compression: opts.compression ?? compressionFromEnv(rootImageChoice),
+    rootImageChoice,
     epoch: sourceDateEpoch(),
+    version: opts.version ?? imageVersion(process.env, (JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version),
   };
   fs.mkdirSync(ctx.imageDir, { recursive: true });
   // Each phase's line says its duration as it ends; the summary says where the whole build's time went.
@@ -289,14 +313,17 @@ async function pkiPhase(ctx: BuildContext): Promise<void> {
   for (const [pair, { action, reason }] of Object.entries(pki.actions)) if (action === 'create' || action === 'recertify') log(`pki: ${action === 'create' ? 'created' : 'recertified'} ${pair} (${reason})`);
   ctx.pki = pki;
   ctx.identity = writeIdentityDocument(pkiDir, nodeName, pki.files);
+  ctx.signing = await ensureImageSigningKey(pkiDir, log);
 }
 
-async function initramfsPhase(ctx: BuildContext): Promise<void> {
+/** What the node's tree is made of (everything but the root image, which is built from it). */
+async function treeInputs(ctx: BuildContext): Promise<Omit<InitramfsInputs, 'rootImage'>> {
   const busyboxApplets = (await $({ quiet: true })`/bin/busybox --list-full`).stdout.split('\n').filter(Boolean);
-  const inputs: InitramfsInputs = {
+  return {
     node: need(ctx, 'runtime').node,
     libs: need(ctx, 'libs'),
     bundles: need(ctx, 'bundles'),
+    auraedSnapshot: need(ctx, 'auraedSnapshot'),
     syscallsAddon: need(ctx, 'syscallsAddon'),
     sqliteAddon: need(ctx, 'sqliteAddon'),
     auraeExec: need(ctx, 'auraeExec'),
@@ -304,8 +331,23 @@ async function initramfsPhase(ctx: BuildContext): Promise<void> {
     busybox: '/bin/busybox',
     busyboxApplets,
     configJson: JSON.stringify(ctx.config, null, 2) + '\n',
-    pki: { caCert: need(ctx, 'pki').files.caCert },
+    pki: { caCert: need(ctx, 'pki').files.caCert, imageSigningCert: need(ctx, 'signing').cert },
   };
+}
+
+/** /usr as a compressed read-only image (image/rootimg), unless AURAE_ROOT_IMAGE=none. */
+async function rootImagePhase(ctx: BuildContext): Promise<void> {
+  if (ctx.rootImageChoice === 'none') {
+    ctx.rootImage = null;
+    return;
+  }
+  ctx.rootImage = await buildRootImage(rootImageLayout(await treeInputs(ctx)), ctx.rootImageChoice, ctx.imageDir, ctx.epoch, ctx.log);
+}
+
+async function initramfsPhase(ctx: BuildContext): Promise<void> {
+  const rootImage = ctx.rootImage; // null is an answer (AURAE_ROOT_IMAGE=none); undefined means the phase did not run
+  if (rootImage === undefined) throw new Error('rootImage is not set yet: the root-image phase must run before initramfs');
+  const inputs: InitramfsInputs = { ...(await treeInputs(ctx)), rootImage: rootImage && { file: rootImage.file, fstype: rootImage.fstype } };
   ctx.initramfsInputs = inputs;
   ctx.initramfs = await assembleInitramfs(inputs, path.join(ctx.imageDir, 'initramfs.cpio'), ctx.compression, ctx.epoch, ctx.log);
 }
@@ -319,6 +361,8 @@ async function bootArtifactsPhase(ctx: BuildContext): Promise<void> {
     initramfs: need(ctx, 'initramfs'),
     cmdline: DEFAULT_CMDLINE,
     node: ctx.nodeName,
+    version: ctx.version,
+    signing: need(ctx, 'signing'),
     mtime: ctx.epoch,
     outDir: ctx.imageDir,
     workDir: path.join(ctx.outRoot, 'work'),
@@ -364,23 +408,30 @@ async function manifestPhase(ctx: BuildContext): Promise<void> {
       auraeExec: { sha256: await sha256File(need(ctx, 'auraeExec')) },
       busybox: { version: busyboxVersion },
       bundles: Object.fromEntries(await Promise.all(Object.entries(bundles).map(async ([k, v]) => [k, await sha256File(v)]))),
+      auraedSnapshot: { sha256: await sha256File(need(ctx, 'auraedSnapshot')) },
       compression: ctx.compression,
+      rootImage: ctx.rootImageChoice === 'none' ? 'none' : { format: ctx.rootImageChoice, tool: await packageVersion(ROOT_IMAGE_FORMATS[ctx.rootImageChoice].package) },
     },
     outputs: {
       kernel: await artifact(need(ctx, 'vmlinuz'), imageDir),
       initramfs: await artifact(need(ctx, 'initramfs'), imageDir),
+      ...(ctx.rootImage ? { rootImage: await artifact(ctx.rootImage.file, imageDir) } : {}),
       clientConfig: await artifact(need(ctx, 'clientConfig'), imageDir),
       caCert: await artifact(need(ctx, 'pki').files.caCert, imageDir),
       uki: await artifact(boot.uki, imageDir),
       esp: await artifact(boot.esp, imageDir),
       disk: await artifact(boot.disk, imageDir),
+      release: await artifact(boot.release, imageDir),
+      releaseSignature: await artifact(boot.releaseSignature, imageDir),
     },
   };
+  manifest.release = { version: ctx.version, entry: boot.entryId };
   const manifestPath = path.join(imageDir, 'manifest.json');
   fs.writeFileSync(manifestPath, JSON.stringify(manifest, null, 2) + '\n');
   const mb = (a: Artifact) => `${(a.size / 1e6).toFixed(1)} MB`;
   const o = manifest.outputs;
-  ctx.log(`image: ${path.relative(REPO_ROOT, manifestPath)} (kernel ${mb(o.kernel)}, initramfs ${mb(o.initramfs)}, disk.raw ${mb(o.disk)})`);
+  const holding = o.rootImage ? ` holding the ${ctx.rootImageChoice} root image ${mb(o.rootImage)}` : '';
+  ctx.log(`image: ${path.relative(REPO_ROOT, manifestPath)} (kernel ${mb(o.kernel)}, initramfs ${mb(o.initramfs)}${holding}, disk.raw ${mb(o.disk)})`);
   ctx.manifest = manifest;
   ctx.manifestPath = manifestPath;
 }
@@ -388,11 +439,14 @@ async function manifestPhase(ctx: BuildContext): Promise<void> {
 /** Each IMAGE_TOOLS program with the Debian version of its package, for the manifest. */
 async function toolVersions(): Promise<Record<string, string>> {
   const versions: Record<string, string> = {};
-  for (const t of IMAGE_TOOLS) {
-    const out = await $({ quiet: true, nothrow: true })`dpkg-query -W -f ${'${Version}'} ${t.package}`;
-    versions[t.path] = `${t.package} ${out.exitCode === 0 ? out.stdout.trim() : 'unknown'}`;
-  }
+  for (const t of IMAGE_TOOLS) versions[t.path] = await packageVersion(t.package);
   return versions;
+}
+
+/** "package version" from dpkg ("package unknown" when dpkg does not know it). */
+async function packageVersion(pkg: string): Promise<string> {
+  const out = await $({ quiet: true, nothrow: true })`dpkg-query -W -f ${'${Version}'} ${pkg}`;
+  return `${pkg} ${out.exitCode === 0 ? out.stdout.trim() : 'unknown'}`;
 }
 
 /**

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES="build-essential bc flex bison libelf-dev libssl-dev cpio zstd xz-utils linux-source-6.1 \
 qemu-system-x86 busybox-static util-linux iproute2 openssl python3 \
 fdisk e2fsprogs dosfstools mtools systemd-boot-efi ovmf \
-docker-registry umoci skopeo apache2-utils crun nftables"
+docker-registry umoci skopeo apache2-utils crun nftables erofs-utils squashfs-tools sbsigntool faketime"
 
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if [ "$node_major" -lt 20 ]; then

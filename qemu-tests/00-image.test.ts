@@ -62,19 +62,28 @@ describe('00 image', () => {
         ...Object.values(image.manifest.outputs).map((a) => path.resolve(dir, a.path)),
       ]),
     ];
-    expect(outputs.map((f) => path.basename(f))).toEqual(expect.arrayContaining(['vmlinuz', 'initramfs.cpio.zst', 'BOOTX64.EFI', 'esp.img', 'disk.raw', 'manifest.json', 'client.json', 'ca.crt']));
+    const initramfs = path.basename(image.manifest.outputs.initramfs.path);
+    const rootImage = image.manifest.outputs.rootImage;
+    expect(outputs.map((f) => path.basename(f))).toEqual(expect.arrayContaining(['vmlinuz', initramfs, 'BOOTX64.EFI', 'esp.img', 'disk.raw', 'manifest.json', 'client.json', 'ca.crt', ...(rootImage ? [path.basename(rootImage.path)] : [])]));
     const needles = keyNeedles(image.pkiDir);
-    expect(needles.map((n) => n.name)).toEqual(expect.arrayContaining(['ca.key (PKCS#8 DER)', 'node.key (PKCS#8 DER)', 'spawn-ca.key (PKCS#8 DER)', 'admin.key (PKCS#8 DER)']));
+    expect(needles.map((n) => n.name)).toEqual(expect.arrayContaining(['ca.key (PKCS#8 DER)', 'node.key (PKCS#8 DER)', 'spawn-ca.key (PKCS#8 DER)', 'admin.key (PKCS#8 DER)', 'image-signing.key (PKCS#8 DER)']));
     const { findings, visited } = scanForKeys(outputs, needles);
     expect(findings).toEqual([]);
     // The scan reached into every layer (a scan that sees nothing finds nothing).
+    // The initramfs may be compressed ({zstd}) and /usr may be a root image inside it (.stage/root.img{erofs}/…).
+    const z = initramfs.endsWith('.zst') ? '{zstd}' : initramfs.endsWith('.gz') ? '{gzip}' : '';
+    const format = rootImage ? (image.manifest.inputs.rootImage as { format: string }).format : null;
+    const usr = (p: string) => (format ? `.stage/root.img{${format}}/${p}` : `usr/${p}`);
+    // The ESP: systemd-boot as EFI/BOOT/BOOTX64.EFI, the factory slot in EFI/Linux (supervisor/upgrade/slots.ts).
+    const slot = `EFI/Linux/${image.manifest.release!.entry}`;
     for (const inner of [
-      'initramfs.cpio.zst{zstd}/usr/lib/aurae/init.cjs',
-      'BOOTX64.EFI[.initrd]{zstd}/etc/aurae/config.json',
-      'esp.img::/initramfs{zstd}/etc/aurae/pki/ca.crt',
-      'esp.img::/EFI/BOOT/BOOTX64.EFI[.initrd]{zstd}/etc/aurae/config.json',
-      'disk.raw(partition 1 AURAE_BOOT):/EFI/BOOT/BOOTX64.EFI[.initrd]{zstd}/etc/aurae/config.json',
-      'disk.raw(partition 1 AURAE_BOOT):/initramfs{zstd}/usr/lib/aurae/auraed.cjs',
+      `${initramfs}${z}/${usr('lib/aurae/init.cjs')}`,
+      `BOOTX64.EFI[.initrd]${z}/etc/aurae/config.json`,
+      `esp.img::/${slot}.initramfs${z}/etc/aurae/pki/ca.crt`,
+      `esp.img::/${slot}+3.efi[.initrd]${z}/etc/aurae/config.json`,
+      `disk.raw(partition 1 AURAE_BOOT):/${slot}+3.efi[.initrd]${z}/etc/aurae/config.json`,
+      `disk.raw(partition 1 AURAE_BOOT):/${slot}.initramfs${z}/${usr('lib/aurae/auraed.cjs')}`,
+      ...(rootImage ? [`${path.basename(rootImage.path)}{${format}}/bin/node`] : []),
     ]) expect(visited, inner).toContain(inner);
     // The node's identity lives beside the PKI, outside the image.
     expect(fs.readdirSync(dir)).not.toContain('identity.json');
@@ -92,6 +101,7 @@ describe('00 image', () => {
       expect(again.manifest.inputs).toEqual(image.manifest.inputs);
       expect(again.manifest.outputs.kernel.sha256).toBe(image.manifest.outputs.kernel.sha256);
       expect(again.manifest.outputs.initramfs.sha256).toBe(image.manifest.outputs.initramfs.sha256);
+      expect(again.manifest.outputs.rootImage?.sha256).toBe(image.manifest.outputs.rootImage?.sha256);
       for (const key of ['uki', 'esp', 'disk'] as const) expect(again.manifest.outputs[key].sha256, key).toBe(image.manifest.outputs[key].sha256);
     } finally {
       fs.rmSync(other, { recursive: true, force: true });

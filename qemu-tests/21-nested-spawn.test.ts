@@ -7,6 +7,7 @@ import { DEFAULTS } from '../supervisor/validation';
 import { QEMU_OVERHEAD_MIB } from '../supervisor/vms';
 import { aer } from './fixture/aer';
 import { useNode, NESTED_HOST_CPUS } from './fixture/node';
+import { RUNTIME_CONFIG_PATH } from '../supervisor/config';
 
 // Deadlines for a loaded 2-core machine (TCG inside TCG), ordered so the product answers before the test gives
 // up: the parent's boot timeout (vms.bootTimeoutMs, 120 s) fires inside Spawn's deadline (the SDK's 180 s), and
@@ -32,7 +33,13 @@ describe('21 nested spawn', () => {
   it('has its own image on /boot and a runnable QEMU there', async () => {
     expect(node().vm.console).toMatch(/boot volume: \/dev\/vda \(AURAE_BOOT\) mounted read-only on \/boot/);
     const sh = await node().shell();
-    expect((await sh.ok('ls -1 /boot')).split('\n')).toEqual(expect.arrayContaining(['EFI', 'aurae-boot.json', 'initramfs', 'qemu', 'vmlinuz']));
+    expect((await sh.ok('ls -1 /boot')).split('\n')).toEqual(expect.arrayContaining(['EFI', 'aurae-boot.json', 'loader', 'qemu']));
+    // Children spawn from a slot's kernel and initramfs (init/bless: the default entry's on this direct kernel boot).
+    const slot = `EFI/Linux/${node().image.manifest.release!.entry}`;
+    expect(await sh.ok(`test -f /boot/${slot}.vmlinuz && test -f /boot/${slot}.initramfs && echo both-present`)).toMatch(/both-present/);
+    const runtimeConfig = await sh.ok(`cat ${RUNTIME_CONFIG_PATH}`);
+    expect(runtimeConfig).toContain(`"kernel": "/boot/${slot}.vmlinuz"`);
+    expect(runtimeConfig).toContain(`"initrd": "/boot/${slot}.initramfs"`);
     expect(await sh.ok('/boot/qemu/qemu-system-x86_64 --version')).toMatch(/QEMU emulator version/);
   });
 

@@ -12,9 +12,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { AuraeClient } from '../aer/sdk';
 import { parseGpt } from '../init/disk';
 import { readRange } from '../init/state-disk/real';
-import { REPO_ROOT } from '../image/build';
 import { aer } from './fixture/aer';
-import { bootNode, testImage, type BootedNode } from './fixture/node';
+import { bootNode, testImage, type BootedNode, flashTestDisk } from './fixture/node';
 
 const DISK_BYTES = 1024 * 1024 * 1024;
 
@@ -29,11 +28,8 @@ describe('30 UEFI disk image', () => {
   let node: BootedNode | null = null;
   beforeAll(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-uefi-'));
-    disk = path.join(dir, 'disk.raw');
-    // What flashing onto a 1 GiB disk gives: the image with the identity in its partition, then unused space.
-    const image = testImage();
-    execFileSync(process.execPath, [path.join(REPO_ROOT, 'out/bundle/aer.cjs'), 'image', 'flash', image.disk, disk, '--identity', image.identity, '--yes'], { encoding: 'utf8' });
-    fs.truncateSync(disk, DISK_BYTES);
+    // What flashing onto a disk gives: the image with the identity in its partition, then unused space.
+    disk = flashTestDisk(dir, DISK_BYTES);
   });
   afterEach((ctx) => {
     if (ctx.task.result?.state === 'fail' && node) console.error(`--- console (full log: ${node.consoleLog}) ---\n${node.vm.tail(80)}`);

@@ -5,7 +5,8 @@
 // StopContainer stops it, RemoveContainer removes it (its image leaves the share); a second container is added to
 // the same running VM afterwards. Removing the pod frees the VM and the share. Driven through the node's own API
 // (PodService CreateSandbox … RemoveContainer, raw gRPC with the image's admin certificate: the SDK has no calls
-// for them), as the CRI does in-process.
+// for them), as the CRI does in-process. Last, the pod's writable volumes share with the VM as the attacker: root in
+// the child cannot leave a setuid file, a file chowned to root or a device node in a host path of the node.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -223,9 +224,96 @@ describe('46 VM sandbox piece by piece', () => {
     } finally {
       child.close();
     }
-    await client().pods.remove('again', { force: true });
-    expect(await client().vms.list()).toEqual([]);
-    expect((await client().pods.list()).map((p) => p.name)).not.toContain('again');
-    expect((await (await booted().shell()).ok('grep -c vm-pod-shares /proc/self/mountinfo || true')).trim()).toBe('0');
+    // The sandbox stays for the volumes share's test below, which removes it.
   }, 180_000 + 4 * VM_POD_MS + 2 * CALL_MS);
+
+  // The volumes share (virtio-9p, writable, QEMU running as root on the node) with the VM as the attacker: root in
+  // the child VM of the sandbox above (a cell there, not a container: every capability, the share mounted by hand
+  // when no container has mounted it) tries to leave a setuid-root file, a file chowned to root, a device node, a
+  // fifo and a symbolic link in host paths bound in the pod's share. The node sees only plain files owned by root
+  // with mode 0600 (security_model=mapped-file keeps what the guest set as metadata: the guest still sees it),
+  // the file that was there keeps its mode, and ordinary writes (a termination log, a file in an emptyDir) are
+  // there at once. The binds are made as nodePodVolumeShare.add makes them (kubelet's mounts reach it through the
+  // CRI only: 47 covers that path); /tmp on the node is a tmpfs (no user xattrs on its Linux 6.1). The checks are on
+  // the bits and file types themselves (/tmp there is nosuid, kubelet's /var/lib/kubelet would not be).
+  describe('volumes share: a VM cannot leave setuid files or device nodes on the node', () => {
+    const HOST = '/tmp/s12-volumes';
+    const STAGE = '/run/aurae/vm-pod-volumes.stage/again/probe';
+    const VIEW = '/run/aurae/vm-pod-volumes/again/probe';
+
+    it('chmod u+s, chown 0:0, mknod, mkfifo, ln -s in a host path: metadata only on the node; writes go through', async () => {
+      const shell = await booted().shell();
+      if (!(await client().pods.list()).some((p) => p.name === 'again')) throw new Error('needs the sandbox "again" of the test above (run the whole file)');
+      await shell.ok(
+        [
+          `mkdir -p ${HOST}/empty-dir ${STAGE}/0`,
+          `echo from-the-node > ${HOST}/empty-dir/pre`,
+          `chmod 644 ${HOST}/empty-dir/pre`,
+          `: > ${HOST}/termination-log`,
+          `chmod 666 ${HOST}/termination-log`,
+          `: > ${STAGE}/1`,
+          `mount --rbind ${HOST}/empty-dir ${VIEW}/0`,
+          `mount --bind ${HOST}/termination-log ${VIEW}/1`,
+        ].join(' && '),
+      );
+      const script = [
+        'm=$(awk \'$1 == "aurae-volumes" { print $2; exit }\' /proc/mounts)',
+        'if [ -z "$m" ]; then m=/run/s12-volumes; mkdir -p $m; mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=mmap aurae-volumes $m; fi',
+        'v=$m/probe/0',
+        'try() { if "$@" 2>/dev/null; then echo "$*: ok"; else echo "$*: refused"; fi; }',
+        '{',
+        'echo planted > $v/planted; chown 1000:1000 $v/planted',
+        'try chown 0:0 $v/planted',
+        'try chmod 4755 $v/planted',
+        'try chmod u+s,g+s $v/pre',
+        'try mknod $v/null c 1 3',
+        'try mknod $v/disk b 254 0',
+        'try mkfifo $v/fifo',
+        'try ln -s /etc/shadow $v/link',
+        'mkdir $v/dir; try chmod 2777 $v/dir',
+        'try chown 1000:1000 $v',
+        'stat -c "seen %n %u:%g %a %F" $v/planted $v/pre $v/null $v/disk $v/dir $v | sed "s#$v#V#g"',
+        'echo bye > $m/probe/1',
+        'echo written > $v/data',
+        '} > $v/results 2>&1',
+        'echo done > $v/done',
+      ].join('\n');
+      const child = routed('aurae/pod-again');
+      try {
+        await child.cells.allocate({ name: 'probe' });
+        await child.cells.start('probe', { name: 'attack', command: script });
+        await eventually(async () => (await shell.ok(`cat ${HOST}/empty-dir/done 2>/dev/null || true`)).trim() === 'done', CALL_MS, 'the VM to finish its tries');
+      } finally {
+        child.close();
+      }
+      const results = await shell.ok(`cat ${HOST}/empty-dir/results`);
+      console.log(`volumes share, seen in the VM:\n${results}`);
+      // The VM's calls succeed (its file system behaves as POSIX) and it sees what it set...
+      expect(results).toMatch(/chown 0:0 \S+\/planted: ok/);
+      expect(results).toMatch(/chmod 4755 \S+\/planted: ok/);
+      expect(results).toMatch(/mknod \S+\/null c 1 3: ok/);
+      expect(results).toMatch(/seen V\/planted 0:0 4755 regular file/);
+      expect(results).toMatch(/seen V\/null 0:0 \d+ character special file/);
+      expect(results).toMatch(/seen V 1000:1000 /);
+      // ...but on the node: no setuid or setgid bit, nothing but plain files and directories, the pod's files
+      // root's and 0600, the node's file as it was, and the ordinary writes there.
+      expect((await shell.ok(`find ${HOST} -perm /6000`)).trim()).toBe('');
+      expect((await shell.ok(`find ${HOST} ! -type f ! -type d`)).trim()).toBe('');
+      expect((await shell.ok(`stat -c '%n %u:%g %a' ${HOST}/empty-dir/planted ${HOST}/empty-dir/null ${HOST}/empty-dir/pre ${HOST}/empty-dir`)).trim().split('\n')).toEqual([
+        `${HOST}/empty-dir/planted 0:0 600`,
+        `${HOST}/empty-dir/null 0:0 600`,
+        `${HOST}/empty-dir/pre 0:0 644`,
+        `${HOST}/empty-dir 0:0 755`,
+      ]);
+      expect(await shell.ok(`cat ${HOST}/termination-log ${HOST}/empty-dir/data ${HOST}/empty-dir/pre`)).toBe('bye\nwritten\nfrom-the-node\n');
+
+      // Removing the sandbox unmounts the binds with the share; the node's files stay.
+      await client().pods.remove('again', { force: true });
+      expect(await client().vms.list()).toEqual([]);
+      expect((await client().pods.list()).map((p) => p.name)).not.toContain('again');
+      expect((await shell.ok('grep -c vm-pod-shares /proc/self/mountinfo || true')).trim()).toBe('0');
+      expect((await shell.ok('grep -c vm-pod-volumes /proc/self/mountinfo || true')).trim()).toBe('0');
+      expect((await shell.ok(`cat ${HOST}/empty-dir/data && rm -rf ${HOST}`)).trim()).toBe('written');
+    }, 2 * VM_POD_MS + 4 * CALL_MS);
+  });
 });

@@ -1,16 +1,15 @@
 // auraed: the Aurae node daemon. Started by aurae init (or by hand/tests): `auraed --config PATH`.
 // Exit codes: 0 after a clean stop on SIGTERM/SIGINT, 1 when startup fails, 2 for usage or config errors.
+// The image starts it from a V8 startup snapshot of this bundle (image/bundle/snapshot.ts): loading every module
+// happened when the image was built, and `main` runs after deserialisation. So nothing at module level may
+// read the environment, the clock, randomness or the process: all of that happens in `main`.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { startupSnapshot } from 'node:v8';
 import { parseNodeConfigText } from './config';
 import { shutdownTimeoutMs, startAuraed } from './daemon';
 import { initChannelFromProcess } from './ipc';
-import { createJsonLogger, createLogRing } from './log';
-
-process.title = 'auraed';
-// Every line also goes into a bounded ring, served by ObserveService/GetAuraeDaemonLogStream.
-const daemonLog = createLogRing();
-const log = createJsonLogger({ subsystem: 'auraed', write: daemonLog.tee((line) => void process.stdout.write(line)) });
+import { createJsonLogger, createLogRing, type LogRing, type Logger } from './log';
 
 function loadConfig() {
   let path: string | undefined;
@@ -42,7 +41,7 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-async function main(): Promise<void> {
+async function main(log: Logger, daemonLog: LogRing): Promise<void> {
   const config = loadConfig();
   const init = initChannelFromProcess();
   const auraed = await startAuraed({ config, log, init, daemonLog });
@@ -65,7 +64,16 @@ async function main(): Promise<void> {
   if (init) process.on('disconnect', () => void stop('aurae init closed the IPC channel'));
 }
 
-main().catch((err: unknown) => {
-  log.error('auraed failed to start', { err: err instanceof Error ? err.message : String(err) });
-  process.exit(1);
-});
+function run(): void {
+  process.title = 'auraed';
+  // Every line also goes into a bounded ring, served by ObserveService/GetAuraeDaemonLogStream.
+  const daemonLog = createLogRing();
+  const log = createJsonLogger({ subsystem: 'auraed', write: daemonLog.tee((line) => void process.stdout.write(line)) });
+  main(log, daemonLog).catch((err: unknown) => {
+    log.error('auraed failed to start', { err: err instanceof Error ? err.message : String(err) });
+    process.exit(1);
+  });
+}
+
+if (startupSnapshot.isBuildingSnapshot()) startupSnapshot.setDeserializeMainFunction(run);
+else run();

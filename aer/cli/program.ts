@@ -9,6 +9,7 @@ import { registerExecCommand } from './exec';
 import { type ImageCliIo, registerImageCommands } from './image';
 import { registerContainerImageCommands } from './images';
 import { registerPodCommands } from './pods';
+import { registerUpgradeCommands } from './upgrade';
 import type { ExecStreams } from './pod-exec';
 import { registerRunCommand } from './run';
 import { describeError } from './errors';
@@ -118,6 +119,7 @@ export async function runAer(argv: string[], io: CliIo): Promise<number> {
   registerPkiCommands(program, io, print);
   registerImageCommands(program, io, print);
   registerContainerImageCommands(program, withClient, print, io);
+  registerUpgradeCommands(program, withClient, print, io);
   registerPodCommands(program, withClient, print, io);
 
   try {

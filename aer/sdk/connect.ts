@@ -21,6 +21,7 @@ import { type ClientConfigOverrides, ClientConfigError, type ResolvedClientConfi
 import { toApiError } from './errors';
 import { type ObserveApi, createObserveApi } from './observe';
 import { type VmsApi, createVmsApi } from './vms';
+import { type UpgradeApi, createUpgradeApi } from './upgrade';
 
 export interface ConnectOptions extends ClientConfigOverrides {
   /** Deadline for each unary call; default 10 s. */
@@ -90,6 +91,8 @@ export interface AuraeClient {
   images: ImagesApi;
   /** Pods of containers (aurae.pods.v0.PodService). */
   pods: PodsApi;
+  /** The node's boot image: A/B entries, signed upgrades, rollback (aurae.upgrade.v0.UpgradeService). */
+  upgrade: UpgradeApi;
   /** The seeds' `auae.runtime()`: `runtime().run(pod)` is `pods.run(pod)`. */
   runtime(): PodRuntimeApi;
   /** Close the channel. */
@@ -191,6 +194,7 @@ export function connect(options: ConnectOptions = {}): AuraeClient {
     vms: createVmsApi({ address: config.address, credentials: channelCredentials, options: shared, unary, callOptions }),
     images: createImagesApi({ address: config.address, credentials: channelCredentials, options: shared, unary, callOptions }),
     pods,
+    upgrade: createUpgradeApi({ address: config.address, credentials: channelCredentials, options: shared, unary, callOptions }),
     runtime: () => ({ run: (pod, runOptions) => pods.run(pod, runOptions) }),
     close: () => {
       // All three clients share healthClient's channel; closing it closes the connection.

@@ -21,6 +21,18 @@ export {
   pod,
 } from './pods';
 export { type ExecExit, type ExecOptions, type ExecResult, type ExecSession, type ExecStartOptions } from './pod-exec';
+export {
+  type BootEntryInfo,
+  type HttpGet,
+  type ReleaseSource,
+  type UpgradeApi,
+  type UpgradeStatusInfo,
+  type UploadOptions,
+  type UploadProgressInfo,
+  type UploadResult,
+  releaseFromDir,
+  releaseFromUrl,
+} from './upgrade';
 export { type VmInfo, type VmRenewal, type VmRestartPolicy, type VmSpec, type VmStateName, type VmsApi } from './vms';
 export {
   type ClientConfig,

@@ -2,6 +2,7 @@
 // loader hooks are needed; native addons stay outside the bundle and are found beside it at run time.
 import path from 'node:path';
 import * as esbuild from 'esbuild';
+import { BUNDLE_OPTIONS } from './options';
 
 export const BUNDLES = {
   'init.cjs': 'init/main.ts',
@@ -20,21 +21,7 @@ export async function buildBundles(repoRoot: string, outDir: string, log: (line:
       absWorkingDir: repoRoot,
       entryPoints: [entry],
       outfile,
-      bundle: true,
-      platform: 'node',
-      // The image runs Node 22 (image/runtime); aer also runs on build hosts with Node 20.
-      target: 'node20',
-      format: 'cjs',
-      minify: true,
-      keepNames: true, // readable stack traces and class names in logs
-      legalComments: 'none',
-      // esbuild ships a native binary: `aer run` loads it from the checkout's node_modules at run time.
-      external: ['*.node', 'esbuild'],
-      // import.meta.url has no CJS equivalent; give modules that use it the bundle's own URL.
-      banner: { js: 'const __aurae_import_meta_url = require("url").pathToFileURL(__filename).href;' },
-      define: { 'import.meta.url': '__aurae_import_meta_url' },
-      logLevel: 'silent',
-      metafile: false,
+      ...BUNDLE_OPTIONS,
     }).catch((err: Error) => {
       throw new Error(`bundle: ${entry} failed to bundle:\n${err.message}`);
     });
@@ -44,3 +31,5 @@ export async function buildBundles(repoRoot: string, outDir: string, log: (line:
   log(`bundle: ${Object.keys(out).join(', ')}`);
   return out;
 }
+
+export { AURAED_SNAPSHOT_NAME, buildAuraedSnapshot, type SnapshotBuild } from './snapshot';

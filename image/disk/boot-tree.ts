@@ -1,7 +1,10 @@
-// The boot volume's contents as data (pure): what the ESP holds besides the UKI, so a running node can spawn
-// children from its own kernel and initramfs and run QEMU without QEMU in the initramfs (it stays on disk and
-// costs no RAM). Paths are relative to the volume's root, which init mounts read-only at /boot.
+// The boot volume's contents as data (pure): systemd-boot as \EFI\BOOT\BOOTX64.EFI with loader/loader.conf,
+// one A/B slot (supervisor/upgrade/slots.ts: the signed UKI as a counted Type #2 entry in \EFI\Linux, beside it
+// the kernel and initramfs a node running that slot spawns children from, and the signed release manifest), and
+// QEMU, so the node runs QEMU without QEMU in the initramfs (it stays on disk and costs no RAM). Paths are
+// relative to the volume's root, which init mounts read-only at /boot.
 import path from 'node:path';
+import { entryFileName, entryId, ESP_PATHS, LOADER_CONF, slotFileName } from '../../supervisor/upgrade/slots';
 
 export interface TreeFile {
   /** Path inside the volume, '/'-separated, no leading slash. */
@@ -48,23 +51,51 @@ export function qemuTree(q: QemuInputs): TreeFile[] {
   return files;
 }
 
-export interface BootTreeInputs {
+/** One A/B slot as the factory image writes it (supervisor/upgrade/slots.ts names the files). */
+export interface SlotInputs {
+  /** The entry's generation and release version (the id is aurae-<generation>-<version>). */
+  generation: number;
+  version: string;
+  /** Tries the entry starts with (systemd-boot's counter); null: uncounted. */
+  triesLeft: number | null;
+  /** The signed UKI, the kernel and initramfs children spawn from, the release manifest and its signature. */
   uki: string;
   kernel: string;
   initramfs: string;
+  manifest: string;
+  signature: string;
+}
+
+export interface BootTreeInputs {
+  /** systemd-boot (signed), the firmware's removable-media default loader. */
+  bootLoader: string;
+  slot: SlotInputs;
   /** JSON describing the artifacts (aurae-boot.json), for people and for `aer` to inspect a flashed disk. */
   description: string;
   qemu: QemuInputs | null;
 }
 
-/** Names the node relies on (supervisor vms defaults: /boot/vmlinuz, /boot/initramfs). */
-export const BOOT_FILES = { uki: 'EFI/BOOT/BOOTX64.EFI', kernel: 'vmlinuz', initramfs: 'initramfs', description: 'aurae-boot.json' } as const;
+/** Names on the volume besides the slots (whose names are slots.ts's). */
+export const BOOT_FILES = { bootLoader: ESP_PATHS.bootLoader, loaderConf: ESP_PATHS.loaderConf, description: 'aurae-boot.json' } as const;
+
+/** The files of one slot, by their path on the volume. Pure. */
+export function slotTree(s: SlotInputs): TreeFile[] {
+  const id = entryId(s.generation, s.version);
+  const at = (name: string) => `${ESP_PATHS.entries}/${name}`;
+  return [
+    { path: at(entryFileName({ generation: s.generation, version: s.version, triesLeft: s.triesLeft })), src: s.uki, mode: 0o644 },
+    { path: at(slotFileName(id, 'kernel')), src: s.kernel, mode: 0o644 },
+    { path: at(slotFileName(id, 'initramfs')), src: s.initramfs, mode: 0o644 },
+    { path: at(slotFileName(id, 'manifest')), src: s.manifest, mode: 0o644 },
+    { path: at(slotFileName(id, 'signature')), src: s.signature, mode: 0o644 },
+  ];
+}
 
 export function bootTree(i: BootTreeInputs): TreeFile[] {
   const files: TreeFile[] = [
-    { path: BOOT_FILES.uki, src: i.uki, mode: 0o644 },
-    { path: BOOT_FILES.kernel, src: i.kernel, mode: 0o644 },
-    { path: BOOT_FILES.initramfs, src: i.initramfs, mode: 0o644 },
+    { path: BOOT_FILES.bootLoader, src: i.bootLoader, mode: 0o644 },
+    { path: BOOT_FILES.loaderConf, src: Buffer.from(LOADER_CONF), mode: 0o644 },
+    ...slotTree(i.slot),
     { path: BOOT_FILES.description, src: Buffer.from(i.description), mode: 0o644 },
     ...(i.qemu ? qemuTree(i.qemu) : []),
   ];

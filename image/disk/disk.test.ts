@@ -32,9 +32,22 @@ describe('boot tree', () => {
   });
 
   it('lays out the volume sorted, and refuses names FAT would merge', () => {
-    const files = bootTree({ uki: '/u', kernel: '/k', initramfs: '/i', description: '{}', qemu: null });
-    expect(files.map((f) => f.path)).toEqual(['EFI/BOOT/BOOTX64.EFI', 'aurae-boot.json', 'initramfs', 'vmlinuz']);
-    expect(() => bootTree({ uki: '/u', kernel: '/k', initramfs: '/i', description: '{}', qemu: { ...qemu, libs: [...qemu.libs, '/x/LIBC.so.6'] } })).toThrow(/share the FAT name/);
+    const slot = { generation: 1, version: '0.1.0', triesLeft: 3, uki: '/u', kernel: '/k', initramfs: '/i', manifest: '/m', signature: '/s' };
+    const files = bootTree({ bootLoader: '/sd-boot', slot, description: '{}', qemu: null });
+    // systemd-boot as the default loader, the factory slot as a counted Type #2 entry with its files beside it.
+    expect(files.map((f) => f.path)).toEqual([
+      'EFI/BOOT/BOOTX64.EFI',
+      'EFI/Linux/aurae-000001-0.1.0+3.efi',
+      'EFI/Linux/aurae-000001-0.1.0.initramfs',
+      'EFI/Linux/aurae-000001-0.1.0.json',
+      'EFI/Linux/aurae-000001-0.1.0.json.sig',
+      'EFI/Linux/aurae-000001-0.1.0.vmlinuz',
+      'aurae-boot.json',
+      'loader/loader.conf',
+    ]);
+    expect(files.find((f) => f.path === 'EFI/BOOT/BOOTX64.EFI')?.src).toBe('/sd-boot');
+    expect(String(files.find((f) => f.path === 'loader/loader.conf')?.src)).toMatch(/^timeout 0\neditor no\n/);
+    expect(() => bootTree({ bootLoader: '/sd-boot', slot, description: '{}', qemu: { ...qemu, libs: [...qemu.libs, '/x/LIBC.so.6'] } })).toThrow(/share the FAT name/);
   });
 });
 

@@ -15,6 +15,8 @@ export interface FatOptions {
   mtime: number;
   /** Staging folder (emptied) where files get their fixed timestamps before mcopy reads them. */
   stagingDir: string;
+  /** Free space to leave beyond the content's own margin (a second boot slot). */
+  reserveBytes?: number;
 }
 
 const MIB = 1024 * 1024;
@@ -56,7 +58,7 @@ export async function writeFatImage(files: TreeFile[], out: string, o: FatOption
     fs.utimesSync(staged, mtime, mtime);
     content += fs.statSync(staged).size;
   }
-  const sizeBytes = fatSizeBytes(content);
+  const sizeBytes = fatSizeBytes(content + (o.reserveBytes ?? 0));
   const tmp = `${out}.tmp`;
   fs.rmSync(tmp, { force: true });
   await $({ quiet: true })`mkfs.fat --invariant -i ${o.serial} -n ${o.label} -F 32 -S 512 -s ${clusterSectors(sizeBytes)} -C ${tmp} ${sizeBytes / 1024}`;

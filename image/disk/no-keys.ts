@@ -1,11 +1,12 @@
 // "No private key in any build output", checked the way an attacker with the image file would look: every output
-// unpacked — compressed data decompressed (zstd, gzip), cpio archives split into their files, PE files (the UKI)
-// into their sections (.initrd), FAT volumes (esp.img, the ESP inside disk.raw) into their files with mtools —
+// unpacked — compressed data decompressed (zstd, gzip), cpio archives split into their files, the root image
+// (erofs or squashfs) into its files, PE files (the UKI) into their sections (.initrd), FAT volumes (esp.img, the ESP inside disk.raw) into their files with mtools —
 // and every byte searched for a PEM private key and for the DER (and raw) bytes of each key of the build's PKI.
 // Used by qemu-tests/00-image on the real outputs; unit-tested on small synthetic ones that do hold a key.
 import { execFileSync } from 'node:child_process';
 import { createHash, createPrivateKey } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { parseGpt, SECTOR_SIZE } from '../../init/disk';
@@ -125,6 +126,40 @@ function expand(buf: Buffer, where: string, needles: KeyNeedle[], result: ScanRe
     for (const entry of cpioFiles(buf)) expand(entry.data, `${where}/${entry.name}`, needles, result, depth + 1);
   } else if (buf[0] === 0x4d && buf[1] === 0x5a) {
     for (const section of peSections(buf)) expand(section.data, `${where}[${section.name}]`, needles, result, depth + 1);
+  } else if (fileSystemImage(buf)) {
+    for (const entry of fileSystemFiles(buf, fileSystemImage(buf)!)) expand(entry.data, `${where}{${entry.fs}}/${entry.name}`, needles, result, depth + 1);
+  }
+}
+
+/** The read-only root image formats (image/rootimg) by their superblock magic. */
+function fileSystemImage(buf: Buffer): 'erofs' | 'squashfs' | null {
+  if (buf.subarray(0, 4).toString('latin1') === 'hsqs') return 'squashfs';
+  if (buf.length >= 1028 && buf.readUInt32LE(1024) === 0xe0f5e1e2) return 'erofs';
+  return null;
+}
+
+/** The regular files of an erofs or squashfs image, extracted with its own tools (fsck.erofs, unsquashfs). */
+function fileSystemFiles(buf: Buffer, fs_: 'erofs' | 'squashfs'): { fs: string; name: string; data: Buffer }[] {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-no-keys-'));
+  try {
+    const image = path.join(dir, 'image');
+    const tree = path.join(dir, 'tree');
+    fs.writeFileSync(image, buf);
+    if (fs_ === 'erofs') execFileSync('fsck.erofs', [`--extract=${tree}`, image], { stdio: 'ignore' });
+    else execFileSync('unsquashfs', ['-no-progress', '-quiet', '-no-xattrs', '-d', tree, image], { stdio: 'ignore' });
+    fs.rmSync(image);
+    const files: { fs: string; name: string; data: Buffer }[] = [];
+    const walk = (rel: string) => {
+      for (const d of fs.readdirSync(path.join(tree, rel), { withFileTypes: true })) {
+        const r = rel ? `${rel}/${d.name}` : d.name;
+        if (d.isDirectory()) walk(r);
+        else if (d.isFile()) files.push({ fs: fs_, name: r, data: fs.readFileSync(path.join(tree, r)) });
+      }
+    };
+    walk('');
+    return files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -1,7 +1,7 @@
 // Kernel command line → node config overrides. Pure: text in, data out.
 //
 // Understood (README.md, "Kernel command line"): aurae.name, aurae.on_fatal, aurae.debug_shell,
-// aurae.listen_tcp, aurae.grace_ms, and the kernel's static `ip=` form for eth0.
+// aurae.listen_tcp, aurae.grace_ms, aurae.bless_after_ms, aurae.bless_deadline_ms, and the kernel's static `ip=` form for eth0.
 // Anything else that is not aurae.* belongs to the kernel and is ignored; an unknown
 // aurae.* key is an error (a typo must not silently do nothing).
 import type { NodeConfigInput } from '../../supervisor/config';
@@ -72,6 +72,10 @@ const AURAE_KEYS: Record<string, KeyParser> = {
   },
   'aurae.listen_tcp': (value) =>
     OFF.has(value) ? { listen: { tcp: null } } : { listen: { tcp: value } },
+  'aurae.bless_after_ms': (value) =>
+    /^\d{1,9}$/.test(value) ? { upgrade: { blessAfterMs: Number(value) } } : 'expected a whole number of milliseconds, e.g. 30000',
+  'aurae.bless_deadline_ms': (value) =>
+    /^\d{1,9}$/.test(value) ? { upgrade: { blessDeadlineMs: Number(value) } } : 'expected a whole number of milliseconds, e.g. 600000',
   'aurae.grace_ms': (value) =>
     /^\d{1,9}$/.test(value) ? { shutdown: { graceMs: Number(value) } } : 'expected a whole number of milliseconds, e.g. 5000',
 };

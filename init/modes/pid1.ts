@@ -8,6 +8,8 @@ import { delegateRootControllers } from '../../supervisor/cgroup/delegation';
 import { nodeCgroupFs } from '../../supervisor/cgroup/fs';
 import { IMAGE_CONFIG_PATH, RUNTIME_CONFIG_PATH, type NodeConfig } from '../../supervisor/config';
 import { AURAED_PID_FILE, RUN_DIR, STORAGE_STATUS_PATH } from '../../supervisor/config/node-paths';
+import { childFilesConfig, createBlesser, inspectBootSlot, type Blesser } from '../bless';
+import { realBlessDeps } from '../bless/real';
 import { resolveNodeConfig } from '../cmdline';
 import { createDebugShell, debugShellSpec } from '../debug-shell';
 import { loadGuestConfig, realGuestModeDeps } from '../guest';
@@ -52,6 +54,8 @@ interface BootContext {
   readonly respawners: { stop(): void }[];
   /** 'auraed' */
   service?: AuraedService;
+  /** 'boot-slot': blesses this boot's entry once auraed has served (init/bless). */
+  blesser?: Blesser;
 }
 
 const configured = (ctx: BootContext) => ctx.config !== undefined;
@@ -65,6 +69,7 @@ const BOOT_PHASES: readonly Phase<BootContext>[] = [
   { name: 'identity', when: (c) => configured(c) && !c.guest, run: loadIdentity },
   { name: 'hostname', when: configured, run: setHostname },
   { name: 'network', when: configured, run: (c) => void applyNetwork(networkPlan(need(c, 'config').network), c) },
+  { name: 'boot-slot', when: configured, run: inspectSlot },
   { name: 'runtime-config', when: configured, run: writeRuntimeConfig },
   { name: 'reaper', when: configured, run: startReaper },
   { name: 'power-button', when: configured, run: startPowerButton },
@@ -239,6 +244,20 @@ function startDebugShell(ctx: BootContext): void {
   shell.start();
 }
 
+/** The boot slot this node runs (init/bless): reported for auraed, children pointed at its files, blessing armed. */
+function inspectSlot(ctx: BootContext): void {
+  const config = need(ctx, 'config');
+  const deps = realBlessDeps(ctx.syscalls, config.upgrade.esp, ctx.log, (reason) => ctx.power('reboot', reason));
+  const slot = inspectBootSlot(deps);
+  try {
+    deps.writeStatus(slot.status);
+  } catch (err) {
+    ctx.log.warn(`boot slot: writing the status failed: ${errorMessage(err)}`);
+  }
+  ctx.config = childFilesConfig(config, slot, deps.exists);
+  ctx.blesser = createBlesser(deps, slot, { afterMs: config.upgrade.blessAfterMs, deadlineMs: config.upgrade.blessDeadlineMs, startedMs: Date.now() });
+}
+
 function superviseAuraed(ctx: BootContext): void {
   const config = need(ctx, 'config');
   ctx.service = createAuraedService({
@@ -249,6 +268,7 @@ function superviseAuraed(ctx: BootContext): void {
     tracked: ctx.tracked,
     log: ctx.log,
     onPower: (action, by, reason) => ctx.power(action, `requested by ${by} via auraed${reason ? `: ${reason}` : ''}`),
+    onReady: (_message, pid) => ctx.blesser?.onServing(pid, (p) => ctx.service?.pid === p),
   });
   ctx.service.start();
 }

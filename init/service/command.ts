@@ -1,6 +1,9 @@
 // Which command starts auraed:
 //   AURAE_AURAED_CMD (JSON argv array) if set, else
-//   node /usr/lib/aurae/auraed.cjs            (the image: auraed.cjs beside init.cjs), else
+//   node --snapshot-blob /usr/lib/aurae/auraed.blob /usr/lib/aurae/auraed.cjs
+//                                             (the image: auraed's V8 startup snapshot beside it, image/bundle;
+//                                             not with AURAE_SNAPSHOT=off), else
+//   node /usr/lib/aurae/auraed.cjs            (auraed.cjs beside init.cjs, no snapshot), else
 //   node --import tsx supervisor/main.ts      (a dev checkout)
 // followed by `--config <path>`.
 import { createRequire } from 'node:module';
@@ -12,6 +15,8 @@ export interface AuraedCommandInputs {
   override?: string | undefined;
   /** auraed.cjs beside the running bundle, when it exists. */
   bundledEntry: string | null;
+  /** auraed's startup snapshot beside auraed.cjs, when it exists (auraed.cjs stays argv[1]: auraed locates its files from it). */
+  snapshotBlob?: string | null;
   /** tsx loader URL + supervisor/main.ts, when running from a checkout. */
   devEntry: { tsxLoader: string; mainTs: string } | null;
   nodePath: string;
@@ -35,7 +40,7 @@ export function auraedCommand(inputs: AuraedCommandInputs): string[] {
     }
     return [...(argv as string[]), ...config];
   }
-  if (inputs.bundledEntry) return [inputs.nodePath, inputs.bundledEntry, ...config];
+  if (inputs.bundledEntry) return [inputs.nodePath, ...(inputs.snapshotBlob ? ['--snapshot-blob', inputs.snapshotBlob] : []), inputs.bundledEntry, ...config];
   if (inputs.devEntry) return [inputs.nodePath, '--import', inputs.devEntry.tsxLoader, inputs.devEntry.mainTs, ...config];
   throw new Error(
     'auraed not found: no auraed.cjs beside the init bundle and no supervisor/main.ts checkout; ' +
@@ -56,5 +61,8 @@ export function locateAuraed(env: NodeJS.ProcessEnv, configPath: string): string
       devEntry = null; // No tsx installed: only the bundle or an override can work.
     }
   }
-  return auraedCommand({ override: env.AURAE_AURAED_CMD, bundledEntry, devEntry, nodePath: process.execPath, configPath });
+  // AURAE_SNAPSHOT=off (e.g. on the kernel command line, which hands it to init's environment) starts auraed.cjs
+  // without its snapshot: the bench compares both in one run, and it is the way around a snapshot that misbehaves.
+  const snapshotBlob = bundledEntry && env.AURAE_SNAPSHOT !== 'off' ? locateInstalled('auraed.blob', null).found : null;
+  return auraedCommand({ override: env.AURAE_AURAED_CMD, bundledEntry, snapshotBlob, devEntry, nodePath: process.execPath, configPath });
 }

@@ -66,6 +66,16 @@ describe('auraedCommand', () => {
     ]);
   });
 
+  it('starts the bundle from its V8 startup snapshot when the image has one (auraed.cjs stays argv[1])', () => {
+    expect(auraedCommand({ ...base, bundledEntry: '/usr/lib/aurae/auraed.cjs', snapshotBlob: '/usr/lib/aurae/auraed.blob', devEntry: null })).toEqual([
+      '/usr/bin/node', '--snapshot-blob', '/usr/lib/aurae/auraed.blob', '/usr/lib/aurae/auraed.cjs', '--config', '/run/aurae/config.json',
+    ]);
+    // An override is taken as given.
+    expect(auraedCommand({ ...base, override: '["/bin/fake"]', bundledEntry: '/usr/lib/aurae/auraed.cjs', snapshotBlob: '/usr/lib/aurae/auraed.blob', devEntry: null })).toEqual([
+      '/bin/fake', '--config', '/run/aurae/config.json',
+    ]);
+  });
+
   it('rejects a malformed override and a missing auraed with a fix', () => {
     expect(() => auraedCommand({ ...base, override: 'node fake.js', bundledEntry: null, devEntry: null })).toThrow(/AURAE_AURAED_CMD must be a non-empty JSON array/);
     expect(() => auraedCommand({ ...base, override: '[]', bundledEntry: null, devEntry: null })).toThrow(/AURAE_AURAED_CMD/);

@@ -58,7 +58,7 @@ describe('AuthzService', () => {
     expect((await call('revoke', { identity: 'viewer', method: '' })).value).toMatchObject({ removed: 2, rules: [] });
     expect((await call('getPolicy', { identity: '' })).value).toMatchObject({
       admins: ['admin'],
-      adminOnlyMethods: ['aurae.authz.v0.AuthzService/Allow', 'aurae.authz.v0.AuthzService/Deny', 'aurae.authz.v0.AuthzService/Revoke'],
+      adminOnlyMethods: ['aurae.authz.v0.AuthzService/Allow', 'aurae.authz.v0.AuthzService/Deny', 'aurae.authz.v0.AuthzService/Revoke', 'aurae.upgrade.v0.UpgradeService/Upload', 'aurae.upgrade.v0.UpgradeService/Rollback'],
       rules: [{ identity: 'nova', effect: Effect.EFFECT_ALLOW, source: RuleSource.RULE_SOURCE_CONFIG, createdBy: '' }],
     });
     expect((await call('listAudit', { limit: 0, identity: '', method: '', code: '', beforeId: 0 })).code).toBe(status.OK);

@@ -174,7 +174,7 @@ export function createAuthz(options: AuthzOptions): Authz {
         fromParent: caller.parent === true,
       });
       if (decision.allowed) return null;
-      return { message: denialMessage(caller.identity, method, decision), detail: decisionDetail(decision) };
+      return { message: denialMessage(caller.identity, method, decision), detail: decisionDetail(decision, method) };
     },
 
     audit(event: AuditEvent) {

@@ -84,11 +84,18 @@ export type Decision =
 /** Methods open to every certificate from the node CA: readiness/liveness probes and node discovery. */
 export const OPEN_METHODS: readonly string[] = ['grpc.health.v1.Health/*', 'aurae.discovery.v0.DiscoveryService/Discover'];
 
-/** The policy-changing methods: granting them would let a non-admin grant itself anything. */
+/**
+ * The methods that replace the node's boot image (supervisor/upgrade): the next boot runs whatever that image holds,
+ * its config and policy included, so granting them would grant everything too.
+ */
+export const IMAGE_CHANGE_METHODS: readonly string[] = ['aurae.upgrade.v0.UpgradeService/Upload', 'aurae.upgrade.v0.UpgradeService/Rollback'];
+
+/** The policy-changing methods: granting them would let a non-admin grant itself anything. Plus the image changes. */
 export const ADMIN_ONLY_METHODS: readonly string[] = [
   'aurae.authz.v0.AuthzService/Allow',
   'aurae.authz.v0.AuthzService/Deny',
   'aurae.authz.v0.AuthzService/Revoke',
+  ...IMAGE_CHANGE_METHODS,
 ];
 
 /**
@@ -100,10 +107,12 @@ const RENEW_IDENTITY = 'aurae.node.v0.NodeService/RenewIdentity';
 
 /**
  * What this node's parent itself (its own certificate, not a call it relays) may call besides the parent-only
- * methods: the pods of a VM sandbox (supervisor/pods/vm-sandbox.ts), whose agent this node is. No escalation:
- * the parent already holds everything of its child (it mints its identity, attaches its disks, runs its QEMU).
+ * methods: the pods of a VM sandbox (supervisor/pods/vm-sandbox.ts), whose agent this node is, and their
+ * containers' output and metrics (the CRI's log files and stats of those pods: vm-agent.ts childPodIo). No
+ * escalation: the parent already holds everything of its child (it mints its identity, attaches its disks, runs
+ * its QEMU).
  */
-export const PARENT_AGENT_METHODS: readonly string[] = ['aurae.pods.v0.PodService/*'];
+export const PARENT_AGENT_METHODS: readonly string[] = ['aurae.pods.v0.PodService/*', 'aurae.observe.v0.ObserveService/GetLogs', 'aurae.observe.v0.ObserveService/GetMetrics'];
 
 const list = (values: readonly string[] | undefined): readonly string[] => values ?? [];
 
@@ -217,6 +226,7 @@ export function denialMessage(identity: string, method: string, decision: Decisi
   const who = `identity "${identity}" may not call ${method}`;
   switch (decision.reason) {
     case 'admin-only':
+      if (IMAGE_CHANGE_METHODS.includes(method)) return `${who}: only identities in authz.admins (node config) may change the node's boot image`;
       return `${who}: only identities in authz.admins (node config) may change the policy`;
     case 'parent-only':
       return method === RENEW_IDENTITY
@@ -260,14 +270,14 @@ export function denialMessage(identity: string, method: string, decision: Decisi
 }
 
 /** Short reason for the audit log (the full message goes to the caller). */
-export function decisionDetail(decision: Decision): string {
+export function decisionDetail(decision: Decision, method = ''): string {
   switch (decision.reason) {
     case 'admin':
     case 'open':
     case 'parent':
       return decision.reason;
     case 'admin-only':
-      return 'denied: policy edits are admin-only';
+      return IMAGE_CHANGE_METHODS.includes(method) ? 'denied: image changes are admin-only' : 'denied: policy edits are admin-only';
     case 'parent-only':
       return "denied: parent-only method";
     case 'default': {
@@ -305,7 +315,8 @@ export function ruleNotes(policy: Policy, identity: string, effect: Effect, patt
         notes.push(`still denied by the ${deny.source} rule deny "${deny.pattern}"${flags ? ` ${flags}` : ''} (deny wins over allow)`);
       }
     }
-    if (policy.adminOnly.some((p) => covers(pattern, p))) notes.push('policy edits (AuthzService Allow/Deny/Revoke) stay admin-only');
+    if (policy.adminOnly.some((p) => !IMAGE_CHANGE_METHODS.includes(p) && covers(pattern, p))) notes.push('policy edits (AuthzService Allow/Deny/Revoke) stay admin-only');
+    if (policy.adminOnly.some((p) => IMAGE_CHANGE_METHODS.includes(p) && covers(pattern, p))) notes.push('image changes (UpgradeService Upload/Rollback) stay admin-only');
     if (list(scope?.uids).some((r) => idWithin([r], 0))) notes.push(`executables of "${identity}" may run as root (uid 0) where this rule applies`);
   } else if (policy.open.some((p) => covers(pattern, p) || covers(p, pattern))) {
     notes.push('health checks and Discover stay open to every certificate of the node CA');

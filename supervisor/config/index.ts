@@ -298,6 +298,25 @@ export const NodeConfigSchema = z.strictObject({
     }),
     { network: { cidr: '10.88.0.0/16', bridge: 'aurae0', nameservers: null } },
   ),
+  upgrade: z._default(
+    z.strictObject({
+      /**
+       * PEM files of the pinned image-signing certificates (supervisor/upgrade): an upload is accepted only when its
+       * release manifest is signed by one of their keys. Empty: every upload is refused.
+       */
+      signingCerts: z._default(z.array(absPath).check(z.maxLength(16, 'at most 16 files')), []),
+      /** Where the ESP (boot volume with the A/B boot entries) is mounted. */
+      esp: z._default(absPath, '/boot'),
+      /**
+       * init blesses a boot entry on trial (systemd-boot's counter: supervisor/upgrade/slots.ts) once auraed has been
+       * SERVING, without a restart, for this long.
+       */
+      blessAfterMs: z._default(intIn(0, 3_600_000), 30_000),
+      /** A boot on trial not blessed this long after init started is rebooted, so systemd-boot counts the try. */
+      blessDeadlineMs: z._default(intIn(1_000, 86_400_000), 600_000),
+    }),
+    { signingCerts: [], esp: '/boot', blessAfterMs: 30_000, blessDeadlineMs: 600_000 },
+  ),
   /**
    * Set only in a spawned child (written by its parent into the guest payload, see guest/): who the parent is.
    * The child trusts the aurae-on-behalf-of header only on calls whose peer identity is `parent`.

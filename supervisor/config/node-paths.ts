@@ -13,6 +13,8 @@ export const IMAGE_CONFIG_PATH = '/etc/aurae/config.json';
 export const IMAGE_PKI_DIR = '/etc/aurae/pki';
 /** The root CA certificate in the image: the trust root of the node and of every child it spawns. */
 export const IMAGE_CA_CERT = `${IMAGE_PKI_DIR}/ca.crt`;
+/** The image-signing certificate the image pins (upgrade.signingCerts): upgrades must be signed by its key (image/sign). */
+export const IMAGE_SIGNING_CERT = `${IMAGE_PKI_DIR}/image-signing.crt`;
 
 /** init's and auraed's runtime files (tmpfs). */
 export const RUN_DIR = '/run/aurae';

@@ -14,6 +14,7 @@ import { ContainerEventType, type ContainerEventResponse } from '../gen/runtime/
 import type { Logger } from '../log';
 import { type ExecDeps, runExec } from '../pods';
 import type { CriRuntime } from './cri-runtime';
+import type { CriPods } from './pods-contract';
 import { CriStatusError } from './rpc';
 import type { ContainerStdio } from './container-stdio';
 import type { TerminalSyscalls } from './terminal';
@@ -27,13 +28,14 @@ export type CriExecAdapters = Partial<Pick<ExecDeps, 'spawn' | 'kill' | 'exitIdl
 type ExecInput = Parameters<typeof runExec>[1];
 type ExecCall = Parameters<typeof runExec>[3];
 
-const SIGNALS = constants.signals as Record<string, number>;
 
 /** The exit as a number, 128+N for a signal death (what ExecSync's exit_code and the v4 protocol carry). */
 export function exitCodeOf(exit: { code?: number; signal?: string } | undefined): number {
   if (!exit) return 1;
   if (exit.code !== undefined) return exit.code;
-  return exit.signal !== undefined && SIGNALS[exit.signal] !== undefined ? 128 + SIGNALS[exit.signal]! : 1;
+  // Looked up here, not at module level: node:os is loaded on first use (auraed's startup snapshot).
+  const signals = constants.signals as Record<string, number>;
+  return exit.signal !== undefined && signals[exit.signal] !== undefined ? 128 + signals[exit.signal]! : 1;
 }
 
 /** A runExec call whose output goes to `sink`; the caller drives 'cancelled', 'data' and 'end'. */
@@ -58,6 +60,10 @@ class ExecCallAdapter extends EventEmitter {
   resume(): this {
     this.emit('x-resume');
     return this;
+  }
+  /** No deadline of its own (ExecSync's timeout cancels it): a relayed call has none either. */
+  getDeadline(): number {
+    return Infinity;
   }
   cancel(): void {
     if (this.cancelled) return;
@@ -91,8 +97,40 @@ export interface CriExecOptions {
   stdio?: ContainerStdio;
 }
 
-export function createCriExec(runtime: CriRuntime, pods: { execTarget: ExecDeps['targets']['execTarget']; get: ExecDeps['targets']['get'] }, log: Logger, adapters: CriExecAdapters = {}, opts: CriExecOptions = {}): CriExec {
-  const deps = (): ExecDeps => ({ targets: { get: (pod) => pods.get(pod), execTarget: (pod, c) => pods.execTarget(pod, c) }, log: log.child({ subsystem: 'cri-exec' }), ...adapters });
+/** What exec needs of the pods runtime: its containers here (execTarget), and the relay for those elsewhere. */
+export type CriExecPods = { execTarget: ExecDeps['targets']['execTarget']; get: ExecDeps['targets']['get'] } & Partial<Pick<CriPods, 'execRelay' | 'openPort'>>;
+
+/**
+ * Pipe `conn` (a connection made elsewhere) and the client's `stream` both ways until either closes (or `signal`
+ * aborts). Rejects when the connection failed before any byte came back (nothing listening there), resolves else.
+ */
+function pipeBoth(conn: Duplex, stream: Duplex, signal: AbortSignal | undefined, what: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let received = false;
+    let settled = false;
+    const done = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      conn.destroy();
+      if (err && !received) reject(err instanceof AuraeError ? err : new AuraeError('UNAVAILABLE', `${what} failed: ${err.message}`));
+      else resolve();
+    };
+    conn.once('data', () => void (received = true));
+    stream.pipe(conn);
+    conn.pipe(stream);
+    conn.once('error', done);
+    conn.once('close', () => done());
+    stream.once('close', () => done());
+    stream.once('error', () => done());
+    if (signal?.aborted) done();
+    signal?.addEventListener('abort', () => done(), { once: true });
+  });
+}
+
+export function createCriExec(runtime: CriRuntime, pods: CriExecPods, log: Logger, adapters: CriExecAdapters = {}, opts: CriExecOptions = {}): CriExec {
+  // runExec serves a pod whose containers run elsewhere (a VM sandbox's) through its relay, the others with crun.
+  const targets: ExecDeps['targets'] = { get: (pod) => pods.get(pod), execTarget: (pod, c) => pods.execTarget(pod, c), relay: (pod) => pods.execRelay?.(pod) ?? null };
+  const deps = (): ExecDeps => ({ targets, log: log.child({ subsystem: 'cri-exec' }), ...adapters });
 
   const target = (containerId: string) => {
     const c = runtime.requireContainer(containerId);
@@ -132,6 +170,9 @@ export function createCriExec(runtime: CriRuntime, pods: { execTarget: ExecDeps[
       if (req.tty) {
         // A terminal (tty-exec.ts): crun exec --console-socket; its one output is stdout.
         if (!opts.terminals) throw new AuraeError('UNIMPLEMENTED', 'Exec with tty: this auraed cannot make terminals (the native addon is not loaded): exec without -t');
+        if (targets.relay?.(pod)) {
+          throw new AuraeError('UNIMPLEMENTED', `Exec with tty: pod "${pod}" runs in a VM sandbox, whose agent (PodService/Exec in its child) has no terminals yet: exec without -t`);
+        }
         execInput(pod, container, req.cmd, false); // validates cmd
         return runTtyExec({ targets: deps().targets, sys: opts.terminals, log: log.child({ subsystem: 'cri-exec' }), ...(adapters.kill ? { kill: adapters.kill } : {}), ...(adapters.exitIdleMs !== undefined ? { exitIdleMs: adapters.exitIdleMs } : {}) }, {
           pod,
@@ -174,6 +215,8 @@ export function createCriExec(runtime: CriRuntime, pods: { execTarget: ExecDeps[
       if (req.stdin) {
         const stdin = req.stdin;
         stdin.on('data', (chunk: Buffer) => call.emit('data', { stdin: chunk, closeStdin: false } satisfies Partial<PodServiceExecRequest>));
+        // Until the exec listens (it resumes the call; a relay only once connected to the child): nothing is lost.
+        stdin.pause();
         stdin.once('end', () => call.emit('end'));
         call.on('x-pause', () => stdin.pause());
         call.on('x-resume', () => stdin.resume());
@@ -203,6 +246,14 @@ export function createCriExec(runtime: CriRuntime, pods: { execTarget: ExecDeps[
 
     portForward(req) {
       const sandbox = runtime.requireSandbox(req.podSandboxId);
+      // A pod whose network is elsewhere (a VM sandbox's, in its child): the connection is made there.
+      let elsewhere: Duplex | null;
+      try {
+        elsewhere = pods.openPort?.(sandbox.pod, req.port) ?? null;
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      if (elsewhere) return pipeBoth(elsewhere, req.stream, req.signal, `port-forward to port ${req.port} of pod sandbox "${sandbox.id}"`);
       const pod = pods.get(sandbox.pod) as { ip?: string | null } | undefined;
       const host = sandbox.extra.namespaces.network === 'NODE' ? '127.0.0.1' : (pod?.ip ?? '');
       if (host === '') return Promise.reject(new AuraeError('FAILED_PRECONDITION', `pod sandbox "${sandbox.id}" has no address (is it running?): nothing to forward to`));

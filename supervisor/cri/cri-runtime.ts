@@ -144,6 +144,17 @@ export class CriRuntime {
     return s;
   }
 
+  /**
+   * requireContainer with its status as it is now: a VM sandbox's is fetched from its child first (a start there
+   * may have answered "created" while crun was still starting it).
+   */
+  async requireContainerNow(id: string | undefined, field = 'container_id'): Promise<ResolvedContainer> {
+    const c = this.requireContainer(id, field);
+    if (c.sandbox.runtimeHandler !== 'vm') return c;
+    await this.refresh(c.sandbox);
+    return this.requireContainer(c.record.id, field);
+  }
+
   findContainer(id: string | undefined, field = 'container_id'): ResolvedContainer | null {
     const record = resolveId(this.deps.store.containers(), id, field, 'container');
     if (!record) return null;
@@ -370,11 +381,7 @@ export class CriRuntime {
   }
 
   async containerStatus(id: string, verbose: boolean): Promise<ContainerStatusResponse> {
-    let c = this.requireContainer(id);
-    if (c.sandbox.runtimeHandler === 'vm') {
-      await this.refresh(c.sandbox);
-      c = this.requireContainer(c.record.id);
-    }
+    const c = await this.requireContainerNow(id);
     const info: Record<string, string> = {};
     if (verbose) {
       info.info = JSON.stringify({
@@ -416,8 +423,8 @@ export class CriRuntime {
     return c.pod?.spec.containers.find((x) => x.name === c.record.container);
   }
 
-  reopenContainerLog(id: string): void {
-    const c = this.requireContainer(id);
+  async reopenContainerLog(id: string): Promise<void> {
+    const c = await this.requireContainerNow(id);
     if (!this.deps.logs) throw new AuraeError('UNIMPLEMENTED', 'ReopenContainerLog: CRI log files are not written by this auraed');
     if (c.status?.state !== 'running') throw new AuraeError('FAILED_PRECONDITION', `container "${c.record.id}" is not running (${c.status?.state ?? 'missing'}): only a running container's log can be reopened`);
     if (c.record.logPath === '') throw new AuraeError('FAILED_PRECONDITION', `container "${c.record.id}" has no log file (its sandbox had no log_directory or it no log_path)`);

@@ -2,7 +2,7 @@
 // sandbox/container API (createSandbox, createContainer, startContainer, stopContainer, removeContainer) with the
 // containers' timestamps and the ContainerSpec/PodSpec extensions (mounts, security, resources, sysctls; hostname,
 // dns). A narrow Pick, so tests give a fake and the VM sandbox's runtime fits too.
-import type { ContainerSpec, ContainerStatus, PodRuntime, PodSpec } from '../pods';
+import type { ContainerSpec, ContainerStatus, PodRuntime, PodSpec, SandboxedPodRuntime } from '../pods';
 
 export type CriContainerSpec = ContainerSpec;
 export type CriPodSpec = PodSpec;
@@ -17,4 +17,6 @@ export type CriPods = Pick<
 > & {
   /** Fetch the status of VM-sandboxed pods from their child VMs (sandboxedPodRuntime); absent: nothing to fetch. */
   refresh?(name?: string): Promise<void>;
-};
+} & Partial<Pick<SandboxedPodRuntime, 'execRelay' | 'metricsReader' | 'followOutput' | 'openPort'>>;
+// execRelay, metricsReader, followOutput, openPort (sandboxedPodRuntime): where a pod's containers run elsewhere (a VM
+// sandbox's child), exec, metrics and output are served from there; absent: every pod's run on this node.

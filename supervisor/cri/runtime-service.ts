@@ -184,7 +184,9 @@ export function createCriRuntimeService(deps: CriRuntimeServiceDeps): UntypedSer
   /** A sandbox's running containers and the pid of one of them (its network namespace is the pod's). */
   const runningOf = (sandboxId: string) => {
     const resolved = rt.containersNow({ filter: { id: '', podSandboxId: sandboxId, labelSelector: {}, state: { state: 1 } } }).map((c) => rt.requireContainer(c.id));
-    return { records: resolved.map((c) => c.record), pid: resolved.find((c) => c.status?.pid)?.status?.pid ?? null };
+    // A VM sandbox's pids are its child's, not this node's: its network lives inside the VM (not reported).
+    const local = resolved[0]?.sandbox.runtimeHandler !== 'vm';
+    return { records: resolved.map((c) => c.record), pid: local ? (resolved.find((c) => c.status?.pid)?.status?.pid ?? null) : null };
   };
 
   const implemented: UntypedServiceImplementation = {
@@ -232,16 +234,16 @@ export function createCriRuntimeService(deps: CriRuntimeServiceDeps): UntypedSer
       await rt.updateContainerResources(request);
       return {};
     }),
-    reopenContainerLog: criUnary(m('ReopenContainerLog'), log, (request: ReopenContainerLogRequest) => {
-      rt.reopenContainerLog(request.containerId);
+    reopenContainerLog: criUnary(m('ReopenContainerLog'), log, async (request: ReopenContainerLogRequest) => {
+      await rt.reopenContainerLog(request.containerId);
       return {};
     }),
     execSync: criUnary(m('ExecSync'), log, async (request: ExecSyncRequest): Promise<ExecSyncResponse> =>
       need(exec, 'ExecSync', 'no exec backend').execSync(request.containerId, request.cmd, request.timeout),
     ),
-    exec: criUnary(m('Exec'), log, (request: ExecRequest): ExecResponse => {
+    exec: criUnary(m('Exec'), log, async (request: ExecRequest): Promise<ExecResponse> => {
       const server = need(streaming, 'Exec', noStreaming);
-      const c = rt.requireContainer(request.containerId);
+      const c = await rt.requireContainerNow(request.containerId);
       if (request.cmd.length === 0) throw new AuraeError('INVALID_ARGUMENT', 'cmd: required: the program and its arguments');
       if (!request.stdin && !request.stdout && !request.stderr) throw new AuraeError('INVALID_ARGUMENT', 'stdin, stdout, stderr: at least one must be requested');
       if (request.tty && request.stderr) throw new AuraeError('INVALID_ARGUMENT', 'stderr: with tty there is no separate stderr (it is part of stdout)');
@@ -249,9 +251,9 @@ export function createCriRuntimeService(deps: CriRuntimeServiceDeps): UntypedSer
       return server.getExec({ ...request, containerId: c.record.id });
     }),
     // Attach (helper T): the container's terminal or kept stdin, and its live output (container-stdio.ts).
-    attach: criUnary(m('Attach'), log, (request: AttachRequest): AttachResponse => {
+    attach: criUnary(m('Attach'), log, async (request: AttachRequest): Promise<AttachResponse> => {
       const server = need(streaming, 'Attach', noStreaming);
-      const c = rt.requireContainer(request.containerId);
+      const c = await rt.requireContainerNow(request.containerId);
       if (!request.stdin && !request.stdout && !request.stderr) throw new AuraeError('INVALID_ARGUMENT', 'stdin, stdout, stderr: at least one must be requested');
       if (request.tty && request.stderr) throw new AuraeError('INVALID_ARGUMENT', 'stderr: with tty there is no separate stderr (it is part of stdout)');
       if (c.status?.state !== 'running') throw new AuraeError('FAILED_PRECONDITION', `container "${c.record.id}" is not running (${c.status?.state ?? 'missing'}): attach needs a running container`);

@@ -14,7 +14,7 @@ import type { Db } from '../store';
 import { type CriExec, type CriExecAdapters, createCriExec } from './cri-exec';
 import { CriRuntime, type CriLogSink } from './cri-runtime';
 import { ContainerStdio, type StdioSyscalls } from './container-stdio';
-import type { ContainerLogTaps } from './logs';
+import { type ContainerLogTaps, withRemoteOutput } from './logs';
 import { createCriMetrics } from './cri-metrics';
 import { createCriStats } from './cri-stats';
 import { sqliteCriStore } from './cri-store';
@@ -60,6 +60,11 @@ export interface CriServerOptions {
   execAdapters?: CriExecAdapters;
 }
 
+/** Whether the log sink is the taps themselves (output can be fed and listened to), not only a register/unregister. */
+function isTaps(logs: CriServerOptions['logs']): logs is ContainerLogTaps {
+  return logs !== undefined && 'onLine' in logs && 'subscribe' in logs;
+}
+
 export interface RunningCriServer {
   socket: string;
   /** Graceful, then forced after timeoutMs. */
@@ -82,9 +87,12 @@ export async function startCriServer(options: CriServerOptions): Promise<Running
   let streaming: (CriStreaming & { close(): Promise<void> }) | undefined;
   if (options.pods && options.db) {
     const pods = options.pods;
-    const logs = options.logs;
-    stdio = options.terminals && logs && 'subscribe' in logs ? new ContainerStdio({ sys: options.terminals, output: logs, log }) : undefined;
-    runtime = new CriRuntime({ pods, store: sqliteCriStore(options.db), images: options.images, events: options.observe?.events, logs: options.logs, stdio, log, clock });
+    // Containers that run elsewhere (a VM sandbox's, in its child): their output is followed there into the taps.
+    const follow = pods.followOutput?.bind(pods);
+    const taps = isTaps(options.logs) ? options.logs : undefined;
+    const logs = taps && follow ? withRemoteOutput(taps, follow, log) : options.logs;
+    stdio = options.terminals && isTaps(logs) ? new ContainerStdio({ sys: options.terminals, output: logs, log }) : undefined;
+    runtime = new CriRuntime({ pods, store: sqliteCriStore(options.db), images: options.images, events: options.observe?.events, logs, stdio, log, clock });
     exec = createCriExec(runtime, pods, log, options.execAdapters, { terminals: options.terminals, stdio });
     if (options.startStreaming) {
       try {
@@ -95,8 +103,10 @@ export async function startCriServer(options: CriServerOptions): Promise<Running
       }
     }
   }
-  const stats = runtime && options.observe ? createCriStats({ metrics: options.observe.metrics }) : undefined;
-  const metrics = runtime && options.observe ? createCriMetrics({ metrics: options.observe.metrics }) : undefined;
+  // The cells of pods whose containers run elsewhere (a VM sandbox's) are read there (the pods runtime's reader).
+  const reader = options.observe && (options.pods?.metricsReader?.(options.observe.metrics) ?? options.observe.metrics);
+  const stats = runtime && reader ? createCriStats({ metrics: reader }) : undefined;
+  const metrics = runtime && reader ? createCriMetrics({ metrics: reader }) : undefined;
   let server: RunningServer;
   try {
     server = await startServer({

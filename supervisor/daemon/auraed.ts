@@ -28,6 +28,7 @@ import { type CertificateAuthority, splitPemCertificates } from '../pki';
 
 import { type NodeGuest, type NodeVms, VmServiceService, childBaseConfig, createNodeVms, sqliteVmStore } from '../vms';
 import { GUEST_PAYLOAD_FW_CFG, buildGuestPayload, guestPayloadText, mintChildIdentity, mintParentClientCert, renewChildIdentity } from '../../guest';
+import { UpgradeServiceService, createNodeUpgrade, createUpgradeService } from '../upgrade';
 import { AURAED_VERSION } from './version';
 
 export interface AuraedOptions {
@@ -61,7 +62,7 @@ export interface RunningAuraed {
 }
 
 /** Health service names: "" is the whole server; the others are the full gRPC service names. */
-export const HEALTH_SERVICE_NAMES = ['', 'aurae.discovery.v0.DiscoveryService', 'aurae.node.v0.NodeService', 'aurae.observe.v0.ObserveService', 'aurae.authz.v0.AuthzService', 'aurae.cells.v0.CellService', 'aurae.vms.v0.VmService', 'aurae.images.v0.ImageService', 'aurae.pods.v0.PodService'] as const;
+export const HEALTH_SERVICE_NAMES = ['', 'aurae.discovery.v0.DiscoveryService', 'aurae.node.v0.NodeService', 'aurae.observe.v0.ObserveService', 'aurae.authz.v0.AuthzService', 'aurae.cells.v0.CellService', 'aurae.vms.v0.VmService', 'aurae.images.v0.ImageService', 'aurae.pods.v0.PodService', 'aurae.upgrade.v0.UpgradeService'] as const;
 
 /**
  * What the start-up phases share. The first fields are settled before the phases; each optional one is set once,
@@ -351,6 +352,7 @@ function bindServices(ctx: StartContext): void {
     { definition: VmServiceService, implementation: need(ctx, 'vms').createService(rpc) },
     { definition: ImageServiceService, implementation: createImageService(rpc, need(ctx, 'images')) },
     { definition: PodServiceService, implementation: createPodService(rpc, { runtime: need(ctx, 'pods'), images: need(ctx, 'images'), vmExec: childExecRelay((vm) => need(ctx, 'vms').router.clientFor(vm)) }) },
+    { definition: UpgradeServiceService, implementation: createUpgradeService(rpc, createNodeUpgrade(config, log)) },
   ];
   for (const rule of authz.unmatchedConfigRules()) {
     log.warn('authz.policy rule matches no method this auraed serves', { identity: rule.identity, effect: rule.effect, pattern: rule.pattern });

@@ -145,3 +145,38 @@ describe('runner + spawnLauncher + aurae-exec', () => {
     expect(t.leaf.procs()).toEqual([]);
   });
 });
+
+describe('spawnLauncher: the exit comes after the output', () => {
+  const plan = (script: string) => ({ file: '/bin/sh', args: ['-c', script], env: { PATH: '/usr/bin:/bin' } });
+
+  it('every line the program wrote is delivered before its exit is reported', async () => {
+    const lines: string[] = [];
+    const launched = await spawnLauncher.launch(plan('i=0; while [ $i -lt 5000 ]; do echo line$i; i=$((i+1)); done'), (stream, line) => {
+      if (stream === 'stdout') lines.push(line);
+    });
+    await launched.exited;
+    expect(lines.length).toBe(5000);
+    expect(lines.at(-1)).toBe('line4999');
+  });
+
+  it('a process left behind holding the pipes does not hold back the exit', async () => {
+    const lines: string[] = [];
+    // The background sleep keeps stdout open for a minute after the shell exits.
+    const launched = await spawnLauncher.launch(plan('sleep 60 & echo started'), (_stream, line) => lines.push(line));
+    try {
+      const outcome = await Promise.race([
+        launched.exited.then((exit) => ({ exit })),
+        new Promise<null>((res) => setTimeout(() => res(null), WAIT_MS)),
+      ]);
+      expect(outcome).toEqual({ exit: { code: 0, signal: null } });
+      expect(lines).toEqual(['started']);
+    } finally {
+      // The shell led its own process group (detached): end the sleep with it.
+      try {
+        process.kill(-launched.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  });
+});

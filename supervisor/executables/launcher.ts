@@ -25,7 +25,7 @@ export interface LaunchedProcess {
   pid: number;
   /** Resolves once the program was executed, or with the helper's message when its setup failed. */
   outcome: Promise<ExecOutcome>;
-  /** Resolves when the process (aurae-exec or the program it became) exited. */
+  /** Resolves when the process (aurae-exec or the program it became) exited and its output was read (see OUTPUT_DRAIN_MS). */
   exited: Promise<ProcessExit>;
 }
 
@@ -40,14 +40,36 @@ export interface ProcessLauncher {
   launch(plan: LaunchPlan, onLine: (stream: LogStream, line: string) => void, onPiece?: OnOutputPiece): Promise<LaunchedProcess>;
 }
 
-function pipeLines(stream: Readable | null, onLine: (line: string) => void, onPiece?: (piece: string, partial: boolean) => void): void {
-  if (!stream) return;
+/**
+ * How long an exit waits for the output pipes to drain. They end when the last writer closes them; a process the
+ * program left behind may hold them open for ever, and its exit must not wait on that.
+ */
+export const OUTPUT_DRAIN_MS = 1000;
+
+/** Split `stream` into lines; resolves when it ended (or failed: a read error only means the output is cut). */
+function pipeLines(stream: Readable | null, onLine: (line: string) => void, onPiece?: (piece: string, partial: boolean) => void): Promise<void> {
+  if (!stream) return Promise.resolve();
   // A workload may write anything: lines are capped (a longer one is cut and marked, see log/line-splitter.ts).
   const splitter = new LineSplitter(onLine, { maxLineBytes: LINE_LIMITS.outputLineBytes, ...(onPiece ? { onPiece } : {}) });
-  stream.on('data', (chunk: Buffer) => splitter.push(chunk));
-  stream.on('end', () => splitter.end());
-  // A read error on a pipe only means the output is cut; the exit is reported through 'exit'.
-  stream.on('error', () => splitter.end());
+  return new Promise((drained) => {
+    const end = () => {
+      splitter.end();
+      drained();
+    };
+    stream.on('data', (chunk: Buffer) => splitter.push(chunk));
+    stream.once('end', end);
+    stream.once('error', end);
+    stream.once('close', drained);
+  });
+}
+
+/** `exit`, reported once `output` drained, or OUTPUT_DRAIN_MS after the exit if something still holds the pipes. */
+async function afterDrain(exit: Promise<ProcessExit>, output: Promise<unknown>): Promise<ProcessExit> {
+  const result = await exit;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([output, new Promise<void>((res) => (timer = setTimeout(res, OUTPUT_DRAIN_MS)))]);
+  clearTimeout(timer);
+  return result;
 }
 
 /**
@@ -75,7 +97,7 @@ export const spawnLauncher: ProcessLauncher = {
         stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
         detached: true,
       });
-      const exited = new Promise<ProcessExit>((res) => child.once('exit', (code, signal) => res({ code, signal })));
+      const exit = new Promise<ProcessExit>((res) => child.once('exit', (code, signal) => res({ code, signal })));
       child.once('error', (err: NodeJS.ErrnoException) => {
         reject(
           new AuraeError(
@@ -85,8 +107,12 @@ export const spawnLauncher: ProcessLauncher = {
         );
       });
       child.once('spawn', () => {
-        pipeLines(child.stdout, (line) => onLine('stdout', line), onPiece && ((piece, partial) => onPiece('stdout', piece, partial)));
-        pipeLines(child.stderr, (line) => onLine('stderr', line), onPiece && ((piece, partial) => onPiece('stderr', piece, partial)));
+        const output = Promise.all([
+          pipeLines(child.stdout, (line) => onLine('stdout', line), onPiece && ((piece, partial) => onPiece('stdout', piece, partial))),
+          pipeLines(child.stderr, (line) => onLine('stderr', line), onPiece && ((piece, partial) => onPiece('stderr', piece, partial))),
+        ]);
+        // The exit is reported after the program's last lines, so a log reader or an attached client sees them all.
+        const exited = afterDrain(exit, output);
         const status = child.stdio[3] as Readable | null;
         const outcome = new Promise<ExecOutcome>((res) => {
           if (!status) return res({ executed: true });

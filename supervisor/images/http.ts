@@ -2,7 +2,7 @@
 // one is undici's `request` with one Agent per CA set (system roots + a registry's own CA file); tests pass fakes.
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
-import { Agent, request } from 'undici';
+import type { Agent } from 'undici';
 import { AuraeError } from '../errors';
 
 export interface HttpRequest {
@@ -66,11 +66,18 @@ export function systemCertificates(): string[] {
   return out;
 }
 
+/**
+ * undici, loaded on the first request: a node that never pulls does not load it, and it cannot be part of auraed's
+ * V8 startup snapshot (at load it touches the fetch globals, whose WebAssembly parser does not exist while a
+ * snapshot is built: image/bundle/snapshot.ts).
+ */
+let undici: Promise<typeof import('undici')> | undefined;
+
 /** The undici transport. Agents are cached per CA file; `close()` ends their connections. */
 export function createUndiciTransport(): HttpTransport & { close(): Promise<void> } {
   const agents = new Map<string, Agent>();
   let roots: string[] | null = null;
-  const agentFor = (caFile: string | null | undefined): Agent => {
+  const agentFor = ({ Agent }: typeof import('undici'), caFile: string | null | undefined): Agent => {
     const key = caFile ?? '';
     let agent = agents.get(key);
     if (!agent) {
@@ -91,11 +98,12 @@ export function createUndiciTransport(): HttpTransport & { close(): Promise<void
     return agent;
   };
   const transport = async (req: HttpRequest): Promise<HttpResponse> => {
-    const res = await request(req.url, {
+    const lib = await (undici ??= import('undici'));
+    const res = await lib.request(req.url, {
       method: req.method,
       headers: req.headers,
       signal: req.signal,
-      dispatcher: agentFor(req.caFile),
+      dispatcher: agentFor(lib, req.caFile),
     });
     return {
       status: res.statusCode,

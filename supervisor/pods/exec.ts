@@ -108,7 +108,18 @@ export interface ExecTargets {
   get(pod: string): { sandbox: string; containers: { name: string; state: string }[] } | undefined;
   /** Paths and crun for a container that exists (execContainer checked it). */
   execTarget(pod: string, container: string): ExecTarget;
+  /**
+   * Where the pod's containers run elsewhere (a VM sandbox's run in its child node): the relay that serves the
+   * whole call there (vm-sandbox.ts execRelay); null or absent: they run here, under this node's crun.
+   */
+  relay?(pod: string): ExecRelay | null;
 }
+
+/** An exec call served elsewhere: resolves when the call was ended there (or cancelled), rejects with its status. */
+export type ExecRelay = (first: PodServiceExecRequest, call: RelayableExecCall) => Promise<void>;
+
+/** The call as a relay uses it: ExecCall, and its deadline when it has one (grpc-js's getDeadline). */
+export type RelayableExecCall = ExecCall & { getDeadline?(): Date | number };
 
 /**
  * The container to exec into (pure): `wanted`, or the pod's only one. NOT_FOUND: no such pod or container;
@@ -277,7 +288,10 @@ function readOr(file: string, fallback: string): string {
  * was sent and the call ended, or when the call was cancelled (the process killed). Rejects with an AuraeError
  * (the call's status) before the start, or for a bad later request (the process is killed first).
  */
-export async function runExec(deps: ExecDeps, input: ExecInput, first: PodServiceExecRequest, call: ExecCall): Promise<void> {
+export async function runExec(deps: ExecDeps, input: ExecInput, first: PodServiceExecRequest, call: RelayableExecCall): Promise<void> {
+  // A VM sandbox's containers: the whole call is served by the pod's child node (same pod and container names).
+  const relay = deps.targets.relay?.(input.pod);
+  if (relay) return relay(first, call);
   const target = deps.targets.execTarget(input.pod, execContainer(input.pod, deps.targets.get(input.pod), input.container));
   const what = `pod "${target.pod}": container "${target.container}"`;
   const base = readBaseProcess(target.config, what);

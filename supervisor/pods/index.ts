@@ -47,11 +47,12 @@ export {
 } from './spec';
 export { type ContainerDesired, memoryPodStore, PODS_MIGRATIONS, type PodStore, sqlitePodStore, type StoredContainer, type StoredPod } from './store';
 export { createPodService, type PodServiceDeps } from './pod-service';
-export { type ExecDeps, type ExecTarget, killExecProcess, runExec } from './exec';
+export { type ExecDeps, type ExecRelay, type ExecTarget, killExecProcess, type RelayableExecCall, runExec } from './exec';
 // The CRI's exec with a terminal (supervisor/cri/tty-exec.ts) reuses exec's pure parts.
 export { EXEC_LIMITS, type ExecTargets, execContainer, execFiles, execOutcome, execProcess, type OciProcess } from './exec';
 export { PodServiceService } from '../gen/aurae/pods/v0/pods';
+export { PORT_FORWARD_LIMITS, portForwardDuplex, pumpPortForward, validatePortForwardStart } from './port-forward';
 // Sandbox "vm": the pod in a child microVM (vm-sandbox.ts), the child's side (disk-images.ts), the adapters (vm-agent.ts).
-export { cellPodStore, childPodSpec, createVmPodRuntime, sandboxedPodRuntime, vmPodMemoryMiB, vmPodName, vmPodStatus, type VmPodRuntime } from './vm-sandbox';
+export { cellPodStore, type ChildLogLine, type ChildPodIo, childPodSpec, createVmPodRuntime, followChildOutput, sandboxedPodRuntime, type SandboxedPodRuntime, vmPodMemoryMiB, vmPodName, vmPodStatus, type VmPodRuntime } from './vm-sandbox';
 export { DISK_IMAGE_PREFIX, diskImageRef, ext4Label, nodeDiskHost, parseDiskImageRef, withDiskImages } from './disk-images';
-export { childExecRelay, childPodAgent, createNodeVmPods, nodePodVms, podStatusFromProto } from './vm-agent';
+export { childExecRelay, childPodAgent, childPodIo, createNodeVmPods, metricsSnapshotFromProto, nodePodVms, podStatusFromProto } from './vm-agent';

@@ -15,6 +15,7 @@ import type {
   PodServiceCreateSandboxRequest,
   PodServiceCreateSandboxResponse,
   PodServiceExecRequest,
+  PodServicePortForwardRequest,
   PodServiceInspectRequest,
   PodServiceInspectResponse,
   PodServiceListRequest,
@@ -42,7 +43,9 @@ import { type ExecDeps, type ExecInput, type ExecTarget, type VmExecRelay, check
 import type { ContainerStatus, PodRuntime, PodStatus } from './runtime';
 import { type ContainerInput, type ContainerSpec, type PodInput, type PodSpec, validateContainerSpec, validatePodSpec, validateSandboxSpec } from './spec';
 import { POD_VOLUMES_DIR } from './disk-images';
-import { vmPodName } from './vm-sandbox';
+import { type SandboxedPodRuntime, vmPodName } from './vm-sandbox';
+import { pumpPortForward, validatePortForwardStart } from './port-forward';
+import net from 'node:net';
 
 const SERVICE = 'aurae.pods.v0.PodService';
 
@@ -272,6 +275,23 @@ export function createPodService(ctx: RpcContext, deps: PodServiceDeps): PodServ
         const execTarget = runtime.execTarget?.bind(runtime);
         if (!execTarget) throw new AuraeError('UNIMPLEMENTED', 'PodService/Exec is not available on this node');
         return runExec({ log: ctx.log, ...deps.exec, targets: { get: (pod) => runtime.get(pod), execTarget } }, input, first, call);
+      },
+    }),
+    portForward: bidiStream(ctx, {
+      method: `${SERVICE}/PortForward`,
+      access: 'admin',
+      validate: (request: PodServicePortForwardRequest) => validatePortForwardStart(request),
+      summary: ({ pod, port }) => `${pod}:${port}`,
+      resource: ({ pod }) => podResource(pod),
+      run: (input, first, call) => {
+        const what = `pod "${input.pod}": port ${input.port}`;
+        const pod = runtime.get(input.pod);
+        if (!pod) throw new AuraeError('NOT_FOUND', `pod "${input.pod}" does not exist: see aer pod list for the pods there are`);
+        // A VM pod's network is inside its child VM: the child connects (sandboxedPodRuntime openPort).
+        const elsewhere = (runtime as Partial<Pick<SandboxedPodRuntime, 'openPort'>>).openPort?.(input.pod, input.port) ?? null;
+        if (elsewhere) return pumpPortForward(elsewhere, what, first, call);
+        if (pod.state !== 'running' || !pod.ip) throw new AuraeError('FAILED_PRECONDITION', `pod "${input.pod}" is ${pod.state} and has ${pod.ip ? `address ${pod.ip}` : 'no address'}: port-forward needs a running pod with its own network`);
+        return pumpPortForward(net.connect({ host: pod.ip, port: input.port }), what, first, call);
       },
     }),
   };

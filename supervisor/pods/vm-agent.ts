@@ -16,8 +16,12 @@ import { containerExtensionsJson, containerSpecToProto, podExtensionsJson, podSp
 import type { ContainerStatus, PodStatus } from './runtime';
 import type { ContainerSpec, PodSpec } from './spec';
 import type { PodStore } from './store';
-import { type ChildPodAgent, createVmPodRuntime, type PodImageShare, type PodVms, type PodVmState, type PodVolumeShare, type VmPodRuntime } from './vm-sandbox';
-import type { VmExecRelay } from './exec';
+import { type ChildLogLine, type ChildPodAgent, type ChildPodIo, createVmPodRuntime, type PodImageShare, type PodVms, type PodVmState, type PodVolumeShare, type VmPodRuntime } from './vm-sandbox';
+import type { RelayableExecCall } from './exec';
+import { portForwardDuplex } from './port-forward';
+import { Duplex, PassThrough } from 'node:stream';
+import { type CgroupMetrics as ProtoCgroupMetrics, type GetLogsResponse, type GetMetricsResponse, ObserveServiceService } from '../gen/aurae/observe/v0/observe';
+import type { MetricsSnapshot } from '../observe';
 import { relayStream } from '../server';
 
 /** Deadlines of the calls to the child: Run starts crun in a microVM (slow under nested TCG). */
@@ -216,18 +220,23 @@ export function nodePodImageShare(deps: ImageShareDeps): PodImageShare {
 
 /** Where the volumes shares of VM pods are (per boot: a small tmpfs per pod, holding binds), as the VMs see them. */
 export const VM_POD_VOLUMES_DIR = '/run/aurae/vm-pod-volumes';
-/** The same tmpfs, writable, where this node makes the mount points (the VMs never see it). */
+/** The same tmpfs, where this node makes the mount points (the VMs never see this path). */
 export const VM_POD_VOLUMES_STAGE = '/run/aurae/vm-pod-volumes.stage';
 /** A pod's volumes tmpfs: only mount points live there. */
 export const VM_POD_VOLUMES_TMPFS = 'size=1m,mode=0755';
 
 /**
- * The volumes share of VM pods (vm-sandbox.ts PodVolumeShare). Per pod a small tmpfs, mounted writable at
- * `<stage>/<pod>` (where this node makes the mount points) and bound read-only at `<dir>/<pod>` (what the VM is
- * shared: it cannot change the tree, so no symbolic link of its own can redirect a bind made later). add binds a
- * container's host paths at `<dir>/<pod>/<container>/<i>` (recursive binds; read-only ones remounted read-only),
- * making a missing host path a directory as containerd does. remove unmounts before it deletes anything, and
- * refuses to delete while a bind stays (never a recursive delete through a bind).
+ * The volumes share of VM pods (vm-sandbox.ts PodVolumeShare). Per pod a small tmpfs (nosuid, nodev), mounted at
+ * `<stage>/<pod>` (where this node makes the mount points) and bound at `<dir>/<pod>` (what the VM is shared).
+ * add binds a container's host paths at `<dir>/<pod>/<container>/<i>` (recursive binds; read-only ones remounted
+ * read-only), making a missing host path a directory as containerd does. remove unmounts before it deletes
+ * anything, and refuses to delete while a bind stays (never a recursive delete through a bind).
+ *
+ * The share is writable, served by QEMU (root) with security_model=mapped-file (vms/qemu-args.ts
+ * shareFsdevOptions): what the VM sets on these files (owners, modes, setuid bits, device nodes, symbolic links)
+ * is kept as metadata, never applied to this node's files. The tmpfs itself is writable too so that the metadata
+ * of a bind's top (a container's chown of its volume) has a place to live; the VM can leave only plain 0600/0700
+ * QEMU-owned entries there (no symbolic link of its own can redirect a bind made later).
  */
 export function nodePodVolumeShare(deps: Pick<ImageShareDeps, 'sys' | 'mounts'> & { dir?: string; stage?: string }): PodVolumeShare {
   const root = deps.dir ?? VM_POD_VOLUMES_DIR;
@@ -255,7 +264,7 @@ export function nodePodVolumeShare(deps: Pick<ImageShareDeps, 'sys' | 'mounts'> 
     if (!now.includes(staged)) deps.sys.mount('tmpfs', staged, 'tmpfs', MS_NOSUID | MS_NODEV, VM_POD_VOLUMES_TMPFS);
     if (!now.includes(shared)) {
       deps.sys.mount(staged, shared, null, MS_BIND, null);
-      deps.sys.mount(null, shared, null, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, null);
+      deps.sys.mount(null, shared, null, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV, null);
     }
     return shared;
   };
@@ -304,18 +313,95 @@ export function nodePodVolumeShare(deps: Pick<ImageShareDeps, 'sys' | 'mounts'> 
  * childPodSpec), so the first request goes as it came. Everything after it is relayed both ways with back-pressure
  * (server/relay.ts); the caller's cancel and deadline reach the child, the child's status comes back naming the VM.
  */
-export function childExecRelay(clientFor: (vm: string) => Promise<Client>): VmExecRelay {
-  return async (vm, first, call) => {
+export function childExecRelay(clientFor: (vm: string) => Promise<Client>): ChildPodIo['exec'] {
+  return async (vm, first, call: RelayableExecCall) => {
     const client = await clientFor(vm);
     if (call.cancelled) return;
     const def = PodServiceService.exec;
-    const deadline = call.getDeadline();
+    const deadline = call.getDeadline?.();
     const options = deadline instanceof Date || (typeof deadline === 'number' && Number.isFinite(deadline)) ? { deadline } : {};
     const upstream = client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, new Metadata(), options);
     upstream.write(first);
     const outcome = await relayStream(call, upstream, { requests: true, responses: true });
     if (outcome.kind === 'error') throw childError(vm, 'Exec', Object.assign(new Error(outcome.error.details), outcome.error) as ServiceError);
     if (outcome.kind === 'ok') call.end();
+  };
+}
+
+/** A child's GetMetrics answer as observe's MetricsSnapshot (the shape this node's own reader gives). */
+export function metricsSnapshotFromProto(res: GetMetricsResponse): MetricsSnapshot {
+  const metrics = (m: ProtoCgroupMetrics | undefined) => {
+    const out: Record<string, number> = {};
+    for (const [key, value] of Object.entries(m ?? {})) if (typeof value === 'bigint') out[key] = fromInt64(value);
+    return out;
+  };
+  return { timestamp: fromInt64(res.timestamp), cells: res.cells.map((row) => ({ cell: row.cell, executable: row.executable === '' ? null : row.executable, metrics: metrics(row.metrics) })) };
+}
+
+/**
+ * The child's side of VM pods' containers (vm-sandbox.ts ChildPodIo), called as the child's parent (authz
+ * PARENT_AGENT_METHODS): exec relayed to its PodService/Exec, metrics and output from its ObserveService.
+ */
+export function childPodIo(clientFor: (vm: string) => Promise<Client>): ChildPodIo {
+  return {
+    exec: childExecRelay(clientFor),
+    async metrics(vm, pod) {
+      const client = await clientFor(vm);
+      const def = ObserveServiceService.getMetrics;
+      const res = await new Promise<GetMetricsResponse>((resolve, reject) => {
+        client.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, { cell: pod }, new Metadata(), { deadline: Date.now() + INSPECT_DEADLINE_MS }, (err, r) =>
+          err ? reject(childError(vm, 'GetMetrics', err)) : resolve(r!),
+        );
+      });
+      return metricsSnapshotFromProto(res);
+    },
+    portForward(vm, pod, port) {
+      // The Duplex exists at once; the call is made once the child's client is there (writes wait for it).
+      const pending = new PassThrough();
+      const out = new PassThrough();
+      const duplex = Duplex.from({ writable: pending, readable: out });
+      clientFor(vm).then(
+        (client) => {
+          if (duplex.destroyed) return;
+          const def = PodServiceService.portForward;
+          const upstream = portForwardDuplex(client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, new Metadata(), {}), { pod, port }, (err) => childError(vm, 'PortForward', err));
+          pending.pipe(upstream).pipe(out);
+          upstream.on('error', (err) => duplex.destroy(err));
+          duplex.once('close', () => upstream.destroy());
+        },
+        (err: unknown) => duplex.destroy(err instanceof Error ? err : new Error(String(err))),
+      );
+      return duplex;
+    },
+    followLogs(vm, pod, container, tail, onLine, onEnd) {
+      let cancelled = false;
+      let stream: ReturnType<Client['makeServerStreamRequest']> | null = null;
+      let ended = false;
+      const end = (err: Error | null) => {
+        if (ended || cancelled) return;
+        ended = true;
+        onEnd(err);
+      };
+      clientFor(vm).then(
+        (client) => {
+          if (cancelled) return;
+          const def = ObserveServiceService.getLogs;
+          stream = client.makeServerStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, { cell: pod, executable: container, tail, follow: true }, new Metadata(), {});
+          stream.on('data', (m: GetLogsResponse) => {
+            if (cancelled || !m.item) return;
+            const line: ChildLogLine = { stream: m.item.channel === 'stderr' ? 'stderr' : 'stdout', line: m.item.line, timestamp: fromInt64(m.item.timestamp) };
+            onLine(line);
+          });
+          stream.on('error', (err: ServiceError) => end(childError(vm, 'GetLogs', err)));
+          stream.on('end', () => end(null));
+        },
+        (err: unknown) => end(err instanceof Error ? err : new Error(String(err))),
+      );
+      return () => {
+        cancelled = true;
+        stream?.cancel();
+      };
+    },
   };
 }
 
@@ -392,6 +478,7 @@ export function createNodeVmPods(options: {
     volumes: nodePodVolumeShare({ sys: { mount: (...a) => syscalls().mount(...a), umount2: (...a) => syscalls().umount2(...a) } }),
     vms: () => nodePodVms(options.vms().runtime, options.vmLimits),
     agent: childPodAgent((vm) => options.vms().router.clientFor(vm)),
+    io: childPodIo((vm) => options.vms().router.clientFor(vm)),
     log: options.log,
   });
 }

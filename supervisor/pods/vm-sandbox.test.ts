@@ -742,7 +742,7 @@ describe('VM sandbox volumes (host path mounts)', () => {
     expect(t.volumes!.calls.slice(-1)).toEqual(['remove web app']);
   });
 
-  it('nodePodVolumeShare: a tmpfs per pod, seen by the VM read-only; recursive binds (read-only ones remounted), a file for a file; unmounts before it deletes', () => {
+  it('nodePodVolumeShare: a tmpfs per pod (nosuid, nodev) shared with the VM; recursive binds (read-only ones remounted), a file for a file; unmounts before it deletes', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'volumes-'));
     try {
       const host = path.join(dir, 'host');
@@ -781,7 +781,8 @@ describe('VM sandbox volumes (host path mounts)', () => {
       expect(calls).toEqual([
         'mount tmpfs /stage/web tmpfs 6 size=1m,mode=0755',
         'mount /stage/web /vols/web null 4096 null',
-        'mount null /vols/web null 4135 null', // read-only, nosuid, nodev: the VM cannot change the tree
+        // nosuid, nodev; writable: the metadata of a bind's top (mapped-file) lives in the tmpfs.
+        'mount null /vols/web null 4134 null',
         `mount /host/file /vols/web/app/0 null 20480 null`,
         'mount null /vols/web/app/0 null 4129 null',
         `mount /host/dir /vols/web/app/1 null 20480 null`,
@@ -808,13 +809,13 @@ describe('VM sandbox volumes (host path mounts)', () => {
     }
   });
 
-  it('a writable share has no readonly=on (qemu argv)', () => {
+  it('a writable share is served with security_model=mapped-file, never none (qemu argv)', () => {
     const vmSpec = childVmSpec(
       { name: 'pod-web', memoryMiB: 512, cpus: 1, restart: 'never', disks: [], shares: [{ tag: 'aurae-volumes', path: '/run/aurae/vm-pod-volumes/web', writable: true }] },
       { kernel: '/k', initrd: '/i', bootDisk: null, accel: 'tcg', hostPort: 1, guestPort: 2, qmpSocket: '/q', payloadFile: '/p', payloadName: 'opt/aurae/guest' },
     );
     const args = qemuArgs(vmSpec);
-    expect(args[args.indexOf('-fsdev') + 1]).toBe('local,id=fs0,path=/run/aurae/vm-pod-volumes/web,security_model=none,multidevs=remap');
+    expect(args[args.indexOf('-fsdev') + 1]).toBe('local,id=fs0,path=/run/aurae/vm-pod-volumes/web,security_model=mapped-file,fmode=0600,dmode=0700,multidevs=remap');
   });
 });
 

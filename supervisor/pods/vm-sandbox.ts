@@ -18,8 +18,9 @@
 // the rest goes to the child's incremental PodService methods.
 //
 // Host path mounts (kubelet's /etc/hosts, termination-log, service-account tokens, emptyDirs): the VM is also
-// spawned with a volumes share, a directory of this node shared writable over virtio-9p (a small tmpfs the VM sees
-// read-only: it can write only into the binds, and cannot plant links there). createContainer binds each of the
+// spawned with a volumes share, a directory of this node (a small tmpfs) shared writable over virtio-9p with
+// security_model=mapped-file: owners, modes, setuid bits, device nodes and links the VM sets are kept as metadata,
+// never applied to this node's files (vms/qemu-args.ts shareFsdevOptions). createContainer binds each of the
 // container's host paths in it as
 // `<container>/<i>` (read-only ones remounted read-only: the VM cannot write them), and the child binds
 // /run/aurae/pod-volumes/<container>/<i> (childMountPath) into the container. Reads and writes go through to this
@@ -29,11 +30,16 @@
 //
 // The pure parts (names, memory, the child's spec, the status shown here) are exported for unit tests; the core
 // takes its side effects as adapters (PodVms over VmRuntime, ChildPodAgent over the router: vm-agent.ts).
+import type { Duplex } from 'node:stream';
 import { AuraeError } from '../errors';
 import type { ImageRecord, PullProgress } from '../images';
 import type { Logger } from '../log';
 import { DEFAULTS, RANGES } from '../validation';
 import { diskImageRef, POD_VOLUMES_DIR, VM_POD_SHARE_TAG, VM_POD_VOLUMES_TAG } from './disk-images';
+import type { PodServiceExecRequest } from '../gen/aurae/pods/v0/pods';
+import type { MetricsReader, MetricsSnapshot } from '../observe';
+import type { LogStream } from '../observe/types';
+import { checkVmExec, type ExecRelay, type RelayableExecCall } from './exec';
 import { type ContainerStatus, imageHolder, type PodImages, type PodRuntime, type PodStatus, SANDBOX_CONTAINERS_MAX } from './runtime';
 import type { ContainerMount, ContainerSpec, PodSpec } from './spec';
 import type { PodStore, StoredContainer } from './store';
@@ -196,6 +202,100 @@ export interface ChildPodAgent {
   removeContainer(vm: string, pod: string, container: string, opts: { force: boolean }): Promise<void>;
 }
 
+/** One line of a container's output as the child's log has it (observe LogItem). */
+export interface ChildLogLine {
+  stream: LogStream;
+  /** Without its newline (a line over the child's limit is cut and marked there). */
+  line: string;
+  /** When the child received it (ms since the epoch, the child's clock). */
+  timestamp: number;
+}
+
+/**
+ * The child's side of a VM pod's containers (vm-agent.ts childPodIo, over the router as the child's parent):
+ * what the CRI serves for cell pods from this node's crun, cgroups and executables' output is read there.
+ */
+export interface ChildPodIo {
+  /** Relay an exec call (its first request `first`) to the child's PodService/Exec (vm-agent.ts childExecRelay). */
+  exec(vm: string, first: PodServiceExecRequest, call: RelayableExecCall): Promise<void>;
+  /** The child's cgroup metrics of the pod's cell and its containers (ObserveService/GetMetrics of cell `pod`). */
+  metrics(vm: string, pod: string): Promise<MetricsSnapshot>;
+  /**
+   * Follow a container's output in the child (ObserveService/GetLogs of cell `pod`, executable `container`,
+   * follow): the kept lines (`tail` of them; undefined: all), then each new one, to `onLine`; `onEnd` once
+   * when the stream ends (null) or fails. Returns the cancel (no onEnd after it).
+   */
+  followLogs(vm: string, pod: string, container: string, tail: number | undefined, onLine: (line: ChildLogLine) => void, onEnd: (err: Error | null) => void): () => void;
+  /** A connection to `port` in the pod's network in the child (its PodService/PortForward), as a Duplex. */
+  portForward(vm: string, pod: string, port: number): Duplex;
+}
+
+/** How long a child's output is waited for again after its stream ended (its VM rebooting, down, or not up yet). */
+export const CHILD_OUTPUT_RETRY_MS = { first: 500, max: 5000 } as const;
+
+/**
+ * Follow a container's output in its child for as long as it is wanted (until the returned stop), opening the
+ * child's stream again whenever it ends (backing off while the child does not answer). Each opening asks for
+ * every kept line and passes on only those after the last one passed on (by the child's timestamp, counting the
+ * lines of that same millisecond), so a reconnect neither repeats nor drops a line the child still keeps.
+ * Precondition: `open` calls onEnd at most once per opening and never after its cancel.
+ */
+export function followChildOutput(options: {
+  open: (tail: number | undefined, onLine: (line: ChildLogLine) => void, onEnd: (err: Error | null) => void) => () => void;
+  sink: (stream: LogStream, text: string) => void;
+  log: Logger;
+  timer?: (fn: () => void, ms: number) => () => void;
+}): () => void {
+  const timer =
+    options.timer ??
+    ((fn: () => void, ms: number) => {
+      const t = setTimeout(fn, ms);
+      t.unref?.();
+      return () => clearTimeout(t);
+    });
+  let stopped = false;
+  let cancel: (() => void) | null = null;
+  let last = { at: -Infinity, count: 0 };
+  let delay: number = CHILD_OUTPUT_RETRY_MS.first;
+  const connect = () => {
+    if (stopped) return;
+    // What this opening has passed over so far of the lines at `last.at` (the child sends them again).
+    let seenAtLast = 0;
+    const before = { ...last };
+    let delivered = false;
+    cancel = options.open(
+      undefined,
+      (item) => {
+        if (stopped) return;
+        if (item.timestamp < before.at) return;
+        if (item.timestamp === before.at && seenAtLast < before.count) {
+          seenAtLast++;
+          return;
+        }
+        last = item.timestamp === last.at ? { at: last.at, count: last.count + 1 } : { at: item.timestamp, count: 1 };
+        delivered = true;
+        delay = CHILD_OUTPUT_RETRY_MS.first;
+        options.sink(item.stream, item.line);
+      },
+      (err) => {
+        cancel = null;
+        if (stopped) return;
+        if (err) options.log.debug("a VM pod container's output: the child's stream failed: opening it again", { err: err.message, retryMs: delay });
+        const wait = delay;
+        if (!delivered) delay = Math.min(CHILD_OUTPUT_RETRY_MS.max, delay * 2);
+        const clear = timer(connect, wait);
+        cancel = () => clear();
+      },
+    );
+  };
+  connect();
+  return () => {
+    stopped = true;
+    cancel?.();
+    cancel = null;
+  };
+}
+
 /**
  * The directory of images shared with a pod's VM (vm-agent.ts nodePodImageShare): images added after the VM
  * booted. add is idempotent; remove takes one image out; removeAll the whole directory.
@@ -235,6 +335,8 @@ export interface VmPodRuntimeDeps {
   /** The node's VMs; a function because the VM subsystem starts after pods in auraed. */
   vms: () => PodVms;
   agent: ChildPodAgent;
+  /** Exec, output and metrics of the containers in the children; absent: those answer UNIMPLEMENTED. */
+  io?: ChildPodIo;
   log: Logger;
   clock?: () => number;
   sleep?: (ms: number) => Promise<void>;
@@ -259,6 +361,14 @@ interface VmPodEntry {
 export interface VmPodRuntime extends Omit<PodRuntime, 'execTarget'> {
   /** Ask the children of running VM pods for their status (List/Inspect call it first). */
   refresh(name?: string): Promise<void>;
+  /** The relay serving exec into the pod's containers in its child (checks the pod can be exec'd into, at the call). */
+  execRelay(pod: string): ExecRelay;
+  /** The pod's cell metrics from its child (NOT_FOUND while its VM is not running: no cgroup to read). */
+  metrics(pod: string): Promise<MetricsSnapshot>;
+  /** Follow a container's output in the child until the returned stop (followChildOutput). */
+  followOutput(pod: string, container: string, sink: (stream: LogStream, text: string) => void): () => void;
+  /** A connection to `port` in the pod's network, made by its child (FAILED_PRECONDITION while its VM is down). */
+  openPort(pod: string, port: number): Duplex;
 }
 
 export function createVmPodRuntime(deps: VmPodRuntimeDeps): VmPodRuntime {
@@ -611,6 +721,48 @@ export function createVmPodRuntime(deps: VmPodRuntimeDeps): VmPodRuntime {
     list: () => [...pods.keys()].sort().map((n) => status(n)!),
     get: status,
 
+    execRelay(pod) {
+      return (first, call) => {
+        const current = status(pod);
+        if (!current) return Promise.reject(new AuraeError('NOT_FOUND', `pod "${pod}" does not exist: see aer pod list for the pods there are`));
+        checkVmExec(pod, current.state);
+        if (!deps.io) return Promise.reject(new AuraeError('UNIMPLEMENTED', `pod "${pod}": exec into a VM-sandboxed pod is not available on this node`));
+        return deps.io.exec(vmPodName(pod), first, call);
+      };
+    },
+
+    async metrics(pod) {
+      require(pod);
+      if (!deps.io) throw new AuraeError('UNIMPLEMENTED', `pod "${pod}": the metrics of a VM-sandboxed pod are not available on this node`);
+      // Not running: no cgroup to read (as a stopped cell pod's), not an error for the stats.
+      if (vmState(pod) !== 'running') throw new AuraeError('NOT_FOUND', `pod "${pod}": its VM ${vmPodName(pod)} is not running: no metrics`);
+      return deps.io.metrics(vmPodName(pod), pod);
+    },
+
+    openPort(pod, port) {
+      require(pod);
+      if (!deps.io) throw new AuraeError('UNIMPLEMENTED', `pod "${pod}": port-forward into a VM-sandboxed pod is not available on this node`);
+      requireVmRunning(pod, 'port-forward');
+      return deps.io.portForward(vmPodName(pod), pod, port);
+    },
+
+    followOutput(pod, container, sink) {
+      const io = deps.io;
+      if (!io) throw new AuraeError('UNIMPLEMENTED', `pod "${pod}": the output of a VM-sandboxed pod's containers is not available on this node`);
+      return followChildOutput({
+        open: (tail, onLine, onEnd) => {
+          // The VM not (yet) running: nothing to ask; try again later.
+          if (vmState(pod) !== 'running') {
+            const t = setTimeout(() => onEnd(new Error(`its VM ${vmPodName(pod)} is not running`)), 0);
+            return () => clearTimeout(t);
+          }
+          return io.followLogs(vmPodName(pod), pod, container, tail, onLine, onEnd);
+        },
+        sink,
+        log: log.child({ pod, container }),
+      });
+    },
+
     async refresh(name) {
       const names = name === undefined ? [...pods.keys()] : pods.has(name) ? [name] : [];
       await Promise.all(
@@ -698,10 +850,29 @@ export function createVmPodRuntime(deps: VmPodRuntimeDeps): VmPodRuntime {
 }
 
 /**
+ * Both sandboxes behind one runtime, with what differs for a pod whose containers run in a child VM put behind
+ * four calls that are no-ops (null, the local reader) for cell pods: the CRI and PodService use them alike.
+ */
+export interface SandboxedPodRuntime extends PodRuntime {
+  refresh(name?: string): Promise<void>;
+  /** The relay serving exec into the pod elsewhere (its child VM), null when its containers run here. */
+  execRelay(pod: string): ExecRelay | null;
+  /** `local` (observe's metrics of this node's cells), with the cells of VM pods read in their children. */
+  metricsReader(local: MetricsReader): MetricsReader;
+  /**
+   * Follow the output of a container that runs elsewhere (a VM pod's, in its child) until the returned stop;
+   * null when it runs here (its output reaches the executables' output tap of this node already).
+   */
+  followOutput(pod: string, container: string, sink: (stream: LogStream, text: string) => void): (() => void) | null;
+  /** A connection to `port` in the pod's network when that network is elsewhere (a VM pod's); null: connect here. */
+  openPort(pod: string, port: number): Duplex | null;
+}
+
+/**
  * One PodRuntime over both sandboxes: Run goes by the spec's sandbox, everything else to the runtime that has
  * the pod (names are unique across both: they share the pods table). List merges both, sorted by name.
  */
-export function sandboxedPodRuntime(cell: PodRuntime, vm: VmPodRuntime): PodRuntime & { refresh(name?: string): Promise<void> } {
+export function sandboxedPodRuntime(cell: PodRuntime, vm: VmPodRuntime): SandboxedPodRuntime {
   const owner = (name: string): Omit<PodRuntime, 'execTarget'> => (vm.get(name) ? vm : cell);
   return {
     createSandbox(spec) {
@@ -730,6 +901,14 @@ export function sandboxedPodRuntime(cell: PodRuntime, vm: VmPodRuntime): PodRunt
       await vm.reconcile();
     },
     refresh: (name) => vm.refresh(name),
+    execRelay: (pod) => (vm.get(pod) ? vm.execRelay(pod) : null),
+    metricsReader: (local) => (cellPath) => {
+      // A pod's cell path is its name; the VM pod's cell lives in its child (every cell: this node's only).
+      const pod = cellPath?.split('/')[0];
+      return pod !== undefined && vm.get(pod) ? vm.metrics(pod) : local(cellPath);
+    },
+    followOutput: (pod, container, sink) => (vm.get(pod) ? vm.followOutput(pod, container, sink) : null),
+    openPort: (pod, port) => (vm.get(pod) ? vm.openPort(pod, port) : null),
     execTarget(pod, container) {
       if (vm.get(pod)) {
         throw new AuraeError('FAILED_PRECONDITION', `pod "${pod}" runs in a VM sandbox: exec into its containers is not available through this node yet (its agent is node pod-${pod} below this one)`);

@@ -25,9 +25,20 @@ export class StoreError extends Error {
   }
 }
 
-/** In the image the addon sits beside the bundle; from source better-sqlite3 finds its own build. */
-function nativeBinding(): string | undefined {
-  return locateInstalled('better_sqlite3.node', null).found ?? undefined;
+let installedAddon: object | undefined;
+
+/**
+ * In the image the addon sits beside the bundle; from source better-sqlite3 finds its own build. Loaded with
+ * process.dlopen and handed over as an object, not a path: auraed started from a V8 startup snapshot
+ * (image/bundle/snapshot.ts) has no `require` for files, and a second dlopen of the same addon would fail.
+ */
+function nativeBinding(): object | undefined {
+  if (installedAddon) return installedAddon;
+  const found = locateInstalled('better_sqlite3.node', null).found;
+  if (!found) return undefined;
+  const mod: { exports: object } = { exports: {} };
+  process.dlopen(mod, found);
+  return (installedAddon = mod.exports);
 }
 
 /**
@@ -43,7 +54,8 @@ export function openDatabase(file: string): Db {
       fs.chmodSync(path.dirname(file), 0o700);
     }
     const binding = nativeBinding();
-    const db = new Database(file, binding ? { nativeBinding: binding } : {});
+    // The typings say string; better-sqlite3 also takes the loaded addon object (its documented option).
+    const db = new Database(file, binding ? { nativeBinding: binding as unknown as string } : {});
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');

@@ -65,7 +65,8 @@ export interface VmSpec {
   /**
    * Host directories shared read-only with the guest over virtio-9p (mount -t 9p -o trans=virtio TAG in the
    * guest). What is added below the directory later (files, mounts) is seen by the guest too. `writable`: the
-   * guest may write (a VM-sandboxed pod's volumes; read-only binds below it stay read-only).
+   * guest may write (a VM-sandboxed pod's volumes; read-only binds below it stay read-only), with the owners,
+   * modes and special files it sets kept as metadata, never applied to the host's files (shareFsdevOptions).
    */
   shares?: { tag: string; path: string; writable?: boolean }[];
 }
@@ -110,6 +111,32 @@ export function validateVmSpec(spec: VmSpec): void {
   if (spec.tscKhz != null && (!Number.isInteger(spec.tscKhz) || spec.tscKhz < 1000 || spec.tscKhz > 10_000_000)) bad('tscKhz', 'an integer 1000..10000000 (kHz)');
 }
 
+/** Mode bits of the files and directories a guest creates in a writable share, on the host (QEMU owns them). */
+export const WRITABLE_SHARE_FILE_MODE = '0600';
+export const WRITABLE_SHARE_DIR_MODE = '0700';
+
+/**
+ * The -fsdev options of a virtio-9p share after its path (multidevs=remap always: the shared tree spans several
+ * file systems, mounts below it, whose inode numbers must not collide in the guest).
+ * - Read-only: security_model=none, readonly=on: the guest sees the host's owners and modes as they are (an
+ *   image's setuid binaries stay setuid in the guest) and can change nothing.
+ * - Writable: security_model=mapped-file. QEMU runs as root, so with none (or passthrough) a guest's chmod u+s
+ *   and chown land on the host's files as they are: a setuid-root file left in a host path for the node to trip
+ *   over (QEMU 7.2 happens to refuse mknod there, but not chmod or chown). mapped-file keeps what the guest sets (owner, group, mode, device numbers,
+ *   symbolic link targets) as metadata in a `.virtfs_metadata` directory beside the files (hidden from the
+ *   guest), so the host only ever gets plain files of mode WRITABLE_SHARE_FILE_MODE and directories of
+ *   WRITABLE_SHARE_DIR_MODE, owned by QEMU's user (root): no setuid or setgid bit, no device node, no fifo, no
+ *   symbolic link. Files that were there before keep their host owner and mode (a guest chmod of them is
+ *   metadata too); writes go through at once. It works on any host file system, unlike mapped-xattr (needs user
+ *   xattrs, which tmpfs lacks before Linux 6.6). -runas would not do: the read-only image share must read
+ *   root-only files of container images, and kubelet's host paths are root's. Measured with QEMU 7.2.
+ */
+export function shareFsdevOptions(share: { writable?: boolean }): string {
+  return share.writable
+    ? `security_model=mapped-file,fmode=${WRITABLE_SHARE_FILE_MODE},dmode=${WRITABLE_SHARE_DIR_MODE},multidevs=remap`
+    : 'security_model=none,readonly=on,multidevs=remap';
+}
+
 export function qemuArgs(spec: VmSpec): string[] {
   validateVmSpec(spec);
   const machine =
@@ -152,11 +179,9 @@ export function qemuArgs(spec: VmSpec): string[] {
     );
   }
   for (const f of spec.fwCfg ?? []) args.push('-fw_cfg', `name=${f.name},file=${f.file}`);
-  // Read-only unless writable, security_model=none (the host's owners and modes as they are); multidevs=remap: the shared tree
-  // spans several file systems (mounts below it), whose inode numbers must not collide in the guest.
   for (const [i, sh] of (spec.shares ?? []).entries()) {
     args.push(
-      '-fsdev', `local,id=fs${i},path=${sh.path},security_model=none${sh.writable ? '' : ',readonly=on'},multidevs=remap`,
+      '-fsdev', `local,id=fs${i},path=${sh.path},${shareFsdevOptions(sh)}`,
       '-device', `${dev('virtio-9p')},fsdev=fs${i},mount_tag=${sh.tag}`,
     );
   }

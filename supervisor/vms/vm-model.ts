@@ -21,8 +21,9 @@ export interface VmRequest {
    */
   disks?: string[];
   /**
-   * Host directories shared over virtio-9p (tag → path; read-only unless writable), e.g. the images a VM-sandboxed
-   * pod gains after boot and its volumes. Set by auraed itself, never from the API, as disks are.
+   * Host directories shared over virtio-9p (tag → path; read-only unless writable; a writable one keeps what the
+   * guest sets on owners, modes and special files as metadata: qemu-args.ts shareFsdevOptions), e.g. the images a
+   * VM-sandboxed pod gains after boot and its volumes. Set by auraed itself, never from the API, as disks are.
    */
   shares?: { tag: string; path: string; writable?: boolean }[];
 }

@@ -13,3 +13,4 @@ export {
 } from './format';
 export { type ContainerLog, type ContainerLogFs, type ContainerLogOptions, containerLogPath, MAX_PENDING_BYTES, nodeContainerLogFs, openContainerLog, RETRY_AFTER_MS } from './writer';
 export { type ContainerLogHandle, type ContainerLogTaps, type ContainerLogTapsOptions, createContainerLogTaps } from './taps';
+export { type FollowRemoteOutput, withRemoteOutput } from './remote-output';

@@ -345,6 +345,20 @@ export interface PodServiceRemoveContainerRequest {
 export interface PodServiceRemoveContainerResponse {
 }
 
+/** The first request sets pod_name and port; every later one carries data only. */
+export interface PodServicePortForwardRequest {
+  podName: string;
+  /** 1..65535, a TCP port in the pod's network. */
+  port: number;
+  /** Bytes to send (at most 1 MiB per message). */
+  data: Buffer;
+}
+
+export interface PodServicePortForwardResponse {
+  /** Bytes received (at most 64 KiB per message). */
+  data: Buffer;
+}
+
 function createBasePod(): Pod {
   return { name: "", sandbox: "", containers: [], env: {}, restart: "", limits: undefined, expose: [], publish: [] };
 }
@@ -4013,6 +4027,180 @@ export const PodServiceRemoveContainerResponse: MessageFns<PodServiceRemoveConta
   },
 };
 
+function createBasePodServicePortForwardRequest(): PodServicePortForwardRequest {
+  return { podName: "", port: 0, data: Buffer.alloc(0) };
+}
+
+export const PodServicePortForwardRequest: MessageFns<PodServicePortForwardRequest> = {
+  encode(message: PodServicePortForwardRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.podName !== "") {
+      writer.uint32(10).string(message.podName);
+    }
+    if (message.port !== 0) {
+      writer.uint32(16).uint32(message.port);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(26).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PodServicePortForwardRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePodServicePortForwardRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.podName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PodServicePortForwardRequest {
+    return {
+      podName: isSet(object.podName)
+        ? globalThis.String(object.podName)
+        : isSet(object.pod_name)
+        ? globalThis.String(object.pod_name)
+        : "",
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: PodServicePortForwardRequest): unknown {
+    const obj: any = {};
+    if (message.podName !== "") {
+      obj.podName = message.podName;
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PodServicePortForwardRequest>, I>>(base?: I): PodServicePortForwardRequest {
+    return PodServicePortForwardRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PodServicePortForwardRequest>, I>>(object: I): PodServicePortForwardRequest {
+    const message = createBasePodServicePortForwardRequest();
+    message.podName = object.podName ?? "";
+    message.port = object.port ?? 0;
+    message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBasePodServicePortForwardResponse(): PodServicePortForwardResponse {
+  return { data: Buffer.alloc(0) };
+}
+
+export const PodServicePortForwardResponse: MessageFns<PodServicePortForwardResponse> = {
+  encode(message: PodServicePortForwardResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.data.length !== 0) {
+      writer.uint32(10).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PodServicePortForwardResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePodServicePortForwardResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PodServicePortForwardResponse {
+    return { data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0) };
+  },
+
+  toJSON(message: PodServicePortForwardResponse): unknown {
+    const obj: any = {};
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PodServicePortForwardResponse>, I>>(base?: I): PodServicePortForwardResponse {
+    return PodServicePortForwardResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PodServicePortForwardResponse>, I>>(
+    object: I,
+  ): PodServicePortForwardResponse {
+    const message = createBasePodServicePortForwardResponse();
+    message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
 export type PodServiceService = typeof PodServiceService;
 export const PodServiceService = {
   /**
@@ -4104,6 +4292,25 @@ export const PodServiceService = {
     responseSerialize: (value: PodServiceExecResponse): Buffer =>
       Buffer.from(PodServiceExecResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PodServiceExecResponse => PodServiceExecResponse.decode(value),
+  },
+  /**
+   * A TCP connection to a port of a running pod, from the pod's own network (what the Kubernetes CRI's
+   * PortForward asks, and what a parent node asks of the agent of its VM sandbox): the first request names the
+   * pod and the port (and may carry bytes); later requests carry the bytes to send, responses the bytes received,
+   * with back-pressure both ways. The call ends OK when the connection closes; ending the request stream closes
+   * the sending side. UNAVAILABLE when nothing listens on that port; FAILED_PRECONDITION when the pod has no
+   * address (not running).
+   */
+  portForward: {
+    path: "/aurae.pods.v0.PodService/PortForward" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: PodServicePortForwardRequest): Buffer =>
+      Buffer.from(PodServicePortForwardRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PodServicePortForwardRequest => PodServicePortForwardRequest.decode(value),
+    responseSerialize: (value: PodServicePortForwardResponse): Buffer =>
+      Buffer.from(PodServicePortForwardResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PodServicePortForwardResponse => PodServicePortForwardResponse.decode(value),
   },
   /**
    * Piece by piece (what the Kubernetes CRI does, and what a parent node asks of the agent of its VM sandbox):
@@ -4221,6 +4428,15 @@ export interface PodServiceServer extends UntypedServiceImplementation {
    * own address. A command that is not found in the container exits with 127 (126: not executable).
    */
   exec: handleBidiStreamingCall<PodServiceExecRequest, PodServiceExecResponse>;
+  /**
+   * A TCP connection to a port of a running pod, from the pod's own network (what the Kubernetes CRI's
+   * PortForward asks, and what a parent node asks of the agent of its VM sandbox): the first request names the
+   * pod and the port (and may carry bytes); later requests carry the bytes to send, responses the bytes received,
+   * with back-pressure both ways. The call ends OK when the connection closes; ending the request stream closes
+   * the sending side. UNAVAILABLE when nothing listens on that port; FAILED_PRECONDITION when the pod has no
+   * address (not running).
+   */
+  portForward: handleBidiStreamingCall<PodServicePortForwardRequest, PodServicePortForwardResponse>;
   /**
    * Piece by piece (what the Kubernetes CRI does, and what a parent node asks of the agent of its VM sandbox):
    * a pod with no containers yet (its cell, namespaces, network), then each container created, started, stopped
@@ -4345,6 +4561,22 @@ export interface PodServiceClient extends Client {
     metadata: Metadata,
     options?: Partial<CallOptions>,
   ): ClientDuplexStream<PodServiceExecRequest, PodServiceExecResponse>;
+  /**
+   * A TCP connection to a port of a running pod, from the pod's own network (what the Kubernetes CRI's
+   * PortForward asks, and what a parent node asks of the agent of its VM sandbox): the first request names the
+   * pod and the port (and may carry bytes); later requests carry the bytes to send, responses the bytes received,
+   * with back-pressure both ways. The call ends OK when the connection closes; ending the request stream closes
+   * the sending side. UNAVAILABLE when nothing listens on that port; FAILED_PRECONDITION when the pod has no
+   * address (not running).
+   */
+  portForward(): ClientDuplexStream<PodServicePortForwardRequest, PodServicePortForwardResponse>;
+  portForward(
+    options: Partial<CallOptions>,
+  ): ClientDuplexStream<PodServicePortForwardRequest, PodServicePortForwardResponse>;
+  portForward(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<PodServicePortForwardRequest, PodServicePortForwardResponse>;
   /**
    * Piece by piece (what the Kubernetes CRI does, and what a parent node asks of the agent of its VM sandbox):
    * a pod with no containers yet (its cell, namespaces, network), then each container created, started, stopped

@@ -1,0 +1,178 @@
+// The ESP as the upgrade service touches it (adapters; the decisions are slots.ts's and upgrade-core.ts's):
+// list the boot entries, write a file durably (temp name, fsync, rename, fsync the directory), rename and remove
+// entries durably, and make the volume writable for the time of a change (init mounts it read-only on /boot).
+// Also the booted-entry reader: systemd-boot's loader interface in efivarfs (names from slots.ts).
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { syncDir } from './partial-store';
+import { type BootedBy, EFI_VARIABLES, TEMP_SUFFIX } from './slots';
+
+export interface Esp {
+  /** Where the ESP is mounted (/boot on a node; a temp dir in tests). */
+  readonly root: string;
+  /** Plain file names in `dir` (relative to the root, "/"-separated); [] when the folder does not exist. */
+  list(dir: string): string[];
+  exists(relPath: string): boolean;
+  /** A file's size in bytes (0 when absent). */
+  size(relPath: string): number;
+  /** Bytes free on the volume. */
+  freeBytes(): number;
+  /** Run `fn` with the volume writable (remounted read-write when it is mounted read-only, and back after). */
+  writable<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * Write `relPath` from `chunks` durably: into "<relPath>.tmp" (slots.ts TEMP_SUFFIX), fsync, rename over
+   * `relPath`, fsync the folder. A cut in the middle leaves at most the temp file (an orphan the next upgrade plan
+   * removes), never a partial entry.
+   */
+  writeFile(relPath: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<void>;
+  /** Rename `from` to `to` and fsync the folder(s). */
+  rename(from: string, to: string): void;
+  /** Remove `relPath` (absent is fine) and fsync its folder. */
+  remove(relPath: string): void;
+}
+
+/** The durable steps as they happen (tests check the order: fsync before rename, the folder after). */
+export type EspTrace = (op: 'write' | 'fsync' | 'rename' | 'fsync-dir' | 'remove' | 'remount-rw' | 'remount-ro', path: string, to?: string) => void;
+
+/** How the real Esp changes the mount: a remount (MS_REMOUNT) read-write or read-only. */
+export type Remount = (root: string, readWrite: boolean) => void;
+
+/** Whether `path` is a mount point, and then whether it is mounted read-only (from /proc/self/mountinfo). */
+export function mountOptionsOf(mountinfo: string, path: string): { readOnly: boolean } | null {
+  let found: { readOnly: boolean } | null = null;
+  for (const line of mountinfo.split('\n')) {
+    const f = line.split(' ');
+    // id parent major:minor root mountpoint options ...
+    if (f.length < 6 || unescapeMountPath(f[4]!) !== path) continue;
+    found = { readOnly: f[5]!.split(',').includes('ro') }; // the last one mounted there wins
+  }
+  return found;
+}
+
+function unescapeMountPath(p: string): string {
+  return p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/**
+ * The ESP at `root`. `remount` (the node's mount syscall) is used only when `root` is a read-only mount point;
+ * concurrent writers share one read-write period (counted), the last one remounts read-only.
+ */
+export function fsEsp(
+  root: string,
+  remount: Remount | null,
+  options: { readMountinfo?: () => string; trace?: EspTrace } = {},
+): Esp {
+  const readMountinfo = options.readMountinfo ?? (() => readFileSync('/proc/self/mountinfo', 'utf8'));
+  const trace: EspTrace = options.trace ?? (() => {});
+  const fsyncDir = (dir: string) => {
+    syncDir(dir);
+    trace('fsync-dir', dir.slice(root.length + 1) || '.');
+  };
+  let writers = 0;
+  let remounted = false;
+  return {
+    root,
+    list(dir) {
+      try {
+        return readdirSync(join(root, dir), { withFileTypes: true })
+          .filter((e) => e.isFile())
+          .map((e) => e.name)
+          .sort();
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+        throw err;
+      }
+    },
+    exists: (relPath) => existsSync(join(root, relPath)),
+    size: (relPath) => {
+      try {
+        return statSync(join(root, relPath)).size;
+      } catch {
+        return 0;
+      }
+    },
+    freeBytes() {
+      const s = statfsSync(root);
+      return s.bavail * s.bsize;
+    },
+    async writable(fn) {
+      if (writers === 0) {
+        const mount = mountOptionsOf(readMountinfo(), root);
+        if (mount?.readOnly) {
+          if (!remount) throw new Error(`${root} is mounted read-only and this auraed cannot remount it`);
+          remount(root, true);
+          trace('remount-rw', '.');
+          remounted = true;
+        }
+      }
+      writers++;
+      try {
+        return await fn();
+      } finally {
+        writers--;
+        if (writers === 0 && remounted) {
+          remounted = false;
+          remount!(root, false); // a failure here is the caller's error: the data is on disk (fsync'd) either way
+          trace('remount-ro', '.');
+        }
+      }
+    },
+    async writeFile(relPath, chunks) {
+      const target = join(root, relPath);
+      const tmp = `${target}${TEMP_SUFFIX}`;
+      mkdirSync(dirname(target), { recursive: true });
+      const fd = openSync(tmp, 'w', 0o644);
+      try {
+        for await (const chunk of chunks) {
+          let done = 0;
+          while (done < chunk.length) done += writeSync(fd, chunk, done, chunk.length - done);
+        }
+        trace('write', `${relPath}${TEMP_SUFFIX}`);
+        fsyncSync(fd);
+        trace('fsync', `${relPath}${TEMP_SUFFIX}`);
+      } catch (err) {
+        closeSync(fd);
+        rmSync(tmp, { force: true });
+        throw err;
+      }
+      closeSync(fd);
+      renameSync(tmp, target);
+      trace('rename', `${relPath}${TEMP_SUFFIX}`, relPath);
+      fsyncDir(dirname(target));
+    },
+    rename(from, to) {
+      renameSync(join(root, from), join(root, to));
+      trace('rename', from, to);
+      fsyncDir(dirname(join(root, to)));
+      if (dirname(from) !== dirname(to)) fsyncDir(dirname(join(root, from)));
+    },
+    remove(relPath) {
+      const path = join(root, relPath);
+      if (!existsSync(path)) return;
+      rmSync(path);
+      trace('remove', relPath);
+      fsyncDir(dirname(path));
+    },
+  };
+}
+
+export const EFIVARS_DIR = '/sys/firmware/efi/efivars';
+
+/** An efivarfs file holding UTF-16LE text (4 attribute bytes first) → the text, or null. Pure. */
+export function parseEfiTextVariable(raw: Buffer): string | null {
+  if (raw.length < 4) return null;
+  const text = raw.subarray(4).toString('utf16le').replace(/\0+$/, '').trim();
+  return text === '' ? null : text;
+}
+
+/** What systemd-boot told the OS about this boot (efivarfs under `dir`); both null on a boot without it. */
+export function readBootedBy(dir = EFIVARS_DIR): BootedBy {
+  const read = (name: string): string | null => {
+    try {
+      return parseEfiTextVariable(readFileSync(join(dir, name)));
+    } catch {
+      return null;
+    }
+  };
+  return { entrySelected: read(EFI_VARIABLES.entrySelected), bootCountPath: read(EFI_VARIABLES.bootCountPath) };
+}
