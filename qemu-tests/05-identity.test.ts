@@ -48,8 +48,9 @@ describe('05 identity', () => {
       '600 /run/aurae/pki/node.key',
       '600 /run/aurae/pki/spawn-ca.key',
     ]);
-    expect((await sh.ok('ls /etc/aurae/pki')).trim()).toBe('ca.crt');
-    expect((await sh.ok('ls /boot')).split(/\s+/)).toContain('initramfs');
+    // Certificates only: the root CA and the pinned image-signing certificate (issue 14), both public.
+    expect((await sh.ok('ls /etc/aurae/pki')).trim().split(/\s+/).sort()).toEqual(['ca.crt', 'image-signing.crt']);
+    expect((await sh.ok('ls /boot')).split(/\s+/)).toContain('aurae-boot.json');
     expect((await sh.run(KEY_FILES, 120_000)).output.trim()).toBe('/tmp/aurae-probe');
     // fw_cfg items are root-only (0400) in sysfs.
     expect((await sh.ok('stat -c %a /sys/firmware/qemu_fw_cfg/by_name/opt/aurae/identity/raw')).trim()).toBe('400');

@@ -89,8 +89,8 @@ describe('20 guest config', () => {
       expect(body.length).toBeGreaterThan(40);
       expect(everything.replace(/\n/g, '')).not.toContain(body);
     }
-    // The image it booted is the parent's, and holds no key of it: the root CA certificate only.
-    expect((await sh.run('ls /etc/aurae/pki')).output.trim().split(/\s+/).sort()).toEqual(['ca.crt']);
+    // The image it booted is the parent's, and holds no key of it: certificates only (the root CA, the pinned image-signing one).
+    expect((await sh.run('ls /etc/aurae/pki')).output.trim().split(/\s+/).sort()).toEqual(['ca.crt', 'image-signing.crt']);
     const config = JSON.parse(await sh.ok('cat /run/aurae/config.json')) as { node: { name: string }; guest: unknown; pki: { serverKey: string } };
     expect(config.node.name).toBe('aurae/web');
     expect(config.guest).toEqual({ parent: 'aurae', depth: 1 });

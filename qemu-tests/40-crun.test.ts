@@ -71,7 +71,8 @@ describe('40 crun runs OCI bundles in a cell', () => {
       command: [
         `mkdir -p ${dir}/rootfs/bin ${dir}/rootfs/proc ${dir}/rootfs/sys ${dir}/rootfs/dev ${dir}/rootfs/tmp ${dir}/rootfs/etc`,
         `cp /bin/busybox ${dir}/rootfs/bin/busybox`,
-        `/bin/busybox --install -s ${dir}/rootfs/bin`,
+        // Relative links: the node's busybox lives in /usr/bin (merged /usr), the rootfs has only bin/busybox.
+        `for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox ${dir}/rootfs/bin/$a; done`,
         `echo 'root:x:0:0:root:/:/bin/sh' > ${dir}/rootfs/etc/passwd`,
         `echo '${config}' | base64 -d > ${dir}/config.json`,
       ].join(' && '),

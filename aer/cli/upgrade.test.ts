@@ -1,7 +1,7 @@
 // `aer image upgrade|status|rollback` over a fake SDK client: the release read from a build's folder, progress in a
 // log, --reboot, --node routed like every command, and the status text. The wire and the node side:
 // supervisor/upgrade/upgrade.test.ts.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import { makeSigningIdentity, writeTestRelease } from '../../supervisor/upgrade/
 import type { AuraeClient, ConnectOptions, ReleaseSource, UpgradeStatusInfo, UploadOptions } from '../sdk';
 import { runAer } from './program';
 import { formatUpgradeStatus, openRelease } from './upgrade';
+import { releaseFromDir, releaseFromUrl } from '../sdk/upgrade';
 
 const ENTRY = { id: 'aurae-000002-0.2.0', version: '0.2.0', generation: 2, file: 'EFI/Linux/aurae-000002-0.2.0+3.efi', triesLeft: 3, triesDone: 0, running: false, bootsNext: true };
 
@@ -116,5 +117,65 @@ describe('aer image status / rollback', () => {
     const r = await run(['image', '--help']);
     const help = r.out.join('\n');
     for (const c of ['flash', 'pull', 'list', 'upgrade', 'status', 'rollback']) expect(help).toMatch(new RegExp(`\\n  ${c}\\b`));
+  });
+});
+
+describe('release over HTTP: a resumed GET', () => {
+  it('takes a 206 only when its Content-Range starts where the upload resumes', async () => {
+    const { rangeStartsAt } = await import('../sdk/upgrade');
+    expect(rangeStartsAt('bytes 100-199/200', 100)).toBe(true);
+    expect(rangeStartsAt('bytes 100-199/*', 100)).toBe(true);
+    expect(rangeStartsAt('bytes 0-199/200', 100)).toBe(false);
+    expect(rangeStartsAt(undefined, 100)).toBe(false);
+    expect(rangeStartsAt(['bytes 100-199/200'], 100)).toBe(false);
+  });
+});
+
+describe('release over HTTP: resuming', () => {
+  let dir: string;
+  beforeEach(() => void (dir = mkdtempSync(join(tmpdir(), 'aurae-release-http-'))));
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** A release folder served by a fake GET: `mode` says how it answers a Range request. */
+  async function served(mode: 'range' | 'ignores-range' | 'wrong-range') {
+    const release = writeTestRelease(join(dir, 'r'), '0.2.0', await makeSigningIdentity(), { uki: 300_000, kernel: 200_000, initramfs: 100_000 });
+    const get = async (url: string, fromByte?: number) => {
+      const data = readFileSync(join(release.dir, new URL(url).pathname.split('/').pop()!));
+      const from = fromByte ?? 0;
+      const answer = (status: number, body: Buffer, contentRange?: string) => ({
+        status,
+        body: (async function* () {
+          yield body;
+        })(),
+        close: () => {},
+        ...(contentRange ? { contentRange } : {}),
+      });
+      if (from === 0 || mode === 'ignores-range') return answer(200, data);
+      const start = mode === 'wrong-range' ? 0 : from;
+      return answer(206, data.subarray(start), `bytes ${start}-${data.length - 1}/${data.length}`);
+    };
+    return { release, get };
+  }
+  const collect = async (it: AsyncIterable<Uint8Array>) => {
+    const parts: Buffer[] = [];
+    for await (const p of it) parts.push(Buffer.from(p));
+    return Buffer.concat(parts);
+  };
+
+  it('gives the same bytes from any offset as the folder does, whether the server honours Range or not', async () => {
+    for (const mode of ['range', 'ignores-range'] as const) {
+      const { release, get } = await served(mode);
+      const http = await releaseFromUrl('http://127.0.0.1:1/r/', get);
+      for (const offset of [0, 123_456, 300_000, 555_555]) {
+        expect((await collect(http.open(offset))).equals(await collect(releaseFromDir(release.dir).open(offset)))).toBe(true);
+      }
+      rmSync(join(dir, 'r'), { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a 206 whose Content-Range does not start at the resumed byte', async () => {
+    const { get } = await served('wrong-range');
+    const http = await releaseFromUrl('http://127.0.0.1:1/r/', get);
+    await expect(collect(http.open(123_456))).rejects.toThrow(/from byte 123456 answered HTTP 206 with Content-Range bytes 0-/);
   });
 });

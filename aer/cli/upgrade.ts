@@ -108,8 +108,9 @@ export function registerUpgradeCommands(program: Command, withClient: WithClient
           lastLine = tenth;
         };
         const attempts = Number(options.attempts);
+        if (!Number.isInteger(attempts) || attempts < 1 || attempts > 100) throw new Error(`--attempts ${options.attempts}: a whole number from 1 to 100 is allowed`);
         const result = await c.upgrade.upload(release, {
-          attempts: Number.isInteger(attempts) && attempts > 0 ? attempts : 3,
+          attempts,
           onAccepted: (a) => {
             if (options.quiet) return;
             io.err(`aer: ${release.origin}: release ${a.version} signed by ${a.signer}${a.resumeOffset > 0 ? `; continuing from ${formatBytes(a.resumeOffset)} kept on the node` : ''}`);
@@ -135,13 +136,13 @@ export function registerUpgradeCommands(program: Command, withClient: WithClient
 
   image
     .command('rollback')
-    .description('make the previous boot entry boot next (the newer one is marked out of tries); takes effect at the next reboot')
+    .description('make the other boot entry boot next (under a new generation with 3 tries; the running one stays, to fall back to); takes effect at the next reboot')
     .option('--reboot', 'reboot the node into it now')
     .action(
       withClient(async (c, output, options: { reboot?: boolean }) => {
         const r = await c.upgrade.rollback();
         if (options.reboot) await c.node.reboot({ reason: `rollback to ${r.bootsNext.version}` });
-        print(output, { ...r, rebooting: options.reboot === true }, `${c.config.node}: ${r.bootsNext.id} boots next (${r.from} marked out of tries)${options.reboot ? ': rebooting' : ''}`);
+        print(output, { ...r, rebooting: options.reboot === true }, `${c.config.node}: ${r.bootsNext.id} boots next, on trial (${r.from} stays, to fall back to)${options.reboot ? ': rebooting' : ''}`);
       }),
     );
 }

@@ -172,14 +172,22 @@ export function releaseFromDir(dir: string): ReleaseSource {
 }
 
 /** What releaseFromUrl needs of HTTP: GET a URL (with an optional byte offset), status and body. */
-export type HttpGet = (url: string, fromByte?: number) => Promise<{ status: number; body: AsyncIterable<Uint8Array> }>;
+/** An HTTP answer as the release reader uses it: `contentRange` is the header's value; `close` drops the body. */
+export interface HttpAnswer {
+  status: number;
+  contentRange?: string;
+  body: AsyncIterable<Uint8Array>;
+  close(): void;
+}
+export type HttpGet = (url: string, fromByte?: number) => Promise<HttpAnswer>;
 
 /** undici's request (loaded lazily: local uploads never need it). */
-async function undiciGet(url: string, fromByte?: number): Promise<{ status: number; body: AsyncIterable<Uint8Array> }> {
+async function undiciGet(url: string, fromByte?: number): Promise<HttpAnswer> {
   const { request } = await import('undici');
   // No redirects followed: give the release folder's final URL.
   const r = await request(url, { method: 'GET', headers: fromByte ? { range: `bytes=${fromByte}-` } : {} });
-  return { status: r.statusCode, body: r.body };
+  const range = r.headers['content-range'];
+  return { status: r.statusCode, ...(typeof range === 'string' ? { contentRange: range } : {}), body: r.body, close: () => r.body.destroy() };
 }
 
 async function bodyBytes(body: AsyncIterable<Uint8Array>, max: number, what: string): Promise<Buffer> {
@@ -224,24 +232,49 @@ export async function releaseFromUrl(base: string, get: HttpGet = undiciGet): Pr
         const r = await get(url, from);
         let skip = 0;
         if (r.status === 200) skip = from;
-        else if (r.status !== 206) throw new Error(`release ${root}: GET ${file.name} answered HTTP ${r.status}`);
+        else if (r.status !== 206 || !rangeStartsAt(r.contentRange, from)) {
+          r.close();
+          throw new Error(`release ${root}: GET ${file.name} from byte ${from} answered HTTP ${r.status}${r.status === 206 ? ` with Content-Range ${r.contentRange ?? '(none)'}` : ''}`);
+        }
+        // Exactly the file's bytes: a longer or shorter body would shift every file after it.
+        let left = end - start - from;
         for await (const piece of r.body) {
           if (skip >= piece.length) {
             skip -= piece.length;
             continue;
           }
-          yield skip > 0 ? piece.subarray(skip) : piece;
+          const data = skip > 0 ? piece.subarray(skip) : piece;
           skip = 0;
+          if (data.length > left) {
+            r.close();
+            throw new Error(`release ${root}: ${file.name} is longer than the manifest's ${file.size} bytes`);
+          }
+          left -= data.length;
+          yield data;
         }
+        if (left !== 0) throw new Error(`release ${root}: ${file.name} ended ${left} bytes short of the manifest's ${file.size}`);
       }
     },
   };
 }
 
-/** Whether a failed upload may be tried again (and then resumes): the connection broke or the stream was cut. */
+/** A Content-Range header (`bytes FROM-TO/SIZE`) that starts at `from`. Pure. */
+export function rangeStartsAt(header: string | string[] | undefined, from: number): boolean {
+  const m = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(typeof header === 'string' ? header.trim() : '');
+  return m !== null && Number(m[1]) === from;
+}
+
+/**
+ * Whether a failed upload may be tried again (and then resumes): the connection broke, the stream was cut, or the
+ * node had not yet seen the end of the previous attempt ("… is in progress").
+ */
 function resumable(err: unknown): boolean {
   if (!(err instanceof AuraeApiError)) return false;
-  return err.code === 'UNAVAILABLE' || (err.code === 'FAILED_PRECONDITION' && /stream ended after/.test(err.details)) || err.code === 'DEADLINE_EXCEEDED';
+  return (
+    err.code === 'UNAVAILABLE' ||
+    (err.code === 'FAILED_PRECONDITION' && /stream ended after| is in progress/.test(err.details)) ||
+    err.code === 'DEADLINE_EXCEEDED'
+  );
 }
 
 export function createUpgradeApi(ctx: SdkCallContext): UpgradeApi {
@@ -275,7 +308,18 @@ export function createUpgradeApi(ctx: SdkCallContext): UpgradeApi {
           if (finished) return;
           const ok = call.write({ chunk: { offset: BigInt(offset + sent), data: chunk } });
           sent += chunk.length;
-          if (!ok) await new Promise<void>((r) => call.once('drain', () => r()));
+          // Resumed by drain, or by the call's end (an error or a cancel never drains).
+          if (!ok && !finished) await new Promise<void>((r) => {
+            const go = () => {
+              call.off('drain', go);
+              call.off('close', go);
+              call.off('error', go);
+              r();
+            };
+            call.on('drain', go);
+            call.on('close', go);
+            call.on('error', go);
+          });
         }
         if (offset + sent !== total) throw new Error(`release ${release.origin}: its files gave ${offset + sent} bytes, the manifest says ${total}`);
         call.end();
@@ -306,6 +350,8 @@ export function createUpgradeApi(ctx: SdkCallContext): UpgradeApi {
           return await uploadOnce(release, options);
         } catch (err) {
           if (i >= attempts || !resumable(err) || options.signal?.aborted) throw err;
+          // A moment for the node to see the end of this attempt before the next one resumes it.
+          await new Promise((r) => setTimeout(r, Math.min(500 * i, 5_000)));
         }
       }
     },

@@ -9,7 +9,9 @@ const B = 'aurae-000002-0.2.0';
 const slot = (id: string, uki: string) => [uki, `${id}.vmlinuz`, `${id}.initramfs`, `${id}.json`, `${id}.json.sig`];
 
 /** Deps over an in-memory entries folder and manual timers. */
-function fakeDeps(names: string[], by: BootedBy | null, o: { renameFails?: boolean } = {}) {
+/** `renameFails`: every rename fails (true) or the first N do. */
+function fakeDeps(names: string[], by: BootedBy | null, o: { renameFails?: boolean | number } = {}) {
+  let failuresLeft = o.renameFails === true ? Infinity : (o.renameFails || 0);
   let now = 0;
   const timers: { at: number; fn: () => void; id: number }[] = [];
   let nextId = 1;
@@ -20,7 +22,10 @@ function fakeDeps(names: string[], by: BootedBy | null, o: { renameFails?: boole
     listEntries: () => state.names,
     bootedBy: () => by,
     rename: async (from, to) => {
-      if (o.renameFails) throw new Error('EROFS');
+      if (failuresLeft > 0) {
+        failuresLeft--;
+        throw new Error('EROFS');
+      }
       const f = from.split('/').pop()!;
       state.names = state.names.map((n) => (n === f ? to.split('/').pop()! : n));
     },
@@ -129,6 +134,19 @@ describe('blessing', () => {
     await advance(10);
     expect(state.statuses.at(-1)).toMatchObject({ blessed: false, note: 'blessing failed: EROFS' });
     expect(log.lines.join('\n')).toMatch(/blessing aurae-000002-0.2.0 failed \(EROFS\)/);
+  });
+
+  it('a failed rename is tried again while the same auraed runs, without a new SERVING', async () => {
+    const { deps, state, advance } = fakeDeps([...slot(A, `${A}.efi`), ...slot(B, `${B}+2-1.efi`)], { bootCountPath: `\\EFI\\Linux\\${B}+2-1.efi`, entrySelected: null }, { renameFails: 1 });
+    const blesser = createBlesser(deps, inspectBootSlot(deps), { afterMs: 10, deadlineMs: 60_000, startedMs: 0 });
+    blesser.onServing(1, () => true);
+    await advance(10);
+    expect(state.names).toContain(`${B}+2-1.efi`);
+    await advance(10);
+    expect(state.names).toContain(`${B}.efi`);
+    expect(state.statuses.at(-1)).toMatchObject({ blessed: true });
+    await advance(60_000);
+    expect(state.reboots).toEqual([]);
   });
 
   it('does nothing for a blessed boot', async () => {

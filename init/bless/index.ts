@@ -75,6 +75,9 @@ export function inspectBootSlot(deps: BlessDeps): BootSlot {
   return { slots, status };
 }
 
+/** How soon the deadline looks again when it fires during a blessing. */
+const BLESSING_RECHECK_MS = 5_000;
+
 const DEFAULT_KERNEL = '/boot/vmlinuz';
 const DEFAULT_INITRD = '/boot/initramfs';
 
@@ -114,9 +117,14 @@ export function createBlesser(deps: BlessDeps, slot: BootSlot, o: { afterMs: num
 
   if (onTrial) {
     const wait = Math.max(0, o.startedMs + o.deadlineMs - deps.now());
-    deadlineTimer = deps.timers.setTimeout(() => {
+    const onDeadline = () => {
       deadlineTimer = null;
-      if (done || blessing) return;
+      if (done) return;
+      if (blessing) {
+        // A blessing is under way: its outcome decides; look again shortly.
+        deadlineTimer = deps.timers.setTimeout(onDeadline, BLESSING_RECHECK_MS);
+        return;
+      }
       const others = (slot.slots?.entries.length ?? 1) > 1;
       const reason = `boot entry ${running!.id} was not blessed within ${Math.round(o.deadlineMs / 1000)} s (auraed did not serve for ${Math.round(o.afterMs / 1000)} s)`;
       if (!others) {
@@ -125,7 +133,8 @@ export function createBlesser(deps: BlessDeps, slot: BootSlot, o: { afterMs: num
       }
       deps.log.error(`boot slot: ${reason}: rebooting so systemd-boot counts the try`);
       deps.reboot(reason);
-    }, wait);
+    };
+    deadlineTimer = deps.timers.setTimeout(onDeadline, wait);
   }
 
   const bless = async (pid: number, stillRunning: (pid: number) => boolean) => {
@@ -145,10 +154,12 @@ export function createBlesser(deps: BlessDeps, slot: BootSlot, o: { afterMs: num
       deps.log.info(`boot slot: blessed ${running!.id} (${plan.from.split('/').pop()} → ${plan.to.split('/').pop()}): auraed served for ${o.afterMs} ms`);
     } catch (err) {
       status.note = `blessing failed: ${errorMessage(err)}`;
-      deps.log.error(`boot slot: blessing ${running!.id} failed (${errorMessage(err)}): it stays on trial; it is blessed when auraed serves again`);
+      deps.log.error(`boot slot: blessing ${running!.id} failed (${errorMessage(err)}): it stays on trial; trying again in ${o.afterMs} ms`);
     } finally {
       blessing = false;
     }
+    // A failed rename (a busy ESP, a transient I/O error) is tried again while the same auraed runs.
+    if (!done) arm(pid, stillRunning);
     try {
       deps.writeStatus(status);
     } catch (err) {
@@ -156,14 +167,18 @@ export function createBlesser(deps: BlessDeps, slot: BootSlot, o: { afterMs: num
     }
   };
 
+  function arm(pid: number, stillRunning: (pid: number) => boolean): void {
+    if (holdTimer !== null) deps.timers.clearTimeout(holdTimer);
+    holdTimer = deps.timers.setTimeout(() => {
+      holdTimer = null;
+      void bless(pid, stillRunning);
+    }, o.afterMs);
+  }
+
   return {
     onServing(pid, stillRunning) {
       if (done) return;
-      if (holdTimer !== null) deps.timers.clearTimeout(holdTimer);
-      holdTimer = deps.timers.setTimeout(() => {
-        holdTimer = null;
-        void bless(pid, stillRunning);
-      }, o.afterMs);
+      arm(pid, stillRunning);
     },
     stop() {
       if (holdTimer !== null) deps.timers.clearTimeout(holdTimer);

@@ -145,7 +145,10 @@ function createPid1Shutdown(ctx: BootContext, reader: ProcReader): Shutdown {
     log: ctx.log,
     graceMs: () => ctx.config?.shutdown.graceMs ?? 5_000,
     stopAuraed: (graceMs) => ctx.service?.stop(graceMs) ?? Promise.resolve(),
-    stopRespawners: () => ctx.respawners.forEach((r) => r.stop()),
+    stopRespawners: () => {
+      ctx.respawners.forEach((r) => r.stop());
+      ctx.blesser?.stop(); // no blessing or deadline reboot while the node goes down
+    },
     killAll: killAllProcesses,
     remaining: () => remainingProcesses(scanProc(reader), process.pid).map((p) => p.pid),
     reapOrphans: () => ctx.reaper.reapNow(),

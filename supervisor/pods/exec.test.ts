@@ -322,14 +322,20 @@ describe('runExec', () => {
     let pausedSeen = false;
     const pause = call.pause.bind(call);
     call.pause = () => ((pausedSeen = true), pause());
-    const { done } = exec({ command: ['sh', '-c', 'read -r first; wc -c'], stdin: true }, call, {}, { stdin: Buffer.from('go\n') });
+    // The process reads nothing until the test says so (a bounded wait for a file): the pipe must fill up.
+    const go = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-exec-go-')), 'go');
+    const script = `i=0; while [ ! -e ${go} ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done; wc -c`;
+    const { done } = exec({ command: ['sh', '-c', script], stdin: true }, call);
     const mib = Buffer.alloc(1024 * 1024, 0x61);
     for (let i = 0; i < 4; i++) call.emit('data', req({ stdin: mib }));
     expect(pausedSeen).toBe(true);
+    expect(call.paused).toBe(true);
+    fs.writeFileSync(go, '');
     await waitFor(() => !call.paused);
     call.emit('data', req({ closeStdin: true }));
     await done;
     expect(call.text('stdout').trim()).toBe(String(4 * 1024 * 1024));
+    fs.rmSync(path.dirname(go), { recursive: true, force: true });
   });
 
   it('without stdin attached the process reads end of input', async () => {

@@ -1,9 +1,9 @@
 // The ESP adapter's pure parts and its remount bracket, and the booted-entry reader over a fake efivarfs folder.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fsEsp, mountOptionsOf, parseEfiTextVariable, readBootedBy } from './esp';
+import { fsEsp, lockFile, mountOptionsOf, parseEfiTextVariable, readBootedBy } from './esp';
 import { fsPartialStore } from './partial-store';
 import { EFI_VARIABLES } from './slots';
 
@@ -25,6 +25,53 @@ describe('mountOptionsOf', () => {
 });
 
 describe('fsEsp.writable', () => {
+  it('a failed switch back to read-only does not fail the change; the next writer tries again', async () => {
+    const calls: string[] = [];
+    let refuse = true;
+    const esp = fsEsp('/boot', (root, rw) => {
+      if (!rw && refuse) throw Object.assign(new Error('busy'), { code: 'EBUSY' });
+      calls.push(rw ? 'rw' : 'ro');
+    }, { readMountinfo: () => '30 22 254:1 / /boot ro,nosuid - vfat /dev/vda1 ro' });
+    await expect(esp.writable(async () => 'written')).resolves.toBe('written');
+    refuse = false;
+    await esp.writable(async () => {});
+    expect(calls).toEqual(['rw', 'ro']);
+  });
+  it('holds the lock file for the time of the change; a second process waits for it, a dead owner\'s lock is taken over', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'aurae-esp-lock-'));
+    try {
+      const lock = join(dir, 'esp.lock');
+      const esp = fsEsp(dir, null, { readMountinfo: () => '', lock });
+      await esp.writable(async () => expect(existsSync(lock)).toBe(true));
+      expect(existsSync(lock)).toBe(false);
+      const release = await lockFile(lock);
+      let got = false;
+      const waiting = esp.writable(async () => void (got = true));
+      await new Promise((r) => setTimeout(r, 150));
+      expect(got).toBe(false);
+      release();
+      await waiting;
+      expect(got).toBe(true);
+      writeFileSync(lock, '999999999\n'); // no such process
+      await esp.writable(async () => {});
+      expect(existsSync(lock)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  it('writeFile with a sha256 renames into place only bytes that match it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'aurae-esp-sha-'));
+    try {
+      const esp = fsEsp(dir, null, { readMountinfo: () => '' });
+      const good = '8bf145c969630f0de0dec8819308b0cce5a5e22a1eb597d0803ffa010b9367d1'; // sha256("uki bytes")
+      await expect(esp.writeFile('EFI/Linux/x.efi', [Buffer.from('uki bytez')], good)).rejects.toThrow(/sha256 .* the release says/);
+      expect(readdirSync(join(dir, 'EFI/Linux'))).toEqual([]);
+      await esp.writeFile('EFI/Linux/x.efi', [Buffer.from('uki bytes')], good);
+      expect(readdirSync(join(dir, 'EFI/Linux'))).toEqual(['x.efi']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
   it('remounts a read-only ESP read-write once for overlapping writers, and back read-only after the last', async () => {
     const calls: string[] = [];
     const esp = fsEsp('/boot', (root, rw) => void calls.push(`${root} ${rw ? 'rw' : 'ro'}`), { readMountinfo: () => '30 22 254:1 / /boot ro,nosuid - vfat /dev/vda1 ro' });

@@ -2,6 +2,7 @@
 // list the boot entries, write a file durably (temp name, fsync, rename, fsync the directory), rename and remove
 // entries durably, and make the volume writable for the time of a change (init mounts it read-only on /boot).
 // Also the booted-entry reader: systemd-boot's loader interface in efivarfs (names from slots.ts).
+import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { syncDir } from './partial-store';
@@ -22,9 +23,10 @@ export interface Esp {
   /**
    * Write `relPath` from `chunks` durably: into "<relPath>.tmp" (slots.ts TEMP_SUFFIX), fsync, rename over
    * `relPath`, fsync the folder. A cut in the middle leaves at most the temp file (an orphan the next upgrade plan
-   * removes), never a partial entry.
+   * removes), never a partial entry. With `expectSha256`, the bytes written are hashed as they go and the file is
+   * renamed into place only when they match (what was checked earlier may have been read back differently).
    */
-  writeFile(relPath: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<void>;
+  writeFile(relPath: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, expectSha256?: string): Promise<void>;
   /** Rename `from` to `to` and fsync the folder(s). */
   rename(from: string, to: string): void;
   /** Remove `relPath` (absent is fine) and fsync its folder. */
@@ -32,7 +34,7 @@ export interface Esp {
 }
 
 /** The durable steps as they happen (tests check the order: fsync before rename, the folder after). */
-export type EspTrace = (op: 'write' | 'fsync' | 'rename' | 'fsync-dir' | 'remove' | 'remount-rw' | 'remount-ro', path: string, to?: string) => void;
+export type EspTrace = (op: 'write' | 'fsync' | 'rename' | 'fsync-dir' | 'remove' | 'remount-rw' | 'remount-ro' | 'remount-ro-failed', path: string, to?: string) => void;
 
 /** How the real Esp changes the mount: a remount (MS_REMOUNT) read-write or read-only. */
 export type Remount = (root: string, readWrite: boolean) => void;
@@ -54,13 +56,58 @@ function unescapeMountPath(p: string): string {
 }
 
 /**
+ * The lock both writers of a node's ESP take (init blessing, auraed writing a slot or rolling back), so neither
+ * remounts /boot read-only under the other's writes.
+ */
+export const ESP_LOCK_FILE = '/run/aurae/esp.lock';
+/** How long a writer waits for the other process's change (a slot write copies ~100 MB). */
+export const ESP_LOCK_WAIT_MS = 120_000;
+
+/**
+ * Take `file` (O_EXCL; it holds the owner's pid). A lock whose owner is gone is taken over. Resolves with the
+ * release function; rejects after `waitMs`.
+ */
+export async function lockFile(file: string, waitMs = ESP_LOCK_WAIT_MS): Promise<() => void> {
+  const deadline = Date.now() + waitMs;
+  mkdirSync(dirname(file), { recursive: true });
+  for (;;) {
+    try {
+      const fd = openSync(file, 'wx', 0o600);
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      return () => rmSync(file, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const owner = Number.parseInt(readFileSync(file, 'utf8').trim() || '0', 10);
+    if (!ownerAlive(owner)) {
+      rmSync(file, { force: true });
+      continue;
+    }
+    if (Date.now() > deadline) throw new Error(`the ESP is being changed by process ${owner} (${file}): try again when it is done`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function ownerAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
  * The ESP at `root`. `remount` (the node's mount syscall) is used only when `root` is a read-only mount point;
- * concurrent writers share one read-write period (counted), the last one remounts read-only.
+ * concurrent writers share one read-write period (counted), the last one remounts read-only. With `lock`, that
+ * period holds the cross-process lock file (ESP_LOCK_FILE on a node).
  */
 export function fsEsp(
   root: string,
   remount: Remount | null,
-  options: { readMountinfo?: () => string; trace?: EspTrace } = {},
+  options: { readMountinfo?: () => string; trace?: EspTrace; lock?: string } = {},
 ): Esp {
   const readMountinfo = options.readMountinfo ?? (() => readFileSync('/proc/self/mountinfo', 'utf8'));
   const trace: EspTrace = options.trace ?? (() => {});
@@ -70,6 +117,7 @@ export function fsEsp(
   };
   let writers = 0;
   let remounted = false;
+  let unlock: (() => void) | null = null;
   return {
     root,
     list(dir) {
@@ -96,7 +144,12 @@ export function fsEsp(
       return s.bavail * s.bsize;
     },
     async writable(fn) {
-      if (writers === 0) {
+      if (writers === 0 && options.lock && !unlock) {
+        const release = await lockFile(options.lock);
+        if (unlock) release(); // another writer of this process took it meanwhile; share its period
+        else unlock = release;
+      }
+      if (writers === 0 && !remounted) {
         const mount = mountOptionsOf(readMountinfo(), root);
         if (mount?.readOnly) {
           if (!remount) throw new Error(`${root} is mounted read-only and this auraed cannot remount it`);
@@ -111,25 +164,41 @@ export function fsEsp(
       } finally {
         writers--;
         if (writers === 0 && remounted) {
-          remounted = false;
-          remount!(root, false); // a failure here is the caller's error: the data is on disk (fsync'd) either way
-          trace('remount-ro', '.');
+          // The data is on disk (fsync'd) either way: a failed switch back is no failure of `fn`. It stays marked
+          // remounted, so the next writer's end tries again.
+          try {
+            remount!(root, false);
+            remounted = false;
+            trace('remount-ro', '.');
+          } catch (err) {
+            trace('remount-ro-failed', (err as NodeJS.ErrnoException).code ?? (err as Error).message);
+          }
+        }
+        if (writers === 0 && unlock) {
+          unlock();
+          unlock = null;
         }
       }
     },
-    async writeFile(relPath, chunks) {
+    async writeFile(relPath, chunks, expectSha256) {
       const target = join(root, relPath);
       const tmp = `${target}${TEMP_SUFFIX}`;
       mkdirSync(dirname(target), { recursive: true });
       const fd = openSync(tmp, 'w', 0o644);
+      const hash = createHash('sha256');
       try {
         for await (const chunk of chunks) {
+          hash.update(chunk);
           let done = 0;
           while (done < chunk.length) done += writeSync(fd, chunk, done, chunk.length - done);
         }
         trace('write', `${relPath}${TEMP_SUFFIX}`);
         fsyncSync(fd);
         trace('fsync', `${relPath}${TEMP_SUFFIX}`);
+        const written = hash.digest('hex');
+        if (expectSha256 !== undefined && written !== expectSha256) {
+          throw new Error(`${relPath}: the bytes written have sha256 ${written}, the release says ${expectSha256} (the kept copy changed after it was checked)`);
+        }
       } catch (err) {
         closeSync(fd);
         rmSync(tmp, { force: true });

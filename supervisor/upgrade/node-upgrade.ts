@@ -2,7 +2,7 @@
 import { loadSyscalls, MOUNT_FLAGS } from '../../native';
 import type { NodeConfig } from '../config';
 import type { Logger } from '../log';
-import { fsEsp, readBootedBy } from './esp';
+import { ESP_LOCK_FILE, fsEsp, readBootedBy } from './esp';
 import { fsPartialStore } from './partial-store';
 import { createUpgradeCore, type UpgradeCore } from './upgrade-core';
 
@@ -14,7 +14,7 @@ export function createNodeUpgrade(config: NodeConfig, log: Logger): UpgradeCore 
   const { MS_REMOUNT, MS_NOSUID, MS_NODEV, MS_RDONLY } = MOUNT_FLAGS;
   const remount = (root: string, readWrite: boolean) => loadSyscalls().mount(null, root, null, MS_REMOUNT | MS_NOSUID | MS_NODEV | (readWrite ? 0 : MS_RDONLY), null);
   return createUpgradeCore({
-    esp: fsEsp(config.upgrade.esp, remount),
+    esp: fsEsp(config.upgrade.esp, remount, { lock: ESP_LOCK_FILE }),
     partial: fsPartialStore(config.state.dir),
     bootedBy: () => readBootedBy(),
     signingCertFiles: config.upgrade.signingCerts,

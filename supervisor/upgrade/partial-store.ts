@@ -1,9 +1,13 @@
 // The bytes of an unfinished upload, kept on the node's state volume (never on the ESP) so a cut upload resumes:
 // <state.dir>/upgrade/partial.json (which manifest, its version and size) and partial.data (the bytes so far).
 // Also the record of the last Rollback call (last-rollback.json), which Status reports.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statfsSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { KeptUpload } from './upload-plan';
+
+/** statfs f_type of tmpfs and ramfs (linux/magic.h). */
+const TMPFS_MAGIC = 0x01021994;
+const RAMFS_MAGIC = 0x858458f6;
 
 export interface PartialStore {
   /** What is kept (null when nothing, or the record does not parse: then it is dropped). */
@@ -17,6 +21,8 @@ export interface PartialStore {
   /** Read `length` bytes at `offset` of the kept data. */
   read(offset: number, length: number): Buffer;
   discard(): void;
+  /** Bytes free where the upload is kept, and whether that is memory (tmpfs/ramfs: a node without a STATE volume). */
+  room(): { freeBytes: number; inMemory: boolean };
   /** The last Rollback call, or null. */
   lastRollback(): RollbackRecord | null;
   recordRollback(record: RollbackRecord): void;
@@ -96,6 +102,13 @@ export function fsPartialStore(stateDir: string): PartialStore {
         done += n;
       }
       return buf;
+    },
+    room() {
+      // The volume that will hold the folder: the nearest existing folder on its path.
+      let at = dir;
+      while (!existsSync(at) && dirname(at) !== at) at = dirname(at);
+      const s = statfsSync(at);
+      return { freeBytes: s.bavail * s.bsize, inMemory: s.type === TMPFS_MAGIC || s.type === RAMFS_MAGIC };
     },
     discard() {
       closeData();

@@ -178,6 +178,18 @@ export function createUpgradeCore(deps: UpgradeDeps): UpgradeCore {
     );
   };
 
+  /** The state volume must hold the rest of the upload, and be a disk: kept in RAM, a release would fill it. */
+  const checkKeepRoom = (needed: number) => {
+    const room = partial.room();
+    if (room.inMemory) {
+      throw new AuraeError('FAILED_PRECONDITION', 'upgrade: this node keeps its state in RAM (no STATE volume is mounted: aer health aurae.storage says why), where an upload would fill its memory: fix the state volume first');
+    }
+    if (room.freeBytes < needed + ESP_MARGIN_BYTES) {
+      const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+      throw new AuraeError('RESOURCE_EXHAUSTED', `upgrade: the state volume has ${mib(room.freeBytes)} free, the upload needs ${mib(needed + ESP_MARGIN_BYTES)}: free space on it (or grow the disk) and upload again`);
+    }
+  };
+
   /** Hash each file of the kept upload; INVALID_ARGUMENT (and the kept bytes dropped) on the first mismatch. */
   const verifyKept = async (manifest: ReleaseManifest) => {
     for (const { file, start, end } of fileRanges(manifest)) {
@@ -256,6 +268,7 @@ export function createUpgradeCore(deps: UpgradeDeps): UpgradeCore {
 
       const manifestSha256 = sha256Hex(manifestBytes);
       const resume = planResume(partial.kept(), { manifestSha256, total });
+      checkKeepRoom(total - resume.offset);
       if (resume.offset === 0) partial.start({ manifestSha256, version: manifest.version, total });
       busy = `the upload of release ${manifest.version}`;
       let received = resume.offset;
@@ -298,7 +311,7 @@ export function createUpgradeCore(deps: UpgradeDeps): UpgradeCore {
                 await esp.writeFile(target.write.files.signature, [Buffer.from(signatureText)]);
                 // The UKI last: its rename makes the entry exist.
                 const ranges = fileRanges(manifest).sort((a, b) => (a.file.role === 'uki' ? 1 : 0) - (b.file.role === 'uki' ? 1 : 0));
-                for (const { file, start, end } of ranges) await esp.writeFile(target.write.files[file.role], keptPieces(start, end));
+                for (const { file, start, end } of ranges) await esp.writeFile(target.write.files[file.role], keptPieces(start, end), file.sha256);
               });
             } catch (err) {
               // The running entry is never touched and a half-written slot has no UKI (no entry): the node boots as before.

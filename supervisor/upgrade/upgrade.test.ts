@@ -3,7 +3,7 @@
 // policy), the service and core over an ESP folder in a temp dir, a state folder, and a fake booted-entry reader.
 // Upload → a new entry `+3` with the release's bytes (written temp → fsync → rename → fsync folder); tampered,
 // unsigned or foreign-signed → refused with nothing written; a cut stream resumes; Rollback; Status.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Metadata, Server, ServerCredentials, type ServiceError, credentials } from '@grpc/grpc-js';
@@ -63,7 +63,7 @@ let booted: BootedBy;
 let trace: Parameters<EspTrace>[];
 let pinned: string[];
 
-function makeService(options: { child?: boolean; failWriting?: RegExp } = {}) {
+function makeService(options: { child?: boolean; failWriting?: RegExp; stateInMemory?: boolean } = {}) {
   const ctx = { log: silentLogger, admins: new Set(['admin']), authz: fakeAuthorizer(), parentIdentity: null, issuerOf: issuerByName() };
   const real = fsEsp(esp, null, { trace: (...a) => void trace.push(a) });
   const failing = options.failWriting;
@@ -72,13 +72,13 @@ function makeService(options: { child?: boolean; failWriting?: RegExp } = {}) {
       ? {
           ...real,
           writable: (fn) => real.writable(fn),
-          writeFile: async (p, chunks) => {
+          writeFile: async (p, chunks, sha256) => {
             if (failing.test(p)) throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
-            return real.writeFile(p, chunks);
+            return real.writeFile(p, chunks, sha256);
           },
         }
       : real,
-    partial: fsPartialStore(state),
+    partial: options.stateInMemory ? { ...fsPartialStore(state), room: () => ({ freeBytes: 2 ** 40, inMemory: true }) } : fsPartialStore(state),
     bootedBy: () => booted,
     signingCertFiles: pinned,
     bootSlotStatus: () => null,
@@ -114,6 +114,14 @@ async function waitFor(check: () => Promise<boolean> | boolean, ms = 10_000): Pr
 const ls = () => Object.keys(treeSnapshot(entriesDir())).sort();
 
 describe('UpgradeService/Upload', () => {
+  it('is refused on a node whose state is in RAM (no STATE volume): nothing kept, nothing written', async () => {
+    makeService({ stateInMemory: true });
+    const release = writeTestRelease(join(tmp, 'release'), '0.2.0', trusted);
+    const before = ls();
+    await expect(api.upload(releaseFromDir(release.dir))).rejects.toMatchObject({ code: 'FAILED_PRECONDITION', details: expect.stringMatching(/keeps its state in RAM/) });
+    expect(ls()).toEqual(before);
+    expect(existsSync(join(state, 'upgrade', 'partial.data'))).toBe(false);
+  });
   it('writes a signed release into the inactive slot: a new entry +3 with the same bytes, written durably, UKI last', async () => {
     const release = writeTestRelease(join(tmp, 'release'), '0.2.0', trusted);
     const accepted: unknown[] = [];
