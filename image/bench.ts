@@ -5,6 +5,7 @@
 // `--only cri` the same for the CRI part (image/bench/cri.ts; `--churn-seconds N` shortens its churn loops from 60 s).
 // `--only exec` boots one node and prints the executable-start rows and the memory rows (BENCHMARKS.md untouched;
 // `--no-snapshot`: auraed started without its V8 startup snapshot).
+// `--only nested [--memory MiB]` boots one node and times child spawns inside it, printing each child's boot report.
 // `--only boot` boots the busybox baseline and the node with and without auraed's V8 startup snapshot
 // (AURAE_SNAPSHOT=off on the kernel command line), AURAE_BENCH_RUNS times each, and prints the boot rows and
 // where the time went (BENCHMARKS.md untouched).
@@ -29,7 +30,7 @@ import { assembleInitramfs, buildImage, REPO_ROOT, type BuiltImage } from './bui
 
 const RUNS = Number(process.env.AURAE_BENCH_RUNS ?? 3);
 /** Parts that run alone with `--only NAME`. */
-const ALONE = ['pods', 'cri', 'exec', 'boot'] as const;
+const ALONE = ['pods', 'cri', 'exec', 'boot', 'nested'] as const;
 /** The kernel command line's addition that starts auraed without its startup snapshot (init/service/command.ts). */
 const NO_SNAPSHOT = 'AURAE_SNAPSHOT=off';
 const say = (line: string) => console.error(`[bench] ${line}`);
@@ -231,6 +232,13 @@ async function main(): Promise<void> {
     console.log(`Start ÷ raw spawn: ${(exec.startMedianMs / exec.rawSpawnMedianMs).toFixed(2)}×; without the RPC round trip: ${((exec.startMedianMs - exec.rpcMedianMs) / exec.rawSpawnMedianMs).toFixed(2)}× (medians of ${exec.runs})`);
     return;
   }
+  if (only === 'nested') {
+    // `--only nested [--memory MiB]`: the nested spawns alone, with each child's own boot report (BENCHMARKS.md untouched).
+    const memAt = process.argv.indexOf('--memory');
+    const nested = await benchNested(image, say, RUNS, memAt >= 0 ? Number(process.argv[memAt + 1]) : undefined);
+    console.log(`nested spawn → child API (s): ${nested.spawnToApiMs.map((t) => (t / 1000).toFixed(2)).join(', ')}; ${nested.memoryMiB} MiB child, ${nested.accel}, ${nested.overheadMiB.toFixed(0)} MiB beyond guest RAM`);
+    return;
+  }
   if (only === 'pods') {
     const pods = await benchPods(image, benchDir, say);
     const file = path.join(REPO_ROOT, 'BENCHMARKS.md');
@@ -292,7 +300,10 @@ async function main(): Promise<void> {
     '|---|---|',
     `| kernel (bzImage) | ${kernelMB.toFixed(1)} |`,
     `| initramfs (${image.manifest.inputs.compression as string}) | ${initrdMB.toFixed(1)} |`,
-    `| **total** | **${(kernelMB + initrdMB).toFixed(1)}** (target ≤ 28) |`,
+    ...(image.manifest.outputs.rootImage
+      ? [`| of which the root image (/usr, ${(image.manifest.inputs.rootImage as { format: string }).format}, read lazily) | ${(image.manifest.outputs.rootImage.size / 1e6).toFixed(1)} |`]
+      : []),
+    `| **total** | **${(kernelMB + initrdMB).toFixed(1)}** (target ≤ 40) |`,
     `| UKI (\\EFI\\BOOT\\BOOTX64.EFI: stub + kernel + initramfs + command line) | ${(image.manifest.outputs.uki.size / 1e6).toFixed(1)} |`,
     `| esp.img: the boot volume (UKI, kernel, initramfs, QEMU with its libraries) | ${(image.manifest.outputs.esp.size / 1e6).toFixed(1)} |`,
     `| disk.raw (GPT + ESP; STATE is made at first boot on the target disk) | ${(image.manifest.outputs.disk.size / 1e6).toFixed(1)} (${(diskAllocated(image.disk) / 1e6).toFixed(1)} allocated) |`,
@@ -305,14 +316,14 @@ async function main(): Promise<void> {
     `| UEFI, first boot (creates and formats STATE) | ${fmt(uefi.apiReadyS[0] ?? null)} |`,
     `| UEFI, later boots (mean of ${uefi.apiReadyS.length - 1}) | ${uefi.apiReadyS.length > 1 ? fmt(mean(uefi.apiReadyS.slice(1))) : 'n/a'} |`,
     '',
-    'The difference is firmware (OVMF initialises PCI, finds the ESP, loads the 40 MB UKI through the EFI stub) and the q35 machine, all emulated under TCG here.',
+    `The difference is firmware (OVMF initialises PCI, finds the ESP, loads the ${(image.manifest.outputs.uki.size / 1e6).toFixed(0)} MB UKI through the EFI stub) and the q35 machine, all emulated under TCG here.`,
     '',
     '## Memory after boot (from /proc/PID/smaps_rollup)',
     '',
     '| process | PSS (MiB) | RSS (MiB) |',
     '|---|---|---|',
     ...mem.map((m) => `| ${m.process} | ${m.pssMiB.toFixed(1)} | ${m.rssMiB.toFixed(1)} |`),
-    `| **init + auraed** | **${pss.toFixed(1)}** | **${rss.toFixed(1)}** (target ≤ 60) |`,
+    `| **init + auraed** | **${pss.toFixed(1)}** (target ≤ 64) | **${rss.toFixed(1)}** |`,
     '',
     'PSS splits the pages the two Node processes share (the runtime\'s text) between them; RSS counts them twice.',
     '',
@@ -333,15 +344,15 @@ async function main(): Promise<void> {
     `| Spawn call → the child answers Health through its parent (runs) | ${spawnResult.spawnToApiMs.map((t) => (t / 1000).toFixed(2)).join(', ')} s |`,
     `| the parent's own cold boot by \`npm start\`'s path (API ready, above) | ${fmt(nodeApi)} s |`,
     `| ratio (mean) | **${(mean(spawnResult.spawnToApiMs) / 1000 / nodeApi).toFixed(2)}×** (target ≤ 1.5×) |`,
-    `| QEMU process for a ${spawnResult.memoryMiB} MiB guest (max over runs) | RSS ${spawnResult.qemuRssMiB.toFixed(0)} MiB, of which **${spawnResult.overheadMiB.toFixed(0)} MiB** outside the guest-RAM mapping (target ≤ 64) |`,
+    `| QEMU process for a ${spawnResult.memoryMiB} MiB guest (max over runs) | RSS ${spawnResult.qemuRssMiB.toFixed(0)} MiB, of which **${spawnResult.overheadMiB.toFixed(0)} MiB** outside the guest-RAM mapping (target ≤ ${accel === 'kvm' ? 64 : 100} under ${accel.toUpperCase()}) |`,
     '',
     '## Spawn, nested tier: inside a booted node (itself TCG on this host), with the QEMU from its boot volume',
     '',
     '| measure | value |',
     '|---|---|',
     `| Spawn call (host → node) → the child answers Health through the node (runs) | ${nested.spawnToApiMs.map((t) => (t / 1000).toFixed(2)).join(', ')} s (child accelerator: ${nested.accel}) |`,
-    `| ratio to the node's own cold boot (mean) | ${(mean(nested.spawnToApiMs) / 1000 / nodeApi).toFixed(2)}× |`,
-    `| child QEMU for a ${nested.memoryMiB} MiB guest, outside the guest-RAM mapping (max) | ${nested.overheadMiB.toFixed(0)} MiB |`,
+    `| ratio to the node's own cold boot (mean) | **${(mean(nested.spawnToApiMs) / 1000 / nodeApi).toFixed(2)}×** (target ≤ 3×) |`,
+    `| child QEMU for a ${nested.memoryMiB} MiB guest, outside the guest-RAM mapping (max) | ${nested.overheadMiB.toFixed(0)} MiB (target ≤ ${nested.accel === 'kvm' ? 64 : 100} under ${nested.accel.toUpperCase()}) |`,
     '',
     '## Executable start (in the booted node, TCG)',
     '',

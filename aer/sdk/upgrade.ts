@@ -17,26 +17,16 @@ import {
   type UpgradeServiceUploadResponse,
 } from '../../supervisor/gen/aurae/upgrade/v0/upgrade';
 import { decodeSignatureText, fileRanges, parseReleaseManifest, RELEASE_MANIFEST_FILE, RELEASE_SIGNATURE_FILE, type ReleaseManifest, releaseSize } from '../../supervisor/upgrade/release';
-import { CHUNK_BYTES } from '../../supervisor/upgrade/upload-plan';
+import type { BootEntryView, SigningCertView } from '../../supervisor/upgrade/upgrade-core';
+import { CHUNK_BYTES, type KeptUpload } from '../../supervisor/upgrade/upload-plan';
 import type { SdkCallContext } from './call-context';
 import { AuraeApiError, toApiError } from './errors';
 import { fromWireInt } from './int64';
 
 const SERVICE = 'aurae.upgrade.v0.UpgradeService';
 
-export interface BootEntryInfo {
-  /** E.g. "aurae-000003-0.2.0". */
-  id: string;
-  version: string;
-  generation: number;
-  /** Relative to the ESP root, e.g. "EFI/Linux/aurae-000003-0.2.0+3.efi". */
-  file: string;
-  /** null when the entry carries no boot counter (blessed). */
-  triesLeft: number | null;
-  triesDone: number | null;
-  running: boolean;
-  bootsNext: boolean;
-}
+/** A boot entry: the server's view itself (a type-only import: the SDK loads nothing of the core). */
+export type BootEntryInfo = BootEntryView;
 
 export interface UpgradeStatusInfo {
   /** false: the node did not boot from a slotted ESP (`reason` says why); Upload and Rollback are refused. */
@@ -46,8 +36,9 @@ export interface UpgradeStatusInfo {
   running: string;
   bootsNext: string;
   lastRollback: { from: string; to: string; reason: string; at: number; by: string } | null;
-  partial: { version: string; manifestSha256: string; kept: number; total: number } | null;
-  signingCerts: { subject: string; fingerprint: string; notAfter: number; file: string }[];
+  /** An unfinished upload the node keeps (the next upload of the same release continues it). */
+  partial: KeptUpload | null;
+  signingCerts: SigningCertView[];
   /** Why the pinned certificates cannot be used ("" when they can): uploads are refused until it is fixed. */
   signingProblem: string;
   /** init's note on this boot's entry, e.g. why it is not blessed yet ("" when none). */
@@ -78,7 +69,10 @@ export interface UploadOptions {
   onProgress?(progress: UploadProgressInfo): void;
   /** Cancel (the node keeps what it received, for the next upload to continue). */
   signal?: AbortSignal;
-  /** Uploads tried in all when the connection breaks (UNAVAILABLE, or the stream was cut); each one resumes. Default 1. */
+  /**
+   * Uploads tried in all when the connection breaks (UNAVAILABLE, the stream was cut, or the node ended an idle one:
+   * DEADLINE_EXCEEDED after upgrade.uploadIdleMs); each one resumes. Default 1.
+   */
   attempts?: number;
 }
 
@@ -265,7 +259,8 @@ export function rangeStartsAt(header: string | string[] | undefined, from: numbe
 }
 
 /**
- * Whether a failed upload may be tried again (and then resumes): the connection broke, the stream was cut, or the
+ * Whether a failed upload may be tried again (and then resumes): the connection broke, the stream was cut, the node
+ * ended it as idle (DEADLINE_EXCEEDED: nothing arrived for upgrade.uploadIdleMs, e.g. a stalled HTTP source), or the
  * node had not yet seen the end of the previous attempt ("… is in progress").
  */
 function resumable(err: unknown): boolean {

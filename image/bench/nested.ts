@@ -8,8 +8,10 @@ import { connect } from '../../aer/sdk';
 import { READY_LINE } from '../../supervisor/ipc';
 import { detectAccel, freeLoopbackPort, launchVm } from '../../supervisor/vms';
 import { DebugShell } from '../lib/debug-shell';
+import { timelineFromReport, timelineSummary } from './boot-phases';
 import { IDENTITY_FW_CFG } from '../../init/identity/document';
-import type { BuiltImage } from '../build';
+import { REPO_ROOT, type BuiltImage } from '../build';
+import { CHILD_MEMORY_MIB } from './spawn';
 
 export interface NestedBenchResult {
   spawnToApiMs: number[];
@@ -19,7 +21,7 @@ export interface NestedBenchResult {
   accel: string;
 }
 
-export async function benchNested(image: BuiltImage, log: (l: string) => void, runs = 3): Promise<NestedBenchResult> {
+export async function benchNested(image: BuiltImage, log: (l: string) => void, runs = 3, memoryMiB = CHILD_MEMORY_MIB): Promise<NestedBenchResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aurae-bench-nested-'));
   const port = await freeLoopbackPort();
   const vm = await launchVm({
@@ -37,7 +39,6 @@ export async function benchNested(image: BuiltImage, log: (l: string) => void, r
     disks: [{ path: image.esp, readOnly: true, format: 'raw' }],
     fwCfg: [{ name: IDENTITY_FW_CFG, file: image.identity }],
   });
-  const memoryMiB = 512;
   const parent = connect({ config: image.clientConfig, address: `127.0.0.1:${port}`, timeoutMs: 300_000 });
   const child = connect({ config: image.clientConfig, address: `127.0.0.1:${port}`, targetNode: `${image.manifest.node}/web`, timeoutMs: 10_000 });
   try {
@@ -56,6 +57,9 @@ export async function benchNested(image: BuiltImage, log: (l: string) => void, r
         }
       }
       times.push(performance.now() - t0);
+      // Where the child's boot went, as the child reports it (its kernel's clock, from its QEMU's start).
+      const report = (await child.discovery.discover()).boot;
+      log(`  child: ${report ? timelineSummary(timelineFromReport(report)) : 'no boot report'}`);
       // Summed in the node (busybox awk): the whole smaps through the emulated console is too slow.
       const [rssKb, guestKb] = (await sh.ok(`awk '/^Size:/{s=$2} /^Rss:/{t+=$2; if (s==${memoryMiB * 1024}) g+=$2} END{print t, g+0}' /proc/${v.pid}/smaps`)).trim().split(/\s+/).map(Number);
       overheadMiB = Math.max(overheadMiB, ((rssKb ?? NaN) - (guestKb ?? NaN)) / 1024);
@@ -65,6 +69,9 @@ export async function benchNested(image: BuiltImage, log: (l: string) => void, r
     }
     sh.close();
     const accel = /"accel":"(kvm|tcg)"/.exec(vm.console)?.[1] ?? 'unknown';
+    // The node's console (its auraed's log of each spawn) for a closer look: out/bench/nested-node-console.log.
+    fs.mkdirSync(path.join(REPO_ROOT, 'out', 'bench'), { recursive: true });
+    fs.writeFileSync(path.join(REPO_ROOT, 'out', 'bench', 'nested-node-console.log'), vm.console);
     await (await vm.qmp()).systemPowerdown();
     await vm.waitForExit(60_000).catch(() => vm.kill());
     return { spawnToApiMs: times, memoryMiB, overheadMiB, accel };

@@ -13,7 +13,7 @@ import { sbsignFile, writeRelease, type SigningKey } from '../sign';
 import { bootTree, slotTree, type QemuInputs } from './boot-tree';
 import { writeDiskImage } from './disk';
 import { writeFatImage } from './fat';
-import { buildUki } from './uki';
+import { buildUki, ukiOsRelease } from './uki';
 
 export { BOOT_FILES, QEMU_WRAPPER, slotTree } from './boot-tree';
 export { diskLayout, ESP_PARTITION_NAME } from './disk';
@@ -86,8 +86,7 @@ export async function buildBootArtifacts(i: BootArtifactsInputs): Promise<BootAr
     kernel: i.kernel,
     initramfs: i.initramfs,
     cmdline: ukiCmdline(i.cmdline),
-    // No VERSION fields: systemd-boot would order entries by them before their ids; the generation in the id orders.
-    osRelease: `NAME="Aurae"\nID=aurae\nPRETTY_NAME="Aurae node ${i.node} ${i.version}"\n`,
+    osRelease: ukiOsRelease(i.node, i.version),
     out: unsigned,
     workDir: work,
   });

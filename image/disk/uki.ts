@@ -18,6 +18,16 @@ export interface UkiInputs {
   workDir: string;
 }
 
+/**
+ * The UKI's .osrel section: the name systemd-boot shows, and no version field. systemd-boot 252 takes an entry's
+ * version from IMAGE_VERSION, VERSION, VERSION_ID or BUILD_ID and orders entries of the same sort key (IMAGE_ID, else
+ * ID) by that version before their ids; the A/B slots rely on the id alone (its generation: supervisor/upgrade/
+ * slots.ts), so a rollback to an older release still boots first. The version is shown in PRETTY_NAME only. Pure.
+ */
+export function ukiOsRelease(node: string, version: string): string {
+  return `NAME="Aurae"\nID=aurae\nPRETTY_NAME="Aurae node ${node} ${version}"\n`;
+}
+
 const PAGE = 0x1000;
 const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
 

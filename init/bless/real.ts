@@ -3,18 +3,13 @@
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MOUNT_FLAGS, type Syscalls } from '../../native';
-import { EFIVARS_DIR, ESP_LOCK_FILE, fsEsp, readBootedBy } from '../../supervisor/upgrade/esp';
+import { EFIVARS_DIR, ESP_LOCK_FILE, espRemount, fsEsp, readBootedBy } from '../../supervisor/upgrade/esp';
 import { BOOT_SLOT_STATUS_PATH, ESP_PATHS } from '../../supervisor/upgrade/slots';
 import { errorMessage, type Logger } from '../log';
 import type { BlessDeps } from './index';
 
-/** The mount options init/state-disk mounts the boot volume with (kept on a remount). */
-const BOOT_MOUNT_DATA = 'fmask=0022,dmask=0022,shortname=mixed';
-
 export function realBlessDeps(syscalls: Pick<Syscalls, 'mount'>, espRoot: string, log: Logger, reboot: (reason: string) => void): BlessDeps {
-  const remount = (root: string, readWrite: boolean) =>
-    syscalls.mount(null, root, null, MOUNT_FLAGS.MS_REMOUNT | MOUNT_FLAGS.MS_NOSUID | MOUNT_FLAGS.MS_NODEV | (readWrite ? 0 : MOUNT_FLAGS.MS_RDONLY), BOOT_MOUNT_DATA);
-  const esp = fsEsp(espRoot, remount, { lock: ESP_LOCK_FILE });
+  const esp = fsEsp(espRoot, espRemount((...args) => syscalls.mount(...args)), { lock: ESP_LOCK_FILE });
   return {
     espRoot,
     listEntries: () => esp.list(ESP_PATHS.entries),

@@ -314,8 +314,13 @@ export const NodeConfigSchema = z.strictObject({
       blessAfterMs: z._default(intIn(0, 3_600_000), 30_000),
       /** A boot on trial not blessed this long after init started is rebooted, so systemd-boot counts the try. */
       blessDeadlineMs: z._default(intIn(1_000, 86_400_000), 600_000),
+      /**
+       * An Upload stream that sends nothing for this long is ended (DEADLINE_EXCEEDED) so it stops holding the
+       * node's one upload; the bytes received are kept and the next upload of the release continues from them.
+       */
+      uploadIdleMs: z._default(intIn(1_000, 3_600_000), 60_000),
     }),
-    { signingCerts: [], esp: '/boot', blessAfterMs: 30_000, blessDeadlineMs: 600_000 },
+    { signingCerts: [], esp: '/boot', blessAfterMs: 30_000, blessDeadlineMs: 600_000, uploadIdleMs: 60_000 },
   ),
   /**
    * Set only in a spawned child (written by its parent into the guest payload, see guest/): who the parent is.

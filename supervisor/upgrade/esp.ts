@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { MOUNT_FLAGS, type Syscalls } from '../../native';
 import { syncDir } from './partial-store';
 import { type BootedBy, EFI_VARIABLES, TEMP_SUFFIX } from './slots';
 
@@ -34,10 +35,22 @@ export interface Esp {
 }
 
 /** The durable steps as they happen (tests check the order: fsync before rename, the folder after). */
-export type EspTrace = (op: 'write' | 'fsync' | 'rename' | 'fsync-dir' | 'remove' | 'remount-rw' | 'remount-ro' | 'remount-ro-failed', path: string, to?: string) => void;
+export type EspTrace = (op: 'write' | 'fsync' | 'rename' | 'fsync-renamed' | 'fsync-dir' | 'remove' | 'remount-rw' | 'remount-ro' | 'remount-ro-failed', path: string, to?: string) => void;
 
 /** How the real Esp changes the mount: a remount (MS_REMOUNT) read-write or read-only. */
 export type Remount = (root: string, readWrite: boolean) => void;
+
+/**
+ * The node's Remount of the boot volume (init's blessing and auraed's upgrades share it). No FAT data, though
+ * init/state-disk mounted /boot with fmask/dmask/shortname: vfat in Linux 6.1 uses the legacy mount API, so a
+ * remount calls fat_remount() (fs/fat/inode.c), which syncs and flips the read-only state but never parses the
+ * data: the options parsed at mount stay (data given here would be ignored). nosuid/nodev are per-mount flags that
+ * a remount replaces (fs/namespace.c path_mount), so they are passed again.
+ */
+export function espRemount(mount: Pick<Syscalls, 'mount'>['mount']): Remount {
+  const { MS_REMOUNT, MS_NOSUID, MS_NODEV, MS_RDONLY } = MOUNT_FLAGS;
+  return (root, readWrite) => mount(null, root, null, MS_REMOUNT | MS_NOSUID | MS_NODEV | (readWrite ? 0 : MS_RDONLY), null);
+}
 
 /** Whether `path` is a mount point, and then whether it is mounted read-only (from /proc/self/mountinfo). */
 export function mountOptionsOf(mountinfo: string, path: string): { readOnly: boolean } | null {
@@ -114,6 +127,14 @@ export function fsEsp(
   const fsyncDir = (dir: string) => {
     syncDir(dir);
     trace('fsync-dir', dir.slice(root.length + 1) || '.');
+  };
+  // vfat gives a renamed file a new directory entry with no cluster and size 0 and fills them in only when the
+  // inode is written back (fs/fat/namei_vfat.c vfat_rename: mark_inode_dirty); fsyncing the folder does not write
+  // it. Without this fsync of the file under its new name, a power cut in the next ~30 s leaves it empty (seen
+  // under QEMU: qemu-tests/48 step 6).
+  const fsyncRenamed = (path: string) => {
+    syncDir(path);
+    trace('fsync-renamed', path.slice(root.length + 1));
   };
   let writers = 0;
   let remounted = false;
@@ -207,11 +228,13 @@ export function fsEsp(
       closeSync(fd);
       renameSync(tmp, target);
       trace('rename', `${relPath}${TEMP_SUFFIX}`, relPath);
+      fsyncRenamed(target);
       fsyncDir(dirname(target));
     },
     rename(from, to) {
       renameSync(join(root, from), join(root, to));
       trace('rename', from, to);
+      fsyncRenamed(join(root, to));
       fsyncDir(dirname(join(root, to)));
       if (dirname(from) !== dirname(to)) fsyncDir(dirname(join(root, from)));
     },

@@ -1,8 +1,8 @@
 // The upgrade core over this node's real ESP, state volume and EFI variables (the composition root's one call).
-import { loadSyscalls, MOUNT_FLAGS } from '../../native';
+import { loadSyscalls } from '../../native';
 import type { NodeConfig } from '../config';
 import type { Logger } from '../log';
-import { ESP_LOCK_FILE, fsEsp, readBootedBy } from './esp';
+import { ESP_LOCK_FILE, espRemount, fsEsp, readBootedBy } from './esp';
 import { fsPartialStore } from './partial-store';
 import { createUpgradeCore, type UpgradeCore } from './upgrade-core';
 
@@ -11,14 +11,14 @@ import { createUpgradeCore, type UpgradeCore } from './upgrade-core';
  * init's other flags for its duration), partial uploads under state.dir/upgrade, the pinned certificates.
  */
 export function createNodeUpgrade(config: NodeConfig, log: Logger): UpgradeCore {
-  const { MS_REMOUNT, MS_NOSUID, MS_NODEV, MS_RDONLY } = MOUNT_FLAGS;
-  const remount = (root: string, readWrite: boolean) => loadSyscalls().mount(null, root, null, MS_REMOUNT | MS_NOSUID | MS_NODEV | (readWrite ? 0 : MS_RDONLY), null);
+  const remount = espRemount((...args) => loadSyscalls().mount(...args));
   return createUpgradeCore({
     esp: fsEsp(config.upgrade.esp, remount, { lock: ESP_LOCK_FILE }),
     partial: fsPartialStore(config.state.dir),
     bootedBy: () => readBootedBy(),
     signingCertFiles: config.upgrade.signingCerts,
     child: config.guest !== null,
+    uploadIdleMs: config.upgrade.uploadIdleMs,
     log: log.child({ subsystem: 'upgrade' }),
   });
 }

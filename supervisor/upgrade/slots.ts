@@ -367,7 +367,7 @@ export function fallbackReason(slots: Slots): string | null {
   const newer = slots.entries.filter((e) => e.generation > running.generation);
   const failed = newer.find((e) => e.triesLeft === 0);
   if (!failed) return null;
-  return `${failed.id} was booted ${failed.triesDone ?? TRIES} time(s) without being blessed (auraed did not serve and stay healthy), so systemd-boot went back to ${running.id}`;
+  return `${failed.id} was booted ${failed.triesDone ?? TRIES} time(s) without being blessed (refused by the firmware, failed to boot, or auraed did not serve and stay healthy for long enough), so systemd-boot went back to ${running.id}`;
 }
 
 /** What init knows of this boot's slot, written to BOOT_SLOT_STATUS_PATH (and rewritten once blessed). */

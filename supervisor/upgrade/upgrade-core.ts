@@ -13,17 +13,29 @@ import { fileRanges, type PinnedCert, parsePinnedCerts, type ReleaseManifest, Re
 import { BOOT_SLOT_STATUS_PATH, type BootedBy, type BootSlotStatus, type Entry, ESP_PATHS, fallbackReason, parseBootSlotStatus, planRollback, planUpgrade, SlotError, type Slots, slotsOf } from './slots';
 import { checkChunk, checkComplete, type KeptUpload, planResume } from './upload-plan';
 
-/** One boot entry as Status shows it. */
+/** One boot entry as Status shows it; also the SDK's BootEntryInfo (aer/sdk/upgrade.ts, a type-only import). */
 export interface BootEntryView {
+  /** E.g. "aurae-000003-0.2.0". */
   id: string;
   version: string;
   generation: number;
-  /** Its UKI's path on the ESP. */
+  /** Its UKI's path relative to the ESP root, e.g. "EFI/Linux/aurae-000003-0.2.0+3.efi". */
   file: string;
+  /** null when the entry carries no boot counter (blessed). */
   triesLeft: number | null;
   triesDone: number | null;
   running: boolean;
   bootsNext: boolean;
+}
+
+/** A pinned image-signing certificate as Status shows it (the SDK's too). */
+export interface SigningCertView {
+  subject: string;
+  /** Hex SHA-256 of the certificate (DER). */
+  fingerprint: string;
+  /** Expiry, ms since the epoch. */
+  notAfter: number;
+  file: string;
 }
 
 export interface UpgradeStatus {
@@ -35,7 +47,7 @@ export interface UpgradeStatus {
   bootsNext: string | null;
   lastRollback: { from: string; to: string; reason: string; at?: number; by?: string } | null;
   partial: KeptUpload | null;
-  signingCerts: { subject: string; fingerprint: string; notAfter: number; file: string }[];
+  signingCerts: SigningCertView[];
   /** Why the pinned certificates cannot be used; null when they can. */
   signingProblem: string | null;
   /** init's note on this boot's entry (BootSlotStatus.note); null when none. */
@@ -56,6 +68,8 @@ export interface UploadSession {
   readonly accepted: { resumeOffset: number; total: number; version: string; signer: string };
   /** Bytes received so far (the kept ones included). */
   readonly received: number;
+  /** The stream is ended when no message arrives for this long (upgrade.uploadIdleMs): it holds the one session. */
+  readonly idleMs: number;
   /** Append a chunk; INVALID_ARGUMENT when it does not continue at `received`. */
   write(offset: number, data: Uint8Array): void;
   /** The caller half-closed: check every byte came and every sha256, then write the slot. */
@@ -86,6 +100,8 @@ export interface UpgradeDeps {
   bootSlotStatus?: () => BootSlotStatus | null;
   /** Whether this node is a spawned child (it boots from its parent's running slot). */
   child?: boolean;
+  /** upgrade.uploadIdleMs: an Upload stream silent this long is ended (the service's timer), freeing the session. */
+  uploadIdleMs: number;
   clock?: () => number;
   log: Logger;
 }
@@ -285,6 +301,7 @@ export function createUpgradeCore(deps: UpgradeDeps): UpgradeCore {
         get received() {
           return received;
         },
+        idleMs: deps.uploadIdleMs,
         write(offset, data) {
           if (!open) throw new AuraeError('FAILED_PRECONDITION', 'upload: the session has ended');
           checkChunk(received, total, { offset, length: data.length });
@@ -304,6 +321,8 @@ export function createUpgradeCore(deps: UpgradeDeps): UpgradeCore {
             const now = currentSlots();
             const target = plan(now, manifest.version);
             checkRoom(target.remove, total + manifestBytes.length + signatureText.length);
+            // Said before the first ESP change (qemu-tests/48 cuts the power on this line to test a cut write).
+            log.info('upgrade: writing the ESP', { version: manifest.version, entry: target.write.id, remove: target.remove });
             try {
               await esp.writable(async () => {
                 for (const path of target.remove) esp.remove(path);
@@ -334,10 +353,14 @@ export function createUpgradeCore(deps: UpgradeDeps): UpgradeCore {
         },
         abandon() {
           if (!open) return;
+          release();
+          // Called from stream events and the idle timer: a failed sync is logged, never thrown (it would crash
+          // auraed). The kept bytes are checked against the manifest's sha256 at the end of the next upload anyway.
           try {
             partial.sync();
-          } finally {
-            release();
+          } catch (err) {
+            log.warn('upgrade: upload cut; syncing the received bytes failed (the next upload checks them)', { version: manifest.version, received, total, err });
+            return;
           }
           log.info('upgrade: upload cut; the received bytes are kept', { version: manifest.version, received, total });
         },

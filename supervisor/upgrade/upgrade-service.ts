@@ -16,7 +16,7 @@ import { type RpcContext, bidiStream, unary } from '../server';
 import { invalid } from '../validation';
 import { MAX_MANIFEST_BYTES, MAX_RELEASE_BYTES, parseReleaseManifest, type ReleaseManifest, ReleaseError, releaseSize } from './release';
 import type { BootEntryView, UpgradeCore, UpgradeStatus, UploadSession } from './upgrade-core';
-import { PROGRESS_EVERY_BYTES } from './upload-plan';
+import { idleEnded, PROGRESS_EVERY_BYTES } from './upload-plan';
 
 const SERVICE = 'aurae.upgrade.v0.UpgradeService';
 /** Longest signature accepted (an RSA-8192 signature is 1024 bytes). */
@@ -109,7 +109,9 @@ export function createUpgradeService(ctx: RpcContext, core: UpgradeCore): Upgrad
 /**
  * One Upload stream after its header was accepted: tell the caller where to start, take the chunks in order
  * (each one appended to the kept bytes), and on the caller's half-close let the core verify and write the slot.
- * A cut stream keeps what arrived (the core syncs it) for the next Upload of the same manifest.
+ * A cut stream keeps what arrived (the core syncs it) for the next Upload of the same manifest. A caller silent for
+ * `session.idleMs` is ended with DEADLINE_EXCEEDED (upload-plan.ts idleEnded), so an idle stream cannot hold the
+ * node's one session; the timer is stopped on every way the stream ends.
  */
 export function runUpload(session: UploadSession, call: ServerDuplexStream<UpgradeServiceUploadRequest, UpgradeServiceUploadResponse>): Promise<void> {
   const { accepted } = session;
@@ -117,7 +119,14 @@ export function runUpload(session: UploadSession, call: ServerDuplexStream<Upgra
   return new Promise<void>((resolve, reject) => {
     let settled = false;
     let reported = session.received;
+    let idle: NodeJS.Timeout | undefined;
+    const restartIdleTimer = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => fail(idleEnded(session.received, accepted.total, session.idleMs)), session.idleMs);
+    };
     const cleanup = () => {
+      clearTimeout(idle);
+      idle = undefined;
       call.off('data', onData);
       call.off('end', onEnd);
       call.off('cancelled', onCancelled);
@@ -132,6 +141,7 @@ export function runUpload(session: UploadSession, call: ServerDuplexStream<Upgra
     };
     const onData = (request: UpgradeServiceUploadRequest) => {
       if (settled) return;
+      restartIdleTimer();
       try {
         if (request.header) throw invalid('header', 'only in the first message');
         if (!request.chunk) throw invalid('chunk', 'required in every message after the first');
@@ -167,6 +177,7 @@ export function runUpload(session: UploadSession, call: ServerDuplexStream<Upgra
     call.once('end', onEnd);
     call.once('cancelled', onCancelled);
     call.once('error', onError);
+    restartIdleTimer();
     call.resume();
   });
 }

@@ -7,7 +7,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Metadata, Server, ServerCredentials, type ServiceError, credentials } from '@grpc/grpc-js';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { EventEmitter } from 'node:events';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createUpgradeApi, type ReleaseSource, releaseFromDir, type UpgradeApi } from '../../aer/sdk/upgrade';
 import { toApiError } from '../../aer/sdk/errors';
 import { ADMIN_ONLY_METHODS, decide, denialMessage, OPEN_METHODS, type Policy } from '../authz/policy';
@@ -20,7 +21,10 @@ import { RELEASE_MANIFEST_FILE, RELEASE_SIGNATURE_FILE } from './release';
 import { type BootedBy, ESP_PATHS, planBless } from './slots';
 import { makeSigningIdentity, type SigningIdentity, treeSnapshot, writeTestRelease, writeTestSlot } from './testing';
 import { createUpgradeCore } from './upgrade-core';
-import { createUpgradeService, validateUploadHeader } from './upgrade-service';
+import { parseNodeConfig } from '../config';
+import { AuraeError } from '../errors';
+import type { UploadSession } from './upgrade-core';
+import { createUpgradeService, runUpload, validateUploadHeader } from './upgrade-service';
 
 let trusted: SigningIdentity;
 let stranger: SigningIdentity;
@@ -63,7 +67,7 @@ let booted: BootedBy;
 let trace: Parameters<EspTrace>[];
 let pinned: string[];
 
-function makeService(options: { child?: boolean; failWriting?: RegExp; stateInMemory?: boolean } = {}) {
+function makeService(options: { child?: boolean; failWriting?: RegExp; stateInMemory?: boolean; uploadIdleMs?: number; failSync?: boolean } = {}) {
   const ctx = { log: silentLogger, admins: new Set(['admin']), authz: fakeAuthorizer(), parentIdentity: null, issuerOf: issuerByName() };
   const real = fsEsp(esp, null, { trace: (...a) => void trace.push(a) });
   const failing = options.failWriting;
@@ -78,11 +82,16 @@ function makeService(options: { child?: boolean; failWriting?: RegExp; stateInMe
           },
         }
       : real,
-    partial: options.stateInMemory ? { ...fsPartialStore(state), room: () => ({ freeBytes: 2 ** 40, inMemory: true }) } : fsPartialStore(state),
+    partial: {
+      ...fsPartialStore(state),
+      ...(options.stateInMemory ? { room: () => ({ freeBytes: 2 ** 40, inMemory: true }) } : {}),
+      ...(options.failSync ? { sync: () => { throw Object.assign(new Error('input/output error'), { code: 'EIO' }); } } : {}),
+    },
     bootedBy: () => booted,
     signingCertFiles: pinned,
     bootSlotStatus: () => null,
     child: options.child,
+    uploadIdleMs: options.uploadIdleMs ?? 60_000,
     clock: () => 1_700_000_000_000,
     log: silentLogger,
   });
@@ -112,6 +121,14 @@ async function waitFor(check: () => Promise<boolean> | boolean, ms = 10_000): Pr
   }
 }
 const ls = () => Object.keys(treeSnapshot(entriesDir())).sort();
+/** `promise`, or a failure naming `what` when it has not settled within `ms`. */
+function within<T>(promise: Promise<T>, what: string, ms = 10_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
 
 describe('UpgradeService/Upload', () => {
   it('is refused on a node whose state is in RAM (no STATE volume): nothing kept, nothing written', async () => {
@@ -135,13 +152,15 @@ describe('UpgradeService/Upload', () => {
     expect(readFileSync(join(entriesDir(), `${id}.initramfs`)).equals(release.files.initramfs)).toBe(true);
     expect(readFileSync(join(entriesDir(), `${id}.json`)).equals(release.manifestBytes)).toBe(true);
     expect(readFileSync(join(entriesDir(), `${id}.json.sig`), 'utf8')).toBe(readFileSync(join(release.dir, RELEASE_SIGNATURE_FILE), 'utf8'));
-    // Every file: written to its temp name, fsync'd, renamed, then the folder fsync'd; the UKI is the last one.
+    // Every file: written to its temp name, fsync'd, renamed, fsync'd under its new name (vfat writes a renamed
+    // file's size and clusters only then), then the folder fsync'd; the UKI is the last one.
     const written = trace.filter(([op]) => op === 'rename').map(([, , to]) => to);
     expect(written).toEqual([`${id}.json`, `${id}.json.sig`, `${id}.vmlinuz`, `${id}.initramfs`, `${id}+3.efi`].map((n) => `${ESP_PATHS.entries}/${n}`));
     for (const to of written) {
       const i = trace.findIndex(([op, , t]) => op === 'rename' && t === to);
       expect(trace[i - 1]).toEqual(['fsync', `${to}.tmp`]);
-      expect(trace[i + 1]).toEqual(['fsync-dir', ESP_PATHS.entries]);
+      expect(trace[i + 1]).toEqual(['fsync-renamed', to]);
+      expect(trace[i + 2]).toEqual(['fsync-dir', ESP_PATHS.entries]);
     }
     // The running slot is untouched; nothing is left on the state volume.
     expect(ls()).toContain('aurae-000001-0.1.0.efi');
@@ -304,6 +323,82 @@ describe('UpgradeService/Upload', () => {
     expect(readFileSync(join(entriesDir(), 'aurae-000002-0.2.0+3.efi')).equals(release.files.uki)).toBe(true);
   });
 
+  it('ends a stream idle for upgrade.uploadIdleMs with DEADLINE_EXCEEDED: the upload is free again and the next one resumes from the kept bytes', async () => {
+    makeService({ uploadIdleMs: 300 });
+    const release = writeTestRelease(join(tmp, 'release'), '0.2.0', trusted);
+    const source = releaseFromDir(release.dir);
+    const MiB = 1024 * 1024;
+    // A caller that sends one MiB and then nothing, its side left open.
+    const call = raw.upload(new Metadata());
+    const ended = new Promise<ServiceError>((resolve) => call.on('error', resolve));
+    call.on('data', (m: UpgradeServiceUploadResponse) => {
+      if (m.accepted) call.write({ chunk: { offset: 0n, data: release.files.uki.subarray(0, MiB) } });
+    });
+    call.write({ header: { manifest: source.manifestBytes, signature: source.signature, totalSize: 3_500_000n } });
+    const err = await within(ended, 'the node ending the idle upload');
+    expect(err.code).toBe(4); // DEADLINE_EXCEEDED
+    expect(err.details).toMatch(/^upload: nothing arrived for 300 ms \(upgrade\.uploadIdleMs\), so the node ended the stream .*the 1048576 of 3500000 bytes received are kept .*continue from byte 1048576$/);
+    expect(await api.status()).toMatchObject({ uploading: false, partial: { version: '0.2.0', kept: MiB, total: 3_500_000 } });
+    // The session is free: the next upload is accepted and continues from the kept MiB.
+    const accepted: number[] = [];
+    const r = await api.upload(source, { onAccepted: (a) => void accepted.push(a.resumeOffset) });
+    expect(accepted).toEqual([MiB]);
+    expect(r.sent).toBe(3_500_000 - MiB);
+    expect(readFileSync(join(entriesDir(), 'aurae-000002-0.2.0+3.efi')).equals(release.files.uki)).toBe(true);
+  });
+
+  it('an idle end whose sync of the kept bytes fails still frees the upload (logged, not thrown from the timer)', async () => {
+    makeService({ uploadIdleMs: 200, failSync: true });
+    const release = writeTestRelease(join(tmp, 'release'), '0.2.0', trusted, { uki: 1000, kernel: 10, initramfs: 10 });
+    const source = releaseFromDir(release.dir);
+    const call = raw.upload(new Metadata());
+    const ended = new Promise<ServiceError>((resolve) => call.on('error', resolve));
+    call.on('data', (m: UpgradeServiceUploadResponse) => m.accepted && call.write({ chunk: { offset: 0n, data: release.files.uki.subarray(0, 100) } }));
+    call.write({ header: { manifest: source.manifestBytes, signature: source.signature, totalSize: 1020n } });
+    expect((await within(ended, 'the node ending the idle upload')).code).toBe(4);
+    expect(await api.status()).toMatchObject({ uploading: false, partial: { kept: 100 } });
+  });
+
+  it('the SDK retries an upload the node ended as idle (attempts) and resumes it', async () => {
+    makeService({ uploadIdleMs: 300 });
+    const release = writeTestRelease(join(tmp, 'release'), '0.2.0', trusted);
+    const full = releaseFromDir(release.dir);
+    const MiB = 1024 * 1024;
+    let firstEnded: () => void = () => {};
+    const firstAttemptOver = new Promise<void>((r) => (firstEnded = r));
+    const offsets: number[] = [];
+    // The first attempt's source stalls after one MiB (a hung HTTP server) until the node has ended that attempt.
+    const stalling: ReleaseSource = {
+      ...full,
+      open(offset) {
+        offsets.push(offset);
+        if (offsets.length > 1) return full.open(offset);
+        return (async function* () {
+          for await (const piece of full.open(offset)) {
+            yield piece;
+            await firstAttemptOver;
+            return;
+          }
+        })();
+      },
+    };
+    const accepted: number[] = [];
+    const r = await within(
+      api.upload(stalling, {
+        attempts: 2,
+        onAccepted: (a) => {
+          accepted.push(a.resumeOffset);
+          if (accepted.length === 2) firstEnded();
+        },
+      }),
+      'the retried upload',
+    );
+    expect(accepted).toEqual([0, MiB]);
+    expect(offsets).toEqual([0, MiB]);
+    expect(r.sent).toBe(3_500_000 - MiB);
+    expect(readFileSync(join(entriesDir(), 'aurae-000002-0.2.0+3.efi')).equals(release.files.uki)).toBe(true);
+  });
+
   it('starts over when the kept bytes belong to another release', async () => {
     const first = writeTestRelease(join(tmp, 'first'), '0.2.0', trusted, { uki: 2_000_000, kernel: 10, initramfs: 10 });
     const s1 = releaseFromDir(first.dir);
@@ -337,6 +432,80 @@ describe('UpgradeService/Upload', () => {
   });
 });
 
+describe('Upload idle timer (runUpload over a fake stream, fake clock)', () => {
+  const IDLE = 1000;
+  /** A session taking any chunk, and a stream the test drives; `outcome` records how runUpload settled. */
+  function start() {
+    let received = 0;
+    const session = {
+      accepted: { resumeOffset: 0, total: 100, version: '0.2.0', signer: 'CN=test' },
+      get received() {
+        return received;
+      },
+      idleMs: IDLE,
+      write: (_offset: number, data: Uint8Array) => void (received += data.length),
+      finish: vi.fn(async () => ({ entry: { id: 'e', version: '0.2.0', generation: 2, file: 'f', triesLeft: 3, triesDone: 0, running: false, bootsNext: true }, removed: [] })),
+      abandon: vi.fn(),
+    } satisfies UploadSession;
+    const call = Object.assign(new EventEmitter(), { write: vi.fn(), end: vi.fn(), resume: vi.fn() });
+    const outcome: { settled?: 'resolved' | 'rejected'; err?: unknown } = {};
+    runUpload(session, call as never).then(
+      () => void (outcome.settled = 'resolved'),
+      (err: unknown) => Object.assign(outcome, { settled: 'rejected', err }),
+    );
+    const chunk = (offset: number) => call.emit('data', { chunk: { offset: BigInt(offset), data: Buffer.alloc(10) } });
+    return { session, call, outcome, chunk };
+  }
+  beforeEach(() => void vi.useFakeTimers());
+  afterEach(() => void vi.useRealTimers());
+
+  it('restarts on every message and ends the stream after IDLE ms of silence, keeping the bytes (abandon)', async () => {
+    const { session, outcome, chunk } = start();
+    await vi.advanceTimersByTimeAsync(IDLE - 1);
+    chunk(0);
+    await vi.advanceTimersByTimeAsync(IDLE - 1);
+    expect(outcome.settled).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(outcome).toMatchObject({ settled: 'rejected', err: expect.objectContaining({ code: 'DEADLINE_EXCEEDED', message: expect.stringMatching(/the 10 of 100 bytes received are kept/) }) });
+    expect(outcome.err).toBeInstanceOf(AuraeError);
+    expect(session.abandon).toHaveBeenCalledOnce();
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('is stopped on every other end: done, cancel, a stream error, a refused message', async () => {
+    const done = start();
+    done.chunk(0);
+    done.call.emit('end');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(done.outcome.settled).toBe('resolved');
+    expect(vi.getTimerCount()).toBe(0);
+    // The slot write takes as long as it takes: no idle end once the caller half-closed.
+    await vi.advanceTimersByTimeAsync(10 * IDLE);
+    expect(done.session.abandon).not.toHaveBeenCalled();
+
+    for (const end of [(s: ReturnType<typeof start>) => s.call.emit('cancelled'), (s: ReturnType<typeof start>) => s.call.emit('error', new Error('reset')), (s: ReturnType<typeof start>) => s.call.emit('data', {})]) {
+      const s = start();
+      expect(vi.getTimerCount()).toBe(1);
+      end(s);
+      await vi.advanceTimersByTimeAsync(0);
+      expect(s.outcome.settled).toBe('rejected');
+      expect(s.session.abandon).toHaveBeenCalledOnce();
+      expect(vi.getTimerCount()).toBe(0);
+    }
+  });
+});
+
+describe('upgrade.uploadIdleMs (node config)', () => {
+  const base = { version: 1, node: { name: 'n1' }, pki: { caCert: '/ca.pem', serverCert: '/s.pem', serverKey: '/s.key' } };
+  it('defaults to 60 s, allows 1 s to 1 h, and names the field otherwise', () => {
+    expect(parseNodeConfig(base, 'test').upgrade.uploadIdleMs).toBe(60_000);
+    expect(parseNodeConfig({ ...base, upgrade: { uploadIdleMs: 5_000 } }, 'test').upgrade.uploadIdleMs).toBe(5_000);
+    for (const bad of [999, 3_600_001, 1500.5, '60000']) {
+      expect(() => parseNodeConfig({ ...base, upgrade: { uploadIdleMs: bad } }, 'test')).toThrow(/\n {2}upgrade\.uploadIdleMs: /);
+    }
+  });
+});
+
 describe('UpgradeService/Rollback and Status', () => {
   it('after an upgrade that booted and was blessed, Rollback makes the old release boot next under a new id', async () => {
     const release = writeTestRelease(join(tmp, 'release'), '0.2.0', trusted, { uki: 100, kernel: 100, initramfs: 100 });
@@ -366,7 +535,11 @@ describe('UpgradeService/Rollback and Status', () => {
       ['aurae-000002-0.2.0.efi', 'aurae-000002-0.2.0.initramfs', 'aurae-000002-0.2.0.json', 'aurae-000002-0.2.0.json.sig', 'aurae-000002-0.2.0.vmlinuz',
         'aurae-000003-0.1.0+3.efi', 'aurae-000003-0.1.0.initramfs', 'aurae-000003-0.1.0.json', 'aurae-000003-0.1.0.json.sig', 'aurae-000003-0.1.0.vmlinuz'].sort(),
     );
-    expect(trace.at(-2)).toEqual(['rename', 'EFI/Linux/aurae-000001-0.1.0.efi', 'EFI/Linux/aurae-000003-0.1.0+3.efi']);
+    expect(trace.slice(-3)).toEqual([
+      ['rename', 'EFI/Linux/aurae-000001-0.1.0.efi', 'EFI/Linux/aurae-000003-0.1.0+3.efi'],
+      ['fsync-renamed', 'EFI/Linux/aurae-000003-0.1.0+3.efi'],
+      ['fsync-dir', 'EFI/Linux'],
+    ]);
     expect((await api.status()).lastRollback).toEqual({ from: 'aurae-000002-0.2.0', to: 'aurae-000003-0.1.0', reason: 'rolled back by admin (UpgradeService/Rollback)', at: 1_700_000_000_000, by: 'admin' });
   });
 

@@ -55,5 +55,16 @@ export function checkComplete(received: number, total: number): void {
   );
 }
 
+/**
+ * The caller sent nothing for `idleMs` (upgrade.uploadIdleMs): DEADLINE_EXCEEDED saying the bytes are kept. The SDK
+ * retries it (aer image upgrade --attempts) like a cut stream: each retry resumes from `received`.
+ */
+export function idleEnded(received: number, total: number, idleMs: number): AuraeError {
+  return new AuraeError(
+    'DEADLINE_EXCEEDED',
+    `upload: nothing arrived for ${idleMs} ms (upgrade.uploadIdleMs), so the node ended the stream to free the upload for others: the ${received} of ${total} bytes received are kept on the node's state volume; run the same upload again to continue from byte ${received}`,
+  );
+}
+
 /** Progress is reported at most once per this many bytes (and at the end). */
 export const PROGRESS_EVERY_BYTES = 8 * 1024 * 1024;

@@ -27,8 +27,10 @@ export interface VmSpec {
   /**
    * UEFI boot (OVMF): the read-only firmware code and a writable copy of its variable store, as pflash. The
    * firmware boots the first disk's \EFI\BOOT\BOOTX64.EFI (our UKI) the way real hardware does. Needs q35 or pc.
+   * `secureBoot`: the code is OVMF's SMM build (OVMF_CODE_4M.secboot.fd), which stops at once without SMM: the
+   * machine gets SMM and the pflash is writable from SMM only, so the guest cannot rewrite its keys. Needs q35.
    */
-  firmware?: { code: string; vars: string } | null;
+  firmware?: { code: string; vars: string; secureBoot?: boolean } | null;
   memoryMiB: number;
   cpus: number;
   accel: Accel;
@@ -108,6 +110,7 @@ export function validateVmSpec(spec: VmSpec): void {
   }
   if (spec.firmware && spec.machine === 'microvm') bad('machine', 'pc or q35 with firmware (microvm has no pflash)');
   if (spec.firmware && (spec.firmware.code.includes(',') || spec.firmware.vars.includes(','))) bad('firmware', 'paths without commas');
+  if (spec.firmware?.secureBoot && spec.machine !== 'q35') bad('machine', 'q35 with Secure Boot firmware (OVMF runs SMM only on q35)');
   if (spec.tscKhz != null && (!Number.isInteger(spec.tscKhz) || spec.tscKhz < 1000 || spec.tscKhz > 10_000_000)) bad('tscKhz', 'an integer 1000..10000000 (kHz)');
 }
 
@@ -143,7 +146,9 @@ export function qemuArgs(spec: VmSpec): string[] {
     spec.machine === 'microvm'
       ? // isa-serial for an early console; rtc for wall time; no option ROMs (they only slow the boot).
         'microvm,x-option-roms=off,isa-serial=on,rtc=on'
-      : spec.machine;
+      : spec.firmware?.secureBoot
+        ? `${spec.machine},smm=on`
+        : spec.machine;
   // virtio-mmio devices on microvm, virtio-pci on pc.
   const dev = (name: string) => (spec.machine === 'microvm' ? `${name}-device` : `${name}-pci`);
   const args = [
@@ -162,6 +167,8 @@ export function qemuArgs(spec: VmSpec): string[] {
       '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${spec.firmware.code}`,
       '-drive', `if=pflash,format=raw,unit=1,file=${spec.firmware.vars}`,
     );
+    // Only code running in SMM may write the flash (the variable store with the keys).
+    if (spec.firmware.secureBoot) args.push('-global', 'driver=cfi.pflash01,property=secure,value=on');
   } else {
     args.push('-kernel', spec.kernel, '-initrd', spec.initrd, '-append', kernelCmdline(spec));
   }

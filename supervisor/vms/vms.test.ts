@@ -59,6 +59,16 @@ describe('qemuArgs', () => {
     expect(() => qemuArgs({ ...spec, firmware: { code: '/c', vars: '/v' } })).toThrow(/machine is invalid: expected pc or q35 with firmware/);
   });
 
+  it('gives Secure Boot firmware SMM and a flash only SMM may write, on q35 only', () => {
+    const firmware = { code: '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd', vars: '/tmp/vars.fd', secureBoot: true };
+    const args = qemuArgs({ ...spec, machine: 'q35', debugConsoleSocket: null, firmware });
+    expect(argAfter(args, '-M')).toBe('q35,smm=on');
+    expect(argAfter(args, '-global')).toBe('driver=cfi.pflash01,property=secure,value=on');
+    expect(args).toContain('if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd');
+    expect(qemuArgs({ ...spec, machine: 'q35', firmware: { code: '/c', vars: '/v' } })).not.toContain('-global');
+    expect(() => qemuArgs({ ...spec, machine: 'pc', firmware })).toThrow(/machine is invalid: expected q35 with Secure Boot firmware/);
+  });
+
   it('puts console, pci=off and the TSC frequency before the caller’s parameters', () => {
     expect(kernelCmdline(spec)).toBe('console=ttyS0 pci=off tsc_early_khz=2600000 panic=-1 quiet');
     expect(kernelCmdline({ ...spec, machine: 'pc', tscKhz: null, append: '' })).toBe('console=ttyS0');
