@@ -16,10 +16,11 @@
 //      it 3 times (init reboots each unblessed try at its deadline), then boots the blessed generation 3 by itself,
 //      never the half-written slot;
 //   8. that node serves with a sane Status after the cut (the half slot is no entry; the whole upload is still kept),
+//      the cell step 1 made is back with its executable running (as after steps 4 and 5),
 //      a new upload continues from the kept bytes, removes the leftovers and the failed entry and writes the slot
 //      (generation 6), and /boot keeps the fmask/dmask init mounted it with across auraed's remounts.
 // Two QEMU runs (steps 1-6, steps 7-8), seven boots.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -31,12 +32,10 @@ import { initramfsWithConfig } from '../image/lib/guest-registry';
 import { IMAGE_SIGNING_FILES, writeRelease } from '../image/sign';
 import { entryFileName, entryId, ESP_PATHS, slotFileName, slotsOf, TRIES } from '../supervisor/upgrade/slots';
 import { aer } from './fixture/aer';
+import { espEntries, espFile, espPut } from './fixture/esp';
 import { bootNode, eventually, flashTestDisk, testImage, type BootedNode } from './fixture/node';
 
 const DISK_BYTES = 1024 * 1024 * 1024;
-/** The ESP starts at LBA 2048 (image/disk/disk.ts). */
-const ESP_OFFSET = 2048 * 512;
-const MTOOLS_ENV = { ...process.env, MTOOLS_SKIP_CHECK: '1' };
 const UPLOAD_TIMEOUT_MS = 600_000;
 /** OVMF + systemd-boot + the node under TCG, then blessAfterMs (30 s) of serving. */
 const BOOT_AND_BLESS_MS = 400_000;
@@ -52,19 +51,6 @@ const GEN = { factory: 1, v2: 2, rolledBack: 3, cut: 4, bad: 5, v2Again: 6 } as 
 const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 /** How many times `re` matches the console text. */
 const count = (text: string, re: RegExp) => [...text.matchAll(new RegExp(re.source, 'g'))].length;
-
-/** Names in \EFI\Linux of the ESP inside `disk` (host side, mtools; reading while QEMU runs is fine). */
-function espEntries(disk: string): string[] {
-  const out = execFileSync('mdir', ['-b', '-i', `${disk}@@${ESP_OFFSET}`, `::/${ESP_PATHS.entries}`], { env: MTOOLS_ENV, encoding: 'utf8' });
-  return out.split('\n').filter(Boolean).map((l) => l.split('/').pop()!).sort();
-}
-
-/** A file of \EFI\Linux on the ESP inside `disk`, copied out to `dir` (host side). */
-function espFile(disk: string, name: string, dir: string): Buffer {
-  const to = path.join(dir, `esp-${name}`);
-  execFileSync('mcopy', ['-n', '-i', `${disk}@@${ESP_OFFSET}`, `::/${ESP_PATHS.entries}/${name}`, to], { env: MTOOLS_ENV });
-  return fs.readFileSync(to);
-}
 
 /** Limit the guest's writes to the drive backed by `file` to `bytesPerSecond` from now on (QMP; 0 lifts it). */
 async function throttleWrites(node: BootedNode, file: string, bytesPerSecond: number): Promise<void> {
@@ -142,6 +128,26 @@ describe('48 upgrade: signed A/B slots with boot counting under OVMF, one disk t
     return r.stdout.trim();
   }
 
+  /**
+   * The node's state survives every upgrade, rollback and power cut: the cell step 1 allocated (its row on STATE)
+   * is there and its sleeper, desired running, was started again by auraed's reconcile on this boot.
+   */
+  async function expectKeptCell(): Promise<void> {
+    await eventually(
+      async () => {
+        const client = booted().client();
+        try {
+          const kept = (await client.cells.list()).find((c) => c.name === 'kept');
+          return kept?.executables.find((x) => x.name === 'sleeper' && x.state === 'running') ?? null;
+        } finally {
+          client.close();
+        }
+      },
+      120_000,
+      "the cell 'kept' with its sleeper running again after the reboot",
+    );
+  }
+
   async function shutdown(): Promise<void> {
     expect((await aer(booted(), ['shutdown'])).code).toBe(0);
     await booted().vm.waitForExit(120_000);
@@ -179,6 +185,14 @@ describe('48 upgrade: signed A/B slots with boot counting under OVMF, one disk t
     const s = await status();
     expect(s).toMatchObject({ slotted: true, running: id, bootsNext: id, partial: null });
     expect(s.entries).toEqual([expect.objectContaining({ id, triesLeft: null })]);
+    // State the later boots must keep (expectKeptCell).
+    const client = node.client();
+    try {
+      await client.cells.allocate({ name: 'kept', memory: { max: 64 * 1024 * 1024 } });
+      await client.cells.start('kept', { name: 'sleeper', args: ['/bin/sleep', '3600'], restart: { mode: 'always' } });
+    } finally {
+      client.close();
+    }
   }, 400_000);
 
   it('2. tampered and unsigned releases are refused with nothing written to the ESP', async () => {
@@ -248,6 +262,7 @@ describe('48 upgrade: signed A/B slots with boot counting under OVMF, one disk t
     expect(s.entries.map((e) => [e.id, e.triesLeft])).toEqual([[v2, null], [factory(), null]]);
     const audit = await aer(n, ['-o', 'json', 'authz', 'audit', '--method', 'aurae.upgrade.v0.UpgradeService/*']);
     expect(JSON.parse(audit.stdout)).toEqual(expect.arrayContaining([expect.objectContaining({ method: 'aurae.upgrade.v0.UpgradeService/Upload', code: 'OK', identity: 'admin' })]));
+    await expectKeptCell();
   }, 900_000);
 
   it('5. aer image rollback --reboot brings the factory release back under a new generation', async () => {
@@ -259,6 +274,7 @@ describe('48 upgrade: signed A/B slots with boot counting under OVMF, one disk t
     await n.vm.waitForConsole(new RegExp(`boot slot: blessed ${esc(rolledBack())} `), BOOT_AND_BLESS_MS, from);
     const s = await status();
     expect(s).toMatchObject({ running: rolledBack(), bootsNext: rolledBack(), lastRollback: { from: v2, to: rolledBack(), by: 'admin' } });
+    await expectKeptCell();
   }, 900_000);
 
   it('6. a power cut while auraed writes the new slot to the ESP leaves that slot without its entry (the host sees the cut write)', async () => {
@@ -320,7 +336,7 @@ describe('48 upgrade: signed A/B slots with boot counting under OVMF, one disk t
     const uki = path.join(dir, 'bad.efi');
     await buildUki({ kernel: image().kernel, initramfs: initrd, cmdline: ukiCmdline(DEFAULT_CMDLINE), osRelease: 'NAME="Aurae"\nID=aurae\n', out: uki, workDir: path.join(dir, 'uki') });
     const badName = entryFileName({ generation: GEN.bad, version: 'bad', triesLeft: TRIES });
-    execFileSync('mcopy', ['-i', `${disk}@@${ESP_OFFSET}`, uki, `::/${ESP_PATHS.entries}/${badName}`], { env: MTOOLS_ENV });
+    espPut(disk, uki, badName);
     expect(slotsOf(espEntries(disk), null).default?.id).toBe(bad);
 
     node = await bootNode({ name: '48-upgrade-after-cut', uefiDisk: disk, identity: false, noReboot: false, readyTimeoutMs: 400_000 });
@@ -349,6 +365,7 @@ describe('48 upgrade: signed A/B slots with boot counting under OVMF, one disk t
       [bad, 0, false, false],
     ]);
     expect(s.lastRollback).toMatchObject({ from: bad, to: id, reason: expect.stringContaining(`${bad} was booted 3 time(s) without being blessed`) });
+    await expectKeptCell();
 
     expect((await aer(booted(), ['cell', 'allocate', 'esp-probe', '--memory-max', '64M', '--pids-max', '32'])).code).toBe(0);
     const mountedBefore = await bootMount();

@@ -13,24 +13,16 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OVMF_VARS_SNAKEOIL } from '../image/lib/ovmf';
 import { enrolledKeys, writeStoreWithDb } from '../image/lib/ovmf-vars';
 import { IMAGE_SIGNING_FILES } from '../image/sign';
-import { entryFileName, entryId, ESP_PATHS, TRIES } from '../supervisor/upgrade/slots';
+import { entryFileName, entryId, TRIES } from '../supervisor/upgrade/slots';
 import { aer } from './fixture/aer';
+import { espEntries, espPut } from './fixture/esp';
 import { bootNode, testImage, type BootedNode, flashTestDisk } from './fixture/node';
 
 const DISK_BYTES = 1024 * 1024 * 1024;
-/** The ESP starts at LBA 2048 (image/disk/disk.ts). */
-const ESP_OFFSET = 2048 * 512;
-const MTOOLS_ENV = { ...process.env, MTOOLS_SKIP_CHECK: '1' };
 const EFIVARS = '/sys/firmware/efi/efivars';
 const GLOBAL = '8be4df61-93ca-11d2-aa0d-00e098032b8c';
 /** Under TCG with SMM every firmware variable access is slow: a boot to AURAE_READY takes minutes on a busy host. */
 const BOOT_MS = 300_000;
-
-/** Names in \EFI\Linux of the ESP inside `disk` (host side, mtools). */
-function espEntries(disk: string): string[] {
-  const out = execFileSync('mdir', ['-b', '-i', `${disk}@@${ESP_OFFSET}`, `::/${ESP_PATHS.entries}`], { env: MTOOLS_ENV, encoding: 'utf8' });
-  return out.split('\n').filter(Boolean).map((l) => l.split('/').pop()!).sort();
-}
 
 /** Does `file` verify against `cert` (sbverify)? */
 function sbverifies(file: string, cert: string): boolean {
@@ -107,7 +99,7 @@ describe('49 Secure Boot under OVMF with the image-signing certificate in db', (
     expect(sbverifies(rogue, cert)).toBe(true);
     expect(sbverifies(rogue, signingCert())).toBe(false);
     const rogueId = entryId(2, 'rogue');
-    execFileSync('mcopy', ['-i', `${disk}@@${ESP_OFFSET}`, rogue, `::/${ESP_PATHS.entries}/${entryFileName({ generation: 2, version: 'rogue', triesLeft: TRIES })}`], { env: MTOOLS_ENV });
+    espPut(disk, rogue, entryFileName({ generation: 2, version: 'rogue', triesLeft: TRIES }));
 
     node = await bootNode({ name: '49-refused', uefiDisk: disk, secureBootVars: vars, identity: false, noReboot: false, waitFor: 'launch' });
     const vm = node.vm;
