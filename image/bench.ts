@@ -206,6 +206,9 @@ async function main(): Promise<void> {
   const onlyAt = process.argv.indexOf('--only');
   const only = onlyAt >= 0 ? (process.argv[onlyAt + 1] ?? '') : null;
   if (only !== null && !(ALONE as readonly string[]).includes(only)) throw new Error(`--only: "${only}" is not a part that runs alone: ${ALONE.join(', ')}`);
+  const memAt = process.argv.indexOf('--memory');
+  const nestedMemoryMiB = memAt >= 0 ? Number(process.argv[memAt + 1]) : undefined;
+  if (nestedMemoryMiB !== undefined && !(Number.isInteger(nestedMemoryMiB) && nestedMemoryMiB >= 128)) throw new Error(`--memory: "${process.argv[memAt + 1] ?? ''}" is not a whole number of MiB ≥ 128`);
   const image = await buildImage({ log: say });
   const benchDir = path.join(REPO_ROOT, 'out', 'bench');
   fs.mkdirSync(benchDir, { recursive: true });
@@ -234,8 +237,7 @@ async function main(): Promise<void> {
   }
   if (only === 'nested') {
     // `--only nested [--memory MiB]`: the nested spawns alone, with each child's own boot report (BENCHMARKS.md untouched).
-    const memAt = process.argv.indexOf('--memory');
-    const nested = await benchNested(image, say, RUNS, memAt >= 0 ? Number(process.argv[memAt + 1]) : undefined);
+    const nested = await benchNested(image, say, RUNS, nestedMemoryMiB);
     console.log(`nested spawn → child API (s): ${nested.spawnToApiMs.map((t) => (t / 1000).toFixed(2)).join(', ')}; ${nested.memoryMiB} MiB child, ${nested.accel}, ${nested.overheadMiB.toFixed(0)} MiB beyond guest RAM`);
     return;
   }
