@@ -6,7 +6,8 @@ export {
   type GuestFile,
   type GuestPayload,
   GUEST_PAYLOAD_FW_CFG,
-  GUEST_PAYLOAD_SYSFS_PATH,
+  GUEST_PAYLOAD_SYSFS_DIR,
   guestPkiFiles,
   parseGuestPayload,
+  readGuestPayloadParts,
 } from './payload';

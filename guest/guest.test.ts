@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +9,10 @@ import { parseNodeConfig, type NodeConfig } from '../supervisor/config';
 import { ensurePki, splitPemCertificates, type PkiFiles } from '../supervisor/pki';
 import {
   GUEST_PAYLOAD_FW_CFG,
+  GUEST_PAYLOAD_MAX_BYTES,
   GuestError,
+  guestPayloadParts,
+  unpackGuestPayload,
   buildGuestPayload,
   childPathOf,
   depthLeftOf,
@@ -26,6 +29,7 @@ import {
   type SpawnCa,
 } from './index';
 import { NODE_PKI_FILES } from '../supervisor/config/node-paths';
+import { GUEST_PAYLOAD_MAX_PARTS, GUEST_PAYLOAD_PART_BYTES, guestPayloadPartSysfsPath, readGuestPayloadParts } from './payload';
 
 const scratch = mkdtempSync(join(tmpdir(), 'aurae-guest-test-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -272,6 +276,32 @@ describe('guest payload', () => {
       expect(text).not.toContain(body);
     }
     expect(text).toContain(child.serverKeyPem.split('\n')[1]!);
+  });
+
+  it('travels as gzip fw_cfg parts of at most a page, read back in order until one is missing', () => {
+    const text = guestPayloadText(buildGuestPayload(parentConfig(), root.certPem, child));
+    const parts = guestPayloadParts(text);
+    // A real payload (certificates, key, config) fits one page compressed: one read, no re-read from the start.
+    expect(parts).toHaveLength(1);
+    expect(parts[0]!.length).toBeLessThanOrEqual(GUEST_PAYLOAD_PART_BYTES);
+    expect(guestPayloadParts(text)).toEqual(parts); // deterministic
+    const served = new Map(parts.map((p, i) => [guestPayloadPartSysfsPath(i), p]));
+    expect(readGuestPayloadParts((path) => served.get(path) ?? null)?.toString()).toBe(text);
+    expect(guestPayloadPartSysfsPath(1)).toBe('/sys/firmware/qemu_fw_cfg/by_name/opt/aurae/payload/1/raw');
+    expect(readGuestPayloadParts(() => null)).toBeNull();
+
+    // Several parts: text that does not compress (random base64), cut at page size, joined again.
+    const big = randomBytes(9000).toString('base64');
+    const many = guestPayloadParts(big);
+    expect(many.length).toBeGreaterThan(2);
+    expect(many.slice(0, -1).every((p) => p.length === GUEST_PAYLOAD_PART_BYTES)).toBe(true);
+    expect(unpackGuestPayload(many).toString()).toBe(big);
+    // A missing middle part, junk, or too much unpacked text is refused, naming where it came from.
+    expect(() => unpackGuestPayload([many[0]!, many[2]!])).toThrow(/fw_cfg part\(s\) \(\/sys\/firmware\/qemu_fw_cfg\/by_name\/opt\/aurae\/payload\) do not unpack/);
+    expect(() => unpackGuestPayload([Buffer.from('not gzip')])).toThrow(GuestError);
+    expect(() => unpackGuestPayload(guestPayloadParts(Buffer.alloc(GUEST_PAYLOAD_MAX_BYTES + 1, 0x20)))).toThrow(/do not unpack to at most 262144 bytes/);
+    // More than fw_cfg has room for: refused at the parent, before QEMU starts.
+    expect(() => guestPayloadParts(randomBytes(GUEST_PAYLOAD_MAX_PARTS * GUEST_PAYLOAD_PART_BYTES).toString('base64'))).toThrow(/more than the 65536 that fit in fw_cfg/);
   });
 
   it('round-trips through text, and guestPkiFiles writes keys 0600', () => {

@@ -17,9 +17,11 @@ export {
   type GuestPayloadOptions,
   GUEST_PAYLOAD_FW_CFG,
   GUEST_PAYLOAD_MAX_BYTES,
-  GUEST_PAYLOAD_SYSFS_PATH,
+  GUEST_PAYLOAD_SYSFS_DIR,
   buildGuestPayload,
+  guestPayloadParts,
   guestPayloadText,
   guestPkiFiles,
   parseGuestPayload,
+  unpackGuestPayload,
 } from './payload';

@@ -1,6 +1,7 @@
 // The guest payload: everything a spawned child needs to become a node — its config (derived from the parent's:
 // same trust root, authz policy and defaults; its own name, certificate and parent) and its PEMs. The parent hands
 // it over through QEMU's fw_cfg (GUEST_PAYLOAD_FW_CFG); the child's init reads it from sysfs (init/guest).
+import { gunzipSync, gzipSync } from 'node:zlib';
 import * as z from 'zod/mini';
 import { ConfigError, type NodeConfig, type NodeConfigInput, parseNodeConfig } from '../supervisor/config';
 import { NODE_PKI_FILES } from '../supervisor/config/node-paths';
@@ -8,12 +9,68 @@ import { GuestError } from './errors';
 import type { ChildIdentity } from './identity';
 import { depthLeftOf, nodeDepth, parentPathOf } from './names';
 
-/** fw_cfg item name (QEMU `-fw_cfg name=opt/aurae/payload,file=…`); "opt/" is the namespace QEMU leaves to users. */
+/**
+ * The payload's fw_cfg items are its parts: `opt/aurae/payload/0`, `/1`, … (QEMU `-fw_cfg name=…,file=…`; "opt/" is
+ * the namespace QEMU leaves to users). It travels gzip-compressed in parts of at most a page because Linux 6.1's
+ * fw_cfg sysfs file returns at most a page per read and, for a read at an offset, first re-reads the item from its
+ * start one byte (one port read, one VM exit) at a time: a payload in one 6 KB item cost thousands of exits, most
+ * of a second in a nested child. A part of one page is one read.
+ */
 export const GUEST_PAYLOAD_FW_CFG = 'opt/aurae/payload';
-/** Where the child's kernel exposes the payload (CONFIG_FW_CFG_SYSFS). */
-export const GUEST_PAYLOAD_SYSFS_PATH = `/sys/firmware/qemu_fw_cfg/by_name/${GUEST_PAYLOAD_FW_CFG}/raw`;
-/** fw_cfg items are small by design; a payload is a few KB of PEM and JSON. */
+export const GUEST_PAYLOAD_PART_BYTES = 4096;
+/** QEMU has 32 fw_cfg file slots and uses some of them itself: a payload has at most this many parts. */
+export const GUEST_PAYLOAD_MAX_PARTS = 16;
+/** The fw_cfg name of part `i`. */
+export const guestPayloadPartName = (i: number): string => `${GUEST_PAYLOAD_FW_CFG}/${i}`;
+/** Where the child's kernel exposes the parts (CONFIG_FW_CFG_SYSFS): `<dir>/0/raw`, `<dir>/1/raw`, … */
+export const GUEST_PAYLOAD_SYSFS_DIR = `/sys/firmware/qemu_fw_cfg/by_name/${GUEST_PAYLOAD_FW_CFG}`;
+export const guestPayloadPartSysfsPath = (i: number): string => `${GUEST_PAYLOAD_SYSFS_DIR}/${i}/raw`;
+/** fw_cfg items are small by design; a payload is a few KB of PEM and JSON (this bounds it unpacked). */
 export const GUEST_PAYLOAD_MAX_BYTES = 256 * 1024;
+
+/** A payload's text as fw_cfg parts: gzip (deterministic: no name, no time), cut into GUEST_PAYLOAD_PART_BYTES. */
+export function guestPayloadParts(text: string | Buffer): Buffer[] {
+  const packed = gzipSync(text, { level: 9 });
+  const parts: Buffer[] = [];
+  for (let at = 0; at < packed.length; at += GUEST_PAYLOAD_PART_BYTES) parts.push(packed.subarray(at, at + GUEST_PAYLOAD_PART_BYTES));
+  if (parts.length > GUEST_PAYLOAD_MAX_PARTS) {
+    throw new GuestError(
+      'GUEST_INVALID_ARGUMENT',
+      `the guest payload is ${packed.length} bytes compressed, more than the ${GUEST_PAYLOAD_MAX_PARTS * GUEST_PAYLOAD_PART_BYTES} that fit in fw_cfg (${GUEST_PAYLOAD_MAX_PARTS} items of ${GUEST_PAYLOAD_PART_BYTES} bytes): give the node fewer authz rules, which its children inherit`,
+    );
+  }
+  return parts;
+}
+
+/**
+ * The payload's text as a child reads it: parts 0, 1, … through `read` (null: no such part) until one is missing,
+ * joined and unpacked (at most GUEST_PAYLOAD_MAX_BYTES). Null when there is no part 0 (not a spawned child).
+ */
+export function readGuestPayloadParts(read: (sysfsPath: string) => Buffer | null): Buffer | null {
+  const parts: Buffer[] = [];
+  for (let i = 0; i <= GUEST_PAYLOAD_MAX_PARTS; i++) {
+    const part = read(guestPayloadPartSysfsPath(i));
+    if (part === null) break;
+    parts.push(part);
+  }
+  if (parts.length === 0) return null;
+  if (parts.length > GUEST_PAYLOAD_MAX_PARTS) {
+    throw new GuestError('GUEST_PAYLOAD_INVALID', `guest payload: more than ${GUEST_PAYLOAD_MAX_PARTS} parts under ${GUEST_PAYLOAD_SYSFS_DIR}`);
+  }
+  return unpackGuestPayload(parts);
+}
+
+/** The payload's text from its parts in order (guestPayloadParts undone), unpacked to at most GUEST_PAYLOAD_MAX_BYTES. */
+export function unpackGuestPayload(parts: Buffer[]): Buffer {
+  try {
+    return gunzipSync(Buffer.concat(parts), { maxOutputLength: GUEST_PAYLOAD_MAX_BYTES });
+  } catch (err) {
+    throw new GuestError(
+      'GUEST_PAYLOAD_INVALID',
+      `guest payload: its ${parts.length} fw_cfg part(s) (${GUEST_PAYLOAD_SYSFS_DIR}) do not unpack to at most ${GUEST_PAYLOAD_MAX_BYTES} bytes: ${(err as Error).message}`,
+    );
+  }
+}
 
 const CERT = /^(-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----\r?\n?)+$/;
 // "-{5}" rather than five dashes: the image's bundles then carry no "PRIVATE KEY-----" text for key scanners to trip on.
@@ -136,7 +193,7 @@ export function buildGuestPayload(
   return parseGuestPayload(guestPayloadText(payload), `guest payload for "${child.nodePath}"`);
 }
 
-/** The bytes to hand to fw_cfg. */
+/** The payload as text (JSON): what guestPayloadParts packs for fw_cfg. */
 export function guestPayloadText(payload: GuestPayload): string {
   return `${JSON.stringify(payload)}\n`;
 }

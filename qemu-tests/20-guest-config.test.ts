@@ -7,7 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import { GUEST_PAYLOAD_FW_CFG, buildGuestPayload, depthLeftOf, guestPayloadText, mintChildIdentity } from '../guest';
+import { buildGuestPayload, depthLeftOf, guestPayloadParts, guestPayloadText, mintChildIdentity } from '../guest';
+import { guestPayloadPartName } from '../guest/payload';
 import { imageNodeConfig } from '../image/build';
 import { parseNodeConfig } from '../supervisor/config';
 import { type DiscoverResponse, DiscoveryServiceClient } from '../supervisor/gen/aurae/discovery/v0/discovery';
@@ -34,10 +35,14 @@ describe('20 guest config', () => {
       'web',
       depthLeftOf(parentConfig),
     );
-    const payload = path.join(dir, 'payload.json');
-    fs.writeFileSync(payload, guestPayloadText(buildGuestPayload(parentConfig, read(files.caCert), child)), { mode: 0o600 });
+    const parts = guestPayloadParts(guestPayloadText(buildGuestPayload(parentConfig, read(files.caCert), child)));
+    const fwCfg = parts.map((bytes, i) => {
+      const file = path.join(dir, `payload.${i}`);
+      fs.writeFileSync(file, bytes, { mode: 0o600 });
+      return { name: guestPayloadPartName(i), file };
+    });
     // The test is the parent: it hands over the child's payload only, never the root node's identity.
-    node = await bootNode({ name: '20-guest-config', identity: false, fwCfg: [{ name: GUEST_PAYLOAD_FW_CFG, file: payload }] });
+    node = await bootNode({ name: '20-guest-config', identity: false, fwCfg });
   });
   afterEach((ctx) => {
     if (ctx.task.result?.state === 'fail' && node) console.error(`--- console (full log: ${node.consoleLog}) ---\n${node.vm.tail(60)}`);

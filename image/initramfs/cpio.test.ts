@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { scanNewc } from '../../supervisor/vms/child-root';
 import { compress, CpioError, newcHeader, planCpio, writeCpio, type CpioEntry } from './cpio';
 
 let dir: string;
@@ -174,6 +175,34 @@ describe('writeCpio', () => {
     expect(bytes.subarray(bytes.length - trailer.length).equals(trailer)).toBe(true);
     // entry: 110 + "a\0" → 112, data "abc" padded → 4, trailer 110 + 11 → 124
     expect(bytes.length).toBe(112 + 4 + 124);
+  });
+
+  it('aligns an entry\'s data with a file of zeros before it; GNU cpio and the parent\'s scanner read the archive as usual', async () => {
+    const big = bigFile();
+    const archive = join(dir, 'aligned.cpio');
+    const entries: CpioEntry[] = [
+      { path: '.stage/busybox', type: 'file', mode: 0o755, data: Buffer.from('x'.repeat(1001)) },
+      { path: '.stage/pad', type: 'file', mode: 0o444, data: { alignDataOf: '.stage/root.img', to: 4096 } },
+      { path: '.stage/root.img', type: 'file', mode: 0o444, data: { file: big } },
+      { path: 'etc/hosts', type: 'file', mode: 0o644, data: Buffer.from('127.0.0.1 localhost\n') },
+    ];
+    await writeCpio(entries, archive, { mtime: MTIME });
+    const bytes = readFileSync(archive);
+    const scanned = scanNewc((offset, length) => bytes.subarray(offset, offset + length), bytes.length)!;
+    expect(scanned.map((e) => e.name)).toEqual(['.stage', '.stage/busybox', '.stage/pad', '.stage/root.img', 'etc', 'etc/hosts']);
+    const root = scanned.find((e) => e.name === '.stage/root.img')!;
+    expect(root.dataStart % 4096).toBe(0);
+    expect(bytes.subarray(root.dataStart, root.dataStart + root.size).equals(readFileSync(big))).toBe(true);
+    const pad = scanned.find((e) => e.name === '.stage/pad')!;
+    expect(pad.size).toBeLessThan(4096);
+    execFileSync('mkdir', [join(dir, 'x')]);
+    execFileSync('cpio', ['-idm', '--quiet', '--no-absolute-filenames'], { input: bytes, cwd: join(dir, 'x') });
+    expect(readFileSync(join(dir, 'x', '.stage/root.img')).equals(readFileSync(big))).toBe(true);
+    expect(readFileSync(join(dir, 'x', 'etc/hosts'), 'utf8')).toBe('127.0.0.1 localhost\n');
+
+    // The entry to align must come next: anything else is a layout mistake, named.
+    const wrong: CpioEntry[] = [entries[1]!, { path: '.stage/zzz', type: 'file', mode: 0o444 }];
+    await expect(writeCpio(wrong, join(dir, 'wrong.cpio'), { mtime: MTIME })).rejects.toThrow(/"\.stage\/pad": aligns "\.stage\/root\.img", but the next entry is "\.stage\/zzz"/);
   });
 
   it('fails naming the entry when a host file is missing, and leaves no partial output', async () => {

@@ -22,8 +22,12 @@ export type CpioEntry = {
   type: 'file' | 'dir' | 'symlink' | 'char';
   /** Permission bits only (0o7777 at most); the type bits come from `type`. */
   mode: number;
-  /** File contents: bytes, or a host file streamed at write time. Default: empty file. */
-  data?: Buffer | { file: string };
+  /**
+   * File contents: bytes, a host file streamed at write time, or zeros sized so that the data of the entry
+   * `alignDataOf` (which must come next in the archive) starts at a multiple of `to` bytes from the archive's
+   * start (a file a reader can use in place, e.g. as a disk at that offset). Default: empty file.
+   */
+  data?: Buffer | { file: string } | { alignDataOf: string; to: number };
   /** Symlink target (required for symlinks). */
   target?: string;
   /** Device numbers (required for char devices). */
@@ -82,6 +86,9 @@ function validate(e: CpioEntry): void {
   }
   if (e.type !== 'symlink' && e.target !== undefined) throw new CpioError(`${where}: only symlinks have a target`);
   if (e.type !== 'file' && e.data !== undefined) throw new CpioError(`${where}: only files have data`);
+  if (e.data && 'alignDataOf' in e.data && (!Number.isInteger(e.data.to) || e.data.to < 4 || e.data.to % 4 !== 0)) {
+    throw new CpioError(`${where}: alignment ${e.data.to} must be a positive multiple of 4`);
+  }
   if (e.type === 'char') {
     for (const n of [e.rdevMajor, e.rdevMinor]) {
       if (n === undefined || !Number.isInteger(n) || n < 0 || n > 0xffffffff) {
@@ -166,7 +173,7 @@ class Sink {
   }
 }
 
-async function writeEntry(sink: Sink, e: PlannedCpioEntry, mtime: number): Promise<void> {
+async function writeEntry(sink: Sink, e: PlannedCpioEntry, mtime: number, next: PlannedCpioEntry | undefined): Promise<void> {
   const mode = TYPE_BITS[e.type] | e.mode;
   const base = { ino: e.ino, mode, mtime, name: e.path };
   switch (e.type) {
@@ -185,6 +192,19 @@ async function writeEntry(sink: Sink, e: PlannedCpioEntry, mtime: number): Promi
     }
     case 'file': {
       const data = e.data ?? Buffer.alloc(0);
+      if ('alignDataOf' in data) {
+        const { alignDataOf, to } = data;
+        if (next?.path !== alignDataOf) {
+          throw new CpioError(`cpio entry ${JSON.stringify(e.path)}: aligns ${JSON.stringify(alignDataOf)}, but the next entry is ${JSON.stringify(next?.path ?? 'the trailer')}`);
+        }
+        // Every entry starts 4-aligned and its header is padded to 4, so the zeros are a multiple of 4: no padding after them.
+        const dataStart = sink.bytes + newcHeader({ ...base, nlink: 1, filesize: 0 }).length;
+        const nextHeader = newcHeader({ ino: 0, mode: 0, nlink: 0, mtime: 0, filesize: 0, name: next.path }).length;
+        const zeros = (to - ((dataStart + nextHeader) % to)) % to;
+        await sink.write(newcHeader({ ...base, nlink: 1, filesize: zeros }));
+        await sink.write(Buffer.alloc(zeros));
+        return;
+      }
       if (Buffer.isBuffer(data)) {
         await sink.write(newcHeader({ ...base, nlink: 1, filesize: data.length }));
         await sink.write(data);
@@ -250,7 +270,7 @@ export async function writeCpio(entries: CpioEntry[], out: Writable | string, op
 
 async function writeAll(planned: PlannedCpioEntry[], out: Writable, mtime: number): Promise<void> {
   const sink = new Sink(out);
-  for (const e of planned) await writeEntry(sink, e, mtime);
+  for (const [i, e] of planned.entries()) await writeEntry(sink, e, mtime, planned[i + 1]);
   // The trailer as the kernel's usr/gen_init_cpio writes it: all zero but nlink 1.
   await sink.write(newcHeader({ ino: 0, mode: 0, nlink: 1, mtime: 0, filesize: 0, name: 'TRAILER!!!' }));
   await sink.flush();

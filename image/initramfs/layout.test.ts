@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { initramfsLayout, initScript, nodeTree, rootImageLayout, STAGE_BUSYBOX, STAGE_ROOT_IMAGE, SYSROOT, usrPath, type InitramfsInputs } from './layout';
+import { ROOT_DISK_SERIAL, ROOT_IMAGE_ALIGN, STAGE_BUSYBOX, STAGE_ROOT_IMAGE } from '../../supervisor/config/node-paths';
+import { initramfsLayout, initScript, nodeTree, rootImageLayout, SYSROOT, usrPath, type InitramfsInputs } from './layout';
 
 const inputs: InitramfsInputs = {
   node: '/c/node',
@@ -64,6 +65,8 @@ describe('root image and initramfs', () => {
     expect([...initramfs.keys()].filter((p) => p.startsWith('usr/'))).toEqual([]);
     expect(initramfs.get(STAGE_ROOT_IMAGE.slice(1))).toMatchObject({ type: 'file', data: { file: '/o/root.erofs' } });
     expect(initramfs.get(STAGE_BUSYBOX.slice(1))).toMatchObject({ type: 'file', mode: 0o755, data: { file: '/bin/busybox' } });
+    // Zeros right before the image put its data at a multiple of ROOT_IMAGE_ALIGN (the writer checks the order).
+    expect(initramfs.get('.stage/pad')).toMatchObject({ type: 'file', data: { alignDataOf: STAGE_ROOT_IMAGE.slice(1), to: ROOT_IMAGE_ALIGN } });
     expect(initramfs.get('etc/aurae/config.json')?.type).toBe('file');
     expect(initramfs.get('usr')).toMatchObject({ type: 'dir' });
     expect(initramfs.get(SYSROOT.slice(1))).toMatchObject({ type: 'dir', mode: 0o755 });
@@ -93,6 +96,23 @@ describe('initScript', () => {
     expect(order.every((at) => at > 0)).toBe(true);
     expect([...order].sort((a, b) => a - b)).toEqual(order);
     expect(initScript({ fstype: 'squashfs' })).toContain(`mount -t squashfs -o ro,loop ${STAGE_ROOT_IMAGE} /sysroot/usr`);
+  });
+
+  it('without the image in the initramfs (a child), mounts the disk whose serial is ROOT_DISK_SERIAL instead', () => {
+    const squash = initScript({ fstype: 'squashfs' });
+    const order = [
+      `if [ -e ${STAGE_ROOT_IMAGE} ]; then`,
+      'else',
+      'mount -t sysfs sysfs /sys',
+      `for s in /sys/block/*/serial; do [ "$($b cat $s 2>/dev/null)" = ${ROOT_DISK_SERIAL} ] && d=\${s%/serial} && dev=/dev/\${d##*/}; done`,
+      'umount /sys',
+      `[ -n "$dev" ] || fail "no root image`,
+      'mount -t squashfs -o ro $dev /sysroot/usr',
+      'fi\n',
+      'umount /dev',
+    ].map((s) => squash.indexOf(s));
+    expect(order.every((at) => at > 0)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
   });
 
   it('says what failed and powers off rather than letting PID 1 exit (a kernel panic)', () => {

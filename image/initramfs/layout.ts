@@ -2,7 +2,18 @@
 // they are split between the initramfs and the read-only root image (image/rootimg) that holds /usr.
 // The paths init and auraed read (/usr/lib/aurae, /etc/aurae) are theirs: supervisor/config/node-paths.ts.
 import path from 'node:path';
-import { IMAGE_CA_CERT, IMAGE_CONFIG_PATH, IMAGE_LIB_DIR, IMAGE_PKI_DIR, IMAGE_SIGNING_CERT } from '../../supervisor/config/node-paths';
+import {
+  IMAGE_CA_CERT,
+  IMAGE_CONFIG_PATH,
+  IMAGE_LIB_DIR,
+  IMAGE_PKI_DIR,
+  IMAGE_SIGNING_CERT,
+  ROOT_DISK_SERIAL,
+  ROOT_IMAGE_ALIGN,
+  STAGE_BUSYBOX,
+  STAGE_DIR,
+  STAGE_ROOT_IMAGE,
+} from '../../supervisor/config/node-paths';
 import type { CpioEntry } from './cpio';
 
 export interface InitramfsInputs {
@@ -50,16 +61,10 @@ const file = (p: string, mode: number, src: string | Buffer): CpioEntry => ({
   data: typeof src === 'string' ? { file: src } : src,
 });
 
+/** Zeros before the root image (sorted between the busybox and the image: see initramfsLayout). */
+const STAGE_PAD = `${STAGE_DIR}/pad`;
 /** Where /init mounts the tmpfs that becomes the node's root. */
 export const SYSROOT = '/sysroot';
-/**
- * The boot stage: what /init needs before the root image is mounted (a static busybox) and the root image itself.
- * A dot folder, so the shell's `/*` in /init does not copy it into the node's root; switch_root frees it with the
- * rest of the initramfs (the loop device keeps the image file's pages until the node powers off).
- */
-export const STAGE_DIR = '/.stage';
-export const STAGE_BUSYBOX = `${STAGE_DIR}/busybox`;
-export const STAGE_ROOT_IMAGE = `${STAGE_DIR}/root.img`;
 /** The read-only root image is mounted here: everything the node runs (runtime, libraries, bundles, tools). */
 export const ROOT_IMAGE_MOUNT = '/usr';
 /** Merged /usr, as on the build host (Debian 12): these top-level names are links into /usr. */
@@ -72,15 +77,27 @@ export const USR_LINKS = ['bin', 'sbin', 'lib', 'lib64'] as const;
  * chroots, execs). The initramfs's top level (/etc, the empty directories, the /bin → usr/bin links: a few KB) is
  * copied into the tmpfs; /usr is the read-only root image, mounted through a loop device straight from the
  * initramfs and read lazily: only the pages a process touches are decompressed, and the page cache may drop them
- * again. (Without a root image, `rootImage` null, /usr is in the initramfs and copied like the rest: the old
+ * again. A child's parent boots it with the initramfs minus the image and hands the image over as a read-only
+ * virtio disk (supervisor/vms/child-root.ts): /init then finds that disk by its serial (ROOT_DISK_SERIAL, in
+ * sysfs, mounted only for that) and mounts it instead. (Without a root image, `rootImage` null, /usr is in the initramfs and copied like the rest: the old
  * layout, kept for `npm run bench`'s comparison.) devtmpfs is mounted only to reach the loop devices and unmounted
  * again, so init's own mount table (init/mounts) finds /dev as before. Then the Node init runs, still PID 1, with
  * the kernel's arguments. Any failure here leaves no Node to run: /init says what failed and powers off.
  */
 export function initScript(rootImage: Pick<RootImageRef, 'fstype'> | null): string {
-  const mountImage = rootImage
-    ? `$b mount -t devtmpfs -o mode=0755 devtmpfs /dev || fail "mounting devtmpfs on /dev (for the loop device) failed"
-$b mount -t ${rootImage.fstype} -o ro,loop ${STAGE_ROOT_IMAGE} ${SYSROOT}${ROOT_IMAGE_MOUNT} || fail "mounting the root image ${STAGE_ROOT_IMAGE} (${rootImage.fstype}) on ${ROOT_IMAGE_MOUNT} failed: does the kernel have ${rootImage.fstype.toUpperCase()}_FS and BLK_DEV_LOOP built in (image/kernel/fragment.config)?"
+  const fs = rootImage?.fstype;
+  const mountImage = fs
+    ? `$b mount -t devtmpfs -o mode=0755 devtmpfs /dev || fail "mounting devtmpfs on /dev (for the root image) failed"
+if [ -e ${STAGE_ROOT_IMAGE} ]; then
+$b mount -t ${fs} -o ro,loop ${STAGE_ROOT_IMAGE} ${SYSROOT}${ROOT_IMAGE_MOUNT} || fail "mounting the root image ${STAGE_ROOT_IMAGE} (${fs}) on ${ROOT_IMAGE_MOUNT} failed: does the kernel have ${fs.toUpperCase()}_FS and BLK_DEV_LOOP built in (image/kernel/fragment.config)?"
+else
+$b mount -t sysfs sysfs /sys || fail "mounting sysfs on /sys (to find the root disk) failed"
+dev=
+for s in /sys/block/*/serial; do [ "$($b cat $s 2>/dev/null)" = ${ROOT_DISK_SERIAL} ] && d=\${s%/serial} && dev=/dev/\${d##*/}; done
+$b umount /sys || fail "unmounting /sys failed"
+[ -n "$dev" ] || fail "no root image: ${STAGE_ROOT_IMAGE} is not in the initramfs and no disk has the serial ${ROOT_DISK_SERIAL} (a child is handed one by its parent)"
+$b mount -t ${fs} -o ro $dev ${SYSROOT}${ROOT_IMAGE_MOUNT} || fail "mounting the root image disk $dev (${fs}) on ${ROOT_IMAGE_MOUNT} failed"
+fi
 $b umount /dev || fail "unmounting /dev failed"
 `
     : '';
@@ -173,6 +190,12 @@ export function initramfsLayout(i: InitramfsInputs): CpioEntry[] {
     file('init', 0o755, Buffer.from(initScript(rootImage))),
     file(entryPath(STAGE_BUSYBOX), 0o755, i.busybox),
   );
-  if (rootImage) entries.push(file(entryPath(STAGE_ROOT_IMAGE), 0o444, rootImage.file));
+  if (rootImage) {
+    entries.push(
+      // Zeros that put the root image's data at a multiple of ROOT_IMAGE_ALIGN: a parent hands it to a child as a disk there.
+      { path: entryPath(STAGE_PAD), type: 'file', mode: 0o444, data: { alignDataOf: entryPath(STAGE_ROOT_IMAGE), to: ROOT_IMAGE_ALIGN } },
+      file(entryPath(STAGE_ROOT_IMAGE), 0o444, rootImage.file),
+    );
+  }
   return entries;
 }

@@ -86,7 +86,8 @@ export function stageTree(entries: CpioEntry[], dir: string): void {
       case 'file':
         if (e.data === undefined) fs.writeFileSync(target, '');
         else if (Buffer.isBuffer(e.data)) fs.writeFileSync(target, e.data);
-        else fs.copyFileSync(e.data.file, target);
+        else if ('file' in e.data) fs.copyFileSync(e.data.file, target);
+        else throw new Error(`root image entry ${JSON.stringify(e.path)}: alignment padding belongs to a cpio archive, not a tree`);
         break;
       case 'symlink':
         fs.symlinkSync(e.target!, target);
@@ -102,7 +103,8 @@ export function stageTree(entries: CpioEntry[], dir: string): void {
 export async function treeKey(entries: CpioEntry[], ...extra: string[]): Promise<string> {
   const parts: string[] = [...extra];
   for (const e of entries) {
-    const content = e.data === undefined ? '' : Buffer.isBuffer(e.data) ? sha256(e.data) : await sha256File(e.data.file);
+    const content =
+      e.data === undefined ? '' : Buffer.isBuffer(e.data) ? sha256(e.data) : 'file' in e.data ? await sha256File(e.data.file) : JSON.stringify(e.data);
     parts.push(JSON.stringify([e.path, e.type, e.mode, e.target ?? '', e.rdevMajor ?? 0, e.rdevMinor ?? 0, content]));
   }
   return sha256(...parts);

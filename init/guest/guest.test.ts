@@ -87,7 +87,7 @@ describe('loadGuestConfig', () => {
     const f = fakes(JSON.stringify(bad));
     expect(loadGuestConfig(f.deps)).toBeNull();
     const text = f.log.lines.join('\n');
-    expect(text).toMatch(/init: error: guest mode: \/sys\/firmware\/qemu_fw_cfg\/by_name\/opt\/aurae\/payload\/raw: invalid guest payload:/);
+    expect(text).toMatch(/init: error: guest mode: \/sys\/firmware\/qemu_fw_cfg\/by_name\/opt\/aurae\/payload: invalid guest payload:/);
     expect(text).toMatch(/config\.node\.name: expected a DNS label/);
     expect(text).toMatch(/booting from the image config \/etc\/aurae\/config.json \(without an identity/);
     expect(f.written.size).toBe(0);
@@ -99,6 +99,6 @@ describe('loadGuestConfig', () => {
     expect(garbage.log.lines.join('\n')).toMatch(/\(root\): not valid JSON/);
     const unreadable = fakes(Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' }));
     expect(loadGuestConfig(unreadable.deps)).toBeNull();
-    expect(unreadable.log.lines.join('\n')).toMatch(/guest mode: reading \/sys\/firmware\/qemu_fw_cfg\/by_name\/opt\/aurae\/payload\/raw failed: EIO/);
+    expect(unreadable.log.lines.join('\n')).toMatch(/guest mode: reading \/sys\/firmware\/qemu_fw_cfg\/by_name\/opt\/aurae\/payload failed: EIO/);
   });
 });

@@ -4,13 +4,13 @@
 // payload leaves init with the image config and no identity (init/identity): the child then serves nothing.
 import { IMAGE_CONFIG_PATH, type NodeConfig } from '../../supervisor/config';
 import { NODE_PKI_DIR } from '../../supervisor/config/node-paths';
-import { GUEST_PAYLOAD_SYSFS_PATH, guestPkiFiles, parseGuestPayload } from '../../guest/child';
+import { GUEST_PAYLOAD_SYSFS_DIR, guestPkiFiles, parseGuestPayload, readGuestPayloadParts } from '../../guest/child';
 import { resolveNodeConfig } from '../cmdline';
 import { mkdirExact, readFwCfgItem, writeFileExact } from '../identity/real';
 import { errorMessage, type Logger } from '../log';
 
 export interface GuestModeDeps {
-  /** The payload's bytes, or null when there is none (a node booted from its image, not spawned). */
+  /** The payload's bytes (its fw_cfg parts joined and unpacked), or null when there is none (a node booted from its image, not spawned). */
   readPayload(): Buffer | null;
   mkdir(path: string, mode: number): void;
   /** Write `content` with exactly `mode` (keys 0600). */
@@ -31,13 +31,13 @@ export function loadGuestConfig(deps: GuestModeDeps): NodeConfig | null {
   try {
     raw = deps.readPayload();
   } catch (err) {
-    log.error(`guest mode: reading ${GUEST_PAYLOAD_SYSFS_PATH} failed: ${errorMessage(err)}; ${FALLBACK}`);
+    log.error(`guest mode: reading ${GUEST_PAYLOAD_SYSFS_DIR} failed: ${errorMessage(err)}; ${FALLBACK}`);
     return null;
   }
   if (raw === null) return null;
   try {
-    const payload = parseGuestPayload(raw, GUEST_PAYLOAD_SYSFS_PATH);
-    const config = resolveNodeConfig(JSON.stringify(payload.config), `guest payload ${GUEST_PAYLOAD_SYSFS_PATH}`, deps.cmdline, log);
+    const payload = parseGuestPayload(raw, GUEST_PAYLOAD_SYSFS_DIR);
+    const config = resolveNodeConfig(JSON.stringify(payload.config), `guest payload ${GUEST_PAYLOAD_SYSFS_DIR}`, deps.cmdline, log);
     if (config.guest === null || config.node.name !== payload.config.node.name) {
       throw new Error(`the kernel command line changed the node name to "${config.node.name}": a spawned node keeps the name its parent gave it (${payload.config.node.name})`);
     }
@@ -56,7 +56,7 @@ const FALLBACK = `ignoring the guest payload and booting from the image config $
 /** The real adapters (PID 1 in a guest). */
 export function realGuestModeDeps(cmdline: string, log: Logger): GuestModeDeps {
   return {
-    readPayload: () => readFwCfgItem(GUEST_PAYLOAD_SYSFS_PATH),
+    readPayload: () => readGuestPayloadParts(readFwCfgItem),
     mkdir: mkdirExact,
     writeFile: writeFileExact,
     cmdline,

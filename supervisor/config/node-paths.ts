@@ -16,6 +16,21 @@ export const IMAGE_CA_CERT = `${IMAGE_PKI_DIR}/ca.crt`;
 /** The image-signing certificate the image pins (upgrade.signingCerts): upgrades must be signed by its key (image/sign). */
 export const IMAGE_SIGNING_CERT = `${IMAGE_PKI_DIR}/image-signing.crt`;
 
+/**
+ * The initramfs's boot stage: what /init needs before the root image is mounted (a static busybox) and the root
+ * image itself (image/initramfs/layout.ts). A dot folder, so /init's `/*` does not copy it into the node's root.
+ */
+export const STAGE_DIR = '/.stage';
+export const STAGE_BUSYBOX = `${STAGE_DIR}/busybox`;
+export const STAGE_ROOT_IMAGE = `${STAGE_DIR}/root.img`;
+/**
+ * The root image's data starts at a multiple of this many bytes in the (uncompressed) initramfs, so a parent can
+ * hand it to a child as a disk at that offset (supervisor/vms/child-root.ts) instead of the whole initramfs.
+ */
+export const ROOT_IMAGE_ALIGN = 4096;
+/** The virtio serial of that disk: a child's /init mounts the disk with this serial on /usr. */
+export const ROOT_DISK_SERIAL = 'aurae-root';
+
 /** init's and auraed's runtime files (tmpfs). */
 export const RUN_DIR = '/run/aurae';
 /** The effective (command-line merged) config init writes for auraed. */

@@ -27,7 +27,7 @@ import { need, PhaseError, processStartMs, runPhases, type Phase } from '../phas
 import { type CertificateAuthority, splitPemCertificates } from '../pki';
 
 import { type NodeGuest, type NodeVms, VmServiceService, childBaseConfig, createNodeVms, sqliteVmStore } from '../vms';
-import { GUEST_PAYLOAD_FW_CFG, buildGuestPayload, guestPayloadText, mintChildIdentity, mintParentClientCert, renewChildIdentity } from '../../guest';
+import { buildGuestPayload, guestPayloadText, mintChildIdentity, mintParentClientCert, renewChildIdentity } from '../../guest';
 import { UpgradeServiceService, createNodeUpgrade, createUpgradeService } from '../upgrade';
 import { AURAED_VERSION } from './version';
 
@@ -437,7 +437,6 @@ function nodeGuest(config: NodeConfig, rootCaPem: string, authz: Authz): (spawnC
   return (spawnCa) => {
     const parent = { nodePath: config.node.name, spawnCa };
     return {
-      payloadName: GUEST_PAYLOAD_FW_CFG,
       mintChildIdentity: (label, depthLeft) => mintChildIdentity(parent, label, depthLeft),
       // The child inherits this node's config, except what describes this node's own machine (listeners, state dir).
       // Its rules: every rule in force here now (config, inherited, API), as the child's inherited rules.

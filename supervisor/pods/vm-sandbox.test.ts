@@ -55,7 +55,7 @@ describe('VM pod planning', () => {
   });
 
   it('attaches the rootfs disks read-only after the boot volume (vms childVmSpec)', () => {
-    const plan = { kernel: '/k', initrd: '/i', bootDisk: '/dev/vda', accel: 'tcg' as const, hostPort: 1, guestPort: 2, qmpSocket: '/q', payloadFile: '/p', payloadName: 'opt/aurae/payload' };
+    const plan = { kernel: '/k', initrd: '/i', rootDisk: null, bootDisk: '/dev/vda', accel: 'tcg' as const, hostPort: 1, guestPort: 2, qmpSocket: '/q', payload: [{ name: 'opt/aurae/payload/0', file: '/p' }] };
     const vm = childVmSpec({ name: 'pod-web', memoryMiB: 512, cpus: 1, restart: 'never', disks: ['/d/a.ext4', '/d/b.ext4'] }, plan);
     expect(vm.disks).toEqual([
       { path: '/dev/vda', readOnly: true, format: 'raw' },
@@ -620,7 +620,7 @@ describe('the image share', () => {
   it('shares a directory read-only over virtio-9p (qemu argv of a child VM)', () => {
     const vmSpec = childVmSpec(
       { name: 'pod-web', memoryMiB: 512, cpus: 1, restart: 'never', disks: [], shares: [{ tag: 'aurae-images', path: '/run/aurae/vm-pod-shares/web' }] },
-      { kernel: '/k', initrd: '/i', bootDisk: null, accel: 'tcg', hostPort: 1, guestPort: 2, qmpSocket: '/q', payloadFile: '/p', payloadName: 'opt/aurae/guest' },
+      { kernel: '/k', initrd: '/i', rootDisk: null, bootDisk: null, accel: 'tcg', hostPort: 1, guestPort: 2, qmpSocket: '/q', payload: [{ name: 'opt/aurae/guest/0', file: '/p' }] },
     );
     const args = qemuArgs(vmSpec);
     const i = args.indexOf('-fsdev');
@@ -812,7 +812,7 @@ describe('VM sandbox volumes (host path mounts)', () => {
   it('a writable share is served with security_model=mapped-file, never none (qemu argv)', () => {
     const vmSpec = childVmSpec(
       { name: 'pod-web', memoryMiB: 512, cpus: 1, restart: 'never', disks: [], shares: [{ tag: 'aurae-volumes', path: '/run/aurae/vm-pod-volumes/web', writable: true }] },
-      { kernel: '/k', initrd: '/i', bootDisk: null, accel: 'tcg', hostPort: 1, guestPort: 2, qmpSocket: '/q', payloadFile: '/p', payloadName: 'opt/aurae/guest' },
+      { kernel: '/k', initrd: '/i', rootDisk: null, bootDisk: null, accel: 'tcg', hostPort: 1, guestPort: 2, qmpSocket: '/q', payload: [{ name: 'opt/aurae/guest/0', file: '/p' }] },
     );
     const args = qemuArgs(vmSpec);
     expect(args[args.indexOf('-fsdev') + 1]).toBe('local,id=fs0,path=/run/aurae/vm-pod-volumes/web,security_model=mapped-file,fmode=0600,dmode=0700,multidevs=remap');

@@ -85,6 +85,50 @@ describe('Vm console (a child writing to ttyS0)', () => {
   }, 180_000);
 });
 
+describe('Vm exit (why QEMU stopped the machine)', () => {
+  /** A "QEMU" in Node: serves QMP on its -qmp socket, sends SHUTDOWN with `reason` once greeted, then exits 0. */
+  function qmpQemu(dir: string, reason: string): { binary: string; spec: VmSpec } {
+    const script = `const net = require('node:net');
+const at = process.argv.indexOf('-qmp');
+const sock = /^unix:([^,]+)/.exec(process.argv[at + 1])[1];
+const server = net.createServer((c) => {
+  c.write('{"QMP": {"version": {}, "capabilities": []}}\\n');
+  c.on('data', (d) => {
+    const msg = JSON.parse(String(d).trim().split('\\n')[0]);
+    c.write(JSON.stringify({ return: {}, id: msg.id }) + '\\n');
+    c.write(JSON.stringify({ event: 'SHUTDOWN', data: { guest: true, reason: ${JSON.stringify(reason)} } }) + '\\n', () => process.exit(0));
+  });
+});
+server.listen(sock);
+`;
+    fs.writeFileSync(path.join(dir, 'qemu.cjs'), script);
+    const fake = fakeQemu(dir, `exec "${process.execPath}" "${path.join(dir, 'qemu.cjs')}" "$@"`);
+    return { binary: fake.binary, spec: { ...fake.spec, qmpSocket: path.join(dir, 'qmp.sock') } };
+  }
+
+  it('an exit nobody asked for carries the reason of QEMU\'s SHUTDOWN event, and a wait for the console says it', async () => {
+    const dir = tempDir();
+    const { binary, spec } = qmpQemu(dir, 'guest-reset');
+    const vm = await launchVm(spec, { qemuBinary: binary });
+    vms.push(vm);
+    const ready = vm.waitForConsole(/AURAE_READY/, 60_000).catch((err: Error) => err);
+    expect(await vm.exited).toEqual({ code: 0, signal: null, shutdown: 'guest-reset' });
+    expect(String(await ready)).toMatch(/QEMU exited \(\{"code":0,"signal":null,"shutdown":"guest-reset"\}\) before the console showed/);
+  }, 60_000);
+
+  it('a QEMU that exits before serving QMP: the exit has no reason and comes at once (the QMP watch stops trying)', async () => {
+    const dir = tempDir();
+    const fake = fakeQemu(dir, 'exit 3');
+    const vm = await launchVm({ ...fake.spec, qmpSocket: path.join(dir, 'qmp.sock') }, { qemuBinary: fake.binary });
+    vms.push(vm);
+    const started = Date.now();
+    expect(await vm.exited).toEqual({ code: 3, signal: null });
+    // Well under the watch's own connect deadline (60 s): the exit did not wait for it.
+    expect(Date.now() - started).toBeLessThan(30_000);
+    await expect(vm.qmp()).rejects.toThrow(/not connecting .* QEMU exited/);
+  }, 60_000);
+});
+
 describe('QmpClient (QEMU monitor replies)', () => {
   it('a reply line beyond the cap is cut and dropped, never buffered whole; the replies after it are read', async () => {
     const dir = tempDir();

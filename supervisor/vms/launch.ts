@@ -14,7 +14,18 @@ import { QmpClient } from './qmp';
 export interface VmExit {
   code: number | null;
   signal: NodeJS.Signals | null;
+  /**
+   * Why QEMU stopped the machine, from its last QMP SHUTDOWN event: 'guest-shutdown' (the guest powered off),
+   * 'guest-reset' (a reboot or a triple fault, which -no-reboot turns into an exit), 'guest-panic', 'host-qmp-quit',
+   * 'host-signal', …; absent when QEMU sent none (killed, or started without a QMP socket).
+   */
+  shutdown?: string;
 }
+
+/** How long an exit waits for the QMP connection to deliver QEMU's last events (it closes as QEMU exits). */
+const QMP_DRAIN_MS = 1000;
+/** How long the QMP watch keeps trying to connect while QEMU starts (it creates the socket early, but may be slow on an emulated CPU). */
+const QMP_WATCH_CONNECT_MS = 60_000;
 
 export interface LaunchOptions {
   qemuBinary?: string;
@@ -46,6 +57,10 @@ export class Vm {
   readonly exited: Promise<VmExit>;
   private exitInfo: VmExit | null = null;
   private qmpClient: Promise<QmpClient> | null = null;
+  /** The cause in QEMU's last SHUTDOWN event, seen by the QMP watch (watchShutdown). */
+  private shutdownCause: string | null = null;
+  /** Aborted when QEMU exits: a QMP connection still being tried stops. */
+  private readonly gone = new AbortController();
   private readonly watchers = new Set<ConsoleWatcher>();
   private readonly lines = new RingBuffer<ConsoleLine>(CONSOLE_RETAIN_LINES, CONSOLE_RETAIN_CHARS, (l) => l.text.length + 1);
   private consoleEnd = 0;
@@ -72,10 +87,42 @@ export class Vm {
     });
     this.exited = new Promise((resolve) => {
       process.once('exit', (code, signal) => {
-        this.exitInfo = { code, signal };
-        for (const w of this.watchers) w.exit();
-        resolve(this.exitInfo);
+        this.gone.abort('QEMU exited');
+        void this.qmpDrained().then(() => {
+          this.exitInfo = { code, signal, ...(this.shutdownCause ? { shutdown: this.shutdownCause } : {}) };
+          for (const w of this.watchers) w.exit();
+          resolve(this.exitInfo);
+        });
       });
+    });
+  }
+
+  /**
+   * Connect QMP now and remember why QEMU stops the machine (its SHUTDOWN event), so that an exit nobody asked for
+   * says whether the guest powered off, reset (a triple fault, with -no-reboot) or panicked. The connection is the
+   * one qmp() returns; when it cannot be made, qmp() tries again later.
+   */
+  watchShutdown(): void {
+    if (!this.spec.qmpSocket || this.qmpClient) return;
+    const attempt = QmpClient.connect(this.spec.qmpSocket, QMP_WATCH_CONNECT_MS, {
+      signal: this.gone.signal,
+      onEvent: (e) => {
+        if (e.event === 'SHUTDOWN' && typeof e.data?.reason === 'string') this.shutdownCause = e.data.reason;
+      },
+    });
+    this.qmpClient = attempt;
+    attempt.catch(() => {
+      if (this.qmpClient === attempt) this.qmpClient = null;
+    });
+  }
+
+  /** Resolves once a connected QMP client has read QEMU's last events (its socket closed), or after QMP_DRAIN_MS. */
+  private async qmpDrained(): Promise<void> {
+    const qmp = await Promise.race([this.qmpClient?.catch(() => null) ?? null, new Promise<null>((r) => setTimeout(r, 0, null))]);
+    if (!qmp || qmp.isClosed) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, QMP_DRAIN_MS);
+      qmp.once('close', () => (clearTimeout(timer), resolve()));
     });
   }
 
@@ -203,5 +250,7 @@ export async function launchVm(spec: VmSpec, options: LaunchOptions = {}): Promi
   if (err) {
     throw new Error(`vm: cannot start ${binary}: ${err.message}: install it with \`apt-get install qemu-system-x86\``);
   }
-  return new Vm(spec, child, options);
+  const vm = new Vm(spec, child, options);
+  vm.watchShutdown();
+  return vm;
 }

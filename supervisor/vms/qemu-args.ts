@@ -49,8 +49,11 @@ export interface VmSpec {
   debugConsoleSocket: string | null;
   /** Exit QEMU instead of resetting when the guest reboots. */
   noReboot: boolean;
-  /** Extra raw disks (virtio-blk), in order (vda, vdb, ...). */
-  disks: { path: string; readOnly: boolean; format: 'raw' }[];
+  /**
+   * Extra raw disks (virtio-blk), in order (vda, vdb, ...). `offset`/`size`: the disk is that part of the file
+   * (multiples of 512 bytes); `serial`: what the guest reads in /sys/block/vdX/serial (at most 20 characters).
+   */
+  disks: { path: string; readOnly: boolean; format: 'raw'; offset?: number; size?: number; serial?: string }[];
   /**
    * The TSC frequency to tell the guest kernel (tsc_early_khz=). Under TCG on a busy host the kernel's own
    * calibration against the PIT fails now and then and the boot hangs silently; microvm has no other timer to
@@ -107,6 +110,14 @@ export function validateVmSpec(spec: VmSpec): void {
   for (const [i, sh] of (spec.shares ?? []).entries()) {
     if (!/^[A-Za-z0-9_-]{1,31}$/.test(sh.tag)) bad(`shares[${i}].tag`, 'letters, digits, _ and -, at most 31 characters');
     if (!sh.path.startsWith('/') || /[,\n\0]/.test(sh.path)) bad(`shares[${i}].path`, 'an absolute path without commas or newlines');
+  }
+  for (const [i, d] of spec.disks.entries()) {
+    if (d.path.includes(',')) bad(`disks[${i}].path`, 'a path without commas');
+    for (const key of ['offset', 'size'] as const) {
+      const v = d[key];
+      if (v !== undefined && (!Number.isSafeInteger(v) || v < 0 || v % 512 !== 0)) bad(`disks[${i}].${key}`, 'a non-negative multiple of 512 bytes');
+    }
+    if (d.serial !== undefined && !/^[A-Za-z0-9_-]{1,20}$/.test(d.serial)) bad(`disks[${i}].serial`, 'letters, digits, _ and -, at most 20 characters');
   }
   if (spec.firmware && spec.machine === 'microvm') bad('machine', 'pc or q35 with firmware (microvm has no pflash)');
   if (spec.firmware && (spec.firmware.code.includes(',') || spec.firmware.vars.includes(','))) bad('firmware', 'paths without commas');
@@ -193,9 +204,10 @@ export function qemuArgs(spec: VmSpec): string[] {
     );
   }
   for (const [i, disk] of spec.disks.entries()) {
+    const part = `${disk.offset !== undefined ? `,offset=${disk.offset}` : ''}${disk.size !== undefined ? `,size=${disk.size}` : ''}`;
     args.push(
-      '-drive', `if=none,id=disk${i},file=${disk.path},format=${disk.format},readonly=${disk.readOnly ? 'on' : 'off'}`,
-      '-device', `${dev('virtio-blk')},drive=disk${i}`,
+      '-drive', `if=none,id=disk${i},file=${disk.path},format=${disk.format},readonly=${disk.readOnly ? 'on' : 'off'}${part}`,
+      '-device', `${dev('virtio-blk')},drive=disk${i}${disk.serial ? `,serial=${disk.serial}` : ''}`,
     );
   }
   return args;

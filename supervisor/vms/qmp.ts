@@ -44,10 +44,19 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
     socket.on('error', () => this.onClose());
   }
 
-  /** Connect, wait for the greeting, and negotiate capabilities. Retries until `timeoutMs` (QEMU may still be starting). */
-  static async connect(path: string, timeoutMs = 10_000): Promise<QmpClient> {
+  /**
+   * Connect, wait for the greeting, and negotiate capabilities. Retries until `timeoutMs` (QEMU may still be
+   * starting), or until `signal` aborts (QEMU exited: nothing will listen). `onEvent` sees every event from the
+   * greeting on, including those QEMU sends before this resolves.
+   */
+  static async connect(
+    path: string,
+    timeoutMs = 10_000,
+    { signal, onEvent }: { signal?: AbortSignal; onEvent?: (e: QmpEvent) => void } = {},
+  ): Promise<QmpClient> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
+      if (signal?.aborted) throw new Error(`qmp: not connecting to ${path}: ${String(signal.reason)}`);
       try {
         const socket = await new Promise<net.Socket>((resolve, reject) => {
           const s = net.connect(path);
@@ -55,6 +64,7 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
           s.once('error', reject);
         });
         const client = new QmpClient(socket);
+        if (onEvent) client.on('event', onEvent);
         await client.greeting(Math.max(1000, deadline - Date.now()));
         await client.execute('qmp_capabilities');
         return client;
@@ -79,6 +89,11 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
         reject: (e) => (clearTimeout(timer), reject(e)),
       };
     });
+  }
+
+  /** True once the socket closed (QEMU exited or close() was called): no more events come. */
+  get isClosed(): boolean {
+    return this.closed;
   }
 
   /** Lines cut at LINE_LIMITS.qmpLineBytes so far (each one dropped as not JSON). */

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AuraeClient, AuraeApiError, type VmInfo, connect } from '../../aer/sdk';
 import { runAer } from '../../aer/cli/program';
 import { readImage } from '../../image/build';
-import { mintParentClientCert, parseGuestPayload } from '../../guest';
+import { mintParentClientCert, parseGuestPayload, unpackGuestPayload } from '../../guest';
 import { NodeServiceClient } from '../gen/aurae/node/v0/node';
 import { type PreparedNode, REPO_ROOT, type RunningTestAuraed, launchAuraed, prepareTestNode } from '../daemon/testing';
 
@@ -217,7 +217,9 @@ describe('spawn on the host tier', () => {
   it("aer vm renew web: the child serves the new certificate at once, and the parent refuses the one it replaced", async () => {
     const web = (await parent.vms.list()).find((v) => v.name === 'web')!;
     // What web booted with: the identity in its payload (on this host, under the parent's state dir).
-    const boot = parseGuestPayload(readFileSync(join(node.dir, 'state/vms/web/payload.json'))).pki;
+    const parts: Buffer[] = [];
+    for (let i = 0; existsSync(join(node.dir, `state/vms/web/payload.${i}`)); i++) parts.push(readFileSync(join(node.dir, `state/vms/web/payload.${i}`)));
+    const boot = parseGuestPayload(unpackGuestPayload(parts)).pki;
     const bootFingerprint = createHash('sha256').update(new X509Certificate(boot.serverCertChain).raw).digest('hex');
     expect(await servedFingerprint(node, web.address, web.tlsName)).toBe(bootFingerprint);
 
@@ -257,7 +259,7 @@ describe('spawn on the host tier', () => {
   it('stops web gracefully: QEMU exits by itself after the ACPI powerdown', async () => {
     const before = auraed.logs.length;
     const stopped = await parent.vms.stop('web');
-    expect(stopped).toMatchObject({ state: 'stopped', pid: 0, address: '', lastExit: 'QEMU exited with code 0' });
+    expect(stopped).toMatchObject({ state: 'stopped', pid: 0, address: '', lastExit: 'QEMU exited with code 0 (QMP shutdown reason: guest-shutdown)' });
     expect(auraed.logs.slice(before).some((l) => l.msg === 'vm stopped gracefully (ACPI powerdown)')).toBe(true);
     expect(auraed.logs.slice(before).some((l) => l.msg === 'vm did not power down in time; quitting QEMU')).toBe(false);
     expect(qemuPids(node.dir)).toEqual([]);
@@ -342,7 +344,7 @@ describe('depth 2 on the host tier: the child spawns from the boot volume its pa
       expect(tooDeep?.code).toBe('FAILED_PRECONDITION');
       expect(tooDeep?.message).toMatch(/past vms\.maxDepth 2/);
       // A parent stops its children first: stopping web powers db off inside it, then web itself.
-      expect(await parent.vms.stop('web')).toMatchObject({ state: 'stopped', lastExit: 'QEMU exited with code 0' });
+      expect(await parent.vms.stop('web')).toMatchObject({ state: 'stopped', lastExit: 'QEMU exited with code 0 (QMP shutdown reason: guest-shutdown)' });
     } finally {
       parent.close();
       web.close();

@@ -1,6 +1,7 @@
 // Test doubles for the VM core (unit tests only; not used by auraed): a QEMU process that boots and exits on
 // command, a harness wiring VmRuntime to fakes, and a fake /proc + QMP for reconcile's leftovers.
 import { silentLogger } from '../log';
+import type { VmExit } from './launch';
 import type { VmSpec } from './qemu-args';
 import type { LeftoverControl } from './vm-leftovers';
 import { type GuestAdapter, type VmEvent, type VmProcess, VmRuntime, type VmRuntimeDeps } from './vm-runtime';
@@ -8,11 +9,11 @@ import { memoryVmStore } from './vm-store';
 
 export class FakeVm implements VmProcess {
   readonly process: { pid: number };
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  readonly exited: Promise<VmExit>;
   running = true;
   powerdowns = 0;
   quits = 0;
-  private resolveExit!: (e: { code: number | null; signal: NodeJS.Signals | null }) => void;
+  private resolveExit!: (e: VmExit) => void;
   constructor(
     readonly spec: VmSpec,
     pid: number,
@@ -21,10 +22,10 @@ export class FakeVm implements VmProcess {
     this.process = { pid };
     this.exited = new Promise((r) => (this.resolveExit = r));
   }
-  exit(code: number | null, signal: NodeJS.Signals | null = null) {
+  exit(code: number | null, signal: NodeJS.Signals | null = null, shutdown?: string) {
     if (!this.running) return;
     this.running = false;
-    this.resolveExit({ code, signal });
+    this.resolveExit({ code, signal, ...(shutdown ? { shutdown } : {}) });
   }
   async waitForConsole(pattern: RegExp) {
     if (!this.behaviour.ready) throw new Error('no AURAE_READY on the console within 10 ms');
@@ -60,11 +61,10 @@ export class FakeVm implements VmProcess {
 
 export function harness(overrides: Partial<VmRuntimeDeps> = {}, behaviour = { ready: true, obeysPowerdown: true }) {
   const launched: FakeVm[] = [];
-  const files = new Map<string, { data: string; mode: string }>();
+  const files = new Map<string, { data: Buffer; mode: string }>();
   const events: VmEvent[] = [];
   let port = 40000;
   const guest: GuestAdapter = {
-    payloadName: 'opt/aurae/payload',
     mintChildIdentity: async (label) => ({ nodePath: `aurae/${label}`, tlsName: `${label}.aurae`, serverCertChainPem: 'CERT', serverKeyPem: 'KEY' }),
     payloadBytes: (child) => JSON.stringify({ node: child.nodePath, key: child.serverKeyPem }),
   };
@@ -87,7 +87,7 @@ export function harness(overrides: Partial<VmRuntimeDeps> = {}, behaviour = { re
     files: {
       exists: (p) => p.startsWith('/img/'),
       mkdirPrivate: () => undefined,
-      writePrivate: (p, d) => void files.set(p, { data: String(d), mode: '0600' }),
+      writePrivate: (p, d) => void files.set(p, { data: Buffer.from(d), mode: '0600' }),
       remove: (p) => {
         for (const k of [...files.keys()]) if (k.startsWith(p)) files.delete(k);
       },

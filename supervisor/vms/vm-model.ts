@@ -122,14 +122,19 @@ export function restartDelayMs(attempt: number): number {
 export interface ChildBootPlan {
   kernel: string;
   initrd: string;
+  /**
+   * The root image handed over as a read-only disk (the first, vda), with `initrd` the stage initramfs that
+   * lacks it (supervisor/vms/child-root.ts); null: `initrd` is the whole initramfs.
+   */
+  rootDisk: { path: string; offset: number; size: number; serial: string } | null;
   /** The parent's boot volume, attached read-only (the child mounts it on /boot); null: the child has none. */
   bootDisk: string | null;
   accel: Accel;
   hostPort: number;
   guestPort: number;
   qmpSocket: string;
-  payloadFile: string;
-  payloadName: string;
+  /** The guest payload's fw_cfg items (its parts: guest/ guestPayloadParts) and the files holding them. */
+  payload: { name: string; file: string }[];
 }
 
 /**
@@ -153,10 +158,11 @@ export function childVmSpec(request: VmRequest, plan: ChildBootPlan): VmSpec {
     debugConsoleSocket: null,
     noReboot: true,
     disks: [
+      ...(plan.rootDisk ? [{ ...plan.rootDisk, readOnly: true, format: 'raw' as const }] : []),
       ...(plan.bootDisk ? [{ path: plan.bootDisk, readOnly: true, format: 'raw' as const }] : []),
       ...(request.disks ?? []).map((path) => ({ path, readOnly: true, format: 'raw' as const })),
     ],
-    fwCfg: [{ name: plan.payloadName, file: plan.payloadFile }],
+    fwCfg: plan.payload.map((item) => ({ ...item })),
     ...(request.shares?.length ? { shares: request.shares.map((sh) => ({ ...sh })) } : {}),
     // Bound TCG's code buffer: by default it grows towards 1 GiB per child (see BENCHMARKS.md).
     tcgTbSizeMiB: CHILD_TCG_TB_SIZE_MIB,

@@ -17,6 +17,7 @@ import type { VmServiceServer } from '../gen/aurae/vms/v0/vms';
 import { type Client, Metadata } from '@grpc/grpc-js';
 import { NodeServiceService } from '../gen/aurae/node/v0/node';
 import { type ChildCertRenewer, type ChildRenewal, createChildCertRenewer } from './cert-renewal';
+import { childRootFor } from './child-root';
 import { CHILD_API_PORT } from './vm-model';
 import { cgroupConfiner, cgroupReleaser, createChildRouter, freeLoopbackPort, hostAccel, nodeVmFiles, qemuLauncher, resolveBootDisk, resolveQemu } from './vm-host';
 import { procLeftovers } from './vm-leftovers';
@@ -97,7 +98,6 @@ export async function createNodeVms(options: NodeVmsOptions): Promise<NodeVms> {
   });
   // Each identity minted for a new run is recorded, so the renewer knows what the child serves and holds.
   const guest: NodeGuest | null = nodeGuest && {
-    payloadName: nodeGuest.payloadName,
     payloadBytes: (child) => nodeGuest.payloadBytes(child),
     mintClientCert: () => nodeGuest.mintClientCert(),
     mintChildIdentity: async (label, depthLeft) => {
@@ -111,6 +111,18 @@ export async function createNodeVms(options: NodeVmsOptions): Promise<NodeVms> {
     if (event.kind === 'vm_failed' || (event.kind === 'vm_exited' && !event.expected)) log.warn('vm event', { ...event });
     else log.info('vm event', { ...event });
     options.events?.publish(event);
+    if (event.kind === 'vm_started') warmConnection(event.vm);
+  };
+  // A child that just started gets this node's connection at once (client certificate, TLS handshake on both
+  // emulated CPUs), in the background: the first call routed to it then does not wait for that.
+  const warmConnection = (label: string) => {
+    routerRef?.clientFor(label).then(
+      (client) =>
+        client.waitForReady(Date.now() + WARM_CONNECTION_MS, (err) => {
+          if (err) log.debug('vm: the connection to a started child is not ready yet', { vm: label, err: err.message });
+        }),
+      (err: Error) => log.debug('vm: no client for a started child', { vm: label, err: err.message }),
+    );
   };
   const deps: VmRuntimeDeps = {
     nodePath: config.node.name,
@@ -122,6 +134,8 @@ export async function createNodeVms(options: NodeVmsOptions): Promise<NodeVms> {
     guestPort: CHILD_API_PORT,
     guest,
     launch: qemuLauncher(resolveQemu(config.vms.qemu)),
+    // A dot folder beside the VMs' own (their names cannot start with a dot).
+    childRoot: (initrd) => childRootFor(initrd, join(config.state.dir, 'vms', '.stage-initrd')),
     accel: hostAccel(),
     freePort: freeLoopbackPort,
     files: nodeVmFiles,
@@ -196,6 +210,8 @@ function sendRenewal(client: Client, renewal: ChildRenewal): Promise<void> {
 }
 
 const RENEW_DEADLINE_MS = 20_000;
+/** How long the connection made to a just-started child may take before it is left to the first call. */
+const WARM_CONNECTION_MS = 30_000;
 
 async function readSpawnCa(config: NodeConfig): Promise<CertificateAuthority | null> {
   const { spawnCaCert, spawnCaKey } = config.pki;

@@ -11,6 +11,8 @@ import {
 } from './vm-model';
 import { harness } from './testing';
 import { resolveBootDisk, resolveQemu } from './vm-host';
+import { unpackGuestPayload } from '../../guest/payload';
+import { qemuArgs } from './qemu-args';
 
 const limits = { maxMemoryMiB: 1024, maxDepth: 2 };
 
@@ -70,7 +72,7 @@ describe('childVmSpec', () => {
   it('boots the node kernel/initrd on microvm with one loopback forward, QMP, the payload as fw_cfg, no reboot', () => {
     const spec = childVmSpec(
       { name: 'web', memoryMiB: 512, cpus: 2, restart: 'never' },
-      { kernel: '/boot/vmlinuz', initrd: '/boot/initramfs', bootDisk: null, accel: 'tcg', hostPort: 40001, guestPort: 8443, qmpSocket: '/s/web/qmp.sock', payloadFile: '/s/web/payload.json', payloadName: 'opt/aurae/payload' },
+      { kernel: '/boot/vmlinuz', initrd: '/boot/initramfs', rootDisk: null, bootDisk: null, accel: 'tcg', hostPort: 40001, guestPort: 8443, qmpSocket: '/s/web/qmp.sock', payload: [{ name: 'opt/aurae/payload/0', file: '/s/web/payload.json' }] },
     );
     expect(spec).toMatchObject({
       kernel: '/boot/vmlinuz',
@@ -81,7 +83,7 @@ describe('childVmSpec', () => {
       forwards: [{ hostPort: 40001, guestPort: 8443 }],
       qmpSocket: '/s/web/qmp.sock',
       noReboot: true,
-      fwCfg: [{ name: 'opt/aurae/payload', file: '/s/web/payload.json' }],
+      fwCfg: [{ name: 'opt/aurae/payload/0', file: '/s/web/payload.json' }],
       disks: [],
     });
   });
@@ -89,9 +91,28 @@ describe('childVmSpec', () => {
   it('gives the child the boot volume read-only, so it has /boot (and can spawn in turn)', () => {
     const spec = childVmSpec(
       { name: 'web', memoryMiB: 512, cpus: 2, restart: 'never' },
-      { kernel: '/boot/vmlinuz', initrd: '/boot/initramfs', bootDisk: '/dev/vda1', accel: 'kvm', hostPort: 40001, guestPort: 8443, qmpSocket: '/s/q', payloadFile: '/s/p', payloadName: 'opt/aurae/payload' },
+      { kernel: '/boot/vmlinuz', initrd: '/boot/initramfs', rootDisk: null, bootDisk: '/dev/vda1', accel: 'kvm', hostPort: 40001, guestPort: 8443, qmpSocket: '/s/q', payload: [{ name: 'opt/aurae/payload/0', file: '/s/p' }] },
     );
     expect(spec.disks).toEqual([{ path: '/dev/vda1', readOnly: true, format: 'raw' }]);
+  });
+
+  it('with the root image as a disk: the stage initramfs, and the image first (vda), read-only, by offset and serial', () => {
+    const rootDisk = { path: '/boot/initramfs', offset: 8192, size: 4096 * 100, serial: 'aurae-root' };
+    const spec = childVmSpec(
+      { name: 'web', memoryMiB: 256, cpus: 1, restart: 'never', disks: ['/d/a.ext4'] },
+      { kernel: '/boot/vmlinuz', initrd: '/s/stage.cpio', rootDisk, bootDisk: '/dev/vda1', accel: 'kvm', hostPort: 1, guestPort: 2, qmpSocket: '/s/q', payload: [{ name: 'opt/aurae/payload/0', file: '/s/p' }] },
+    );
+    expect(spec.initrd).toBe('/s/stage.cpio');
+    expect(spec.disks).toEqual([
+      { ...rootDisk, readOnly: true, format: 'raw' },
+      { path: '/dev/vda1', readOnly: true, format: 'raw' },
+      { path: '/d/a.ext4', readOnly: true, format: 'raw' },
+    ]);
+    const args = qemuArgs(spec);
+    expect(args).toContain('if=none,id=disk0,file=/boot/initramfs,format=raw,readonly=on,offset=8192,size=409600');
+    expect(args).toContain('virtio-blk-device,drive=disk0,serial=aurae-root');
+    expect(() => qemuArgs({ ...spec, disks: [{ ...rootDisk, offset: 100, readOnly: true, format: 'raw' }] })).toThrow(/disks\[0\]\.offset is invalid: expected a non-negative multiple of 512 bytes/);
+    expect(() => qemuArgs({ ...spec, disks: [{ ...rootDisk, serial: 'a b', readOnly: true, format: 'raw' }] })).toThrow(/disks\[0\]\.serial is invalid/);
   });
 });
 
@@ -124,8 +145,10 @@ describe('VmRuntime', () => {
     const h = harness();
     const status = await h.runtime.spawn(web);
     expect(status).toMatchObject({ nodePath: 'aurae/web', state: 'running', address: '127.0.0.1:40001', tlsName: 'web.aurae', pid: 1000 });
-    expect(h.files.get('/state/vms/web/payload.json')?.data).toContain('aurae/web');
-    expect(h.launched[0]!.spec.fwCfg).toEqual([{ name: 'opt/aurae/payload', file: '/state/vms/web/payload.json' }]);
+    // The payload as fw_cfg parts (gzip, at most a page each): this one fits in one.
+    expect(unpackGuestPayload([h.files.get('/state/vms/web/payload.0')!.data]).toString()).toContain('aurae/web');
+    expect(h.files.get('/state/vms/web/payload.0')?.mode).toBe('0600');
+    expect(h.launched[0]!.spec.fwCfg).toEqual([{ name: 'opt/aurae/payload/0', file: '/state/vms/web/payload.0' }]);
     expect(h.runtime.route('web')).toEqual({ address: '127.0.0.1:40001', tlsName: 'web.aurae', nodePath: 'aurae/web', serverCertPem: 'CERT' });
     const stopped = await h.runtime.stop('web');
     expect(stopped).toMatchObject({ state: 'stopped', pid: 0, address: '' });
@@ -217,6 +240,13 @@ describe('VmRuntime', () => {
     await waitUntil(() => n.runtime.get('web').state === 'crashed');
     expect(n.runtime.get('web').lastExit).toBe('QEMU killed by SIGKILL');
     expect(() => n.runtime.route('web')).toThrow(/is crashed, not running/);
+
+    // QEMU's own reason for stopping the machine (its QMP SHUTDOWN event) is kept with the exit.
+    const r = harness();
+    await r.runtime.spawn(web);
+    r.launched[0]!.exit(0, null, 'guest-reset');
+    await waitUntil(() => r.runtime.get('web').state === 'crashed');
+    expect(r.runtime.get('web').lastExit).toBe('QEMU exited with code 0 (QMP shutdown reason: guest-reset)');
   });
 
   it('a child crash the policy cannot recover from ends in vm_failed: restart limit, or a restart that fails', async () => {

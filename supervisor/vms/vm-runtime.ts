@@ -3,11 +3,14 @@
 // child's AURAE_READY line, record its address. Every side effect goes through VmRuntimeDeps, so the logic is
 // unit-tested with fakes and the priv test runs it for real. Each VM's request, desired state and current QEMU
 // pid are written to the store, so a restarted auraed reconciles (init) instead of forgetting its children.
+import { guestPayloadPartName, guestPayloadParts } from '../../guest/payload';
 import { AuraeError, isAuraeError } from '../errors';
 import type { VmStatus as ProtoVmStatus } from '../gen/aurae/vms/v0/vms';
 import { READY_LINE } from '../ipc';
 import type { Logger } from '../log';
 import type { VmLifecycleEvent } from '../observe';
+import type { ChildRoot } from './child-root';
+import type { VmExit } from './launch';
 import type { Accel, VmSpec } from './qemu-args';
 import type { QmpClient } from './qmp';
 import {
@@ -37,20 +40,18 @@ export interface ChildIdentity {
 
 /** How the node makes a child's identity and payload (guest/). */
 export interface GuestAdapter {
-  /** fw_cfg name the child's init reads its payload from (GUEST_PAYLOAD_FW_CFG). */
-  payloadName: string;
   mintChildIdentity(childLabel: string, depthLeft: number): Promise<ChildIdentity>;
-  /** The payload file's bytes for this child. */
+  /** The payload's text for this child (handed over as fw_cfg parts, guest/ guestPayloadParts). */
   payloadBytes(child: ChildIdentity): Buffer | string;
 }
 
 /** The part of a launched QEMU the core uses (supervisor/vms launch.ts Vm; a fake in unit tests). */
 export interface VmProcess {
   readonly process: { pid?: number };
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  readonly exited: Promise<VmExit>;
   readonly running: boolean;
   waitForConsole(pattern: RegExp, timeoutMs: number, from?: number): Promise<RegExpExecArray>;
-  waitForExit(timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  waitForExit(timeoutMs: number): Promise<VmExit>;
   qmp(): Promise<Pick<QmpClient, 'systemPowerdown' | 'quit'>>;
   kill(): Promise<unknown>;
   tail(n?: number): string;
@@ -70,6 +71,8 @@ export interface VmRuntimeDeps {
   guestPort: number;
   guest: GuestAdapter | null;
   launch(spec: VmSpec, onConsoleLine: (line: string) => void): Promise<VmProcess>;
+  /** The child root for an initramfs (child-root.ts childRootFor); absent or null: children boot the whole initramfs. */
+  childRoot?(initrd: string): ChildRoot | null;
   accel(): Accel;
   freePort(): Promise<number>;
   files: {
@@ -269,27 +272,32 @@ export class VmRuntime {
     // Levels this node may still create below itself (guest/ depthLeftOf): at least 1 here (checked above).
     const depthLeft = deps.limits.maxDepth - nodeDepth(deps.nodePath);
     const dir = this.vmDir(request.name);
-    const payloadFile = `${dir}/payload.json`;
     let identity: ChildIdentity;
+    let payload: { name: string; file: string }[];
     try {
       identity = await guest.mintChildIdentity(request.name, depthLeft);
       deps.files.mkdirPrivate(dir);
-      deps.files.writePrivate(payloadFile, guest.payloadBytes(identity));
+      payload = guestPayloadParts(guest.payloadBytes(identity)).map((bytes, i) => {
+        const file = `${dir}/payload.${i}`;
+        deps.files.writePrivate(file, bytes);
+        return { name: guestPayloadPartName(i), file };
+      });
     } catch (err) {
       if (isAuraeError(err)) throw err;
       throw new AuraeError('FAILED_PRECONDITION', `vm "${request.name}": preparing the child's identity and payload failed: ${(err as Error).message}`);
     }
     const hostPort = await deps.freePort();
+    const root = this.childRoot();
     const spec = childVmSpec(request, {
       kernel: deps.kernel,
-      initrd: deps.initrd,
+      initrd: root?.initrd ?? deps.initrd,
+      rootDisk: root?.rootDisk ?? null,
       bootDisk: deps.bootDisk ?? null,
       accel: deps.accel(),
       hostPort,
       guestPort: deps.guestPort,
       qmpSocket: `${dir}/qmp.sock`,
-      payloadFile,
-      payloadName: guest.payloadName,
+      payload,
     });
     // Checked again here: a restart or a reconcile start may have waited while the parent began shutting down.
     if (this.closing) throw new AuraeError('UNAVAILABLE', `vm "${request.name}": auraed is shutting down: not started`);
@@ -371,16 +379,16 @@ export class VmRuntime {
     this.settleStopped(entry, vm);
   }
 
-  private onExit(entry: VmEntry, vm: VmProcess, exit: { code: number | null; signal: string | null }): void {
+  private onExit(entry: VmEntry, vm: VmProcess, exit: VmExit): void {
     if (entry.process !== vm) return;
     const name = entry.status.request.name;
     const expected = entry.stopRequested;
-    entry.status.lastExit = exit.signal ? `QEMU killed by ${exit.signal}` : `QEMU exited with code ${exit.code}`;
+    entry.status.lastExit = describeExit(exit);
     entry.exit = { code: exit.code, signal: exit.signal };
     this.deps.onEvent?.({ kind: 'vm_exited', vm: name, pid: entry.status.pid, code: exit.code, signal: exit.signal, expected });
     if (expected) return this.settleStopped(entry, vm);
     if (entry.status.state === 'starting') return; // boot() reports it
-    this.deps.log.warn('vm crashed', { vm: name, code: exit.code, signal: exit.signal });
+    this.deps.log.warn('vm crashed', { vm: name, code: exit.code, signal: exit.signal, shutdown: exit.shutdown ?? null });
     entry.process = null;
     entry.status.pid = 0;
     entry.status.address = '';
@@ -538,6 +546,17 @@ export class VmRuntime {
     return entry;
   }
 
+  /** The root image as a disk and the stage initramfs (child-root.ts), or null: boot the whole initramfs. */
+  private childRoot(): ChildRoot | null {
+    if (!this.deps.childRoot) return null;
+    try {
+      return this.deps.childRoot(this.deps.initrd);
+    } catch (err) {
+      this.deps.log.warn('vm: cannot hand the root image over as a disk; the child boots the whole initramfs', { initrd: this.deps.initrd, err: (err as Error).message });
+      return null;
+    }
+  }
+
   private vmDir(name: string): string {
     return `${this.deps.stateDir}/${name}`;
   }
@@ -578,4 +597,10 @@ function restoredEntry(vm: StoredVm, nodePath: string): VmEntry {
     exit: vm.exit,
     serverCertPem: '',
   };
+}
+
+/** An exit for status and logs: "QEMU exited with code 0 (the guest reset)" and the like. */
+export function describeExit(exit: VmExit): string {
+  const how = exit.signal ? `QEMU killed by ${exit.signal}` : `QEMU exited with code ${exit.code}`;
+  return exit.shutdown ? `${how} (QMP shutdown reason: ${exit.shutdown})` : how;
 }
