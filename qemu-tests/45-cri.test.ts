@@ -26,7 +26,7 @@ import { spdyExec, spdyPortForward, wsExec } from '../supervisor/cri/streaming/t
 import { buildTestImages, startTestRegistry, testImagesDir, type TestRegistry } from '../supervisor/images/test-registry';
 import { freeLoopbackPort } from '../supervisor/vms';
 import { GUEST_REGISTRY, GUEST_REGISTRY_HOST, withGuestRegistry } from '../image/lib/guest-registry';
-import { startGuestRelay } from '../image/lib/guest-relay';
+import { startGuestRelay, stopGuestRelay } from '../image/lib/guest-relay';
 import { type BootedNode, bootNode, eventually, NESTED_HOST_CPUS } from './fixture/node';
 
 const IMAGE = `${GUEST_REGISTRY_HOST}/busybox:latest`;
@@ -86,7 +86,7 @@ describe('45 cri', () => {
     const u = new URL(url);
     const target = `127.0.0.1:${u.port}`;
     if (streamRelayTarget !== target) {
-      if (streamRelayPid !== '') await sh(`kill ${streamRelayPid} 2>/dev/null; true`);
+      if (streamRelayPid !== '') await stopGuestRelay(await booted().shell(), streamRelayPid);
       streamRelayPid = await startRelay(STREAM_RELAY_PORT, target);
       streamRelayTarget = target;
     }

@@ -14,7 +14,7 @@ import { call, type CriNode, refusal, startCriNode } from './fixture/cri';
 import { eventually, NESTED_HOST_CPUS } from './fixture/node';
 import { spdyExec, spdyPortForward, wsExec } from '../supervisor/cri/streaming/testing';
 import { freeLoopbackPort } from '../supervisor/vms';
-import { startGuestRelay } from '../image/lib/guest-relay';
+import { startGuestRelay, stopGuestRelay } from '../image/lib/guest-relay';
 
 const MiB = 1n << 20n;
 /** Stands in for kubelet's /var/lib/kubelet/pods/<uid> (made by the test, as kubelet makes its own; /tmp as in 45). */
@@ -44,7 +44,7 @@ describe('47 cri: resources, metrics, vm sandbox mounts', () => {
     const u = new URL(url);
     const target = `127.0.0.1:${u.port}`;
     if (streamRelay.target !== target) {
-      if (streamRelay.pid !== '') await node().sh(`kill ${streamRelay.pid} 2>/dev/null; true`);
+      if (streamRelay.pid !== '') await stopGuestRelay(await node().node.shell(), streamRelay.pid);
       streamRelay = { target, pid: await startGuestRelay(await node().node.shell(), STREAM_RELAY_PORT, target) };
     }
     return `http://127.0.0.1:${streamPort}${u.pathname}${u.search}`;

@@ -20,6 +20,22 @@ export const GUEST_RELAY_JS = [
 const GUEST_RELAY_FILE = '/tmp/cri-relay.cjs';
 
 /**
+ * Stop a relay and wait until it is gone (bounded by `timeoutMs`), so a new relay on its port can bind: a relay
+ * still exiting holds the port, and the new one's wait below would take the old listener for the new one.
+ */
+export async function stopGuestRelay(shell: Pick<DebugShell, 'ok'>, pid: string, timeoutMs = 30_000): Promise<void> {
+  if (!/^\d+$/.test(pid)) throw new Error(`guest relay: "${pid}" is not a pid`);
+  await shell.ok(`kill ${pid} 2>/dev/null; true`);
+  const deadline = Date.now() + timeoutMs;
+  // A zombie (exited, not yet reaped by the shell) holds no socket: it counts as gone.
+  const alive = `grep -qs '^State:[[:space:]]*[^Z]' /proc/${pid}/status && echo alive || echo gone`;
+  while ((await shell.ok(alive)).trim() === 'alive') {
+    if (Date.now() > deadline) throw new Error(`guest relay: pid ${pid} still runs ${timeoutMs} ms after SIGTERM: see the node's console`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
  * Start a relay on guest port `port` to `target` (an absolute socket path, or host:port) and wait until it listens
  * (QEMU accepts the host's connection either way, then resets it when nothing listens in the guest); its pid.
  */
