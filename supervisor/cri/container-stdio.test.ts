@@ -49,6 +49,17 @@ function setup(stdinOnce: boolean) {
     void exited.then(() => stopped.emit('stopped'));
     return exited;
   };
+  /**
+   * Until the container holds the FIFO as its stdin. The runner's StartContainer returns only then (the start script
+   * opens it before crun runs) and attach is refused before; here `start` returns at once, so the tests wait.
+   */
+  const reading = async () => {
+    const child = children.at(-1)!;
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 10))) {
+      if (fs.readlinkSync(`/proc/${child.pid}/fd/0`, { encoding: 'utf8' }) === paths.stdinFifo) return;
+    }
+    throw new Error(`the container did not open ${paths.stdinFifo} as its stdin within 10 s`);
+  };
   const attach = (io: { stdin?: PassThrough; stdout?: PassThrough; stderr?: PassThrough; signal?: AbortSignal; running?: boolean; spec?: { tty: boolean; stdin: boolean; stdinOnce: boolean } }) =>
     hub.attach('k8s-pod', 'c-app', 'container "app"', io.spec, {
       stdin: io.stdin ?? null,
@@ -62,7 +73,7 @@ function setup(stdinOnce: boolean) {
         return () => stopped.off('stopped', cb);
       },
     });
-  return { hub, taps, paths, start, attach, prepare: () => hub.prepare('k8s-pod', 'c-app', { tty: false, stdin: true, stdinOnce }, paths) };
+  return { hub, taps, paths, start, reading, attach, prepare: () => hub.prepare('k8s-pod', 'c-app', { tty: false, stdin: true, stdinOnce }, paths) };
 }
 
 const text = (s: PassThrough) => {
@@ -87,6 +98,7 @@ describe('attach without a terminal', () => {
     await s.prepare();
     expect(fs.statSync(s.paths.stdinFifo).isFIFO()).toBe(true);
     const exited = s.start();
+    await s.reading();
     const stdin = new PassThrough();
     const stdout = new PassThrough();
     const out = text(stdout);
@@ -105,6 +117,7 @@ describe('attach without a terminal', () => {
     const s = setup(false);
     await s.prepare();
     const exited = s.start();
+    await s.reading();
     const first = { stdin: new PassThrough(), stdout: new PassThrough() };
     const ac = new AbortController();
     const out1 = text(first.stdout);

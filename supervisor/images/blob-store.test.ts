@@ -91,6 +91,27 @@ describe('BlobStore', () => {
     expect(src.calls).toEqual([5000, 0]);
   });
 
+  it('a partial already holding the whole blob (cut before its commit) is verified and committed without a request', async () => {
+    writeFileSync(path.join(dir, 'ingest', `${digest.slice(7)}.partial`), content);
+    const src = source(content);
+    expect(await store.ensure(desc, src.fn)).toBe('fetched');
+    expect(src.calls).toEqual([]);
+    expect(readFileSync(store.path(digest))).toEqual(content);
+    expect(readdirSync(store.ingestDir)).toEqual([]);
+
+    // The same size but garbage at the end (a power cut mid-write): one clean fetch from the start.
+    const other = new BlobStore(mkdtempSync(path.join(os.tmpdir(), 'blob-store-')), silentLogger);
+    await other.init();
+    const junk = Buffer.from(content);
+    junk[junk.length - 1] = junk[junk.length - 1]! ^ 0xff;
+    writeFileSync(path.join(other.ingestDir, `${digest.slice(7)}.partial`), junk);
+    const again = source(content);
+    expect(await other.ensure(desc, again.fn)).toBe('fetched');
+    expect(again.calls).toEqual([0]);
+    expect(readFileSync(other.path(digest))).toEqual(content);
+    rmSync(other.dir, { recursive: true, force: true });
+  });
+
   it('refuses a wrong digest with FAILED_PRECONDITION and stores nothing', async () => {
     const bad = Buffer.from(content);
     bad[1234] = bad[1234]! ^ 1;

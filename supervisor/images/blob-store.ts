@@ -246,6 +246,14 @@ export class BlobStore {
   ): Promise<void> {
     const hash = createHash('sha256');
     if (have > 0) await hashFile(partial, hash, have);
+    if (have === desc.size) {
+      // Cut after the last byte was written but before the commit: nothing to fetch (a Range from the blob's end is
+      // a 416 at the registry). A partial that does not verify is one a power cut left ending in garbage.
+      const actual = `sha256:${hash.digest('hex')}`;
+      if (actual !== desc.digest) throw new DigestMismatch(mismatch(desc.digest, actual));
+      progress(have, desc.size);
+      return;
+    }
     const { start, body } = await source(have, signal);
     if (start !== have && start !== 0) throw new AuraeError('UNAVAILABLE', `blob ${desc.digest}: the registry answered from byte ${start}, not ${have}`);
     let done = start;

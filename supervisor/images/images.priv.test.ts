@@ -10,6 +10,9 @@ import { silentLogger } from '../log';
 import { openDatabase } from '../store';
 import { type HttpTransport, createUndiciTransport } from './http';
 import { type ImagesCore, createImages } from './images';
+import { TokenCache } from './auth';
+import { parseReference } from './reference';
+import { RegistryClient } from './registry-client';
 import { type TestImages, type TestRegistry, buildTestImages, startTestRegistry } from './test-registry';
 import type { ImagesConfig, PullProgress } from './types';
 import { failure } from './testing';
@@ -180,6 +183,35 @@ describe('a download cut mid-layer', () => {
       ['bytes=65536-', 206],
     ]);
     expect(image.digest).toBe(images.digests.base);
+  });
+});
+
+describe('a resume from the end of a blob', () => {
+  // The blob store no longer asks for it (a complete partial is verified locally), but a registry whose blob is
+  // shorter than the manifest says still answers 416: the client refetches from the start.
+  it('gets a 416 from the real registry and refetches the whole blob', async () => {
+    const reg = await registry({ auth: 'none' });
+    await reg.push(images.layout, images.tags.base, 'ranged:latest');
+    const real = createUndiciTransport();
+    const statuses: number[] = [];
+    const transport: HttpTransport = async (req) => {
+      const res = await real(req);
+      statuses.push(res.status);
+      return res;
+    };
+    try {
+      const client = new RegistryClient({ ref: parseReference(`${reg.host}/ranged`), config: { registries: { [reg.host]: { insecure: true, caFile: null, auth: null } } }, transport, tokens: new TokenCache() });
+      const manifest = (await client.getManifest('latest')).parsed;
+      if (manifest.kind !== 'manifest') throw new Error(`expected an image manifest, got ${manifest.kind}`);
+      const blob = await client.getBlob(manifest.config.digest, manifest.config.size);
+      const chunks: Buffer[] = [];
+      for await (const c of blob.body) chunks.push(Buffer.from(c));
+      expect(blob.start).toBe(0);
+      expect(Buffer.concat(chunks).length).toBe(manifest.config.size);
+      expect(statuses).toEqual([200, 416, 200]);
+    } finally {
+      await real.close();
+    }
   });
 });
 

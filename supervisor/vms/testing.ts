@@ -17,7 +17,9 @@ export class FakeVm implements VmProcess {
   constructor(
     readonly spec: VmSpec,
     pid: number,
-    private readonly behaviour: { ready: boolean; obeysPowerdown: boolean },
+    private readonly behaviour: FakeBehaviour,
+    /** This boot resets before AURAE_READY (a triple fault, or a panic when `console` says so). */
+    private readonly resets = false,
   ) {
     this.process = { pid };
     this.exited = new Promise((r) => (this.resolveExit = r));
@@ -28,6 +30,10 @@ export class FakeVm implements VmProcess {
     this.resolveExit({ code, signal, ...(shutdown ? { shutdown } : {}) });
   }
   async waitForConsole(pattern: RegExp) {
+    if (this.resets) {
+      this.exit(0, null, 'guest-reset');
+      throw new Error(`QEMU exited ({"code":0,"signal":null,"shutdown":"guest-reset"}) before the console showed ${pattern}`);
+    }
     if (!this.behaviour.ready) throw new Error('no AURAE_READY on the console within 10 ms');
     const m = pattern.exec('AURAE_READY {"node":"aurae/web"}');
     if (!m) throw new Error('pattern mismatch');
@@ -55,11 +61,20 @@ export class FakeVm implements VmProcess {
     return this.exited;
   }
   tail() {
-    return '(console)';
+    return this.behaviour.console ?? '(console)';
   }
 }
 
-export function harness(overrides: Partial<VmRuntimeDeps> = {}, behaviour = { ready: true, obeysPowerdown: true }) {
+export interface FakeBehaviour {
+  ready: boolean;
+  obeysPowerdown: boolean;
+  /** How many launches, from the first, reset while booting. */
+  bootResets?: number;
+  /** What tail() shows. */
+  console?: string;
+}
+
+export function harness(overrides: Partial<VmRuntimeDeps> = {}, behaviour: FakeBehaviour = { ready: true, obeysPowerdown: true }) {
   const launched: FakeVm[] = [];
   const files = new Map<string, { data: Buffer; mode: string }>();
   const events: VmEvent[] = [];
@@ -78,7 +93,7 @@ export function harness(overrides: Partial<VmRuntimeDeps> = {}, behaviour = { re
     guestPort: 8443,
     guest,
     launch: async (spec) => {
-      const vm = new FakeVm(spec, 1000 + launched.length, behaviour);
+      const vm = new FakeVm(spec, 1000 + launched.length, behaviour, launched.length < (behaviour.bootResets ?? 0));
       launched.push(vm);
       return vm;
     },

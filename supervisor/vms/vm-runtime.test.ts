@@ -206,6 +206,27 @@ describe('VmRuntime', () => {
     }
   });
 
+  it('a child that resets while booting with no panic on its console (a triple fault) is booted again, at most 3 times', async () => {
+    const once = harness({}, { ready: true, obeysPowerdown: true, bootResets: 1 });
+    const status = await once.runtime.spawn(web);
+    expect(status).toMatchObject({ state: 'running' });
+    expect(once.launched.map((v) => v.running)).toEqual([false, true]);
+    expect(once.launched[1]!.spec).toEqual(once.launched[0]!.spec);
+
+    const always = harness({}, { ready: true, obeysPowerdown: true, bootResets: 5 });
+    await expect(always.runtime.spawn(web)).rejects.toMatchObject({
+      code: 'UNAVAILABLE',
+      message: expect.stringMatching(/did not become ready \(boot attempt 3; the earlier ones reset without a panic\): QEMU exited .*guest-reset/),
+    });
+    expect(always.launched).toHaveLength(3);
+    expect(always.runtime.list()).toEqual([]);
+
+    // A kernel panic (panic=-1 makes it a reset too) is the child's own failure: no second boot.
+    const panic = harness({}, { ready: true, obeysPowerdown: true, bootResets: 1, console: 'Kernel panic - not syncing: Attempted to kill init!' });
+    await expect(panic.runtime.spawn(web)).rejects.toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/^vm "web" did not become ready: .*Kernel panic/s) });
+    expect(panic.launched).toHaveLength(1);
+  });
+
   it('a child that never becomes ready is killed and the spawn leaves nothing behind', async () => {
     const h = harness({}, { ready: false, obeysPowerdown: true });
     await expect(h.runtime.spawn(web)).rejects.toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/did not become ready/) });

@@ -131,6 +131,14 @@ interface VmEntry {
 }
 
 /** How long reconcile polls for a previous auraed's QEMU to be gone after a signal or QMP quit. */
+/** Console lines kept with a VM that did not become ready (in the error and the node's log). */
+const CONSOLE_TAIL_LINES = 40;
+/**
+ * Boots of one start, when a child resets itself before it is ready with no kernel panic on its console: a triple
+ * fault. That is seen, rarely, with KVM inside an emulated CPU (QEMU's TCG emulates AMD-V), and the same boot
+ * then succeeds. A panic (the child's command line has panic=-1, so it too ends as a reset) is not retried.
+ */
+const BOOT_ATTEMPTS = 3;
 const LEFTOVER_POLL_MS = 50;
 const LEFTOVER_KILL_WAIT_MS = 2000;
 
@@ -308,6 +316,56 @@ export class VmRuntime {
     entry.serverCertPem = identity.serverCertChainPem;
     const log = deps.log.child({ vm: request.name });
     let vm: VmProcess;
+    let ready: RegExpExecArray;
+    for (let attempt = 1; ; attempt++) {
+      vm = await this.launchConfined(entry, spec, log);
+      try {
+        ready = await vm.waitForConsole(READY_LINE, deps.limits.bootTimeoutMs);
+        break;
+      } catch (err) {
+        entry.stopRequested = true;
+        await vm.kill();
+        const exit = await vm.exited;
+        const message = (err as Error).message.split('\n')[0]!;
+        const tail = vm.tail(CONSOLE_TAIL_LINES);
+        const again = attempt < BOOT_ATTEMPTS && resetWithoutPanic(exit, tail) && entry.desiredRunning && !this.closing;
+        // The console's last lines go to the node's log: the error's text may be cut on its way to a client.
+        log.warn(again ? 'vm reset itself while booting, with no kernel panic on its console: booting it again' : 'vm did not become ready; its console follows', {
+          reason: message,
+          attempt,
+          attempts: BOOT_ATTEMPTS,
+        });
+        for (const line of tail.split('\n')) log.warn('console', { line });
+        if (again) {
+          entry.stopRequested = false;
+          continue;
+        }
+        this.transition(entry, 'failed');
+        entry.status.lastExit = message;
+        this.save(entry);
+        const tries = attempt > 1 ? ` (boot attempt ${attempt}; the earlier ones reset without a panic)` : '';
+        throw new AuraeError('UNAVAILABLE', `vm "${request.name}" did not become ready${tries}: ${message}; console tail:\n${tail}`);
+      }
+    }
+    if (entry.status.state !== 'starting') {
+      throw new AuraeError('UNAVAILABLE', `vm "${request.name}" exited while starting: ${entry.status.lastExit}`);
+    }
+    entry.status.address = `127.0.0.1:${hostPort}`;
+    this.transition(entry, 'running');
+    log.info('vm running', { pid: entry.status.pid, address: entry.status.address, nodePath: entry.status.nodePath, accel: spec.accel, ready: ready[1] });
+    deps.onEvent?.({ kind: 'vm_started', vm: request.name, pid: entry.status.pid, address: entry.status.address });
+    // A stop that came while QEMU was being launched found no process to stop: honour it now.
+    if (!entry.desiredRunning && !this.closing) {
+      log.info('a stop was requested while the vm booted; stopping it now');
+      await this.halt(entry, deps.limits.stopTimeoutMs);
+    }
+  }
+
+  /** Start QEMU for the spec, record its pid, put it in its cell and watch its exit; a failure leaves the entry failed. */
+  private async launchConfined(entry: VmEntry, spec: VmSpec, log: Logger): Promise<VmProcess> {
+    const { deps } = this;
+    const { request } = entry.status;
+    let vm: VmProcess;
     try {
       vm = await deps.launch(spec, (line) => log.debug('console', { line }));
     } catch (err) {
@@ -332,31 +390,7 @@ export class VmRuntime {
     }
     if (!entry.status.confined) log.warn('QEMU runs without a cell: cgroup v2 is not available, so its memory and CPU are bounded only by QEMU itself', { pid: entry.status.pid });
     void vm.exited.then((exit) => this.onExit(entry, vm, exit));
-    let ready: RegExpExecArray;
-    try {
-      ready = await vm.waitForConsole(READY_LINE, deps.limits.bootTimeoutMs);
-    } catch (err) {
-      entry.stopRequested = true;
-      await vm.kill();
-      await vm.exited;
-      this.transition(entry, 'failed');
-      entry.status.lastExit = 'no AURAE_READY within the boot timeout';
-      this.save(entry);
-      const message = (err as Error).message.split('\n')[0];
-      throw new AuraeError('UNAVAILABLE', `vm "${request.name}" did not become ready: ${message}; console tail:\n${vm.tail(20)}`);
-    }
-    if (entry.status.state !== 'starting') {
-      throw new AuraeError('UNAVAILABLE', `vm "${request.name}" exited while starting: ${entry.status.lastExit}`);
-    }
-    entry.status.address = `127.0.0.1:${hostPort}`;
-    this.transition(entry, 'running');
-    log.info('vm running', { pid: entry.status.pid, address: entry.status.address, nodePath: entry.status.nodePath, accel: spec.accel, ready: ready[1] });
-    deps.onEvent?.({ kind: 'vm_started', vm: request.name, pid: entry.status.pid, address: entry.status.address });
-    // A stop that came while QEMU was being launched found no process to stop: honour it now.
-    if (!entry.desiredRunning && !this.closing) {
-      log.info('a stop was requested while the vm booted; stopping it now');
-      await this.halt(entry, deps.limits.stopTimeoutMs);
-    }
+    return vm;
   }
 
   private async halt(entry: VmEntry, timeoutMs: number): Promise<void> {
@@ -600,6 +634,11 @@ function restoredEntry(vm: StoredVm, nodePath: string): VmEntry {
 }
 
 /** An exit for status and logs: "QEMU exited with code 0 (the guest reset)" and the like. */
+/** A reset before AURAE_READY that is not a kernel panic (which prints "Kernel panic" before its reboot). */
+export function resetWithoutPanic(exit: VmExit, consoleTail: string): boolean {
+  return exit.shutdown === 'guest-reset' && !/Kernel panic/.test(consoleTail);
+}
+
 export function describeExit(exit: VmExit): string {
   const how = exit.signal ? `QEMU killed by ${exit.signal}` : `QEMU exited with code ${exit.code}`;
   return exit.shutdown ? `${how} (QMP shutdown reason: ${exit.shutdown})` : how;
