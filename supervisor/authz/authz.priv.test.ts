@@ -73,7 +73,7 @@ describe('authorization on a real auraed', () => {
       'identity "viewer" may not call aurae.node.v0.NodeService/Shutdown: no rule allows it and non-admin identities are denied by default: ' +
         'an admin can grant it with: aer authz allow viewer aurae.node.v0.NodeService/Shutdown',
     );
-    expect(auraed.logs).toContainEqual(expect.objectContaining({ level: 'warn', msg: 'rpc denied', caller: 'viewer', method: 'aurae.node.v0.NodeService/Shutdown' }));
+    await expect.poll(() => auraed.logs, { timeout: 10_000 }).toContainEqual(expect.objectContaining({ level: 'warn', msg: 'rpc denied', caller: 'viewer', method: 'aurae.node.v0.NodeService/Shutdown' }));
     // Nor may it read the audit log or grant itself anything.
     expect((await apiError(viewer.authz.audit())).code).toBe('PERMISSION_DENIED');
     expect((await apiError(viewer.authz.allow('viewer', '*'))).details).toMatch(/only identities in authz.admins \(node config\) may change the policy/);

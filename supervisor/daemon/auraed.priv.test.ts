@@ -160,7 +160,7 @@ describe('auraed on the host, not under init', () => {
   it('Shutdown without init is FAILED_PRECONDITION, and the call is logged with the caller', async () => {
     await expectApiError(client().node.shutdown({ reason: 'test' }), 'FAILED_PRECONDITION', 'auraed is not running under aurae init; stop it with SIGTERM');
     await expectApiError(client().node.reboot(), 'FAILED_PRECONDITION');
-    expect(auraed.logs).toContainEqual(expect.objectContaining({ msg: 'rpc', method: 'aurae.node.v0.NodeService/Shutdown', caller: 'admin' }));
+    await expect.poll(() => auraed.logs, { timeout: 10_000 }).toContainEqual(expect.objectContaining({ msg: 'rpc', method: 'aurae.node.v0.NodeService/Shutdown', caller: 'admin' }));
   });
 
   it('validates the reason before acting', async () => {
@@ -236,7 +236,7 @@ describe('auraed under a fake init (IPC channel)', () => {
       for (const deadline = Date.now() + 10_000; !boot.fromInit && Date.now() < deadline; ) boot = (await c.discovery.discover()).boot!;
       expect(boot).toMatchObject({ fromInit: true, kernelToInitMs: 1200, initPhases: [{ name: 'mounts', outcome: 'ok', startMs: 1300, durationMs: 12 }], auraedStarts: 2, firstServingMs: 4800 });
       expect(boot.servingMs).toBeGreaterThan(0);
-      expect(auraed.logs).toContainEqual(expect.objectContaining({ msg: 'ignoring a malformed IPC message from aurae init' }));
+      await expect.poll(() => auraed.logs, { timeout: 10_000 }).toContainEqual(expect.objectContaining({ msg: 'ignoring a malformed IPC message from aurae init' }));
     } finally {
       c.close();
     }

@@ -107,6 +107,9 @@ export interface RunningAuraed {
 }
 
 /** Spawn auraed from the checkout with `configPath`; with `ipc` the caller plays aurae init (stdio fd 3 'ipc', as init does). */
+/** How long an exit waits for auraed's stdout to end. */
+const STDOUT_DRAIN_MS = 2000;
+
 export function launchAuraed(configPath: string, options: { ipc?: boolean } = {}): RunningAuraed {
   const proc = spawn(process.execPath, ['--import', 'tsx', inCheckout('supervisor/main.ts'), '--config', configPath], {
     cwd: inCheckout('.'),
@@ -129,7 +132,16 @@ export function launchAuraed(configPath: string, options: { ipc?: boolean } = {}
   });
   proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => void (stderr += chunk));
   proc.on('message', (m) => void messages.push(m as AuraedToInitMessage));
-  const exited = new Promise<AuraedExit>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  // After the exit, what auraed wrote last is read too (stdout can end after 'exit'); a descendant still holding the
+  // pipe does not hold the exit back for more than a moment.
+  const exited = new Promise<AuraedExit>((resolve) =>
+    proc.once('exit', (code, signal) => {
+      const done = () => resolve({ code, signal });
+      if (proc.stdout!.readableEnded) return done();
+      const timer = setTimeout(done, STDOUT_DRAIN_MS);
+      proc.stdout!.once('end', () => (clearTimeout(timer), done()));
+    }),
+  );
   let exit: AuraedExit | null = null;
   void exited.then((e) => (exit = e));
 

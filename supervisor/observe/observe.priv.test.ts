@@ -218,6 +218,6 @@ describe('auraed as a process: its own log over GetAuraeDaemonLogStream', () => 
     const lines = (await following).map((l) => JSON.parse(l.line) as LogFields);
     expect(lines).toContainEqual(expect.objectContaining({ msg: 'rpc', method: 'aurae.node.v0.NodeService/Reboot', caller: 'admin' }));
     // The same line went to stdout too (what init relays to the console).
-    expect(auraed.logs).toContainEqual(expect.objectContaining({ msg: 'rpc', method: 'aurae.node.v0.NodeService/Reboot' }));
+    await expect.poll(() => auraed.logs, { timeout: 10_000 }).toContainEqual(expect.objectContaining({ msg: 'rpc', method: 'aurae.node.v0.NodeService/Reboot' }));
   });
 });
