@@ -26,7 +26,7 @@ import { spdyExec, spdyPortForward, wsExec } from '../supervisor/cri/streaming/t
 import { buildTestImages, startTestRegistry, testImagesDir, type TestRegistry } from '../supervisor/images/test-registry';
 import { freeLoopbackPort } from '../supervisor/vms';
 import { GUEST_REGISTRY, GUEST_REGISTRY_HOST, withGuestRegistry } from '../image/lib/guest-registry';
-import { startGuestRelay, stopGuestRelay } from '../image/lib/guest-relay';
+import { startGuestRelay, StreamingRelay } from '../image/lib/guest-relay';
 import { type BootedNode, bootNode, eventually, NESTED_HOST_CPUS } from './fixture/node';
 
 const IMAGE = `${GUEST_REGISTRY_HOST}/busybox:latest`;
@@ -58,8 +58,7 @@ describe('45 cri', () => {
   let nodePortOnHost = 0;
   let runtime: InstanceType<typeof RuntimeServiceClient> | null = null;
   let images: InstanceType<typeof ImageServiceClient> | null = null;
-  let streamRelayTarget = '';
-  let streamRelayPid = '';
+  let streamRelay: StreamingRelay | null = null;
 
   const booted = () => {
     if (!node) throw new Error('the node did not boot (see the beforeAll error)');
@@ -82,16 +81,7 @@ describe('45 cri', () => {
   }
 
   /** A streaming URL of the guest (http://127.0.0.1:PORT/…) as the host reaches it through the relay. */
-  async function hostUrl(url: string): Promise<string> {
-    const u = new URL(url);
-    const target = `127.0.0.1:${u.port}`;
-    if (streamRelayTarget !== target) {
-      if (streamRelayPid !== '') await stopGuestRelay(await booted().shell(), streamRelayPid);
-      streamRelayPid = await startRelay(STREAM_RELAY_PORT, target);
-      streamRelayTarget = target;
-    }
-    return `http://127.0.0.1:${streamPort}${u.pathname}${u.search}`;
-  }
+  const hostUrl = (url: string) => (streamRelay ??= new StreamingRelay(() => booted().shell(), STREAM_RELAY_PORT, streamPort)).hostUrl(url);
 
   beforeAll(async () => {
     const built = await buildTestImages(testImagesDir());

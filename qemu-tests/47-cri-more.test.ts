@@ -14,7 +14,7 @@ import { call, type CriNode, refusal, startCriNode } from './fixture/cri';
 import { eventually, NESTED_HOST_CPUS } from './fixture/node';
 import { spdyExec, spdyPortForward, wsExec } from '../supervisor/cri/streaming/testing';
 import { freeLoopbackPort } from '../supervisor/vms';
-import { startGuestRelay, stopGuestRelay } from '../image/lib/guest-relay';
+import { StreamingRelay } from '../image/lib/guest-relay';
 
 const MiB = 1n << 20n;
 /** Stands in for kubelet's /var/lib/kubelet/pods/<uid> (made by the test, as kubelet makes its own; /tmp as in 45). */
@@ -38,17 +38,9 @@ describe('47 cri: resources, metrics, vm sandbox mounts', () => {
   const linux = (over: Record<string, bigint>) => ({ cpuPeriod: 0n, cpuQuota: 0n, cpuShares: 0n, memoryLimitInBytes: 0n, oomScoreAdj: 0n, cpusetCpus: '', cpusetMems: '', hugepageLimits: [], unified: {}, memorySwapLimitInBytes: 0n, ...over });
 
   let streamPort = 0;
-  let streamRelay = { target: '', pid: '' };
+  let streamRelay: StreamingRelay | null = null;
   /** A streaming URL of the guest (http://127.0.0.1:PORT/…) as the host reaches it through a relay. */
-  const hostUrl = async (url: string) => {
-    const u = new URL(url);
-    const target = `127.0.0.1:${u.port}`;
-    if (streamRelay.target !== target) {
-      if (streamRelay.pid !== '') await stopGuestRelay(await node().node.shell(), streamRelay.pid);
-      streamRelay = { target, pid: await startGuestRelay(await node().node.shell(), STREAM_RELAY_PORT, target) };
-    }
-    return `http://127.0.0.1:${streamPort}${u.pathname}${u.search}`;
-  };
+  const hostUrl = (url: string) => (streamRelay ??= new StreamingRelay(() => node().node.shell(), STREAM_RELAY_PORT, streamPort)).hostUrl(url);
 
   beforeAll(async () => {
     streamPort = await freeLoopbackPort();
