@@ -61,7 +61,7 @@ describe('guest relay', () => {
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
     const port = (taken.address() as net.AddressInfo).port;
     try {
-      await expect(startGuestRelay(shell, port, target, opts)).rejects.toThrow(new RegExp(`port ${port} .*exited before listening: relay: port ${port}: .*EADDRINUSE`));
+      await expect(startGuestRelay(shell, port, target, opts)).rejects.toThrow(new RegExp(`port ${port} .*failed before listening: relay: port ${port}: .*EADDRINUSE`));
     } finally {
       await new Promise<void>((resolve) => taken.close(() => resolve()));
     }

@@ -1,8 +1,11 @@
 // A TCP relay inside a booted node, started from its debug shell: the guest's 0.0.0.0:PORT → a Unix socket (e.g.
 // the CRI's /run/aurae/cri.sock) or a host:port of the guest (e.g. the CRI streaming server). The host reaches it
-// through one of QEMU's host forwards (the restricted user network gives the host no other way in). The relay is
-// the shell's child, not auraed's: it outlives an auraed restart. Used by qemu-tests/45-cri, 47-cri-more and
-// image/bench/cri.
+// through one of QEMU's host forwards (the restricted user network gives the host no other way in).
+// The relay is init's child: not auraed's, so it outlives an auraed restart; and not the debug shell's, because
+// that shell (busybox ash, interactive on the console, with echo off as DebugShell sets it) reads its input with
+// a plain fgets, and a background child's SIGCHLD arriving during that read ends the shell as if its input had
+// ended (init respawns a fresh shell; the tests' session and its settings are gone). Used by qemu-tests/45-cri,
+// 47-cri-more and image/bench/cri.
 import http from 'node:http';
 import type { DebugShell } from './debug-shell';
 
@@ -54,7 +57,7 @@ async function until(what: () => Promise<boolean>, timeoutMs: number, failure: (
 export async function stopGuestRelay(shell: Shell, pid: string, port: number, timeoutMs = 30_000): Promise<void> {
   if (!/^\d+$/.test(pid)) throw new Error(`guest relay: "${pid}" is not a pid`);
   await shell.ok(`kill ${pid} 2>/dev/null; true`);
-  // A zombie (exited, not yet reaped by the shell) runs nothing; its sockets are checked through the port.
+  // A zombie (exited, not yet reaped by init) runs nothing; its sockets are checked through the port.
   const alive = `grep -qs '^State:[[:space:]]*[^Z]' /proc/${pid}/status && echo alive || echo gone`;
   await until(
     async () => (await shell.ok(alive)).trim() === 'gone' && (await shell.ok(listenerCheck(port))).trim() === 'free',
@@ -73,8 +76,8 @@ export interface RelayOptions {
 
 /**
  * Start a relay on guest port `port` to `target` (an absolute socket path, or host:port) and wait until it listens
- * (QEMU accepts the host's connection either way, then resets it when nothing listens in the guest); its pid. A
- * relay that fails (its port taken) is reported with what it printed.
+ * (QEMU accepts the host's connection either way, then resets it when nothing listens in the guest); its pid (as
+ * the relay wrote it). A relay that fails (its port taken) is reported with what it printed.
  */
 export async function startGuestRelay(shell: Shell, port: number, target: string, opts: RelayOptions = {}): Promise<string> {
   const { timeoutMs = 30_000, node = '/usr/bin/node', address = '0.0.0.0' } = opts;
@@ -82,15 +85,17 @@ export async function startGuestRelay(shell: Shell, port: number, target: string
   // its reads was once run as separate commands. Written each time: a program from an older run may differ.
   const program = Buffer.from(GUEST_RELAY_JS).toString('base64');
   await shell.ok(`echo '${program}' | base64 -d > ${GUEST_RELAY_FILE}.tmp && mv ${GUEST_RELAY_FILE}.tmp ${GUEST_RELAY_FILE}`);
-  await shell.ok(`rm -f ${readyFile(port)}`);
-  const pid = (await shell.ok(`${node} ${GUEST_RELAY_FILE} ${port} ${target} ${readyFile(port)} ${address} >${logFile(port)} 2>&1 & echo $!`)).trim();
-  const alive = `grep -qs '^State:[[:space:]]*[^Z]' /proc/${pid}/status && echo alive || echo gone`;
+  await shell.ok(`rm -f ${readyFile(port)} ${logFile(port)}`);
+  // In a subshell that exits at once: the relay becomes init's child, not the debug shell's (see the header).
+  await shell.ok(`(${node} ${GUEST_RELAY_FILE} ${port} ${target} ${readyFile(port)} ${address} </dev/null >${logFile(port)} 2>&1 &)`);
+  let pid = '';
   await until(
     async () => {
-      if ((await shell.ok(`cat ${readyFile(port)} 2>/dev/null; true`)).trim() === pid) return true;
-      if ((await shell.ok(alive)).trim() === 'gone') {
-        throw new Error(`guest relay: port ${port} → ${target} exited before listening: ${(await shell.ok(`cat ${logFile(port)}; true`)).trim() || 'it printed nothing'}`);
-      }
+      pid = (await shell.ok(`cat ${readyFile(port)} 2>/dev/null; true`)).trim();
+      if (/^\d+$/.test(pid)) return true;
+      // It prints only when it fails, and then exits.
+      const printed = (await shell.ok(`cat ${logFile(port)} 2>/dev/null; true`)).trim();
+      if (printed) throw new Error(`guest relay: port ${port} → ${target} failed before listening: ${printed}`);
       return false;
     },
     timeoutMs,
