@@ -50,9 +50,8 @@ async function until(what: () => Promise<boolean>, timeoutMs: number, failure: (
 
 /**
  * Stop the relay `pid` on `port` and wait (bounded by `timeoutMs`) until the process is gone and nothing listens on
- * the port, so a new relay can bind it. Both are needed: Node is many threads, and its main thread shows as a zombie
- * while the others still exit holding the process's sockets (a new relay then failed to bind, and the old listener,
- * gone a moment later, was taken for the new one: the host's next connection was reset).
+ * the port, so a new relay can bind it. The port is checked too: a free port is what the next bind needs, and a
+ * process whose main thread is already a zombie may still have threads exiting that hold its sockets.
  */
 export async function stopGuestRelay(shell: Shell, pid: string, port: number, timeoutMs = 30_000): Promise<void> {
   if (!/^\d+$/.test(pid)) throw new Error(`guest relay: "${pid}" is not a pid`);
